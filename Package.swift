@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Chime",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "chime", targets: ["chime"]),
+        .library(name: "ChimeStore", targets: ["ChimeStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // liblz4 from the system (Debian: liblz4-dev).
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]
+        ),
+        // CRC-32C: SSE4.2 instruction when the CPU has it, a table otherwise.
+        .target(
+            name: "CCRC32C",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
+        .target(
+            name: "ChimeStore",
+            dependencies: [
+                "CLZ4",
+                "CCRC32C",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "chime",
+            dependencies: [
+                "ChimeStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Benchmarks: not tests, never timed assertions. See bench/README.md.
+        .executableTarget(
+            name: "StoreBench",
+            dependencies: ["ChimeStore"],
+            path: "bench/StoreBench"
+        ),
+        // A child process the crash tests start and kill with SIGKILL.
+        .executableTarget(
+            name: "CrashAgent",
+            dependencies: ["ChimeStore"],
+            path: "Tests/CrashAgent"
+        ),
+        .testTarget(
+            name: "ChimeStoreTests",
+            dependencies: ["ChimeStore", "CrashAgent", "CCRC32C", "chime"]
+        ),
+    ]
+)

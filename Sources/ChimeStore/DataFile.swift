@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An open file of the store: positional reads and writes, sync, truncate.
+/// pread/pwrite are safe from several threads; the owner serialises writes.
+/// The descriptor closes when the last reference goes, so a reader that still holds a
+/// segment deleted by retention keeps reading valid bytes.
+final class DataFile: @unchecked Sendable {
+    let fd: Int32
+    let path: String
+    let calls: FileSystemCalls
+
+    private init(fd: Int32, path: String, calls: FileSystemCalls) {
+        self.fd = fd
+        self.path = path
+        self.calls = calls
+    }
+
+    deinit { close(fd) }
+
+    static func open(_ path: String, create: Bool, readOnly: Bool = false, calls: FileSystemCalls) throws -> DataFile {
+        var flags = readOnly ? O_RDONLY : O_RDWR
+        flags |= O_CLOEXEC
+        if create { flags |= O_CREAT }
+        let fd = Glibc.open(path, flags, 0o644)
+        guard fd >= 0 else { throw StoreError.system("open", errno: errno, file: path) }
+        return DataFile(fd: fd, path: path, calls: calls)
+    }
+
+    func size() throws -> Int64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw StoreError.system("fstat", errno: errno, file: path) }
+        return Int64(st.st_size)
+    }
+
+    /// Writes all of `iov` at `offset`, retrying short writes. On failure nothing is
+    /// promised about how much landed: the caller truncates back.
+    func writeAll(_ buffers: [UnsafeRawBufferPointer], at offset: Int64) throws {
+        var remaining = buffers.filter { $0.count > 0 }
+        var position = offset
+        while !remaining.isEmpty {
+            let batch = remaining.prefix(512)
+            let written: Int = batch.withUnsafeBufferPointer { _ in
+                var iov = batch.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress!), iov_len: $0.count) }
+                return iov.withUnsafeMutableBufferPointer { calls.pwritev(fd, $0.baseAddress!, Int32($0.count), position) }
+            }
+            if written < 0 {
+                if Int32(-written) == EINTR { continue }
+                throw StoreError.system("write", errno: Int32(-written), file: path, position: position)
+            }
+            guard written > 0 else { throw StoreError(.io, "write made no progress", file: path, position: position) }
+            position += Int64(written)
+            var skip = written
+            while skip > 0, let first = remaining.first {
+                if first.count <= skip {
+                    skip -= first.count
+                    remaining.removeFirst()
+                } else {
+                    remaining[0] = UnsafeRawBufferPointer(rebasing: first[skip...])
+                    skip = 0
+                }
+            }
+        }
+    }
+
+    func write(_ bytes: [UInt8], at offset: Int64) throws {
+        try bytes.withUnsafeBytes { try writeAll([$0], at: offset) }
+    }
+
+    /// Reads up to `buffer.count` bytes at `offset`; fewer only at end of file.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + Int64(done)))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.system("read", errno: errno, file: path, position: offset + Int64(done))
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Reads exactly `count` bytes at `offset` (fewer only if the file ends first).
+    func read(count: Int, at offset: Int64) throws -> [UInt8] {
+        var got = 0
+        let bytes = try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            got = try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+            initialized = got
+        }
+        return bytes
+    }
+
+    func sync() throws {
+        let r = calls.fdatasync(fd)
+        if r != 0 { throw StoreError.system("fdatasync", errno: -r, file: path) }
+    }
+
+    func truncate(to length: Int64) throws {
+        let r = calls.ftruncate(fd, length)
+        if r != 0 { throw StoreError.system("ftruncate", errno: -r, file: path, position: length) }
+    }
+}
+
+/// Directory operations: entries are durable only once the directory itself is synced.
+enum Directory {
+    static func create(_ path: String) throws {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            built += "/" + part
+            if mkdir(built, 0o755) != 0 && errno != EEXIST {
+                throw StoreError.system("mkdir", errno: errno, file: built)
+            }
+        }
+    }
+
+    static func sync(_ path: String) throws {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.system("open directory", errno: errno, file: path) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw StoreError.system("fsync directory", errno: errno, file: path) }
+    }
+
+    static func entries(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw StoreError.system("opendir", errno: errno, file: path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func remove(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT { throw StoreError.system("unlink", errno: errno, file: path) }
+    }
+
+    /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, calls: FileSystemCalls) throws {
+        let temp = path + ".tmp"
+        let file = try DataFile.open(temp, create: true, calls: calls)
+        try file.truncate(to: 0)
+        try file.write(bytes, at: 0)
+        try file.sync()
+        if rename(temp, path) != 0 { throw StoreError.system("rename", errno: errno, file: temp) }
+        try sync(parent(of: path))
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}

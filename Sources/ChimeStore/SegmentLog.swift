@@ -1,0 +1,411 @@
+import Foundation
+import Logging
+
+/// Where an append landed.
+public struct AppendResult: Sendable, Equatable {
+    /// Offset of the first record appended.
+    public var baseOffset: Int64
+    /// Offset of the last record appended.
+    public var lastOffset: Int64
+    /// One past `lastOffset`: the value to wait for durability on.
+    public var nextOffset: Int64 { lastOffset + 1 }
+}
+
+/// What opening a log found, segment by segment.
+public struct LogRecovery: Sendable, Equatable {
+    public var segments: [SegmentRecovery]
+    public var damaged: [DamagedRange] { segments.flatMap(\.damaged) }
+    public var truncatedBytes: Int64 { segments.reduce(0) { $0 + $1.truncatedBytes } }
+}
+
+/// Size and span of one segment, for stats and tools.
+public struct SegmentInfo: Sendable, Equatable {
+    public var baseOffset: Int64
+    public var nextOffset: Int64
+    public var bytes: Int64
+    public var maxTimestamp: Int64
+    public var path: String
+}
+
+/// An append-only log of record batches in a directory of segment files.
+///
+/// One writer at a time is the model (a partition's owner), but the type is safe to share:
+/// appends are serialised by a lock that covers only the write itself, reads take the lock
+/// just long enough to find their segment, and durability waits happen outside it so that
+/// concurrent appenders share fsyncs.
+public final class SegmentLog: @unchecked Sendable {
+    public let directory: String
+    public let configuration: LogConfiguration
+    public let recovery: LogRecovery
+    private let calls: FileSystemCalls
+    private let logger: Logger
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var segments: [LogSegment]
+    private var failure: StoreError?
+    private var isClosed = false
+    private var committer: GroupCommitter?
+
+    private init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger, segments: [LogSegment], recovery: LogRecovery) {
+        self.directory = directory
+        self.configuration = configuration
+        self.calls = calls
+        self.logger = logger
+        self.segments = segments
+        self.recovery = recovery
+    }
+
+    /// Opens (creating if needed) the log in `directory` and recovers it: sealed segments
+    /// are checked against their indexes, the active one is scanned after an unclean stop
+    /// and its torn tail cut; damage elsewhere is isolated and reported in `recovery`.
+    public static func open(
+        directory: String, configuration: LogConfiguration = LogConfiguration(),
+        calls: FileSystemCalls = .system, logger: Logger = Logger(label: "chime.store")
+    ) throws -> SegmentLog {
+        try configuration.validate()
+        try Directory.create(directory)
+        let names = try Directory.entries(directory)
+        for name in names where name.hasSuffix(".tmp") {
+            try Directory.remove(directory + "/" + name)
+        }
+        let bases = names.compactMap(LogSegment.baseOffset(fromFileName:)).sorted()
+        var segments: [LogSegment] = []
+        var reports: [SegmentRecovery] = []
+        for (i, base) in bases.enumerated() {
+            let (segment, report) = try LogSegment.open(
+                directory: directory, baseOffset: base, active: i == bases.count - 1,
+                configuration: configuration, calls: calls, logger: logger)
+            if let previous = segments.last {
+                if base < previous.nextOffset {
+                    throw StoreError(.corruptBatch, "segment starts at offset \(base) but the one before it ends at \(previous.nextOffset)", file: segment.path)
+                }
+                if base > previous.nextOffset {
+                    logger.error("offsets missing between segments", metadata: [
+                        "from": "\(previous.nextOffset)", "to": "\(base)", "file": "\(segment.path)",
+                    ])
+                }
+            }
+            segments.append(segment)
+            reports.append(report)
+        }
+        if segments.isEmpty {
+            segments.append(try LogSegment.create(directory: directory, baseOffset: 0, configuration: configuration, calls: calls))
+        }
+        let log = SegmentLog(
+            directory: directory, configuration: configuration, calls: calls, logger: logger,
+            segments: segments, recovery: LogRecovery(segments: reports))
+        switch configuration.durability {
+        case .always:
+            log.startCommitter(intervalMilliseconds: nil)
+        case .interval(let ms):
+            log.startCommitter(intervalMilliseconds: ms)
+        case .never:
+            break
+        }
+        return log
+    }
+
+    private func startCommitter(intervalMilliseconds: Int?) {
+        let start = segments.last!.nextOffset
+        committer = GroupCommitter(durable: start, intervalMilliseconds: intervalMilliseconds, name: "chime-sync") { [unowned self] in
+            try self.syncActive()
+        }
+    }
+
+    // MARK: - Offsets
+
+    /// The first offset still stored.
+    public var startOffset: Int64 { lock.withLock { segments.first!.baseOffset } }
+    /// The offset the next record will get.
+    public var endOffset: Int64 { lock.withLock { segments.last!.nextOffset } }
+    /// Everything below this offset is known to be on disk.
+    public var durableOffset: Int64 { committer?.durableOffset ?? endOffset }
+
+    public var segmentInfos: [SegmentInfo] {
+        lock.withLock {
+            segments.map { SegmentInfo(baseOffset: $0.baseOffset, nextOffset: $0.nextOffset, bytes: $0.size, maxTimestamp: $0.maxTimestamp, path: $0.path) }
+        }
+    }
+
+    public var totalBytes: Int64 { lock.withLock { segments.reduce(0) { $0 + $1.size } } }
+
+    // MARK: - Append
+
+    /// Validates and appends batches (baseOffsets are stamped here), returning where they
+    /// went. The bytes are written but not yet synced: use `appendDurably` or
+    /// `waitUntilDurable` to wait as the durability policy says.
+    @discardableResult
+    public func append(_ batch: [UInt8]) throws -> AppendResult {
+        try append(contentsOf: [batch])
+    }
+
+    @discardableResult
+    public func append(contentsOf batches: [[UInt8]]) throws -> AppendResult {
+        guard !batches.isEmpty else { throw StoreError(.invalidArgument, "nothing to append") }
+        // Per-batch checks run before the lock: CRC, limits, structure.
+        var headers: [RecordBatchHeader] = []
+        headers.reserveCapacity(batches.count)
+        for (i, bytes) in batches.enumerated() {
+            do {
+                let batch = try RecordBatch(validating: bytes, limits: configuration.limits)
+                if configuration.validateRecordsOnAppend { try batch.validateRecords() }
+                headers.append(batch.header)
+            } catch let error as StoreError {
+                throw StoreError(error.code, batches.count > 1 ? "batch \(i): \(error.message)" : error.message)
+            }
+        }
+
+        lock.lock()
+        defer { lock.unlock() }
+        if isClosed { throw StoreError(.closed, "the log is closed") }
+        if let failure { throw StoreError(.logFailed, "an earlier write or sync failed (\(failure)); reopen the log to recover") }
+
+        let first = segments.last!.nextOffset
+        var offsets = [Int64](repeating: 0, count: batches.count)
+        var next = first
+        for i in batches.indices {
+            offsets[i] = next.littleEndian
+            next += Int64(headers[i].recordCount)
+        }
+        var i = 0
+        while i < batches.count {
+            // As many batches as fit the active segment go in one write.
+            var active = segments.last!
+            if active.size > 0 && active.size + Int64(headers[i].totalSize) > Int64(configuration.segmentBytes) {
+                try roll()
+                active = segments.last!
+            }
+            var j = i
+            var bytes = active.size
+            while j < batches.count && (j == i || bytes + Int64(headers[j].totalSize) <= Int64(configuration.segmentBytes)) {
+                bytes += Int64(headers[j].totalSize)
+                j += 1
+            }
+            try write(batches[i..<j], offsets: offsets, from: i, headers: headers, to: active)
+            i = j
+        }
+        return AppendResult(baseOffset: first, lastOffset: next - 1)
+    }
+
+    /// Writes batches[range] to `segment` in one pwritev, each with its stamped offset.
+    private func write(_ range: ArraySlice<[UInt8]>, offsets: [Int64], from first: Int, headers: [RecordBatchHeader], to segment: LogSegment) throws {
+        let start = segment.size
+        do {
+            try offsets.withUnsafeBytes { offsetBytes in
+                var buffers: [UnsafeRawBufferPointer] = []
+                buffers.reserveCapacity(range.count * 2)
+                // Holding the arrays' storage alive for the duration of the call.
+                try withExtendedLifetime(range) {
+                    for (k, batch) in range.enumerated() {
+                        buffers.append(UnsafeRawBufferPointer(rebasing: offsetBytes[((first + k) * 8)..<((first + k) * 8 + 8)]))
+                        batch.withUnsafeBytes { raw in
+                            // The array's storage is stable while `range` is alive and unmutated.
+                            buffers.append(UnsafeRawBufferPointer(rebasing: raw[8...]))
+                        }
+                    }
+                    try segment.file.writeAll(buffers, at: start)
+                }
+            }
+        } catch let error as StoreError {
+            // Never leave part of a batch behind: cut back to the last whole batch.
+            do {
+                try segment.file.truncate(to: start)
+            } catch {
+                failure = error as? StoreError
+            }
+            if error.code != .noSpace { failure = failure ?? error }
+            committer?.fail(failure ?? error)
+            throw error
+        }
+        var position = start
+        for (k, _) in range.enumerated() {
+            let header = headers[first + k]
+            let base = Int64(littleEndian: offsets[first + k])
+            segment.index.didAppend(baseOffset: base, position: position, size: header.totalSize)
+            segment.maxTimestamp = max(segment.maxTimestamp, header.maxTimestamp)
+            position += Int64(header.totalSize)
+            segment.nextOffset = base + Int64(header.recordCount)
+        }
+        segment.size = position
+    }
+
+    /// Seals the active segment (sync, index written) and starts a new one. Under `lock`.
+    private func roll() throws {
+        let active = segments.last!
+        if configuration.durability != .never {
+            do {
+                try active.file.sync()
+            } catch let error as StoreError {
+                failure = error
+                committer?.fail(error)
+                throw error
+            }
+            committer?.advance(to: active.nextOffset)
+        }
+        try active.writeIndex()
+        let next = try LogSegment.create(directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls)
+        segments.append(next)
+        logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
+    }
+
+    /// Appends and returns once the batches are as durable as the policy promises: on disk
+    /// under `.always` (sharing the sync with concurrent appends), written otherwise.
+    @discardableResult
+    public func appendDurably(_ batches: [[UInt8]]) async throws -> AppendResult {
+        let result = try append(contentsOf: batches)
+        if configuration.durability == .always { try await waitUntilDurable(result.nextOffset) }
+        return result
+    }
+
+    @discardableResult
+    public func appendDurably(_ batch: [UInt8]) async throws -> AppendResult {
+        try await appendDurably([batch])
+    }
+
+    /// Waits until every offset below `offset` is on disk. Under `.never` and `.interval`
+    /// this forces a sync.
+    public func waitUntilDurable(_ offset: Int64) async throws {
+        if let committer, configuration.durability == .always {
+            try await committer.waitUntilDurable(offset)
+        } else {
+            try flush()
+        }
+    }
+
+    /// Syncs the active segment now.
+    public func flush() throws {
+        let covered = try syncActive()
+        committer?.advance(to: covered)
+    }
+
+    /// fdatasync of the active segment; returns the offset it covered. Called by the
+    /// committer's thread without the lock held across the sync.
+    private func syncActive() throws -> Int64 {
+        let (file, end): (DataFile, Int64) = try lock.withLock {
+            if let failure { throw failure }
+            let active = segments.last!
+            return (active.file, active.nextOffset)
+        }
+        do {
+            try file.sync()
+        } catch let error as StoreError {
+            lock.withLock { failure = failure ?? error }
+            throw error
+        }
+        return end
+    }
+
+    // MARK: - Read
+
+    /// Whole batches holding offsets from `offset` on, up to about `maxBytes` (at least one
+    /// batch when any is there). The first batch may start before `offset`. Returns [] at
+    /// the end of the log. A damaged batch in the way is a `.corruptBatch` error whose
+    /// `resumeOffset` says where reading can go on.
+    public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [RecordBatch] {
+        var snapshot: [(segment: LogSegment, end: Int64, position: Int64, next: Int64?)] = []
+        try lock.withLock {
+            let start = segments.first!.baseOffset
+            guard offset >= start else {
+                throw StoreError(.offsetOutOfRange, "offset \(offset) is before the log start \(start) (deleted by retention)", resumeOffset: start)
+            }
+            guard offset < segments.last!.nextOffset else { return }
+            var low = 0, high = segments.count - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if segments[mid].baseOffset <= offset { low = mid } else { high = mid - 1 }
+            }
+            for k in low..<segments.count {
+                let s = segments[k]
+                snapshot.append((s, s.size, k == low ? s.index.position(atOrBefore: offset) : 0, k + 1 < segments.count ? segments[k + 1].baseOffset : nil))
+            }
+        }
+        var out: [RecordBatch] = []
+        var bytes = 0
+        for part in snapshot {
+            try collect(from: part.segment, end: part.end, position: part.position, after: part.next, offset: offset, maxBytes: maxBytes, into: &out, bytes: &bytes)
+            if !out.isEmpty { break }
+        }
+        return out
+    }
+
+    private func collect(
+        from segment: LogSegment, end: Int64, position: Int64, after nextSegment: Int64?, offset: Int64,
+        maxBytes: Int, into out: inout [RecordBatch], bytes: inout Int
+    ) throws {
+        var scanner = SegmentScanner(
+            file: segment.file, fileSize: end, from: position, expectedOffset: nil, limits: configuration.limits,
+            chunk: max(64 << 10, min(maxBytes, 8 << 20)))
+        var damage: (start: Int64, reason: String)? = nil
+        while let event = try scanner.next() {
+            switch event {
+            case .batch(let at, let header):
+                if let d = damage {
+                    // Damage lies before the wanted offset only if this batch does not start after it.
+                    if header.baseOffset > offset {
+                        throw StoreError(.corruptBatch, "damaged batch: \(d.reason)", file: segment.path, position: d.start, resumeOffset: header.baseOffset)
+                    }
+                    damage = nil
+                }
+                if header.lastOffset < offset { continue }
+                out.append(RecordBatch(checked: try segment.file.read(count: header.totalSize, at: at), header: header))
+                bytes += header.totalSize
+                if bytes >= maxBytes { return }
+            case .damaged(let start, _, let reason), .invalidTail(let start, let reason):
+                if !out.isEmpty { return }
+                logger.error("damaged batch on read", metadata: ["file": "\(segment.path)", "position": "\(start)", "reason": "\(reason)"])
+                damage = (start, reason)
+            }
+        }
+        if let d = damage {
+            throw StoreError(.corruptBatch, "damaged batch: \(d.reason)", file: segment.path, position: d.start, resumeOffset: nextSegment ?? segment.nextOffset)
+        }
+    }
+
+    // MARK: - Retention and close
+
+    /// Deletes whole sealed segments that retention allows, oldest first; never the active
+    /// one. Returns the base offsets deleted.
+    @discardableResult
+    public func enforceRetention(nowMilliseconds now: Int64) throws -> [Int64] {
+        let policy = configuration.retention
+        let removed: [LogSegment] = lock.withLock {
+            var total = segments.reduce(0) { $0 + $1.size }
+            var removed: [LogSegment] = []
+            while segments.count > 1 {
+                let oldest = segments[0]
+                let tooOld = policy.maxAgeMilliseconds.map { oldest.maxTimestamp != .min && now - oldest.maxTimestamp > $0 } ?? false
+                let tooBig = policy.maxBytes.map { total > $0 } ?? false
+                guard tooOld || tooBig else { break }
+                segments.removeFirst()
+                total -= oldest.size
+                removed.append(oldest)
+            }
+            return removed
+        }
+        guard !removed.isEmpty else { return [] }
+        for segment in removed {
+            try segment.removeFiles()
+            logger.info("retention deleted segment", metadata: ["file": "\(segment.path)", "bytes": "\(segment.size)"])
+        }
+        try Directory.sync(directory)
+        return removed.map(\.baseOffset)
+    }
+
+    /// Syncs, writes the active segment's index (so the next open needs no scan) and
+    /// stops the sync thread. Appends after this fail with `.closed`.
+    public func close() throws {
+        let committer: GroupCommitter? = lock.withLock {
+            defer { self.committer = nil }
+            return isClosed ? nil : self.committer
+        }
+        committer?.stop()
+        try lock.withLock {
+            guard !isClosed else { return }
+            isClosed = true
+            if failure != nil { return }
+            let active = segments.last!
+            try active.file.sync()
+            try active.writeIndex()
+        }
+    }
+}

@@ -1,0 +1,46 @@
+/// Human-readable numbers for CLI output.
+enum Format {
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    /// A JSON string literal.
+    static func json(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// Printable text for a body or key: UTF-8 if it is, else hex.
+    static func preview(_ bytes: [UInt8], limit: Int = 60) -> String {
+        let head = Array(bytes.prefix(limit))
+        let more = bytes.count > limit ? "…(\(bytes.count) bytes)" : ""
+        if let text = String(validating: head, as: UTF8.self), !text.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+            return text + more
+        }
+        return "0x" + head.map { String(format: "%02x", $0) }.joined() + more
+    }
+}
+
+import Foundation
