@@ -107,8 +107,9 @@ public final class SegmentLog: @unchecked Sendable {
 
     private func startCommitter(intervalMilliseconds: Int?) {
         let start = segments.last!.nextOffset
-        committer = GroupCommitter(durable: start, intervalMilliseconds: intervalMilliseconds, name: "chime-sync") { [unowned self] in
-            try self.syncActive()
+        committer = GroupCommitter(durable: start, intervalMilliseconds: intervalMilliseconds, name: "chime-sync") { [weak self] in
+            guard let self else { throw StoreError(.closed, "the log is gone") }
+            return try self.syncActive()
         }
     }
 
@@ -194,15 +195,11 @@ public final class SegmentLog: @unchecked Sendable {
             try offsets.withUnsafeBytes { offsetBytes in
                 var buffers: [UnsafeRawBufferPointer] = []
                 buffers.reserveCapacity(range.count * 2)
-                // Holding the arrays' storage alive for the duration of the call.
-                try withExtendedLifetime(range) {
-                    for (k, batch) in range.enumerated() {
-                        buffers.append(UnsafeRawBufferPointer(rebasing: offsetBytes[((first + k) * 8)..<((first + k) * 8 + 8)]))
-                        batch.withUnsafeBytes { raw in
-                            // The array's storage is stable while `range` is alive and unmutated.
-                            buffers.append(UnsafeRawBufferPointer(rebasing: raw[8...]))
-                        }
-                    }
+                try Self.withBytes(of: range, from: range.startIndex) { k, raw in
+                    let stamp = (first + k) * 8
+                    buffers.append(UnsafeRawBufferPointer(rebasing: offsetBytes[stamp..<(stamp + 8)]))
+                    buffers.append(UnsafeRawBufferPointer(rebasing: raw[8...]))
+                } then: {
                     try segment.file.writeAll(buffers, at: start)
                 }
             }
@@ -227,6 +224,19 @@ public final class SegmentLog: @unchecked Sendable {
             segment.nextOffset = base + Int64(header.recordCount)
         }
         segment.size = position
+    }
+
+    /// Calls `each` with the bytes of every array in `arrays[index...]`, nested so that all
+    /// of them stay valid, then runs `then` while they still are.
+    private static func withBytes(
+        of arrays: ArraySlice<[UInt8]>, from index: Int,
+        _ each: (Int, UnsafeRawBufferPointer) -> Void, then: () throws -> Void
+    ) throws {
+        guard index < arrays.endIndex else { return try then() }
+        try arrays[index].withUnsafeBytes { raw in
+            each(index - arrays.startIndex, raw)
+            try withBytes(of: arrays, from: index + 1, each, then: then)
+        }
     }
 
     /// Seals the active segment (sync, index written) and starts a new one. Under `lock`.
@@ -314,7 +324,9 @@ public final class SegmentLog: @unchecked Sendable {
                 let mid = (low + high + 1) / 2
                 if segments[mid].baseOffset <= offset { low = mid } else { high = mid - 1 }
             }
-            for k in low..<segments.count {
+            // The segment holding the offset, and the next one in case the offset falls
+            // after the last batch of the first (a gap left by damage).
+            for k in low..<min(low + 2, segments.count) {
                 let s = segments[k]
                 snapshot.append((s, s.size, k == low ? s.index.position(atOrBefore: offset) : 0, k + 1 < segments.count ? segments[k + 1].baseOffset : nil))
             }
@@ -347,7 +359,7 @@ public final class SegmentLog: @unchecked Sendable {
                     damage = nil
                 }
                 if header.lastOffset < offset { continue }
-                out.append(RecordBatch(checked: try segment.file.read(count: header.totalSize, at: at), header: header))
+                out.append(RecordBatch(checked: try scanner.bytes(at: at, count: header.totalSize), header: header))
                 bytes += header.totalSize
                 if bytes >= maxBytes { return }
             case .damaged(let start, _, let reason), .invalidTail(let start, let reason):

@@ -75,6 +75,15 @@ struct SegmentScanner {
         return .success(h)
     }
 
+    /// A copy of the bytes of the batch the last `.batch` event reported (still buffered).
+    mutating func bytes(at position: Int64, count: Int) throws -> [UInt8] {
+        guard try ensure(position, count) else {
+            throw StoreError(.io, "batch at \(position) is no longer readable", file: file.path, position: position)
+        }
+        let start = Int(position - bufferStart)
+        return Array(buffer[start..<(start + count)])
+    }
+
     /// The next event, or nil at the end of the file.
     mutating func next() throws -> Event? {
         guard position < fileSize else { return nil }

@@ -28,16 +28,29 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Segment size in MiB before a new segment file starts.")
     var segmentMiB: Int = 256
 
+    @Option(name: .long, help: "Delete sealed segments whose newest record is older than this many hours (default: keep).")
+    var retentionHours: Double?
+
+    @Option(name: .long, help: "Delete the oldest sealed segments while a log is larger than this many MiB (default: keep).")
+    var retentionMiB: Int?
+
     @Flag(name: .long, help: "Log every recovery step.")
     var verbose = false
 
     func run() async throws {
-        var logger = Logger(label: "chime")
-        logger.logLevel = verbose ? .debug : .info
+        let logger = {
+            var logger = Logger(label: "chime")
+            logger.logLevel = verbose ? .debug : .info
+            return logger
+        }()
         guard let policy = DurabilityPolicy(durability) else {
             throw ValidationError("--durability must be always, never or interval=<ms>, not '\(durability)'")
         }
-        let configuration = LogConfiguration(segmentBytes: segmentMiB << 20, durability: policy)
+        guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("--segment-mib must be between 1 and 4095") }
+        let retention = RetentionPolicy(
+            maxAgeMilliseconds: retentionHours.map { Int64($0 * 3_600_000) },
+            maxBytes: retentionMiB.map { Int64($0) << 20 })
+        let configuration = LogConfiguration(segmentBytes: segmentMiB << 20, durability: policy, retention: retention)
 
         let store = try DataDirectory.open(data, configuration: configuration, logger: logger)
         let segments = store.logs.reduce(0) { $0 + $1.segmentInfos.count }
@@ -47,7 +60,23 @@ struct Serve: AsyncParsableCommand {
         for range in damage { say("chime: DAMAGE \(range)") }
         say("chime: storage engine ready; the network protocol arrives in a later release. Ctrl-C to stop.")
 
+        let sweeper = Task {
+            // Retention runs once a minute; deleting whole segments is cheap.
+            while !Task.isCancelled {
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                for log in store.logs {
+                    do {
+                        let deleted = try log.enforceRetention(nowMilliseconds: now)
+                        if !deleted.isEmpty { say("chime: retention deleted \(deleted.count) segment(s) of \(log.directory)") }
+                    } catch {
+                        logger.error("retention failed", metadata: ["log": "\(log.directory)", "error": "\(error)"])
+                    }
+                }
+                try? await Task.sleep(for: .seconds(60))
+            }
+        }
         await waitForTerminationSignal()
+        sweeper.cancel()
         say("chime: stopping")
         try store.close()
         say("chime: stopped cleanly")
