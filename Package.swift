@@ -43,18 +43,21 @@ let package = Package(
         // Benchmarks: not tests, never timed assertions. See bench/README.md.
         .executableTarget(
             name: "StoreBench",
-            dependencies: ["ChimeStore"],
+            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/StoreBench"
         ),
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(
             name: "CrashAgent",
-            dependencies: ["ChimeStore"],
+            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CrashAgent"
         ),
         .testTarget(
             name: "ChimeStoreTests",
-            dependencies: ["ChimeStore", "CrashAgent", "CCRC32C", "chime"]
+            dependencies: [
+                "ChimeStore", "CrashAgent", "CCRC32C", "chime",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )

@@ -5,7 +5,7 @@ public enum DurabilityPolicy: Sendable, Equatable, CustomStringConvertible, Loss
     case always
     /// A background sync every so many milliseconds; appends return at once.
     case interval(milliseconds: Int)
-    /// The operating system decides; sealed segments and clean closes still sync.
+    /// The operating system decides when to write back; only a clean close syncs.
     case never
 
     public init?(_ text: String) {

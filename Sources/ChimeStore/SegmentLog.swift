@@ -60,7 +60,7 @@ public final class SegmentLog: @unchecked Sendable {
     /// and its torn tail cut; damage elsewhere is isolated and reported in `recovery`.
     public static func open(
         directory: String, configuration: LogConfiguration = LogConfiguration(),
-        calls: FileSystemCalls = .system, logger: Logger = Logger(label: "chime.store")
+        calls: FileSystemCalls = .system, logger: Logger
     ) throws -> SegmentLog {
         try configuration.validate()
         try Directory.create(directory)

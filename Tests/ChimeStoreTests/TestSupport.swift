@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import ChimeStore
@@ -133,3 +134,11 @@ func fileSize(_ path: String) -> Int64 {
 func truncateFile(_ path: String, to size: Int64) {
     precondition(truncate(path, off_t(size)) == 0)
 }
+
+/// Tests assert on `recovery` reports and typed errors, not on log lines, so the store's
+/// (deliberately loud) damage logs are silenced here to keep test output readable.
+let testLogger: Logger = {
+    var logger = Logger(label: "chime.test")
+    logger.logLevel = .critical
+    return logger
+}()

@@ -7,6 +7,7 @@
 // stored CRC-32C) and flushes, so the parent knows exactly what was acknowledged.
 import ChimeStore
 import Foundation
+import Logging
 
 /// Unbuffered: a line the parent reads was acknowledged before the kill.
 func say(_ line: String) { FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!) }
@@ -16,7 +17,7 @@ guard args.count >= 4, args[1] == "append", let seed = UInt64(args[3]) else {
     exit(2)
 }
 let segmentBytes = args.count > 4 ? Int(args[4]) ?? 1 << 20 : 1 << 20
-let log = try SegmentLog.open(directory: args[2], configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .always))
+let log = try SegmentLog.open(directory: args[2], configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .always), logger: Logger(label: "chime.store"))
 say("ready \(log.endOffset)")
 
 /// SplitMix64: a small seeded generator so each run's batches are reproducible.
