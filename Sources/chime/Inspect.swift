@@ -6,8 +6,8 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print and verify the batches of a segment file or a whole log directory.",
         discussion: """
-            Reads the bytes themselves: every batch's CRC-32C is checked and damaged ranges are
-            shown with their byte positions; index files are reported on, never trusted. Safe
+            Reads the bytes themselves: every batch's CRC-32C is checked and damaged ranges are \
+            shown with their byte positions; index files are reported on, never trusted. Safe \
             to run while a broker has the files open.
 
             Examples:

@@ -8,10 +8,10 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Open the data directory, recover every log in it, and run until stopped.",
         discussion: """
-            This release serves the storage engine only: it takes the data directory's lock,
-            recovers every segment log under it (cutting torn tails, reporting damage), prints
-            what it found, and waits. Stop it with Ctrl-C or SIGTERM; it syncs and writes the
-            indexes so the next start needs no scan. The network protocol comes in a later
+            This release serves the storage engine only: it takes the data directory's lock, \
+            recovers every segment log under it (cutting torn tails, reporting damage), prints \
+            what it found, and waits. Stop it with Ctrl-C or SIGTERM; it syncs and writes the \
+            indexes so the next start needs no scan. The network protocol comes in a later \
             release.
 
             Example:
@@ -25,13 +25,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "When an append is durable: always (group commit), interval=<ms>, never.")
     var durability: String = "always"
 
-    @Option(name: .long, help: "Segment size in MiB before a new segment file starts.")
+    @Option(name: .customLong("segment-mib"), help: "Segment size in MiB before a new segment file starts.")
     var segmentMiB: Int = 256
 
     @Option(name: .long, help: "Delete sealed segments whose newest record is older than this many hours (default: keep).")
     var retentionHours: Double?
 
-    @Option(name: .long, help: "Delete the oldest sealed segments while a log is larger than this many MiB (default: keep).")
+    @Option(name: .customLong("retention-mib"), help: "Delete the oldest sealed segments while a log is larger than this many MiB (default: keep).")
     var retentionMiB: Int?
 
     @Flag(name: .long, help: "Log every recovery step.")

@@ -137,4 +137,32 @@ final class Faults: @unchecked Sendable {
         #expect(log.durableOffset == 11)
         try log.close()
     }
+
+    /// Under `interval`, appends return at once and the sync thread makes them durable on
+    /// its own clock, with nobody waiting.
+    @Test func intervalPolicySyncsInTheBackground() async throws {
+        let dir = TemporaryDirectory()
+        let faults = Faults()
+        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .interval(milliseconds: 5)), calls: faults.calls, logger: testLogger)
+        try log.append(try smallBatch("one"))
+        try log.append(try smallBatch("two"))
+        // Bounded wait for the background sync; the assertion is that it happens at all.
+        for _ in 0..<2000 where log.durableOffset < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(log.durableOffset == 2)
+        #expect(faults.syncs >= 1)
+        try log.close()
+    }
+
+    /// Under `never`, nothing syncs until asked; `waitUntilDurable` forces a sync.
+    @Test func neverPolicySyncsOnlyWhenAsked() async throws {
+        let dir = TemporaryDirectory()
+        let faults = Faults()
+        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
+        let r = try log.append(try smallBatch("one"))
+        #expect(faults.syncs == 0)
+        try await log.waitUntilDurable(r.nextOffset)
+        #expect(faults.syncs == 1)
+        try log.close()
+        #expect(faults.syncs == 3, "a clean close syncs the segment and the index it writes")
+    }
 }
