@@ -32,6 +32,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Timer log and the hierarchical timing wheel of list heads (design.md §3).
+        .target(
+            name: "ChimeWheel",
+            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "chime",
             dependencies: [
@@ -58,6 +63,10 @@ let package = Package(
                 "ChimeStore", "CrashAgent", "CCRC32C", "chime",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "ChimeWheelTests",
+            dependencies: ["ChimeWheel"]
         ),
     ]
 )
