@@ -39,27 +39,29 @@ final class DataFile: @unchecked Sendable {
     /// Writes all of `iov` at `offset`, retrying short writes. On failure nothing is
     /// promised about how much landed: the caller truncates back.
     func writeAll(_ buffers: [UnsafeRawBufferPointer], at offset: Int64) throws {
-        var remaining = buffers.filter { $0.count > 0 }
+        var iov = buffers.filter { $0.count > 0 }.map {
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress!), iov_len: $0.count)
+        }
+        var first = 0  // iov[first...] remains to be written
         var position = offset
-        while !remaining.isEmpty {
-            let batch = remaining.prefix(512)
-            let written: Int = batch.withUnsafeBufferPointer { _ in
-                var iov = batch.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress!), iov_len: $0.count) }
-                return iov.withUnsafeMutableBufferPointer { calls.pwritev(fd, $0.baseAddress!, Int32($0.count), position) }
-            }
+        while first < iov.count {
+            let count = min(iov.count - first, 1024)
+            let written = iov.withUnsafeBufferPointer { calls.pwritev(fd, $0.baseAddress! + first, Int32(count), position) }
             if written < 0 {
                 if Int32(-written) == EINTR { continue }
                 throw StoreError.system("write", errno: Int32(-written), file: path, position: position)
             }
             guard written > 0 else { throw StoreError(.io, "write made no progress", file: path, position: position) }
             position += Int64(written)
+            // Skip what was written; a partly written buffer keeps its rest.
             var skip = written
-            while skip > 0, let first = remaining.first {
-                if first.count <= skip {
-                    skip -= first.count
-                    remaining.removeFirst()
+            while skip > 0 {
+                if iov[first].iov_len <= skip {
+                    skip -= iov[first].iov_len
+                    first += 1
                 } else {
-                    remaining[0] = UnsafeRawBufferPointer(rebasing: first[skip...])
+                    iov[first].iov_base += skip
+                    iov[first].iov_len -= skip
                     skip = 0
                 }
             }

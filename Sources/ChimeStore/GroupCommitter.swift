@@ -43,12 +43,14 @@ final class GroupCommitter: @unchecked Sendable {
     func waitUntilDurable(_ target: Int64) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             condition.lock()
-            if let failure {
-                condition.unlock()
-                continuation.resume(throwing: failure)
-            } else if durable >= target {
+            // Durability first: an append that made it to disk stays a success even if a
+            // later sync failed.
+            if durable >= target {
                 condition.unlock()
                 continuation.resume()
+            } else if let failure {
+                condition.unlock()
+                continuation.resume(throwing: failure)
             } else if stopped {
                 condition.unlock()
                 continuation.resume(throwing: StoreError(.closed, "the log is closed"))

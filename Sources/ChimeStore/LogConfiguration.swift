@@ -50,6 +50,10 @@ public struct LogConfiguration: Sendable, Equatable {
     /// Walk every record of an appended batch to check its structure (not only its CRC).
     public var validateRecordsOnAppend: Bool
 
+    /// Offsets one segment may span: index entries hold them relative to the segment's
+    /// base in 32 bits. Internal so tests can make it small.
+    var maxOffsetsPerSegment = Int64(UInt32.max)
+
     public static let defaultSegmentBytes = 256 << 20
     /// Positions in the index are 32-bit.
     public static let maxSegmentBytes = Int(UInt32.max)

@@ -116,8 +116,8 @@ final class LogSegment: @unchecked Sendable {
                 ])
                 segment.damaged.append(range)
                 report.damaged.append(range)
-            case .invalidTail(let start, let reason):
-                if active && !readOnly {
+            case .invalidTail(let start, let reason, let torn):
+                if active && !readOnly && torn {
                     // Only the last write can be torn: cut it so appends continue after the
                     // last whole batch.
                     logger.warning("cutting a torn tail off the active segment", metadata: [
@@ -128,9 +128,11 @@ final class LogSegment: @unchecked Sendable {
                     report.truncatedBytes = size - start
                     segment.size = start
                 } else {
+                    // A whole batch that fails its checks is damage, not a torn write: kept,
+                    // reported, and appends go after it.
                     let range = DamagedRange(file: path, start: start, end: size, reason: reason)
                     if !readOnly {
-                        logger.error("sealed segment ends in damage; isolated, not cut", metadata: [
+                        logger.error("segment ends in damage; isolated, not cut", metadata: [
                             "file": "\(path)", "start": "\(start)", "end": "\(size)", "reason": "\(reason)",
                         ])
                     }

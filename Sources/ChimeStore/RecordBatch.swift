@@ -61,6 +61,13 @@ public struct RecordBatch: Sendable {
             throw StoreError(.batchTooLarge, "declared record section of \(header.recordsSize) bytes is over the limit of \(limits.maxRecordsSize)")
         }
         guard header.recordCount > 0 else { throw StoreError(.malformedBatch, "batch holds no records") }
+        // The smallest record takes 4 bytes (length, timestamp, key and header-count varints).
+        guard UInt64(header.recordCount) * UInt64(RecordLayout.minimumSize) <= UInt64(header.recordsSize) else {
+            throw StoreError(.malformedBatch, "\(header.recordCount) records cannot fit in \(header.recordsSize) bytes")
+        }
+        guard header.baseOffset >= 0, header.baseOffset <= Int64.max - Int64(header.recordCount) else {
+            throw StoreError(.malformedBatch, "base offset \(header.baseOffset) is out of range")
+        }
         guard raw.count >= header.totalSize else {
             throw StoreError(.malformedBatch, "batch declares \(header.totalSize) bytes, only \(raw.count) present")
         }
@@ -96,12 +103,22 @@ public struct RecordBatch: Sendable {
     public func validateRecords() throws {
         let count = recordCount
         let first = header.firstTimestamp
+        let declaredMax = header.maxTimestamp
         try withRecordSection { section in
             var index = 0
+            var maxTimestamp = Int64.min
             for n in 0..<count {
-                guard RecordLayout.parse(section, &index, firstTimestamp: first) != nil else {
+                guard let layout = RecordLayout.parse(section, &index, firstTimestamp: first) else {
                     throw StoreError(.malformedBatch, "record \(n) of \(count) is malformed")
                 }
+                if n == 0 && layout.timestamp != first {
+                    throw StoreError(.malformedBatch, "first record's timestamp differs from the batch's firstTimestamp")
+                }
+                maxTimestamp = max(maxTimestamp, layout.timestamp)
+            }
+            // Retention trusts maxTimestamp: it must be what the records say.
+            guard maxTimestamp == declaredMax else {
+                throw StoreError(.malformedBatch, "batch maxTimestamp \(declaredMax) differs from its records' \(maxTimestamp)")
             }
             guard index == section.count else {
                 throw StoreError(.malformedBatch, "\(section.count - index) bytes follow the last record")
@@ -131,6 +148,9 @@ public struct RecordBatch: Sendable {
 
 /// Where one record's fields lie inside a record section.
 struct RecordLayout {
+    /// Length, timestamp delta, key length and header count: one byte each at least.
+    static let minimumSize = 4
+
     var timestamp: Int64
     var key: Range<Int>?
     var headersStart: Int

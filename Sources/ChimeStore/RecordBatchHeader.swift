@@ -36,8 +36,12 @@ public struct RecordBatchHeader: Sendable, Equatable {
 
     /// Size of the whole batch on disk.
     public var totalSize: Int { Self.lengthFieldEnd + Int(batchLength) }
-    public var lastOffset: Int64 { baseOffset + Int64(recordCount) - 1 }
-    public var nextOffset: Int64 { baseOffset + Int64(recordCount) }
+    /// Valid once `RecordBatch.check` passed (which bounds baseOffset); saturating otherwise.
+    public var lastOffset: Int64 { nextOffset &- 1 }
+    public var nextOffset: Int64 {
+        let (sum, overflow) = baseOffset.addingReportingOverflow(Int64(recordCount))
+        return overflow ? .max : sum
+    }
     public var compression: Compression? { Compression(rawValue: attributes & 0x7) }
 
     /// Reads the header fields; no check is made here (see `RecordBatch.validate`).

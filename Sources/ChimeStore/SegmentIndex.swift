@@ -31,23 +31,33 @@ struct SegmentIndex: Sendable, Equatable {
     @inline(__always)
     mutating func didAppend(baseOffset offset: Int64, position: Int64, size: Int) {
         if entries.isEmpty || bytesSinceEntry >= intervalBytes {
-            entries.append(Entry(relativeOffset: UInt32(offset - baseOffset), position: UInt32(position)))
-            bytesSinceEntry = 0
+            // Entries are 32-bit. The log rolls before either field could overflow, but a
+            // scanned file may be anything: an entry that does not fit is simply left out
+            // (lookups then start from an earlier entry, which is only slower).
+            if let relative = UInt32(exactly: offset - baseOffset), let at = UInt32(exactly: position),
+                entries.last.map({ relative > $0.relativeOffset && at > $0.position }) ?? true
+            {
+                entries.append(Entry(relativeOffset: relative, position: at))
+                bytesSinceEntry = 0
+            }
         }
         bytesSinceEntry += size
     }
 
-    /// Position of the last indexed batch whose base offset is ≤ `offset` (0 if none).
-    func position(atOrBefore offset: Int64) -> Int64 {
-        guard offset >= baseOffset else { return 0 }
+    /// Position and base offset of the last indexed batch whose base offset is ≤ `offset`
+    /// (the segment's start if none). A reader must find that very offset there.
+    func entry(atOrBefore offset: Int64) -> (position: Int64, offset: Int64) {
+        guard offset >= baseOffset else { return (0, baseOffset) }
         let relative = UInt32(clamping: offset - baseOffset)
         var low = 0, high = entries.count
         while low < high {
             let mid = (low + high) / 2
             if entries[mid].relativeOffset <= relative { low = mid + 1 } else { high = mid }
         }
-        return low == 0 ? 0 : Int64(entries[low - 1].position)
+        return low == 0 ? (0, baseOffset) : (Int64(entries[low - 1].position), baseOffset + Int64(entries[low - 1].relativeOffset))
     }
+
+    func position(atOrBefore offset: Int64) -> Int64 { entry(atOrBefore: offset).position }
 
     /// Drops entries at or past `position` (after a torn tail was cut).
     mutating func truncate(toPosition position: Int64) {

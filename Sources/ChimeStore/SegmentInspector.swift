@@ -72,7 +72,7 @@ public enum SegmentInspector {
                 let range = DamagedRange(file: path, start: start, end: end, reason: reason)
                 summary.damaged.append(range)
                 try visit(.damaged(range))
-            case .invalidTail(let start, let reason):
+            case .invalidTail(let start, let reason, _):
                 let range = DamagedRange(file: path, start: start, end: size, reason: reason)
                 summary.damaged.append(range)
                 try visit(.damaged(range))

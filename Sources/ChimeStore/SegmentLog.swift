@@ -91,6 +91,9 @@ public final class SegmentLog: @unchecked Sendable {
         if segments.isEmpty {
             segments.append(try LogSegment.create(directory: directory, baseOffset: 0, configuration: configuration, calls: calls))
         }
+        // What a killed process left in the page cache is not on disk yet: sync it before
+        // counting it durable.
+        try segments.last!.file.sync()
         let log = SegmentLog(
             directory: directory, configuration: configuration, calls: calls, logger: logger,
             segments: segments, recovery: LogRecovery(segments: reports))
@@ -120,7 +123,7 @@ public final class SegmentLog: @unchecked Sendable {
     /// The offset the next record will get.
     public var endOffset: Int64 { lock.withLock { segments.last!.nextOffset } }
     /// Everything below this offset is known to be on disk.
-    public var durableOffset: Int64 { committer?.durableOffset ?? endOffset }
+    public var durableOffset: Int64 { lock.withLock { committer }?.durableOffset ?? endOffset }
 
     public var segmentInfos: [SegmentInfo] {
         lock.withLock {
@@ -140,6 +143,7 @@ public final class SegmentLog: @unchecked Sendable {
         try append(contentsOf: [batch])
     }
 
+    /// Appends several batches as one unit: all of them land, or none does.
     @discardableResult
     public func append(contentsOf batches: [[UInt8]]) throws -> AppendResult {
         guard !batches.isEmpty else { throw StoreError(.invalidArgument, "nothing to append") }
@@ -168,54 +172,100 @@ public final class SegmentLog: @unchecked Sendable {
             offsets[i] = next.littleEndian
             next += Int64(headers[i].recordCount)
         }
-        var i = 0
-        while i < batches.count {
-            // As many batches as fit the active segment go in one write.
-            var active = segments.last!
-            if active.size > 0 && active.size + Int64(headers[i].totalSize) > Int64(configuration.segmentBytes) {
-                try roll()
-                active = segments.last!
+        let undo = UndoPoint(segments.count, segments.last!)
+        do {
+            var i = 0
+            while i < batches.count {
+                var active = segments.last!
+                if active.size > 0 && !fits(i, headers, offsets, in: active, at: active.size) {
+                    try roll()
+                    active = segments.last!
+                }
+                // As many batches as fit the segment go in one write, at most 256 (512 iovecs).
+                var j = i + 1
+                var bytes = active.size + Int64(headers[i].totalSize)
+                while j < batches.count && j - i < 256 && fits(j, headers, offsets, in: active, at: bytes) {
+                    bytes += Int64(headers[j].totalSize)
+                    j += 1
+                }
+                try write(batches[i..<j], offsets: offsets, from: i, headers: headers, to: active)
+                i = j
             }
-            var j = i
-            var bytes = active.size
-            while j < batches.count && (j == i || bytes + Int64(headers[j].totalSize) <= Int64(configuration.segmentBytes)) {
-                bytes += Int64(headers[j].totalSize)
-                j += 1
+        } catch let error as StoreError {
+            // All or nothing: cut back what this call wrote, drop the segments it created.
+            do {
+                try rollBack(to: undo)
+            } catch {
+                failure = failure ?? (error as? StoreError) ?? StoreError(.io, "\(error)")
             }
-            try write(batches[i..<j], offsets: offsets, from: i, headers: headers, to: active)
-            i = j
+            // ENOSPC leaves the log usable once there is room; anything else does not.
+            if error.code != .noSpace { failure = failure ?? error }
+            if let failure { committer?.fail(failure) }
+            throw error
         }
         return AppendResult(baseOffset: first, lastOffset: next - 1)
     }
 
-    /// Writes batches[range] to `segment` in one pwritev, each with its stamped offset.
+    /// Whether batch `i` fits `segment` after `bytes`: the size limit, and offsets that the
+    /// segment's 32-bit index can address relative to its base.
+    private func fits(_ i: Int, _ headers: [RecordBatchHeader], _ offsets: [Int64], in segment: LogSegment, at bytes: Int64) -> Bool {
+        let end = Int64(littleEndian: offsets[i]) + Int64(headers[i].recordCount)
+        return bytes + Int64(headers[i].totalSize) <= Int64(configuration.segmentBytes)
+            && end - segment.baseOffset <= configuration.maxOffsetsPerSegment
+    }
+
+    /// Where the active segment stood before an append call.
+    private struct UndoPoint {
+        var segmentCount: Int
+        var size: Int64
+        var nextOffset: Int64
+        var maxTimestamp: Int64
+        var index: SegmentIndex
+
+        init(_ count: Int, _ active: LogSegment) {
+            segmentCount = count
+            size = active.size
+            nextOffset = active.nextOffset
+            maxTimestamp = active.maxTimestamp
+            index = active.index
+        }
+    }
+
+    /// Restores the log to `undo`. Under `lock`.
+    private func rollBack(to undo: UndoPoint) throws {
+        while segments.count > undo.segmentCount {
+            let created = segments.removeLast()
+            try created.removeFiles()
+        }
+        if segments.count < undo.segmentCount { return }
+        let active = segments.last!
+        // Always: a failed write may have left bytes past the recorded size.
+        try active.file.truncate(to: undo.size)
+        active.size = undo.size
+        active.nextOffset = undo.nextOffset
+        active.maxTimestamp = undo.maxTimestamp
+        active.index = undo.index
+        try Directory.remove(active.indexPath)  // a roll may have written it
+        try Directory.sync(directory)
+    }
+
+    /// Writes batches[range] to `segment` in one pwritev, each with its stamped offset,
+    /// then records them. Under `lock`.
     private func write(_ range: ArraySlice<[UInt8]>, offsets: [Int64], from first: Int, headers: [RecordBatchHeader], to segment: LogSegment) throws {
         let start = segment.size
-        do {
-            try offsets.withUnsafeBytes { offsetBytes in
-                var buffers: [UnsafeRawBufferPointer] = []
-                buffers.reserveCapacity(range.count * 2)
-                try Self.withBytes(of: range, from: range.startIndex) { k, raw in
-                    let stamp = (first + k) * 8
-                    buffers.append(UnsafeRawBufferPointer(rebasing: offsetBytes[stamp..<(stamp + 8)]))
-                    buffers.append(UnsafeRawBufferPointer(rebasing: raw[8...]))
-                } then: {
-                    try segment.file.writeAll(buffers, at: start)
-                }
+        try offsets.withUnsafeBytes { offsetBytes in
+            var buffers: [UnsafeRawBufferPointer] = []
+            buffers.reserveCapacity(range.count * 2)
+            try Self.withBytes(of: range, from: range.startIndex) { k, raw in
+                let stamp = (first + k) * 8
+                buffers.append(UnsafeRawBufferPointer(rebasing: offsetBytes[stamp..<(stamp + 8)]))
+                buffers.append(UnsafeRawBufferPointer(rebasing: raw[8...]))
+            } then: {
+                try segment.file.writeAll(buffers, at: start)
             }
-        } catch let error as StoreError {
-            // Never leave part of a batch behind: cut back to the last whole batch.
-            do {
-                try segment.file.truncate(to: start)
-            } catch {
-                failure = error as? StoreError
-            }
-            if error.code != .noSpace { failure = failure ?? error }
-            committer?.fail(failure ?? error)
-            throw error
         }
         var position = start
-        for (k, _) in range.enumerated() {
+        for k in 0..<range.count {
             let header = headers[first + k]
             let base = Int64(littleEndian: offsets[first + k])
             segment.index.didAppend(baseOffset: base, position: position, size: header.totalSize)
@@ -227,7 +277,7 @@ public final class SegmentLog: @unchecked Sendable {
     }
 
     /// Calls `each` with the bytes of every array in `arrays[index...]`, nested so that all
-    /// of them stay valid, then runs `then` while they still are.
+    /// of them stay valid, then runs `then` while they still are. Callers pass at most 256.
     private static func withBytes(
         of arrays: ArraySlice<[UInt8]>, from index: Int,
         _ each: (Int, UnsafeRawBufferPointer) -> Void, then: () throws -> Void
@@ -239,19 +289,18 @@ public final class SegmentLog: @unchecked Sendable {
         }
     }
 
-    /// Seals the active segment (sync, index written) and starts a new one. Under `lock`.
+    /// Seals the active segment — synced under every policy, so a sealed segment and the
+    /// index that vouches for it are always on disk together — and starts a new one.
+    /// Under `lock`.
     private func roll() throws {
         let active = segments.last!
-        if configuration.durability != .never {
-            do {
-                try active.file.sync()
-            } catch let error as StoreError {
-                failure = error
-                committer?.fail(error)
-                throw error
-            }
-            committer?.advance(to: active.nextOffset)
+        do {
+            try active.file.sync()
+        } catch let error as StoreError {
+            failure = failure ?? error
+            throw error
         }
+        committer?.advance(to: active.nextOffset)
         try active.writeIndex()
         let next = try LogSegment.create(directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls)
         segments.append(next)
@@ -275,6 +324,10 @@ public final class SegmentLog: @unchecked Sendable {
     /// Waits until every offset below `offset` is on disk. Under `.never` and `.interval`
     /// this forces a sync.
     public func waitUntilDurable(_ offset: Int64) async throws {
+        let (committer, end) = lock.withLock { (self.committer, segments.last!.nextOffset) }
+        guard offset <= end else {
+            throw StoreError(.invalidArgument, "offset \(offset) is past the end of the log (\(end))")
+        }
         if let committer, configuration.durability == .always {
             try await committer.waitUntilDurable(offset)
         } else {
@@ -285,7 +338,7 @@ public final class SegmentLog: @unchecked Sendable {
     /// Syncs the active segment now.
     public func flush() throws {
         let covered = try syncActive()
-        committer?.advance(to: covered)
+        lock.withLock { committer }?.advance(to: covered)
     }
 
     /// fdatasync of the active segment; returns the offset it covered. Called by the
@@ -312,7 +365,7 @@ public final class SegmentLog: @unchecked Sendable {
     /// the end of the log. A damaged batch in the way is a `.corruptBatch` error whose
     /// `resumeOffset` says where reading can go on.
     public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [RecordBatch] {
-        var snapshot: [(segment: LogSegment, end: Int64, position: Int64, next: Int64?)] = []
+        var snapshot: [(segment: LogSegment, end: Int64, position: Int64, expected: Int64, next: Int64?)] = []
         try lock.withLock {
             let start = segments.first!.baseOffset
             guard offset >= start else {
@@ -325,27 +378,32 @@ public final class SegmentLog: @unchecked Sendable {
                 if segments[mid].baseOffset <= offset { low = mid } else { high = mid - 1 }
             }
             // The segment holding the offset, and the next one in case the offset falls
-            // after the last batch of the first (a gap left by damage).
+            // after the last readable batch of the first (a gap left by damage).
             for k in low..<min(low + 2, segments.count) {
                 let s = segments[k]
-                snapshot.append((s, s.size, k == low ? s.index.position(atOrBefore: offset) : 0, k + 1 < segments.count ? segments[k + 1].baseOffset : nil))
+                let entry = k == low ? s.index.entry(atOrBefore: offset) : (position: 0, offset: s.baseOffset)
+                snapshot.append((s, s.size, entry.position, entry.offset, k + 1 < segments.count ? segments[k + 1].baseOffset : nil))
             }
         }
         var out: [RecordBatch] = []
         var bytes = 0
         for part in snapshot {
-            try collect(from: part.segment, end: part.end, position: part.position, after: part.next, offset: offset, maxBytes: maxBytes, into: &out, bytes: &bytes)
+            try collect(
+                from: part.segment, end: part.end, position: part.position, expected: part.expected, after: part.next,
+                offset: offset, maxBytes: maxBytes, into: &out, bytes: &bytes)
             if !out.isEmpty { break }
         }
         return out
     }
 
     private func collect(
-        from segment: LogSegment, end: Int64, position: Int64, after nextSegment: Int64?, offset: Int64,
+        from segment: LogSegment, end: Int64, position: Int64, expected: Int64, after nextSegment: Int64?, offset: Int64,
         maxBytes: Int, into out: inout [RecordBatch], bytes: inout Int
     ) throws {
+        // The batch at the index position must carry the index's offset: the index is a
+        // hint, the scanner checks it like every other batch.
         var scanner = SegmentScanner(
-            file: segment.file, fileSize: end, from: position, expectedOffset: nil, limits: configuration.limits,
+            file: segment.file, fileSize: end, from: position, expectedOffset: expected, limits: configuration.limits,
             chunk: max(64 << 10, min(maxBytes, 8 << 20)))
         var damage: (start: Int64, reason: String)? = nil
         while let event = try scanner.next() {
@@ -362,7 +420,7 @@ public final class SegmentLog: @unchecked Sendable {
                 out.append(RecordBatch(checked: try scanner.bytes(at: at, count: header.totalSize), header: header))
                 bytes += header.totalSize
                 if bytes >= maxBytes { return }
-            case .damaged(let start, _, let reason), .invalidTail(let start, let reason):
+            case .damaged(let start, _, let reason), .invalidTail(let start, let reason, _):
                 if !out.isEmpty { return }
                 logger.error("damaged batch on read", metadata: ["file": "\(segment.path)", "position": "\(start)", "reason": "\(reason)"])
                 damage = (start, reason)
@@ -385,7 +443,7 @@ public final class SegmentLog: @unchecked Sendable {
             var removed: [LogSegment] = []
             while segments.count > 1 {
                 let oldest = segments[0]
-                let tooOld = policy.maxAgeMilliseconds.map { oldest.maxTimestamp != .min && now - oldest.maxTimestamp > $0 } ?? false
+                let tooOld = policy.maxAgeMilliseconds.map { Self.age(now: now, of: oldest.maxTimestamp) > $0 } ?? false
                 let tooBig = policy.maxBytes.map { total > $0 } ?? false
                 guard tooOld || tooBig else { break }
                 segments.removeFirst()
@@ -403,17 +461,26 @@ public final class SegmentLog: @unchecked Sendable {
         return removed.map(\.baseOffset)
     }
 
+    /// Milliseconds from `timestamp` to `now`, saturating; 0 for an empty segment or a
+    /// timestamp in the future.
+    static func age(now: Int64, of timestamp: Int64) -> Int64 {
+        guard timestamp != .min, now > timestamp else { return 0 }
+        let (age, overflow) = now.subtractingReportingOverflow(timestamp)
+        return overflow ? .max : age
+    }
+
     /// Syncs, writes the active segment's index (so the next open needs no scan) and
     /// stops the sync thread. Appends after this fail with `.closed`.
     public func close() throws {
+        // Refuse appends first, so the committer's last sync covers every append made.
         let committer: GroupCommitter? = lock.withLock {
+            guard !isClosed else { return nil }
+            isClosed = true
             defer { self.committer = nil }
-            return isClosed ? nil : self.committer
+            return self.committer
         }
         committer?.stop()
         try lock.withLock {
-            guard !isClosed else { return }
-            isClosed = true
             if failure != nil { return }
             let active = segments.last!
             try active.file.sync()

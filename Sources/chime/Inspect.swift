@@ -7,8 +7,9 @@ struct Inspect: ParsableCommand {
         abstract: "Print and verify the batches of a segment file or a whole log directory.",
         discussion: """
             Reads the bytes themselves: every batch's CRC-32C is checked and damaged ranges are \
-            shown with their byte positions; index files are reported on, never trusted. Safe \
-            to run while a broker has the files open.
+            shown with their byte positions; index files are reported on, never trusted. It \
+            only reads, so it may run beside a broker, but a batch being written at that \
+            moment can show as a damaged tail.
 
             Examples:
               chime inspect data/orders/0/ready                 # every segment of a log
@@ -53,7 +54,16 @@ struct Inspect: ParsableCommand {
                         print(String(format: "  @%-10lld offsets %lld..%lld  %6u records  %9d bytes  %@  crc ok",
                                      b.position, h.baseOffset, h.lastOffset, h.recordCount, h.totalSize, "\(h.compression ?? .none)".padding(toLength: 4, withPad: " ", startingAt: 0)))
                     }
-                    if records && !verify { try printRecords(b) }
+                    if records && !verify {
+                        do {
+                            try printRecords(b)
+                        } catch let error as StoreError {
+                            // CRC-valid but not decodable: say so and go on with the next batch.
+                            print(json
+                                ? "{\"type\":\"damage\",\"file\":\(Format.json(b.file)),\"position\":\(b.position),\"crc\":\"ok\",\"reason\":\(Format.json(error.message))}"
+                                : "    RECORDS UNREADABLE at \(b.position): \(error.message)")
+                        }
+                    }
                 case .damaged(let d):
                     if json {
                         print("{\"type\":\"damage\",\"file\":\(Format.json(d.file)),\"position\":\(d.start),\"end\":\(d.end),\"crc\":\"bad\",\"reason\":\(Format.json(d.reason))}")

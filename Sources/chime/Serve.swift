@@ -47,6 +47,10 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--durability must be always, never or interval=<ms>, not '\(durability)'")
         }
         guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("--segment-mib must be between 1 and 4095") }
+        if let hours = retentionHours, !(hours.isFinite && hours > 0) {
+            throw ValidationError("--retention-hours must be a positive number of hours")
+        }
+        if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be a positive number of MiB") }
         let retention = RetentionPolicy(
             maxAgeMilliseconds: retentionHours.map { Int64($0 * 3_600_000) },
             maxBytes: retentionMiB.map { Int64($0) << 20 })

@@ -15,6 +15,19 @@ final class Faults: @unchecked Sendable {
     let gate = DispatchSemaphore(value: 0)
     let entered = DispatchSemaphore(value: 0)
     private var _gated = false
+    /// When set, this many more pwritev calls succeed, then every one fails with ENOSPC.
+    private var _writesBeforeENOSPC: Int? = nil
+    var writesBeforeENOSPC: Int? { get { lock.withLock { _writesBeforeENOSPC } } set { lock.withLock { _writesBeforeENOSPC = newValue } } }
+
+    /// Counts down; true when this write must fail.
+    fileprivate func consumeWrite() -> Bool {
+        lock.withLock {
+            guard let n = _writesBeforeENOSPC else { return false }
+            if n == 0 { return true }
+            _writesBeforeENOSPC = n - 1
+            return false
+        }
+    }
 
     var writeError: Int32? { get { lock.withLock { _writeError } } set { lock.withLock { _writeError = newValue } } }
     var partialWriteThenError: Bool { get { lock.withLock { _partialWriteThenError } } set { lock.withLock { _partialWriteThenError = newValue } } }
@@ -25,6 +38,7 @@ final class Faults: @unchecked Sendable {
     var calls: FileSystemCalls {
         FileSystemCalls(
             pwritev: { fd, iov, count, offset in
+                if self.consumeWrite() { return -Int(ENOSPC) }
                 if let e = self.writeError {
                     if self.partialWriteThenError {
                         // Half of the first buffer really lands, then the device is full.
@@ -133,7 +147,7 @@ final class Faults: @unchecked Sendable {
         _ = try await first
         let results = try await rest.value
         #expect(results.count == 10)
-        #expect(faults.syncs == 2, "one sync for the first append, one shared by the other ten")
+        #expect(faults.syncs == 3, "one at open, one for the first append, one shared by the other ten")
         #expect(log.durableOffset == 11)
         try log.close()
     }
@@ -158,11 +172,12 @@ final class Faults: @unchecked Sendable {
         let dir = TemporaryDirectory()
         let faults = Faults()
         let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
+        #expect(faults.syncs == 1, "open syncs what an earlier process may have left unsynced")
         let r = try log.append(try smallBatch("one"))
-        #expect(faults.syncs == 0)
-        try await log.waitUntilDurable(r.nextOffset)
         #expect(faults.syncs == 1)
+        try await log.waitUntilDurable(r.nextOffset)
+        #expect(faults.syncs == 2)
         try log.close()
-        #expect(faults.syncs == 3, "a clean close syncs the segment and the index it writes")
+        #expect(faults.syncs == 4, "a clean close syncs the segment and the index it writes")
     }
 }
