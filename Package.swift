@@ -66,7 +66,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimeWheelTests",
-            dependencies: ["ChimeWheel"]
+            dependencies: ["ChimeWheel", "ChimeStore"]
         ),
     ]
 )

@@ -20,23 +20,11 @@ let segmentBytes = args.count > 4 ? Int(args[4]) ?? 1 << 20 : 1 << 20
 let log = try SegmentLog.open(directory: args[2], configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .always), logger: Logger(label: "chime.store"))
 say("ready \(log.endOffset)")
 
-/// SplitMix64: a small seeded generator so each run's batches are reproducible.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 let output = NSLock()
 await withThrowingTaskGroup(of: Void.self) { group in
     for task in 0..<4 {
         group.addTask {
-            var rng = SplitMix(state: seed &* 31 &+ UInt64(task))
+            var rng = SplitMix64(seed: seed &* 31 &+ UInt64(task))
             var n = 0
             while true {
                 var builder = RecordBatchBuilder(compression: n % 3 == 0 ? .lz4 : .none)

@@ -140,19 +140,6 @@ struct Options: Sendable {
 
 // MARK: - Seeded text
 
-/// SplitMix64: small, fast, and the same sequence on every platform for a seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Event-like JSON bodies: a random 64-bit id, a user number, an event name and a message of
 /// words from a small vocabulary, cut to the exact size. Compresses roughly like real
 /// application events: repeated keys and words, a few random digits.
