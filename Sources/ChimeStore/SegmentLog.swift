@@ -220,14 +220,14 @@ public final class SegmentLog: @unchecked Sendable {
         var size: Int64
         var nextOffset: Int64
         var maxTimestamp: Int64
-        var index: SegmentIndex
+        // Not the index itself: holding a copy would make the next append copy the whole
+        // entry array (copy-on-write). Rolling back truncates it instead.
 
         init(_ count: Int, _ active: LogSegment) {
             segmentCount = count
             size = active.size
             nextOffset = active.nextOffset
             maxTimestamp = active.maxTimestamp
-            index = active.index
         }
     }
 
@@ -244,7 +244,7 @@ public final class SegmentLog: @unchecked Sendable {
         active.size = undo.size
         active.nextOffset = undo.nextOffset
         active.maxTimestamp = undo.maxTimestamp
-        active.index = undo.index
+        active.index.truncate(toPosition: undo.size)
         try Directory.remove(active.indexPath)  // a roll may have written it
         try Directory.sync(directory)
     }
