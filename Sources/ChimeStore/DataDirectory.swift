@@ -7,10 +7,10 @@ import Logging
 /// `.lock`), with every segment log under it opened and recovered.
 public final class DataDirectory: @unchecked Sendable {
     public let path: String
-    public let logs: [SegmentLog]
+    public let logs: [RecordLog]
     private let lockFD: Int32
 
-    private init(path: String, logs: [SegmentLog], lockFD: Int32) {
+    private init(path: String, logs: [RecordLog], lockFD: Int32) {
         self.path = path
         self.logs = logs
         self.lockFD = lockFD
@@ -27,7 +27,7 @@ public final class DataDirectory: @unchecked Sendable {
         }
         do {
             let logs = try logDirectories(under: path).map {
-                try SegmentLog.open(directory: $0, configuration: configuration, logger: logger)
+                try RecordLog.open(directory: $0, configuration: configuration, logger: logger)
             }
             return DataDirectory(path: path, logs: logs, lockFD: fd)
         } catch {
@@ -44,7 +44,7 @@ public final class DataDirectory: @unchecked Sendable {
             var hasSegments = false
             for name in try Directory.entries(dir).sorted() {
                 let child = dir + "/" + name
-                if LogSegment.baseOffset(fromFileName: name) != nil { hasSegments = true }
+                if LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) != nil { hasSegments = true }
                 else if !name.hasPrefix("."), Directory.isDirectory(child) { pending.append(child) }
             }
             if hasSegments { found.append(dir) }

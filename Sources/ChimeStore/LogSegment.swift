@@ -27,9 +27,9 @@ public struct SegmentRecovery: Sendable, Equatable {
     public var damaged: [DamagedRange]
 }
 
-/// One segment file (`<20-digit base offset>.log`) and its sparse index.
+/// One segment file (`<20-digit base address>.<ext>`) and its sparse index.
 /// Mutable state is changed only under the owning log's lock; reads use pread.
-final class LogSegment: @unchecked Sendable {
+final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
     let baseOffset: Int64
     let file: DataFile
     let indexPath: String
@@ -49,8 +49,9 @@ final class LogSegment: @unchecked Sendable {
 
     /// Parses `00000000000000001234.log` into 1234.
     static func baseOffset(fromFileName name: String) -> Int64? {
-        guard name.hasSuffix(".log") else { return nil }
-        let stem = name.dropLast(4)
+        let suffix = "." + Format.fileExtension
+        guard name.hasSuffix(suffix) else { return nil }
+        let stem = name.dropLast(suffix.count)
         guard stem.count == 20, stem.allSatisfy(\.isASCII), stem.allSatisfy(\.isNumber) else { return nil }
         return Int64(stem)
     }
@@ -67,7 +68,7 @@ final class LogSegment: @unchecked Sendable {
 
     /// Creates a new empty segment and makes its directory entry durable.
     static func create(directory: String, baseOffset: Int64, configuration: LogConfiguration, calls: FileSystemCalls) throws -> LogSegment {
-        let path = directory + "/" + fileName(baseOffset, "log")
+        let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
         let file = try DataFile.open(path, create: true, calls: calls)
         try file.truncate(to: 0)
         try Directory.sync(directory)
@@ -83,7 +84,7 @@ final class LogSegment: @unchecked Sendable {
         directory: String, baseOffset: Int64, active: Bool, configuration: LogConfiguration,
         calls: FileSystemCalls, readOnly: Bool = false, logger: Logger
     ) throws -> (LogSegment, SegmentRecovery) {
-        let path = directory + "/" + fileName(baseOffset, "log")
+        let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
         let file = try DataFile.open(path, create: false, readOnly: readOnly, calls: calls)
         let size = try file.size()
         let segment = LogSegment(
@@ -102,13 +103,13 @@ final class LogSegment: @unchecked Sendable {
         }
 
         report.scanned = true
-        var scanner = SegmentScanner(file: file, fileSize: size, from: 0, expectedOffset: baseOffset, limits: configuration.limits)
+        var scanner = SegmentScanner<Format>(file: file, fileSize: size, from: 0, expectedOffset: baseOffset, limits: configuration.limits)
         while let event = try scanner.next() {
             switch event {
-            case .batch(let position, let header):
-                segment.index.didAppend(baseOffset: header.baseOffset, position: position, size: header.totalSize)
-                segment.nextOffset = header.nextOffset
-                segment.maxTimestamp = max(segment.maxTimestamp, header.maxTimestamp)
+            case .batch(let position, let frame):
+                segment.index.didAppend(baseOffset: frame.address, position: position, size: frame.totalSize)
+                segment.nextOffset = frame.nextAddress
+                segment.maxTimestamp = max(segment.maxTimestamp, frame.maxTimestamp)
             case .damaged(let start, let end, let reason):
                 let range = DamagedRange(file: path, start: start, end: end, reason: reason)
                 logger.error("segment damage isolated; the valid batches after it stay readable", metadata: [
@@ -142,6 +143,10 @@ final class LogSegment: @unchecked Sendable {
             }
         }
         report.validBytes = segment.size - segment.damaged.reduce(0) { $0 + ($1.end - $1.start) }
+        if Format.addressing == .bytes {
+            // Addresses are positions: what follows kept damage starts after its bytes.
+            segment.nextOffset = baseOffset + segment.size
+        }
         if !active && !readOnly {
             // Remember the rebuilt index so the next open need not scan.
             try? segment.writeIndex()

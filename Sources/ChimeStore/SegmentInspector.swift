@@ -33,11 +33,11 @@ public enum SegmentInspector {
     /// The segment files of a log directory, or the one file given, in offset order.
     public static func segmentFiles(at path: String) throws -> [String] {
         if Directory.isDirectory(path) {
-            let names = try Directory.entries(path).filter { LogSegment.baseOffset(fromFileName: $0) != nil }.sorted()
+            let names = try Directory.entries(path).filter { LogSegment<RecordBatchFormat>.baseOffset(fromFileName: $0) != nil }.sorted()
             return names.map { path + "/" + $0 }
         }
         let name = String(path.split(separator: "/").last ?? "")
-        guard LogSegment.baseOffset(fromFileName: name) != nil else {
+        guard LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) != nil else {
             throw StoreError(.invalidArgument, "\(path) is neither a log directory nor a segment file (<20 digits>.log)")
         }
         return [path]
@@ -48,7 +48,7 @@ public enum SegmentInspector {
         segmentFile path: String, limits: BatchLimits = BatchLimits(), visit: (Entry) throws -> Void
     ) throws -> SegmentSummary {
         let name = String(path.split(separator: "/").last ?? "")
-        guard let base = LogSegment.baseOffset(fromFileName: name) else {
+        guard let base = LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) else {
             throw StoreError(.invalidArgument, "\(path) is not named like a segment file (<20 digits>.log)")
         }
         let file = try DataFile.open(path, create: false, readOnly: true, calls: .system)
@@ -59,10 +59,11 @@ public enum SegmentInspector {
             let bytes = try indexFile.read(count: Int(min(try indexFile.size(), 1 << 30)), at: 0)
             summary.index = SegmentIndex.decode(bytes, baseOffset: base, segmentSize: size, intervalBytes: 4096) != nil ? .ok : .stale
         }
-        var scanner = SegmentScanner(file: file, fileSize: size, from: 0, expectedOffset: base, limits: limits)
+        var scanner = SegmentScanner<RecordBatchFormat>(file: file, fileSize: size, from: 0, expectedOffset: base, limits: limits)
         while let event = try scanner.next() {
             switch event {
-            case .batch(let position, let header):
+            case .batch(let position, _):
+                let header = try scanner.bytes(at: position, count: RecordBatchHeader.size).withUnsafeBytes { RecordBatchHeader($0) }
                 summary.batches += 1
                 summary.records += Int64(header.recordCount)
                 if summary.firstOffset == nil { summary.firstOffset = header.baseOffset }

@@ -27,13 +27,14 @@ public struct SegmentInfo: Sendable, Equatable {
     public var path: String
 }
 
-/// An append-only log of record batches in a directory of segment files.
+/// An append-only log of entries (record batches for `RecordLog`, timer entries for the
+/// timer log) in a directory of segment files.
 ///
 /// One writer at a time is the model (a partition's owner), but the type is safe to share:
 /// appends are serialised by a lock that covers only the write itself, reads take the lock
 /// just long enough to find their segment, and durability waits happen outside it so that
 /// concurrent appenders share fsyncs.
-public final class SegmentLog: @unchecked Sendable {
+public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration
     public let recovery: LogRecovery
@@ -41,12 +42,12 @@ public final class SegmentLog: @unchecked Sendable {
     private let logger: Logger
     private let lock = NSLock()
     // Guarded by `lock`.
-    private var segments: [LogSegment]
+    private var segments: [LogSegment<Format>]
     private var failure: StoreError?
     private var isClosed = false
     private var committer: GroupCommitter?
 
-    private init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger, segments: [LogSegment], recovery: LogRecovery) {
+    private init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger, segments: [LogSegment<Format>], recovery: LogRecovery) {
         self.directory = directory
         self.configuration = configuration
         self.calls = calls
@@ -68,11 +69,11 @@ public final class SegmentLog: @unchecked Sendable {
         for name in names where name.hasSuffix(".tmp") {
             try Directory.remove(directory + "/" + name)
         }
-        let bases = names.compactMap(LogSegment.baseOffset(fromFileName:)).sorted()
-        var segments: [LogSegment] = []
+        let bases = names.compactMap(LogSegment<Format>.baseOffset(fromFileName:)).sorted()
+        var segments: [LogSegment<Format>] = []
         var reports: [SegmentRecovery] = []
         for (i, base) in bases.enumerated() {
-            let (segment, report) = try LogSegment.open(
+            let (segment, report) = try LogSegment<Format>.open(
                 directory: directory, baseOffset: base, active: i == bases.count - 1,
                 configuration: configuration, calls: calls, logger: logger)
             if let previous = segments.last {
@@ -89,7 +90,7 @@ public final class SegmentLog: @unchecked Sendable {
             reports.append(report)
         }
         if segments.isEmpty {
-            segments.append(try LogSegment.create(directory: directory, baseOffset: 0, configuration: configuration, calls: calls))
+            segments.append(try LogSegment<Format>.create(directory: directory, baseOffset: 0, configuration: configuration, calls: calls))
         }
         // What a killed process left in the page cache is not on disk yet: sync it before
         // counting it durable.
@@ -148,13 +149,16 @@ public final class SegmentLog: @unchecked Sendable {
     public func append(contentsOf batches: [[UInt8]]) throws -> AppendResult {
         guard !batches.isEmpty else { throw StoreError(.invalidArgument, "nothing to append") }
         // Per-batch checks run before the lock: CRC, limits, structure.
-        var headers: [RecordBatchHeader] = []
+        var headers: [EntryFrame] = []
         headers.reserveCapacity(batches.count)
         for (i, bytes) in batches.enumerated() {
             do {
-                let batch = try RecordBatch(validating: bytes, limits: configuration.limits)
-                if configuration.validateRecordsOnAppend { try batch.validateRecords() }
-                headers.append(batch.header)
+                let frame = try bytes.withUnsafeBytes { try Format.check($0, limits: configuration.limits) }
+                guard frame.totalSize == bytes.count else {
+                    throw StoreError(.malformedBatch, "length field says \(frame.totalSize) bytes, got \(bytes.count)")
+                }
+                try Format.validateForAppend(bytes, frame: frame, configuration: configuration)
+                headers.append(frame)
             } catch let error as StoreError {
                 throw StoreError(error.code, batches.count > 1 ? "batch \(i): \(error.message)" : error.message)
             }
@@ -170,7 +174,7 @@ public final class SegmentLog: @unchecked Sendable {
         var next = first
         for i in batches.indices {
             offsets[i] = next.littleEndian
-            next += Int64(headers[i].recordCount)
+            next += headers[i].span
         }
         let undo = UndoPoint(segments.count, segments.last!)
         do {
@@ -208,8 +212,8 @@ public final class SegmentLog: @unchecked Sendable {
 
     /// Whether batch `i` fits `segment` after `bytes`: the size limit, and offsets that the
     /// segment's 32-bit index can address relative to its base.
-    private func fits(_ i: Int, _ headers: [RecordBatchHeader], _ offsets: [Int64], in segment: LogSegment, at bytes: Int64) -> Bool {
-        let end = Int64(littleEndian: offsets[i]) + Int64(headers[i].recordCount)
+    private func fits(_ i: Int, _ headers: [EntryFrame], _ offsets: [Int64], in segment: LogSegment<Format>, at bytes: Int64) -> Bool {
+        let end = Int64(littleEndian: offsets[i]) + headers[i].span
         return bytes + Int64(headers[i].totalSize) <= Int64(configuration.segmentBytes)
             && end - segment.baseOffset <= configuration.maxOffsetsPerSegment
     }
@@ -223,7 +227,7 @@ public final class SegmentLog: @unchecked Sendable {
         // Not the index itself: holding a copy would make the next append copy the whole
         // entry array (copy-on-write). Rolling back truncates it instead.
 
-        init(_ count: Int, _ active: LogSegment) {
+        init(_ count: Int, _ active: LogSegment<Format>) {
             segmentCount = count
             size = active.size
             nextOffset = active.nextOffset
@@ -251,7 +255,7 @@ public final class SegmentLog: @unchecked Sendable {
 
     /// Writes batches[range] to `segment` in one pwritev, each with its stamped offset,
     /// then records them. Under `lock`.
-    private func write(_ range: ArraySlice<[UInt8]>, offsets: [Int64], from first: Int, headers: [RecordBatchHeader], to segment: LogSegment) throws {
+    private func write(_ range: ArraySlice<[UInt8]>, offsets: [Int64], from first: Int, headers: [EntryFrame], to segment: LogSegment<Format>) throws {
         let start = segment.size
         try offsets.withUnsafeBytes { offsetBytes in
             var buffers: [UnsafeRawBufferPointer] = []
@@ -271,7 +275,7 @@ public final class SegmentLog: @unchecked Sendable {
             segment.index.didAppend(baseOffset: base, position: position, size: header.totalSize)
             segment.maxTimestamp = max(segment.maxTimestamp, header.maxTimestamp)
             position += Int64(header.totalSize)
-            segment.nextOffset = base + Int64(header.recordCount)
+            segment.nextOffset = base + header.span
         }
         segment.size = position
     }
@@ -302,7 +306,7 @@ public final class SegmentLog: @unchecked Sendable {
         }
         committer?.advance(to: active.nextOffset)
         try active.writeIndex()
-        let next = try LogSegment.create(directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls)
+        let next = try LogSegment<Format>.create(directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls)
         segments.append(next)
         logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
     }
@@ -364,8 +368,8 @@ public final class SegmentLog: @unchecked Sendable {
     /// batch when any is there). The first batch may start before `offset`. Returns [] at
     /// the end of the log. A damaged batch in the way is a `.corruptBatch` error whose
     /// `resumeOffset` says where reading can go on.
-    public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [RecordBatch] {
-        var snapshot: [(segment: LogSegment, end: Int64, position: Int64, expected: Int64, next: Int64?)] = []
+    public func read(from offset: Int64, maxBytes: Int = 1 << 20) throws -> [Format.Entry] {
+        var snapshot: [(segment: LogSegment<Format>, end: Int64, position: Int64, expected: Int64, next: Int64?)] = []
         try lock.withLock {
             let start = segments.first!.baseOffset
             guard offset >= start else {
@@ -385,7 +389,7 @@ public final class SegmentLog: @unchecked Sendable {
                 snapshot.append((s, s.size, entry.position, entry.offset, k + 1 < segments.count ? segments[k + 1].baseOffset : nil))
             }
         }
-        var out: [RecordBatch] = []
+        var out: [Format.Entry] = []
         var bytes = 0
         for part in snapshot {
             try collect(
@@ -397,28 +401,28 @@ public final class SegmentLog: @unchecked Sendable {
     }
 
     private func collect(
-        from segment: LogSegment, end: Int64, position: Int64, expected: Int64, after nextSegment: Int64?, offset: Int64,
-        maxBytes: Int, into out: inout [RecordBatch], bytes: inout Int
+        from segment: LogSegment<Format>, end: Int64, position: Int64, expected: Int64, after nextSegment: Int64?, offset: Int64,
+        maxBytes: Int, into out: inout [Format.Entry], bytes: inout Int
     ) throws {
         // The batch at the index position must carry the index's offset: the index is a
         // hint, the scanner checks it like every other batch.
-        var scanner = SegmentScanner(
+        var scanner = SegmentScanner<Format>(
             file: segment.file, fileSize: end, from: position, expectedOffset: expected, limits: configuration.limits,
             chunk: max(64 << 10, min(maxBytes, 8 << 20)))
         var damage: (start: Int64, reason: String)? = nil
         while let event = try scanner.next() {
             switch event {
-            case .batch(let at, let header):
+            case .batch(let at, let frame):
                 if let d = damage {
-                    // Damage lies before the wanted offset only if this batch does not start after it.
-                    if header.baseOffset > offset {
-                        throw StoreError(.corruptBatch, "damaged batch: \(d.reason)", file: segment.path, position: d.start, resumeOffset: header.baseOffset)
+                    // Damage lies before the wanted offset only if this entry does not start after it.
+                    if frame.address > offset {
+                        throw StoreError(.corruptBatch, "damaged batch: \(d.reason)", file: segment.path, position: d.start, resumeOffset: frame.address)
                     }
                     damage = nil
                 }
-                if header.lastOffset < offset { continue }
-                out.append(RecordBatch(checked: try scanner.bytes(at: at, count: header.totalSize), header: header))
-                bytes += header.totalSize
+                if frame.nextAddress <= offset { continue }
+                out.append(Format.entry(checked: try scanner.bytes(at: at, count: frame.totalSize), frame: frame))
+                bytes += frame.totalSize
                 if bytes >= maxBytes { return }
             case .damaged(let start, _, let reason), .invalidTail(let start, let reason, _):
                 if !out.isEmpty { return }
@@ -438,9 +442,9 @@ public final class SegmentLog: @unchecked Sendable {
     @discardableResult
     public func enforceRetention(nowMilliseconds now: Int64) throws -> [Int64] {
         let policy = configuration.retention
-        let removed: [LogSegment] = lock.withLock {
+        let removed: [LogSegment<Format>] = lock.withLock {
             var total = segments.reduce(0) { $0 + $1.size }
-            var removed: [LogSegment] = []
+            var removed: [LogSegment<Format>] = []
             while segments.count > 1 {
                 let oldest = segments[0]
                 let tooOld = policy.maxAgeMilliseconds.map { Self.age(now: now, of: oldest.maxTimestamp) > $0 } ?? false

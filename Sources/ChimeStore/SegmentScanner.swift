@@ -1,11 +1,11 @@
-/// Walks a segment file from a position, batch by batch, verifying each CRC and the offset
+/// Walks a segment file from a position, entry by entry, verifying each CRC and the offset
 /// continuity, reading through a bounded buffer. When a batch fails, it resynchronises by
 /// looking for the next position that holds a whole valid batch that plausibly continues
 /// the log, so damage in the middle is isolated and never hides the valid batches after it.
-struct SegmentScanner {
+struct SegmentScanner<Format: SegmentEntryFormat> {
     enum Event {
         /// A valid batch at `position`.
-        case batch(position: Int64, header: RecordBatchHeader)
+        case batch(position: Int64, frame: EntryFrame)
         /// Bytes [start, end) hold no valid batch; the next valid one begins at `end`.
         case damaged(start: Int64, end: Int64, reason: String)
         /// Bytes [start, fileEnd) hold no valid batch up to the end of the file. `torn` when
@@ -44,21 +44,22 @@ struct SegmentScanner {
         return buffer.count >= count
     }
 
-    private mutating func header(at: Int64) throws -> RecordBatchHeader? {
-        guard try ensure(at, RecordBatchHeader.size) else { return nil }
+    /// The frame at `at` if its header is plausible; nil if implausible or cut short.
+    private mutating func peek(at: Int64) throws -> EntryFrame? {
+        guard try ensure(at, Format.headerSize) else { return nil }
         let local = Int(at - bufferStart)
-        return buffer.withUnsafeBytes { RecordBatchHeader($0, at: local) }
+        return buffer.withUnsafeBytes { Format.peek($0, at: local, limits: limits) }
     }
 
     /// Checks the whole batch at `at` against the limits and its CRC.
-    private mutating func check(at: Int64, count: Int) throws -> Result<RecordBatchHeader, StoreError> {
+    private mutating func check(at: Int64, count: Int) throws -> Result<EntryFrame, StoreError> {
         guard try ensure(at, count) else {
             return .failure(StoreError(.corruptBatch, "batch of \(count) bytes runs past the end of the file (torn write)"))
         }
         let start = Int(at - bufferStart)
         return buffer.withUnsafeBytes { raw in
             do {
-                return .success(try RecordBatch.check(UnsafeRawBufferPointer(rebasing: raw[start..<(start + count)]), limits: limits))
+                return .success(try Format.check(UnsafeRawBufferPointer(rebasing: raw[start..<(start + count)]), limits: limits))
             } catch let e as StoreError {
                 return .failure(e)
             } catch {
@@ -67,46 +68,41 @@ struct SegmentScanner {
         }
     }
 
-    /// The batch that must come next, at `position` with `expectedOffset`.
-    private mutating func expectedBatch() throws -> Result<RecordBatchHeader, StoreError> {
-        guard let h = try header(at: position) else {
-            return .failure(StoreError(.corruptBatch, "\(fileSize - position) bytes remain, too few for a batch header (torn write)"))
+    /// The entry that must come next, at `position` with `expectedOffset`.
+    private mutating func expectedBatch() throws -> Result<EntryFrame, StoreError> {
+        guard fileSize - position >= Int64(Format.headerSize) else {
+            return .failure(StoreError(.corruptBatch, "\(fileSize - position) bytes remain, too few for a header (torn write)"))
         }
         // An implausible header is checked over its own bytes only, which names what is wrong.
-        let count = h.isPlausible(maxBatchBytes: limits.maxBatchBytes) ? h.totalSize : RecordBatchHeader.size
+        let count = try peek(at: position)?.totalSize ?? Format.headerSize
         let result = try check(at: position, count: count)
-        if case .success(let checked) = result, checked.baseOffset != expectedOffset {
-            return .failure(StoreError(.corruptBatch, "batch starts at offset \(checked.baseOffset), expected \(expectedOffset)"))
+        if case .success(let checked) = result, checked.address != expectedOffset {
+            return .failure(StoreError(.corruptBatch, "entry starts at address \(checked.address), expected \(expectedOffset)"))
         }
         return result
     }
 
-    /// Whether a whole valid batch at `at` can resume the log after damage starting at
-    /// `damageStart`. Cheap tests first: plausible header; an offset no lower than expected
-    /// and no higher than the skipped bytes could have held (4 bytes a record at least);
-    /// and the next batch chains from it, or it ends the file (or leaves only a fragment too
-    /// short for a header, as a torn write does). Only then the CRC.
-    private mutating func resumes(at: Int64, damageStart: Int64) throws -> RecordBatchHeader? {
-        guard let h = try header(at: at), h.isPlausible(maxBatchBytes: limits.maxBatchBytes) else { return nil }
-        let skippedRecords = (at - damageStart) / Int64(RecordLayout.minimumSize)
-        guard h.baseOffset >= expectedOffset, h.baseOffset - expectedOffset <= skippedRecords else { return nil }
-        let end = at + Int64(h.totalSize)
+    /// Whether a whole valid entry at `at` can resume the log after damage starting at
+    /// `damageStart`. Cheap tests first: plausible header; an address the skipped bytes
+    /// can account for (`Format.resumeRange`); and the next entry chains from it, or it
+    /// ends the file (or leaves only a fragment too short for a header, as a torn write
+    /// does). Only then the CRC.
+    private mutating func resumes(at: Int64, damageStart: Int64) throws -> EntryFrame? {
+        guard let f = try peek(at: at) else { return nil }
+        guard Format.resumeRange(expected: expectedOffset, damageStart: damageStart, at: at).contains(f.address) else { return nil }
+        let end = at + Int64(f.totalSize)
         guard end <= fileSize else { return nil }
-        if fileSize - end >= Int64(RecordBatchHeader.size) {
-            guard let following = try header(at: end), following.isPlausible(maxBatchBytes: limits.maxBatchBytes),
-                following.baseOffset == h.nextOffset
-            else { return nil }
+        if fileSize - end >= Int64(Format.headerSize) {
+            guard let following = try peek(at: end), following.address == f.nextAddress else { return nil }
         }
-        guard case .success(let checked) = try check(at: at, count: h.totalSize) else { return nil }
+        guard case .success(let checked) = try check(at: at, count: f.totalSize) else { return nil }
         return checked
     }
 
     /// Whether the bytes from `start` to the end look like an interrupted write.
     private mutating func looksTorn(from start: Int64) throws -> Bool {
-        if fileSize - start < Int64(RecordBatchHeader.size) { return true }
-        if let h = try header(at: start), h.isPlausible(maxBatchBytes: limits.maxBatchBytes), start + Int64(h.totalSize) > fileSize {
-            return true
-        }
+        if fileSize - start < Int64(Format.headerSize) { return true }
+        if let f = try peek(at: start), start + Int64(f.totalSize) > fileSize { return true }
         var at = start
         while at < fileSize {
             let n = Int(min(Int64(chunk), fileSize - at))
@@ -122,19 +118,19 @@ struct SegmentScanner {
     mutating func next() throws -> Event? {
         guard position < fileSize else { return nil }
         switch try expectedBatch() {
-        case .success(let header):
+        case .success(let frame):
             let at = position
-            position += Int64(header.totalSize)
-            expectedOffset = header.nextOffset
-            return .batch(position: at, header: header)
+            position += Int64(frame.totalSize)
+            expectedOffset = frame.nextAddress
+            return .batch(position: at, frame: frame)
         case .failure(let error):
             let start = position
             var candidate = start + 1
-            while candidate + Int64(RecordBatchHeader.size) <= fileSize {
-                if let header = try resumes(at: candidate, damageStart: start) {
-                    // The offsets between the damage and this batch are lost; continue from it.
+            while candidate + Int64(Format.headerSize) <= fileSize {
+                if let frame = try resumes(at: candidate, damageStart: start) {
+                    // The addresses between the damage and this entry are lost; go on from it.
                     position = candidate
-                    expectedOffset = header.baseOffset
+                    expectedOffset = frame.address
                     return .damaged(start: start, end: candidate, reason: error.message)
                 }
                 candidate += 1

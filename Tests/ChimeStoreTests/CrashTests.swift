@@ -54,7 +54,7 @@ import Testing
             if ready && !acks.isEmpty { killsWithAcks += 1 }
             acknowledged += acks
 
-            let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 256 << 10, durability: .never), logger: testLogger)
+            let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 256 << 10, durability: .never), logger: testLogger)
             #expect(log.recovery.damaged.isEmpty, "round \(round): \(log.recovery.damaged)")
             for ack in acknowledged {
                 let batch = try #require(try log.read(from: ack.base, maxBytes: 1).first, "round \(round): offset \(ack.base) lost")

@@ -8,7 +8,7 @@ import Testing
 @Suite struct DamageAndLimitTests {
     private let single = LogConfiguration(durability: .never)
 
-    private func bodies(_ log: SegmentLog, from offset: Int64 = 0) throws -> [String] {
+    private func bodies(_ log: RecordLog, from offset: Int64 = 0) throws -> [String] {
         try readAll(log, from: offset).map { String(decoding: $0.record.body, as: UTF8.self) }
     }
 
@@ -26,7 +26,7 @@ import Testing
         let dir = TemporaryDirectory()
         var hidden = try smallBatch("forged")
         hidden.withUnsafeMutableBytes { LittleEndian.store(Int64(1) << 40, $0, 0) }
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(), logger: testLogger)
         for i in 0..<10 {
             let body = i == 3 ? Array("outer-".utf8) + hidden + Array("-tail".utf8) : Array("record-\(i)".utf8)
             try await log.appendDurably(try buildBatch([Record(timestamp: Int64(i), body: body)]))
@@ -38,7 +38,7 @@ import Testing
         try FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
         let size = fileSize(file)
 
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(reopened.recovery.truncatedBytes == 0)
         #expect(fileSize(file) == size)
         #expect(reopened.recovery.damaged.map(\.start) == [at.start])
@@ -54,7 +54,7 @@ import Testing
     /// not turn the valid batches after them into a "torn tail".
     @Test func consecutiveFaultsNeverCutTheValidBatchesAfterThem() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         for i in 0..<10 { try log.append(try smallBatch("record-\(i)")) }
         try log.close()
         let file = dir.file("00000000000000000000.log")
@@ -64,7 +64,7 @@ import Testing
         try FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
         let size = fileSize(file)
 
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(fileSize(file) == size)
         #expect(reopened.recovery.truncatedBytes == 0)
         #expect(reopened.endOffset == 10)
@@ -75,7 +75,7 @@ import Testing
     /// A whole last batch that fails its checks is damage, not a torn write: it stays.
     @Test func aWholeBadLastBatchIsKeptNotCut() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         for i in 0..<5 { try log.append(try smallBatch("record-\(i)")) }
         try log.close()
         let file = dir.file("00000000000000000000.log")
@@ -84,7 +84,7 @@ import Testing
         try FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
         let size = fileSize(file)
 
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(reopened.recovery.truncatedBytes == 0)
         #expect(fileSize(file) == size)
         #expect(reopened.recovery.damaged.map(\.start) == [last.start])
@@ -92,7 +92,7 @@ import Testing
         // Appends go after the kept damage and stay readable across another reopen.
         #expect(try reopened.append(try smallBatch("after")).baseOffset == 4)
         try reopened.close()
-        let again = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let again = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(try bodies(again, from: 4) == ["after"])
         try again.close()
     }
@@ -101,7 +101,7 @@ import Testing
     /// a flipped offset there is an error, never another batch's records.
     @Test func aReadChecksTheOffsetFoundAtTheIndexPosition() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         for i in 0..<200 { try log.append(try smallBatch("record-\(i)")) }
         try log.close()
         let file = dir.file("00000000000000000000.log")
@@ -111,7 +111,7 @@ import Testing
             baseOffset: 0, segmentSize: fileSize(file), intervalBytes: 4096))
         let entry = loaded.index.entries[1]
         try flipBit(file, at: Int64(entry.position) + 1)
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         let victim = Int64(entry.relativeOffset)
         let error = #expect(throws: StoreError.self) { try reopened.read(from: victim) }
         #expect(error?.code == .corruptBatch)
@@ -124,13 +124,13 @@ import Testing
         let dir = TemporaryDirectory()
         var config = single
         config.maxOffsetsPerSegment = 10
-        let log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         let four = try buildBatch((0..<4).map { Record(timestamp: 0, body: [UInt8($0)]) })
         for _ in 0..<6 { try log.append(four) }
         #expect(log.segmentInfos.map(\.baseOffset) == [0, 8, 16])
         #expect(log.segmentInfos.allSatisfy { $0.nextOffset - $0.baseOffset <= 10 })
         try log.close()
-        let again = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let again = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(try readAll(again).count == 24)
         try again.close()
     }
@@ -138,7 +138,7 @@ import Testing
     @Test func fullDiskUnderAlwaysDoesNotPoisonLaterDurableAppends() async throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(), calls: faults.calls, logger: testLogger)
         try await log.appendDurably(try smallBatch("one"))
         faults.writeError = ENOSPC
         let error = await #expect(throws: StoreError.self) { try await log.appendDurably(try smallBatch("no room")) }
@@ -153,7 +153,7 @@ import Testing
         let dir = TemporaryDirectory()
         let faults = Faults()
         let one = try smallBatch("0123456789")
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count, durability: .never), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count, durability: .never), calls: faults.calls, logger: testLogger)
         let atOpen = faults.syncs
         try log.append(one)
         #expect(faults.syncs == atOpen)
@@ -168,7 +168,7 @@ import Testing
         let dir = TemporaryDirectory()
         let faults = Faults()
         let one = try smallBatch("0123456789")
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count * 2, durability: .never), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count * 2, durability: .never), calls: faults.calls, logger: testLogger)
         try log.append(one)
         let size = fileSize(dir.file("00000000000000000000.log"))
         // First write (one batch into segment 0) succeeds, the roll's index write fails.
@@ -187,7 +187,7 @@ import Testing
 
     @Test func tensOfThousandsOfBatchesInOneAppend() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         let batches = try (0..<20_000).map { try smallBatch("b\($0)") }
         #expect(try log.append(contentsOf: batches) == AppendResult(baseOffset: 0, lastOffset: 19_999))
         #expect(try bodies(log, from: 19_998) == ["b19998", "b19999"])
@@ -196,14 +196,14 @@ import Testing
 
     @Test func aBatchWhoseHeaderTimestampsLieIsRefused() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         var bytes = try smallBatch("x", timestamp: 5000)
         bytes.withUnsafeMutableBytes { LittleEndian.store(Int64.min + 1, $0, 32) }
         let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[16...])) }
         bytes.withUnsafeMutableBytes { LittleEndian.store(crc, $0, 12) }
         #expect((#expect(throws: StoreError.self) { try log.append(bytes) })?.code == .malformedBatch)
-        #expect(SegmentLog.age(now: 0, of: .min + 1) == .max, "ages saturate instead of trapping")
-        #expect(SegmentLog.age(now: 10, of: 20) == 0)
+        #expect(RecordLog.age(now: 0, of: .min + 1) == .max, "ages saturate instead of trapping")
+        #expect(RecordLog.age(now: 10, of: 20) == 0)
         try log.close()
     }
 
@@ -220,7 +220,7 @@ import Testing
 
     @Test func waitingForAnOffsetPastTheEndIsAnError() async throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(), logger: testLogger)
         let error = await #expect(throws: StoreError.self) { try await log.waitUntilDurable(5) }
         #expect(error?.code == .invalidArgument)
         try log.close()

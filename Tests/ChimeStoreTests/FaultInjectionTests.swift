@@ -69,7 +69,7 @@ final class Faults: @unchecked Sendable {
     @Test func fullDiskRefusesTheAppendLeavesNoHalfBatchAndRecovers() throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
         try log.append(try smallBatch("before"))
         let sizeBefore = fileSize(dir.file("00000000000000000000.log"))
 
@@ -86,7 +86,7 @@ final class Faults: @unchecked Sendable {
         faults.writeError = nil
         #expect(try log.append(try smallBatch("after")).baseOffset == 1)
         try log.close()
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         #expect(reopened.recovery.damaged.isEmpty && reopened.recovery.truncatedBytes == 0)
         #expect(try readAll(reopened).map { String(decoding: $0.record.body, as: UTF8.self) } == ["before", "after"])
         try reopened.close()
@@ -95,7 +95,7 @@ final class Faults: @unchecked Sendable {
     @Test func ioErrorOnWriteFailsTheLogUntilReopened() throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
         try log.append(try smallBatch("kept"))
         faults.writeError = EIO
         #expect((#expect(throws: StoreError.self) { try log.append(try smallBatch("lost")) })?.code == .io)
@@ -104,7 +104,7 @@ final class Faults: @unchecked Sendable {
         #expect((#expect(throws: StoreError.self) { try log.append(try smallBatch("refused")) })?.code == .logFailed)
         #expect(try readAll(log).count == 1, "reads still work")
         try log.close()
-        let reopened = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let reopened = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         #expect(try readAll(reopened).map { String(decoding: $0.record.body, as: UTF8.self) } == ["kept"])
         #expect(try reopened.append(try smallBatch("again")).baseOffset == 1)
         try reopened.close()
@@ -115,7 +115,7 @@ final class Faults: @unchecked Sendable {
     @Test func failedSyncFailsEveryWaiterAndEveryLaterAppend() async throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .always), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .always), calls: faults.calls, logger: testLogger)
         try await log.appendDurably(try smallBatch("durable"))
         faults.syncError = EIO
         await #expect(throws: StoreError.self) { try await log.appendDurably(try smallBatch("unsynced")) }
@@ -131,7 +131,7 @@ final class Faults: @unchecked Sendable {
     @Test func concurrentAppendersShareOneSync() async throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .always), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .always), calls: faults.calls, logger: testLogger)
         faults.gated = true
         async let first = log.appendDurably(try smallBatch("first"))
         await Task.detached { faults.entered.wait() }.value  // sync #1 is running, covering "first" only
@@ -157,7 +157,7 @@ final class Faults: @unchecked Sendable {
     @Test func intervalPolicySyncsInTheBackground() async throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .interval(milliseconds: 5)), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .interval(milliseconds: 5)), calls: faults.calls, logger: testLogger)
         try log.append(try smallBatch("one"))
         try log.append(try smallBatch("two"))
         // Bounded wait for the background sync; the assertion is that it happens at all.
@@ -171,7 +171,7 @@ final class Faults: @unchecked Sendable {
     @Test func neverPolicySyncsOnlyWhenAsked() async throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), calls: faults.calls, logger: testLogger)
         #expect(faults.syncs == 1, "open syncs what an earlier process may have left unsynced")
         let r = try log.append(try smallBatch("one"))
         #expect(faults.syncs == 1)

@@ -6,7 +6,7 @@ import Testing
 /// `chime inspect` as a user runs it: the real executable on real files.
 @Suite struct InspectCommandTests {
     private func makeLog(_ dir: TemporaryDirectory) throws {
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 2048, durability: .never), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 2048, durability: .never), logger: testLogger)
         for i in 0..<40 {
             try log.append(try buildBatch([Record(timestamp: Int64(i), key: Array("key-\(i)".utf8), body: Array("body-\(i)".utf8))], compression: i % 2 == 0 ? .lz4 : .none))
         }

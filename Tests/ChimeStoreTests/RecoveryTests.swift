@@ -8,12 +8,12 @@ import Testing
 
     /// Builds a log of `count` one-record batches "record-<i>" and returns its directory.
     private func makeLog(_ dir: TemporaryDirectory, count: Int, config: LogConfiguration) throws {
-        let log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         for i in 0..<count { try log.append(try smallBatch("record-\(i)", timestamp: Int64(i))) }
         try log.close()
     }
 
-    private func bodies(_ log: SegmentLog, from offset: Int64 = 0) throws -> [String] {
+    private func bodies(_ log: RecordLog, from offset: Int64 = 0) throws -> [String] {
         try readAll(log, from: offset).map { String(decoding: $0.record.body, as: UTF8.self) }
     }
 
@@ -27,7 +27,7 @@ import Testing
         let single = LogConfiguration(durability: .never)  // one segment: the cut is always in the active one
         try makeLog(template, count: 5, config: single)
         do {
-            let log = try SegmentLog.open(directory: template.path, configuration: single, logger: testLogger)
+            let log = try RecordLog.open(directory: template.path, configuration: single, logger: testLogger)
             try log.append(last)
             try log.close()
         }
@@ -38,7 +38,7 @@ import Testing
         for cut in lastStart..<full.count {
             let dir = TemporaryDirectory()
             try full.prefix(cut).write(to: URL(fileURLWithPath: dir.file("00000000000000000000.log")))
-            let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+            let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
             #expect(log.recovery.truncatedBytes == Int64(cut - lastStart), "cut at \(cut)")
             #expect(log.recovery.damaged.isEmpty)
             #expect(fileSize(dir.file("00000000000000000000.log")) == Int64(lastStart))
@@ -50,7 +50,7 @@ import Testing
             try log.close()
         }
         // And the uncut file opens with nothing cut.
-        let whole = try SegmentLog.open(directory: template.path, configuration: single, logger: testLogger)
+        let whole = try RecordLog.open(directory: template.path, configuration: single, logger: testLogger)
         #expect(whole.recovery.truncatedBytes == 0)
         #expect(try bodies(whole).last == lastBody)
         try whole.close()
@@ -69,7 +69,7 @@ import Testing
         let dir = TemporaryDirectory()
         try makeLog(dir, count: 300, config: config)
         let sealed = dir.file("00000000000000000000.log")
-        var log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        var log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         let segmentEnd = try #require(log.segmentInfos.first).nextOffset
         try log.close()
         #expect(segmentEnd > 20)
@@ -78,7 +78,7 @@ import Testing
         try flipBit(sealed, at: at.start + Int64(at.size) - 3)
 
         // The index is valid, so the open does not scan; the read finds the damage.
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         let error = #expect(throws: StoreError.self) { try log.read(from: victim) }
         #expect(error?.code == .corruptBatch)
         #expect(error?.file == sealed)
@@ -91,7 +91,7 @@ import Testing
 
         // Without the index the open scans, and reports the damage in its recovery.
         try FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.recovery.damaged.count == 1)
         #expect(log.recovery.damaged.first?.start == at.start)
         #expect(log.recovery.damaged.first?.end == at.start + Int64(at.size))
@@ -110,7 +110,7 @@ import Testing
         // Damage the length field: the scan must resynchronise to find batch 21.
         try flipBit(file, at: at.start + 9, bit: 3)
         let sizeBefore = fileSize(file)
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(log.recovery.truncatedBytes == 0)
         #expect(fileSize(file) == sizeBefore, "valid batches after the damage must not be cut")
         #expect(log.recovery.damaged.map(\.start) == [at.start])
@@ -128,7 +128,7 @@ import Testing
         try FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
         let at = try position(of: 4, in: file)
         try flipBit(file, at: at.start + 2)  // baseOffset is outside the CRC
-        let log = try SegmentLog.open(directory: dir.path, configuration: single, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         #expect(log.recovery.damaged.map(\.start) == [at.start])
         #expect(try bodies(log, from: 5).first == "record-5")
         try log.close()
@@ -138,10 +138,10 @@ import Testing
     func missingOrBadIndexesAreRebuiltWithTheSameAnswers(kind: String) throws {
         let dir = TemporaryDirectory()
         try makeLog(dir, count: 400, config: config)
-        var log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        var log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         let segments = log.segmentInfos
         #expect(segments.count >= 3)
-        func answers(_ log: SegmentLog) throws -> [[Int64]] {
+        func answers(_ log: RecordLog) throws -> [[Int64]] {
             try (0..<400).map { try log.read(from: Int64($0), maxBytes: 1).map(\.baseOffset) }
         }
         let before = try answers(log)
@@ -164,12 +164,12 @@ import Testing
             default: try Data().write(to: URL(fileURLWithPath: index))
             }
         }
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.recovery.segments.allSatisfy { $0.scanned })
         #expect(try answers(log) == before)
         try log.close()
         // The rebuilt indexes were written back: the next open trusts them.
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.recovery.segments.allSatisfy { !$0.scanned })
         #expect(try answers(log) == before)
         try log.close()
@@ -179,7 +179,7 @@ import Testing
         let dir = TemporaryDirectory()
         try makeLog(dir, count: 3, config: config)
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: dir.file("00000000000000000000.index.tmp")))
-        let log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(!FileManager.default.fileExists(atPath: dir.file("00000000000000000000.index.tmp")))
         #expect(log.endOffset == 3)
         try log.close()

@@ -63,10 +63,10 @@ import Testing
     }
 
     @Test func segmentFileNamesHaveTwentyDigits() {
-        #expect(LogSegment.fileName(1234, "log") == "00000000000000001234.log")
-        #expect(LogSegment.baseOffset(fromFileName: "00000000000000001234.log") == 1234)
-        #expect(LogSegment.baseOffset(fromFileName: "1234.log") == nil)
-        #expect(LogSegment.baseOffset(fromFileName: "00000000000000001234.index") == nil)
-        #expect(LogSegment.baseOffset(fromFileName: "0000000000000000123x.log") == nil)
+        #expect(LogSegment<RecordBatchFormat>.fileName(1234, "log") == "00000000000000001234.log")
+        #expect(LogSegment<RecordBatchFormat>.baseOffset(fromFileName: "00000000000000001234.log") == 1234)
+        #expect(LogSegment<RecordBatchFormat>.baseOffset(fromFileName: "1234.log") == nil)
+        #expect(LogSegment<RecordBatchFormat>.baseOffset(fromFileName: "00000000000000001234.index") == nil)
+        #expect(LogSegment<RecordBatchFormat>.baseOffset(fromFileName: "0000000000000000123x.log") == nil)
     }
 }

@@ -12,7 +12,7 @@ import Testing
         var rng = SeededRandom(seed: seed)
         let config = LogConfiguration(segmentBytes: 2 << 20, durability: .never)
         var expected: [Record] = []
-        var log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        var log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         for _ in 0..<40 {
             let count = Int(rng.next() % 12) + 1
             let records = randomRecords(&rng, count: count, bodySize: { rng in
@@ -26,7 +26,7 @@ import Testing
         }
         #expect(log.segmentInfos.count > 3, "the test must span several segments")
 
-        func check(_ log: SegmentLog) throws {
+        func check(_ log: RecordLog) throws {
             #expect(try readAll(log).map(\.record) == expected)
             #expect(try readAll(log).map(\.offset) == Array(0..<Int64(expected.count)))
             for offset in stride(from: 0, to: expected.count, by: 7) {
@@ -39,7 +39,7 @@ import Testing
         }
         try check(log)
         try log.close()
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.recovery.segments.allSatisfy { !$0.scanned }, "a clean close leaves valid indexes: no scan")
         try check(log)
         try log.close()
@@ -47,7 +47,7 @@ import Testing
         for name in try FileManager.default.contentsOfDirectory(atPath: dir.path) where name.hasSuffix(".index") {
             try FileManager.default.removeItem(atPath: dir.file(name))
         }
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.recovery.segments.allSatisfy { $0.scanned })
         try check(log)
         try log.close()
@@ -56,11 +56,11 @@ import Testing
     @Test func offsetsContinueAfterReopenAndMultiBatchAppends() throws {
         let dir = TemporaryDirectory()
         let config = LogConfiguration(segmentBytes: 300, durability: .never)
-        var log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        var log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         let r1 = try log.append(contentsOf: [try smallBatch("a"), try smallBatch("b"), try smallBatch("c")])
         #expect(r1 == AppendResult(baseOffset: 0, lastOffset: 2))
         try log.close()
-        log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(log.endOffset == 3)
         let r2 = try log.append(try buildBatch([Record(timestamp: 1, body: [1]), Record(timestamp: 2, body: [2])]))
         #expect(r2 == AppendResult(baseOffset: 3, lastOffset: 4))
@@ -71,7 +71,7 @@ import Testing
 
     @Test func readAtTheEndIsEmptyAndBeforeTheStartIsATypedError() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         #expect(try log.read(from: 0).isEmpty)
         try log.append(try smallBatch("x"))
         #expect(try log.read(from: 1).isEmpty)
@@ -83,7 +83,7 @@ import Testing
 
     @Test func maxBytesLimitsTheReadButAlwaysGivesOneBatch() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         for i in 0..<10 { try log.append(try buildBatch([Record(timestamp: 0, body: [UInt8](repeating: UInt8(i), count: 1000))])) }
         #expect(try log.read(from: 0, maxBytes: 1).count == 1)
         #expect(try log.read(from: 0, maxBytes: 2500).count == 3)
@@ -93,7 +93,7 @@ import Testing
 
     @Test func malformedAppendsAreRefusedAndTheLogGoesOn() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never, limits: BatchLimits(maxBatchBytes: 4096)), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never, limits: BatchLimits(maxBatchBytes: 4096)), logger: testLogger)
         var bad = try smallBatch("hello")
         bad[bad.count - 1] ^= 1
         #expect((#expect(throws: StoreError.self) { try log.append(bad) })?.code == .corruptBatch)
@@ -110,7 +110,7 @@ import Testing
 
     @Test func appendAfterCloseIsATypedError() throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, logger: testLogger)
         try log.close()
         #expect((#expect(throws: StoreError.self) { try log.append(try smallBatch("late")) })?.code == .closed)
     }
@@ -118,7 +118,7 @@ import Testing
     @Test func segmentsRollAtTheSizeLimitAndAreNamedByBaseOffset() throws {
         let dir = TemporaryDirectory()
         let one = try smallBatch("0123456789")
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count * 3, durability: .never), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count * 3, durability: .never), logger: testLogger)
         for _ in 0..<7 { try log.append(one) }
         #expect(log.segmentInfos.map(\.baseOffset) == [0, 3, 6])
         #expect(log.segmentInfos.map(\.bytes) == [Int64(one.count * 3), Int64(one.count * 3), Int64(one.count)])
@@ -134,7 +134,7 @@ import Testing
         let one = try smallBatch("0123456789")
         let size = Int64(one.count)
         let config = LogConfiguration(segmentBytes: one.count * 2, durability: .never, retention: RetentionPolicy(maxBytes: size * 3))
-        let log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         for _ in 0..<9 { try log.append(one) }  // segments [0,1] [2,3] [4,5] [6,7] [8]
         #expect(try log.enforceRetention(nowMilliseconds: 0) == [0, 2, 4])
         #expect(log.startOffset == 6)
@@ -145,7 +145,7 @@ import Testing
         #expect(try readAll(log, from: 6).map(\.offset) == [6, 7, 8])
 
         // Even a limit of zero keeps the active segment.
-        let tiny = try SegmentLog.open(directory: TemporaryDirectory().path, configuration: LogConfiguration(segmentBytes: one.count, durability: .never, retention: RetentionPolicy(maxBytes: 0)), logger: testLogger)
+        let tiny = try RecordLog.open(directory: TemporaryDirectory().path, configuration: LogConfiguration(segmentBytes: one.count, durability: .never, retention: RetentionPolicy(maxBytes: 0)), logger: testLogger)
         for _ in 0..<3 { try tiny.append(one) }
         try tiny.enforceRetention(nowMilliseconds: 0)
         #expect(tiny.segmentInfos.map(\.baseOffset) == [2])
@@ -156,7 +156,7 @@ import Testing
     @Test func retentionByAgeUsesTheNewestRecordOfEachSegment() throws {
         let dir = TemporaryDirectory()
         let config = LogConfiguration(segmentBytes: 200, durability: .never, retention: RetentionPolicy(maxAgeMilliseconds: 1000))
-        let log = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         // Timestamps 1000, 2000, 3000, 4000; each batch fills a segment.
         for t in 1...4 { try log.append(try buildBatch([Record(timestamp: Int64(t) * 1000, body: [UInt8](repeating: 0, count: 120))])) }
         #expect(log.segmentInfos.count == 4)
@@ -166,7 +166,7 @@ import Testing
         #expect(log.startOffset == 3)
         try log.close()
         // Reopen finds the same log start.
-        let again = try SegmentLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        let again = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
         #expect(again.startOffset == 3)
         #expect(again.endOffset == 4)
         try again.close()
@@ -175,7 +175,7 @@ import Testing
     @Test func dataDirectoryIsHeldByOneProcessAtATime() throws {
         let dir = TemporaryDirectory()
         let logDir = dir.path + "/orders/0/ready"
-        let log = try SegmentLog.open(directory: logDir, logger: testLogger)
+        let log = try RecordLog.open(directory: logDir, logger: testLogger)
         try log.append(try smallBatch("x"))
         try log.close()
         let store = try DataDirectory.open(dir.path, configuration: LogConfiguration(), logger: .init(label: "test"))
@@ -190,7 +190,7 @@ import Testing
 
     @Test func concurrentDurableAppendersGetDisjointOffsetsAndAllLand() async throws {
         let dir = TemporaryDirectory()
-        let log = try SegmentLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 64 << 10), logger: testLogger)
+        let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 64 << 10), logger: testLogger)
         let results = try await withThrowingTaskGroup(of: [AppendResult].self) { group in
             for task in 0..<4 {
                 group.addTask {

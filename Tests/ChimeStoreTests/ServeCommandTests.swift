@@ -10,7 +10,7 @@ import Testing
     @Test func recoversATornLogAndStopsCleanlyOnSIGTERM() async throws {
         let dir = TemporaryDirectory()
         let logDir = dir.path + "/orders/0/ready"
-        let log = try SegmentLog.open(directory: logDir, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let log = try RecordLog.open(directory: logDir, configuration: LogConfiguration(durability: .never), logger: testLogger)
         for i in 0..<5 { try log.append(try smallBatch("m\(i)")) }
         // No close: no index for the active segment, as after a crash; then tear the tail.
         let segment = logDir + "/00000000000000000000.log"
@@ -42,7 +42,7 @@ import Testing
         #expect(process.terminationStatus == 0)
         #expect(output.contains("stopped cleanly"))
 
-        let reopened = try SegmentLog.open(directory: logDir, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let reopened = try RecordLog.open(directory: logDir, configuration: LogConfiguration(durability: .never), logger: testLogger)
         #expect(reopened.recovery.segments.allSatisfy { !$0.scanned }, "clean stop wrote the index")
         #expect(reopened.endOffset == 4, "the torn fifth batch was cut")
         #expect(try readAll(reopened).map { String(decoding: $0.record.body, as: UTF8.self) } == ["m0", "m1", "m2", "m3"])

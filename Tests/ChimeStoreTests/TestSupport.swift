@@ -70,7 +70,7 @@ func smallBatch(_ text: String, timestamp: Int64 = 1_000) throws -> [UInt8] {
 }
 
 /// Every record of the log from `offset` on, reading batch by batch.
-func readAll(_ log: SegmentLog, from offset: Int64 = 0, maxBytes: Int = 1 << 20) throws -> [StoredRecord] {
+func readAll(_ log: RecordLog, from offset: Int64 = 0, maxBytes: Int = 1 << 20) throws -> [StoredRecord] {
     var out: [StoredRecord] = []
     var next = offset
     while true {

@@ -17,7 +17,7 @@ guard args.count >= 4, args[1] == "append", let seed = UInt64(args[3]) else {
     exit(2)
 }
 let segmentBytes = args.count > 4 ? Int(args[4]) ?? 1 << 20 : 1 << 20
-let log = try SegmentLog.open(directory: args[2], configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .always), logger: Logger(label: "chime.store"))
+let log = try RecordLog.open(directory: args[2], configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .always), logger: Logger(label: "chime.store"))
 say("ready \(log.endOffset)")
 
 let output = NSLock()
