@@ -57,16 +57,22 @@ let package = Package(
             dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CrashAgent"
         ),
+        // Helpers shared by the test targets (temporary directories, processes, file surgery).
+        .target(
+            name: "ChimeTestSupport",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            path: "Tests/ChimeTestSupport"
+        ),
         .testTarget(
             name: "ChimeStoreTests",
             dependencies: [
-                "ChimeStore", "CrashAgent", "CCRC32C", "chime",
+                "ChimeStore", "CrashAgent", "CCRC32C", "chime", "ChimeTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "ChimeWheelTests",
-            dependencies: ["ChimeWheel", "ChimeStore"]
+            dependencies: ["ChimeWheel", "ChimeStore", "ChimeTestSupport"]
         ),
     ]
 )

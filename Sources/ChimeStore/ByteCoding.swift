@@ -1,26 +1,26 @@
 /// Little-endian fixed-width integers and LEB128 varints over raw bytes.
 /// Every multi-byte integer in Chime's formats is little-endian (docs/formats.md).
-enum LittleEndian {
+package enum LittleEndian {
     @inline(__always)
-    static func load<T: FixedWidthInteger>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> T {
+    package static func load<T: FixedWidthInteger>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> T {
         T(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: T.self))
     }
 
     @inline(__always)
-    static func store<T: FixedWidthInteger>(_ value: T, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
+    package static func store<T: FixedWidthInteger>(_ value: T, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: T.self)
     }
 
     @inline(__always)
-    static func append<T: FixedWidthInteger>(_ value: T, to array: inout [UInt8]) {
+    package static func append<T: FixedWidthInteger>(_ value: T, to array: inout [UInt8]) {
         withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
     }
 }
 
 /// Unsigned LEB128 (7 bits a byte, low groups first) and zig-zag for signed values.
-enum VarInt {
+package enum VarInt {
     @inline(__always)
-    static func append(_ value: UInt64, to array: inout [UInt8]) {
+    package static func append(_ value: UInt64, to array: inout [UInt8]) {
         var v = value
         while v >= 0x80 {
             array.append(UInt8(truncatingIfNeeded: v) | 0x80)
@@ -30,11 +30,11 @@ enum VarInt {
     }
 
     @inline(__always)
-    static func appendSigned(_ value: Int64, to array: inout [UInt8]) {
+    package static func appendSigned(_ value: Int64, to array: inout [UInt8]) {
         append(UInt64(bitPattern: (value << 1) ^ (value >> 63)), to: &array)
     }
 
-    static func size(_ value: UInt64) -> Int {
+    package static func size(_ value: UInt64) -> Int {
         var v = value, n = 1
         while v >= 0x80 { v >>= 7; n += 1 }
         return n
@@ -43,7 +43,7 @@ enum VarInt {
     /// Reads a varint at `index`, advancing it. Returns nil when the bytes end first or the
     /// value runs past 10 bytes.
     @inline(__always)
-    static func read(_ bytes: UnsafeRawBufferPointer, _ index: inout Int, end: Int) -> UInt64? {
+    package static func read(_ bytes: UnsafeRawBufferPointer, _ index: inout Int, end: Int) -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while index < end {
@@ -59,7 +59,7 @@ enum VarInt {
     }
 
     @inline(__always)
-    static func readSigned(_ bytes: UnsafeRawBufferPointer, _ index: inout Int, end: Int) -> Int64? {
+    package static func readSigned(_ bytes: UnsafeRawBufferPointer, _ index: inout Int, end: Int) -> Int64? {
         guard let raw = read(bytes, &index, end: end) else { return nil }
         return Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
     }

@@ -400,6 +400,43 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         return out
     }
 
+    /// The entry at `address` of a byte-addressed log (a timer log): one direct read, the
+    /// entry checked like any other. Throws `offsetOutOfRange` for an address outside the
+    /// log and `corruptBatch` when the bytes there are not a valid entry for that address.
+    public func entry(at address: Int64) throws -> Format.Entry {
+        precondition(Format.addressing == .bytes, "entry(at:) needs byte addressing")
+        let (segment, end): (LogSegment<Format>, Int64) = try lock.withLock {
+            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
+                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
+            }
+            var low = 0, high = segments.count - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
+            }
+            return (segments[low], segments[low].size)
+        }
+        let position = address - segment.baseOffset
+        let head = try segment.file.read(count: Int(min(Int64(Format.headerSize), end - position)), at: position)
+        guard head.count == Format.headerSize,
+            let peeked = head.withUnsafeBytes({ Format.peek($0, at: 0, limits: configuration.limits) }),
+            position + Int64(peeked.totalSize) <= end
+        else {
+            throw StoreError(.corruptBatch, "no valid entry header at address \(address)", file: segment.path, position: position)
+        }
+        let bytes = peeked.totalSize == head.count ? head : try segment.file.read(count: peeked.totalSize, at: position)
+        let frame: EntryFrame
+        do {
+            frame = try bytes.withUnsafeBytes { try Format.check($0, limits: configuration.limits) }
+        } catch let error as StoreError {
+            throw StoreError(.corruptBatch, error.message, file: segment.path, position: position)
+        }
+        guard frame.address == address else {
+            throw StoreError(.corruptBatch, "entry at \(address) says it is at \(frame.address)", file: segment.path, position: position)
+        }
+        return Format.entry(checked: bytes, frame: frame)
+    }
+
     private func collect(
         from segment: LogSegment<Format>, end: Int64, position: Int64, expected: Int64, after nextSegment: Int64?, offset: Int64,
         maxBytes: Int, into out: inout [Format.Entry], bytes: inout Int

@@ -1,0 +1,241 @@
+import ChimeStore
+
+/// A delayed record as the wheel keeps it: what the destination will receive when it fires.
+public struct ScheduledMessage: Sendable, Equatable {
+    public var dueAt: Int64
+    public var publishedAt: Int64
+    /// Where it goes when it fires (0 = the partition's ready log; other values are
+    /// assigned by the broker, e.g. a group's retry log).
+    public var destination: UInt32
+    public var key: [UInt8]?
+    public var headers: [RecordHeader]
+    public var body: [UInt8]
+
+    public init(dueAt: Int64, publishedAt: Int64, destination: UInt32 = 0, key: [UInt8]? = nil, headers: [RecordHeader] = [], body: [UInt8]) {
+        self.dueAt = dueAt
+        self.publishedAt = publishedAt
+        self.destination = destination
+        self.key = key
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// One entry of the timer log, format version 1 (docs/formats.md). Every kind shares a
+/// 48-byte frame; only `message` entries carry more.
+///
+///     0  i64 position    the entry's own byte position in the timer log (stamped on append)
+///     8  u32 length      bytes after this field
+///    12  u32 crc         CRC-32C of bytes [16, end)
+///    16  u8  magic       1
+///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired
+///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
+///    19  u8  reserved    0
+///    20  u16 slot
+///    22  u16 reserved    0
+///    24  i64 dueAt       ms since the Unix epoch (markers: the slot's start time)
+///    32  i64 next        position of the next entry of the same slot list; -1 ends the list
+///    40  i64 reference   link, cancel: position of the message entry; slot fired: the fire
+///                        sequence number; message, slot cleared: -1
+///    message only:
+///    48  u32 destination
+///    52  u32 reserved    0
+///    56  i64 publishedAt
+///    64  varint keyLength + 1 (0 = no key), key, varint headerCount,
+///        per header: varint nameLength, name, varint valueLength, value; then the body
+public struct TimerEntry: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6
+    }
+
+    public static let magic: UInt8 = 1
+    public static let frameSize = 48
+    static let messageFixedSize = 64
+    static let noPosition: Int64 = -1
+    /// Levels above this cannot exist (8 bits of level, and no wheel needs more).
+    static let maxLevel = 15
+
+    public let bytes: [UInt8]
+    public let kind: Kind
+
+    public var position: Int64 { field(Int64.self, 0) }
+    public var level: Int { Int(bytes[18]) }
+    public var slot: Int { Int(field(UInt16.self, 20)) }
+    public var dueAt: Int64 { field(Int64.self, 24) }
+    public var next: Int64 { field(Int64.self, 32) }
+    public var reference: Int64 { field(Int64.self, 40) }
+    /// The message a link or cancel refers to; a message refers to itself.
+    public var target: Int64 { kind == .message ? position : reference }
+
+    @inline(__always)
+    private func field<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
+        bytes.withUnsafeBytes { LittleEndian.load(T.self, $0, at) }
+    }
+
+    init(checked bytes: [UInt8]) {
+        self.bytes = bytes
+        kind = Kind(rawValue: bytes[17])!
+    }
+
+    /// The scheduled message of a `message` entry.
+    public func message() throws -> ScheduledMessage {
+        guard kind == .message else { throw StoreError(.invalidArgument, "a \(kind) entry holds no message") }
+        return try bytes.withUnsafeBytes { raw in
+            guard let parsed = Self.parseMessage(raw) else {
+                throw StoreError(.malformedBatch, "message entry at \(position) is malformed")
+            }
+            return parsed
+        }
+    }
+
+    // MARK: - Encoding
+
+    /// Appends one frame-only entry (link, cancel or marker) to `out`; position 0 until the
+    /// log stamps it.
+    public static func append(
+        _ kind: Kind, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, to out: inout [UInt8]
+    ) {
+        precondition(kind != .message, "messages carry a payload: use appendMessage")
+        let start = out.count
+        appendFrame(kind, length: frameSize, level: level, slot: slot, dueAt: dueAt, next: next, reference: reference, to: &out)
+        seal(&out, from: start)
+    }
+
+    /// Appends a message entry to `out`.
+    public static func appendMessage(_ m: ScheduledMessage, level: Int, slot: Int, next: Int64, to out: inout [UInt8]) {
+        let start = out.count
+        var payload: [UInt8] = []
+        if let key = m.key {
+            VarInt.append(UInt64(key.count) + 1, to: &payload)
+            payload.append(contentsOf: key)
+        } else {
+            VarInt.append(0, to: &payload)
+        }
+        VarInt.append(UInt64(m.headers.count), to: &payload)
+        for h in m.headers {
+            let name = Array(h.name.utf8)
+            VarInt.append(UInt64(name.count), to: &payload)
+            payload.append(contentsOf: name)
+            VarInt.append(UInt64(h.value.count), to: &payload)
+            payload.append(contentsOf: h.value)
+        }
+        appendFrame(.message, length: messageFixedSize + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next, reference: noPosition, to: &out)
+        LittleEndian.append(m.destination, to: &out)
+        LittleEndian.append(UInt32(0), to: &out)
+        LittleEndian.append(m.publishedAt, to: &out)
+        out.append(contentsOf: payload)
+        out.append(contentsOf: m.body)
+        seal(&out, from: start)
+    }
+
+    private static func appendFrame(
+        _ kind: Kind, length total: Int, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, to out: inout [UInt8]
+    ) {
+        precondition((0...maxLevel).contains(level) && (0...Int(UInt16.max)).contains(slot))
+        out.reserveCapacity(out.count + total)
+        LittleEndian.append(Int64(0), to: &out)
+        LittleEndian.append(UInt32(total - 12), to: &out)
+        LittleEndian.append(UInt32(0), to: &out)  // CRC, filled by seal
+        out.append(magic)
+        out.append(kind.rawValue)
+        out.append(UInt8(level))
+        out.append(0)
+        LittleEndian.append(UInt16(slot), to: &out)
+        LittleEndian.append(UInt16(0), to: &out)
+        LittleEndian.append(dueAt, to: &out)
+        LittleEndian.append(next, to: &out)
+        LittleEndian.append(reference, to: &out)
+    }
+
+    private static func seal(_ out: inout [UInt8], from start: Int) {
+        out.withUnsafeMutableBytes { b in
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[(start + 16)...]))
+            LittleEndian.store(crc, b, start + 12)
+        }
+    }
+
+    // MARK: - Decoding
+
+    static func parseMessage(_ raw: UnsafeRawBufferPointer) -> ScheduledMessage? {
+        guard raw.count >= messageFixedSize else { return nil }
+        let end = raw.count
+        var i = messageFixedSize
+        guard let keyField = VarInt.read(raw, &i, end: end) else { return nil }
+        var key: [UInt8]? = nil
+        if keyField > 0 {
+            guard keyField - 1 <= UInt64(end - i) else { return nil }
+            key = Array(raw[i..<(i + Int(keyField - 1))])
+            i += Int(keyField - 1)
+        }
+        guard let count = VarInt.read(raw, &i, end: end), count <= UInt64(end - i) / 2 else { return nil }
+        var headers: [RecordHeader] = []
+        for _ in 0..<Int(count) {
+            guard let n = VarInt.read(raw, &i, end: end), n <= UInt64(end - i) else { return nil }
+            let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[i..<(i + Int(n))]), as: UTF8.self)
+            i += Int(n)
+            guard let v = VarInt.read(raw, &i, end: end), v <= UInt64(end - i) else { return nil }
+            headers.append(RecordHeader(name: name, value: Array(raw[i..<(i + Int(v))])))
+            i += Int(v)
+        }
+        return ScheduledMessage(
+            dueAt: LittleEndian.load(Int64.self, raw, 24),
+            publishedAt: LittleEndian.load(Int64.self, raw, 56),
+            destination: LittleEndian.load(UInt32.self, raw, 48),
+            key: key, headers: headers, body: Array(raw[i..<end]))
+    }
+}
+
+/// Timer entries in segment files `<20-digit base position>.timer`, addressed by byte
+/// position so a slot's list can be walked with one direct read per entry.
+public enum TimerEntryFormat: SegmentEntryFormat {
+    public typealias Entry = TimerEntry
+
+    public static let fileExtension = "timer"
+    public static let addressing = LogAddressing.bytes
+    public static let headerSize = TimerEntry.frameSize
+
+    @inline(__always)
+    public static func peek(_ raw: UnsafeRawBufferPointer, at: Int, limits: BatchLimits) -> EntryFrame? {
+        let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
+        let total = length + 12
+        guard raw[at + 16] == TimerEntry.magic, let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
+            Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] == 0, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
+            total <= limits.maxBatchBytes,
+            kind == .message ? total >= TimerEntry.messageFixedSize + 2 : total == TimerEntry.frameSize
+        else { return nil }
+        let position = LittleEndian.load(Int64.self, raw, at)
+        return EntryFrame(address: position, totalSize: total, span: Int64(total), maxTimestamp: .min)
+    }
+
+    public static func check(_ raw: UnsafeRawBufferPointer, limits: BatchLimits) throws -> EntryFrame {
+        guard raw.count >= headerSize else {
+            throw StoreError(.malformedBatch, "\(raw.count) bytes is shorter than the \(headerSize)-byte timer entry frame")
+        }
+        guard let frame = peek(raw, at: 0, limits: limits) else {
+            throw StoreError(.malformedBatch, "not a timer entry header (version \(raw[16]), kind \(raw[17]))")
+        }
+        guard frame.address >= 0 else { throw StoreError(.malformedBatch, "negative position \(frame.address)") }
+        guard raw.count >= frame.totalSize else {
+            throw StoreError(.malformedBatch, "timer entry declares \(frame.totalSize) bytes, only \(raw.count) present")
+        }
+        let stored = LittleEndian.load(UInt32.self, raw, 12)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[16..<frame.totalSize]))
+        guard crc == stored else {
+            throw StoreError(.corruptBatch, "CRC mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(crc, radix: 16))")
+        }
+        return frame
+    }
+
+    public static func validateForAppend(_ bytes: [UInt8], frame: EntryFrame, configuration: LogConfiguration) throws {
+        guard bytes[17] == TimerEntry.Kind.message.rawValue else { return }
+        let ok = bytes.withUnsafeBytes { TimerEntry.parseMessage($0) != nil }
+        if !ok { throw StoreError(.malformedBatch, "message entry payload is malformed") }
+    }
+
+    public static func entry(checked bytes: [UInt8], frame: EntryFrame) -> TimerEntry {
+        TimerEntry(checked: bytes)
+    }
+}
+
+/// The timer log of a partition.
+public typealias TimerLog = SegmentLog<TimerEntryFormat>
