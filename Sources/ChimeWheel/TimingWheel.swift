@@ -1,0 +1,326 @@
+import ChimeStore
+import Logging
+
+/// A hierarchical timing wheel that keeps only list heads in memory.
+///
+/// Every scheduled message is a `message` entry in the timer log, linked into the list of
+/// its slot: the new entry's `next` is the slot's head, then the head becomes the new
+/// entry's position. Memory is one `Slot` per slot of every level, whatever the number of
+/// pending messages. When time reaches a higher-level slot its list is walked and each
+/// entry re-linked one level down with a 48-byte `link` (bodies are never copied), then a
+/// `slotCleared` marker is written. When a level-0 slot falls due its list is walked, the
+/// messages ordered by publish position (their own position), cancelled ones dropped, the
+/// rest handed to the destination, and a `slotFired` marker written. Because every change
+/// is an appended entry, the wheel at any log position is a pure function of the log up to
+/// there: opening replays it.
+///
+/// Not thread-safe: the partition's owner drives it (schedule, cancel, advance).
+public final class TimingWheel {
+    /// One slot: the head of its list and what is needed to order it. `start` is the
+    /// slot's absolute start time; it follows from any entry's dueAt, and keeping it makes
+    /// the order of expirations independent of how the wheel time was reached.
+    struct Slot: Equatable {
+        var head: Int64 = TimerEntry.noPosition
+        var start: Int64 = 0
+        var count: Int32 = 0
+        var cancels: Int32 = 0
+        var isEmpty: Bool { head == TimerEntry.noPosition }
+    }
+
+    public let geometry: WheelGeometry
+    public let log: TimerLog
+    private let destination: FireDestination
+    private let logger: Logger
+    private var slots: [Slot]
+    private var occupancy: [OccupancyBitmap]
+    /// Every message due before `time` has been handed over; the wheel never moves back.
+    public private(set) var time: Int64
+    private var nextFireSequence: UInt64 = 1
+    /// Hand-overs to this destination at or below this number already happened.
+    private var appliedFireSequence: UInt64
+
+    /// Opens the wheel over `log`, replaying it to rebuild the slot heads. The caller then
+    /// calls `advance(to: now)` to catch up on everything that fell due while it was down.
+    public init(log: TimerLog, geometry: WheelGeometry = .slots64, destination: FireDestination, logger: Logger) throws {
+        self.log = log
+        self.geometry = geometry
+        self.destination = destination
+        self.logger = logger
+        slots = Array(repeating: Slot(), count: geometry.levels * geometry.slotsPerLevel)
+        occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels)
+        time = 0
+        appliedFireSequence = destination.lastFireSequence ?? 0
+        try replay(from: log.startOffset)
+    }
+
+    // MARK: - State
+
+    @inline(__always)
+    private func index(_ level: Int, _ slot: Int) -> Int { level * geometry.slotsPerLevel + slot }
+
+    /// Messages scheduled and neither fired nor cancelled.
+    public var pendingCount: Int {
+        slots.reduce(0) { $0 + Int($1.count) - 2 * Int($1.cancels) }
+    }
+
+    /// Bytes of in-memory wheel state: fixed by the geometry, not by what is pending.
+    public var stateBytes: Int {
+        slots.count * MemoryLayout<Slot>.stride + occupancy.count * (geometry.slotsPerLevel / 8)
+    }
+
+    /// Occupied slots per level.
+    public var occupiedSlots: [Int] { occupancy.map(\.count) }
+
+    /// The start of the next slot to process (fire or cascade), nil when empty. The firing
+    /// loop sleeps until then.
+    public var nextDue: Int64? { nextExpiration()?.start }
+
+    /// The slot to process next: the lowest start; on a tie the higher level first, so a
+    /// cascade lands its entries before the level-0 slot of the same millisecond fires.
+    private func nextExpiration() -> (level: Int, slot: Int, start: Int64)? {
+        var best: (level: Int, slot: Int, start: Int64)? = nil
+        for level in 0..<geometry.levels where !occupancy[level].isEmpty {
+            let current = geometry.slot(level: level, time: time)
+            // The first occupied slot at or after the current one, and the first before it
+            // (a slot of the next span, or an overdue one after a replay).
+            for candidate in [occupancy[level].next(atOrAfter: current), occupancy[level].next(atOrAfter: 0)] {
+                guard let s = candidate else { continue }
+                let start = slots[index(level, s)].start
+                if best == nil || start < best!.start || (start == best!.start && level > best!.level) {
+                    best = (level, s, start)
+                }
+            }
+        }
+        return best
+    }
+
+    private func link(level: Int, slot: Int, position: Int64, start: Int64, cancel: Bool) {
+        let i = index(level, slot)
+        if slots[i].isEmpty {
+            slots[i].start = start
+            occupancy[level].insert(slot)
+        }
+        assert(slots[i].start == start, "a slot holds one span at a time")
+        slots[i].head = position
+        slots[i].count += 1
+        if cancel { slots[i].cancels += 1 }
+    }
+
+    private func clear(level: Int, slot: Int) {
+        slots[index(level, slot)] = Slot()
+        occupancy[level].remove(slot)
+    }
+
+    /// Where an entry due at `due` goes now, with its slot's start.
+    private func placement(_ due: Int64) -> (level: Int, slot: Int, start: Int64) {
+        let level = geometry.level(now: time, due: due)
+        let at = max(due, time)
+        return (level, geometry.slot(level: level, time: at), at & ~(geometry.slotSpan(level) - 1))
+    }
+
+    // MARK: - Schedule and cancel
+
+    /// Schedules messages; returns their ids (timer-log positions), in order. One append
+    /// for the whole call. A due time in the past fires at the next `advance`.
+    @discardableResult
+    public func schedule(_ messages: [ScheduledMessage]) throws -> [Int64] {
+        guard !messages.isEmpty else { return [] }
+        var entries: [[UInt8]] = []
+        entries.reserveCapacity(messages.count)
+        var ids: [Int64] = []
+        ids.reserveCapacity(messages.count)
+        var position = log.endOffset
+        // Heads change as entries of this call link to each other: track them locally.
+        var heads: [Int: Int64] = [:]
+        var placements: [(level: Int, slot: Int, start: Int64)] = []
+        for m in messages {
+            guard m.dueAt >= 0, m.dueAt < geometry.limit else {
+                throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
+            }
+            let p = placement(m.dueAt)
+            let i = index(p.level, p.slot)
+            var bytes: [UInt8] = []
+            TimerEntry.appendMessage(m, level: p.level, slot: p.slot, next: heads[i] ?? slots[i].head, to: &bytes)
+            heads[i] = position
+            ids.append(position)
+            placements.append(p)
+            position += Int64(bytes.count)
+            entries.append(bytes)
+        }
+        let result = try log.append(contentsOf: entries)
+        precondition(result.baseOffset == ids[0], "the wheel is the timer log's only writer")
+        for (k, p) in placements.enumerated() {
+            link(level: p.level, slot: p.slot, position: ids[k], start: p.start, cancel: false)
+        }
+        return ids
+    }
+
+    /// Cancels a scheduled message by id: a tombstone linked into the message's current
+    /// slot, so the fire drops it. A message that already fired cannot be cancelled.
+    public func cancel(_ id: Int64) throws {
+        let entry: TimerEntry
+        do {
+            entry = try log.entry(at: id)
+        } catch let error as StoreError where error.code == .offsetOutOfRange || error.code == .corruptBatch {
+            throw StoreError(.invalidArgument, "no scheduled message has id \(id)")
+        }
+        guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
+        guard entry.dueAt >= time else {
+            throw StoreError(.invalidArgument, "message \(id) was due at \(entry.dueAt) and has fired")
+        }
+        let p = placement(entry.dueAt)
+        let i = index(p.level, p.slot)
+        var bytes: [UInt8] = []
+        TimerEntry.append(.cancel, level: p.level, slot: p.slot, dueAt: entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
+        let at = try log.append(bytes).baseOffset
+        link(level: p.level, slot: p.slot, position: at, start: p.start, cancel: true)
+    }
+
+    // MARK: - Advance
+
+    /// Processes every slot that starts at or before `now`, in order: cascades re-link,
+    /// level-0 slots fire. Time never moves backwards; a `now` behind the wheel does
+    /// nothing. Returns the number of messages handed over.
+    @discardableResult
+    public func advance(to now: Int64) throws -> Int {
+        var fired = 0
+        while let next = nextExpiration(), next.start <= now {
+            time = max(time, next.start)
+            if next.level == 0 {
+                fired += try fire(slot: next.slot)
+            } else {
+                try cascade(level: next.level, slot: next.slot)
+            }
+        }
+        time = max(time, now)
+        return fired
+    }
+
+    /// Walks a slot's list (newest first); returns the entries. A damaged entry ends the
+    /// walk: what it linked to cannot be reached, which is reported, not hidden, and the
+    /// wheel goes on with the rest.
+    private func walk(from head: Int64) throws -> [TimerEntry] {
+        var out: [TimerEntry] = []
+        var at = head
+        while at != TimerEntry.noPosition {
+            do {
+                let e = try log.entry(at: at)
+                out.append(e)
+                at = e.next
+            } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
+                logger.error("timer list broken by damage; older entries of this slot are lost", metadata: [
+                    "position": "\(at)", "error": "\(error)",
+                ])
+                break
+            }
+        }
+        return out
+    }
+
+    private func cascade(level: Int, slot: Int) throws {
+        let s = slots[index(level, slot)]
+        let entries = try walk(from: s.head)
+        var bytes: [[UInt8]] = []
+        bytes.reserveCapacity(entries.count + 1)
+        var position = log.endOffset
+        var heads: [Int: Int64] = [:]
+        var placed: [(level: Int, slot: Int, start: Int64, position: Int64, cancel: Bool)] = []
+        // Oldest first, so each lower list keeps publish order from its tail.
+        for e in entries.reversed() {
+            let p = placement(e.dueAt)
+            precondition(p.level < level, "a cascade moves entries down")
+            let i = index(p.level, p.slot)
+            var out: [UInt8] = []
+            let kind: TimerEntry.Kind = e.kind == .cancel ? .cancel : .link
+            TimerEntry.append(kind, level: p.level, slot: p.slot, dueAt: e.dueAt, next: heads[i] ?? slots[i].head, reference: e.target, to: &out)
+            heads[i] = position
+            placed.append((p.level, p.slot, p.start, position, kind == .cancel))
+            position += Int64(out.count)
+            bytes.append(out)
+        }
+        var marker: [UInt8] = []
+        TimerEntry.append(.slotCleared, level: level, slot: slot, dueAt: s.start, next: TimerEntry.noPosition, reference: TimerEntry.noPosition, to: &marker)
+        bytes.append(marker)
+        // Links and marker land together or not at all.
+        let result = try log.append(contentsOf: bytes)
+        precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        clear(level: level, slot: slot)
+        for p in placed { link(level: p.level, slot: p.slot, position: p.position, start: p.start, cancel: p.cancel) }
+    }
+
+    /// Hands a level-0 slot's messages over, in publish order without cancelled ones.
+    private func fire(slot: Int) throws -> Int {
+        let s = slots[index(0, slot)]
+        let entries = try walk(from: s.head)
+        var cancelled = Set<Int64>()
+        var targets: [Int64] = []
+        targets.reserveCapacity(entries.count)
+        for e in entries {
+            if e.kind == .cancel { cancelled.insert(e.reference) } else { targets.append(e.target) }
+        }
+        targets.sort()
+        var fired: [FiredMessage] = []
+        fired.reserveCapacity(targets.count)
+        var previous: Int64 = -1
+        for t in targets where t != previous && !cancelled.contains(t) {
+            previous = t
+            do {
+                fired.append(FiredMessage(id: t, message: try log.entry(at: t).message()))
+            } catch let error as StoreError where error.code == .corruptBatch || error.code == .malformedBatch {
+                logger.error("scheduled message lost to damage", metadata: ["id": "\(t)", "error": "\(error)"])
+            }
+        }
+        let sequence = nextFireSequence
+        if sequence > appliedFireSequence {
+            if !fired.isEmpty { try destination.deliver(fired, fireSequence: sequence) }
+        } else {
+            // Applied before a crash that came before the marker: complete the marker only.
+            logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(s.start)"])
+        }
+        var marker: [UInt8] = []
+        TimerEntry.append(.slotFired, level: 0, slot: slot, dueAt: s.start, next: TimerEntry.noPosition, reference: Int64(sequence), to: &marker)
+        try log.append(marker)
+        nextFireSequence = sequence + 1
+        clear(level: 0, slot: slot)
+        return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
+    }
+
+    // MARK: - Replay
+
+    /// Rebuilds the slots from the log: each entry links into its slot, each marker clears
+    /// one. Damage is reported by the log and skipped.
+    private func replay(from start: Int64) throws {
+        var at = start
+        while true {
+            let entries: [TimerEntry]
+            do {
+                entries = try log.read(from: at, maxBytes: 4 << 20)
+            } catch let error as StoreError where error.code == .corruptBatch && error.resumeOffset != nil {
+                logger.error("timer log damage skipped during replay", metadata: ["error": "\(error)"])
+                at = error.resumeOffset!
+                continue
+            }
+            guard let last = entries.last else { break }
+            for e in entries {
+                switch e.kind {
+                case .message, .link, .cancel:
+                    let start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
+                    let i = index(e.level, e.slot)
+                    if !slots[i].isEmpty && slots[i].start != start {
+                        logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
+                        clear(level: e.level, slot: e.slot)
+                    }
+                    link(level: e.level, slot: e.slot, position: e.position, start: start, cancel: e.kind == .cancel)
+                case .slotCleared:
+                    clear(level: e.level, slot: e.slot)
+                    time = max(time, e.dueAt)
+                case .slotFired:
+                    clear(level: 0, slot: e.slot)
+                    time = max(time, e.dueAt)
+                    nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
+                }
+            }
+            at = last.position + Int64(last.bytes.count)
+        }
+    }
+}
