@@ -109,7 +109,7 @@ final class DataFile: @unchecked Sendable {
 }
 
 /// Directory operations: entries are durable only once the directory itself is synced.
-enum Directory {
+package enum Directory {
     static func create(_ path: String) throws {
         var built = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
@@ -145,12 +145,12 @@ enum Directory {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    static func remove(_ path: String) throws {
+    package static func remove(_ path: String) throws {
         if unlink(path) != 0 && errno != ENOENT { throw StoreError.system("unlink", errno: errno, file: path) }
     }
 
     /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, calls: FileSystemCalls) throws {
+    package static func writeAtomically(_ bytes: [UInt8], to path: String, calls: FileSystemCalls) throws {
         let temp = path + ".tmp"
         let file = try DataFile.open(temp, create: true, calls: calls)
         try file.truncate(to: 0)

@@ -1,6 +1,10 @@
 import ChimeStore
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A hierarchical timing wheel that keeps only list heads in memory.
 ///
 /// Every scheduled message is a `message` entry in the timer log, linked into the list of
@@ -39,18 +43,80 @@ public final class TimingWheel {
     /// Hand-overs to this destination at or below this number already happened.
     private var appliedFireSequence: UInt64
 
-    /// Opens the wheel over `log`, replaying it to rebuild the slot heads. The caller then
-    /// calls `advance(to: now)` to catch up on everything that fell due while it was down.
-    public init(log: TimerLog, geometry: WheelGeometry = .slots64, destination: FireDestination, logger: Logger) throws {
+    /// Where `checkpoint()` writes and `init` looks; nil for no checkpoints.
+    public let checkpointPath: String?
+    /// How the last open rebuilt the wheel.
+    public private(set) var recovery = Recovery()
+
+    public struct Recovery: Sendable, Equatable {
+        /// A valid checkpoint was loaded (else the whole log was replayed).
+        public var fromCheckpoint = false
+        /// Timer-log entries replayed after the checkpoint (or from the start).
+        public var replayedEntries = 0
+    }
+
+    /// Opens the wheel over `log`: loads the checkpoint if there is a valid one, then
+    /// replays the entries after it (the whole log without one). The caller then calls
+    /// `advance(to: now)` to catch up on everything that fell due while it was down.
+    public init(
+        log: TimerLog, geometry: WheelGeometry = .slots64, checkpointPath: String? = nil,
+        destination: FireDestination, logger: Logger
+    ) throws {
         self.log = log
         self.geometry = geometry
+        self.checkpointPath = checkpointPath
         self.destination = destination
         self.logger = logger
         slots = Array(repeating: Slot(), count: geometry.levels * geometry.slotsPerLevel)
         occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels)
         time = 0
         appliedFireSequence = destination.lastFireSequence ?? 0
-        try replay(from: log.startOffset)
+        var start = log.startOffset
+        if let checkpoint = loadCheckpoint() {
+            for s in checkpoint.slots {
+                let i = index(s.level, s.slot)
+                slots[i] = Slot(head: s.head, start: s.start, count: s.count, cancels: s.cancels)
+                occupancy[s.level].insert(s.slot)
+            }
+            time = checkpoint.time
+            nextFireSequence = checkpoint.nextFireSequence
+            start = checkpoint.logPosition
+            recovery.fromCheckpoint = true
+        }
+        try replay(from: start)
+    }
+
+    private func loadCheckpoint() -> WheelCheckpoint? {
+        guard let path = checkpointPath, let data = try? readSmallFile(path) else { return nil }
+        guard let checkpoint = WheelCheckpoint.decode(data, geometry: geometry) else {
+            logger.warning("wheel checkpoint unreadable; replaying the whole timer log", metadata: ["path": "\(path)"])
+            return nil
+        }
+        guard checkpoint.logPosition >= log.startOffset, checkpoint.logPosition <= log.endOffset else {
+            logger.warning("wheel checkpoint does not fit the timer log; replaying it whole", metadata: [
+                "path": "\(path)", "position": "\(checkpoint.logPosition)", "logEnd": "\(log.endOffset)",
+            ])
+            return nil
+        }
+        return checkpoint
+    }
+
+    /// Syncs the timer log, then writes the checkpoint atomically. Call at an interval and
+    /// on clean shutdown; recovery then replays only what came after.
+    public func checkpoint() throws {
+        guard let path = checkpointPath else { return }
+        try log.flush()
+        var states: [WheelCheckpoint.SlotState] = []
+        for level in 0..<geometry.levels {
+            var s = occupancy[level].next(atOrAfter: 0)
+            while let slot = s {
+                let v = slots[index(level, slot)]
+                states.append(.init(level: level, slot: slot, head: v.head, start: v.start, count: v.count, cancels: v.cancels))
+                s = occupancy[level].next(atOrAfter: slot + 1)
+            }
+        }
+        let checkpoint = WheelCheckpoint(geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states)
+        try Directory.writeAtomically(checkpoint.encode(), to: path, calls: .system)
     }
 
     // MARK: - State
@@ -301,6 +367,7 @@ public final class TimingWheel {
                 continue
             }
             guard let last = entries.last else { break }
+            recovery.replayedEntries += entries.count
             for e in entries {
                 switch e.kind {
                 case .message, .link, .cancel:
@@ -323,4 +390,18 @@ public final class TimingWheel {
             at = last.position + Int64(last.bytes.count)
         }
     }
+}
+
+/// Reads a whole small file (a checkpoint), nil if it does not exist.
+func readSmallFile(_ path: String) throws -> [UInt8]? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n > 0 { out.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count { break }
+    }
+    return out
 }

@@ -28,9 +28,11 @@ final class RecordingDestination: FireDestination {
 @Suite struct TimingWheelTests {
     static let epoch: Int64 = 1_800_000_000_000
 
-    private func open(_ dir: TemporaryDirectory, _ destination: RecordingDestination, geometry: WheelGeometry = .slots64) throws -> TimingWheel {
-        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: 1 << 20, durability: .never), logger: testLogger)
-        return try TimingWheel(log: log, geometry: geometry, destination: destination, logger: testLogger)
+    private func open(_ dir: TemporaryDirectory, _ destination: RecordingDestination, geometry: WheelGeometry = .slots64, checkpoint: Bool = false) throws -> TimingWheel {
+        let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: 1 << 20, durability: .never), logger: testLogger)
+        return try TimingWheel(
+            log: log, geometry: geometry, checkpointPath: checkpoint ? dir.file("wheel.checkpoint") : nil,
+            destination: destination, logger: testLogger)
     }
 
     private func message(_ due: Int64, _ n: Int) -> ScheduledMessage {
@@ -169,8 +171,8 @@ final class RecordingDestination: FireDestination {
         try wheel.advance(to: Self.epoch + 10)
         #expect(dest.deliveries.count == 1)
         try wheel.log.close()
-        truncateFile(dir.file("00000000000000000000.timer"), to: endBefore)
-        try? FileManager.default.removeItem(atPath: dir.file("00000000000000000000.index"))
+        truncateFile(dir.file("timer/00000000000000000000.timer"), to: endBefore)
+        try? FileManager.default.removeItem(atPath: dir.file("timer/00000000000000000000.index"))
 
         wheel = try open(dir, dest)
         try wheel.advance(to: Self.epoch + 100)
@@ -197,5 +199,56 @@ final class RecordingDestination: FireDestination {
         #expect(wheel.pendingCount == 1_000_000)
         #expect(wheel.stateBytes == empty)
         #expect(wheel.stateBytes <= 8 * 64 * 32 + 8 * 8, "one 32-byte slot per slot of 8 levels x 64, and the bitmaps")
+    }
+
+    /// Opens from a checkpoint replay only what followed it, and the outcome is the same as
+    /// with a full replay; a damaged checkpoint, or one the log cannot honour, falls back to
+    /// the full replay.
+    @Test(arguments: ["valid", "garbage", "ahead of the log"])
+    func checkpointsShortenReplayWithoutChangingTheOutcome(kind: String) throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        var now = Self.epoch
+        dest.clock = { now }
+        var wheel = try open(dir, dest, checkpoint: true)
+        try wheel.advance(to: now)
+        var rng = SplitMix64(seed: 11)
+        var ids: [Int64] = []
+        for round in 0..<20 {
+            ids += try wheel.schedule((0..<50).map { message(now + Int64(rng.next() % 10_000_000), round * 50 + $0) })
+            now += Int64(rng.next() % 200_000)
+            try wheel.advance(to: now)
+        }
+        try wheel.checkpoint()
+        let afterCheckpoint = try wheel.schedule([message(now + 10, 9_998), message(now + 5_000_000, 9_999)])
+        ids += afterCheckpoint
+        try wheel.cancel(afterCheckpoint[1])
+        let pending = wheel.pendingCount
+        try wheel.log.close()
+
+        switch kind {
+        case "garbage":
+            try Data([1, 2, 3, 4]).write(to: URL(fileURLWithPath: dir.file("wheel.checkpoint")))
+        case "ahead of the log":
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("wheel.checkpoint"))))
+            bytes.withUnsafeMutableBytes { LittleEndian.store(Int64(1) << 40, $0, 16) }
+            let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
+            bytes.withUnsafeMutableBytes { LittleEndian.store(crc, $0, 4) }
+            try Data(bytes).write(to: URL(fileURLWithPath: dir.file("wheel.checkpoint")))
+        default: break
+        }
+        wheel = try open(dir, dest, checkpoint: true)
+        #expect(wheel.recovery.fromCheckpoint == (kind == "valid"))
+        if kind == "valid" {
+            #expect(wheel.recovery.replayedEntries == 3, "two messages and a cancel after the checkpoint")
+        } else {
+            #expect(wheel.recovery.replayedEntries > 1000)
+        }
+        #expect(wheel.pendingCount == pending)
+        now += 20_000_000
+        try wheel.advance(to: now)
+        let fired = dest.fired.map(\.id)
+        #expect(Set(fired).count == fired.count)
+        #expect(Set(fired) == Set(ids).subtracting([afterCheckpoint[1]]))
     }
 }
