@@ -5,15 +5,18 @@ import Testing
 
 @testable import ChimeWheel
 
-/// Records every hand-over with the wheel time it happened at.
-final class RecordingDestination: FireDestination {
+/// Records every hand-over with the time it happened at. Locked: the firing loop's actor
+/// delivers while the test reads.
+final class RecordingDestination: FireDestination, @unchecked Sendable {
     struct Delivery {
         var sequence: UInt64
         var at: Int64
         var messages: [FiredMessage]
     }
-    var deliveries: [Delivery] = []
+    private let lock = NSLock()
+    private var _deliveries: [Delivery] = []
     var clock: () -> Int64 = { 0 }
+    var deliveries: [Delivery] { lock.withLock { _deliveries } }
     var lastFireSequence: UInt64? { deliveries.last?.sequence }
     var fired: [(id: Int64, at: Int64, message: ScheduledMessage)] {
         deliveries.flatMap { d in d.messages.map { ($0.id, d.at, $0.message) } }
@@ -21,7 +24,8 @@ final class RecordingDestination: FireDestination {
 
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
         if let last = lastFireSequence { precondition(fireSequence > last, "hand-overs arrive in sequence") }
-        deliveries.append(Delivery(sequence: fireSequence, at: clock(), messages: messages))
+        let at = clock()
+        lock.withLock { _deliveries.append(Delivery(sequence: fireSequence, at: at, messages: messages)) }
     }
 }
 

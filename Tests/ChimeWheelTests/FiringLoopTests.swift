@@ -1,0 +1,132 @@
+import ChimeStore
+import ChimeTestSupport
+import Foundation
+import Testing
+
+@testable import ChimeWheel
+
+/// A clock the test moves by hand; sleepers wake when it passes their deadline or when
+/// their task is cancelled.
+final class ManualClock: WheelClock, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Int64
+    private var sleepers: [Int: (deadline: Int64?, continuation: CheckedContinuation<Void, Never>)] = [:]
+    private var cancelled = Set<Int>()
+    private var nextID = 0
+
+    init(_ start: Int64) { current = start }
+
+    func now() -> Int64 { lock.withLock { current } }
+
+    /// Deadlines of the sleeps in progress (nil = idle sleep).
+    var deadlines: [Int64?] { lock.withLock { sleepers.values.map(\.deadline) } }
+
+    func sleep(until deadline: Int64?) async {
+        let id: Int = lock.withLock { nextID += 1; return nextID }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow: Bool = lock.withLock {
+                    if cancelled.contains(id) { return true }
+                    if let d = deadline, d <= current { return true }
+                    sleepers[id] = (deadline, c)
+                    return false
+                }
+                if resumeNow { c.resume() }
+            }
+        } onCancel: {
+            let c: CheckedContinuation<Void, Never>? = lock.withLock {
+                cancelled.insert(id)
+                return sleepers.removeValue(forKey: id)?.continuation
+            }
+            c?.resume()
+        }
+    }
+
+    func set(_ time: Int64) {
+        let due: [CheckedContinuation<Void, Never>] = lock.withLock {
+            current = time
+            let ids = sleepers.filter { $0.value.deadline.map { $0 <= time } ?? false }.map(\.key)
+            return ids.compactMap { sleepers.removeValue(forKey: $0)?.continuation }
+        }
+        for c in due { c.resume() }
+    }
+}
+
+@Suite struct FiringLoopTests {
+    static let epoch: Int64 = 1_800_000_000_000
+
+    /// Waits (bounded) until the loop sleeps, registered with the clock, with a deadline
+    /// that satisfies `accept`; returns it.
+    @discardableResult
+    private func waitForSleep(_ loop: FiringLoop, _ clock: ManualClock, _ accept: (Int64) -> Bool) async throws -> Int64? {
+        for _ in 0..<5_000 {
+            if let d = await loop.sleepingUntil, accept(d), clock.deadlines.count == 1 { return d }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        Issue.record("the loop never slept as expected; it sleeps until \(String(describing: await loop.sleepingUntil))")
+        return nil
+    }
+
+    @Test func sleepsUntilTheNextSlotAndWakesEarlyForAnEarlierOne() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(Self.epoch)
+        let dest = RecordingDestination()
+        dest.clock = { clock.now() }
+        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
+        let loop = FiringLoop(wheel: wheel, clock: clock)
+        let running = Task { try await loop.run() }
+
+        try await waitForSleep(loop, clock) { $0 == .max }  // idle: nothing pending, no deadline
+        #expect(clock.deadlines == [nil])
+        let late = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 1_000, publishedAt: Self.epoch, body: Array("late".utf8))])
+        // It wakes no later than the message's due time (earlier to cascade it down a level).
+        let first = try await waitForSleep(loop, clock) { $0 > Self.epoch && $0 <= Self.epoch + 1_000 }
+        #expect(first != nil)
+        let early = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 50, publishedAt: Self.epoch, body: Array("early".utf8))])
+        try await waitForSleep(loop, clock) { $0 == Self.epoch + 50 }  // woken early, sleeping less
+        #expect(dest.fired.isEmpty)
+
+        clock.set(Self.epoch + 49)
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(dest.fired.isEmpty, "nothing before its due time")
+        clock.set(Self.epoch + 50)
+        try await waitForSleep(loop, clock) { $0 > Self.epoch + 50 }
+        #expect(dest.fired.map(\.id) == early)
+        #expect(dest.fired.first?.at == Self.epoch + 50)
+
+        clock.set(Self.epoch + 5_000)  // a late wake-up: what is overdue fires at once, then idle
+        try await waitForSleep(loop, clock) { $0 == .max }
+        #expect(dest.fired.map(\.id) == early + late)
+        #expect(await loop.pendingCount == 0)
+        running.cancel()
+        _ = await running.result
+    }
+
+    @Test func catchesUpOnEverythingOverdueInDueOrder() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(Self.epoch)
+        let dest = RecordingDestination()
+        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
+        try wheel.advance(to: Self.epoch)
+        let ids = try wheel.schedule((0..<100).map {
+            ScheduledMessage(dueAt: Self.epoch + Int64((100 - $0) * 86_400_000), publishedAt: Self.epoch, body: [UInt8($0)])
+        })
+        // The broker was down for a year: the loop starts long after everything was due.
+        clock.set(Self.epoch + 365 * 86_400_000)
+        let loop = FiringLoop(wheel: wheel, clock: clock)
+        let running = Task { try await loop.run() }
+        try await waitForSleep(loop, clock) { $0 == .max }
+        #expect(dest.fired.map(\.id) == ids.reversed(), "every overdue message, in due order")
+        running.cancel()
+        _ = await running.result
+    }
+
+    @Test func theSystemClockSleepsUntilTheDeadline() async {
+        let clock = SystemWheelClock()
+        let deadline = clock.now() + 30
+        await clock.sleep(until: deadline)
+        #expect(clock.now() >= deadline, "never wakes before the deadline")
+    }
+}
