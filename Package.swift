@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Hot paths cross module boundaries (the wheel reads the store's bytes): let the optimizer
+/// specialise generics across them.
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 let package = Package(
     name: "Chime",
     platforms: [.macOS(.v15)],
@@ -30,12 +34,14 @@ let package = Package(
                 "CLZ4",
                 "CCRC32C",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: crossModule
         ),
         // Timer log and the hierarchical timing wheel of list heads (design.md §3).
         .target(
             name: "ChimeWheel",
-            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: crossModule
         ),
         .executableTarget(
             name: "chime",
@@ -50,6 +56,11 @@ let package = Package(
             name: "StoreBench",
             dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/StoreBench"
+        ),
+        .executableTarget(
+            name: "WheelBench",
+            dependencies: ["ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
+            path: "bench/WheelBench"
         ),
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(

@@ -108,6 +108,22 @@ final class DataFile: @unchecked Sendable {
     }
 }
 
+/// A read-only shared mapping of a file, unmapped when the last reference goes.
+final class MappedRegion: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let length: Int
+
+    init(file: DataFile, length: Int) throws {
+        guard let p = mmap(nil, length, PROT_READ, MAP_SHARED, file.fd, 0), p != MAP_FAILED else {
+            throw StoreError.system("mmap", errno: errno, file: file.path)
+        }
+        base = UnsafeRawPointer(p)
+        self.length = length
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+}
+
 /// Directory operations: entries are durable only once the directory itself is synced.
 package enum Directory {
     static func create(_ path: String) throws {

@@ -39,6 +39,9 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
     var maxTimestamp: Int64
     var index: SegmentIndex
     var damaged: [DamagedRange] = []
+    /// A read-only mapping for random reads (byte-addressed logs), made on first use and
+    /// sized to the segment limit so appends stay inside it. Under the log's lock.
+    var mapping: MappedRegion?
 
     var path: String { file.path }
 

@@ -400,6 +400,55 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         return out
     }
 
+    /// Runs `body` over the mapped bytes of a byte-addressed log from `address` to the end
+    /// of the valid data of its segment: no copy, no system call once the segment is
+    /// mapped. The bytes are whatever the file holds; the caller checks the entry (CRC).
+    /// The mapping lives as long as the segment, so retention cannot pull it away mid-read;
+    /// an I/O error on a mapped page ends the process (recovery then reports the damage).
+    public func withMappedBytes<R>(at address: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        precondition(Format.addressing == .bytes, "withMappedBytes(at:) needs byte addressing")
+        let (segment, mapping, end): (LogSegment<Format>, MappedRegion, Int64) = try lock.withLock {
+            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
+                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
+            }
+            var low = 0, high = segments.count - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
+            }
+            let s = segments[low]
+            if s.mapping == nil || Int64(s.mapping!.length) < s.size {
+                s.mapping = try MappedRegion(file: s.file, length: Int(max(s.size, Int64(configuration.segmentBytes))))
+            }
+            return (s, s.mapping!, s.size)
+        }
+        let position = Int(address - segment.baseOffset)
+        return try withExtendedLifetime(segment) {
+            try body(UnsafeRawBufferPointer(start: mapping.base + position, count: Int(end) - position))
+        }
+    }
+
+    /// Raw bytes of a byte-addressed log from `address`, at most `maxCount`, never past
+    /// the end of the segment holding `address`. For readers that cache a window and check
+    /// entries themselves. Also returns the address range of that segment's valid data.
+    public func bytes(at address: Int64, maxCount: Int) throws -> (bytes: [UInt8], segment: Range<Int64>) {
+        precondition(Format.addressing == .bytes, "bytes(at:) needs byte addressing")
+        let (segment, end): (LogSegment<Format>, Int64) = try lock.withLock {
+            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
+                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
+            }
+            var low = 0, high = segments.count - 1
+            while low < high {
+                let mid = (low + high + 1) / 2
+                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
+            }
+            return (segments[low], segments[low].size)
+        }
+        let position = address - segment.baseOffset
+        let count = Int(min(Int64(maxCount), end - position))
+        return (try segment.file.read(count: count, at: position), segment.baseOffset..<(segment.baseOffset + end))
+    }
+
     /// The entry at `address` of a byte-addressed log (a timer log): one direct read, the
     /// entry checked like any other. Throws `offsetOutOfRange` for an address outside the
     /// log and `corruptBatch` when the bytes there are not a valid entry for that address.

@@ -40,6 +40,7 @@ public final class TimingWheel {
     /// Every message due before `time` has been handed over; the wheel never moves back.
     public private(set) var time: Int64
     private var nextFireSequence: UInt64 = 1
+    private let reader: TimerEntryReader
     /// Hand-overs to this destination at or below this number already happened.
     private var appliedFireSequence: UInt64
 
@@ -67,6 +68,7 @@ public final class TimingWheel {
         self.checkpointPath = checkpointPath
         self.destination = destination
         self.logger = logger
+        reader = TimerEntryReader(log: log)
         slots = Array(repeating: Slot(), count: geometry.levels * geometry.slotsPerLevel)
         occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels)
         time = 0
@@ -265,12 +267,12 @@ public final class TimingWheel {
     /// Walks a slot's list (newest first); returns the entries. A damaged entry ends the
     /// walk: what it linked to cannot be reached, which is reported, not hidden, and the
     /// wheel goes on with the rest.
-    private func walk(from head: Int64) throws -> [TimerEntry] {
-        var out: [TimerEntry] = []
+    private func walk(from head: Int64) throws -> [TimerEntryFields] {
+        var out: [TimerEntryFields] = []
         var at = head
         while at != TimerEntry.noPosition {
             do {
-                let e = try log.entry(at: at)
+                let e = try reader.fields(at: at)
                 out.append(e)
                 at = e.next
             } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
@@ -331,7 +333,7 @@ public final class TimingWheel {
         for t in targets where t != previous && !cancelled.contains(t) {
             previous = t
             do {
-                fired.append(FiredMessage(id: t, message: try log.entry(at: t).message()))
+                fired.append(FiredMessage(id: t, message: try reader.message(at: t)))
             } catch let error as StoreError where error.code == .corruptBatch || error.code == .malformedBatch {
                 logger.error("scheduled message lost to damage", metadata: ["id": "\(t)", "error": "\(error)"])
             }

@@ -1,0 +1,63 @@
+import ChimeStore
+
+/// The fixed fields of a timer entry, read without copying its bytes.
+struct TimerEntryFields: Equatable {
+    var kind: TimerEntry.Kind
+    var position: Int64
+    var level: Int
+    var slot: Int
+    var dueAt: Int64
+    var next: Int64
+    var reference: Int64
+    var target: Int64 { kind == .message ? position : reference }
+}
+
+/// Reads timer entries in place through the timer log's mapping, checking each entry's
+/// CRC and position. Walking a list costs no system call and no allocation per entry;
+/// only a fired message's key, headers and body are copied out.
+struct TimerEntryReader {
+    let log: TimerLog
+    private let limits: BatchLimits
+
+    init(log: TimerLog) {
+        self.log = log
+        limits = log.configuration.limits
+    }
+
+    /// Runs `body` over the checked bytes of the entry at `address`.
+    private func withEntry<R>(at address: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try log.withMappedBytes(at: address) { rest in
+            let frame: EntryFrame
+            do {
+                frame = try TimerEntryFormat.check(rest, limits: limits)
+            } catch let error as StoreError {
+                throw StoreError(.corruptBatch, "timer entry at \(address): \(error.message)", position: address)
+            }
+            guard frame.address == address else {
+                throw StoreError(.corruptBatch, "timer entry at \(address) says it is at \(frame.address)", position: address)
+            }
+            return try body(UnsafeRawBufferPointer(rebasing: rest[..<frame.totalSize]))
+        }
+    }
+
+    func fields(at address: Int64) throws -> TimerEntryFields {
+        try withEntry(at: address) { raw in
+            TimerEntryFields(
+                kind: TimerEntry.Kind(rawValue: raw[17])!, position: address, level: Int(raw[18]),
+                slot: Int(LittleEndian.load(UInt16.self, raw, 20)), dueAt: LittleEndian.load(Int64.self, raw, 24),
+                next: LittleEndian.load(Int64.self, raw, 32), reference: LittleEndian.load(Int64.self, raw, 40))
+        }
+    }
+
+    func message(at address: Int64) throws -> ScheduledMessage {
+        try withEntry(at: address) { raw in
+            guard raw[17] == TimerEntry.Kind.message.rawValue else {
+                throw StoreError(.invalidArgument, "entry at \(address) is not a message")
+            }
+            guard let m = TimerEntry.parseMessage(raw) else {
+                throw StoreError(.malformedBatch, "message entry at \(address) is malformed")
+            }
+            return m
+        }
+    }
+}

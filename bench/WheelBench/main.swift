@@ -1,0 +1,143 @@
+// WheelBench: in-process throughput of the timing wheel over a real timer log.
+//
+//   WheelBench [--dir PATH] [--count N] [--quick]
+//
+// For each geometry (64 and 256 slots per level) and durability (never, always):
+//   schedule: N messages with 100-byte bodies and random delays of 1 s – 30 days, in
+//             calls of 1,000, into a fresh timer log: schedules/s.
+//   fire:     N messages due within the same second, then one advance past that second
+//             in simulated time: the wheel's own work for the whole burst, cascades included.
+//   realtime: the FiringLoop on the system clock with N messages due within one second a
+//             few seconds ahead: lateness (hand-over time − due time) of every message,
+//             and when the last one was handed over relative to the end of that second.
+// Timings live here, never in tests.
+import ChimeStore
+import ChimeWheel
+import Foundation
+import Logging
+
+/// Lateness of each hand-over on the system clock.
+final class LatenessDestination: FireDestination, @unchecked Sendable {
+    let clock = SystemWheelClock()
+    var lateness: [Int64] = []
+    var early = 0
+    var lastHandOver: Int64 = 0
+    var sequence: UInt64 = 0
+    var lastFireSequence: UInt64? { sequence == 0 ? nil : sequence }
+    func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
+        let now = clock.now()
+        for m in messages {
+            let late = now - m.message.dueAt
+            if late < 0 { early += 1 }
+            lateness.append(late)
+        }
+        lastHandOver = now
+        sequence = fireSequence
+    }
+}
+
+final class CountingDestination: FireDestination {
+    var count = 0
+    var sequence: UInt64 = 0
+    var lastFireSequence: UInt64? { sequence == 0 ? nil : sequence }
+    func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
+        count += messages.count
+        sequence = fireSequence
+    }
+}
+
+let args = Array(CommandLine.arguments.dropFirst())
+@MainActor func option(_ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+let quick = args.contains("--quick")
+let count = Int(option("--count") ?? "") ?? (quick ? 100_000 : 1_000_000)
+let base = option("--dir") ?? FileManager.default.currentDirectoryPath
+var logger = Logger(label: "wheelbench")
+logger.logLevel = .error
+let epoch: Int64 = 1_800_000_000_000
+let body = [UInt8](repeating: 0x61, count: 100)
+
+func fresh(_ name: String) -> String {
+    let path = base + "/.wheelbench-\(getpid())-\(name)"
+    try? FileManager.default.removeItem(atPath: path)
+    return path
+}
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+print("WheelBench: \(count) messages of \(body.count) B per case, calls of 1,000; CPU cores \(ProcessInfo.processInfo.activeProcessorCount)")
+print(String(format: "%-22@ %-8@ %14@ %12@ %16@", "geometry" as NSString, "sync" as NSString, "schedules/s" as NSString, "fire s" as NSString, "fired/s" as NSString))
+for geometry in [WheelGeometry.slots64, .slots256] {
+    for durability in [DurabilityPolicy.never, .always] {
+        // Schedule: random delays 1 s – 30 days.
+        var rng = SplitMix64(seed: 42)
+        let dir = fresh("schedule")
+        let log = try TimerLog.open(directory: dir, configuration: LogConfiguration(durability: durability), logger: logger)
+        let dest = CountingDestination()
+        let wheel = try TimingWheel(log: log, geometry: geometry, destination: dest, logger: logger)
+        try wheel.advance(to: epoch)
+        let batches: [[ScheduledMessage]] = (0..<(count / 1000)).map { _ in
+            (0..<1000).map { _ in
+                ScheduledMessage(dueAt: epoch + 1000 + Int64(rng.next() % (30 * 86_400_000)), publishedAt: epoch, body: body)
+            }
+        }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        for b in batches {
+            try wheel.schedule(b)
+            if durability == .always { try await log.waitUntilDurable(log.endOffset) }
+        }
+        let scheduleRate = Double(count) / seconds(clock.now - t0)
+        try log.close()
+        try? FileManager.default.removeItem(atPath: dir)
+
+        // Fire: everything due within one second.
+        let dir2 = fresh("fire")
+        let log2 = try TimerLog.open(directory: dir2, configuration: LogConfiguration(durability: durability), logger: logger)
+        let dest2 = CountingDestination()
+        let wheel2 = try TimingWheel(log: log2, geometry: geometry, destination: dest2, logger: logger)
+        try wheel2.advance(to: epoch)
+        let due = epoch + 60_000
+        for k in 0..<(count / 1000) {
+            try wheel2.schedule((0..<1000).map { i in ScheduledMessage(dueAt: due + Int64((k * 1000 + i) % 1000), publishedAt: epoch, body: body) })
+        }
+        try log2.flush()
+        let t1 = clock.now
+        try wheel2.advance(to: due + 999)
+        let fireSeconds = seconds(clock.now - t1)
+        precondition(dest2.count == count, "all fired")
+        try log2.close()
+        try? FileManager.default.removeItem(atPath: dir2)
+        print(String(format: "%-22@ %-8@ %14.0f %12.3f %16.0f", "\(geometry)" as NSString, "\(durability)" as NSString, scheduleRate, fireSeconds, Double(count) / fireSeconds))
+    }
+}
+
+// Real time: the burst as the broker would live it.
+print("")
+print("realtime: \(count) messages due within one second, FiringLoop on the system clock")
+for geometry in [WheelGeometry.slots64, .slots256] {
+    let dir = fresh("realtime")
+    let log = try TimerLog.open(directory: dir, configuration: LogConfiguration(durability: .never), logger: logger)
+    let dest = LatenessDestination()
+    let wheel = try TimingWheel(log: log, geometry: geometry, destination: dest, logger: logger)
+    let system = SystemWheelClock()
+    let second = (system.now() / 1000 + 4) * 1000  // a whole second, a few seconds ahead
+    try wheel.advance(to: system.now())
+    for k in 0..<(count / 1000) {
+        try wheel.schedule((0..<1000).map { i in ScheduledMessage(dueAt: second + Int64((k * 1000 + i) % 1000), publishedAt: second, body: body) })
+    }
+    precondition(system.now() < second, "scheduling must finish before the burst")
+    let loop = FiringLoop(wheel: wheel, clock: system)
+    let running = Task { try await loop.run() }
+    while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(50)) }
+    running.cancel()
+    _ = await running.result
+    let sorted = dest.lateness.sorted()
+    func p(_ q: Double) -> Int64 { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+    print(String(format: "%-22@ handed over %d, early %d, lateness ms p50 %lld p99 %lld max %lld; last hand-over %+lld ms after the second's last ms",
+                 "\(geometry)" as NSString, sorted.count, dest.early, p(0.5), p(0.99), sorted.last ?? -1, dest.lastHandOver - (second + 999)))
+    try log.close()
+    try? FileManager.default.removeItem(atPath: dir)
+}
