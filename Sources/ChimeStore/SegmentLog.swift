@@ -428,27 +428,6 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
-    /// Raw bytes of a byte-addressed log from `address`, at most `maxCount`, never past
-    /// the end of the segment holding `address`. For readers that cache a window and check
-    /// entries themselves. Also returns the address range of that segment's valid data.
-    public func bytes(at address: Int64, maxCount: Int) throws -> (bytes: [UInt8], segment: Range<Int64>) {
-        precondition(Format.addressing == .bytes, "bytes(at:) needs byte addressing")
-        let (segment, end): (LogSegment<Format>, Int64) = try lock.withLock {
-            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
-                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
-            }
-            var low = 0, high = segments.count - 1
-            while low < high {
-                let mid = (low + high + 1) / 2
-                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
-            }
-            return (segments[low], segments[low].size)
-        }
-        let position = address - segment.baseOffset
-        let count = Int(min(Int64(maxCount), end - position))
-        return (try segment.file.read(count: count, at: position), segment.baseOffset..<(segment.baseOffset + end))
-    }
-
     /// The entry at `address` of a byte-addressed log (a timer log): one direct read, the
     /// entry checked like any other. Throws `offsetOutOfRange` for an address outside the
     /// log and `corruptBatch` when the bytes there are not a valid entry for that address.
