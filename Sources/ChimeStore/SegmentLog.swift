@@ -39,6 +39,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     public let configuration: LogConfiguration
     public let recovery: LogRecovery
     private let calls: FileSystemCalls
+    /// The system calls this log writes through (so related files, like a checkpoint,
+    /// share its fault injection).
+    package var fileSystemCalls: FileSystemCalls { calls }
     private let logger: Logger
     private let lock = NSLock()
     // Guarded by `lock`.

@@ -118,7 +118,7 @@ public final class TimingWheel {
             }
         }
         let checkpoint = WheelCheckpoint(geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states)
-        try Directory.writeAtomically(checkpoint.encode(), to: path, calls: .system)
+        try Directory.writeAtomically(checkpoint.encode(), to: path, calls: log.fileSystemCalls)
     }
 
     // MARK: - State
