@@ -65,7 +65,7 @@ let package = Package(
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(
             name: "CrashAgent",
-            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChimeStore", "ChimeWheel", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CrashAgent"
         ),
         // Helpers shared by the test targets (temporary directories, processes, file surgery).
@@ -83,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimeWheelTests",
-            dependencies: ["ChimeWheel", "ChimeStore", "ChimeTestSupport"]
+            dependencies: ["ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent"]
         ),
     ]
 )
