@@ -7,6 +7,9 @@
 //             calls of 1,000, into a fresh timer log: schedules/s.
 //   fire:     N messages due within the same second, then one advance past that second
 //             in simulated time: the wheel's own work for the whole burst, cascades included.
+//   --pending N: hold N scheduled messages (delays 1 s – 30 days): resident memory above
+//             the empty process, then the time to reopen with a checkpoint (clean stop)
+//             and without one (full replay, the worst case after a crash). Only this runs.
 //   realtime: the FiringLoop on the system clock with N messages due within one second a
 //             few seconds ahead: lateness (hand-over time − due time) of every message,
 //             and when the last one was handed over relative to the end of that second.
@@ -66,6 +69,62 @@ func fresh(_ name: String) -> String {
 }
 
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+/// Resident set size of this process, kB: (total, anonymous).
+func residentKB() -> (total: Int, anonymous: Int) {
+    let text = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    func field(_ name: String) -> Int {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return -1 }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+    }
+    return (field("VmRSS:"), field("RssAnon:"))
+}
+
+if let pendingText = option("--pending"), let pending = Int(pendingText) {
+    let before = residentKB()
+    let dir = fresh("pending")
+    var log = try TimerLog.open(directory: dir + "/timer", configuration: LogConfiguration(durability: .never), logger: logger)
+    let dest = CountingDestination()
+    var wheel = try TimingWheel(log: log, checkpointPath: dir + "/wheel.checkpoint", destination: dest, logger: logger)
+    try wheel.advance(to: epoch)
+    var rng = SplitMix64(seed: 9)
+    let clock = ContinuousClock()
+    let t0 = clock.now
+    var batch: [ScheduledMessage] = []
+    batch.reserveCapacity(1000)
+    for k in 0..<(pending / 1000) {
+        batch.removeAll(keepingCapacity: true)
+        for _ in 0..<1000 {
+            batch.append(ScheduledMessage(dueAt: epoch + 1000 + Int64(rng.next() % (30 * 86_400_000)), publishedAt: epoch, body: body))
+        }
+        try wheel.schedule(batch)
+        if k % 1000 == 999 { print("  scheduled \((k + 1) * 1000)") }
+    }
+    let scheduleSeconds = seconds(clock.now - t0)
+    let after = residentKB()
+    print("pending: \(wheel.pendingCount) messages scheduled in \(String(format: "%.1f", scheduleSeconds)) s; wheel state \(wheel.stateBytes) bytes; timer log \(log.totalBytes / 1_000_000) MB on disk")
+    print("resident: empty \(before.total / 1024) MiB (anonymous \(before.anonymous / 1024) MiB), holding \(pending): \(after.total / 1024) MiB (anonymous \(after.anonymous / 1024) MiB); growth \((after.total - before.total) / 1024) MiB, anonymous \((after.anonymous - before.anonymous) / 1024) MiB")
+    try wheel.checkpoint()
+    try log.close()
+
+    let t1 = clock.now
+    log = try TimerLog.open(directory: dir + "/timer", configuration: LogConfiguration(durability: .never), logger: logger)
+    wheel = try TimingWheel(log: log, checkpointPath: dir + "/wheel.checkpoint", destination: dest, logger: logger)
+    let clean = seconds(clock.now - t1)
+    precondition(wheel.pendingCount == pending && wheel.recovery.fromCheckpoint)
+    try log.close()
+    try FileManager.default.removeItem(atPath: dir + "/wheel.checkpoint")
+    try? FileManager.default.removeItem(atPath: dir + "/timer/" + "00000000000000000000.index")
+    let t2 = clock.now
+    log = try TimerLog.open(directory: dir + "/timer", configuration: LogConfiguration(durability: .never), logger: logger)
+    wheel = try TimingWheel(log: log, checkpointPath: dir + "/wheel.checkpoint", destination: dest, logger: logger)
+    let full = seconds(clock.now - t2)
+    precondition(wheel.pendingCount == pending && !wheel.recovery.fromCheckpoint)
+    print(String(format: "recovery with %d pending: %.3f s from the checkpoint (clean stop), %.3f s replaying the whole log (%d entries, no checkpoint)", pending, clean, full, wheel.recovery.replayedEntries))
+    try log.close()
+    try? FileManager.default.removeItem(atPath: dir)
+    exit(0)
+}
 
 print("WheelBench: \(count) messages of \(body.count) B per case, calls of 1,000; CPU cores \(ProcessInfo.processInfo.activeProcessorCount)")
 print(String(format: "%-22@ %-8@ %14@ %12@ %16@", "geometry" as NSString, "sync" as NSString, "schedules/s" as NSString, "fire s" as NSString, "fired/s" as NSString))
