@@ -2,8 +2,9 @@
 # Timing-wheel benchmark: schedule and fire throughput, 64 vs 256 slots per level, and the
 # lateness of a burst of same-second messages on the real clock.
 #
-#   bash bench/wheel.sh            1,000,000 messages per case; memory and recovery with 10,000,000 pending
-#   bash bench/wheel.sh --quick    100,000 per case; 1,000,000 pending
+#   bash bench/wheel.sh            1,000,000 messages per case; memory and recovery with 10,000,000 pending;
+#                                  lateness at 100,000 due/s for 30 s
+#   bash bench/wheel.sh --quick    100,000 per case; 1,000,000 pending; 5 s of lateness
 #
 # Builds WheelBench in release (scratch path .build-bench), runs it in a temporary directory
 # under bench/ (or $BENCH_DIR), and writes what it prints to
@@ -28,6 +29,11 @@ swift build -c release --scratch-path .build-bench --product WheelBench 2>&1 | g
     case " $* " in *" --quick "*) PENDING=1000000 ;; esac
     echo "memory and recovery with $PENDING pending (the timer log takes about $((PENDING / 6000)) MB of disk meanwhile)"
     .build-bench/release/WheelBench --dir "$BASE" --pending "$PENDING" | grep -v '^  scheduled'
+    echo
+    SECONDS_SUSTAINED=30
+    case " $* " in *" --quick "*) SECONDS_SUSTAINED=5 ;; esac
+    echo "lateness at 100,000 due/s for $SECONDS_SUSTAINED s, FiringLoop on the system clock"
+    .build-bench/release/WheelBench --dir "$BASE" --sustained 100000 --for "$SECONDS_SUSTAINED"
 } | tee "$OUT"
 cp "$OUT" bench/results/wheel-latest.txt
 echo "[wheel.sh] results: $OUT"

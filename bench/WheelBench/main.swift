@@ -126,6 +126,37 @@ if let pendingText = option("--pending"), let pending = Int(pendingText) {
     exit(0)
 }
 
+if let rateText = option("--sustained"), let rate = Int(rateText) {
+    // `rate` messages due per second, evenly spread, for `--for` seconds, a few seconds ahead.
+    let duration = Int(option("--for") ?? "30") ?? 30
+    let dir = fresh("sustained")
+    let log = try TimerLog.open(directory: dir, configuration: LogConfiguration(durability: .never), logger: logger)
+    let dest = LatenessDestination()
+    let wheel = try TimingWheel(log: log, destination: dest, logger: logger)
+    let system = SystemWheelClock()
+    try wheel.advance(to: system.now())
+    let total = rate * duration
+    let start = (system.now() / 1000 + 3 + Int64(total / 1_000_000)) * 1000
+    var batch: [ScheduledMessage] = []
+    for k in 0..<total {
+        batch.append(ScheduledMessage(dueAt: start + Int64(k) * 1000 / Int64(rate), publishedAt: start, body: body))
+        if batch.count == 1000 { try wheel.schedule(batch); batch.removeAll(keepingCapacity: true) }
+    }
+    if !batch.isEmpty { try wheel.schedule(batch) }
+    precondition(system.now() < start, "scheduling must finish before the first due time")
+    let loop = FiringLoop(wheel: wheel, clock: system)
+    let running = Task { try await loop.run() }
+    while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
+    running.cancel()
+    _ = await running.result
+    let sorted = dest.lateness.sorted()
+    func p(_ q: Double) -> Int64 { sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+    print("sustained: \(rate) due/s for \(duration) s (\(sorted.count) handed over), early \(dest.early), lateness ms p50 \(p(0.5)) p99 \(p(0.99)) p99.9 \(p(0.999)) max \(sorted.last ?? -1)")
+    try log.close()
+    try? FileManager.default.removeItem(atPath: dir)
+    exit(0)
+}
+
 print("WheelBench: \(count) messages of \(body.count) B per case, calls of 1,000; CPU cores \(ProcessInfo.processInfo.activeProcessorCount)")
 print(String(format: "%-22@ %-8@ %14@ %12@ %16@", "geometry" as NSString, "sync" as NSString, "schedules/s" as NSString, "fire s" as NSString, "fired/s" as NSString))
 for geometry in [WheelGeometry.slots64, .slots256] {
