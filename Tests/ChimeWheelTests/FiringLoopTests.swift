@@ -129,4 +129,29 @@ final class ManualClock: WheelClock, @unchecked Sendable {
         await clock.sleep(until: deadline)
         #expect(clock.now() >= deadline, "never wakes before the deadline")
     }
+
+    @Test func checkpointsWhileWorkingAndOnceMoreWhenStopped() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(Self.epoch)
+        let dest = RecordingDestination()
+        func wheel() throws -> sending TimingWheel {
+            let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
+            return try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, logger: testLogger)
+        }
+        let loop = FiringLoop(wheel: try wheel(), clock: clock, checkpointInterval: 1_000)
+        let running = Task { try await loop.run() }
+        try await waitForSleep(loop, clock) { $0 == .max }
+        #expect(!FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "nothing to save yet")
+        clock.set(Self.epoch + 1_500)
+        _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 900_000, publishedAt: Self.epoch, body: [1])])
+        #expect(FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "a schedule after the interval checkpoints")
+        _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 800_000, publishedAt: Self.epoch, body: [2])])
+        running.cancel()
+        _ = await running.result
+        // The final checkpoint covers the second schedule too: reopening replays nothing.
+        let reopened = try wheel()
+        #expect(reopened.recovery.fromCheckpoint)
+        #expect(reopened.recovery.replayedEntries == 0)
+        #expect(reopened.pendingCount == 2)
+    }
 }
