@@ -1,32 +1,45 @@
 import ChimeStore
+import Logging
 
 /// Drives a `TimingWheel` in real time: fires what is due, then sleeps until the next
 /// occupied slot — no fixed poll interval — and is woken early when a schedule lands before
-/// that. The wheel is owned by this actor; schedule and cancel go through it. While work
-/// happens it checkpoints at most every `checkpointInterval` ms, and once more when `run`
-/// ends, so a clean stop reopens without replay and a crash replays little.
+/// that. The wheel is owned by this actor; schedule and cancel go through it. While it runs
+/// it checkpoints at most every `checkpointInterval` ms, and once more when `run` ends, so
+/// a clean stop reopens without replay and a crash replays little. A failure to fire (a
+/// destination that refuses, a full disk) is logged and retried with backoff; the loop
+/// does not stop.
 public actor FiringLoop {
     private let wheel: TimingWheel
     private let clock: any WheelClock
     private let checkpointInterval: Int64?
     private var lastCheckpoint: Int64
+    private let logger: Logger
     private var sleeper: Task<Void, Never>?
     /// The deadline of the current sleep: nil while awake, `.max` while idle.
     public private(set) var sleepingUntil: Int64?
 
-    public init(wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000) {
+    public init(
+        wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000,
+        logger: Logger
+    ) {
         self.wheel = wheel
         self.clock = clock
         self.checkpointInterval = checkpointInterval
+        self.logger = logger
         lastCheckpoint = clock.now()
     }
 
-    private func checkpointIfDue() throws {
-        guard let interval = checkpointInterval, wheel.checkpointPath != nil else { return }
+    /// A checkpoint only shortens replay: its failure is logged, never passed on.
+    private func checkpointIfDue(force: Bool = false) {
+        guard wheel.checkpointPath != nil else { return }
         let now = clock.now()
-        if now - lastCheckpoint >= interval {
+        // A clock that stepped back counts as due, so checkpoints do not stop.
+        guard force || checkpointInterval.map({ now - lastCheckpoint >= $0 || now < lastCheckpoint }) ?? false else { return }
+        do {
             try wheel.checkpoint()
             lastCheckpoint = now
+        } catch {
+            logger.error("wheel checkpoint failed; recovery will replay more", metadata: ["error": "\(error)"])
         }
     }
 
@@ -35,7 +48,6 @@ public actor FiringLoop {
     public func schedule(_ messages: [ScheduledMessage]) throws -> [Int64] {
         let ids = try wheel.schedule(messages)
         if let due = wheel.nextDue, let sleeping = sleepingUntil, due < sleeping { sleeper?.cancel() }
-        try checkpointIfDue()
         return ids
     }
 
@@ -54,10 +66,20 @@ public actor FiringLoop {
     /// Runs until the task is cancelled: catch up on everything overdue, in due order, then
     /// fire each slot as it falls due. Ends with a checkpoint.
     public func run() async throws {
-        defer { if wheel.checkpointPath != nil { try? wheel.checkpoint() } }
+        defer { checkpointIfDue(force: true) }
+        var failures = 0
         while !Task.isCancelled {
-            try wheel.advance(to: clock.now())
-            try checkpointIfDue()
+            do {
+                try wheel.advance(to: clock.now())
+                failures = 0
+            } catch {
+                failures += 1
+                let backoff = min(5_000, 50 << min(failures, 7))
+                logger.error("firing failed; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "backoffMs": "\(backoff)"])
+                try? await Task.sleep(for: .milliseconds(backoff))
+                continue
+            }
+            checkpointIfDue()
             let due = wheel.nextDue
             sleepingUntil = due ?? .max
             let clock = self.clock

@@ -35,8 +35,9 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///    22  u16 reserved    0
 ///    24  i64 dueAt       ms since the Unix epoch (markers: the slot's start time)
 ///    32  i64 next        position of the next entry of the same slot list; -1 ends the list
-///    40  i64 reference   link, cancel: position of the message entry; slot fired: the fire
-///                        sequence number; message, slot cleared: -1
+///    40  i64 reference   message: the wheel time (ms) when it was placed; link, cancel:
+///                        position of the message entry; slot fired: the fire sequence
+///                        number; slot cleared: -1
 ///    message only:
 ///    48  u32 destination
 ///    52  u32 reserved    0
@@ -66,6 +67,8 @@ public struct TimerEntry: Sendable, Equatable {
     public var reference: Int64 { field(Int64.self, 40) }
     /// The message a link or cancel refers to; a message refers to itself.
     public var target: Int64 { kind == .message ? position : reference }
+    /// For a message: the wheel time when it was placed.
+    public var placedAt: Int64 { reference }
 
     @inline(__always)
     private func field<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
@@ -102,7 +105,9 @@ public struct TimerEntry: Sendable, Equatable {
     }
 
     /// Appends a message entry to `out`.
-    public static func appendMessage(_ m: ScheduledMessage, level: Int, slot: Int, next: Int64, to out: inout [UInt8]) {
+    /// `placedAt` is the wheel time when the message was placed: replay restores the wheel
+    /// time from it, and an overdue message's slot starts there.
+    public static func appendMessage(_ m: ScheduledMessage, level: Int, slot: Int, next: Int64, placedAt: Int64, to out: inout [UInt8]) {
         let start = out.count
         var payload: [UInt8] = []
         if let key = m.key {
@@ -119,7 +124,7 @@ public struct TimerEntry: Sendable, Equatable {
             VarInt.append(UInt64(h.value.count), to: &payload)
             payload.append(contentsOf: h.value)
         }
-        appendFrame(.message, length: messageFixedSize + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next, reference: noPosition, to: &out)
+        appendFrame(.message, length: messageFixedSize + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next, reference: placedAt, to: &out)
         LittleEndian.append(m.destination, to: &out)
         LittleEndian.append(UInt32(0), to: &out)
         LittleEndian.append(m.publishedAt, to: &out)
@@ -217,6 +222,9 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         guard frame.address >= 0 else { throw StoreError(.malformedBatch, "negative position \(frame.address)") }
         guard raw.count >= frame.totalSize else {
             throw StoreError(.malformedBatch, "timer entry declares \(frame.totalSize) bytes, only \(raw.count) present")
+        }
+        if raw[17] == TimerEntry.Kind.message.rawValue && LittleEndian.load(UInt32.self, raw, 52) != 0 {
+            throw StoreError(.malformedBatch, "reserved bytes of a message entry are not zero")
         }
         let stored = LittleEndian.load(UInt32.self, raw, 12)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[16..<frame.totalSize]))

@@ -10,6 +10,12 @@ struct TimerEntryFields: Equatable {
     var next: Int64
     var reference: Int64
     var target: Int64 { kind == .message ? position : reference }
+    /// The start of the slot this entry is linked into. A message placed overdue sits in
+    /// the level-0 slot of the time it was placed (its `reference`).
+    func slotStart(_ geometry: WheelGeometry) -> Int64 {
+        if kind == .message && dueAt < reference { return reference }
+        return dueAt & ~(geometry.slotSpan(level) - 1)
+    }
 }
 
 /// Reads timer entries in place through the timer log's mapping, checking each entry's

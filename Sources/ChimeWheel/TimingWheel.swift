@@ -86,6 +86,22 @@ public final class TimingWheel {
             recovery.fromCheckpoint = true
         }
         try replay(from: start)
+        try completeAppliedHandOvers()
+    }
+
+    /// Hand-overs the destination applied before a crash whose "fired" markers did not
+    /// reach the log are redone first — markers only, no delivery — before anything else
+    /// can be scheduled or cancelled, so the numbering after a restart matches the
+    /// numbering before it whatever time it is now.
+    private func completeAppliedHandOvers() throws {
+        while nextFireSequence <= appliedFireSequence, let next = nextExpiration() {
+            time = max(time, next.start)
+            if next.level == 0 {
+                _ = try fire(slot: next.slot)
+            } else {
+                try cascade(level: next.level, slot: next.slot)
+            }
+        }
     }
 
     private func loadCheckpoint() -> WheelCheckpoint? {
@@ -208,7 +224,7 @@ public final class TimingWheel {
             let p = placement(m.dueAt)
             let i = index(p.level, p.slot)
             var bytes: [UInt8] = []
-            TimerEntry.appendMessage(m, level: p.level, slot: p.slot, next: heads[i] ?? slots[i].head, to: &bytes)
+            TimerEntry.appendMessage(m, level: p.level, slot: p.slot, next: heads[i] ?? slots[i].head, placedAt: time, to: &bytes)
             heads[i] = position
             ids.append(position)
             placements.append(p)
@@ -224,20 +240,29 @@ public final class TimingWheel {
     }
 
     /// Cancels a scheduled message by id: a tombstone linked into the message's current
-    /// slot, so the fire drops it. A message that already fired cannot be cancelled.
+    /// slot, so the fire drops it. Only a message still pending can be cancelled: one that
+    /// fired, was cancelled already, or never existed is an `invalidArgument` error. The
+    /// check walks the one slot the message can be in.
     public func cancel(_ id: Int64) throws {
-        let entry: TimerEntry
+        let entry: TimerEntryFields
         do {
-            entry = try log.entry(at: id)
+            entry = try reader.fields(at: id)
         } catch let error as StoreError where error.code == .offsetOutOfRange || error.code == .corruptBatch {
             throw StoreError(.invalidArgument, "no scheduled message has id \(id)")
         }
         guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
-        guard entry.dueAt >= time else {
-            throw StoreError(.invalidArgument, "message \(id) was due at \(entry.dueAt) and has fired")
-        }
         let p = placement(entry.dueAt)
         let i = index(p.level, p.slot)
+        var found = false
+        var cancelled = false
+        if !slots[i].isEmpty && slots[i].start == p.start {
+            for e in try walk(from: slots[i].head) where e.target == id {
+                if e.kind == .cancel { cancelled = true } else { found = true }
+            }
+        }
+        guard found && !cancelled else {
+            throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
+        }
         var bytes: [UInt8] = []
         TimerEntry.append(.cancel, level: p.level, slot: p.slot, dueAt: entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
         let at = try log.append(bytes).baseOffset
@@ -252,7 +277,8 @@ public final class TimingWheel {
     @discardableResult
     public func advance(to now: Int64) throws -> Int {
         var fired = 0
-        while let next = nextExpiration(), next.start <= now {
+        // Slots can start at `time` (overdue schedules) even when the clock stepped back.
+        while let next = nextExpiration(), next.start <= max(now, time) {
             time = max(time, next.start)
             if next.level == 0 {
                 fired += try fire(slot: next.slot)
@@ -334,13 +360,21 @@ public final class TimingWheel {
             previous = t
             do {
                 fired.append(FiredMessage(id: t, message: try reader.message(at: t)))
-            } catch let error as StoreError where error.code == .corruptBatch || error.code == .malformedBatch {
+            } catch let error as StoreError
+                where error.code == .corruptBatch || error.code == .malformedBatch || error.code == .offsetOutOfRange || error.code == .invalidArgument
+            {
                 logger.error("scheduled message lost to damage", metadata: ["id": "\(t)", "error": "\(error)"])
             }
         }
         let sequence = nextFireSequence
         if sequence > appliedFireSequence {
-            if !fired.isEmpty { try destination.deliver(fired, fireSequence: sequence) }
+            if !fired.isEmpty {
+                // Everything that led to this hand-over must be on disk before the
+                // destination records its number, or a crash could renumber the fires.
+                try log.flush()
+                try destination.deliver(fired, fireSequence: sequence)
+                appliedFireSequence = sequence
+            }
         } else {
             // Applied before a crash that came before the marker: complete the marker only.
             logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(s.start)"])
@@ -354,6 +388,24 @@ public final class TimingWheel {
     }
 
     // MARK: - Replay
+
+    /// Slots are processed in order of start, so a marker for time D means every slot that
+    /// starts before D was processed already; one still occupied lost its own marker to
+    /// damage, and must not fire again.
+    private func clearSlotsProcessedBefore(_ d: Int64, position: Int64) {
+        for level in 0..<geometry.levels where !occupancy[level].isEmpty {
+            var s = occupancy[level].next(atOrAfter: 0)
+            while let slot = s {
+                if slots[index(level, slot)].start < d {
+                    logger.error("slot behind a later marker was never marked processed; cleared", metadata: [
+                        "level": "\(level)", "slot": "\(slot)", "marker": "\(position)",
+                    ])
+                    clear(level: level, slot: slot)
+                }
+                s = occupancy[level].next(atOrAfter: slot + 1)
+            }
+        }
+    }
 
     /// Rebuilds the slots from the log: each entry links into its slot, each marker clears
     /// one. Damage is reported by the log and skipped.
@@ -371,22 +423,38 @@ public final class TimingWheel {
             guard let last = entries.last else { break }
             recovery.replayedEntries += entries.count
             for e in entries {
+                guard e.level < geometry.levels, e.slot < geometry.slotsPerLevel else {
+                    logger.error("timer entry outside this wheel's geometry; skipped", metadata: [
+                        "position": "\(e.position)", "level": "\(e.level)", "slot": "\(e.slot)", "geometry": "\(geometry)",
+                    ])
+                    continue
+                }
                 switch e.kind {
                 case .message, .link, .cancel:
-                    let start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
                     let i = index(e.level, e.slot)
+                    var start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
+                    if e.kind == .message {
+                        // Placed at `placedAt`: the wheel had reached that time; an overdue
+                        // message sits in the level-0 slot of that time.
+                        time = max(time, e.placedAt)
+                        if e.dueAt < e.placedAt { start = e.placedAt }
+                    } else if e.kind == .cancel && !slots[i].isEmpty {
+                        start = slots[i].start  // a tombstone joins its message's slot
+                    }
                     if !slots[i].isEmpty && slots[i].start != start {
                         logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
                         clear(level: e.level, slot: e.slot)
                     }
                     link(level: e.level, slot: e.slot, position: e.position, start: start, cancel: e.kind == .cancel)
-                case .slotCleared:
-                    clear(level: e.level, slot: e.slot)
+                case .slotCleared, .slotFired:
+                    if e.kind == .slotFired {
+                        clear(level: 0, slot: e.slot)
+                        nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
+                    } else {
+                        clear(level: e.level, slot: e.slot)
+                    }
                     time = max(time, e.dueAt)
-                case .slotFired:
-                    clear(level: 0, slot: e.slot)
-                    time = max(time, e.dueAt)
-                    nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
+                    clearSlotsProcessedBefore(e.dueAt, position: e.position)
                 }
             }
             at = last.position + Int64(last.bytes.count)

@@ -74,7 +74,7 @@ final class ManualClock: WheelClock, @unchecked Sendable {
         dest.clock = { clock.now() }
         let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
-        let loop = FiringLoop(wheel: wheel, clock: clock)
+        let loop = FiringLoop(wheel: wheel, clock: clock, logger: testLogger)
         let running = Task { try await loop.run() }
 
         try await waitForSleep(loop, clock) { $0 == .max }  // idle: nothing pending, no deadline
@@ -115,7 +115,7 @@ final class ManualClock: WheelClock, @unchecked Sendable {
         })
         // The broker was down for a year: the loop starts long after everything was due.
         clock.set(Self.epoch + 365 * 86_400_000)
-        let loop = FiringLoop(wheel: wheel, clock: clock)
+        let loop = FiringLoop(wheel: wheel, clock: clock, logger: testLogger)
         let running = Task { try await loop.run() }
         try await waitForSleep(loop, clock) { $0 == .max }
         #expect(dest.fired.map(\.id) == ids.reversed(), "every overdue message, in due order")
@@ -138,13 +138,17 @@ final class ManualClock: WheelClock, @unchecked Sendable {
             let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
             return try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, logger: testLogger)
         }
-        let loop = FiringLoop(wheel: try wheel(), clock: clock, checkpointInterval: 1_000)
+        let loop = FiringLoop(wheel: try wheel(), clock: clock, checkpointInterval: 1_000, logger: testLogger)
         let running = Task { try await loop.run() }
         try await waitForSleep(loop, clock) { $0 == .max }
         #expect(!FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "nothing to save yet")
         clock.set(Self.epoch + 1_500)
         _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 900_000, publishedAt: Self.epoch, body: [1])])
-        #expect(FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "a schedule after the interval checkpoints")
+        // The schedule wakes the loop, which checkpoints because the interval has passed.
+        for _ in 0..<2_000 where !FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")) {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        #expect(FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "the loop checkpoints once the interval has passed")
         _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 800_000, publishedAt: Self.epoch, body: [2])])
         running.cancel()
         _ = await running.result

@@ -19,12 +19,12 @@ import Testing
         let m = ScheduledMessage(
             dueAt: 1_800_000_000_123, publishedAt: 1_799_000_000_000, destination: 7, key: Array("parcel-9".utf8),
             headers: [RecordHeader(name: "trace", value: [1, 2, 3]), RecordHeader(name: "", value: [])], body: Array("check the parcel".utf8))
-        let e = try one { TimerEntry.appendMessage(m, level: 3, slot: 41, next: 1234, to: &$0) }
+        let e = try one { TimerEntry.appendMessage(m, level: 3, slot: 41, next: 1234, placedAt: 1_799_000_000_500, to: &$0) }
         #expect(e.kind == .message)
-        #expect(e.level == 3 && e.slot == 41 && e.next == 1234 && e.dueAt == m.dueAt)
+        #expect(e.level == 3 && e.slot == 41 && e.next == 1234 && e.dueAt == m.dueAt && e.placedAt == 1_799_000_000_500)
         #expect(try e.message() == m)
         let keyless = ScheduledMessage(dueAt: 5, publishedAt: 4, body: [])
-        #expect(try one { TimerEntry.appendMessage(keyless, level: 0, slot: 5, next: -1, to: &$0) }.message() == keyless)
+        #expect(try one { TimerEntry.appendMessage(keyless, level: 0, slot: 5, next: -1, placedAt: 0, to: &$0) }.message() == keyless)
     }
 
     @Test(arguments: [TimerEntry.Kind.link, .cancel, .slotCleared, .slotFired])
@@ -37,7 +37,7 @@ import Testing
 
     @Test func everyFlippedBitIsCaught() throws {
         var out: [UInt8] = []
-        TimerEntry.appendMessage(ScheduledMessage(dueAt: 1, publishedAt: 0, key: [1], body: Array("x".utf8)), level: 0, slot: 1, next: -1, to: &out)
+        TimerEntry.appendMessage(ScheduledMessage(dueAt: 1, publishedAt: 0, key: [1], body: Array("x".utf8)), level: 0, slot: 1, next: -1, placedAt: 0, to: &out)
         for position in 16..<out.count {
             for bit in [0, 7] {
                 var bad = out
@@ -69,7 +69,7 @@ import Testing
 
     private func message(_ text: String, due: Int64, next: Int64 = -1) -> [UInt8] {
         var out: [UInt8] = []
-        TimerEntry.appendMessage(ScheduledMessage(dueAt: due, publishedAt: 0, body: Array(text.utf8)), level: 0, slot: Int(due & 63), next: next, to: &out)
+        TimerEntry.appendMessage(ScheduledMessage(dueAt: due, publishedAt: 0, body: Array(text.utf8)), level: 0, slot: Int(due & 63), next: next, placedAt: 0, to: &out)
         return out
     }
 

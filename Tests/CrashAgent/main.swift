@@ -98,7 +98,7 @@ func runWheel(directory: String, seed: UInt64, drain: Bool) async throws {
     let ready = try RecordLog.open(directory: directory + "/ready", configuration: LogConfiguration(segmentBytes: 64 << 10), logger: logger)
     let destination = try ReadyLogDestination(log: ready)
     let wheel = try TimingWheel(log: timer, checkpointPath: directory + "/wheel.checkpoint", destination: destination, logger: logger)
-    let loop = FiringLoop(wheel: wheel)
+    let loop = FiringLoop(wheel: wheel, logger: logger)
     say("ready")
     let running = Task { try await loop.run() }
     if drain {

@@ -144,7 +144,7 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
     }
     if !batch.isEmpty { try wheel.schedule(batch) }
     precondition(system.now() < start, "scheduling must finish before the first due time")
-    let loop = FiringLoop(wheel: wheel, clock: system)
+    let loop = FiringLoop(wheel: wheel, clock: system, logger: logger)
     let running = Task { try await loop.run() }
     while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
     running.cancel()
@@ -219,7 +219,7 @@ for geometry in [WheelGeometry.slots64, .slots256] {
         try wheel.schedule((0..<1000).map { i in ScheduledMessage(dueAt: second + Int64((k * 1000 + i) % 1000), publishedAt: second, body: body) })
     }
     precondition(system.now() < second, "scheduling must finish before the burst")
-    let loop = FiringLoop(wheel: wheel, clock: system)
+    let loop = FiringLoop(wheel: wheel, clock: system, logger: logger)
     let running = Task { try await loop.run() }
     while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(50)) }
     running.cancel()
