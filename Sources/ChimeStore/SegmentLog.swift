@@ -423,6 +423,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             if s.mapping == nil || Int64(s.mapping!.length) < s.size {
                 s.mapping = try MappedRegion(file: s.file, length: Int(max(s.size, Int64(configuration.segmentBytes))))
             }
+            guard address < s.baseOffset + s.size else {
+                throw StoreError(.offsetOutOfRange, "address \(address) falls in a gap after segment \(s.baseOffset)")
+            }
             return (s, s.mapping!, s.size)
         }
         let position = Int(address - segment.baseOffset)
@@ -444,6 +447,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             while low < high {
                 let mid = (low + high + 1) / 2
                 if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
+            }
+            guard address < segments[low].baseOffset + segments[low].size else {
+                throw StoreError(.offsetOutOfRange, "address \(address) falls in a gap after segment \(segments[low].baseOffset)")
             }
             return (segments[low], segments[low].size)
         }

@@ -42,9 +42,11 @@ public struct SystemWheelClock: WheelClock {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             return
         }
-        // Until the first nanosecond of the deadline's millisecond.
-        let remaining = deadline * 1_000_000 - nowNanoseconds()
-        guard remaining > 0 else { return }
+        // Until the first nanosecond of the deadline's millisecond (in ms first: no overflow).
+        let nowNs = nowNanoseconds()
+        let wholeMs = deadline - nowNs / 1_000_000
+        guard wholeMs > 0 else { return }
+        let remaining = min(wholeMs, 1_000_000) * 1_000_000 - nowNs % 1_000_000
         try? await Task.sleep(for: min(.nanoseconds(remaining), maxNap))
     }
 }
