@@ -379,11 +379,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
                 throw StoreError(.offsetOutOfRange, "offset \(offset) is before the log start \(start) (deleted by retention)", resumeOffset: start)
             }
             guard offset < segments.last!.nextOffset else { return }
-            var low = 0, high = segments.count - 1
-            while low < high {
-                let mid = (low + high + 1) / 2
-                if segments[mid].baseOffset <= offset { low = mid } else { high = mid - 1 }
-            }
+            let low = indexOfSegment(containing: offset)
             // The segment holding the offset, and the next one in case the offset falls
             // after the last readable batch of the first (a gap left by damage).
             for k in low..<min(low + 2, segments.count) {
@@ -403,6 +399,28 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         return out
     }
 
+    /// The segment holding `address` (byte addressing), with its valid size. Under `lock`.
+    private func segmentHolding(_ address: Int64) throws -> LogSegment<Format> {
+        guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
+            throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
+        }
+        let s = segments[indexOfSegment(containing: address)]
+        guard address < s.baseOffset + s.size else {
+            throw StoreError(.offsetOutOfRange, "address \(address) falls in a gap after segment \(s.baseOffset)")
+        }
+        return s
+    }
+
+    /// Index of the last segment whose base is ≤ `address`. Under `lock`.
+    private func indexOfSegment(containing address: Int64) -> Int {
+        var low = 0, high = segments.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+
     /// Runs `body` over the mapped bytes of a byte-addressed log from `address` to the end
     /// of the valid data of its segment: no copy, no system call once the segment is
     /// mapped. The bytes are whatever the file holds; the caller checks the entry (CRC).
@@ -411,20 +429,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     public func withMappedBytes<R>(at address: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         precondition(Format.addressing == .bytes, "withMappedBytes(at:) needs byte addressing")
         let (segment, mapping, end): (LogSegment<Format>, MappedRegion, Int64) = try lock.withLock {
-            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
-                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
-            }
-            var low = 0, high = segments.count - 1
-            while low < high {
-                let mid = (low + high + 1) / 2
-                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
-            }
-            let s = segments[low]
+            let s = try segmentHolding(address)
             if s.mapping == nil || Int64(s.mapping!.length) < s.size {
                 s.mapping = try MappedRegion(file: s.file, length: Int(max(s.size, Int64(configuration.segmentBytes))))
-            }
-            guard address < s.baseOffset + s.size else {
-                throw StoreError(.offsetOutOfRange, "address \(address) falls in a gap after segment \(s.baseOffset)")
             }
             return (s, s.mapping!, s.size)
         }
@@ -440,18 +447,8 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     public func entry(at address: Int64) throws -> Format.Entry {
         precondition(Format.addressing == .bytes, "entry(at:) needs byte addressing")
         let (segment, end): (LogSegment<Format>, Int64) = try lock.withLock {
-            guard address >= segments.first!.baseOffset, address < segments.last!.nextOffset else {
-                throw StoreError(.offsetOutOfRange, "address \(address) is outside the log [\(segments.first!.baseOffset), \(segments.last!.nextOffset))")
-            }
-            var low = 0, high = segments.count - 1
-            while low < high {
-                let mid = (low + high + 1) / 2
-                if segments[mid].baseOffset <= address { low = mid } else { high = mid - 1 }
-            }
-            guard address < segments[low].baseOffset + segments[low].size else {
-                throw StoreError(.offsetOutOfRange, "address \(address) falls in a gap after segment \(segments[low].baseOffset)")
-            }
-            return (segments[low], segments[low].size)
+            let s = try segmentHolding(address)
+            return (s, s.size)
         }
         let position = address - segment.baseOffset
         let head = try segment.file.read(count: Int(min(Int64(Format.headerSize), end - position)), at: position)

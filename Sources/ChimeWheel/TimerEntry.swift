@@ -72,7 +72,7 @@ public struct TimerEntry: Sendable, Equatable {
 
     @inline(__always)
     private func field<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
-        bytes.withUnsafeBytes { LittleEndian.load(T.self, $0, at) }
+        bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: T.self)) }
     }
 
     init(checked bytes: [UInt8]) {
