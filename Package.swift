@@ -47,6 +47,7 @@ let package = Package(
             name: "chime",
             dependencies: [
                 "ChimeStore",
+                "ChimeWheel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

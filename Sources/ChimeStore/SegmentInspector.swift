@@ -1,7 +1,8 @@
 import Logging
 
-/// Reads segment files for tools (`chime inspect`): every batch with its CRC verdict and
+/// Reads segment files for tools (`chime inspect`): every entry with its CRC verdict and
 /// every damaged range, from the bytes alone — indexes are reported on, never trusted.
+/// Generic over the entry format; record batches have a convenience API on top.
 public enum SegmentInspector {
     public struct BatchSummary: Sendable, Equatable {
         public var file: String
@@ -14,6 +15,12 @@ public enum SegmentInspector {
         case damaged(DamagedRange)
     }
 
+    /// One item of a generic scan: a checked entry (its bytes), or a damaged range.
+    public enum Item<Format: SegmentEntryFormat> {
+        case entry(position: Int64, frame: EntryFrame, entry: Format.Entry)
+        case damaged(DamagedRange)
+    }
+
     public enum IndexState: String, Sendable {
         case ok, missing, stale
     }
@@ -23,52 +30,63 @@ public enum SegmentInspector {
         public var baseOffset: Int64
         public var bytes: Int64
         public var index: IndexState
+        /// Entries (batches, for a ready log).
         public var batches: Int
+        /// Addresses the entries span (records, for a ready log; bytes for a timer log).
         public var records: Int64
         public var damaged: [DamagedRange]
         public var firstOffset: Int64?
         public var lastOffset: Int64?
     }
 
-    /// The segment files of a log directory, or the one file given, in offset order.
+    /// The segment files of a log directory, or the one file given, in address order:
+    /// `.log` (ready log) or `.timer` (timer log) files.
     public static func segmentFiles(at path: String) throws -> [String] {
+        func isSegment(_ name: String) -> Bool {
+            LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) != nil || isTimerSegment(name)
+        }
         if Directory.isDirectory(path) {
-            let names = try Directory.entries(path).filter { LogSegment<RecordBatchFormat>.baseOffset(fromFileName: $0) != nil }.sorted()
-            return names.map { path + "/" + $0 }
+            return try Directory.entries(path).filter(isSegment).sorted().map { path + "/" + $0 }
         }
         let name = String(path.split(separator: "/").last ?? "")
-        guard LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) != nil else {
-            throw StoreError(.invalidArgument, "\(path) is neither a log directory nor a segment file (<20 digits>.log)")
+        guard isSegment(name) else {
+            throw StoreError(.invalidArgument, "\(path) is neither a log directory nor a segment file (<20 digits>.log or .timer)")
         }
         return [path]
     }
 
-    /// Scans one segment file, calling `visit` for each batch and damaged range in order.
-    public static func inspect(
-        segmentFile path: String, limits: BatchLimits = BatchLimits(), visit: (Entry) throws -> Void
+    /// Whether a file name is a timer-log segment (`<20 digits>.timer`).
+    public static func isTimerSegment(_ name: String) -> Bool {
+        name.hasSuffix(".timer") && name.dropLast(6).count == 20 && name.dropLast(6).allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    /// Scans one segment file of `format`, calling `visit` for each entry and damaged range.
+    public static func scan<Format: SegmentEntryFormat>(
+        _ format: Format.Type, segmentFile path: String, limits: BatchLimits = BatchLimits(),
+        visit: (Item<Format>) throws -> Void
     ) throws -> SegmentSummary {
         let name = String(path.split(separator: "/").last ?? "")
-        guard let base = LogSegment<RecordBatchFormat>.baseOffset(fromFileName: name) else {
-            throw StoreError(.invalidArgument, "\(path) is not named like a segment file (<20 digits>.log)")
+        guard let base = LogSegment<Format>.baseOffset(fromFileName: name) else {
+            throw StoreError(.invalidArgument, "\(path) is not named like a segment file (<20 digits>.\(Format.fileExtension))")
         }
         let file = try DataFile.open(path, create: false, readOnly: true, calls: .system)
         let size = try file.size()
-        let indexPath = String(path.dropLast(4)) + ".index"
+        let indexPath = String(path.dropLast(Format.fileExtension.count + 1)) + ".index"
         var summary = SegmentSummary(file: path, baseOffset: base, bytes: size, index: .missing, batches: 0, records: 0, damaged: [])
         if let indexFile = try? DataFile.open(indexPath, create: false, readOnly: true, calls: .system) {
             let bytes = try indexFile.read(count: Int(min(try indexFile.size(), 1 << 30)), at: 0)
             summary.index = SegmentIndex.decode(bytes, baseOffset: base, segmentSize: size, intervalBytes: 4096) != nil ? .ok : .stale
         }
-        var scanner = SegmentScanner<RecordBatchFormat>(file: file, fileSize: size, from: 0, expectedOffset: base, limits: limits)
+        var scanner = SegmentScanner<Format>(file: file, fileSize: size, from: 0, expectedOffset: base, limits: limits)
         while let event = try scanner.next() {
             switch event {
-            case .batch(let position, _):
-                let header = try scanner.bytes(at: position, count: RecordBatchHeader.size).withUnsafeBytes { RecordBatchHeader($0) }
+            case .batch(let position, let frame):
                 summary.batches += 1
-                summary.records += Int64(header.recordCount)
-                if summary.firstOffset == nil { summary.firstOffset = header.baseOffset }
-                summary.lastOffset = header.lastOffset
-                try visit(.batch(BatchSummary(file: path, position: position, header: header)))
+                summary.records += frame.span
+                if summary.firstOffset == nil { summary.firstOffset = frame.address }
+                summary.lastOffset = frame.nextAddress - 1
+                let bytes = try scanner.bytes(at: position, count: frame.totalSize)
+                try visit(.entry(position: position, frame: frame, entry: Format.entry(checked: bytes, frame: frame)))
             case .damaged(let start, let end, let reason):
                 let range = DamagedRange(file: path, start: start, end: end, reason: reason)
                 summary.damaged.append(range)
@@ -80,6 +98,20 @@ public enum SegmentInspector {
             }
         }
         return summary
+    }
+
+    /// Scans one ready-log segment file, batch by batch.
+    public static func inspect(
+        segmentFile path: String, limits: BatchLimits = BatchLimits(), visit: (Entry) throws -> Void
+    ) throws -> SegmentSummary {
+        try scan(RecordBatchFormat.self, segmentFile: path, limits: limits) { item in
+            switch item {
+            case .entry(let position, _, let batch):
+                try visit(.batch(BatchSummary(file: path, position: position, header: batch.header)))
+            case .damaged(let range):
+                try visit(.damaged(range))
+            }
+        }
     }
 
     /// Reads the records of the batch at `position` of a segment file.

@@ -1,15 +1,17 @@
 import ArgumentParser
 import ChimeStore
+import ChimeWheel
 import Foundation
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print and verify the batches of a segment file or a whole log directory.",
+        abstract: "Print and verify the batches or timer entries of a segment file or a log directory.",
         discussion: """
             Reads the bytes themselves: every batch's CRC-32C is checked and damaged ranges are \
             shown with their byte positions; index files are reported on, never trusted. It \
             only reads, so it may run beside a broker, but a batch being written at that \
-            moment can show as a damaged tail.
+            moment can show as a damaged tail. Timer-log segments (.timer) are shown entry by \
+            entry: kind, wheel level and slot, due time, list link and reference.
 
             Examples:
               chime inspect data/orders/0/ready                 # every segment of a log
@@ -19,7 +21,7 @@ struct Inspect: ParsableCommand {
             """
     )
 
-    @Argument(help: "A segment file (<20 digits>.log) or a directory of them.")
+    @Argument(help: "A segment file (<20 digits>.log or .timer) or a directory of them.")
     var path: String
 
     @Flag(name: .long, help: "Exit with status 1 if any damage is found (and print only damage and the summary).")
@@ -39,11 +41,18 @@ struct Inspect: ParsableCommand {
             throw ValidationError(error.message)
         }
         if files.isEmpty {
-            throw ValidationError("\(path) holds no segment files (<20 digits>.log)")
+            throw ValidationError("\(path) holds no segment files (<20 digits>.log or .timer)")
         }
         var totalBatches = 0, totalRecords: Int64 = 0, totalBytes: Int64 = 0, damage = 0
         for file in files {
             if !json && !verify { print("\(file)") }
+            if SegmentInspector.isTimerSegment(String(file.split(separator: "/").last ?? "")) {
+                let summary = try inspectTimer(file)
+                totalBatches += summary.batches
+                totalBytes += summary.bytes
+                damage += summary.damaged.count
+                continue
+            }
             let summary = try SegmentInspector.inspect(segmentFile: file) { entry in
                 switch entry {
                 case .batch(let b):
@@ -86,7 +95,11 @@ struct Inspect: ParsableCommand {
         if json {
             print("{\"type\":\"summary\",\"segments\":\(files.count),\"batches\":\(totalBatches),\"records\":\(totalRecords),\"bytes\":\(totalBytes),\"damaged\":\(damage)}")
         } else {
-            print("summary: \(files.count) segment(s), \(totalBatches) batches, \(totalRecords) records, \(Format.bytes(totalBytes)), \(damage) damaged range(s)")
+            if files.allSatisfy({ SegmentInspector.isTimerSegment(String($0.split(separator: "/").last ?? "")) }) {
+                print("summary: \(files.count) timer segment(s), \(totalBatches) entries, \(Format.bytes(totalBytes)), \(damage) damaged range(s)")
+            } else {
+                print("summary: \(files.count) segment(s), \(totalBatches) batches, \(totalRecords) records, \(Format.bytes(totalBytes)), \(damage) damaged range(s)")
+            }
         }
         if verify && damage > 0 {
             if !json { print("verify: FAILED, \(damage) damaged range(s)") }
@@ -94,6 +107,34 @@ struct Inspect: ParsableCommand {
         } else if verify && !json {
             print("verify: ok")
         }
+    }
+
+    /// A timer-log segment, entry by entry.
+    private func inspectTimer(_ file: String) throws -> SegmentInspector.SegmentSummary {
+        let summary = try SegmentInspector.scan(TimerEntryFormat.self, segmentFile: file) { item in
+            switch item {
+            case .entry(let position, let frame, let e):
+                var body: String? = nil
+                if records, e.kind == .message, let m = try? e.message() { body = Format.preview(m.body) }
+                if json {
+                    print("{\"type\":\"timer-entry\",\"file\":\(Format.json(file)),\"position\":\(position),\"kind\":\"\(e.kind)\",\"level\":\(e.level),\"slot\":\(e.slot),\"dueAt\":\(e.dueAt),\"next\":\(e.next),\"reference\":\(e.reference),\"bytes\":\(frame.totalSize),\"crc\":\"ok\"" + (body.map { ",\"body\":\(Format.json($0))" } ?? "") + "}")
+                } else if !verify {
+                    print(String(format: "  @%-10lld %-12@ level %d slot %3d  due %lld  next %lld  ref %lld  %d bytes  crc ok", position, "\(e.kind)" as NSString, e.level, e.slot, e.dueAt, e.next, e.reference, frame.totalSize) + (body.map { "  body=\($0)" } ?? ""))
+                }
+            case .damaged(let d):
+                if json {
+                    print("{\"type\":\"damage\",\"file\":\(Format.json(d.file)),\"position\":\(d.start),\"end\":\(d.end),\"crc\":\"bad\",\"reason\":\(Format.json(d.reason))}")
+                } else {
+                    print("  DAMAGED \(d.file) bytes \(d.start)..<\(d.end): \(d.reason)")
+                }
+            }
+        }
+        if json {
+            print("{\"type\":\"segment\",\"file\":\(Format.json(file)),\"baseOffset\":\(summary.baseOffset),\"bytes\":\(summary.bytes),\"entries\":\(summary.batches),\"damaged\":\(summary.damaged.count),\"index\":\"\(summary.index.rawValue)\"}")
+        } else if !verify {
+            print("  timer segment: \(summary.batches) entries, \(Format.bytes(summary.bytes)), index \(summary.index.rawValue), \(summary.damaged.count) damaged range(s)")
+        }
+        return summary
     }
 
     private func batchJSON(_ b: SegmentInspector.BatchSummary) -> String {
