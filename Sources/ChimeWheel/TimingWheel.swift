@@ -94,6 +94,14 @@ public final class TimingWheel {
     /// can be scheduled or cancelled, so the numbering after a restart matches the
     /// numbering before it whatever time it is now.
     private func completeAppliedHandOvers() throws {
+        // The log is synced before every hand-over, so at most the last one can lack its
+        // marker. A destination further ahead belongs to another log, or this log lost
+        // data: redoing hand-overs blindly would mark messages fired that never were.
+        if appliedFireSequence > nextFireSequence, log.configuration.durability != .never {
+            throw StoreError(
+                .invalidArgument,
+                "the destination has applied hand-over \(appliedFireSequence) but the timer log only reaches \(nextFireSequence - 1); is this the destination of this timer log?")
+        }
         while nextFireSequence <= appliedFireSequence, let next = nextExpiration() {
             time = max(time, next.start)
             if next.level == 0 {

@@ -151,6 +151,16 @@ import Testing
         #expect(dest.deliveries.count == 2, "nothing handed over again")
         #expect(wheel.pendingCount == 0)
     }
+
+    /// A destination further ahead than one hand-over is not this log's destination (or the
+    /// log lost data): opening refuses instead of marking unfired messages fired.
+    @Test func aDestinationFarAheadOfTheLogIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        try dest.deliver([], fireSequence: 5)
+        let error = #expect(throws: StoreError.self) { _ = try open(dir, dest, durability: .always) }
+        #expect(error?.code == .invalidArgument)
+    }
 }
 
 /// Fails every write with ENOSPC while on.
