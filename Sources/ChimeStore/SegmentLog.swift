@@ -536,6 +536,27 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         return removed.map(\.baseOffset)
     }
 
+    /// Deletes the oldest sealed segments that end at or before `address` (never the active
+    /// one). For logs whose owner knows nothing below `address` is needed any more (the
+    /// timer log's reclaim). Returns the base addresses deleted.
+    @discardableResult
+    public func removeSegments(endingAtOrBefore address: Int64) throws -> [Int64] {
+        let removed: [LogSegment<Format>] = lock.withLock {
+            var removed: [LogSegment<Format>] = []
+            while segments.count > 1, segments[0].nextOffset <= address {
+                removed.append(segments.removeFirst())
+            }
+            return removed
+        }
+        guard !removed.isEmpty else { return [] }
+        for segment in removed {
+            try segment.removeFiles()
+            logger.debug("reclaimed segment", metadata: ["file": "\(segment.path)", "bytes": "\(segment.size)"])
+        }
+        try Directory.sync(directory)
+        return removed.map(\.baseOffset)
+    }
+
     /// Milliseconds from `timestamp` to `now`, saturating; 0 for an empty segment or a
     /// timestamp in the future.
     static func age(now: Int64, of timestamp: Int64) -> Int64 {

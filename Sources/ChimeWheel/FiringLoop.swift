@@ -38,6 +38,8 @@ public actor FiringLoop {
         do {
             try wheel.checkpoint()
             lastCheckpoint = now
+            let deleted = try wheel.reclaim()
+            if !deleted.isEmpty { logger.debug("reclaimed timer-log segments", metadata: ["count": "\(deleted.count)"]) }
         } catch {
             logger.error("wheel checkpoint failed; recovery will replay more", metadata: ["error": "\(error)"])
         }

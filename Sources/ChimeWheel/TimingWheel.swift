@@ -41,6 +41,14 @@ public final class TimingWheel {
     public private(set) var time: Int64
     private var nextFireSequence: UInt64 = 1
     private let reader: TimerEntryReader
+    /// Live timer-log entries per 1 MiB chunk of address space: messages until they fire
+    /// (or are dropped as cancelled), links and cancels until their slot is processed.
+    /// A prefix of chunks at zero, below the checkpoint, can be deleted.
+    private(set) var liveChunks: [Int64: Int32] = [:]
+    /// log2 of the accounting chunk (20: 1 MiB).
+    let chunkShift: Int64
+    /// The log position of the last checkpoint written or loaded: replay never reads below.
+    private var checkpointPosition: Int64?
     /// Hand-overs to this destination at or below this number already happened.
     private var appliedFireSequence: UInt64
 
@@ -59,10 +67,14 @@ public final class TimingWheel {
     /// Opens the wheel over `log`: loads the checkpoint if there is a valid one, then
     /// replays the entries after it (the whole log without one). The caller then calls
     /// `advance(to: now)` to catch up on everything that fell due while it was down.
+    /// `reclaimChunkBytes` (a power of two) is the granularity of live accounting: smaller
+    /// frees segments sooner and costs a little more memory.
     public init(
         log: TimerLog, geometry: WheelGeometry = .slots64, checkpointPath: String? = nil,
-        destination: FireDestination, logger: Logger
+        destination: FireDestination, reclaimChunkBytes: Int = 1 << 20, logger: Logger
     ) throws {
+        precondition(reclaimChunkBytes > 0 && reclaimChunkBytes & (reclaimChunkBytes - 1) == 0, "a power of two")
+        chunkShift = Int64(reclaimChunkBytes.trailingZeroBitCount)
         self.log = log
         self.geometry = geometry
         self.checkpointPath = checkpointPath
@@ -83,6 +95,8 @@ public final class TimingWheel {
             time = checkpoint.time
             nextFireSequence = checkpoint.nextFireSequence
             start = checkpoint.logPosition
+            liveChunks = checkpoint.liveChunks
+            checkpointPosition = checkpoint.logPosition
             recovery.fromCheckpoint = true
         }
         try replay(from: start)
@@ -114,7 +128,7 @@ public final class TimingWheel {
 
     private func loadCheckpoint() -> WheelCheckpoint? {
         guard let path = checkpointPath, let data = try? readSmallFile(path) else { return nil }
-        guard let checkpoint = WheelCheckpoint.decode(data, geometry: geometry) else {
+        guard let checkpoint = WheelCheckpoint.decode(data, geometry: geometry), checkpoint.chunkShift == chunkShift else {
             logger.warning("wheel checkpoint unreadable; replaying the whole timer log", metadata: ["path": "\(path)"])
             return nil
         }
@@ -141,8 +155,11 @@ public final class TimingWheel {
                 s = occupancy[level].next(atOrAfter: slot + 1)
             }
         }
-        let checkpoint = WheelCheckpoint(geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states)
+        let checkpoint = WheelCheckpoint(
+            geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states,
+            liveChunks: liveChunks, chunkShift: chunkShift)
         try Directory.writeAtomically(checkpoint.encode(), to: path, calls: log.fileSystemCalls)
+        checkpointPosition = checkpoint.logPosition
     }
 
     // MARK: - State
@@ -186,6 +203,23 @@ public final class TimingWheel {
         return best
     }
 
+    private func liveAdd(_ position: Int64, _ delta: Int32) {
+        let chunk = position >> chunkShift
+        let value = (liveChunks[chunk] ?? 0) + delta
+        if value <= 0 { liveChunks.removeValue(forKey: chunk) } else { liveChunks[chunk] = value }
+    }
+
+    /// What processing a slot retires: a cascade its links and cancels (messages stay,
+    /// referenced by the new links); a fire everything, and each target message once.
+    private func retire(_ entries: [TimerEntryFields], fired: Bool) {
+        var targets = Set<Int64>()
+        for e in entries {
+            if e.kind != .message { liveAdd(e.position, -1) }
+            if fired && e.kind != .cancel { targets.insert(e.target) }
+        }
+        for t in targets { liveAdd(t, -1) }
+    }
+
     private func link(level: Int, slot: Int, position: Int64, start: Int64, cancel: Bool) {
         let i = index(level, slot)
         if slots[i].isEmpty {
@@ -208,6 +242,16 @@ public final class TimingWheel {
         let level = geometry.level(now: time, due: due)
         let at = max(due, time)
         return (level, geometry.slot(level: level, time: at), at & ~(geometry.slotSpan(level) - 1))
+    }
+
+    /// Deletes the oldest timer-log segments that hold nothing live and lie wholly below
+    /// the last checkpoint (so replay never needs them). Only with checkpoints. A message
+    /// scheduled far ahead keeps its segment, and the ones after it, until it fires.
+    @discardableResult
+    public func reclaim() throws -> [Int64] {
+        guard checkpointPath != nil, let checkpointed = checkpointPosition else { return [] }
+        let firstLive = liveChunks.keys.min().map { $0 << chunkShift } ?? log.endOffset
+        return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed))
     }
 
     // MARK: - Schedule and cancel
@@ -243,6 +287,7 @@ public final class TimingWheel {
         precondition(result.baseOffset == ids[0], "the wheel is the timer log's only writer")
         for (k, p) in placements.enumerated() {
             link(level: p.level, slot: p.slot, position: ids[k], start: p.start, cancel: false)
+            liveAdd(ids[k], 1)
         }
         return ids
     }
@@ -275,6 +320,7 @@ public final class TimingWheel {
         TimerEntry.append(.cancel, level: p.level, slot: p.slot, dueAt: entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
         let at = try log.append(bytes).baseOffset
         link(level: p.level, slot: p.slot, position: at, start: p.start, cancel: true)
+        liveAdd(at, 1)
     }
 
     // MARK: - Advance
@@ -347,7 +393,11 @@ public final class TimingWheel {
         let result = try log.append(contentsOf: bytes)
         precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
         clear(level: level, slot: slot)
-        for p in placed { link(level: p.level, slot: p.slot, position: p.position, start: p.start, cancel: p.cancel) }
+        retire(entries, fired: false)
+        for p in placed {
+            link(level: p.level, slot: p.slot, position: p.position, start: p.start, cancel: p.cancel)
+            liveAdd(p.position, 1)
+        }
     }
 
     /// Hands a level-0 slot's messages over, in publish order without cancelled ones.
@@ -393,6 +443,7 @@ public final class TimingWheel {
         try log.append(marker)
         nextFireSequence = sequence + 1
         clear(level: 0, slot: slot)
+        retire(entries, fired: true)
         return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
     }
 
@@ -455,7 +506,13 @@ public final class TimingWheel {
                         clear(level: e.level, slot: e.slot)
                     }
                     link(level: e.level, slot: e.slot, position: e.position, start: start, cancel: e.kind == .cancel)
+                    liveAdd(e.position, 1)
                 case .slotCleared, .slotFired:
+                    // Retire what the processing retired: walk the list it processed.
+                    let processed = e.kind == .slotFired ? index(0, e.slot) : index(e.level, e.slot)
+                    if !slots[processed].isEmpty {
+                        retire(try walk(from: slots[processed].head), fired: e.kind == .slotFired)
+                    }
                     if e.kind == .slotFired {
                         clear(level: 0, slot: e.slot)
                         nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)

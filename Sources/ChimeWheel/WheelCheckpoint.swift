@@ -6,15 +6,16 @@ import ChimeStore
 /// after the timer log is synced up to `logPosition`, so it never refers to an entry a
 /// crash could take away.
 ///
-/// `wheel.checkpoint`, format version 1 (docs/formats.md):
+/// `wheel.checkpoint`, format version 2 (docs/formats.md):
 ///
 ///     0  u32 magic "CWCK"     4 u32 crc32c of [8, end)    8 u16 version
 ///    10  u8  slotBits        11 u8 levels                 12 u32 slot count (n)
 ///    16  i64 logPosition     24 i64 time                  32 u64 nextFireSequence
 ///    40  n × 32 bytes: u8 level, u8 0, u16 slot, u32 0, i64 head, i64 start, i32 count, i32 cancels
+///    then u32 chunk count (m), u32 chunk shift, and m × 16 bytes: i64 chunk (position >> shift), i32 live, i32 0
 struct WheelCheckpoint: Equatable {
     static let magic: UInt32 = 0x4B43_5743  // "CWCK" little-endian
-    static let version: UInt16 = 1
+    static let version: UInt16 = 2
     static let headerSize = 40
     static let slotSize = 32
 
@@ -32,6 +33,9 @@ struct WheelCheckpoint: Equatable {
     var time: Int64
     var nextFireSequence: UInt64
     var slots: [SlotState]
+    /// Live timer-log entries per 1 MiB chunk (for reclaiming segments).
+    var liveChunks: [Int64: Int32] = [:]
+    var chunkShift: Int64 = 20
 
     func encode() -> [UInt8] {
         var out: [UInt8] = []
@@ -55,6 +59,13 @@ struct WheelCheckpoint: Equatable {
             LittleEndian.append(s.count, to: &out)
             LittleEndian.append(s.cancels, to: &out)
         }
+        LittleEndian.append(UInt32(liveChunks.count), to: &out)
+        LittleEndian.append(UInt32(chunkShift), to: &out)
+        for (chunk, count) in liveChunks.sorted(by: { $0.key < $1.key }) {
+            LittleEndian.append(chunk, to: &out)
+            LittleEndian.append(count, to: &out)
+            LittleEndian.append(Int32(0), to: &out)
+        }
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
         out.withUnsafeMutableBytes { LittleEndian.store(crc, $0, 4) }
         return out
@@ -70,7 +81,17 @@ struct WheelCheckpoint: Equatable {
                 Int(raw[10]) == geometry.slotBits, Int(raw[11]) == geometry.levels
             else { return nil }
             let n = Int(LittleEndian.load(UInt32.self, raw, 12))
-            guard raw.count == headerSize + n * slotSize else { return nil }
+            let chunksAt = headerSize + n * slotSize
+            guard raw.count >= chunksAt + 8 else { return nil }
+            let m = Int(LittleEndian.load(UInt32.self, raw, chunksAt))
+            guard raw.count == chunksAt + 8 + m * 16 else { return nil }
+            var chunks: [Int64: Int32] = [:]
+            for k in 0..<m {
+                let at = chunksAt + 8 + k * 16
+                let count = LittleEndian.load(Int32.self, raw, at + 8)
+                guard count > 0 else { return nil }
+                chunks[LittleEndian.load(Int64.self, raw, at)] = count
+            }
             var slots: [SlotState] = []
             slots.reserveCapacity(n)
             for k in 0..<n {
@@ -84,7 +105,8 @@ struct WheelCheckpoint: Equatable {
             }
             return WheelCheckpoint(
                 geometry: geometry, logPosition: LittleEndian.load(Int64.self, raw, 16), time: LittleEndian.load(Int64.self, raw, 24),
-                nextFireSequence: LittleEndian.load(UInt64.self, raw, 32), slots: slots)
+                nextFireSequence: LittleEndian.load(UInt64.self, raw, 32), slots: slots, liveChunks: chunks,
+                chunkShift: Int64(LittleEndian.load(UInt32.self, raw, chunksAt + 4)))
         }
     }
 }

@@ -74,6 +74,11 @@ final class CrashAtWrite: @unchecked Sendable {
             }
         }
         ops.append(.advance(400_000))
+        // Everything fired: a checkpoint lets reclaim delete the dead prefix, and the wheel
+        // must keep working after it.
+        ops.append(.checkpoint)
+        ops.append(.schedule([10, 20, 20]))
+        ops.append(.advance(1_000))
         return ops
     }
 
@@ -81,6 +86,7 @@ final class CrashAtWrite: @unchecked Sendable {
         var acknowledged: [Int64: Int64] = [:]  // id -> due
         var cancelled = Set<Int64>()
         var writes = 0
+        var reclaimed = 0
     }
 
     /// Runs the script; on a crash, reopens everything from disk with healthy calls,
@@ -93,7 +99,8 @@ final class CrashAtWrite: @unchecked Sendable {
             let log = try TimerLog.open(
                 directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: 4096, durability: .always),
                 calls: calls, logger: testLogger)
-            return try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, logger: testLogger)
+            return try TimingWheel(
+                log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, reclaimChunkBytes: 4096, logger: testLogger)
         }
         var wheel = try open(injector.calls)
         try wheel.advance(to: now)
@@ -120,6 +127,7 @@ final class CrashAtWrite: @unchecked Sendable {
                     try wheel.advance(to: now)
                 case .checkpoint:
                     try wheel.checkpoint()
+                    outcome.reclaimed += try wheel.reclaim().count
                 }
             } catch {
                 precondition(injector.crashed, "only the injected crash may fail: \(error)")
@@ -144,6 +152,7 @@ final class CrashAtWrite: @unchecked Sendable {
         let referenceMust = Set(reference.acknowledged.keys).subtracting(reference.cancelled)
         #expect(referenceMust == referenceFired, "without a crash, exactly the acknowledged, uncancelled messages fire")
         #expect(reference.writes > 30, "the script must exercise many writes")
+        #expect(reference.reclaimed > 0, "the script must reclaim segments")
         var crashesChecked = 0
         for n in 0..<reference.writes {
             let dest = RecordingDestination()

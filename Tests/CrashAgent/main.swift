@@ -97,7 +97,8 @@ func runWheel(directory: String, seed: UInt64, drain: Bool) async throws {
     let timer = try TimerLog.open(directory: directory + "/timer", configuration: LogConfiguration(segmentBytes: 64 << 10), logger: logger)
     let ready = try RecordLog.open(directory: directory + "/ready", configuration: LogConfiguration(segmentBytes: 64 << 10), logger: logger)
     let destination = try ReadyLogDestination(log: ready)
-    let wheel = try TimingWheel(log: timer, checkpointPath: directory + "/wheel.checkpoint", destination: destination, logger: logger)
+    let wheel = try TimingWheel(
+        log: timer, checkpointPath: directory + "/wheel.checkpoint", destination: destination, reclaimChunkBytes: 4096, logger: logger)
     let loop = FiringLoop(wheel: wheel, logger: logger)
     say("ready")
     let running = Task { try await loop.run() }
