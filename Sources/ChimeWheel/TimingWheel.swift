@@ -44,7 +44,16 @@ public final class TimingWheel {
     /// Live timer-log entries per 1 MiB chunk of address space: messages until they fire
     /// (or are dropped as cancelled), links and cancels until their slot is processed.
     /// A prefix of chunks at zero, below the checkpoint, can be deleted.
-    private(set) var liveChunks: [Int64: Int32] = [:]
+    /// Dense along the log: `live[i]` counts chunk `liveBase + i` (an array, not a map: it
+    /// is touched for every entry scheduled, cascaded and fired).
+    private var live: [Int32] = []
+    private var liveBase: Int64 = 0
+    /// The non-zero live counts by chunk (for the checkpoint and tests).
+    var liveChunks: [Int64: Int32] {
+        var out: [Int64: Int32] = [:]
+        for (i, n) in live.enumerated() where n > 0 { out[liveBase + Int64(i)] = n }
+        return out
+    }
     /// log2 of the accounting chunk (20: 1 MiB).
     let chunkShift: Int64
     /// The log position of the last checkpoint written or loaded: replay never reads below.
@@ -95,7 +104,7 @@ public final class TimingWheel {
             time = checkpoint.time
             nextFireSequence = checkpoint.nextFireSequence
             start = checkpoint.logPosition
-            liveChunks = checkpoint.liveChunks
+            loadLive(checkpoint.liveChunks)
             checkpointPosition = checkpoint.logPosition
             recovery.fromCheckpoint = true
         }
@@ -203,21 +212,38 @@ public final class TimingWheel {
         return best
     }
 
+    @inline(__always)
     private func liveAdd(_ position: Int64, _ delta: Int32) {
         let chunk = position >> chunkShift
-        let value = (liveChunks[chunk] ?? 0) + delta
-        if value <= 0 { liveChunks.removeValue(forKey: chunk) } else { liveChunks[chunk] = value }
+        if live.isEmpty { liveBase = chunk }
+        if chunk < liveBase {
+            // Below everything counted so far (a replay that starts late): grow downwards.
+            live.insert(contentsOf: repeatElement(0, count: Int(liveBase - chunk)), at: 0)
+            liveBase = chunk
+        }
+        let i = Int(chunk - liveBase)
+        if i >= live.count { live.append(contentsOf: repeatElement(0, count: i - live.count + 1)) }
+        live[i] = max(0, live[i] + delta)
+    }
+
+    private func loadLive(_ chunks: [Int64: Int32]) {
+        live = []
+        for (chunk, n) in chunks.sorted(by: { $0.key < $1.key }) { liveAdd(chunk << chunkShift, n) }
     }
 
     /// What processing a slot retires: a cascade its links and cancels (messages stay,
     /// referenced by the new links); a fire everything, and each target message once.
-    private func retire(_ entries: [TimerEntryFields], fired: Bool) {
-        var targets = Set<Int64>()
-        for e in entries {
-            if e.kind != .message { liveAdd(e.position, -1) }
-            if fired && e.kind != .cancel { targets.insert(e.target) }
+    /// `sortedTargets`: for a fire, its targets in ascending order (duplicates allowed);
+    /// computed from `entries` when nil.
+    private func retire(_ entries: [TimerEntryFields], fired: Bool, sortedTargets: [Int64]? = nil) {
+        for e in entries where e.kind != .message { liveAdd(e.position, -1) }
+        guard fired else { return }
+        let targets = sortedTargets ?? entries.compactMap { $0.kind == .cancel ? nil : $0.target }.sorted()
+        var previous: Int64 = -1
+        for t in targets where t != previous {
+            liveAdd(t, -1)
+            previous = t
         }
-        for t in targets { liveAdd(t, -1) }
     }
 
     private func link(level: Int, slot: Int, position: Int64, start: Int64, cancel: Bool) {
@@ -250,7 +276,11 @@ public final class TimingWheel {
     @discardableResult
     public func reclaim() throws -> [Int64] {
         guard checkpointPath != nil, let checkpointed = checkpointPosition else { return [] }
-        let firstLive = liveChunks.keys.min().map { $0 << chunkShift } ?? log.endOffset
+        // Leading dead chunks are forgotten as they go.
+        let dead = live.prefix { $0 == 0 }.count
+        live.removeFirst(dead)
+        liveBase += Int64(dead)
+        let firstLive = live.isEmpty ? log.endOffset : liveBase << chunkShift
         return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed))
     }
 
@@ -443,7 +473,7 @@ public final class TimingWheel {
         try log.append(marker)
         nextFireSequence = sequence + 1
         clear(level: 0, slot: slot)
-        retire(entries, fired: true)
+        retire(entries, fired: true, sortedTargets: targets)
         return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
     }
 
