@@ -527,13 +527,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             }
             return removed
         }
-        guard !removed.isEmpty else { return [] }
-        for segment in removed {
-            try segment.removeFiles()
-            logger.info("retention deleted segment", metadata: ["file": "\(segment.path)", "bytes": "\(segment.size)"])
-        }
-        try Directory.sync(directory)
-        return removed.map(\.baseOffset)
+        return try deleteFiles(of: removed, reason: "retention")
     }
 
     /// Deletes the oldest sealed segments that end at or before `address` (never the active
@@ -548,10 +542,16 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             }
             return removed
         }
+        return try deleteFiles(of: removed, reason: "reclaim")
+    }
+
+    /// Deletes the files of segments already taken out of the log, then syncs the
+    /// directory. Readers still holding a segment keep reading it until they let go.
+    private func deleteFiles(of removed: [LogSegment<Format>], reason: String) throws -> [Int64] {
         guard !removed.isEmpty else { return [] }
         for segment in removed {
             try segment.removeFiles()
-            logger.debug("reclaimed segment", metadata: ["file": "\(segment.path)", "bytes": "\(segment.size)"])
+            logger.info("deleted segment", metadata: ["reason": "\(reason)", "file": "\(segment.path)", "bytes": "\(segment.size)"])
         }
         try Directory.sync(directory)
         return removed.map(\.baseOffset)

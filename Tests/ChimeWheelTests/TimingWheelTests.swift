@@ -53,6 +53,8 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         let ids = try wheel.schedule([message(now + 30, 0), message(now + 5, 1), message(now + 30, 2), message(now + 5_000, 3), message(now + 30, 4)])
         #expect(wheel.pendingCount == 5)
         #expect(wheel.nextDue != nil)
+        // Per-level stats: +5 ms and the two +30 ms land on level 0, +5 s on level 2.
+        #expect(wheel.occupiedSlots == [2, 0, 1, 0, 0, 0, 0, 0])
         for t in stride(from: now, through: now + 6_000, by: 1) {
             now = t
             try wheel.advance(to: t)
@@ -62,6 +64,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         #expect(fired.allSatisfy { $0.at == $0.message.dueAt }, "each at its due millisecond, not before, not after")
         #expect(wheel.pendingCount == 0)
         #expect(wheel.nextDue == nil)
+        #expect(wheel.occupiedSlots.allSatisfy { $0 == 0 })
     }
 
     @Test func cancelledMessagesNeverFireAndFiredOnesCannotBeCancelled() throws {
