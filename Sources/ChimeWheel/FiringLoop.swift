@@ -60,9 +60,14 @@ public actor FiringLoop {
     public var pendingCount: Int { wheel.pendingCount }
     public var nextDue: Int64? { wheel.nextDue }
 
-    /// Writes the wheel's checkpoint (after syncing the timer log).
-    public func checkpoint() throws {
+    /// Writes the wheel's checkpoint (after syncing the timer log), then deletes the
+    /// timer-log segments that nothing live needs any more. Returns the base offsets of the
+    /// deleted segments.
+    @discardableResult
+    public func checkpoint() throws -> [Int64] {
         try wheel.checkpoint()
+        lastCheckpoint = clock.now()
+        return try wheel.reclaim()
     }
 
     /// Runs until the task is cancelled: catch up on everything overdue, in due order, then

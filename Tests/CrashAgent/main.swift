@@ -94,7 +94,7 @@ final class ReadyLogDestination: FireDestination {
 func runWheel(directory: String, seed: UInt64, drain: Bool) async throws {
     var logger = Logger(label: "crash-agent")
     logger.logLevel = .critical
-    let timer = try TimerLog.open(directory: directory + "/timer", configuration: LogConfiguration(segmentBytes: 64 << 10), logger: logger)
+    let timer = try TimerLog.open(directory: directory + "/timer", configuration: LogConfiguration(segmentBytes: 16 << 10), logger: logger)
     let ready = try RecordLog.open(directory: directory + "/ready", configuration: LogConfiguration(segmentBytes: 64 << 10), logger: logger)
     let destination = try ReadyLogDestination(log: ready)
     let wheel = try TimingWheel(
@@ -104,8 +104,8 @@ func runWheel(directory: String, seed: UInt64, drain: Bool) async throws {
     let running = Task { try await loop.run() }
     if drain {
         while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
-        try await loop.checkpoint()
         running.cancel()
+        try await running.value  // the loop's last act is a checkpoint and a reclaim
         say("drained")
         return
     }
