@@ -69,12 +69,15 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
         self.index = SegmentIndex(baseOffset: baseOffset, intervalBytes: intervalBytes)
     }
 
-    /// Creates a new empty segment and makes its directory entry durable.
-    static func create(directory: String, baseOffset: Int64, configuration: LogConfiguration, calls: FileSystemCalls) throws -> LogSegment {
+    /// Creates a new empty segment and makes its directory entry durable (unless the
+    /// caller syncs the directory itself, later but before anything in it counts durable).
+    static func create(
+        directory: String, baseOffset: Int64, configuration: LogConfiguration, calls: FileSystemCalls, syncDirectory: Bool = true
+    ) throws -> LogSegment {
         let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
         let file = try DataFile.open(path, create: true, calls: calls)
         try file.truncate(to: 0)
-        try Directory.sync(directory)
+        if syncDirectory { try Directory.sync(directory) }
         return LogSegment(
             baseOffset: baseOffset, file: file, indexPath: directory + "/" + fileName(baseOffset, "index"),
             size: 0, intervalBytes: configuration.indexIntervalBytes)
@@ -159,8 +162,12 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
 
     /// Writes the index atomically, stamped with the data size it covers.
     func writeIndex() throws {
-        let bytes = index.encode(nextOffset: nextOffset, maxTimestamp: maxTimestamp, coveredBytes: size)
-        try Directory.writeAtomically(bytes, to: indexPath, calls: file.calls)
+        try Directory.writeAtomically(encodedIndex(), to: indexPath, calls: file.calls)
+    }
+
+    /// The index file's bytes, stamped with the data size they cover.
+    func encodedIndex() -> [UInt8] {
+        index.encode(nextOffset: nextOffset, maxTimestamp: maxTimestamp, coveredBytes: size)
     }
 
     func removeFiles() throws {

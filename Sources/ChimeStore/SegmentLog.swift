@@ -49,6 +49,17 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     private var failure: StoreError?
     private var isClosed = false
     private var committer: GroupCommitter?
+    /// Syncs of sealed segments that a roll handed to the background (every policy but
+    /// `.always`, whose appends wait for their sync anyway): a roll under `.never` or
+    /// `.interval` does not stall the appender for a whole segment's writeback. Every sync
+    /// of the active segment (`flush`, the interval committer, `close`) waits for them
+    /// first, so "durable up to X" still covers every segment below X.
+    private let sealing = DispatchGroup()
+    /// One at a time and in order: a roll that was undone and redone writes the same index
+    /// path twice.
+    private let sealQueue = DispatchQueue(label: "chime-seal")
+    /// Background seal syncs not finished yet; under `lock`.
+    private var sealsInFlight = 0
 
     private init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger, segments: [LogSegment<Format>], recovery: LogRecovery) {
         self.directory = directory
@@ -296,20 +307,54 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
-    /// Seals the active segment — synced under every policy, so a sealed segment and the
-    /// index that vouches for it are always on disk together — and starts a new one.
-    /// Under `lock`.
+    /// Seals the active segment — synced under every policy: right away under `.always`,
+    /// in the background otherwise (see `sealing`) — and starts a new one. Under `lock`.
     private func roll() throws {
         let active = segments.last!
-        do {
-            try active.file.sync()
-        } catch let error as StoreError {
-            failure = failure ?? error
-            throw error
+        if configuration.durability == .always {
+            do {
+                try active.file.sync()
+            } catch let error as StoreError {
+                failure = failure ?? error
+                throw error
+            }
+            committer?.advance(to: active.nextOffset)
+        } else {
+            // The data, then the index that vouches for it (its atomic write also syncs the
+            // directory, which makes the new segment's entry durable too).
+            let file = active.file
+            let index = (bytes: active.encodedIndex(), path: active.indexPath)
+            sealing.enter()
+            sealsInFlight += 1
+            let directory = self.directory
+            sealQueue.async { [self] in
+                var failed: StoreError? = nil
+                do {
+                    try file.sync()
+                    do {
+                        try Directory.writeAtomically(index.bytes, to: index.path, calls: file.calls)
+                    } catch {
+                        // The index only saves a scan: a missing or stale one is rebuilt.
+                        logger.warning("index of a sealed segment not written; the next open rebuilds it", metadata: ["error": "\(error)"])
+                        try Directory.sync(directory)
+                    }
+                } catch {
+                    failed = error as? StoreError ?? StoreError(.io, "sync of a sealed segment failed: \(error)")
+                }
+                lock.withLock {
+                    sealsInFlight -= 1
+                    if let failed { failure = failure ?? failed }
+                }
+                if let error = failed {
+                    logger.error("sync of a sealed segment failed; the log refuses appends until reopened", metadata: ["error": "\(error)"])
+                }
+                sealing.leave()
+            }
         }
-        committer?.advance(to: active.nextOffset)
-        try active.writeIndex()
-        let next = try LogSegment<Format>.create(directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls)
+        if configuration.durability == .always { try active.writeIndex() }
+        let next = try LogSegment<Format>.create(
+            directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls,
+            syncDirectory: configuration.durability == .always)
         segments.append(next)
         logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
     }
@@ -351,11 +396,19 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     /// fdatasync of the active segment; returns the offset it covered. Called by the
     /// committer's thread without the lock held across the sync.
     private func syncActive() throws -> Int64 {
-        let (file, end): (DataFile, Int64) = try lock.withLock {
-            if let failure { throw failure }
-            let active = segments.last!
-            return (active.file, active.nextOffset)
+        var target: (file: DataFile, end: Int64)? = nil
+        while target == nil {
+            sealing.wait()
+            // A roll between the wait and the lock leaves a seal in flight: wait again, so
+            // the offset returned never covers a sealed segment not yet on disk.
+            target = try lock.withLock {
+                if let failure { throw failure }
+                guard sealsInFlight == 0 else { return nil }
+                let active = segments.last!
+                return (active.file, active.nextOffset)
+            }
         }
+        let (file, end) = target!
         do {
             try file.sync()
         } catch let error as StoreError {
@@ -549,6 +602,8 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     /// directory. Readers still holding a segment keep reading it until they let go.
     private func deleteFiles(of removed: [LogSegment<Format>], reason: String) throws -> [Int64] {
         guard !removed.isEmpty else { return [] }
+        // A background seal may still be writing the index of a segment being deleted.
+        sealing.wait()
         for segment in removed {
             try segment.removeFiles()
             logger.info("deleted segment", metadata: ["reason": "\(reason)", "file": "\(segment.path)", "bytes": "\(segment.size)"])
@@ -576,6 +631,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             return self.committer
         }
         committer?.stop()
+        sealing.wait()
         try lock.withLock {
             if failure != nil { return }
             let active = segments.last!

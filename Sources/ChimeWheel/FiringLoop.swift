@@ -12,6 +12,9 @@ public actor FiringLoop {
     private let wheel: TimingWheel
     private let clock: any WheelClock
     private let checkpointInterval: Int64?
+    /// Entries moved per `cascadeAhead` step: small enough that a due slot waits at most
+    /// about a millisecond behind one.
+    private let cascadeStep: Int
     private var lastCheckpoint: Int64
     private let logger: Logger
     private var sleeper: Task<Void, Never>?
@@ -20,8 +23,9 @@ public actor FiringLoop {
 
     public init(
         wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000,
-        logger: Logger
+        cascadeStep: Int = 1_024, logger: Logger
     ) {
+        self.cascadeStep = cascadeStep
         self.wheel = wheel
         self.clock = clock
         self.checkpointInterval = checkpointInterval
@@ -87,6 +91,16 @@ public actor FiringLoop {
                 continue
             }
             checkpointIfDue()
+            // Upcoming slots are cascaded ahead in small steps, fires going first between
+            // steps, so no slot is cascaded all at once when it starts.
+            do {
+                if try wheel.cascadeAhead(maxEntries: cascadeStep) {
+                    await Task.yield()
+                    continue
+                }
+            } catch {
+                logger.error("cascading ahead failed; the slot will be cascaded when it starts", metadata: ["error": "\(error)"])
+            }
             let due = wheel.nextDue
             sleepingUntil = due ?? .max
             let clock = self.clock

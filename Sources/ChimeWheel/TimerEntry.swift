@@ -28,7 +28,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///     8  u32 length      bytes after this field
 ///    12  u32 crc         CRC-32C of bytes [16, end)
 ///    16  u8  magic       1
-///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired
+///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
+///                        7 cascade progress
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
 ///    19  u8  reserved    0
 ///    20  u16 slot
@@ -37,7 +38,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///    32  i64 next        position of the next entry of the same slot list; -1 ends the list
 ///    40  i64 reference   message: the wheel time (ms) when it was placed; link, cancel:
 ///                        position of the message entry; slot fired: the fire sequence
-///                        number; slot cleared: -1
+///                        number; slot cleared: -1; cascade progress: the first entry of
+///                        the slot's list not yet cascaded ahead (-1: all were)
 ///    message only:
 ///    48  u32 destination
 ///    52  u32 reserved    0
@@ -46,7 +48,7 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///        per header: varint nameLength, name, varint valueLength, value; then the body
 public struct TimerEntry: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
-        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6
+        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7
     }
 
     public static let magic: UInt8 = 1

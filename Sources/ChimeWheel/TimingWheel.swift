@@ -90,16 +90,15 @@ public final class TimingWheel {
         self.destination = destination
         self.logger = logger
         reader = TimerEntryReader(log: log)
-        slots = Array(repeating: Slot(), count: geometry.levels * geometry.slotsPerLevel)
-        occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels)
+        slots = Array(repeating: Slot(), count: geometry.levels * 2 * geometry.slotsPerLevel)
+        occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels * 2)
         time = 0
         appliedFireSequence = destination.lastFireSequence ?? 0
         var start = log.startOffset
         if let checkpoint = loadCheckpoint() {
             for s in checkpoint.slots {
-                let i = index(s.level, s.slot)
-                slots[i] = Slot(head: s.head, start: s.start, count: s.count, cancels: s.cancels)
-                occupancy[s.level].insert(s.slot)
+                slots[index(s.level, s.start)] = Slot(head: s.head, start: s.start, count: s.count, cancels: s.cancels)
+                occupancy[page(s.level, s.start)].insert(s.slot)
             }
             time = checkpoint.time
             nextFireSequence = checkpoint.nextFireSequence
@@ -128,9 +127,9 @@ public final class TimingWheel {
         while nextFireSequence <= appliedFireSequence, let next = nextExpiration() {
             time = max(time, next.start)
             if next.level == 0 {
-                _ = try fire(slot: next.slot)
+                _ = try fire(start: next.start)
             } else {
-                try cascade(level: next.level, slot: next.slot)
+                try cascade(level: next.level, start: next.start)
             }
         }
     }
@@ -156,13 +155,8 @@ public final class TimingWheel {
         guard let path = checkpointPath else { return }
         try log.flush()
         var states: [WheelCheckpoint.SlotState] = []
-        for level in 0..<geometry.levels {
-            var s = occupancy[level].next(atOrAfter: 0)
-            while let slot = s {
-                let v = slots[index(level, slot)]
-                states.append(.init(level: level, slot: slot, head: v.head, start: v.start, count: v.count, cancels: v.cancels))
-                s = occupancy[level].next(atOrAfter: slot + 1)
-            }
+        forEachOccupied { level, slot, v in
+            states.append(.init(level: level, slot: slot, head: v.head, start: v.start, count: v.count, cancels: v.cancels))
         }
         let checkpoint = WheelCheckpoint(
             geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states,
@@ -173,8 +167,33 @@ public final class TimingWheel {
 
     // MARK: - State
 
+    // Each level has two pages of slots: the span the wheel time is in and the one after
+    // it, told apart by the parity of the span number. Entries go to the next page only
+    // when the slot above is cascaded ahead of time (`cascadeAhead`) or when they are due
+    // in the very next slot of their level; so a page never holds two spans at once.
+
+    /// The occupancy bitmap (and page) of `level` that holds slot start `start`.
     @inline(__always)
-    private func index(_ level: Int, _ slot: Int) -> Int { level * geometry.slotsPerLevel + slot }
+    private func page(_ level: Int, _ start: Int64) -> Int {
+        level * 2 + Int((start >> Int64((level + 1) * geometry.slotBits)) & 1)
+    }
+
+    /// Index into `slots` of the slot of `level` starting at `start`.
+    @inline(__always)
+    private func index(_ level: Int, _ start: Int64) -> Int {
+        page(level, start) * geometry.slotsPerLevel + geometry.slot(level: level, time: start)
+    }
+
+    /// Visits every non-empty slot (level, slot number, state), level by level.
+    private func forEachOccupied(_ body: (Int, Int, Slot) throws -> Void) rethrows {
+        for o in 0..<occupancy.count where !occupancy[o].isEmpty {
+            var s = occupancy[o].next(atOrAfter: 0)
+            while let slot = s {
+                try body(o / 2, slot, slots[o * geometry.slotsPerLevel + slot])
+                s = occupancy[o].next(atOrAfter: slot + 1)
+            }
+        }
+    }
 
     /// Messages scheduled and neither fired nor cancelled.
     public var pendingCount: Int {
@@ -183,11 +202,11 @@ public final class TimingWheel {
 
     /// Bytes of in-memory wheel state: fixed by the geometry, not by what is pending.
     public var stateBytes: Int {
-        slots.count * MemoryLayout<Slot>.stride + occupancy.count * (geometry.slotsPerLevel / 8)
+        slots.count * MemoryLayout<Slot>.stride + occupancy.count * max(8, geometry.slotsPerLevel / 8)
     }
 
     /// Occupied slots per level.
-    public var occupiedSlots: [Int] { occupancy.map(\.count) }
+    public var occupiedSlots: [Int] { (0..<geometry.levels).map { occupancy[2 * $0].count + occupancy[2 * $0 + 1].count } }
 
     /// The start of the next slot to process (fire or cascade), nil when empty. The firing
     /// loop sleeps until then.
@@ -197,16 +216,13 @@ public final class TimingWheel {
     /// cascade lands its entries before the level-0 slot of the same millisecond fires.
     private func nextExpiration() -> (level: Int, slot: Int, start: Int64)? {
         var best: (level: Int, slot: Int, start: Int64)? = nil
-        for level in 0..<geometry.levels where !occupancy[level].isEmpty {
-            let current = geometry.slot(level: level, time: time)
-            // The first occupied slot at or after the current one, and the first before it
-            // (a slot of the next span, or an overdue one after a replay).
-            for candidate in [occupancy[level].next(atOrAfter: current), occupancy[level].next(atOrAfter: 0)] {
-                guard let s = candidate else { continue }
-                let start = slots[index(level, s)].start
-                if best == nil || start < best!.start || (start == best!.start && level > best!.level) {
-                    best = (level, s, start)
-                }
+        for o in 0..<occupancy.count {
+            // A page holds one span: its first occupied slot is its earliest.
+            guard let s = occupancy[o].next(atOrAfter: 0) else { continue }
+            let level = o / 2
+            let start = slots[o * geometry.slotsPerLevel + s].start
+            if best == nil || start < best!.start || (start == best!.start && level > best!.level) {
+                best = (level, s, start)
             }
         }
         return best
@@ -246,11 +262,11 @@ public final class TimingWheel {
         }
     }
 
-    private func link(level: Int, slot: Int, position: Int64, start: Int64, cancel: Bool) {
-        let i = index(level, slot)
+    private func link(level: Int, position: Int64, start: Int64, cancel: Bool) {
+        let i = index(level, start)
         if slots[i].isEmpty {
             slots[i].start = start
-            occupancy[level].insert(slot)
+            occupancy[page(level, start)].insert(geometry.slot(level: level, time: start))
         }
         assert(slots[i].start == start, "a slot holds one span at a time")
         slots[i].head = position
@@ -258,16 +274,33 @@ public final class TimingWheel {
         if cancel { slots[i].cancels += 1 }
     }
 
-    private func clear(level: Int, slot: Int) {
-        slots[index(level, slot)] = Slot()
-        occupancy[level].remove(slot)
+    private func clear(level: Int, start: Int64) {
+        slots[index(level, start)] = Slot()
+        occupancy[page(level, start)].remove(geometry.slot(level: level, time: start))
     }
 
-    /// Where an entry due at `due` goes now, with its slot's start.
+    /// Where an entry due at `due` goes now, with its slot's start: the level of the
+    /// highest bit in which it differs from the wheel time, except that an entry due in
+    /// the very next slot of that level goes one level down, to the next page, where
+    /// `cascadeAhead` moves that slot's earlier entries (so that slot needs no cascade).
     private func placement(_ due: Int64) -> (level: Int, slot: Int, start: Int64) {
-        let level = geometry.level(now: time, due: due)
+        var level = geometry.level(now: time, due: due)
         let at = max(due, time)
+        if level > 0 {
+            let span = geometry.slotSpan(level)
+            if at & ~(span - 1) == (time & ~(span - 1)) + span { level -= 1 }
+        }
         return (level, geometry.slot(level: level, time: at), at & ~(geometry.slotSpan(level) - 1))
+    }
+
+    /// The slot an entry due at `due` sat in before `placement` sent it one level down: the
+    /// next slot of the level above, still being cascaded ahead. Nil when not redirected.
+    private func slotAbove(_ due: Int64) -> (level: Int, start: Int64)? {
+        let level = geometry.level(now: time, due: due)
+        guard level > 0, due > time else { return nil }
+        let span = geometry.slotSpan(level)
+        let start = due & ~(span - 1)
+        return start == (time & ~(span - 1)) + span ? (level, start) : nil
     }
 
     /// Deletes the oldest timer-log segments that hold nothing live and lie wholly below
@@ -304,7 +337,7 @@ public final class TimingWheel {
                 throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
             }
             let p = placement(m.dueAt)
-            let i = index(p.level, p.slot)
+            let i = index(p.level, p.start)
             var bytes: [UInt8] = []
             TimerEntry.appendMessage(m, level: p.level, slot: p.slot, next: heads[i] ?? slots[i].head, placedAt: time, to: &bytes)
             heads[i] = position
@@ -316,7 +349,7 @@ public final class TimingWheel {
         let result = try log.append(contentsOf: entries)
         precondition(result.baseOffset == ids[0], "the wheel is the timer log's only writer")
         for (k, p) in placements.enumerated() {
-            link(level: p.level, slot: p.slot, position: ids[k], start: p.start, cancel: false)
+            link(level: p.level, position: ids[k], start: p.start, cancel: false)
             liveAdd(ids[k], 1)
         }
         return ids
@@ -334,22 +367,32 @@ public final class TimingWheel {
             throw StoreError(.invalidArgument, "no scheduled message has id \(id)")
         }
         guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
+        // The message is in the slot of its due time, or, while that slot is cascaded
+        // ahead, possibly still in the slot above it.
         let p = placement(entry.dueAt)
-        let i = index(p.level, p.slot)
-        var found = false
+        var candidates = [(level: p.level, start: p.start)]
+        if let above = slotAbove(entry.dueAt) { candidates.append(above) }
+        var home: (level: Int, start: Int64)? = nil
         var cancelled = false
-        if !slots[i].isEmpty && slots[i].start == p.start {
-            for e in try walk(from: slots[i].head) where e.target == id {
-                if e.kind == .cancel { cancelled = true } else { found = true }
+        for c in candidates {
+            let s = slots[index(c.level, c.start)]
+            guard !s.isEmpty && s.start == c.start else { continue }
+            for e in try walk(from: s.head) where e.target == id {
+                if e.kind == .cancel { cancelled = true } else { home = c }
             }
         }
-        guard found && !cancelled else {
+        guard let home, !cancelled else {
             throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
         }
+        let i = index(home.level, home.start)
         var bytes: [UInt8] = []
-        TimerEntry.append(.cancel, level: p.level, slot: p.slot, dueAt: entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
+        TimerEntry.append(
+            .cancel, level: home.level, slot: geometry.slot(level: home.level, time: home.start),
+            // A level-0 tombstone carries its slot's start (it differs from the due time
+            // of a message placed overdue); a higher one the due time, to be cascaded by.
+            dueAt: home.level == 0 ? home.start : entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
         let at = try log.append(bytes).baseOffset
-        link(level: p.level, slot: p.slot, position: at, start: p.start, cancel: true)
+        link(level: home.level, position: at, start: home.start, cancel: true)
         liveAdd(at, 1)
     }
 
@@ -365,13 +408,119 @@ public final class TimingWheel {
         while let next = nextExpiration(), next.start <= max(now, time) {
             time = max(time, next.start)
             if next.level == 0 {
-                fired += try fire(slot: next.slot)
+                fired += try fire(start: next.start)
             } else {
-                try cascade(level: next.level, slot: next.slot)
+                try cascade(level: next.level, start: next.start)
             }
         }
         time = max(time, now)
         return fired
+    }
+
+    /// Cascades part of an upcoming slot ahead of its time, so that no slot's cascade has
+    /// to happen all at once when the slot starts. The slot is the next one of some level
+    /// (the earliest such; on a tie the higher level); its entries move one level down,
+    /// into the page of the span that slot covers, which nothing else uses until then. At
+    /// most `maxEntries` are moved per call, from the head of the list, and a
+    /// `cascadeProgress` marker records how far; the firing loop calls this between fires
+    /// while it returns true (more to do). What is not done by the slot's start is
+    /// cascaded then, as usual.
+    @discardableResult
+    public func cascadeAhead(maxEntries: Int = 1024) throws -> Bool {
+        guard let (level, start) = nextSlotAhead() else { return false }
+        let i = index(level, start)
+        var taken: [TimerEntryFields] = []
+        taken.reserveCapacity(min(maxEntries, Int(slots[i].count)))
+        var cursor = slots[i].head
+        while cursor != TimerEntry.noPosition && taken.count < max(1, maxEntries) {
+            do {
+                let e = try reader.fields(at: cursor)
+                taken.append(e)
+                cursor = e.next
+            } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
+                logger.error("timer list broken by damage; older entries of this slot are lost", metadata: [
+                    "position": "\(cursor)", "error": "\(error)",
+                ])
+                cursor = TimerEntry.noPosition
+            }
+        }
+        let lower = level - 1
+        var bytes: [[UInt8]] = []
+        bytes.reserveCapacity(taken.count + 1)
+        var position = log.endOffset
+        var heads: [Int: Int64] = [:]
+        var placed: [(start: Int64, position: Int64, cancel: Bool)] = []
+        placed.reserveCapacity(taken.count)
+        for e in taken.reversed() {
+            let lowerStart = e.dueAt & ~(geometry.slotSpan(lower) - 1)
+            let j = index(lower, lowerStart)
+            var out: [UInt8] = []
+            let kind: TimerEntry.Kind = e.kind == .cancel ? .cancel : .link
+            TimerEntry.append(
+                kind, level: lower, slot: geometry.slot(level: lower, time: lowerStart), dueAt: e.dueAt, next: heads[j] ?? slots[j].head,
+                reference: e.target, to: &out)
+            heads[j] = position
+            placed.append((lowerStart, position, kind == .cancel))
+            position += Int64(out.count)
+            bytes.append(out)
+        }
+        var marker: [UInt8] = []
+        TimerEntry.append(
+            .cascadeProgress, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
+            reference: cursor, to: &marker)
+        bytes.append(marker)
+        let result = try log.append(contentsOf: bytes)
+        precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        try dropHead(level: level, start: start, through: cursor, dropped: taken)
+        for p in placed {
+            link(level: lower, position: p.position, start: p.start, cancel: p.cancel)
+            liveAdd(p.position, 1)
+        }
+        return nextSlotAhead() != nil
+    }
+
+    /// The next slot of some level above 0 that has entries, earliest first (on a tie the
+    /// higher level, whose entries may land in the lower one).
+    private func nextSlotAhead() -> (level: Int, start: Int64)? {
+        var best: (level: Int, start: Int64)? = nil
+        for level in 1..<geometry.levels {
+            let span = geometry.slotSpan(level)
+            let start = (time & ~(span - 1)) + span
+            guard start < geometry.limit else { break }
+            let s = slots[index(level, start)]
+            if !s.isEmpty && s.start == start && (best == nil || start <= best!.start) { best = (level, start) }
+        }
+        return best
+    }
+
+    /// Takes the entries from a slot's head down to `cursor` (exclusive; -1: the whole
+    /// list) out of the slot after they were cascaded ahead, retiring them as a cascade
+    /// does. `dropped`: those entries when the caller has them; else they are walked.
+    private func dropHead(level: Int, start: Int64, through cursor: Int64, dropped known: [TimerEntryFields]? = nil) throws {
+        let i = index(level, start)
+        var dropped = known ?? []
+        if known == nil {
+            var at = slots[i].head
+            while at != TimerEntry.noPosition && at != cursor {
+                do {
+                    let e = try reader.fields(at: at)
+                    dropped.append(e)
+                    at = e.next
+                } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
+                    logger.error("timer list broken by damage before a cascade-ahead cursor", metadata: ["position": "\(at)", "error": "\(error)"])
+                    break
+                }
+            }
+        }
+        retire(dropped, fired: false)
+        let cancels = Int32(dropped.reduce(0) { $0 + ($1.kind == .cancel ? 1 : 0) })
+        if cursor == TimerEntry.noPosition {
+            clear(level: level, start: start)
+        } else {
+            slots[i].head = cursor
+            slots[i].count = max(1, slots[i].count - Int32(dropped.count))
+            slots[i].cancels = max(0, slots[i].cancels - cancels)
+        }
     }
 
     /// Walks a slot's list (newest first); returns the entries. A damaged entry ends the
@@ -395,8 +544,8 @@ public final class TimingWheel {
         return out
     }
 
-    private func cascade(level: Int, slot: Int) throws {
-        let s = slots[index(level, slot)]
+    private func cascade(level: Int, start: Int64) throws {
+        let s = slots[index(level, start)]
         let entries = try walk(from: s.head)
         var bytes: [[UInt8]] = []
         bytes.reserveCapacity(entries.count + 1)
@@ -407,7 +556,7 @@ public final class TimingWheel {
         for e in entries.reversed() {
             let p = placement(e.dueAt)
             precondition(p.level < level, "a cascade moves entries down")
-            let i = index(p.level, p.slot)
+            let i = index(p.level, p.start)
             var out: [UInt8] = []
             let kind: TimerEntry.Kind = e.kind == .cancel ? .cancel : .link
             TimerEntry.append(kind, level: p.level, slot: p.slot, dueAt: e.dueAt, next: heads[i] ?? slots[i].head, reference: e.target, to: &out)
@@ -417,22 +566,24 @@ public final class TimingWheel {
             bytes.append(out)
         }
         var marker: [UInt8] = []
-        TimerEntry.append(.slotCleared, level: level, slot: slot, dueAt: s.start, next: TimerEntry.noPosition, reference: TimerEntry.noPosition, to: &marker)
+        TimerEntry.append(
+            .slotCleared, level: level, slot: geometry.slot(level: level, time: start), dueAt: s.start, next: TimerEntry.noPosition,
+            reference: TimerEntry.noPosition, to: &marker)
         bytes.append(marker)
         // Links and marker land together or not at all.
         let result = try log.append(contentsOf: bytes)
         precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
-        clear(level: level, slot: slot)
+        clear(level: level, start: start)
         retire(entries, fired: false)
         for p in placed {
-            link(level: p.level, slot: p.slot, position: p.position, start: p.start, cancel: p.cancel)
+            link(level: p.level, position: p.position, start: p.start, cancel: p.cancel)
             liveAdd(p.position, 1)
         }
     }
 
     /// Hands a level-0 slot's messages over, in publish order without cancelled ones.
-    private func fire(slot: Int) throws -> Int {
-        let s = slots[index(0, slot)]
+    private func fire(start: Int64) throws -> Int {
+        let s = slots[index(0, start)]
         let entries = try walk(from: s.head)
         var cancelled = Set<Int64>()
         var targets: [Int64] = []
@@ -469,10 +620,12 @@ public final class TimingWheel {
             logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(s.start)"])
         }
         var marker: [UInt8] = []
-        TimerEntry.append(.slotFired, level: 0, slot: slot, dueAt: s.start, next: TimerEntry.noPosition, reference: Int64(sequence), to: &marker)
+        TimerEntry.append(
+            .slotFired, level: 0, slot: geometry.slot(level: 0, time: start), dueAt: s.start, next: TimerEntry.noPosition,
+            reference: Int64(sequence), to: &marker)
         try log.append(marker)
         nextFireSequence = sequence + 1
-        clear(level: 0, slot: slot)
+        clear(level: 0, start: start)
         retire(entries, fired: true, sortedTargets: targets)
         return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
     }
@@ -483,17 +636,15 @@ public final class TimingWheel {
     /// starts before D was processed already; one still occupied lost its own marker to
     /// damage, and must not fire again.
     private func clearSlotsProcessedBefore(_ d: Int64, position: Int64) {
-        for level in 0..<geometry.levels where !occupancy[level].isEmpty {
-            var s = occupancy[level].next(atOrAfter: 0)
-            while let slot = s {
-                if slots[index(level, slot)].start < d {
-                    logger.error("slot behind a later marker was never marked processed; cleared", metadata: [
-                        "level": "\(level)", "slot": "\(slot)", "marker": "\(position)",
-                    ])
-                    clear(level: level, slot: slot)
-                }
-                s = occupancy[level].next(atOrAfter: slot + 1)
-            }
+        var stale: [(level: Int, slot: Int, start: Int64)] = []
+        forEachOccupied { level, slot, v in
+            if v.start < d { stale.append((level, slot, v.start)) }
+        }
+        for s in stale {
+            logger.error("slot behind a later marker was never marked processed; cleared", metadata: [
+                "level": "\(s.level)", "slot": "\(s.slot)", "marker": "\(position)",
+            ])
+            clear(level: s.level, start: s.start)
         }
     }
 
@@ -521,36 +672,46 @@ public final class TimingWheel {
                 }
                 switch e.kind {
                 case .message, .link, .cancel:
-                    let i = index(e.level, e.slot)
                     var start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
                     if e.kind == .message {
                         // Placed at `placedAt`: the wheel had reached that time; an overdue
                         // message sits in the level-0 slot of that time.
                         time = max(time, e.placedAt)
                         if e.dueAt < e.placedAt { start = e.placedAt }
-                    } else if e.kind == .cancel && !slots[i].isEmpty {
-                        start = slots[i].start  // a tombstone joins its message's slot
                     }
+                    guard geometry.slot(level: e.level, time: start) == e.slot else {
+                        logger.error("timer entry names a slot its due time does not fall in; skipped", metadata: ["position": "\(e.position)"])
+                        continue
+                    }
+                    let i = index(e.level, start)
                     if !slots[i].isEmpty && slots[i].start != start {
                         logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
-                        clear(level: e.level, slot: e.slot)
+                        clear(level: e.level, start: slots[i].start)
                     }
-                    link(level: e.level, slot: e.slot, position: e.position, start: start, cancel: e.kind == .cancel)
+                    link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel)
                     liveAdd(e.position, 1)
                 case .slotCleared, .slotFired:
                     // Retire what the processing retired: walk the list it processed.
-                    let processed = e.kind == .slotFired ? index(0, e.slot) : index(e.level, e.slot)
-                    if !slots[processed].isEmpty {
+                    let processed = index(e.level, e.dueAt)
+                    if !slots[processed].isEmpty && slots[processed].start == e.dueAt {
                         retire(try walk(from: slots[processed].head), fired: e.kind == .slotFired)
+                        clear(level: e.level, start: e.dueAt)
                     }
                     if e.kind == .slotFired {
-                        clear(level: 0, slot: e.slot)
                         nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
-                    } else {
-                        clear(level: e.level, slot: e.slot)
                     }
                     time = max(time, e.dueAt)
                     clearSlotsProcessedBefore(e.dueAt, position: e.position)
+                case .cascadeProgress:
+                    // Part of a slot cascaded ahead of time: the entries from its head down
+                    // to `reference` (exclusive; -1: all) moved one level down. The time
+                    // does not move: the slot lies ahead.
+                    let i = index(e.level, e.dueAt)
+                    guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
+                        logger.error("cascade progress for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
+                        continue
+                    }
+                    try dropHead(level: e.level, start: e.dueAt, through: e.reference)
                 }
             }
             at = last.position + Int64(last.bytes.count)

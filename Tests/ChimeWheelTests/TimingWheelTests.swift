@@ -53,8 +53,11 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         let ids = try wheel.schedule([message(now + 30, 0), message(now + 5, 1), message(now + 30, 2), message(now + 5_000, 3), message(now + 30, 4)])
         #expect(wheel.pendingCount == 5)
         #expect(wheel.nextDue != nil)
-        // Per-level stats: +5 ms and the two +30 ms land on level 0, +5 s on level 2.
-        #expect(wheel.occupiedSlots == [2, 0, 1, 0, 0, 0, 0, 0])
+        // Per-level stats: +5 ms and the two +30 ms land on level 0; +5 s differs from now
+        // at level 2 but falls in its very next slot, so it goes one level down (level 1's
+        // next page), where cascading ahead would have moved it.
+        #expect(wheel.geometry.level(now: now, due: now + 5_000) == 2)
+        #expect(wheel.occupiedSlots == [2, 1, 0, 0, 0, 0, 0, 0])
         for t in stride(from: now, through: now + 6_000, by: 1) {
             now = t
             try wheel.advance(to: t)
@@ -104,8 +107,13 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
     /// 10 years, bursts in the same millisecond, cancels, time driven in random steps (and
     /// with restarts that replay the log). Every message not cancelled fires exactly once,
     /// at the first advance whose time reaches its due time, in (dueAt, publish) order.
-    @Test(arguments: [(UInt64(1), WheelGeometry.slots64, false), (2, .slots256, false), (3, .slots64, true), (4, .slots256, true)])
+    /// Seeds 5-8 also cascade upcoming slots ahead in small random steps between advances.
+    @Test(arguments: [
+        (UInt64(1), WheelGeometry.slots64, false), (2, .slots256, false), (3, .slots64, true), (4, .slots256, true),
+        (5, .slots64, false), (6, .slots256, false), (7, .slots64, true), (8, .slots256, true),
+    ])
     func randomSchedulesFireExactlyOnceInOrder(seed: UInt64, geometry: WheelGeometry, restarts: Bool) throws {
+        let ahead = seed > 4
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
         var wheel = try open(dir, dest, geometry: geometry)
@@ -136,6 +144,9 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
             if rng.next() % 3 == 0, let victim = ids.randomElement(using: &rng), due[victim]! > now {
                 try wheel.cancel(victim)
                 cancelled.insert(victim)
+            }
+            if ahead {
+                for _ in 0..<Int(rng.next() % 4) where try wheel.cascadeAhead(maxEntries: Int(rng.next() % 6) + 1) {}
             }
             // Steps from 1 ms to a year.
             let step = Int64(pow(10.0, Double(rng.next() % 1100) / 100))
@@ -205,7 +216,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         }
         #expect(wheel.pendingCount == 1_000_000)
         #expect(wheel.stateBytes == empty)
-        #expect(wheel.stateBytes <= 8 * 64 * 32 + 8 * 8, "one 32-byte slot per slot of 8 levels x 64, and the bitmaps")
+        #expect(wheel.stateBytes <= 8 * 2 * 64 * 32 + 16 * 8, "one 32-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
     }
 
     /// Opens from a checkpoint replay only what followed it, and the outcome is the same as

@@ -52,15 +52,17 @@ final class CrashAtWrite: @unchecked Sendable {
         case cancel(Int)        // index into the ids scheduled so far
         case advance(Int64)     // by this many ms
         case checkpoint
+        case ahead(Int)         // cascade ahead, steps of this many entries, up to 3 steps
     }
 
     /// A seeded script touching every kind of write: schedules (bursts in one millisecond,
-    /// delays up to minutes so cascades happen), cancels, advances, checkpoints.
+    /// delays up to minutes so cascades happen), cancels, advances, checkpoints, partial
+    /// cascades ahead of time.
     static func script(seed: UInt64) -> [Op] {
         var rng = SplitMix64(seed: seed)
         var ops: [Op] = []
         for _ in 0..<40 {
-            switch rng.next() % 6 {
+            switch rng.next() % 7 {
             case 0, 1:
                 let n = Int(rng.next() % 4) + 1
                 let burst = rng.next() % 2 == 0
@@ -69,6 +71,7 @@ final class CrashAtWrite: @unchecked Sendable {
                 ops.append(.schedule((0..<n).map { _ in burst ? base : Int64(rng.next() % 300_000) }))
             case 2: ops.append(.cancel(Int(rng.next() % 1000)))
             case 3: ops.append(.checkpoint)
+            case 4: ops.append(.ahead(Int(rng.next() % 3) + 1))
             default:
                 ops.append(.advance(Int64(rng.next() % 60_000)))
             }
@@ -87,6 +90,7 @@ final class CrashAtWrite: @unchecked Sendable {
         var cancelled = Set<Int64>()
         var writes = 0
         var reclaimed = 0
+        var aheadSteps = 0
     }
 
     /// Runs the script; on a crash, reopens everything from disk with healthy calls,
@@ -128,6 +132,9 @@ final class CrashAtWrite: @unchecked Sendable {
                 case .checkpoint:
                     try wheel.checkpoint()
                     outcome.reclaimed += try wheel.reclaim().count
+                case .ahead(let step):
+                    for _ in 0..<3 where try wheel.cascadeAhead(maxEntries: step) {}
+                    outcome.aheadSteps += 1
                 }
             } catch {
                 precondition(injector.crashed, "only the injected crash may fail: \(error)")
@@ -153,6 +160,7 @@ final class CrashAtWrite: @unchecked Sendable {
         #expect(referenceMust == referenceFired, "without a crash, exactly the acknowledged, uncancelled messages fire")
         #expect(reference.writes > 30, "the script must exercise many writes")
         #expect(reference.reclaimed > 0, "the script must reclaim segments")
+        #expect(reference.aheadSteps > 0, "the script must cascade ahead")
         var crashesChecked = 0
         for n in 0..<reference.writes {
             let dest = RecordingDestination()
