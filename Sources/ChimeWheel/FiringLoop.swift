@@ -18,6 +18,8 @@ public actor FiringLoop {
     private var lastCheckpoint: Int64
     private let logger: Logger
     private var sleeper: Task<Void, Never>?
+    /// A compaction pass may be due or running (set after each checkpoint).
+    private var compacting = false
     /// The deadline of the current sleep: nil while awake, `.max` while idle.
     public private(set) var sleepingUntil: Int64?
 
@@ -44,6 +46,7 @@ public actor FiringLoop {
             lastCheckpoint = now
             let deleted = try wheel.reclaim()
             if !deleted.isEmpty { logger.debug("reclaimed timer-log segments", metadata: ["count": "\(deleted.count)"]) }
+            compacting = true
         } catch {
             logger.error("wheel checkpoint failed; recovery will replay more", metadata: ["error": "\(error)"])
         }
@@ -100,6 +103,21 @@ public actor FiringLoop {
                 }
             } catch {
                 logger.error("cascading ahead failed; the slot will be cascaded when it starts", metadata: ["error": "\(error)"])
+            }
+            // Compaction, one slot per step, when nothing else is to do; checked after
+            // each checkpoint (it needs the live counts a checkpoint has just pruned).
+            if compacting {
+                do {
+                    compacting = try wheel.compact()
+                    if !compacting { logger.info("timer-log compaction pass done", metadata: ["liveBytes": "\(wheel.liveBytes)"]) }
+                } catch {
+                    compacting = false
+                    logger.error("timer-log compaction failed; retried after the next checkpoint", metadata: ["error": "\(error)"])
+                }
+                if compacting {
+                    await Task.yield()
+                    continue
+                }
             }
             let due = wheel.nextDue
             sleepingUntil = due ?? .max

@@ -22,33 +22,42 @@ public struct ScheduledMessage: Sendable, Equatable {
 }
 
 /// One entry of the timer log, format version 1 (docs/formats.md). Every kind shares a
-/// 48-byte frame; only `message` entries carry more.
+/// 48-byte frame; only messages carry more.
 ///
 ///     0  i64 position    the entry's own byte position in the timer log (stamped on append)
 ///     8  u32 length      bytes after this field
 ///    12  u32 crc         CRC-32C of bytes [16, end)
 ///    16  u8  magic       1
 ///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
-///                        7 cascade progress
+///                        7 cascade progress, 8 moved message, 9 slot compacted
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
 ///    19  u8  reserved    0
 ///    20  u16 slot
 ///    22  u16 reserved    0
-///    24  i64 dueAt       ms since the Unix epoch (markers: the slot's start time)
-///    32  i64 next        position of the next entry of the same slot list; -1 ends the list
-///    40  i64 reference   message: the wheel time (ms) when it was placed; link, cancel:
-///                        position of the message entry; slot fired: the fire sequence
-///                        number; slot cleared: -1; cascade progress: the first entry of
-///                        the slot's list not yet cascaded ahead (-1: all were)
-///    message only:
+///    24  i64 dueAt       ms since the Unix epoch (markers: the slot's start time; a level-0
+///                        cancel: its slot's start)
+///    32  i64 next        position of the next entry of the same slot list; -1 ends the list;
+///                        slot compacted: the lowest position the slot refers to afterwards
+///    40  i64 reference   message, moved message: the wheel time (ms) when it was placed;
+///                        link: position of the message entry; cancel: the message's id;
+///                        slot fired: the fire sequence number; slot cleared: -1; cascade
+///                        progress: the first entry of the slot's list not yet cascaded
+///                        ahead (-1: all were); slot compacted: the cut (entries below it
+///                        were rewritten)
+///    message, moved message:
 ///    48  u32 destination
 ///    52  u32 reserved    0
 ///    56  i64 publishedAt
-///    64  varint keyLength + 1 (0 = no key), key, varint headerCount,
+///    moved message only:
+///    64  i64 originalID  the message's id: the position of its original `message` entry
+///    64 (72 when moved)  varint keyLength + 1 (0 = no key), key, varint headerCount,
 ///        per header: varint nameLength, name, varint valueLength, value; then the body
 public struct TimerEntry: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
-        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7
+        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9
+
+        /// Carries a scheduled record: an original `message` or a compaction's `movedMessage`.
+        public var carriesMessage: Bool { self == .message || self == .movedMessage }
     }
 
     public static let magic: UInt8 = 1
@@ -67,8 +76,20 @@ public struct TimerEntry: Sendable, Equatable {
     public var dueAt: Int64 { field(Int64.self, 24) }
     public var next: Int64 { field(Int64.self, 32) }
     public var reference: Int64 { field(Int64.self, 40) }
-    /// The message a link or cancel refers to; a message refers to itself.
-    public var target: Int64 { kind == .message ? position : reference }
+    /// The entry holding the message: a message (original or moved) is its own; a link
+    /// refers to one. (A cancel's `reference` is a message id, not a position to read.)
+    public var target: Int64 { kind.carriesMessage ? position : reference }
+    /// A moved message's id: the position of the original `message` entry.
+    public var originalID: Int64? { kind == .movedMessage ? field(Int64.self, 64) : nil }
+    /// The id of the message an entry is about, when the entry alone tells it.
+    public var messageID: Int64? {
+        switch kind {
+        case .message: position
+        case .movedMessage: originalID
+        case .cancel: reference
+        default: nil
+        }
+    }
     /// For a message: the wheel time when it was placed.
     public var placedAt: Int64 { reference }
 
@@ -84,7 +105,7 @@ public struct TimerEntry: Sendable, Equatable {
 
     /// The scheduled message of a `message` entry.
     public func message() throws -> ScheduledMessage {
-        guard kind == .message else { throw StoreError(.invalidArgument, "a \(kind) entry holds no message") }
+        guard kind.carriesMessage else { throw StoreError(.invalidArgument, "a \(kind) entry holds no message") }
         return try bytes.withUnsafeBytes { raw in
             guard let parsed = Self.parseMessage(raw) else {
                 throw StoreError(.malformedBatch, "message entry at \(position) is malformed")
@@ -109,7 +130,11 @@ public struct TimerEntry: Sendable, Equatable {
     /// Appends a message entry to `out`.
     /// `placedAt` is the wheel time when the message was placed: replay restores the wheel
     /// time from it, and an overdue message's slot starts there.
-    public static func appendMessage(_ m: ScheduledMessage, level: Int, slot: Int, next: Int64, placedAt: Int64, to out: inout [UInt8]) {
+    /// With `originalID` the entry is a `movedMessage`: a compaction's copy of the message
+    /// whose id (original position) that is.
+    public static func appendMessage(
+        _ m: ScheduledMessage, level: Int, slot: Int, next: Int64, placedAt: Int64, originalID: Int64? = nil, to out: inout [UInt8]
+    ) {
         let start = out.count
         var payload: [UInt8] = []
         if let key = m.key {
@@ -126,10 +151,14 @@ public struct TimerEntry: Sendable, Equatable {
             VarInt.append(UInt64(h.value.count), to: &payload)
             payload.append(contentsOf: h.value)
         }
-        appendFrame(.message, length: messageFixedSize + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next, reference: placedAt, to: &out)
+        let kind: Kind = originalID == nil ? .message : .movedMessage
+        appendFrame(
+            kind, length: recordStart(kind) + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next,
+            reference: placedAt, to: &out)
         LittleEndian.append(m.destination, to: &out)
         LittleEndian.append(UInt32(0), to: &out)
         LittleEndian.append(m.publishedAt, to: &out)
+        if let originalID { LittleEndian.append(originalID, to: &out) }
         out.append(contentsOf: payload)
         out.append(contentsOf: m.body)
         seal(&out, from: start)
@@ -163,10 +192,14 @@ public struct TimerEntry: Sendable, Equatable {
 
     // MARK: - Decoding
 
+    /// Where the record part of a message entry starts: a moved message has its original
+    /// id first.
+    static func recordStart(_ kind: Kind) -> Int { kind == .movedMessage ? messageFixedSize + 8 : messageFixedSize }
+
     static func parseMessage(_ raw: UnsafeRawBufferPointer) -> ScheduledMessage? {
-        guard raw.count >= messageFixedSize else { return nil }
+        guard raw.count >= 18, let kind = Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= recordStart(kind) else { return nil }
         let end = raw.count
-        var i = messageFixedSize
+        var i = recordStart(kind)
         guard let keyField = VarInt.read(raw, &i, end: end) else { return nil }
         var key: [UInt8]? = nil
         if keyField > 0 {
@@ -208,7 +241,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         guard raw[at + 16] == TimerEntry.magic, let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
             Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] == 0, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
             total <= limits.maxBatchBytes,
-            kind == .message ? total >= TimerEntry.messageFixedSize + 2 : total == TimerEntry.frameSize
+            kind.carriesMessage ? total >= TimerEntry.recordStart(kind) + 2 : total == TimerEntry.frameSize
         else { return nil }
         let position = LittleEndian.load(Int64.self, raw, at)
         return EntryFrame(address: position, totalSize: total, span: Int64(total), maxTimestamp: .min)
@@ -225,7 +258,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         guard raw.count >= frame.totalSize else {
             throw StoreError(.malformedBatch, "timer entry declares \(frame.totalSize) bytes, only \(raw.count) present")
         }
-        if raw[17] == TimerEntry.Kind.message.rawValue && LittleEndian.load(UInt32.self, raw, 52) != 0 {
+        if TimerEntry.Kind(rawValue: raw[17])!.carriesMessage && LittleEndian.load(UInt32.self, raw, 52) != 0 {
             throw StoreError(.malformedBatch, "reserved bytes of a message entry are not zero")
         }
         let stored = LittleEndian.load(UInt32.self, raw, 12)
@@ -237,7 +270,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
     }
 
     public static func validateForAppend(_ bytes: [UInt8], frame: EntryFrame, configuration: LogConfiguration) throws {
-        guard bytes[17] == TimerEntry.Kind.message.rawValue else { return }
+        guard TimerEntry.Kind(rawValue: bytes[17])!.carriesMessage else { return }
         let ok = bytes.withUnsafeBytes { TimerEntry.parseMessage($0) != nil }
         if !ok { throw StoreError(.malformedBatch, "message entry payload is malformed") }
     }

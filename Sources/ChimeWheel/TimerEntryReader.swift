@@ -9,12 +9,20 @@ struct TimerEntryFields: Equatable {
     var dueAt: Int64
     var next: Int64
     var reference: Int64
-    var target: Int64 { kind == .message ? position : reference }
-    /// The start of the slot this entry is linked into. A message placed overdue sits in
-    /// the level-0 slot of the time it was placed (its `reference`).
-    func slotStart(_ geometry: WheelGeometry) -> Int64 {
-        if kind == .message && dueAt < reference { return reference }
-        return dueAt & ~(geometry.slotSpan(level) - 1)
+    /// The entry's size in bytes.
+    var size: Int
+    /// A moved message's id (its original position); -1 for other kinds.
+    var originalID: Int64
+    /// The entry holding the message (see `TimerEntry.target`).
+    var target: Int64 { kind.carriesMessage ? position : reference }
+    /// The message id when the entry alone tells it (not for links).
+    var messageID: Int64? {
+        switch kind {
+        case .message: position
+        case .movedMessage: originalID
+        case .cancel: reference
+        default: nil
+        }
     }
 }
 
@@ -48,22 +56,26 @@ struct TimerEntryReader {
 
     func fields(at address: Int64) throws -> TimerEntryFields {
         try withEntry(at: address) { raw in
-            TimerEntryFields(
-                kind: TimerEntry.Kind(rawValue: raw[17])!, position: address, level: Int(raw[18]),
+            let kind = TimerEntry.Kind(rawValue: raw[17])!
+            return TimerEntryFields(
+                kind: kind, position: address, level: Int(raw[18]),
                 slot: Int(LittleEndian.load(UInt16.self, raw, 20)), dueAt: LittleEndian.load(Int64.self, raw, 24),
-                next: LittleEndian.load(Int64.self, raw, 32), reference: LittleEndian.load(Int64.self, raw, 40))
+                next: LittleEndian.load(Int64.self, raw, 32), reference: LittleEndian.load(Int64.self, raw, 40), size: raw.count,
+                originalID: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : -1)
         }
     }
 
-    func message(at address: Int64) throws -> ScheduledMessage {
+    /// The message held at `address` (an original or a moved one), with its id and the
+    /// entry's size.
+    func message(at address: Int64) throws -> (message: ScheduledMessage, id: Int64, size: Int) {
         try withEntry(at: address) { raw in
-            guard raw[17] == TimerEntry.Kind.message.rawValue else {
+            guard let kind = TimerEntry.Kind(rawValue: raw[17]), kind.carriesMessage else {
                 throw StoreError(.invalidArgument, "entry at \(address) is not a message")
             }
             guard let m = TimerEntry.parseMessage(raw) else {
                 throw StoreError(.malformedBatch, "message entry at \(address) is malformed")
             }
-            return m
+            return (m, kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : address, raw.count)
         }
     }
 }

@@ -28,6 +28,13 @@ public final class TimingWheel {
         var start: Int64 = 0
         var count: Int32 = 0
         var cancels: Int32 = 0
+        /// A walk of the list stops at the first entry below this position: what lies
+        /// below was rewritten above by a compaction (lists only ever point downwards).
+        var cut: Int64 = 0
+        /// The lowest timer-log position the visible list occupies or points to (an entry,
+        /// or the message a link reads): compaction rewrites the slots reaching below the
+        /// part of the log it wants to free.
+        var oldest: Int64 = .max
         var isEmpty: Bool { head == TimerEntry.noPosition }
     }
 
@@ -41,14 +48,15 @@ public final class TimingWheel {
     public private(set) var time: Int64
     private var nextFireSequence: UInt64 = 1
     private let reader: TimerEntryReader
-    /// Live timer-log entries per 1 MiB chunk of address space: messages until they fire
-    /// (or are dropped as cancelled), links and cancels until their slot is processed.
-    /// A prefix of chunks at zero, below the checkpoint, can be deleted.
+    /// Live timer-log bytes per 1 MiB chunk of address space (an entry counts in the chunk
+    /// where it starts): messages until they fire (or are dropped as cancelled), links and
+    /// cancels until their slot is processed. A prefix of chunks at zero, below the
+    /// checkpoint, can be deleted; the sum drives compaction.
     /// Dense along the log: `live[i]` counts chunk `liveBase + i` (an array, not a map: it
     /// is touched for every entry scheduled, cascaded and fired).
     private var live: [Int32] = []
     private var liveBase: Int64 = 0
-    /// The non-zero live counts by chunk (for the checkpoint and tests).
+    /// The non-zero live byte counts by chunk (for the checkpoint and tests).
     var liveChunks: [Int64: Int32] {
         var out: [Int64: Int32] = [:]
         for (i, n) in live.enumerated() where n > 0 { out[liveBase + Int64(i)] = n }
@@ -60,6 +68,11 @@ public final class TimingWheel {
     private var checkpointPosition: Int64?
     /// Hand-overs to this destination at or below this number already happened.
     private var appliedFireSequence: UInt64
+    /// Compaction starts when the timer log holds more than twice its live bytes and at
+    /// least this many bytes could be freed.
+    public let compactionMinimumBytes: Int64
+    /// The position below which the running compaction pass frees the log; nil between passes.
+    private var compactionTarget: Int64?
 
     /// Where `checkpoint()` writes and `init` looks; nil for no checkpoints.
     public let checkpointPath: String?
@@ -80,8 +93,9 @@ public final class TimingWheel {
     /// frees segments sooner and costs a little more memory.
     public init(
         log: TimerLog, geometry: WheelGeometry = .slots64, checkpointPath: String? = nil,
-        destination: FireDestination, reclaimChunkBytes: Int = 1 << 20, logger: Logger
+        destination: FireDestination, reclaimChunkBytes: Int = 1 << 20, compactionMinimumBytes: Int64? = nil, logger: Logger
     ) throws {
+        self.compactionMinimumBytes = compactionMinimumBytes ?? 2 * Int64(log.configuration.segmentBytes)
         precondition(reclaimChunkBytes > 0 && reclaimChunkBytes & (reclaimChunkBytes - 1) == 0, "a power of two")
         chunkShift = Int64(reclaimChunkBytes.trailingZeroBitCount)
         self.log = log
@@ -97,7 +111,8 @@ public final class TimingWheel {
         var start = log.startOffset
         if let checkpoint = loadCheckpoint() {
             for s in checkpoint.slots {
-                slots[index(s.level, s.start)] = Slot(head: s.head, start: s.start, count: s.count, cancels: s.cancels)
+                slots[index(s.level, s.start)] = Slot(
+                    head: s.head, start: s.start, count: s.count, cancels: s.cancels, cut: s.cut, oldest: s.oldest)
                 occupancy[page(s.level, s.start)].insert(s.slot)
             }
             time = checkpoint.time
@@ -156,7 +171,8 @@ public final class TimingWheel {
         try log.flush()
         var states: [WheelCheckpoint.SlotState] = []
         forEachOccupied { level, slot, v in
-            states.append(.init(level: level, slot: slot, head: v.head, start: v.start, count: v.count, cancels: v.cancels))
+            states.append(
+                .init(level: level, slot: slot, head: v.head, start: v.start, count: v.count, cancels: v.cancels, cut: v.cut, oldest: v.oldest))
         }
         let checkpoint = WheelCheckpoint(
             geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states,
@@ -248,21 +264,29 @@ public final class TimingWheel {
     }
 
     /// What processing a slot retires: a cascade its links and cancels (messages stay,
-    /// referenced by the new links); a fire everything, and each target message once.
-    /// `sortedTargets`: for a fire, its targets in ascending order (duplicates allowed);
-    /// computed from `entries` when nil.
-    private func retire(_ entries: [TimerEntryFields], fired: Bool, sortedTargets: [Int64]? = nil) {
-        for e in entries where e.kind != .message { liveAdd(e.position, -1) }
+    /// referenced by the new links); a fire everything, and each message once.
+    /// `messageSizes`: for a fire, the size of each message entry it read (by position);
+    /// looked up when nil.
+    private func retire(_ entries: [TimerEntryFields], fired: Bool, messageSizes: [(position: Int64, size: Int)]? = nil) {
+        for e in entries where !e.kind.carriesMessage { liveAdd(e.position, -Int32(e.size)) }
         guard fired else { return }
-        let targets = sortedTargets ?? entries.compactMap { $0.kind == .cancel ? nil : $0.target }.sorted()
-        var previous: Int64 = -1
-        for t in targets where t != previous {
-            liveAdd(t, -1)
-            previous = t
+        if let messageSizes {
+            for m in messageSizes { liveAdd(m.position, -Int32(m.size)) }
+            return
+        }
+        var seen = Set<Int64>()
+        for e in entries where e.kind != .cancel && seen.insert(e.target).inserted {
+            if e.kind.carriesMessage {
+                liveAdd(e.position, -Int32(e.size))
+            } else if let size = try? reader.fields(at: e.target).size {
+                liveAdd(e.target, -Int32(size))
+            }
         }
     }
 
-    private func link(level: Int, position: Int64, start: Int64, cancel: Bool) {
+    /// Pushes an entry onto the list of the slot of `level` starting at `start`. `target`:
+    /// the position of the message it reads (nil for a cancel).
+    private func link(level: Int, position: Int64, start: Int64, cancel: Bool, target: Int64?) {
         let i = index(level, start)
         if slots[i].isEmpty {
             slots[i].start = start
@@ -271,6 +295,7 @@ public final class TimingWheel {
         assert(slots[i].start == start, "a slot holds one span at a time")
         slots[i].head = position
         slots[i].count += 1
+        slots[i].oldest = min(slots[i].oldest, position, target ?? .max)
         if cancel { slots[i].cancels += 1 }
     }
 
@@ -317,83 +342,170 @@ public final class TimingWheel {
         return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed))
     }
 
-    // MARK: - Schedule and cancel
+    // MARK: - Schedule, cancel, reschedule
+
+    /// Entries being prepared for one append: their bytes, where they will land, and the
+    /// slot heads as they will be once they do (entries of one call link to each other).
+    private struct PendingAppend {
+        var bytes: [[UInt8]] = []
+        var position: Int64
+        var heads: [Int: Int64] = [:]
+        var placed: [(level: Int, start: Int64, position: Int64, size: Int, cancel: Bool, target: Int64?)] = []
+
+        init(at position: Int64, capacity: Int) {
+            self.position = position
+            bytes.reserveCapacity(capacity)
+            placed.reserveCapacity(capacity)
+        }
+    }
+
+    private func head(_ i: Int, _ pending: PendingAppend) -> Int64 { pending.heads[i] ?? slots[i].head }
+
+    /// Adds a message entry for `m` (a moved copy when `originalID` is given) to `pending`,
+    /// in the slot `placement` picks, or in (`level`, `start`) when given.
+    private func addMessage(
+        _ m: ScheduledMessage, originalID: Int64? = nil, level: Int? = nil, start: Int64? = nil, to pending: inout PendingAppend
+    ) throws {
+        guard m.dueAt >= 0, m.dueAt < geometry.limit else {
+            throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
+        }
+        let p = level.map { ($0, geometry.slot(level: $0, time: start!), start!) } ?? placement(m.dueAt)
+        let i = index(p.0, p.2)
+        var bytes: [UInt8] = []
+        TimerEntry.appendMessage(m, level: p.0, slot: p.1, next: head(i, pending), placedAt: time, originalID: originalID, to: &bytes)
+        add(bytes, level: p.0, start: p.2, cancel: false, target: pending.position, to: &pending)
+    }
+
+    /// Adds a frame-only entry (link or cancel) for the slot of `level` starting at `start`.
+    private func addFrame(
+        _ kind: TimerEntry.Kind, level: Int, start: Int64, dueAt: Int64, reference: Int64, to pending: inout PendingAppend
+    ) {
+        var bytes: [UInt8] = []
+        TimerEntry.append(
+            kind, level: level, slot: geometry.slot(level: level, time: start), dueAt: dueAt, next: head(index(level, start), pending),
+            reference: reference, to: &bytes)
+        add(bytes, level: level, start: start, cancel: kind == .cancel, target: kind == .link ? reference : nil, to: &pending)
+    }
+
+    private func add(_ bytes: [UInt8], level: Int, start: Int64, cancel: Bool, target: Int64?, to pending: inout PendingAppend) {
+        pending.heads[index(level, start)] = pending.position
+        pending.placed.append((level, start, pending.position, bytes.count, cancel, target))
+        pending.position += Int64(bytes.count)
+        pending.bytes.append(bytes)
+    }
+
+    /// Appends what `pending` holds plus `marker` (all or nothing), then links the new
+    /// entries into their slots and counts them live.
+    private func commit(_ pending: PendingAppend, marker: [UInt8]? = nil) throws {
+        var bytes = pending.bytes
+        if let marker { bytes.append(marker) }
+        guard !bytes.isEmpty else { return }
+        let result = try log.append(contentsOf: bytes)
+        precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        link(pending)
+    }
+
+    private func link(_ pending: PendingAppend) {
+        for p in pending.placed {
+            link(level: p.level, position: p.position, start: p.start, cancel: p.cancel, target: p.target)
+            liveAdd(p.position, Int32(p.size))
+        }
+    }
 
     /// Schedules messages; returns their ids (timer-log positions), in order. One append
     /// for the whole call. A due time in the past fires at the next `advance`.
     @discardableResult
     public func schedule(_ messages: [ScheduledMessage]) throws -> [Int64] {
         guard !messages.isEmpty else { return [] }
-        var entries: [[UInt8]] = []
-        entries.reserveCapacity(messages.count)
-        var ids: [Int64] = []
-        ids.reserveCapacity(messages.count)
-        var position = log.endOffset
-        // Heads change as entries of this call link to each other: track them locally.
-        var heads: [Int: Int64] = [:]
-        var placements: [(level: Int, slot: Int, start: Int64)] = []
-        for m in messages {
-            guard m.dueAt >= 0, m.dueAt < geometry.limit else {
-                throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
+        var pending = PendingAppend(at: log.endOffset, capacity: messages.count)
+        for m in messages { try addMessage(m, to: &pending) }
+        try commit(pending)
+        return pending.placed.map(\.position)
+    }
+
+    /// Where a pending message is: the slot whose list holds it, and the entry holding its
+    /// record. `dueAt`: its due time; read from the log when nil, which works until a
+    /// compaction deletes the original entry (the broker keeps the due time with the id).
+    private func locate(_ id: Int64, dueAt: Int64?) throws -> (level: Int, start: Int64, holder: Int64, dueAt: Int64) {
+        let due: Int64
+        if let dueAt {
+            due = dueAt
+        } else {
+            let entry: TimerEntryFields
+            do {
+                entry = try reader.fields(at: id)
+            } catch let error as StoreError where error.code == .offsetOutOfRange || error.code == .corruptBatch {
+                throw StoreError(
+                    .invalidArgument,
+                    "no scheduled message has id \(id) (if it was scheduled long ago, its original entry may be compacted away: give its due time)")
             }
-            let p = placement(m.dueAt)
-            let i = index(p.level, p.start)
-            var bytes: [UInt8] = []
-            TimerEntry.appendMessage(m, level: p.level, slot: p.slot, next: heads[i] ?? slots[i].head, placedAt: time, to: &bytes)
-            heads[i] = position
-            ids.append(position)
-            placements.append(p)
-            position += Int64(bytes.count)
-            entries.append(bytes)
+            guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
+            due = entry.dueAt
         }
-        let result = try log.append(contentsOf: entries)
-        precondition(result.baseOffset == ids[0], "the wheel is the timer log's only writer")
-        for (k, p) in placements.enumerated() {
-            link(level: p.level, position: ids[k], start: p.start, cancel: false)
-            liveAdd(ids[k], 1)
+        guard due >= 0, due < geometry.limit else { throw StoreError(.invalidArgument, "due time \(due) ms is outside 0..<\(geometry.limit)") }
+        // The message is in the slot of its due time, or, while that slot is cascaded
+        // ahead, possibly still in the slot above it.
+        let p = placement(due)
+        var candidates = [(level: p.level, start: p.start)]
+        if let above = slotAbove(due) { candidates.append(above) }
+        var found: (level: Int, start: Int64, holder: Int64)? = nil
+        var cancelled = false
+        for c in candidates {
+            let i = index(c.level, c.start)
+            guard !slots[i].isEmpty && slots[i].start == c.start else { continue }
+            for e in try walk(i).entries {
+                if e.kind == .cancel {
+                    if e.reference == id { cancelled = true }
+                } else if e.target == id || (e.target > id && messageID(of: e) == id) {
+                    // The original entry, a link to it, or a moved copy (always further on).
+                    found = (c.level, c.start, e.target)
+                }
+            }
         }
-        return ids
+        guard let found, !cancelled else {
+            throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
+        }
+        return (found.level, found.start, found.holder, due)
+    }
+
+    /// The id of the message a list entry stands for; a link's is read from its target
+    /// (-1 when that cannot be read).
+    private func messageID(of e: TimerEntryFields) -> Int64 {
+        if let id = e.messageID { return id }
+        return (try? reader.fields(at: e.target))?.messageID ?? -1
+    }
+
+    /// A tombstone for `id`, linked into the slot holding the message so its fire drops it.
+    private func addCancel(_ id: Int64, at home: (level: Int, start: Int64, holder: Int64, dueAt: Int64), to pending: inout PendingAppend) {
+        // A level-0 tombstone carries its slot's start (it differs from the due time of a
+        // message placed overdue); a higher one the due time, to be cascaded by.
+        addFrame(.cancel, level: home.level, start: home.start, dueAt: home.level == 0 ? home.start : home.dueAt, reference: id, to: &pending)
     }
 
     /// Cancels a scheduled message by id: a tombstone linked into the message's current
     /// slot, so the fire drops it. Only a message still pending can be cancelled: one that
     /// fired, was cancelled already, or never existed is an `invalidArgument` error. The
-    /// check walks the one slot the message can be in.
-    public func cancel(_ id: Int64) throws {
-        let entry: TimerEntryFields
-        do {
-            entry = try reader.fields(at: id)
-        } catch let error as StoreError where error.code == .offsetOutOfRange || error.code == .corruptBatch {
-            throw StoreError(.invalidArgument, "no scheduled message has id \(id)")
-        }
-        guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
-        // The message is in the slot of its due time, or, while that slot is cascaded
-        // ahead, possibly still in the slot above it.
-        let p = placement(entry.dueAt)
-        var candidates = [(level: p.level, start: p.start)]
-        if let above = slotAbove(entry.dueAt) { candidates.append(above) }
-        var home: (level: Int, start: Int64)? = nil
-        var cancelled = false
-        for c in candidates {
-            let s = slots[index(c.level, c.start)]
-            guard !s.isEmpty && s.start == c.start else { continue }
-            for e in try walk(from: s.head) where e.target == id {
-                if e.kind == .cancel { cancelled = true } else { home = c }
-            }
-        }
-        guard let home, !cancelled else {
-            throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
-        }
-        let i = index(home.level, home.start)
-        var bytes: [UInt8] = []
-        TimerEntry.append(
-            .cancel, level: home.level, slot: geometry.slot(level: home.level, time: home.start),
-            // A level-0 tombstone carries its slot's start (it differs from the due time
-            // of a message placed overdue); a higher one the due time, to be cascaded by.
-            dueAt: home.level == 0 ? home.start : entry.dueAt, next: slots[i].head, reference: id, to: &bytes)
-        let at = try log.append(bytes).baseOffset
-        link(level: home.level, position: at, start: home.start, cancel: true)
-        liveAdd(at, 1)
+    /// check walks the slot (or two) the message can be in. `dueAt`: see `locate`.
+    public func cancel(_ id: Int64, dueAt: Int64? = nil) throws {
+        let home = try locate(id, dueAt: dueAt)
+        var pending = PendingAppend(at: log.endOffset, capacity: 1)
+        addCancel(id, at: home, to: &pending)
+        try commit(pending)
+    }
+
+    /// Moves a pending message to another due time: its cancel and a new message with
+    /// the same record land in one append (so neither happens without the other). Returns
+    /// the new id. The same rules as `cancel` apply to `id`.
+    @discardableResult
+    public func reschedule(_ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64) throws -> Int64 {
+        let home = try locate(id, dueAt: dueAt)
+        var message = try reader.message(at: home.holder).message
+        message.dueAt = newDueAt
+        var pending = PendingAppend(at: log.endOffset, capacity: 2)
+        addCancel(id, at: home, to: &pending)
+        try addMessage(message, to: &pending)
+        try commit(pending)
+        return pending.placed[1].position
     }
 
     // MARK: - Advance
@@ -428,54 +540,22 @@ public final class TimingWheel {
     @discardableResult
     public func cascadeAhead(maxEntries: Int = 1024) throws -> Bool {
         guard let (level, start) = nextSlotAhead() else { return false }
-        let i = index(level, start)
-        var taken: [TimerEntryFields] = []
-        taken.reserveCapacity(min(maxEntries, Int(slots[i].count)))
-        var cursor = slots[i].head
-        while cursor != TimerEntry.noPosition && taken.count < max(1, maxEntries) {
-            do {
-                let e = try reader.fields(at: cursor)
-                taken.append(e)
-                cursor = e.next
-            } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
-                logger.error("timer list broken by damage; older entries of this slot are lost", metadata: [
-                    "position": "\(cursor)", "error": "\(error)",
-                ])
-                cursor = TimerEntry.noPosition
-            }
-        }
+        let (taken, cursor) = walk(index(level, start), limit: max(1, maxEntries))
         let lower = level - 1
-        var bytes: [[UInt8]] = []
-        bytes.reserveCapacity(taken.count + 1)
-        var position = log.endOffset
-        var heads: [Int: Int64] = [:]
-        var placed: [(start: Int64, position: Int64, cancel: Bool)] = []
-        placed.reserveCapacity(taken.count)
+        var pending = PendingAppend(at: log.endOffset, capacity: taken.count)
         for e in taken.reversed() {
-            let lowerStart = e.dueAt & ~(geometry.slotSpan(lower) - 1)
-            let j = index(lower, lowerStart)
-            var out: [UInt8] = []
-            let kind: TimerEntry.Kind = e.kind == .cancel ? .cancel : .link
-            TimerEntry.append(
-                kind, level: lower, slot: geometry.slot(level: lower, time: lowerStart), dueAt: e.dueAt, next: heads[j] ?? slots[j].head,
-                reference: e.target, to: &out)
-            heads[j] = position
-            placed.append((lowerStart, position, kind == .cancel))
-            position += Int64(out.count)
-            bytes.append(out)
+            addFrame(
+                e.kind == .cancel ? .cancel : .link, level: lower, start: e.dueAt & ~(geometry.slotSpan(lower) - 1), dueAt: e.dueAt,
+                reference: e.kind == .cancel ? e.reference : e.target, to: &pending)
         }
         var marker: [UInt8] = []
         TimerEntry.append(
             .cascadeProgress, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: cursor, to: &marker)
-        bytes.append(marker)
-        let result = try log.append(contentsOf: bytes)
-        precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
-        try dropHead(level: level, start: start, through: cursor, dropped: taken)
-        for p in placed {
-            link(level: lower, position: p.position, start: p.start, cancel: p.cancel)
-            liveAdd(p.position, 1)
-        }
+        let result = try log.append(contentsOf: pending.bytes + [marker])
+        precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        dropHead(level: level, start: start, through: cursor, dropped: taken)
+        link(pending)
         return nextSlotAhead() != nil
     }
 
@@ -496,17 +576,17 @@ public final class TimingWheel {
     /// Takes the entries from a slot's head down to `cursor` (exclusive; -1: the whole
     /// list) out of the slot after they were cascaded ahead, retiring them as a cascade
     /// does. `dropped`: those entries when the caller has them; else they are walked.
-    private func dropHead(level: Int, start: Int64, through cursor: Int64, dropped known: [TimerEntryFields]? = nil) throws {
+    private func dropHead(level: Int, start: Int64, through cursor: Int64, dropped known: [TimerEntryFields]? = nil) {
         let i = index(level, start)
         var dropped = known ?? []
         if known == nil {
             var at = slots[i].head
-            while at != TimerEntry.noPosition && at != cursor {
+            while at != TimerEntry.noPosition && at != cursor && at >= slots[i].cut {
                 do {
                     let e = try reader.fields(at: at)
                     dropped.append(e)
                     at = e.next
-                } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
+                } catch {
                     logger.error("timer list broken by damage before a cascade-ahead cursor", metadata: ["position": "\(at)", "error": "\(error)"])
                     break
                 }
@@ -523,68 +603,56 @@ public final class TimingWheel {
         }
     }
 
-    /// Walks a slot's list (newest first); returns the entries. A damaged entry ends the
-    /// walk: what it linked to cannot be reached, which is reported, not hidden, and the
-    /// wheel goes on with the rest.
-    private func walk(from head: Int64) throws -> [TimerEntryFields] {
+    /// Walks the visible list of slot `i` (newest first, down to its cut), at most `limit`
+    /// entries; returns them and the position of the first entry not taken (-1: none
+    /// left). A damaged entry ends the walk: what it linked to cannot be reached, which is
+    /// reported, not hidden, and the wheel goes on with the rest.
+    private func walk(_ i: Int, limit: Int = .max) -> (entries: [TimerEntryFields], rest: Int64) {
         var out: [TimerEntryFields] = []
-        var at = head
-        while at != TimerEntry.noPosition {
+        let cut = slots[i].cut
+        var at = slots[i].head
+        while at != TimerEntry.noPosition && at >= cut && out.count < limit {
             do {
                 let e = try reader.fields(at: at)
                 out.append(e)
                 at = e.next
-            } catch let error as StoreError where error.code == .corruptBatch || error.code == .offsetOutOfRange {
+            } catch {
                 logger.error("timer list broken by damage; older entries of this slot are lost", metadata: [
                     "position": "\(at)", "error": "\(error)",
                 ])
-                break
+                at = TimerEntry.noPosition
             }
         }
-        return out
+        return (out, at >= cut ? at : TimerEntry.noPosition)
     }
 
     private func cascade(level: Int, start: Int64) throws {
-        let s = slots[index(level, start)]
-        let entries = try walk(from: s.head)
-        var bytes: [[UInt8]] = []
-        bytes.reserveCapacity(entries.count + 1)
-        var position = log.endOffset
-        var heads: [Int: Int64] = [:]
-        var placed: [(level: Int, slot: Int, start: Int64, position: Int64, cancel: Bool)] = []
+        let i = index(level, start)
+        let entries = walk(i).entries
+        var pending = PendingAppend(at: log.endOffset, capacity: entries.count)
         // Oldest first, so each lower list keeps publish order from its tail.
         for e in entries.reversed() {
             let p = placement(e.dueAt)
             precondition(p.level < level, "a cascade moves entries down")
-            let i = index(p.level, p.start)
-            var out: [UInt8] = []
-            let kind: TimerEntry.Kind = e.kind == .cancel ? .cancel : .link
-            TimerEntry.append(kind, level: p.level, slot: p.slot, dueAt: e.dueAt, next: heads[i] ?? slots[i].head, reference: e.target, to: &out)
-            heads[i] = position
-            placed.append((p.level, p.slot, p.start, position, kind == .cancel))
-            position += Int64(out.count)
-            bytes.append(out)
+            addFrame(
+                e.kind == .cancel ? .cancel : .link, level: p.level, start: p.start, dueAt: e.dueAt,
+                reference: e.kind == .cancel ? e.reference : e.target, to: &pending)
         }
         var marker: [UInt8] = []
         TimerEntry.append(
-            .slotCleared, level: level, slot: geometry.slot(level: level, time: start), dueAt: s.start, next: TimerEntry.noPosition,
+            .slotCleared, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: TimerEntry.noPosition, to: &marker)
-        bytes.append(marker)
         // Links and marker land together or not at all.
-        let result = try log.append(contentsOf: bytes)
-        precondition(result.baseOffset == (placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        let result = try log.append(contentsOf: pending.bytes + [marker])
+        precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
         clear(level: level, start: start)
         retire(entries, fired: false)
-        for p in placed {
-            link(level: p.level, position: p.position, start: p.start, cancel: p.cancel)
-            liveAdd(p.position, 1)
-        }
+        link(pending)
     }
 
-    /// Hands a level-0 slot's messages over, in publish order without cancelled ones.
+    /// Hands a level-0 slot's messages over, in publish order (by id) without cancelled ones.
     private func fire(start: Int64) throws -> Int {
-        let s = slots[index(0, start)]
-        let entries = try walk(from: s.head)
+        let entries = walk(index(0, start)).entries
         var cancelled = Set<Int64>()
         var targets: [Int64] = []
         targets.reserveCapacity(entries.count)
@@ -594,15 +662,26 @@ public final class TimingWheel {
         targets.sort()
         var fired: [FiredMessage] = []
         fired.reserveCapacity(targets.count)
+        var sizes: [(position: Int64, size: Int)] = []
+        sizes.reserveCapacity(targets.count)
         var previous: Int64 = -1
-        for t in targets where t != previous && !cancelled.contains(t) {
+        for t in targets where t != previous {
             previous = t
             do {
-                fired.append(FiredMessage(id: t, message: try reader.message(at: t)))
-            } catch let error as StoreError
-                where error.code == .corruptBatch || error.code == .malformedBatch || error.code == .offsetOutOfRange || error.code == .invalidArgument
-            {
-                logger.error("scheduled message lost to damage", metadata: ["id": "\(t)", "error": "\(error)"])
+                let m = try reader.message(at: t)
+                sizes.append((t, m.size))
+                if !cancelled.contains(m.id) { fired.append(FiredMessage(id: m.id, message: m.message)) }
+            } catch {
+                logger.error("scheduled message lost to damage", metadata: ["position": "\(t)", "error": "\(error)"])
+            }
+        }
+        // Ids are original positions: publish order, also for messages a compaction moved.
+        if zip(fired, fired.dropFirst()).contains(where: { $0.id >= $1.id }) {
+            fired.sort { $0.id < $1.id }
+            var seen: Int64 = -1
+            fired.removeAll { f in
+                defer { seen = f.id }
+                return f.id == seen
             }
         }
         let sequence = nextFireSequence
@@ -617,17 +696,110 @@ public final class TimingWheel {
             }
         } else {
             // Applied before a crash that came before the marker: complete the marker only.
-            logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(s.start)"])
+            logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(start)"])
         }
         var marker: [UInt8] = []
         TimerEntry.append(
-            .slotFired, level: 0, slot: geometry.slot(level: 0, time: start), dueAt: s.start, next: TimerEntry.noPosition,
+            .slotFired, level: 0, slot: geometry.slot(level: 0, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: Int64(sequence), to: &marker)
         try log.append(marker)
         nextFireSequence = sequence + 1
         clear(level: 0, start: start)
-        retire(entries, fired: true, sortedTargets: targets)
+        retire(entries, fired: true, messageSizes: sizes)
         return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
+    }
+
+    // MARK: - Compaction
+
+    /// Live bytes of the timer log, as counted for reclaiming.
+    public var liveBytes: Int64 { live.reduce(0) { $0 + Int64($1) } }
+
+    /// One step of compaction; returns true while a pass has more to do. A pass starts
+    /// when the timer log holds more than twice its live bytes and at least
+    /// `compactionMinimumBytes` could be freed; it picks the first segment boundary past
+    /// the middle of the log and rewrites, one slot per step, every slot whose list
+    /// reaches below it: the entries from the newest such one down are written again
+    /// above (cancels as cancels, every message, whether in the list or read through a
+    /// link, as a `movedMessage` copy keeping its id), with a `slotCompacted` marker
+    /// whose cut hides the old ones. Then nothing below the boundary is live, and
+    /// `reclaim` deletes it after the next checkpoint. Slots already due are left to fire.
+    @discardableResult
+    public func compact() throws -> Bool {
+        if compactionTarget == nil { compactionTarget = compactionBoundary() }
+        guard let boundary = compactionTarget else { return false }
+        var found: Int? = nil
+        search: for o in 0..<occupancy.count where !occupancy[o].isEmpty {
+            var s = occupancy[o].next(atOrAfter: 0)
+            while let slot = s {
+                let i = o * geometry.slotsPerLevel + slot
+                if slots[i].oldest < boundary && slots[i].start > time {
+                    found = i
+                    break search
+                }
+                s = occupancy[o].next(atOrAfter: slot + 1)
+            }
+        }
+        guard let i = found else {
+            compactionTarget = nil
+            return false
+        }
+        try compactSlot(i, below: boundary)
+        return true
+    }
+
+    private func compactionBoundary() -> Int64? {
+        // Only `reclaim` frees what compaction empties, and it needs checkpoints.
+        guard checkpointPath != nil else { return nil }
+        let start = log.startOffset
+        let total = log.endOffset - start
+        let liveBytes = self.liveBytes
+        guard total > 2 * liveBytes, total - liveBytes >= compactionMinimumBytes else { return nil }
+        let bases = log.segmentInfos.map(\.baseOffset).filter { $0 > start }
+        return bases.first { $0 >= start + total / 2 } ?? bases.last
+    }
+
+    private func compactSlot(_ i: Int, below boundary: Int64) throws {
+        let level = i / (2 * geometry.slotsPerLevel)
+        let start = slots[i].start
+        let entries = walk(i).entries
+        // Lists point downwards: from the newest entry that is, or reads, below the
+        // boundary, everything older is rewritten.
+        guard let k = entries.firstIndex(where: { $0.position < boundary || ($0.kind == .link && $0.target < boundary) }) else {
+            slots[i].oldest = entries.reduce(Int64.max) { min($0, $1.position, $1.kind == .cancel ? .max : $1.target) }
+            return
+        }
+        let cut = entries[k].position + 1
+        var pending = PendingAppend(at: log.endOffset, capacity: entries.count - k)
+        var moved: [(position: Int64, size: Int)] = []
+        for e in entries[k...].reversed() {
+            if e.kind == .cancel {
+                addFrame(.cancel, level: level, start: start, dueAt: e.dueAt, reference: e.reference, to: &pending)
+                continue
+            }
+            let m = try reader.message(at: e.target)
+            if e.kind == .link { moved.append((e.target, m.size)) }
+            try addMessage(m.message, originalID: m.id, level: level, start: start, to: &pending)
+        }
+        var oldest = pending.placed.first?.position ?? .max
+        for e in entries[..<k] { oldest = min(oldest, e.position, e.kind == .cancel ? .max : e.target) }
+        var marker: [UInt8] = []
+        TimerEntry.append(
+            .slotCompacted, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: oldest, reference: cut,
+            to: &marker)
+        try commit(pending, marker: marker)
+        finishCompaction(i, rewritten: Array(entries[k...]), movedTargets: moved, cut: cut, oldest: oldest)
+    }
+
+    /// The state change a `slotCompacted` marker records, once its new entries are linked:
+    /// the rewritten entries (and the messages links among them read) are dead, the cut
+    /// hides them.
+    private func finishCompaction(_ i: Int, rewritten: [TimerEntryFields], movedTargets: [(position: Int64, size: Int)], cut: Int64, oldest: Int64) {
+        for e in rewritten { liveAdd(e.position, -Int32(e.size)) }
+        for t in movedTargets { liveAdd(t.position, -Int32(t.size)) }
+        slots[i].count = max(1, slots[i].count - Int32(rewritten.count))
+        slots[i].cancels = max(0, slots[i].cancels - Int32(rewritten.reduce(0) { $0 + ($1.kind == .cancel ? 1 : 0) }))
+        slots[i].cut = cut
+        slots[i].oldest = oldest
     }
 
     // MARK: - Replay
@@ -671,9 +843,9 @@ public final class TimingWheel {
                     continue
                 }
                 switch e.kind {
-                case .message, .link, .cancel:
+                case .message, .movedMessage, .link, .cancel:
                     var start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
-                    if e.kind == .message {
+                    if e.kind.carriesMessage {
                         // Placed at `placedAt`: the wheel had reached that time; an overdue
                         // message sits in the level-0 slot of that time.
                         time = max(time, e.placedAt)
@@ -688,13 +860,13 @@ public final class TimingWheel {
                         logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
                         clear(level: e.level, start: slots[i].start)
                     }
-                    link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel)
-                    liveAdd(e.position, 1)
+                    link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel, target: e.kind == .cancel ? nil : e.target)
+                    liveAdd(e.position, Int32(e.bytes.count))
                 case .slotCleared, .slotFired:
                     // Retire what the processing retired: walk the list it processed.
                     let processed = index(e.level, e.dueAt)
                     if !slots[processed].isEmpty && slots[processed].start == e.dueAt {
-                        retire(try walk(from: slots[processed].head), fired: e.kind == .slotFired)
+                        retire(walk(processed).entries, fired: e.kind == .slotFired)
                         clear(level: e.level, start: e.dueAt)
                     }
                     if e.kind == .slotFired {
@@ -711,7 +883,21 @@ public final class TimingWheel {
                         logger.error("cascade progress for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
                         continue
                     }
-                    try dropHead(level: e.level, start: e.dueAt, through: e.reference)
+                    dropHead(level: e.level, start: e.dueAt, through: e.reference)
+                case .slotCompacted:
+                    // The rewritten entries were linked just before: what lies below the
+                    // new cut is dead, and so is every message a link there read.
+                    let i = index(e.level, e.dueAt)
+                    guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
+                        logger.error("compaction marker for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
+                        continue
+                    }
+                    let rewritten = walk(i).entries.filter { $0.position < e.reference }
+                    let moved = rewritten.compactMap { r -> (position: Int64, size: Int)? in
+                        guard r.kind == .link, let size = try? reader.fields(at: r.target).size else { return nil }
+                        return (r.target, size)
+                    }
+                    finishCompaction(i, rewritten: rewritten, movedTargets: moved, cut: e.reference, oldest: e.next)
                 }
             }
             at = last.position + Int64(last.bytes.count)

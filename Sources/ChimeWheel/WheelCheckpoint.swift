@@ -6,18 +6,20 @@ import ChimeStore
 /// after the timer log is synced up to `logPosition`, so it never refers to an entry a
 /// crash could take away.
 ///
-/// `wheel.checkpoint`, format version 2 (docs/formats.md):
+/// `wheel.checkpoint`, format version 3 (docs/formats.md):
 ///
 ///     0  u32 magic "CWCK"     4 u32 crc32c of [8, end)    8 u16 version
 ///    10  u8  slotBits        11 u8 levels                 12 u32 slot count (n)
 ///    16  i64 logPosition     24 i64 time                  32 u64 nextFireSequence
-///    40  n × 32 bytes: u8 level, u8 0, u16 slot, u32 0, i64 head, i64 start, i32 count, i32 cancels
-///    then u32 chunk count (m), u32 chunk shift, and m × 16 bytes: i64 chunk (position >> shift), i32 live, i32 0
+///    40  n × 48 bytes: u8 level, u8 0, u16 slot, u32 0, i64 head, i64 start, i32 count, i32 cancels,
+///        i64 cut, i64 oldest
+///    then u32 chunk count (m), u32 chunk shift, and m × 16 bytes: i64 chunk (position >> shift),
+///    i32 live bytes, i32 0
 struct WheelCheckpoint: Equatable {
     static let magic: UInt32 = 0x4B43_5743  // "CWCK" little-endian
-    static let version: UInt16 = 2
+    static let version: UInt16 = 3
     static let headerSize = 40
-    static let slotSize = 32
+    static let slotSize = 48
 
     struct SlotState: Equatable {
         var level: Int
@@ -26,6 +28,8 @@ struct WheelCheckpoint: Equatable {
         var start: Int64
         var count: Int32
         var cancels: Int32
+        var cut: Int64
+        var oldest: Int64
     }
 
     var geometry: WheelGeometry
@@ -33,7 +37,7 @@ struct WheelCheckpoint: Equatable {
     var time: Int64
     var nextFireSequence: UInt64
     var slots: [SlotState]
-    /// Live timer-log entries per 1 MiB chunk (for reclaiming segments).
+    /// Live timer-log bytes per 1 MiB chunk (for reclaiming segments).
     var liveChunks: [Int64: Int32] = [:]
     var chunkShift: Int64 = 20
 
@@ -58,6 +62,8 @@ struct WheelCheckpoint: Equatable {
             LittleEndian.append(s.start, to: &out)
             LittleEndian.append(s.count, to: &out)
             LittleEndian.append(s.cancels, to: &out)
+            LittleEndian.append(s.cut, to: &out)
+            LittleEndian.append(s.oldest, to: &out)
         }
         LittleEndian.append(UInt32(liveChunks.count), to: &out)
         LittleEndian.append(UInt32(chunkShift), to: &out)
@@ -99,7 +105,8 @@ struct WheelCheckpoint: Equatable {
                 let s = SlotState(
                     level: Int(raw[at]), slot: Int(LittleEndian.load(UInt16.self, raw, at + 2)),
                     head: LittleEndian.load(Int64.self, raw, at + 8), start: LittleEndian.load(Int64.self, raw, at + 16),
-                    count: LittleEndian.load(Int32.self, raw, at + 24), cancels: LittleEndian.load(Int32.self, raw, at + 28))
+                    count: LittleEndian.load(Int32.self, raw, at + 24), cancels: LittleEndian.load(Int32.self, raw, at + 28),
+                    cut: LittleEndian.load(Int64.self, raw, at + 32), oldest: LittleEndian.load(Int64.self, raw, at + 40))
                 guard s.level < geometry.levels, s.slot < geometry.slotsPerLevel, s.head >= 0, s.count > 0 else { return nil }
                 slots.append(s)
             }

@@ -32,11 +32,14 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
 @Suite struct TimingWheelTests {
     static let epoch: Int64 = 1_800_000_000_000
 
-    private func open(_ dir: TemporaryDirectory, _ destination: RecordingDestination, geometry: WheelGeometry = .slots64, checkpoint: Bool = false) throws -> TimingWheel {
-        let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: 1 << 20, durability: .never), logger: testLogger)
+    private func open(
+        _ dir: TemporaryDirectory, _ destination: RecordingDestination, geometry: WheelGeometry = .slots64, checkpoint: Bool = false,
+        segmentBytes: Int = 1 << 20
+    ) throws -> TimingWheel {
+        let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: segmentBytes, durability: .never), logger: testLogger)
         return try TimingWheel(
             log: log, geometry: geometry, checkpointPath: checkpoint ? dir.file("wheel.checkpoint") : nil,
-            destination: destination, logger: testLogger)
+            destination: destination, reclaimChunkBytes: 4096, compactionMinimumBytes: 4096, logger: testLogger)
     }
 
     private func message(_ due: Int64, _ n: Int) -> ScheduledMessage {
@@ -107,7 +110,8 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
     /// 10 years, bursts in the same millisecond, cancels, time driven in random steps (and
     /// with restarts that replay the log). Every message not cancelled fires exactly once,
     /// at the first advance whose time reaches its due time, in (dueAt, publish) order.
-    /// Seeds 5-8 also cascade upcoming slots ahead in small random steps between advances.
+    /// Seeds 5-8 also cascade upcoming slots ahead in small random steps between advances,
+    /// reschedule, and checkpoint, reclaim and compact (small segments) every round.
     @Test(arguments: [
         (UInt64(1), WheelGeometry.slots64, false), (2, .slots256, false), (3, .slots64, true), (4, .slots256, true),
         (5, .slots64, false), (6, .slots256, false), (7, .slots64, true), (8, .slots256, true),
@@ -116,7 +120,9 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         let ahead = seed > 4
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
-        var wheel = try open(dir, dest, geometry: geometry)
+        func reopen() throws -> TimingWheel { try open(dir, dest, geometry: geometry, checkpoint: ahead, segmentBytes: ahead ? 8192 : 1 << 20) }
+        var wheel = try reopen()
+        var compacted = 0
         var rng = SplitMix64(seed: seed)
         var now = Self.epoch
         dest.clock = { now }
@@ -147,6 +153,15 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
             }
             if ahead {
                 for _ in 0..<Int(rng.next() % 4) where try wheel.cascadeAhead(maxEntries: Int(rng.next() % 6) + 1) {}
+                if rng.next() % 3 == 0, let victim = ids.randomElement(using: &rng), due[victim]! > now, !cancelled.contains(victim) {
+                    let to = now + Int64(rng.next() % 200_000)
+                    let moved = try wheel.reschedule(victim, dueAt: due[victim]!, to: to)
+                    cancelled.insert(victim)
+                    due[moved] = to
+                }
+                try wheel.checkpoint()
+                try wheel.reclaim()
+                while try wheel.compact() { compacted += 1 }
             }
             // Steps from 1 ms to a year.
             let step = Int64(pow(10.0, Double(rng.next() % 1100) / 100))
@@ -154,7 +169,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
             try wheel.advance(to: now)
             if restarts && round % 10 == 9 {
                 try wheel.log.close()
-                wheel = try open(dir, dest, geometry: geometry)
+                wheel = try reopen()
                 try wheel.advance(to: now)
             }
         }
@@ -173,6 +188,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         }
         #expect(inOrder, "due order, then publish order")
         #expect(wheel.pendingCount == 0)
+        if ahead { #expect(compacted > 0, "compaction ran") }
     }
 
     /// A crash after the destination applied a hand-over but before the "fired" marker:
@@ -216,7 +232,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         }
         #expect(wheel.pendingCount == 1_000_000)
         #expect(wheel.stateBytes == empty)
-        #expect(wheel.stateBytes <= 8 * 2 * 64 * 32 + 16 * 8, "one 32-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
+        #expect(wheel.stateBytes <= 8 * 2 * 64 * 40 + 16 * 8, "one 40-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
     }
 
     /// Opens from a checkpoint replay only what followed it, and the outcome is the same as

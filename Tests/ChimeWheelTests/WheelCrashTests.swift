@@ -53,16 +53,20 @@ final class CrashAtWrite: @unchecked Sendable {
         case advance(Int64)     // by this many ms
         case checkpoint
         case ahead(Int)         // cascade ahead, steps of this many entries, up to 3 steps
+        case reschedule(Int, Int64)  // index into the ids scheduled so far, new delay (ms)
+        case compact            // compaction steps until the pass ends
     }
 
     /// A seeded script touching every kind of write: schedules (bursts in one millisecond,
-    /// delays up to minutes so cascades happen), cancels, advances, checkpoints, partial
-    /// cascades ahead of time.
+    /// delays up to minutes so cascades happen), cancels, reschedules, advances,
+    /// checkpoints, partial cascades ahead of time, compaction.
     static func script(seed: UInt64) -> [Op] {
         var rng = SplitMix64(seed: seed)
-        var ops: [Op] = []
-        for _ in 0..<40 {
-            switch rng.next() % 7 {
+        let days: Int64 = 86_400_000
+        // Stragglers: they pin the first segment until compaction moves them.
+        var ops: [Op] = [.schedule([10 * days, 10 * days + 1])]
+        for _ in 0..<50 {
+            switch rng.next() % 9 {
             case 0, 1:
                 let n = Int(rng.next() % 4) + 1
                 let burst = rng.next() % 2 == 0
@@ -72,16 +76,21 @@ final class CrashAtWrite: @unchecked Sendable {
             case 2: ops.append(.cancel(Int(rng.next() % 1000)))
             case 3: ops.append(.checkpoint)
             case 4: ops.append(.ahead(Int(rng.next() % 3) + 1))
+            case 5: ops.append(.reschedule(Int(rng.next() % 1000), Int64(rng.next() % 300_000)))
+            case 6: ops.append(.compact)
             default:
                 ops.append(.advance(Int64(rng.next() % 60_000)))
             }
         }
         ops.append(.advance(400_000))
-        // Everything fired: a checkpoint lets reclaim delete the dead prefix, and the wheel
-        // must keep working after it.
+        // Everything but the stragglers fired: compaction moves them, a checkpoint lets
+        // reclaim delete the dead prefix, and the wheel must keep working after it.
+        ops.append(.checkpoint)
+        ops.append(.compact)
         ops.append(.checkpoint)
         ops.append(.schedule([10, 20, 20]))
         ops.append(.advance(1_000))
+        ops.append(.advance(11 * days))
         return ops
     }
 
@@ -91,6 +100,8 @@ final class CrashAtWrite: @unchecked Sendable {
         var writes = 0
         var reclaimed = 0
         var aheadSteps = 0
+        var rescheduled = 0
+        var compactedSlots = 0
     }
 
     /// Runs the script; on a crash, reopens everything from disk with healthy calls,
@@ -104,7 +115,8 @@ final class CrashAtWrite: @unchecked Sendable {
                 directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: 4096, durability: .always),
                 calls: calls, logger: testLogger)
             return try TimingWheel(
-                log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, reclaimChunkBytes: 4096, logger: testLogger)
+                log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, reclaimChunkBytes: 4096,
+                compactionMinimumBytes: 4096, logger: testLogger)
         }
         var wheel = try open(injector.calls)
         try wheel.advance(to: now)
@@ -135,6 +147,18 @@ final class CrashAtWrite: @unchecked Sendable {
                 case .ahead(let step):
                     for _ in 0..<3 where try wheel.cascadeAhead(maxEntries: step) {}
                     outcome.aheadSteps += 1
+                case .reschedule(let k, let delay):
+                    guard !ids.isEmpty else { continue }
+                    let id = ids[k % ids.count]
+                    guard outcome.acknowledged[id]! > now, !outcome.cancelled.contains(id) else { continue }
+                    let moved = try wheel.reschedule(id, dueAt: outcome.acknowledged[id]!, to: now + delay)
+                    try wheel.log.flush()
+                    outcome.cancelled.insert(id)
+                    outcome.acknowledged[moved] = now + delay
+                    ids.append(moved)
+                    outcome.rescheduled += 1
+                case .compact:
+                    while try wheel.compact() { outcome.compactedSlots += 1 }
                 }
             } catch {
                 precondition(injector.crashed, "only the injected crash may fail: \(error)")
@@ -161,6 +185,8 @@ final class CrashAtWrite: @unchecked Sendable {
         #expect(reference.writes > 30, "the script must exercise many writes")
         #expect(reference.reclaimed > 0, "the script must reclaim segments")
         #expect(reference.aheadSteps > 0, "the script must cascade ahead")
+        #expect(reference.rescheduled > 0, "the script must reschedule")
+        #expect(reference.compactedSlots > 0, "the script must compact")
         var crashesChecked = 0
         for n in 0..<reference.writes {
             let dest = RecordingDestination()

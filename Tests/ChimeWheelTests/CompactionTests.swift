@@ -1,0 +1,130 @@
+import ChimeStore
+import ChimeTestSupport
+import Foundation
+import Testing
+
+@testable import ChimeWheel
+
+/// Compaction: long-delayed stragglers are copied forward so the timer log's disk use
+/// stays within twice its live bytes, ids and due times unchanged.
+@Suite struct CompactionTests {
+    static let base: Int64 = 1_800_000_000_000
+    static let segmentBytes = 16 << 10
+    static let minimum: Int64 = 32 << 10
+
+    private func open(_ dir: TemporaryDirectory, _ destination: RecordingDestination) throws -> TimingWheel {
+        let log = try TimerLog.open(
+            directory: dir.path + "/timer", configuration: LogConfiguration(segmentBytes: Self.segmentBytes, durability: .never), logger: testLogger)
+        return try TimingWheel(
+            log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: destination, reclaimChunkBytes: 4096,
+            compactionMinimumBytes: Self.minimum, logger: testLogger)
+    }
+
+    struct State: Equatable {
+        var pending: Int
+        var occupied: [Int]
+        var nextDue: Int64?
+        var live: [Int64: Int32]
+    }
+
+    private func state(_ w: TimingWheel) -> State {
+        State(pending: w.pendingCount, occupied: w.occupiedSlots, nextDue: w.nextDue, live: w.liveChunks)
+    }
+
+    private func diskBytes(_ w: TimingWheel) -> Int64 { w.log.segmentInfos.reduce(0) { $0 + $1.bytes } }
+
+    /// Checkpoint, reclaim, and compaction passes until nothing changes (what the firing
+    /// loop does after each checkpoint). Returns the slots compacted.
+    @discardableResult
+    private func settle(_ w: TimingWheel) throws -> Int {
+        var steps = 0
+        while true {
+            try w.checkpoint()
+            let deleted = try w.reclaim()
+            var stepped = 0
+            while try w.compact() { stepped += 1 }
+            steps += stepped
+            if deleted.isEmpty && stepped == 0 { return steps }
+        }
+    }
+
+    @Test func stragglersMoveForwardAndDiskStaysWithinTwiceTheLiveBytes() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        var wheel = try open(dir, dest)
+        var now = Self.base
+        dest.clock = { now }
+        try wheel.advance(to: now)
+        let month: Int64 = 30 * 86_400_000
+        // Stragglers due in a month, some in the same millisecond; bodies name them.
+        let stragglers = (0..<24).map { n in
+            ScheduledMessage(dueAt: Self.base + month + Int64(n / 3), publishedAt: now, key: [UInt8(n)], body: Array("straggler-\(n)".utf8))
+        }
+        let ids = try wheel.schedule(stragglers)
+        let due = Dictionary(uniqueKeysWithValues: zip(ids, stragglers.map(\.dueAt)))
+        #expect(wheel.log.segmentInfos.first?.baseOffset == 0)
+
+        // A month of traffic: short delays that fire and die around the stragglers.
+        var compacted = 0
+        var rng = SplitMix64(seed: 5)
+        let filler = [UInt8](repeating: 7, count: 100)
+        for round in 0..<120 {
+            try wheel.schedule((0..<60).map { _ in
+                ScheduledMessage(dueAt: now + 1 + Int64(rng.next() % 5_000), publishedAt: now, body: filler)
+            })
+            now += 6_000
+            try wheel.advance(to: now)
+            if round % 10 == 9 {
+                compacted += try settle(wheel)
+                #expect(diskBytes(wheel) <= 2 * wheel.liveBytes + Self.minimum + Int64(Self.segmentBytes), "round \(round): disk \(diskBytes(wheel)), live \(wheel.liveBytes)")
+            }
+        }
+        #expect(compacted > 0, "compaction ran")
+        #expect(wheel.log.startOffset > ids.last!, "the stragglers' original segment is gone")
+        #expect(wheel.pendingCount == 24)
+
+        // Reopening (from the checkpoint, and replaying the whole log) finds the same wheel.
+        let before = state(wheel)
+        try wheel.log.close()
+        wheel = try open(dir, dest)
+        #expect(state(wheel) == before)
+        try wheel.log.close()
+        try FileManager.default.removeItem(atPath: dir.file("wheel.checkpoint"))
+        wheel = try open(dir, dest)
+        #expect(!wheel.recovery.fromCheckpoint)
+        #expect(state(wheel) == before)
+
+        // Cancel and reschedule by id: the original entry is gone, so the due time is needed.
+        let error = #expect(throws: StoreError.self) { try wheel.cancel(ids[0]) }
+        #expect(error?.code == .invalidArgument && error?.message.contains("due time") == true)
+        try wheel.cancel(ids[0], dueAt: due[ids[0]]!)
+        #expect(throws: StoreError.self) { try wheel.cancel(ids[0], dueAt: due[ids[0]]!) }
+        let movedTo = Self.base + month + 100
+        let newID = try wheel.reschedule(ids[1], dueAt: due[ids[1]]!, to: movedTo)
+        #expect(wheel.pendingCount == 23)
+
+        now = Self.base + month + 1_000
+        try wheel.advance(to: now)
+        let all = dest.fired
+        #expect(Set(all.map(\.id)).count == all.count, "nothing fired twice")
+        #expect(all.count == 120 * 60 + 23, "every filler and every straggler not cancelled")
+        let expected = Set(ids.dropFirst(2)).union([newID])
+        let fired = all.filter { $0.message.dueAt > Self.base + month - 1 }
+        #expect(fired.count == 23)
+        #expect(Set(fired.map(\.id)) == expected)
+        for f in fired {
+            if f.id == newID {
+                #expect(f.message.body == Array("straggler-1".utf8) && f.message.dueAt == movedTo && f.at >= movedTo)
+            } else {
+                let n = ids.firstIndex(of: f.id)!
+                #expect(f.message == stragglers[n], "a moved message keeps its record and due time")
+                #expect(f.at >= f.message.dueAt)
+            }
+        }
+        let inOrder = zip(fired, fired.dropFirst()).allSatisfy { a, b in
+            a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
+        }
+        #expect(inOrder, "due order, then publish (id) order, also for moved messages")
+        #expect(wheel.pendingCount == 0)
+    }
+}
