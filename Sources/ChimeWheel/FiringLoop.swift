@@ -3,7 +3,8 @@ import Logging
 
 /// Drives a `TimingWheel` in real time: fires what is due, then sleeps until the next
 /// occupied slot — no fixed poll interval — and is woken early when a schedule lands before
-/// that. The wheel is owned by this actor; schedule and cancel go through it. While it runs
+/// that. Between fires it cascades upcoming slots ahead in small steps and, after each
+/// checkpoint, compacts the timer log when it holds more than twice its live bytes. The wheel is owned by this actor; schedule and cancel go through it. While it runs
 /// it checkpoints at most every `checkpointInterval` ms, and once more when `run` ends, so
 /// a clean stop reopens without replay and a crash replays little. A failure to fire (a
 /// destination that refuses, a full disk) is logged and retried with backoff; the loop
@@ -60,8 +61,18 @@ public actor FiringLoop {
         return ids
     }
 
-    public func cancel(_ id: Int64) throws {
-        try wheel.cancel(id)
+    /// Cancels a pending message (see `TimingWheel.cancel`).
+    public func cancel(_ id: Int64, dueAt: Int64? = nil) throws {
+        try wheel.cancel(id, dueAt: dueAt)
+    }
+
+    /// Moves a pending message to `newDueAt` (see `TimingWheel.reschedule`); returns its
+    /// new id, and wakes the loop if it is now due before the loop planned to wake.
+    @discardableResult
+    public func reschedule(_ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64) throws -> Int64 {
+        let moved = try wheel.reschedule(id, dueAt: dueAt, to: newDueAt)
+        if let due = wheel.nextDue, let sleeping = sleepingUntil, due < sleeping { sleeper?.cancel() }
+        return moved
     }
 
     public var pendingCount: Int { wheel.pendingCount }

@@ -115,11 +115,12 @@ struct Inspect: ParsableCommand {
             switch item {
             case .entry(let position, let frame, let e):
                 var body: String? = nil
-                if records, e.kind == .message, let m = try? e.message() { body = Format.preview(m.body) }
+                if records, e.kind.carriesMessage, let m = try? e.message() { body = Format.preview(m.body) }
+                let original = e.originalID
                 if json {
-                    print("{\"type\":\"timer-entry\",\"file\":\(Format.json(file)),\"position\":\(position),\"kind\":\"\(e.kind)\",\"level\":\(e.level),\"slot\":\(e.slot),\"dueAt\":\(e.dueAt),\"next\":\(e.next),\"reference\":\(e.reference),\"bytes\":\(frame.totalSize),\"crc\":\"ok\"" + (body.map { ",\"body\":\(Format.json($0))" } ?? "") + "}")
+                    print("{\"type\":\"timer-entry\",\"file\":\(Format.json(file)),\"position\":\(position),\"kind\":\"\(e.kind)\",\"level\":\(e.level),\"slot\":\(e.slot),\"dueAt\":\(e.dueAt),\"next\":\(e.next),\"reference\":\(e.reference)" + (original.map { ",\"originalID\":\($0)" } ?? "") + ",\"bytes\":\(frame.totalSize),\"crc\":\"ok\"" + (body.map { ",\"body\":\(Format.json($0))" } ?? "") + "}")
                 } else if !verify {
-                    print(String(format: "  @%-10lld %-12@ level %d slot %3d  due %lld  next %lld  ref %lld  %d bytes  crc ok", position, "\(e.kind)" as NSString, e.level, e.slot, e.dueAt, e.next, e.reference, frame.totalSize) + (body.map { "  body=\($0)" } ?? ""))
+                    print(String(format: "  @%-10lld %-15@ level %d slot %3d  due %lld  next %lld  ref %lld  %d bytes  crc ok", position, "\(e.kind)" as NSString, e.level, e.slot, e.dueAt, e.next, e.reference, frame.totalSize) + (original.map { "  id \($0)" } ?? "") + (body.map { "  body=\($0)" } ?? ""))
                 }
             case .damaged(let d):
                 if json {

@@ -48,7 +48,10 @@ import Testing
             ScheduledMessage(dueAt: now + 30_000, publishedAt: now, body: Array("expire coupon 42".utf8)),
             ScheduledMessage(dueAt: now + 20, publishedAt: now, body: Array("retry deployment".utf8)),
         ])
-        try await loop.cancel(ids[0])
+        let moved = try await loop.reschedule(ids[0], to: now + 60_000)
+        #expect(moved > ids[1])
+        try await loop.cancel(moved)
+        #expect(await loop.pendingCount == 1)
         for _ in 0..<2_000 where await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(1)) }
         running.cancel()
         _ = await running.result
