@@ -167,12 +167,26 @@ package enum Directory {
 
     /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
     package static func writeAtomically(_ bytes: [UInt8], to path: String, calls: FileSystemCalls) throws {
+        try writeAtomically(bytes, to: path, calls: calls) { publish in try publish() }
+    }
+
+    /// `writeAtomically` whose rename runs inside `publishing`, which may decide not to
+    /// call it (the temp file is then removed): a caller can check, under its own lock,
+    /// that the file is still wanted and rename in the same critical section.
+    package static func writeAtomically(
+        _ bytes: [UInt8], to path: String, calls: FileSystemCalls, publishing: (_ publish: () throws -> Void) throws -> Void
+    ) throws {
         let temp = path + ".tmp"
         let file = try DataFile.open(temp, create: true, calls: calls)
         try file.truncate(to: 0)
         try file.write(bytes, at: 0)
         try file.sync()
-        if rename(temp, path) != 0 { throw StoreError.system("rename", errno: errno, file: temp) }
+        var published = false
+        try publishing {
+            if rename(temp, path) != 0 { throw StoreError.system("rename", errno: errno, file: temp) }
+            published = true
+        }
+        if !published { unlink(temp) }
         try sync(parent(of: path))
     }
 

@@ -311,7 +311,8 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     /// in the background otherwise (see `sealing`) — and starts a new one. Under `lock`.
     private func roll() throws {
         let active = segments.last!
-        if configuration.durability == .always {
+        let always = configuration.durability == .always
+        if always {
             do {
                 try active.file.sync()
             } catch let error as StoreError {
@@ -319,44 +320,55 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
                 throw error
             }
             committer?.advance(to: active.nextOffset)
-        } else {
-            // The data, then the index that vouches for it (its atomic write also syncs the
-            // directory, which makes the new segment's entry durable too).
-            let file = active.file
-            let index = (bytes: active.encodedIndex(), path: active.indexPath)
-            sealing.enter()
-            sealsInFlight += 1
-            let directory = self.directory
-            sealQueue.async { [self] in
-                var failed: StoreError? = nil
+            try active.writeIndex()
+        }
+        let next = try LogSegment<Format>.create(
+            directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls, syncDirectory: always)
+        segments.append(next)
+        // Queued after the new file exists, so the seal's directory sync covers its entry.
+        if !always { sealInBackground(active) }
+        logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
+    }
+
+    /// Syncs a segment a roll sealed, writes its index and syncs the directory, on
+    /// `sealQueue`. Under `lock`.
+    private func sealInBackground(_ segment: LogSegment<Format>) {
+        let file = segment.file
+        let index = (bytes: segment.encodedIndex(), path: segment.indexPath)
+        let directory = self.directory
+        sealing.enter()
+        sealsInFlight += 1
+        sealQueue.async { [self] in
+            var failed: StoreError? = nil
+            do {
+                try file.sync()
                 do {
-                    try file.sync()
-                    do {
-                        try Directory.writeAtomically(index.bytes, to: index.path, calls: file.calls)
-                    } catch {
-                        // The index only saves a scan: a missing or stale one is rebuilt.
-                        logger.warning("index of a sealed segment not written; the next open rebuilds it", metadata: ["error": "\(error)"])
-                        try Directory.sync(directory)
+                    try Directory.writeAtomically(index.bytes, to: index.path, calls: file.calls) { publish in
+                        // Only for a segment still sealed: an append that failed after
+                        // the roll undoes it (`rollBack`), and the index would then
+                        // describe bytes that are gone. Checked and renamed under the lock.
+                        try lock.withLock {
+                            guard segments.last !== segment, segments.contains(where: { $0 === segment }) else { return }
+                            try publish()
+                        }
                     }
                 } catch {
-                    failed = error as? StoreError ?? StoreError(.io, "sync of a sealed segment failed: \(error)")
+                    // The index only saves a scan: a missing or stale one is rebuilt.
+                    logger.warning("index of a sealed segment not written; the next open rebuilds it", metadata: ["error": "\(error)"])
+                    try Directory.sync(directory)
                 }
-                lock.withLock {
-                    sealsInFlight -= 1
-                    if let failed { failure = failure ?? failed }
-                }
-                if let error = failed {
-                    logger.error("sync of a sealed segment failed; the log refuses appends until reopened", metadata: ["error": "\(error)"])
-                }
-                sealing.leave()
+            } catch {
+                failed = error as? StoreError ?? StoreError(.io, "sync of a sealed segment failed: \(error)")
             }
+            lock.withLock {
+                sealsInFlight -= 1
+                if let failed { failure = failure ?? failed }
+            }
+            if let error = failed {
+                logger.error("sync of a sealed segment failed; the log refuses appends until reopened", metadata: ["error": "\(error)"])
+            }
+            sealing.leave()
         }
-        if configuration.durability == .always { try active.writeIndex() }
-        let next = try LogSegment<Format>.create(
-            directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls,
-            syncDirectory: configuration.durability == .always)
-        segments.append(next)
-        logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
     }
 
     /// Appends and returns once the batches are as durable as the policy promises: on disk

@@ -318,16 +318,6 @@ public final class TimingWheel {
         return (level, geometry.slot(level: level, time: at), at & ~(geometry.slotSpan(level) - 1))
     }
 
-    /// The slot an entry due at `due` sat in before `placement` sent it one level down: the
-    /// next slot of the level above, still being cascaded ahead. Nil when not redirected.
-    private func slotAbove(_ due: Int64) -> (level: Int, start: Int64)? {
-        let level = geometry.level(now: time, due: due)
-        guard level > 0, due > time else { return nil }
-        let span = geometry.slotSpan(level)
-        let start = due & ~(span - 1)
-        return start == (time & ~(span - 1)) + span ? (level, start) : nil
-    }
-
     /// Deletes the oldest timer-log segments that hold nothing live and lie wholly below
     /// the last checkpoint (so replay never needs them). Only with checkpoints. A message
     /// scheduled far ahead keeps its segment, and the ones after it, until it fires.
@@ -443,11 +433,11 @@ public final class TimingWheel {
             due = entry.dueAt
         }
         guard due >= 0, due < geometry.limit else { throw StoreError(.invalidArgument, "due time \(due) ms is outside 0..<\(geometry.limit)") }
-        // The message is in the slot of its due time, or, while that slot is cascaded
-        // ahead, possibly still in the slot above it.
-        let p = placement(due)
-        var candidates = [(level: p.level, start: p.start)]
-        if let above = slotAbove(due) { candidates.append(above) }
+        // The message is in the slot of its due time at some level between the one it
+        // would be placed on now and level 0: cascading ahead moves it down early, maybe
+        // several levels in a row when the next slots of several levels start together.
+        let at = max(due, time)
+        let candidates = (0...geometry.level(now: time, due: due)).map { (level: $0, start: at & ~(geometry.slotSpan($0) - 1)) }
         var found: (level: Int, start: Int64, holder: Int64)? = nil
         var cancelled = false
         for c in candidates {
@@ -884,6 +874,10 @@ public final class TimingWheel {
                         continue
                     }
                     dropHead(level: e.level, start: e.dueAt, through: e.reference)
+                    // It ran while that slot was the next one of its level: the wheel time
+                    // was at least one slot before it (restored so that placements after
+                    // the reopen use the same pages as before the crash).
+                    time = max(time, e.dueAt - geometry.slotSpan(e.level))
                 case .slotCompacted:
                     // The rewritten entries were linked just before: what lies below the
                     // new cut is dead, and so is every message a link there read.

@@ -115,4 +115,89 @@ import Testing
         #expect(dest.fired.count == 200)
         #expect(wheel.pendingCount == 0)
     }
+
+    /// A wheel without a checkpoint (every reopen replays the whole log).
+    private func plain(_ dir: TemporaryDirectory, _ d: RecordingDestination) throws -> TimingWheel {
+        let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
+        return try TimingWheel(log: log, destination: d, logger: testLogger)
+    }
+
+    /// When the next level-1 slot is also the next level-2 slot, cascading ahead moves a
+    /// message two levels below where it was placed; cancel still finds it (review finding).
+    @Test func cancelAfterChainedCascadeAhead() throws {
+        let dir = TemporaryDirectory(); let dest = RecordingDestination()
+        let w = try plain(dir, dest)
+        var now = Self.base + 4_000; dest.clock = { now }
+        try w.advance(to: now)
+        let id = try w.schedule([ScheduledMessage(dueAt: Self.base + 4_100, publishedAt: now, body: [1])])[0]
+        now = Self.base + 4_040
+        try w.advance(to: now)
+        while try w.cascadeAhead(maxEntries: 1024) {}
+        #expect(throws: Never.self) { try w.cancel(id) } 
+        now = Self.base + 4_200
+        try w.advance(to: now)
+        #expect(dest.fired.isEmpty)
+    }
+
+    /// A tombstone moved down ahead of its message is still seen: a second cancel fails.
+    @Test func secondCancelAcceptedPendingGoesNegative() throws {
+        let dir = TemporaryDirectory(); let dest = RecordingDestination()
+        let w = try plain(dir, dest)
+        var now = Self.base + 4_000; dest.clock = { now }
+        try w.advance(to: now)
+        let id = try w.schedule([ScheduledMessage(dueAt: Self.base + 4_100, publishedAt: now, body: [1])])[0]
+        now = Self.base + 4_040
+        try w.advance(to: now)
+        try w.cancel(id)
+        _ = try w.cascadeAhead(maxEntries: 1)   // moves only the tombstone (head)
+        #expect(throws: StoreError.self) { try w.cancel(id) }
+        #expect(w.pendingCount == 0)
+    }
+
+    /// Replay restores the time a cascade ahead ran at, so with the wall clock behind it
+    /// at a restart, placements use the same pages as the running wheel did.
+    @Test func replayTimeLagPageCollision() throws {
+        let dir = TemporaryDirectory(); let dest = RecordingDestination()
+        var now = Self.base; dest.clock = { now }
+        var w = try plain(dir, dest)
+        try w.advance(to: now)
+        let m1 = try w.schedule([ScheduledMessage(dueAt: Self.base + 4_108, publishedAt: now, body: [1])])[0]
+        now = Self.base + 4_037
+        try w.advance(to: now)
+        while try w.cascadeAhead(maxEntries: 1024) {}   // m1 -> level 0, page of level-1 slot 64
+        try w.log.close()
+        w = try plain(dir, dest)
+        now = Self.base + 3_910                              // wall clock 127 ms behind, restart
+        try w.advance(to: now)
+        let m2 = try w.schedule([ScheduledMessage(dueAt: Self.base + 3_980, publishedAt: now, body: [2])])[0]
+        // Snapshot the log as a crash here would leave it; the running wheel goes on.
+        let dir2 = TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: dir.path + "/timer", toPath: dir2.path + "/timer")
+        for t in (Self.base + 3_911)...(Self.base + 4_200) { now = t; try w.advance(to: t) }
+        let d2 = RecordingDestination(); d2.clock = { now }
+        let w2 = try plain(dir2, d2)
+        for t in (Self.base + 3_911)...(Self.base + 4_200) { now = t; try w2.advance(to: t) }
+        let run = dest.fired.map { ($0.id == m1 ? "m1" : $0.id == m2 ? "m2" : "?", $0.at - Self.base) }
+        let replayed = d2.fired.map { ($0.id == m1 ? "m1" : $0.id == m2 ? "m2" : "?", $0.at - Self.base) }
+        #expect(run.count == 2 && replayed.count == 2)
+        #expect(run.map(\.0) == replayed.map(\.0) && run.map(\.1) == replayed.map(\.1), "the replayed wheel does what the running one did")
+        // m1 on time; m2, due behind the wheel time the clock stepped back from, is overdue
+        // and goes at once (the wheel never moves back).
+        #expect(run.first { $0.0 == "m1" }?.1 == 4_108)
+        #expect(run.first { $0.0 == "m2" }?.1 == 3_911)
+    }
+
+    /// The same one level up: the last 4,096 ms before a level-3 boundary, due 1 s after it.
+    @Test func cancelAfterChainedCascadeAheadLevel2() throws {
+        let dir = TemporaryDirectory(); let dest = RecordingDestination()
+        let w = try plain(dir, dest)
+        let B3 = Self.base + 262_144
+        var now = B3 - 5_000; dest.clock = { now }
+        try w.advance(to: now)
+        let id = try w.schedule([ScheduledMessage(dueAt: B3 + 1_000, publishedAt: now, body: [1])])[0]
+        now = B3 - 3_000
+        try w.advance(to: now)
+        while try w.cascadeAhead(maxEntries: 1024) {}
+        #expect(throws: Never.self) { try w.cancel(id) }
+    }
 }
