@@ -73,6 +73,12 @@ public final class TimingWheel {
     public let compactionMinimumBytes: Int64
     /// The position below which the running compaction pass frees the log; nil between passes.
     private var compactionTarget: Int64?
+    /// Slots the running pass left alone (too many entries to rewrite in one step).
+    private var compactionSkipped = Set<Int>()
+    /// The most entries one compaction step rewrites (one append, one pause of the firing
+    /// loop: about a microsecond per entry plus the copied bytes). A slot needing more is
+    /// left until its cascade or fire, which the boundary then waits for.
+    public var compactionStepLimit = 16_384
 
     /// Where `checkpoint()` writes and `init` looks; nil for no checkpoints.
     public let checkpointPath: String?
@@ -712,29 +718,40 @@ public final class TimingWheel {
     /// above (cancels as cancels, every message, whether in the list or read through a
     /// link, as a `movedMessage` copy keeping its id), with a `slotCompacted` marker
     /// whose cut hides the old ones. Then nothing below the boundary is live, and
-    /// `reclaim` deletes it after the next checkpoint. Slots already due are left to fire.
+    /// `reclaim` deletes it after the next checkpoint. Level 0 and the current and next
+    /// slot of each level are left alone (processed soon, they free their part anyway), and
+    /// so is a slot needing more than `compactionStepLimit` entries rewritten.
     @discardableResult
     public func compact() throws -> Bool {
-        if compactionTarget == nil { compactionTarget = compactionBoundary() }
+        if compactionTarget == nil {
+            compactionTarget = compactionBoundary()
+            compactionSkipped = []
+        }
         guard let boundary = compactionTarget else { return false }
-        var found: Int? = nil
-        search: for o in 0..<occupancy.count where !occupancy[o].isEmpty {
-            var s = occupancy[o].next(atOrAfter: 0)
-            while let slot = s {
-                let i = o * geometry.slotsPerLevel + slot
-                if slots[i].oldest < boundary && slots[i].start > time {
-                    found = i
-                    break search
+        while true {
+            var found: Int? = nil
+            // Level 0 and the current and next slot of each level are left alone: they
+            // are processed soon, which frees what they hold anyway.
+            search: for o in 2..<occupancy.count where !occupancy[o].isEmpty {
+                let span = geometry.slotSpan(o / 2)
+                let horizon = (time & ~(span - 1)) + 2 * span
+                var s = occupancy[o].next(atOrAfter: 0)
+                while let slot = s {
+                    let i = o * geometry.slotsPerLevel + slot
+                    if slots[i].oldest < boundary && slots[i].start >= horizon && !compactionSkipped.contains(i) {
+                        found = i
+                        break search
+                    }
+                    s = occupancy[o].next(atOrAfter: slot + 1)
                 }
-                s = occupancy[o].next(atOrAfter: slot + 1)
             }
+            guard let i = found else {
+                compactionTarget = nil
+                return false
+            }
+            if try compactSlot(i, below: boundary) { return true }
+            compactionSkipped.insert(i)
         }
-        guard let i = found else {
-            compactionTarget = nil
-            return false
-        }
-        try compactSlot(i, below: boundary)
-        return true
     }
 
     private func compactionBoundary() -> Int64? {
@@ -748,16 +765,21 @@ public final class TimingWheel {
         return bases.first { $0 >= start + total / 2 } ?? bases.last
     }
 
-    private func compactSlot(_ i: Int, below boundary: Int64) throws {
+    /// Rewrites slot `i` so nothing of it lies below `boundary`; false when that would take
+    /// more than `compactionStepLimit` entries (nothing is written then).
+    private func compactSlot(_ i: Int, below boundary: Int64) throws -> Bool {
         let level = i / (2 * geometry.slotsPerLevel)
         let start = slots[i].start
+        // A list far longer than a step is not even walked.
+        guard Int(slots[i].count) <= 4 * compactionStepLimit else { return false }
         let entries = walk(i).entries
         // Lists point downwards: from the newest entry that is, or reads, below the
         // boundary, everything older is rewritten.
         guard let k = entries.firstIndex(where: { $0.position < boundary || ($0.kind == .link && $0.target < boundary) }) else {
             slots[i].oldest = entries.reduce(Int64.max) { min($0, $1.position, $1.kind == .cancel ? .max : $1.target) }
-            return
+            return true
         }
+        guard entries.count - k <= compactionStepLimit else { return false }
         let cut = entries[k].position + 1
         var pending = PendingAppend(at: log.endOffset, capacity: entries.count - k)
         var moved: [(position: Int64, size: Int)] = []
@@ -778,6 +800,7 @@ public final class TimingWheel {
             to: &marker)
         try commit(pending, marker: marker)
         finishCompaction(i, rewritten: Array(entries[k...]), movedTargets: moved, cut: cut, oldest: oldest)
+        return true
     }
 
     /// The state change a `slotCompacted` marker records, once its new entries are linked:

@@ -127,4 +127,34 @@ import Testing
         #expect(inOrder, "due order, then publish (id) order, also for moved messages")
         #expect(wheel.pendingCount == 0)
     }
+
+    /// A slot needing more rewriting than one step allows is left alone for the pass (no
+    /// long pause); with a larger step it is compacted.
+    @Test func aSlotTooLargeForOneStepIsLeftAlone() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        let wheel = try open(dir, dest)
+        var now = Self.base
+        dest.clock = { now }
+        try wheel.advance(to: now)
+        let month: Int64 = 30 * 86_400_000
+        let ids = try wheel.schedule((0..<10).map { n in ScheduledMessage(dueAt: Self.base + month, publishedAt: now, body: [UInt8(n)]) })
+        let filler = [UInt8](repeating: 1, count: 200)
+        for _ in 0..<40 {
+            try wheel.schedule((0..<50).map { _ in ScheduledMessage(dueAt: now + 10, publishedAt: now, body: filler) })
+            now += 100
+            try wheel.advance(to: now)
+        }
+        wheel.compactionStepLimit = 9
+        try settle(wheel)
+        #expect(wheel.log.startOffset == 0, "the ten stragglers share one slot: too many for a step of 9")
+        let sizeBefore = diskBytes(wheel)
+        wheel.compactionStepLimit = 10
+        #expect(try settle(wheel) > 0)
+        #expect(wheel.log.startOffset > ids.last!)
+        #expect(diskBytes(wheel) < sizeBefore)
+        now = Self.base + month
+        try wheel.advance(to: now)
+        #expect(dest.fired.suffix(10).map(\.id) == ids)
+    }
 }
