@@ -399,6 +399,12 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
+    /// Returns once the log's background work (seals of rolled segments, deletions asked
+    /// for with `inBackground`) is done.
+    public func waitForBackgroundWork() {
+        sealing.wait()
+    }
+
     /// Syncs the active segment now.
     public func flush() throws {
         let covered = try syncActive()
@@ -597,9 +603,13 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
 
     /// Deletes the oldest sealed segments that end at or before `address` (never the active
     /// one). For logs whose owner knows nothing below `address` is needed any more (the
-    /// timer log's reclaim). Returns the base addresses deleted.
+    /// timer log's reclaim). Returns the base addresses deleted. `inBackground`: the
+    /// segments leave the log at once, their files are deleted on the log's background
+    /// queue (after any seal still running), so the caller does not wait for unlink and a
+    /// directory sync; `close` waits for it. (A crash before it leaves files the next open
+    /// finds again, below what the owner needs; its next reclaim deletes them.)
     @discardableResult
-    public func removeSegments(endingAtOrBefore address: Int64) throws -> [Int64] {
+    public func removeSegments(endingAtOrBefore address: Int64, inBackground: Bool = false) throws -> [Int64] {
         let removed: [LogSegment<Format>] = lock.withLock {
             var removed: [LogSegment<Format>] = []
             while segments.count > 1, segments[0].nextOffset <= address {
@@ -607,15 +617,25 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             }
             return removed
         }
-        return try deleteFiles(of: removed, reason: "reclaim")
+        guard inBackground, !removed.isEmpty else { return try deleteFiles(of: removed, reason: "reclaim") }
+        sealing.enter()
+        sealQueue.async { [self] in
+            do {
+                _ = try deleteFiles(of: removed, reason: "reclaim", waitForSeals: false)
+            } catch {
+                logger.warning("deleting reclaimed segments failed; they are found again and deleted at the next open's reclaim", metadata: ["error": "\(error)"])
+            }
+            sealing.leave()
+        }
+        return removed.map(\.baseOffset)
     }
 
     /// Deletes the files of segments already taken out of the log, then syncs the
     /// directory. Readers still holding a segment keep reading it until they let go.
-    private func deleteFiles(of removed: [LogSegment<Format>], reason: String) throws -> [Int64] {
+    private func deleteFiles(of removed: [LogSegment<Format>], reason: String, waitForSeals: Bool = true) throws -> [Int64] {
         guard !removed.isEmpty else { return [] }
         // A background seal may still be writing the index of a segment being deleted.
-        sealing.wait()
+        if waitForSeals { sealing.wait() }
         for segment in removed {
             try segment.removeFiles()
             logger.info("deleted segment", metadata: ["reason": "\(reason)", "file": "\(segment.path)", "bytes": "\(segment.size)"])

@@ -21,6 +21,8 @@ public actor FiringLoop {
     private var sleeper: Task<Void, Never>?
     /// A compaction pass may be due or running (set after each checkpoint).
     private var compacting = false
+    /// The checkpoint being written in the background, if any.
+    private var checkpointWriting: Task<Void, Never>?
     /// The deadline of the current sleep: nil while awake, `.max` while idle.
     public private(set) var sleepingUntil: Int64?
 
@@ -36,21 +38,42 @@ public actor FiringLoop {
         lastCheckpoint = clock.now()
     }
 
-    /// A checkpoint only shortens replay: its failure is logged, never passed on.
-    private func checkpointIfDue(force: Bool = false) {
-        guard wheel.checkpointPath != nil else { return }
+    /// Takes a checkpoint when one is due and none is being written, and writes it on
+    /// another thread: the sync it needs can take tens of milliseconds, and fires go on
+    /// meanwhile. A checkpoint only shortens replay: its failure is logged, never passed on.
+    private func checkpointIfDue() {
+        guard wheel.checkpointPath != nil, checkpointWriting == nil else { return }
         let now = clock.now()
         // A clock that stepped back counts as due, so checkpoints do not stop.
-        guard force || checkpointInterval.map({ now - lastCheckpoint >= $0 || now < lastCheckpoint }) ?? false else { return }
-        do {
-            try wheel.checkpoint()
-            lastCheckpoint = now
-            let deleted = try wheel.reclaim()
-            if !deleted.isEmpty { logger.debug("reclaimed timer-log segments", metadata: ["count": "\(deleted.count)"]) }
-            compacting = true
-        } catch {
+        guard checkpointInterval.map({ now - lastCheckpoint >= $0 || now < lastCheckpoint }) ?? false else { return }
+        guard let pending = wheel.prepareCheckpoint() else { return }
+        lastCheckpoint = now
+        checkpointWriting = Task.detached { [self] in
+            let result = Result { try pending.write() }
+            await checkpointFinished(pending, result)
+        }
+    }
+
+    private func checkpointFinished(_ pending: TimingWheel.PendingCheckpoint, _ result: Result<Void, any Error>) {
+        checkpointWriting = nil
+        switch result {
+        case .success:
+            wheel.checkpointWritten(pending)
+            reclaimAndCompactLater()
+        case .failure(let error):
             logger.error("wheel checkpoint failed; recovery will replay more", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// After a checkpoint: delete what it made unnecessary, and let compaction look.
+    private func reclaimAndCompactLater() {
+        do {
+            let deleted = try wheel.reclaim(inBackground: true)
+            if !deleted.isEmpty { logger.debug("reclaimed timer-log segments", metadata: ["count": "\(deleted.count)"]) }
+        } catch {
+            logger.error("reclaiming timer-log segments failed", metadata: ["error": "\(error)"])
+        }
+        compacting = true
     }
 
     /// Schedules messages (see `TimingWheel.schedule`) and wakes the loop if one of them is
@@ -78,11 +101,12 @@ public actor FiringLoop {
     public var pendingCount: Int { wheel.pendingCount }
     public var nextDue: Int64? { wheel.nextDue }
 
-    /// Writes the wheel's checkpoint (after syncing the timer log), then deletes the
-    /// timer-log segments that nothing live needs any more. Returns the base offsets of the
-    /// deleted segments.
+    /// Writes the wheel's checkpoint (after syncing the timer log; after any checkpoint
+    /// being written in the background), then deletes the timer-log segments that nothing
+    /// live needs any more. Returns the base offsets of the deleted segments.
     @discardableResult
-    public func checkpoint() throws -> [Int64] {
+    public func checkpoint() async throws -> [Int64] {
+        await checkpointWriting?.value
         try wheel.checkpoint()
         lastCheckpoint = clock.now()
         return try wheel.reclaim()
@@ -91,7 +115,6 @@ public actor FiringLoop {
     /// Runs until the task is cancelled: catch up on everything overdue, in due order, then
     /// fire each slot as it falls due. Ends with a checkpoint.
     public func run() async throws {
-        defer { checkpointIfDue(force: true) }
         var failures = 0
         while !Task.isCancelled {
             do {
@@ -142,6 +165,18 @@ public actor FiringLoop {
             }
             sleeper = nil
             sleepingUntil = nil
+        }
+        // Stopping: let a checkpoint being written finish, then write a last one, so a
+        // clean stop reopens without replay.
+        await checkpointWriting?.value
+        if wheel.checkpointPath != nil {
+            do {
+                try wheel.checkpoint()
+                try wheel.reclaim()
+                wheel.log.waitForBackgroundWork()  // deletions asked for earlier are done too
+            } catch {
+                logger.error("final wheel checkpoint failed; the next open replays more", metadata: ["error": "\(error)"])
+            }
         }
     }
 }

@@ -173,8 +173,32 @@ public final class TimingWheel {
     /// Syncs the timer log, then writes the checkpoint atomically. Call at an interval and
     /// on clean shutdown; recovery then replays only what came after.
     public func checkpoint() throws {
-        guard let path = checkpointPath else { return }
-        try log.flush()
+        guard let pending = prepareCheckpoint() else { return }
+        try pending.write()
+        checkpointWritten(pending)
+    }
+
+    /// A checkpoint taken in memory and not written yet. `write()` syncs the timer log and
+    /// writes the file without touching the wheel, so it can run on another thread while
+    /// the wheel goes on (the firing loop does that: a sync can take tens of milliseconds);
+    /// then pass it to `checkpointWritten`.
+    public struct PendingCheckpoint: Sendable {
+        /// The timer-log position the checkpoint covers.
+        public let position: Int64
+        let bytes: [UInt8]
+        let path: String
+        let log: TimerLog
+
+        public func write() throws {
+            // Syncs at least up to `position`: the file never refers to what a crash can take.
+            try log.flush()
+            try Directory.writeAtomically(bytes, to: path, calls: log.fileSystemCalls)
+        }
+    }
+
+    /// The wheel's state now, as a checkpoint to write; nil without a checkpoint path.
+    public func prepareCheckpoint() -> PendingCheckpoint? {
+        guard let path = checkpointPath else { return nil }
         var states: [WheelCheckpoint.SlotState] = []
         forEachOccupied { level, slot, v in
             states.append(
@@ -183,8 +207,12 @@ public final class TimingWheel {
         let checkpoint = WheelCheckpoint(
             geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states,
             liveChunks: liveChunks, chunkShift: chunkShift)
-        try Directory.writeAtomically(checkpoint.encode(), to: path, calls: log.fileSystemCalls)
-        checkpointPosition = checkpoint.logPosition
+        return PendingCheckpoint(position: checkpoint.logPosition, bytes: checkpoint.encode(), path: path, log: log)
+    }
+
+    /// Records that `pending` is on disk: `reclaim` may now delete what lies below it.
+    public func checkpointWritten(_ pending: PendingCheckpoint) {
+        checkpointPosition = max(checkpointPosition ?? pending.position, pending.position)
     }
 
     // MARK: - State
@@ -327,15 +355,16 @@ public final class TimingWheel {
     /// Deletes the oldest timer-log segments that hold nothing live and lie wholly below
     /// the last checkpoint (so replay never needs them). Only with checkpoints. A message
     /// scheduled far ahead keeps its segment, and the ones after it, until it fires.
+    /// `inBackground`: see `SegmentLog.removeSegments` (the firing loop's choice).
     @discardableResult
-    public func reclaim() throws -> [Int64] {
+    public func reclaim(inBackground: Bool = false) throws -> [Int64] {
         guard checkpointPath != nil, let checkpointed = checkpointPosition else { return [] }
         // Leading dead chunks are forgotten as they go.
         let dead = live.prefix { $0 == 0 }.count
         live.removeFirst(dead)
         liveBase += Int64(dead)
         let firstLive = live.isEmpty ? log.endOffset : liveBase << chunkShift
-        return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed))
+        return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed), inBackground: inBackground)
     }
 
     // MARK: - Schedule, cancel, reschedule

@@ -134,9 +134,14 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
     let duration = Int(option("--for") ?? "30") ?? 30
     let dir = fresh("sustained")
     let segmentMiB = Int(option("--segment-mib") ?? "256") ?? 256
-    let log = try TimerLog.open(directory: dir, configuration: LogConfiguration(segmentBytes: segmentMiB << 20, durability: .never), logger: logger)
+    // `--checkpoint`: as the broker runs it, with a checkpoint every second, and so
+    // reclaim and compaction; `--stragglers N`: N more messages due in 30 days.
+    let checkpointing = CommandLine.arguments.contains("--checkpoint")
+    let stragglers = Int(option("--stragglers") ?? "0") ?? 0
+    let log = try TimerLog.open(
+        directory: dir + "/timer", configuration: LogConfiguration(segmentBytes: segmentMiB << 20, durability: .never), logger: logger)
     let dest = LatenessDestination()
-    let wheel = try TimingWheel(log: log, destination: dest, logger: logger)
+    let wheel = try TimingWheel(log: log, checkpointPath: checkpointing ? dir + "/wheel.checkpoint" : nil, destination: dest, logger: logger)
     let system = SystemWheelClock()
     try wheel.advance(to: system.now())
     let total = rate * duration
@@ -146,6 +151,10 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
     dest.lateness.removeAll(keepingCapacity: true)
     let start = (system.now() / 1000 + 3 + Int64(total / 1_000_000)) * 1000
     var batch: [ScheduledMessage] = []
+    for k in 0..<stragglers {
+        batch.append(ScheduledMessage(dueAt: start + 30 * 86_400_000 + Int64(k % 1000), publishedAt: start, body: body))
+        if batch.count == 1000 { try wheel.schedule(batch); batch.removeAll(keepingCapacity: true) }
+    }
     for k in 0..<total {
         batch.append(ScheduledMessage(dueAt: start + Int64(k) * 1000 / Int64(rate), publishedAt: start, body: body))
         if batch.count == 1000 { try wheel.schedule(batch); batch.removeAll(keepingCapacity: true) }
@@ -157,7 +166,8 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
     precondition(system.now() < start, "scheduling must finish before the first due time")
     let loop = FiringLoop(wheel: wheel, clock: system, logger: logger)
     let running = Task { try await loop.run() }
-    while await loop.pendingCount > 0 { try await Task.sleep(for: .milliseconds(100)) }
+    while await loop.pendingCount > stragglers { try await Task.sleep(for: .milliseconds(100)) }
+    if checkpointing { try await Task.sleep(for: .seconds(3)) }  // a checkpoint, reclaim and compaction after the last fire
     running.cancel()
     _ = await running.result
     let sorted = dest.lateness.sorted()
@@ -171,6 +181,12 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
         }
     }
     print("sustained: \(rate) due/s for \(duration) s (\(sorted.count) handed over), early \(dest.early), lateness ms p50 \(p(0.5)) p99 \(p(0.99)) p99.9 \(p(0.999)) max \(sorted.last ?? -1)")
+    if checkpointing {
+        let disk = log.segmentInfos.reduce(Int64(0)) { $0 + $1.bytes }
+        print(String(
+            format: "  with checkpoints every second: %d stragglers pending; timer log on disk %.1f MB in %d segment(s), live %.1f MB (%.2fx)",
+            wheel.pendingCount, Double(disk) / 1e6, log.segmentInfos.count, Double(wheel.liveBytes) / 1e6, Double(disk) / Double(max(1, wheel.liveBytes))))
+    }
     try log.close()
     try? FileManager.default.removeItem(atPath: dir)
     exit(0)
