@@ -73,12 +73,11 @@ public final class TimingWheel {
     public let compactionMinimumBytes: Int64
     /// The position below which the running compaction pass frees the log; nil between passes.
     private var compactionTarget: Int64?
-    /// Slots the running pass left alone (too many entries to rewrite in one step).
-    private var compactionSkipped = Set<Int>()
-    /// The most entries one compaction step rewrites (one append, one pause of the firing
-    /// loop: about a microsecond per entry plus the copied bytes). A slot needing more is
-    /// left until its cascade or fire, which the boundary then waits for.
-    public var compactionStepLimit = 16_384
+    /// The slot the running pass is compacting, and how far it got.
+    private var compactionPlan: CompactionPlan?
+    /// The most entries one compaction step walks or rewrites (one pause of the firing
+    /// loop: about a microsecond per entry walked, a few per entry copied).
+    public var compactionStepLimit = 2_048
 
     /// Where `checkpoint()` writes and `init` looks; nil for no checkpoints.
     public let checkpointPath: String?
@@ -331,6 +330,7 @@ public final class TimingWheel {
         slots[i].count += 1
         slots[i].oldest = min(slots[i].oldest, position, target ?? .max)
         if cancel { slots[i].cancels += 1 }
+        if compactionPlan?.slot == i { compactionPlan!.pushedOldest = min(compactionPlan!.pushedOldest, position, target ?? .max) }
     }
 
     private func clear(level: Int, start: Int64) {
@@ -739,48 +739,165 @@ public final class TimingWheel {
     /// Live bytes of the timer log, as counted for reclaiming.
     public var liveBytes: Int64 { live.reduce(0) { $0 + Int64($1) } }
 
+    /// One slot being compacted. First its list is walked from the head, a step at a time,
+    /// to find the newest entry that is (or reads, through a link) below the boundary —
+    /// everything from there down is rewritten — and to cut that part into chunks of at
+    /// most a step. Then the chunks are rewritten **oldest first**: copies go on top of the
+    /// list, and the cut moves up to just above the chunk, so after every step the list is
+    /// whole and points downwards, and only the tail was replaced.
+    struct CompactionPlan {
+        var slot: Int
+        var start: Int64
+        /// Planning: where the walk goes on (-1: planned).
+        var walkFrom: Int64
+        /// The newest entry of each chunk, newest chunk first.
+        var chunkHeads: [Int64] = []
+        var entriesInLastChunk = 0
+        /// Lowest position the entries above the rewritten part occupy or read.
+        var oldestAbove: Int64 = .max
+        /// Lowest position entries linked into the slot since the plan began occupy or read
+        /// (the copies among them).
+        var pushedOldest: Int64 = .max
+    }
+
     /// One step of compaction; returns true while a pass has more to do. A pass starts
     /// when the timer log holds more than twice its live bytes and at least
     /// `compactionMinimumBytes` could be freed; it picks the first segment boundary past
-    /// the middle of the log and rewrites, one slot per step, every slot whose list
-    /// reaches below it: the entries from the newest such one down are written again
-    /// above (cancels as cancels, every message, whether in the list or read through a
-    /// link, as a `movedMessage` copy keeping its id), with a `slotCompacted` marker
-    /// whose cut hides the old ones. Then nothing below the boundary is live, and
-    /// `reclaim` deletes it after the next checkpoint. Level 0 and the current and next
-    /// slot of each level are left alone (processed soon, they free their part anyway), and
-    /// so is a slot needing more than `compactionStepLimit` entries rewritten.
+    /// the middle of the log and rewrites every slot whose list reaches below it, a slot at
+    /// a time and at most `compactionStepLimit` entries per step (see `CompactionPlan`):
+    /// cancels as cancels, every message, whether in the list or read through a link, as a
+    /// `movedMessage` copy keeping its id; each step ends with a `slotCompacted` marker
+    /// whose cut hides the entries it replaced. Then nothing below the boundary is live,
+    /// and `reclaim` deletes it after the next checkpoint. Level 0 and the current and next
+    /// slot of each level are left alone: processed soon, they free their part anyway.
     @discardableResult
     public func compact() throws -> Bool {
         if compactionTarget == nil {
             compactionTarget = compactionBoundary()
-            compactionSkipped = []
+            compactionPlan = nil
         }
         guard let boundary = compactionTarget else { return false }
-        while true {
-            var found: Int? = nil
-            // Level 0 and the current and next slot of each level are left alone: they
-            // are processed soon, which frees what they hold anyway.
-            search: for o in 2..<occupancy.count where !occupancy[o].isEmpty {
-                let span = geometry.slotSpan(o / 2)
-                let horizon = (time & ~(span - 1)) + 2 * span
-                var s = occupancy[o].next(atOrAfter: 0)
-                while let slot = s {
-                    let i = o * geometry.slotsPerLevel + slot
-                    if slots[i].oldest < boundary && slots[i].start >= horizon && !compactionSkipped.contains(i) {
-                        found = i
-                        break search
-                    }
-                    s = occupancy[o].next(atOrAfter: slot + 1)
-                }
+        if let plan = compactionPlan {
+            let s = slots[plan.slot]
+            if s.isEmpty || s.start != plan.start || s.start < compactionHorizon(plan.slot / (2 * geometry.slotsPerLevel)) {
+                compactionPlan = nil  // processed meanwhile (or about to be): nothing left to do there
             }
-            guard let i = found else {
+        }
+        if compactionPlan == nil {
+            guard let i = nextSlotToCompact(below: boundary) else {
                 compactionTarget = nil
                 return false
             }
-            if try compactSlot(i, below: boundary) { return true }
-            compactionSkipped.insert(i)
+            compactionPlan = CompactionPlan(slot: i, start: slots[i].start, walkFrom: slots[i].head)
         }
+        if compactionPlan!.walkFrom != TimerEntry.noPosition {
+            planCompaction(below: boundary)
+        } else {
+            try rewriteOldestChunk()
+        }
+        return true
+    }
+
+    /// Slots of `level` starting before this are processed soon: compaction leaves them.
+    private func compactionHorizon(_ level: Int) -> Int64 {
+        let span = geometry.slotSpan(level)
+        return (time & ~(span - 1)) + 2 * span
+    }
+
+    private func nextSlotToCompact(below boundary: Int64) -> Int? {
+        for o in 2..<occupancy.count where !occupancy[o].isEmpty {
+            let horizon = compactionHorizon(o / 2)
+            var s = occupancy[o].next(atOrAfter: 0)
+            while let slot = s {
+                let i = o * geometry.slotsPerLevel + slot
+                if slots[i].oldest < boundary && slots[i].start >= horizon { return i }
+                s = occupancy[o].next(atOrAfter: slot + 1)
+            }
+        }
+        return nil
+    }
+
+    private func planCompaction(below boundary: Int64) {
+        var plan = compactionPlan!
+        let i = plan.slot
+        let cut = slots[i].cut
+        var at = plan.walkFrom
+        var walked = 0
+        while at != TimerEntry.noPosition && at >= cut && walked < compactionStepLimit {
+            guard let e = try? reader.fields(at: at) else {
+                logger.error("timer list broken by damage; compaction of this slot stops there", metadata: ["position": "\(at)"])
+                break
+            }
+            walked += 1
+            if plan.chunkHeads.isEmpty {
+                if e.position < boundary || (e.kind == .link && e.target < boundary) {
+                    plan.chunkHeads.append(e.position)
+                    plan.entriesInLastChunk = 1
+                } else {
+                    plan.oldestAbove = min(plan.oldestAbove, e.position, e.kind == .cancel ? .max : e.target)
+                }
+            } else if plan.entriesInLastChunk == compactionStepLimit {
+                plan.chunkHeads.append(e.position)
+                plan.entriesInLastChunk = 1
+            } else {
+                plan.entriesInLastChunk += 1
+            }
+            at = e.next
+        }
+        plan.walkFrom = walked < compactionStepLimit || at < cut ? TimerEntry.noPosition : at
+        if plan.walkFrom == TimerEntry.noPosition && plan.chunkHeads.isEmpty {
+            // Nothing of it below the boundary (a stale `oldest`): now it is exact.
+            slots[i].oldest = min(plan.oldestAbove, plan.pushedOldest)
+            compactionPlan = nil
+            return
+        }
+        compactionPlan = plan
+    }
+
+    /// Rewrites the oldest chunk not rewritten yet, moving the cut up to just above it.
+    private func rewriteOldestChunk() throws {
+        var plan = compactionPlan!
+        let i = plan.slot
+        let level = i / (2 * geometry.slotsPerLevel)
+        let start = slots[i].start
+        let chunkHead = plan.chunkHeads.removeLast()
+        let chunk = walk(from: chunkHead, downTo: slots[i].cut)
+        var pending = PendingAppend(at: log.endOffset, capacity: chunk.count)
+        var moved: [(position: Int64, size: Int)] = []
+        for e in chunk.reversed() {
+            if e.kind == .cancel {
+                addFrame(.cancel, level: level, start: start, dueAt: e.dueAt, reference: e.reference, to: &pending)
+                continue
+            }
+            let m = try reader.message(at: e.target)
+            if e.kind == .link { moved.append((e.target, m.size)) }
+            try addMessage(m.message, originalID: m.id, level: level, start: start, to: &pending)
+        }
+        for p in pending.placed { plan.pushedOldest = min(plan.pushedOldest, p.position, p.target ?? .max) }
+        let last = plan.chunkHeads.isEmpty
+        let oldest = last ? min(plan.oldestAbove, plan.pushedOldest) : slots[i].oldest
+        var marker: [UInt8] = []
+        TimerEntry.append(
+            .slotCompacted, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: oldest,
+            reference: chunkHead + 1, to: &marker)
+        try commit(pending, marker: marker)  // on failure the plan is as it was: retried later
+        finishCompaction(i, rewritten: chunk, movedTargets: moved, cut: chunkHead + 1, oldest: oldest)
+        compactionPlan = last ? nil : plan
+    }
+
+    /// The entries from `head` down the list while at or above `floor` (a list's cut).
+    private func walk(from head: Int64, downTo floor: Int64) -> [TimerEntryFields] {
+        var out: [TimerEntryFields] = []
+        var at = head
+        while at != TimerEntry.noPosition && at >= floor {
+            guard let e = try? reader.fields(at: at) else {
+                logger.error("timer list broken by damage", metadata: ["position": "\(at)"])
+                break
+            }
+            out.append(e)
+            at = e.next
+        }
+        return out
     }
 
     private func compactionBoundary() -> Int64? {
@@ -792,44 +909,6 @@ public final class TimingWheel {
         guard total > 2 * liveBytes, total - liveBytes >= compactionMinimumBytes else { return nil }
         let bases = log.segmentInfos.map(\.baseOffset).filter { $0 > start }
         return bases.first { $0 >= start + total / 2 } ?? bases.last
-    }
-
-    /// Rewrites slot `i` so nothing of it lies below `boundary`; false when that would take
-    /// more than `compactionStepLimit` entries (nothing is written then).
-    private func compactSlot(_ i: Int, below boundary: Int64) throws -> Bool {
-        let level = i / (2 * geometry.slotsPerLevel)
-        let start = slots[i].start
-        // A list far longer than a step is not even walked.
-        guard Int(slots[i].count) <= 4 * compactionStepLimit else { return false }
-        let entries = walk(i).entries
-        // Lists point downwards: from the newest entry that is, or reads, below the
-        // boundary, everything older is rewritten.
-        guard let k = entries.firstIndex(where: { $0.position < boundary || ($0.kind == .link && $0.target < boundary) }) else {
-            slots[i].oldest = entries.reduce(Int64.max) { min($0, $1.position, $1.kind == .cancel ? .max : $1.target) }
-            return true
-        }
-        guard entries.count - k <= compactionStepLimit else { return false }
-        let cut = entries[k].position + 1
-        var pending = PendingAppend(at: log.endOffset, capacity: entries.count - k)
-        var moved: [(position: Int64, size: Int)] = []
-        for e in entries[k...].reversed() {
-            if e.kind == .cancel {
-                addFrame(.cancel, level: level, start: start, dueAt: e.dueAt, reference: e.reference, to: &pending)
-                continue
-            }
-            let m = try reader.message(at: e.target)
-            if e.kind == .link { moved.append((e.target, m.size)) }
-            try addMessage(m.message, originalID: m.id, level: level, start: start, to: &pending)
-        }
-        var oldest = pending.placed.first?.position ?? .max
-        for e in entries[..<k] { oldest = min(oldest, e.position, e.kind == .cancel ? .max : e.target) }
-        var marker: [UInt8] = []
-        TimerEntry.append(
-            .slotCompacted, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: oldest, reference: cut,
-            to: &marker)
-        try commit(pending, marker: marker)
-        finishCompaction(i, rewritten: Array(entries[k...]), movedTargets: moved, cut: cut, oldest: oldest)
-        return true
     }
 
     /// The state change a `slotCompacted` marker records, once its new entries are linked:
@@ -938,7 +1017,9 @@ public final class TimingWheel {
                         logger.error("compaction marker for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
                         continue
                     }
-                    let rewritten = walk(i).entries.filter { $0.position < e.reference }
+                    // The replaced entries: the list's tail from just below the new cut down to
+                    // the old one.
+                    let rewritten = walk(from: e.reference - 1, downTo: slots[i].cut)
                     let moved = rewritten.compactMap { r -> (position: Int64, size: Int)? in
                         guard r.kind == .link, let size = try? reader.fields(at: r.target).size else { return nil }
                         return (r.target, size)
