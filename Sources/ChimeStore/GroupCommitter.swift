@@ -62,6 +62,14 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// After the log was cut back to `offset`: what comes next there is not durable yet,
+    /// whatever was before the cut.
+    func cut(to offset: Int64) {
+        condition.lock()
+        durable = min(durable, offset)
+        condition.unlock()
+    }
+
     /// Records durability reached outside the thread (a roll or a flush synced the data).
     func advance(to offset: Int64) {
         condition.lock()

@@ -399,6 +399,33 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
+    /// Cuts the log back to `address`, dropping everything from there on: for a log whose
+    /// owner finds, on opening, that its last append was cut short by a crash (a prefix of
+    /// its entries reached the disk) and must not count. Byte-addressed logs only; the
+    /// address must be an entry boundary at or after the start of the log.
+    public func truncate(to address: Int64) throws {
+        precondition(Format.addressing == .bytes, "truncate(to:) is for byte-addressed logs")
+        try lock.withLock {
+            if let failure { throw failure }
+            guard address >= segments.first!.baseOffset, address <= segments.last!.nextOffset else {
+                throw StoreError(.invalidArgument, "cannot truncate to \(address): the log holds \(segments.first!.baseOffset)..<\(segments.last!.nextOffset)")
+            }
+            while segments.count > 1 && segments.last!.baseOffset >= address {
+                try segments.removeLast().removeFiles()
+            }
+            let active = segments.last!
+            let size = address - active.baseOffset
+            try active.file.truncate(to: size)
+            try active.file.sync()
+            active.size = size
+            active.nextOffset = address
+            active.index.truncate(toPosition: size)
+            try Directory.remove(active.indexPath)
+            try Directory.sync(directory)
+            committer?.cut(to: address)
+        }
+    }
+
     /// Returns once the log's background work (seals of rolled segments, deletions asked
     /// for with `inBackground`) is done.
     public func waitForBackgroundWork() {

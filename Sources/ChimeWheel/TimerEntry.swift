@@ -29,9 +29,10 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///    12  u32 crc         CRC-32C of bytes [16, end)
 ///    16  u8  magic       1
 ///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
-///                        7 cascade progress, 8 moved message, 9 slot compacted
+///                        7 cascade progress, 8 moved message, 9 slot compacted, 10 fire sequence
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
-///    19  u8  reserved    0
+///    19  u8  continues   1: more entries of the same append follow (all but its last);
+///                        an append cut short by a crash is dropped as a whole on opening
 ///    20  u16 slot
 ///    22  u16 reserved    0
 ///    24  i64 dueAt       ms since the Unix epoch (markers: the slot's start time; a level-0
@@ -43,7 +44,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///                        slot fired: the fire sequence number; slot cleared: -1; cascade
 ///                        progress: the first entry of the slot's list not yet cascaded
 ///                        ahead (-1: all were); slot compacted: the cut (entries below it
-///                        were rewritten)
+///                        were rewritten); fire sequence: the last hand-over's number
+///                        (dueAt: the wheel time)
 ///    message, moved message:
 ///    48  u32 destination
 ///    52  u32 reserved    0
@@ -54,7 +56,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///        per header: varint nameLength, name, varint valueLength, value; then the body
 public struct TimerEntry: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
-        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9
+        case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9,
+            fireSequence = 10
 
         /// Carries a scheduled record: an original `message` or a compaction's `movedMessage`.
         public var carriesMessage: Bool { self == .message || self == .movedMessage }
@@ -92,6 +95,8 @@ public struct TimerEntry: Sendable, Equatable {
     }
     /// For a message: the wheel time when it was placed.
     public var placedAt: Int64 { reference }
+    /// More entries of the same append follow this one.
+    public var continues: Bool { bytes[19] == 1 }
 
     @inline(__always)
     private func field<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
@@ -183,6 +188,12 @@ public struct TimerEntry: Sendable, Equatable {
         LittleEndian.append(reference, to: &out)
     }
 
+    /// Flags an encoded entry as followed by more of the same append (and seals it again).
+    static func markContinues(_ entry: inout [UInt8]) {
+        entry[19] = 1
+        seal(&entry, from: 0)
+    }
+
     private static func seal(_ out: inout [UInt8], from start: Int) {
         out.withUnsafeMutableBytes { b in
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[(start + 16)...]))
@@ -239,7 +250,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
         let total = length + 12
         guard raw[at + 16] == TimerEntry.magic, let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
-            Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] == 0, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
+            Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] <= 1, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
             total <= limits.maxBatchBytes,
             kind.carriesMessage ? total >= TimerEntry.recordStart(kind) + 2 : total == TimerEntry.frameSize
         else { return nil }

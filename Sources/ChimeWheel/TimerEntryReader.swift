@@ -65,6 +65,17 @@ struct TimerEntryReader {
         }
     }
 
+    /// The size an entry at `address` declares, without checking it (for accounting the
+    /// bytes of an entry that fails its checks: it is gone, its space is not); nil when
+    /// even that cannot be read or is out of bounds.
+    func declaredSize(at address: Int64) -> Int? {
+        try? log.withMappedBytes(at: address) { rest -> Int? in
+            guard rest.count >= 12 else { return nil }
+            let total = Int(LittleEndian.load(UInt32.self, rest, 8)) + 12
+            return total >= TimerEntry.frameSize && total <= rest.count && total <= limits.maxBatchBytes ? total : nil
+        }
+    }
+
     /// The message held at `address` (an original or a moved one), with its id and the
     /// entry's size.
     func message(at address: Int64) throws -> (message: ScheduledMessage, id: Int64, size: Int) {

@@ -66,6 +66,9 @@ public final class TimingWheel {
     let chunkShift: Int64
     /// The log position of the last checkpoint written or loaded: replay never reads below.
     private var checkpointPosition: Int64?
+    /// The first live position when that checkpoint was taken: its live counts, which a
+    /// reopen starts from, must not refer to deleted bytes either.
+    private var checkpointFirstLive: Int64?
     /// Hand-overs to this destination at or below this number already happened.
     private var appliedFireSequence: UInt64
     /// Compaction starts when the timer log holds more than twice its live bytes and at
@@ -75,6 +78,8 @@ public final class TimingWheel {
     private var compactionTarget: Int64?
     /// The slot the running pass is compacting, and how far it got.
     private var compactionPlan: CompactionPlan?
+    /// Slots the running pass leaves alone (damage in their list).
+    private var compactionSkipped = Set<Int>()
     /// The most entries one compaction step walks or rewrites (one pause of the firing
     /// loop: about a microsecond per entry walked, a few per entry copied).
     public var compactionStepLimit = 2_048
@@ -125,6 +130,7 @@ public final class TimingWheel {
             start = checkpoint.logPosition
             loadLive(checkpoint.liveChunks)
             checkpointPosition = checkpoint.logPosition
+            checkpointFirstLive = checkpoint.liveChunks.keys.min().map { $0 << chunkShift } ?? checkpoint.logPosition
             recovery.fromCheckpoint = true
         }
         try replay(from: start)
@@ -184,6 +190,8 @@ public final class TimingWheel {
     public struct PendingCheckpoint: Sendable {
         /// The timer-log position the checkpoint covers.
         public let position: Int64
+        /// The first position its live counts count anything at.
+        let firstLive: Int64
         let bytes: [UInt8]
         let path: String
         let log: TimerLog
@@ -206,12 +214,16 @@ public final class TimingWheel {
         let checkpoint = WheelCheckpoint(
             geometry: geometry, logPosition: log.endOffset, time: time, nextFireSequence: nextFireSequence, slots: states,
             liveChunks: liveChunks, chunkShift: chunkShift)
-        return PendingCheckpoint(position: checkpoint.logPosition, bytes: checkpoint.encode(), path: path, log: log)
+        let firstLive = live.firstIndex { $0 > 0 }.map { (liveBase + Int64($0)) << chunkShift } ?? checkpoint.logPosition
+        return PendingCheckpoint(position: checkpoint.logPosition, firstLive: firstLive, bytes: checkpoint.encode(), path: path, log: log)
     }
 
     /// Records that `pending` is on disk: `reclaim` may now delete what lies below it.
     public func checkpointWritten(_ pending: PendingCheckpoint) {
-        checkpointPosition = max(checkpointPosition ?? pending.position, pending.position)
+        if pending.position >= checkpointPosition ?? pending.position {
+            checkpointPosition = pending.position
+            checkpointFirstLive = pending.firstLive
+        }
     }
 
     // MARK: - State
@@ -311,7 +323,7 @@ public final class TimingWheel {
         for e in entries where e.kind != .cancel && seen.insert(e.target).inserted {
             if e.kind.carriesMessage {
                 liveAdd(e.position, -Int32(e.size))
-            } else if let size = try? reader.fields(at: e.target).size {
+            } else if let size = (try? reader.fields(at: e.target).size) ?? reader.declaredSize(at: e.target) {
                 liveAdd(e.target, -Int32(size))
             }
         }
@@ -364,7 +376,18 @@ public final class TimingWheel {
         live.removeFirst(dead)
         liveBase += Int64(dead)
         let firstLive = live.isEmpty ? log.endOffset : liveBase << chunkShift
-        return try log.removeSegments(endingAtOrBefore: min(firstLive, checkpointed), inBackground: inBackground)
+        let end = min(firstLive, checkpointed, checkpointFirstLive ?? checkpointed)
+        guard log.segmentInfos.dropLast().contains(where: { $0.nextOffset <= end }) else { return [] }
+        // The segments going may hold the last "slot fired" marker, the only record of the
+        // fire numbering apart from the checkpoint: restate it first, durably.
+        if nextFireSequence > 1 {
+            var marker: [UInt8] = []
+            TimerEntry.append(
+                .fireSequence, level: 0, slot: 0, dueAt: time, next: TimerEntry.noPosition, reference: Int64(nextFireSequence - 1), to: &marker)
+            try log.append(marker)
+            try log.flush()
+        }
+        return try log.removeSegments(endingAtOrBefore: end, inBackground: inBackground)
     }
 
     // MARK: - Schedule, cancel, reschedule
@@ -425,9 +448,19 @@ public final class TimingWheel {
         var bytes = pending.bytes
         if let marker { bytes.append(marker) }
         guard !bytes.isEmpty else { return }
-        let result = try log.append(contentsOf: bytes)
+        let result = try appendGroup(bytes)
         precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
         link(pending)
+    }
+
+    /// Appends entries that must count together or not at all: all but the last are
+    /// flagged `continues`, and opening drops an append a crash cut short (the log can
+    /// split one append into several writes, and keeps whatever whole entries reached
+    /// the disk).
+    private func appendGroup(_ entries: [[UInt8]]) throws -> AppendResult {
+        var entries = entries
+        for k in entries.indices.dropLast() { TimerEntry.markContinues(&entries[k]) }
+        return try log.append(contentsOf: entries)
     }
 
     private func link(_ pending: PendingAppend) {
@@ -577,7 +610,7 @@ public final class TimingWheel {
         TimerEntry.append(
             .cascadeProgress, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: cursor, to: &marker)
-        let result = try log.append(contentsOf: pending.bytes + [marker])
+        let result = try appendGroup(pending.bytes + [marker])
         precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
         dropHead(level: level, start: start, through: cursor, dropped: taken)
         link(pending)
@@ -668,7 +701,7 @@ public final class TimingWheel {
             .slotCleared, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: TimerEntry.noPosition, to: &marker)
         // Links and marker land together or not at all.
-        let result = try log.append(contentsOf: pending.bytes + [marker])
+        let result = try appendGroup(pending.bytes + [marker])
         precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
         clear(level: level, start: start)
         retire(entries, fired: false)
@@ -698,6 +731,7 @@ public final class TimingWheel {
                 if !cancelled.contains(m.id) { fired.append(FiredMessage(id: m.id, message: m.message)) }
             } catch {
                 logger.error("scheduled message lost to damage", metadata: ["position": "\(t)", "error": "\(error)"])
+                if let size = reader.declaredSize(at: t) { sizes.append((t, size)) }
             }
         }
         // Ids are original positions: publish order, also for messages a compaction moved.
@@ -775,6 +809,7 @@ public final class TimingWheel {
         if compactionTarget == nil {
             compactionTarget = compactionBoundary()
             compactionPlan = nil
+            compactionSkipped = []
         }
         guard let boundary = compactionTarget else { return false }
         if let plan = compactionPlan {
@@ -810,7 +845,7 @@ public final class TimingWheel {
             var s = occupancy[o].next(atOrAfter: 0)
             while let slot = s {
                 let i = o * geometry.slotsPerLevel + slot
-                if slots[i].oldest < boundary && slots[i].start >= horizon { return i }
+                if slots[i].oldest < boundary && slots[i].start >= horizon && !compactionSkipped.contains(i) { return i }
                 s = occupancy[o].next(atOrAfter: slot + 1)
             }
         }
@@ -825,8 +860,11 @@ public final class TimingWheel {
         var walked = 0
         while at != TimerEntry.noPosition && at >= cut && walked < compactionStepLimit {
             guard let e = try? reader.fields(at: at) else {
-                logger.error("timer list broken by damage; compaction of this slot stops there", metadata: ["position": "\(at)"])
-                break
+                // Nothing below the damage can be reached: leave the slot alone this pass.
+                logger.error("timer list broken by damage; this slot is not compacted", metadata: ["position": "\(at)"])
+                compactionSkipped.insert(i)
+                compactionPlan = nil
+                return
             }
             walked += 1
             if plan.chunkHeads.isEmpty {
@@ -864,12 +902,22 @@ public final class TimingWheel {
         let chunk = walk(from: chunkHead, downTo: slots[i].cut)
         var pending = PendingAppend(at: log.endOffset, capacity: chunk.count)
         var moved: [(position: Int64, size: Int)] = []
+        var copied = Set<Int64>()
         for e in chunk.reversed() {
             if e.kind == .cancel {
                 addFrame(.cancel, level: level, start: start, dueAt: e.dueAt, reference: e.reference, to: &pending)
                 continue
             }
-            let m = try reader.message(at: e.target)
+            // Each message once (a cascade redone after a crash can have left two links).
+            guard copied.insert(e.target).inserted else { continue }
+            let m: (message: ScheduledMessage, id: Int64, size: Int)
+            do {
+                m = try reader.message(at: e.target)
+            } catch {
+                logger.error("scheduled message lost to damage; compaction goes on without it", metadata: ["position": "\(e.target)", "error": "\(error)"])
+                if e.kind == .link, let size = reader.declaredSize(at: e.target) { moved.append((e.target, size)) }
+                continue
+            }
             if e.kind == .link { moved.append((e.target, m.size)) }
             try addMessage(m.message, originalID: m.id, level: level, start: start, to: &pending)
         }
@@ -943,8 +991,87 @@ public final class TimingWheel {
 
     /// Rebuilds the slots from the log: each entry links into its slot, each marker clears
     /// one. Damage is reported by the log and skipped.
+    /// Applies one replayed entry to the wheel's state.
+    private func apply(_ e: TimerEntry) throws {
+        guard e.level < geometry.levels, e.slot < geometry.slotsPerLevel else {
+            logger.error("timer entry outside this wheel's geometry; skipped", metadata: [
+                "position": "\(e.position)", "level": "\(e.level)", "slot": "\(e.slot)", "geometry": "\(geometry)",
+            ])
+            return
+        }
+        switch e.kind {
+        case .message, .movedMessage, .link, .cancel:
+            var start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
+            if e.kind.carriesMessage {
+                // Placed at `placedAt`: the wheel had reached that time; an overdue
+                // message sits in the level-0 slot of that time.
+                time = max(time, e.placedAt)
+                if e.dueAt < e.placedAt { start = e.placedAt }
+            }
+            guard geometry.slot(level: e.level, time: start) == e.slot else {
+                logger.error("timer entry names a slot its due time does not fall in; skipped", metadata: ["position": "\(e.position)"])
+                return
+            }
+            let i = index(e.level, start)
+            if !slots[i].isEmpty && slots[i].start != start {
+                logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
+                clear(level: e.level, start: slots[i].start)
+            }
+            link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel, target: e.kind == .cancel ? nil : e.target)
+            liveAdd(e.position, Int32(e.bytes.count))
+        case .slotCleared, .slotFired:
+            // Retire what the processing retired: walk the list it processed.
+            let processed = index(e.level, e.dueAt)
+            if !slots[processed].isEmpty && slots[processed].start == e.dueAt {
+                retire(walk(processed).entries, fired: e.kind == .slotFired)
+                clear(level: e.level, start: e.dueAt)
+            }
+            if e.kind == .slotFired {
+                nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
+            }
+            time = max(time, e.dueAt)
+            clearSlotsProcessedBefore(e.dueAt, position: e.position)
+        case .fireSequence:
+            nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
+            time = max(time, e.dueAt)
+        case .cascadeProgress:
+            // Part of a slot cascaded ahead of time: the entries from its head down
+            // to `reference` (exclusive; -1: all) moved one level down. The time
+            // does not move: the slot lies ahead.
+            let i = index(e.level, e.dueAt)
+            guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
+                logger.error("cascade progress for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
+                return
+            }
+            dropHead(level: e.level, start: e.dueAt, through: e.reference)
+            // It ran while that slot was the next one of its level: the wheel time
+            // was at least one slot before it (restored so that placements after
+            // the reopen use the same pages as before the crash).
+            time = max(time, e.dueAt - geometry.slotSpan(e.level))
+        case .slotCompacted:
+            // The rewritten entries were linked just before: what lies below the
+            // new cut is dead, and so is every message a link there read.
+            let i = index(e.level, e.dueAt)
+            guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
+                logger.error("compaction marker for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
+                return
+            }
+            // The replaced entries: the list's tail from just below the new cut down to
+            // the old one.
+            let rewritten = walk(from: e.reference - 1, downTo: slots[i].cut)
+            // As the compaction step did: each message once, in the order it went.
+            var seen = Set<Int64>()
+            let moved = rewritten.reversed().compactMap { r -> (position: Int64, size: Int)? in
+                guard r.kind != .cancel, seen.insert(r.target).inserted, r.kind == .link else { return nil }
+                return ((try? reader.message(at: r.target).size) ?? reader.declaredSize(at: r.target)).map { (r.target, $0) }
+            }
+            finishCompaction(i, rewritten: rewritten, movedTargets: moved, cut: e.reference, oldest: e.next)
+        }
+    }
+
     private func replay(from start: Int64) throws {
         var at = start
+        var group: [TimerEntry] = []
         while true {
             let entries: [TimerEntry]
             do {
@@ -957,77 +1084,21 @@ public final class TimingWheel {
             guard let last = entries.last else { break }
             recovery.replayedEntries += entries.count
             for e in entries {
-                guard e.level < geometry.levels, e.slot < geometry.slotsPerLevel else {
-                    logger.error("timer entry outside this wheel's geometry; skipped", metadata: [
-                        "position": "\(e.position)", "level": "\(e.level)", "slot": "\(e.slot)", "geometry": "\(geometry)",
-                    ])
-                    continue
-                }
-                switch e.kind {
-                case .message, .movedMessage, .link, .cancel:
-                    var start = e.dueAt & ~(geometry.slotSpan(e.level) - 1)
-                    if e.kind.carriesMessage {
-                        // Placed at `placedAt`: the wheel had reached that time; an overdue
-                        // message sits in the level-0 slot of that time.
-                        time = max(time, e.placedAt)
-                        if e.dueAt < e.placedAt { start = e.placedAt }
-                    }
-                    guard geometry.slot(level: e.level, time: start) == e.slot else {
-                        logger.error("timer entry names a slot its due time does not fall in; skipped", metadata: ["position": "\(e.position)"])
-                        continue
-                    }
-                    let i = index(e.level, start)
-                    if !slots[i].isEmpty && slots[i].start != start {
-                        logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
-                        clear(level: e.level, start: slots[i].start)
-                    }
-                    link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel, target: e.kind == .cancel ? nil : e.target)
-                    liveAdd(e.position, Int32(e.bytes.count))
-                case .slotCleared, .slotFired:
-                    // Retire what the processing retired: walk the list it processed.
-                    let processed = index(e.level, e.dueAt)
-                    if !slots[processed].isEmpty && slots[processed].start == e.dueAt {
-                        retire(walk(processed).entries, fired: e.kind == .slotFired)
-                        clear(level: e.level, start: e.dueAt)
-                    }
-                    if e.kind == .slotFired {
-                        nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
-                    }
-                    time = max(time, e.dueAt)
-                    clearSlotsProcessedBefore(e.dueAt, position: e.position)
-                case .cascadeProgress:
-                    // Part of a slot cascaded ahead of time: the entries from its head down
-                    // to `reference` (exclusive; -1: all) moved one level down. The time
-                    // does not move: the slot lies ahead.
-                    let i = index(e.level, e.dueAt)
-                    guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
-                        logger.error("cascade progress for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
-                        continue
-                    }
-                    dropHead(level: e.level, start: e.dueAt, through: e.reference)
-                    // It ran while that slot was the next one of its level: the wheel time
-                    // was at least one slot before it (restored so that placements after
-                    // the reopen use the same pages as before the crash).
-                    time = max(time, e.dueAt - geometry.slotSpan(e.level))
-                case .slotCompacted:
-                    // The rewritten entries were linked just before: what lies below the
-                    // new cut is dead, and so is every message a link there read.
-                    let i = index(e.level, e.dueAt)
-                    guard !slots[i].isEmpty && slots[i].start == e.dueAt else {
-                        logger.error("compaction marker for a slot that is empty; skipped", metadata: ["position": "\(e.position)"])
-                        continue
-                    }
-                    // The replaced entries: the list's tail from just below the new cut down to
-                    // the old one.
-                    let rewritten = walk(from: e.reference - 1, downTo: slots[i].cut)
-                    let moved = rewritten.compactMap { r -> (position: Int64, size: Int)? in
-                        guard r.kind == .link, let size = try? reader.fields(at: r.target).size else { return nil }
-                        return (r.target, size)
-                    }
-                    finishCompaction(i, rewritten: rewritten, movedTargets: moved, cut: e.reference, oldest: e.next)
-                }
+                // An append's entries count only together: applied when its last arrives.
+                group.append(e)
+                if e.continues { continue }
+                for g in group { try apply(g) }
+                group.removeAll(keepingCapacity: true)
             }
             at = last.position + Int64(last.bytes.count)
+        }
+        if let torn = group.first {
+            // The last append was cut short by a crash: none of it counts, and it goes, so
+            // that what is appended next does not follow half an append.
+            logger.warning("an append to the timer log cut short by a crash was dropped", metadata: [
+                "position": "\(torn.position)", "entries": "\(group.count)",
+            ])
+            try log.truncate(to: torn.position)
         }
     }
 }
