@@ -34,6 +34,10 @@ swift build -c release --scratch-path .build-bench --product WheelBench 2>&1 | g
     case " $* " in *" --quick "*) SECONDS_SUSTAINED=5 ;; esac
     echo "lateness at 100,000 due/s for $SECONDS_SUSTAINED s, FiringLoop on the system clock"
     .build-bench/release/WheelBench --dir "$BASE" --sustained 100000 --for "$SECONDS_SUSTAINED"
+    echo
+    echo "the same as the broker runs it: a checkpoint every second (written off the loop), reclaim and compaction,"
+    echo "with 100,000 more messages due in 30 days that compaction keeps moving forward (64 MiB segments)"
+    .build-bench/release/WheelBench --dir "$BASE" --sustained 100000 --for "$SECONDS_SUSTAINED" --checkpoint --stragglers 100000 --segment-mib 64
 } | tee "$OUT"
 cp "$OUT" bench/results/wheel-latest.txt
 echo "[wheel.sh] results: $OUT"

@@ -124,11 +124,12 @@ public struct TimerEntry: Sendable, Equatable {
     /// Appends one frame-only entry (link, cancel or marker) to `out`; position 0 until the
     /// log stamps it.
     public static func append(
-        _ kind: Kind, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, to out: inout [UInt8]
+        _ kind: Kind, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, continues: Bool = false, to out: inout [UInt8]
     ) {
         precondition(kind != .message, "messages carry a payload: use appendMessage")
         let start = out.count
-        appendFrame(kind, length: frameSize, level: level, slot: slot, dueAt: dueAt, next: next, reference: reference, to: &out)
+        appendFrame(
+            kind, length: frameSize, level: level, slot: slot, dueAt: dueAt, next: next, reference: reference, continues: continues, to: &out)
         seal(&out, from: start)
     }
 
@@ -138,7 +139,8 @@ public struct TimerEntry: Sendable, Equatable {
     /// With `originalID` the entry is a `movedMessage`: a compaction's copy of the message
     /// whose id (original position) that is.
     public static func appendMessage(
-        _ m: ScheduledMessage, level: Int, slot: Int, next: Int64, placedAt: Int64, originalID: Int64? = nil, to out: inout [UInt8]
+        _ m: ScheduledMessage, level: Int, slot: Int, next: Int64, placedAt: Int64, originalID: Int64? = nil, continues: Bool = false,
+        to out: inout [UInt8]
     ) {
         let start = out.count
         var payload: [UInt8] = []
@@ -159,7 +161,7 @@ public struct TimerEntry: Sendable, Equatable {
         let kind: Kind = originalID == nil ? .message : .movedMessage
         appendFrame(
             kind, length: recordStart(kind) + payload.count + m.body.count, level: level, slot: slot, dueAt: m.dueAt, next: next,
-            reference: placedAt, to: &out)
+            reference: placedAt, continues: continues, to: &out)
         LittleEndian.append(m.destination, to: &out)
         LittleEndian.append(UInt32(0), to: &out)
         LittleEndian.append(m.publishedAt, to: &out)
@@ -170,7 +172,8 @@ public struct TimerEntry: Sendable, Equatable {
     }
 
     private static func appendFrame(
-        _ kind: Kind, length total: Int, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, to out: inout [UInt8]
+        _ kind: Kind, length total: Int, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, continues: Bool = false,
+        to out: inout [UInt8]
     ) {
         precondition((0...maxLevel).contains(level) && (0...Int(UInt16.max)).contains(slot))
         out.reserveCapacity(out.count + total)
@@ -180,7 +183,7 @@ public struct TimerEntry: Sendable, Equatable {
         out.append(magic)
         out.append(kind.rawValue)
         out.append(UInt8(level))
-        out.append(0)
+        out.append(continues ? 1 : 0)
         LittleEndian.append(UInt16(slot), to: &out)
         LittleEndian.append(UInt16(0), to: &out)
         LittleEndian.append(dueAt, to: &out)
@@ -188,9 +191,9 @@ public struct TimerEntry: Sendable, Equatable {
         LittleEndian.append(reference, to: &out)
     }
 
-    /// Flags an encoded entry as followed by more of the same append (and seals it again).
-    static func markContinues(_ entry: inout [UInt8]) {
-        entry[19] = 1
+    /// Sets or clears an encoded entry's `continues` flag (and seals it again).
+    static func setContinues(_ continues: Bool, _ entry: inout [UInt8]) {
+        entry[19] = continues ? 1 : 0
         seal(&entry, from: 0)
     }
 

@@ -409,6 +409,8 @@ public final class TimingWheel {
 
     private func head(_ i: Int, _ pending: PendingAppend) -> Int64 { pending.heads[i] ?? slots[i].head }
 
+    /// Entries added to a `PendingAppend` are encoded with `continues` set; `appendGroup`
+    /// clears it on the last one.
     /// Adds a message entry for `m` (a moved copy when `originalID` is given) to `pending`,
     /// in the slot `placement` picks, or in (`level`, `start`) when given.
     private func addMessage(
@@ -420,7 +422,8 @@ public final class TimingWheel {
         let p = level.map { ($0, geometry.slot(level: $0, time: start!), start!) } ?? placement(m.dueAt)
         let i = index(p.0, p.2)
         var bytes: [UInt8] = []
-        TimerEntry.appendMessage(m, level: p.0, slot: p.1, next: head(i, pending), placedAt: time, originalID: originalID, to: &bytes)
+        TimerEntry.appendMessage(
+            m, level: p.0, slot: p.1, next: head(i, pending), placedAt: time, originalID: originalID, continues: true, to: &bytes)
         add(bytes, level: p.0, start: p.2, cancel: false, target: pending.position, to: &pending)
     }
 
@@ -431,7 +434,7 @@ public final class TimingWheel {
         var bytes: [UInt8] = []
         TimerEntry.append(
             kind, level: level, slot: geometry.slot(level: level, time: start), dueAt: dueAt, next: head(index(level, start), pending),
-            reference: reference, to: &bytes)
+            reference: reference, continues: true, to: &bytes)
         add(bytes, level: level, start: start, cancel: kind == .cancel, target: kind == .link ? reference : nil, to: &pending)
     }
 
@@ -458,8 +461,11 @@ public final class TimingWheel {
     /// split one append into several writes, and keeps whatever whole entries reached
     /// the disk).
     private func appendGroup(_ entries: [[UInt8]]) throws -> AppendResult {
+        // Pending entries are encoded with the flag set: usually only the last one changes.
         var entries = entries
-        for k in entries.indices.dropLast() { TimerEntry.markContinues(&entries[k]) }
+        for k in entries.indices where (entries[k][19] == 1) != (k < entries.count - 1) {
+            TimerEntry.setContinues(k < entries.count - 1, &entries[k])
+        }
         return try log.append(contentsOf: entries)
     }
 
