@@ -141,7 +141,9 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
     let log = try TimerLog.open(
         directory: dir + "/timer", configuration: LogConfiguration(segmentBytes: segmentMiB << 20, durability: .never), logger: logger)
     let dest = LatenessDestination()
-    let wheel = try TimingWheel(log: log, checkpointPath: checkpointing ? dir + "/wheel.checkpoint" : nil, destination: dest, logger: logger)
+    let geometry: WheelGeometry = option("--slots") == "256" ? .slots256 : .slots64
+    let wheel = try TimingWheel(
+        log: log, geometry: geometry, checkpointPath: checkpointing ? dir + "/wheel.checkpoint" : nil, destination: dest, logger: logger)
     let system = SystemWheelClock()
     try wheel.advance(to: system.now())
     let total = rate * duration
@@ -180,7 +182,7 @@ if let rateText = option("--sustained"), let rate = Int(rateText) {
             previous = s.due
         }
     }
-    print("sustained: \(rate) due/s for \(duration) s (\(sorted.count) handed over), early \(dest.early), lateness ms p50 \(p(0.5)) p99 \(p(0.99)) p99.9 \(p(0.999)) max \(sorted.last ?? -1)")
+    print("sustained (\(geometry)): \(rate) due/s for \(duration) s (\(sorted.count) handed over), early \(dest.early), lateness ms p50 \(p(0.5)) p99 \(p(0.99)) p99.9 \(p(0.999)) max \(sorted.last ?? -1)")
     if checkpointing {
         let disk = log.segmentInfos.reduce(Int64(0)) { $0 + $1.bytes }
         print(String(
