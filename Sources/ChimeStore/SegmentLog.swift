@@ -242,10 +242,14 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         // entry array (copy-on-write). Rolling back truncates it instead.
 
         init(_ count: Int, _ active: LogSegment<Format>) {
+            self.init(count, size: active.size, nextOffset: active.nextOffset, maxTimestamp: active.maxTimestamp)
+        }
+
+        init(_ count: Int, size: Int64, nextOffset: Int64, maxTimestamp: Int64) {
             segmentCount = count
-            size = active.size
-            nextOffset = active.nextOffset
-            maxTimestamp = active.maxTimestamp
+            self.size = size
+            self.nextOffset = nextOffset
+            self.maxTimestamp = maxTimestamp
         }
     }
 
@@ -330,15 +334,24 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         logger.debug("rolled segment", metadata: ["base": "\(next.baseOffset)"])
     }
 
+    /// Runs `work` on `sealQueue`, after what was queued before, counted in `sealing` so
+    /// that syncs, deletions and `close` can wait for it.
+    private func runInBackground(_ work: @escaping @Sendable () -> Void) {
+        sealing.enter()
+        sealQueue.async { [sealing] in
+            work()
+            sealing.leave()
+        }
+    }
+
     /// Syncs a segment a roll sealed, writes its index and syncs the directory, on
     /// `sealQueue`. Under `lock`.
     private func sealInBackground(_ segment: LogSegment<Format>) {
         let file = segment.file
         let index = (bytes: segment.encodedIndex(), path: segment.indexPath)
         let directory = self.directory
-        sealing.enter()
         sealsInFlight += 1
-        sealQueue.async { [self] in
+        runInBackground { [self] in
             var failed: StoreError? = nil
             do {
                 try file.sync()
@@ -367,7 +380,6 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             if let error = failed {
                 logger.error("sync of a sealed segment failed; the log refuses appends until reopened", metadata: ["error": "\(error)"])
             }
-            sealing.leave()
         }
     }
 
@@ -410,18 +422,11 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             guard address >= segments.first!.baseOffset, address <= segments.last!.nextOffset else {
                 throw StoreError(.invalidArgument, "cannot truncate to \(address): the log holds \(segments.first!.baseOffset)..<\(segments.last!.nextOffset)")
             }
-            while segments.count > 1 && segments.last!.baseOffset >= address {
-                try segments.removeLast().removeFiles()
-            }
-            let active = segments.last!
-            let size = address - active.baseOffset
-            try active.file.truncate(to: size)
-            try active.file.sync()
-            active.size = size
-            active.nextOffset = address
-            active.index.truncate(toPosition: size)
-            try Directory.remove(active.indexPath)
-            try Directory.sync(directory)
+            // The segment the address falls in becomes the active one, cut there.
+            let keep = max(1, segments.lastIndex { $0.baseOffset < address }.map { $0 + 1 } ?? 1)
+            let holder = segments[keep - 1]
+            try rollBack(to: UndoPoint(keep, size: address - holder.baseOffset, nextOffset: address, maxTimestamp: holder.maxTimestamp))
+            try holder.file.sync()
             committer?.cut(to: address)
         }
     }
@@ -645,14 +650,12 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             return removed
         }
         guard inBackground, !removed.isEmpty else { return try deleteFiles(of: removed, reason: "reclaim") }
-        sealing.enter()
-        sealQueue.async { [self] in
+        runInBackground { [self] in
             do {
                 _ = try deleteFiles(of: removed, reason: "reclaim", waitForSeals: false)
             } catch {
                 logger.warning("deleting reclaimed segments failed; they are found again and deleted at the next open's reclaim", metadata: ["error": "\(error)"])
             }
-            sealing.leave()
         }
         return removed.map(\.baseOffset)
     }

@@ -21,13 +21,13 @@ public struct ScheduledMessage: Sendable, Equatable {
     }
 }
 
-/// One entry of the timer log, format version 1 (docs/formats.md). Every kind shares a
+/// One entry of the timer log, format version 2 (docs/formats.md). Every kind shares a
 /// 48-byte frame; only messages carry more.
 ///
 ///     0  i64 position    the entry's own byte position in the timer log (stamped on append)
 ///     8  u32 length      bytes after this field
 ///    12  u32 crc         CRC-32C of bytes [16, end)
-///    16  u8  magic       1
+///    16  u8  magic       2 (version 1, still read: kinds 2-6 only, byte 19 always 0)
 ///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
 ///                        7 cascade progress, 8 moved message, 9 slot compacted, 10 fire sequence
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
@@ -63,7 +63,8 @@ public struct TimerEntry: Sendable, Equatable {
         public var carriesMessage: Bool { self == .message || self == .movedMessage }
     }
 
-    public static let magic: UInt8 = 1
+    /// The format version written. Version 1 (kinds 2–6, byte 19 always 0) is still read.
+    public static let magic: UInt8 = 2
     public static let frameSize = 48
     static let messageFixedSize = 64
     static let noPosition: Int64 = -1
@@ -252,7 +253,9 @@ public enum TimerEntryFormat: SegmentEntryFormat {
     public static func peek(_ raw: UnsafeRawBufferPointer, at: Int, limits: BatchLimits) -> EntryFrame? {
         let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
         let total = length + 12
-        guard raw[at + 16] == TimerEntry.magic, let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
+        let version = raw[at + 16]
+        guard version == TimerEntry.magic || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
+            let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
             Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] <= 1, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
             total <= limits.maxBatchBytes,
             kind.carriesMessage ? total >= TimerEntry.recordStart(kind) + 2 : total == TimerEntry.frameSize

@@ -517,7 +517,7 @@ public final class TimingWheel {
         for c in candidates {
             let i = index(c.level, c.start)
             guard !slots[i].isEmpty && slots[i].start == c.start else { continue }
-            for e in try walk(i).entries {
+            for e in walk(i).entries {
                 if e.kind == .cancel {
                     if e.reference == id { cancelled = true }
                 } else if e.target == id || (e.target > id && messageID(of: e) == id) {
@@ -616,10 +616,8 @@ public final class TimingWheel {
         TimerEntry.append(
             .cascadeProgress, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: cursor, to: &marker)
-        let result = try appendGroup(pending.bytes + [marker])
-        precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        try commit(pending, marker: marker)
         dropHead(level: level, start: start, through: cursor, dropped: taken)
-        link(pending)
         return nextSlotAhead() != nil
     }
 
@@ -642,20 +640,7 @@ public final class TimingWheel {
     /// does. `dropped`: those entries when the caller has them; else they are walked.
     private func dropHead(level: Int, start: Int64, through cursor: Int64, dropped known: [TimerEntryFields]? = nil) {
         let i = index(level, start)
-        var dropped = known ?? []
-        if known == nil {
-            var at = slots[i].head
-            while at != TimerEntry.noPosition && at != cursor && at >= slots[i].cut {
-                do {
-                    let e = try reader.fields(at: at)
-                    dropped.append(e)
-                    at = e.next
-                } catch {
-                    logger.error("timer list broken by damage before a cascade-ahead cursor", metadata: ["position": "\(at)", "error": "\(error)"])
-                    break
-                }
-            }
-        }
+        let dropped = known ?? walk(from: slots[i].head, floor: slots[i].cut, stop: cursor).entries
         retire(dropped, fired: false)
         let cancels = Int32(dropped.reduce(0) { $0 + ($1.kind == .cancel ? 1 : 0) })
         if cursor == TimerEntry.noPosition {
@@ -668,14 +653,23 @@ public final class TimingWheel {
     }
 
     /// Walks the visible list of slot `i` (newest first, down to its cut), at most `limit`
-    /// entries; returns them and the position of the first entry not taken (-1: none
-    /// left). A damaged entry ends the walk: what it linked to cannot be reached, which is
-    /// reported, not hidden, and the wheel goes on with the rest.
+    /// entries; returns them and the position of the first entry not taken (-1: none left).
     private func walk(_ i: Int, limit: Int = .max) -> (entries: [TimerEntryFields], rest: Int64) {
+        let w = walk(from: slots[i].head, floor: slots[i].cut, limit: limit)
+        return (w.entries, w.rest)
+    }
+
+    /// Walks a list from `head` (newest first) while entries lie at or above `floor` (the
+    /// slot's cut), stopping before `stop` and after `limit` entries. Returns the entries,
+    /// the position of the first entry not taken (-1: the list ended), and whether damage
+    /// ended the walk: what a damaged entry linked to cannot be reached, which is reported,
+    /// not hidden, and the wheel goes on with the rest.
+    private func walk(
+        from head: Int64, floor: Int64, stop: Int64 = TimerEntry.noPosition, limit: Int = .max
+    ) -> (entries: [TimerEntryFields], rest: Int64, damaged: Bool) {
         var out: [TimerEntryFields] = []
-        let cut = slots[i].cut
-        var at = slots[i].head
-        while at != TimerEntry.noPosition && at >= cut && out.count < limit {
+        var at = head
+        while at != TimerEntry.noPosition && at != stop && at >= floor && out.count < limit {
             do {
                 let e = try reader.fields(at: at)
                 out.append(e)
@@ -684,10 +678,10 @@ public final class TimingWheel {
                 logger.error("timer list broken by damage; older entries of this slot are lost", metadata: [
                     "position": "\(at)", "error": "\(error)",
                 ])
-                at = TimerEntry.noPosition
+                return (out, TimerEntry.noPosition, true)
             }
         }
-        return (out, at >= cut ? at : TimerEntry.noPosition)
+        return (out, at >= floor ? at : TimerEntry.noPosition, false)
     }
 
     private func cascade(level: Int, start: Int64) throws {
@@ -707,11 +701,9 @@ public final class TimingWheel {
             .slotCleared, level: level, slot: geometry.slot(level: level, time: start), dueAt: start, next: TimerEntry.noPosition,
             reference: TimerEntry.noPosition, to: &marker)
         // Links and marker land together or not at all.
-        let result = try appendGroup(pending.bytes + [marker])
-        precondition(result.baseOffset == (pending.placed.first?.position ?? result.baseOffset), "the wheel is the timer log's only writer")
+        try commit(pending, marker: marker)
         clear(level: level, start: start)
         retire(entries, fired: false)
-        link(pending)
     }
 
     /// Hands a level-0 slot's messages over, in publish order (by id) without cancelled ones.
@@ -861,18 +853,14 @@ public final class TimingWheel {
     private func planCompaction(below boundary: Int64) {
         var plan = compactionPlan!
         let i = plan.slot
-        let cut = slots[i].cut
-        var at = plan.walkFrom
-        var walked = 0
-        while at != TimerEntry.noPosition && at >= cut && walked < compactionStepLimit {
-            guard let e = try? reader.fields(at: at) else {
-                // Nothing below the damage can be reached: leave the slot alone this pass.
-                logger.error("timer list broken by damage; this slot is not compacted", metadata: ["position": "\(at)"])
-                compactionSkipped.insert(i)
-                compactionPlan = nil
-                return
-            }
-            walked += 1
+        let w = walk(from: plan.walkFrom, floor: slots[i].cut, limit: compactionStepLimit)
+        if w.damaged {
+            // Nothing below the damage can be reached: leave the slot alone this pass.
+            compactionSkipped.insert(i)
+            compactionPlan = nil
+            return
+        }
+        for e in w.entries {
             if plan.chunkHeads.isEmpty {
                 if e.position < boundary || (e.kind == .link && e.target < boundary) {
                     plan.chunkHeads.append(e.position)
@@ -886,9 +874,8 @@ public final class TimingWheel {
             } else {
                 plan.entriesInLastChunk += 1
             }
-            at = e.next
         }
-        plan.walkFrom = walked < compactionStepLimit || at < cut ? TimerEntry.noPosition : at
+        plan.walkFrom = w.entries.count < compactionStepLimit ? TimerEntry.noPosition : w.rest
         if plan.walkFrom == TimerEntry.noPosition && plan.chunkHeads.isEmpty {
             // Nothing of it below the boundary (a stale `oldest`): now it is exact.
             slots[i].oldest = min(plan.oldestAbove, plan.pushedOldest)
@@ -905,7 +892,7 @@ public final class TimingWheel {
         let level = i / (2 * geometry.slotsPerLevel)
         let start = slots[i].start
         let chunkHead = plan.chunkHeads.removeLast()
-        let chunk = walk(from: chunkHead, downTo: slots[i].cut)
+        let chunk = walk(from: chunkHead, floor: slots[i].cut).entries
         var pending = PendingAppend(at: log.endOffset, capacity: chunk.count)
         var moved: [(position: Int64, size: Int)] = []
         var copied = Set<Int64>()
@@ -937,21 +924,6 @@ public final class TimingWheel {
         try commit(pending, marker: marker)  // on failure the plan is as it was: retried later
         finishCompaction(i, rewritten: chunk, movedTargets: moved, cut: chunkHead + 1, oldest: oldest)
         compactionPlan = last ? nil : plan
-    }
-
-    /// The entries from `head` down the list while at or above `floor` (a list's cut).
-    private func walk(from head: Int64, downTo floor: Int64) -> [TimerEntryFields] {
-        var out: [TimerEntryFields] = []
-        var at = head
-        while at != TimerEntry.noPosition && at >= floor {
-            guard let e = try? reader.fields(at: at) else {
-                logger.error("timer list broken by damage", metadata: ["position": "\(at)"])
-                break
-            }
-            out.append(e)
-            at = e.next
-        }
-        return out
     }
 
     private func compactionBoundary() -> Int64? {
@@ -1064,7 +1036,7 @@ public final class TimingWheel {
             }
             // The replaced entries: the list's tail from just below the new cut down to
             // the old one.
-            let rewritten = walk(from: e.reference - 1, downTo: slots[i].cut)
+            let rewritten = walk(from: e.reference - 1, floor: slots[i].cut).entries
             // As the compaction step did: each message once, in the order it went.
             var seen = Set<Int64>()
             let moved = rewritten.reversed().compactMap { r -> (position: Int64, size: Int)? in

@@ -16,17 +16,6 @@ import Testing
         return try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: destination, logger: testLogger)
     }
 
-    struct State: Equatable {
-        var pending: Int
-        var occupied: [Int]
-        var nextDue: Int64?
-        var live: [Int64: Int32]
-    }
-
-    private func state(_ w: TimingWheel) -> State {
-        State(pending: w.pendingCount, occupied: w.occupiedSlots, nextDue: w.nextDue, live: w.liveChunks)
-    }
-
     @Test func theNextSlotMovesDownInStepsAndReopensWhereItStopped() throws {
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
@@ -55,11 +44,11 @@ import Testing
             if steps == 2 { try wheel.checkpoint() }
             if steps == 5 {
                 // Reopen mid-way (checkpoint at step 2, replay of the rest): same state.
-                let before = state(wheel)
+                let before = WheelSnapshot(wheel)
                 try wheel.log.close()
                 wheel = try open(dir, dest)
                 #expect(wheel.recovery.fromCheckpoint)
-                #expect(state(wheel) == before)
+                #expect(WheelSnapshot(wheel) == before)
                 // Cancel one already moved down (the newest) and one not yet moved (the oldest).
                 for id in [ids[499], ids[1]] {
                     try wheel.cancel(id)
@@ -86,9 +75,7 @@ import Testing
         #expect(fired.count == expected.count)
         #expect(Set(fired.map(\.id)) == expected)
         #expect(fired.allSatisfy { $0.at >= $0.message.dueAt && $0.at <= $0.message.dueAt + 1 }, "on time, never early")
-        let inOrder = zip(fired, fired.dropFirst()).allSatisfy { a, b in
-            a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
-        }
+        let inOrder = inDueThenIDOrder(fired)
         #expect(inOrder)
         #expect(wheel.pendingCount == 0)
     }

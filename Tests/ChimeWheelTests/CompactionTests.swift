@@ -20,17 +20,6 @@ import Testing
             compactionMinimumBytes: Self.minimum, logger: testLogger)
     }
 
-    struct State: Equatable {
-        var pending: Int
-        var occupied: [Int]
-        var nextDue: Int64?
-        var live: [Int64: Int32]
-    }
-
-    private func state(_ w: TimingWheel) -> State {
-        State(pending: w.pendingCount, occupied: w.occupiedSlots, nextDue: w.nextDue, live: w.liveChunks)
-    }
-
     private func diskBytes(_ w: TimingWheel) -> Int64 { w.log.segmentInfos.reduce(0) { $0 + $1.bytes } }
 
     /// Checkpoint, reclaim, and compaction passes until nothing changes (what the firing
@@ -84,15 +73,15 @@ import Testing
         #expect(wheel.pendingCount == 24)
 
         // Reopening (from the checkpoint, and replaying the whole log) finds the same wheel.
-        let before = state(wheel)
+        let before = WheelSnapshot(wheel)
         try wheel.log.close()
         wheel = try open(dir, dest)
-        #expect(state(wheel) == before)
+        #expect(WheelSnapshot(wheel) == before)
         try wheel.log.close()
         try FileManager.default.removeItem(atPath: dir.file("wheel.checkpoint"))
         wheel = try open(dir, dest)
         #expect(!wheel.recovery.fromCheckpoint)
-        #expect(state(wheel) == before)
+        #expect(WheelSnapshot(wheel) == before)
 
         // Cancel and reschedule by id: the original entry is gone, so the due time is needed.
         let error = #expect(throws: StoreError.self) { try wheel.cancel(ids[0]) }
@@ -121,9 +110,7 @@ import Testing
                 #expect(f.at >= f.message.dueAt)
             }
         }
-        let inOrder = zip(fired, fired.dropFirst()).allSatisfy { a, b in
-            a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
-        }
+        let inOrder = inDueThenIDOrder(fired)
         #expect(inOrder, "due order, then publish (id) order, also for moved messages")
         #expect(wheel.pendingCount == 0)
     }
@@ -159,12 +146,12 @@ import Testing
             // Two reopens: while the first pass plans (a reopen starts a new pass), and
             // while the second rewrites.
             if steps == 5 || steps == 16 {
-                let before = state(wheel)
+                let before = WheelSnapshot(wheel)
                 try wheel.log.close()
                 if steps == 16 { try? FileManager.default.removeItem(atPath: dir.file("wheel.checkpoint")) }
                 wheel = try open(dir, dest)
                 wheel.compactionStepLimit = 8
-                #expect(state(wheel) == before, "reopened after compaction step \(steps)")
+                #expect(WheelSnapshot(wheel) == before, "reopened after compaction step \(steps)")
                 reopened += 1
                 try wheel.checkpoint()
             }
@@ -177,9 +164,7 @@ import Testing
         try wheel.advance(to: now)
         let fired = dest.fired.suffix(50)
         #expect(Set(fired.map(\.id)) == Set(ids) && fired.count == 50)
-        #expect(zip(fired, fired.dropFirst()).allSatisfy { a, b in
-            a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
-        })
+        #expect(inDueThenIDOrder(fired))
         #expect(fired.allSatisfy { f in ids.firstIndex(of: f.id).map { n in f.message.body == Array("s\(n)".utf8) } ?? false })
         #expect(wheel.pendingCount == 0)
     }

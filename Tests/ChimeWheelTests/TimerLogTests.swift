@@ -35,6 +35,28 @@ import Testing
         #expect(throws: StoreError.self) { try e.message() }
     }
 
+    /// Version-1 entries (written before kinds 7-10 and the `continues` flag) are still
+    /// read; a version-1 entry using either is refused.
+    @Test func versionOneEntriesAreStillRead() throws {
+        func asVersionOne(_ kind: TimerEntry.Kind, continues: Bool) -> [UInt8] {
+            var out: [UInt8] = []
+            TimerEntry.append(kind, level: 1, slot: 2, dueAt: 64, next: -1, reference: 0, to: &out)
+            out[16] = 1
+            TimerEntry.setContinues(continues, &out)  // seals it again
+            return out
+        }
+        func accepted(_ bytes: [UInt8]) -> Bool {
+            (try? bytes.withUnsafeBytes { try TimerEntryFormat.check($0, limits: BatchLimits()) }) != nil
+        }
+        #expect(accepted(asVersionOne(.link, continues: false)))
+        #expect(accepted(asVersionOne(.slotFired, continues: false)))
+        #expect(!accepted(asVersionOne(.cascadeProgress, continues: false)))
+        #expect(!accepted(asVersionOne(.link, continues: true)))
+        var current: [UInt8] = []
+        TimerEntry.append(.link, level: 1, slot: 2, dueAt: 64, next: -1, reference: 0, to: &current)
+        #expect(current[16] == 2 && accepted(current))
+    }
+
     @Test func everyFlippedBitIsCaught() throws {
         var out: [UInt8] = []
         TimerEntry.appendMessage(ScheduledMessage(dueAt: 1, publishedAt: 0, key: [1], body: Array("x".utf8)), level: 0, slot: 1, next: -1, placedAt: 0, to: &out)

@@ -183,9 +183,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         #expect(firedIDs.subtracting(expected).isEmpty, "only scheduled, uncancelled messages fire")
         #expect(expected.subtracting(firedIDs).sorted().prefix(5).map { due[$0]! } == [], "everything not cancelled fires")
         #expect(fired.allSatisfy { $0.at >= $0.message.dueAt }, "never early")
-        let inOrder = zip(fired, fired.dropFirst()).allSatisfy { a, b in
-            a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
-        }
+        let inOrder = inDueThenIDOrder(fired)
         #expect(inOrder, "due order, then publish order")
         #expect(wheel.pendingCount == 0)
         if ahead { #expect(compacted > 0, "compaction ran") }
