@@ -11,10 +11,12 @@ let package = Package(
     products: [
         .executable(name: "chime", targets: ["chime"]),
         .library(name: "ChimeStore", targets: ["ChimeStore"]),
+        .library(name: "ChimeBroker", targets: ["ChimeBroker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // liblz4 from the system (Debian: liblz4-dev).
@@ -43,6 +45,17 @@ let package = Package(
             dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: crossModule
         ),
+        // The engine without sockets: topics, partitions, groups, leases, retries (design.md §1, §4).
+        .target(
+            name: "ChimeBroker",
+            dependencies: [
+                "ChimeStore", "ChimeWheel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: crossModule
+        ),
         .executableTarget(
             name: "chime",
             dependencies: [
@@ -59,6 +72,11 @@ let package = Package(
             path: "bench/StoreBench"
         ),
         .executableTarget(
+            name: "BrokerBench",
+            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
+            path: "bench/BrokerBench"
+        ),
+        .executableTarget(
             name: "WheelBench",
             dependencies: ["ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/WheelBench"
@@ -66,7 +84,7 @@ let package = Package(
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(
             name: "CrashAgent",
-            dependencies: ["ChimeStore", "ChimeWheel", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChimeStore", "ChimeWheel", "ChimeBroker", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CrashAgent"
         ),
         // Helpers shared by the test targets (temporary directories, processes, file surgery).
@@ -85,6 +103,10 @@ let package = Package(
         .testTarget(
             name: "ChimeWheelTests",
             dependencies: ["ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent"]
+        ),
+        .testTarget(
+            name: "ChimeBrokerTests",
+            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent"]
         ),
     ]
 )

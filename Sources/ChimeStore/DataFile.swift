@@ -126,7 +126,7 @@ final class MappedRegion: @unchecked Sendable {
 
 /// Directory operations: entries are durable only once the directory itself is synced.
 package enum Directory {
-    static func create(_ path: String) throws {
+    package static func create(_ path: String) throws {
         var built = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/", omittingEmptySubsequences: true) {
             built += "/" + part
@@ -136,14 +136,14 @@ package enum Directory {
         }
     }
 
-    static func sync(_ path: String) throws {
+    package static func sync(_ path: String) throws {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.system("open directory", errno: errno, file: path) }
         defer { close(fd) }
         if fsync(fd) != 0 { throw StoreError.system("fsync directory", errno: errno, file: path) }
     }
 
-    static func entries(_ path: String) throws -> [String] {
+    package static func entries(_ path: String) throws -> [String] {
         guard let dir = opendir(path) else { throw StoreError.system("opendir", errno: errno, file: path) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -156,9 +156,17 @@ package enum Directory {
         return names
     }
 
-    static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Removes `path` and everything below it (a deleted topic's directory); a missing
+    /// path is not an error.
+    package static func removeTree(_ path: String) throws {
+        guard isDirectory(path) else { return try remove(path) }
+        for name in try entries(path) { try removeTree(path + "/" + name) }
+        if rmdir(path) != 0 && errno != ENOENT { throw StoreError.system("rmdir", errno: errno, file: path) }
     }
 
     package static func remove(_ path: String) throws {

@@ -64,7 +64,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Maps a failed system call to an error: ENOSPC/EDQUOT become `.noSpace`, the rest `.io`.
-    static func system(_ operation: String, errno err: Int32, file: String?, position: Int64? = nil) -> StoreError {
+    package static func system(_ operation: String, errno err: Int32, file: String?, position: Int64? = nil) -> StoreError {
         let text = String(cString: strerror(err))
         let code: Code = (err == ENOSPC || err == EDQUOT) ? .noSpace : .io
         return StoreError(code, "\(operation) failed: \(text)", file: file, position: position, errno: err)

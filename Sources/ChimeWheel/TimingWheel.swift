@@ -742,7 +742,8 @@ public final class TimingWheel {
             }
         }
         let sequence = nextFireSequence
-        if sequence > appliedFireSequence {
+        let handedOver = sequence > appliedFireSequence
+        if handedOver {
             if !fired.isEmpty {
                 // Everything that led to this hand-over must be on disk before the
                 // destination records its number, or a crash could renumber the fires.
@@ -763,7 +764,7 @@ public final class TimingWheel {
         nextFireSequence = sequence + 1
         clear(level: 0, start: start)
         retire(entries, fired: true, messageSizes: sizes)
-        return sequence > appliedFireSequence ? fired.count : 0  // re-applied hand-overs count 0
+        return handedOver ? fired.count : 0  // re-applied hand-overs count 0
     }
 
     // MARK: - Compaction

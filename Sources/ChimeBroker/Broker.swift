@@ -1,0 +1,504 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChimeStore
+import ChimeWheel
+import Foundation
+import Logging
+import Synchronization
+
+/// A topic as listed.
+public struct TopicInfo: Sendable, Equatable {
+    public var name: String
+    public var id: UInt32
+    public var settings: TopicSettings
+    public var wheel: String
+}
+
+/// One partition's counts.
+public struct PartitionStats: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int
+    /// Offsets of the ready log: first kept, and next to be written.
+    public var readyStart: Int64
+    public var logEnd: Int64
+    public var readyBytes: Int64
+    /// Scheduled messages (and group retries) pending in the wheel.
+    public var scheduled: Int
+    /// Start of the next wheel slot due, ms since the epoch.
+    public var nextDue: Int64?
+    public var timerBytes: Int64
+}
+
+/// The engine: topics of partitions, consumer groups, scheduled delivery. No sockets;
+/// the server (and tests, and benchmarks) call it directly. Safe to call from any task:
+/// each partition and each group is an actor, and work on different partitions runs in
+/// parallel.
+public final class Broker: GroupHost, @unchecked Sendable {
+    public let options: BrokerOptions
+    private let logger: Logger
+    private let lockFD: Int32
+    private let state: Mutex<State>
+    private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    private struct TopicState {
+        var info: TopicInfo
+        var slotBits: Int
+        var levels: Int
+        var partitions: [Partition]
+        var roundRobin = 0
+    }
+
+    private struct State {
+        var topics: [String: TopicState] = [:]
+        var topicsByID: [UInt32: String] = [:]
+        var groups: [String: (id: UInt32, settings: GroupSettings, actor: ConsumerGroup?)] = [:]
+        var nextTopicID: UInt32 = 1
+        var nextGroupID: UInt32 = 1
+        var closed = false
+    }
+
+    /// `meta.json`: topics and groups (docs/formats.md).
+    private struct Metadata: Codable {
+        struct Topic: Codable {
+            var name: String
+            var id: UInt32
+            var settings: TopicSettings
+            var wheelSlotBits: Int
+            var wheelLevels: Int
+        }
+        struct Group: Codable {
+            var name: String
+            var id: UInt32
+            var settings: GroupSettings
+        }
+        var version = 1
+        var nextTopicID: UInt32
+        var nextGroupID: UInt32
+        var topics: [Topic]
+        var groups: [Group]
+    }
+
+    private var metadataPath: String { options.directory + "/meta.json" }
+
+    private init(options: BrokerOptions, logger: Logger, lockFD: Int32, state: State) {
+        self.options = options
+        self.logger = logger
+        self.lockFD = lockFD
+        self.state = Mutex(state)
+    }
+
+    /// Opens (or creates) the broker's data directory: every topic, partition and group
+    /// as they were. Partitions catch up on everything that fell due while it was closed.
+    public static func open(_ options: BrokerOptions, logger: Logger) async throws -> Broker {
+        try Directory.create(options.directory + "/topics")
+        let lockPath = options.directory + "/.lock"
+        let fd = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw BrokerError(.storage, "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Glibc.close(fd)
+            throw BrokerError(.storage, "another Chime process is using \(options.directory)")
+        }
+        var state = State()
+        var topics: [Metadata.Topic] = []
+        do {
+            if let bytes = try FileBytes.read(options.directory + "/meta.json") {
+                let meta = try JSONDecoder().decode(Metadata.self, from: Data(bytes))
+                state.nextTopicID = meta.nextTopicID
+                state.nextGroupID = meta.nextGroupID
+                topics = meta.topics
+                for g in meta.groups { state.groups[g.name] = (g.id, g.settings, nil) }
+            }
+        } catch {
+            Glibc.close(fd)
+            throw BrokerError(.storage, "cannot read \(options.directory)/meta.json: \(error)")
+        }
+        let broker = Broker(options: options, logger: logger, lockFD: fd, state: state)
+        do {
+            for t in topics {
+                let partitions = try broker.openPartitions(
+                    name: t.name, id: t.id, settings: t.settings, geometry: WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels))
+                broker.state.withLock {
+                    $0.topics[t.name] = TopicState(
+                        info: TopicInfo(name: t.name, id: t.id, settings: t.settings, wheel: "\(WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels))"),
+                        slotBits: t.wheelSlotBits, levels: t.wheelLevels, partitions: partitions)
+                    $0.topicsByID[t.id] = t.name
+                }
+            }
+        } catch {
+            await broker.close()
+            throw error
+        }
+        if options.firing == .automatic { await broker.start() }
+        logger.info("broker open", metadata: ["directory": "\(options.directory)", "topics": "\(topics.count)"])
+        return broker
+    }
+
+    private func openPartitions(name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry) throws -> [Partition] {
+        try (0..<settings.partitions).map { p in
+            try Partition(
+                topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
+                geometry: geometry, options: options, logger: logger)
+        }
+    }
+
+    /// Starts the firing loops and the periodic checkpoint.
+    private func start() async {
+        for p in allPartitions { await p.run() }
+        let interval = options.checkpointIntervalMilliseconds
+        let clock = options.clock
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                await clock.sleep(until: clock.now() + interval)
+                guard !Task.isCancelled, let self else { return }
+                do { try await self.checkpoint(wheels: false) } catch {
+                    self.logger.error("checkpoint failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        maintenance.withLock { $0 = task }
+    }
+
+    private var allPartitions: [Partition] { state.withLock { $0.topics.values.flatMap(\.partitions) } }
+
+    private func saveMetadata(_ s: State) throws {
+        let meta = Metadata(
+            nextTopicID: s.nextTopicID, nextGroupID: s.nextGroupID,
+            topics: s.topics.values.sorted { $0.info.id < $1.info.id }.map {
+                .init(name: $0.info.name, id: $0.info.id, settings: $0.info.settings, wheelSlotBits: $0.slotBits, wheelLevels: $0.levels)
+            },
+            groups: s.groups.sorted { $0.value.id < $1.value.id }.map { .init(name: $0.key, id: $0.value.id, settings: $0.value.settings) })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do {
+            try Directory.writeAtomically(Array(try encoder.encode(meta)), to: metadataPath, calls: .system)
+        } catch {
+            throw BrokerError.wrapping(error, "writing \(metadataPath)")
+        }
+    }
+
+    // MARK: - Topics
+
+    @discardableResult
+    public func createTopic(_ name: String, settings: TopicSettings? = nil) throws -> TopicInfo {
+        try Names.validate(name, what: "topic")
+        let settings = settings ?? options.defaultTopic
+        try settings.validate()
+        return try state.withLock { s in
+            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+            guard s.topics[name] == nil else { throw BrokerError(.topicExists, "topic \(name) already exists") }
+            return try create(name, settings, &s)
+        }
+    }
+
+    /// Under the state lock: creates the topic's partitions and records it.
+    private func create(_ name: String, _ settings: TopicSettings, _ s: inout State) throws -> TopicInfo {
+        let id = s.nextTopicID
+        let geometry = options.wheelGeometry
+        let dir = options.directory + "/topics/\(name)"
+        try? Directory.removeTree(dir)  // leftovers of a deletion cut short
+        let partitions = try openPartitions(name: name, id: id, settings: settings, geometry: geometry)
+        let info = TopicInfo(name: name, id: id, settings: settings, wheel: "\(geometry)")
+        s.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
+        s.topicsByID[id] = name
+        s.nextTopicID += 1
+        try saveMetadata(s)
+        if options.firing == .automatic {
+            Task { for p in partitions { await p.run() } }
+        }
+        logger.info("topic created", metadata: ["topic": "\(name)", "partitions": "\(settings.partitions)"])
+        return info
+    }
+
+    public func listTopics() -> [TopicInfo] {
+        state.withLock { $0.topics.values.map(\.info).sorted { $0.name < $1.name } }
+    }
+
+    /// Deletes a topic with all its messages, scheduled ones and group state.
+    public func deleteTopic(_ name: String) async throws {
+        let (removed, groups): (TopicState, [ConsumerGroup]) = try state.withLock { s in
+            guard let t = s.topics.removeValue(forKey: name) else { throw BrokerError(.unknownTopic, "topic \(name) does not exist") }
+            s.topicsByID[t.info.id] = nil
+            try saveMetadata(s)
+            return (t, s.groups.values.compactMap(\.actor))
+        }
+        for g in groups { await g.drop(topicID: removed.info.id) }
+        for p in removed.partitions { await p.close() }
+        try Directory.removeTree(options.directory + "/topics/\(name)")
+        logger.info("topic deleted", metadata: ["topic": "\(name)"])
+    }
+
+    func partitions(ofTopic name: String, create: Bool) async throws -> [Partition] {
+        try Names.validate(name, what: "topic")
+        return try state.withLock { s in
+            if let t = s.topics[name] { return t.partitions }
+            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+            guard create, options.autoCreateTopics || name.hasSuffix(".dlq") else {
+                throw BrokerError(.unknownTopic, "topic \(name) does not exist (auto-create is off)")
+            }
+            _ = try self.create(name, options.defaultTopic, &s)
+            return s.topics[name]!.partitions
+        }
+    }
+
+    func partition(_ key: PartitionKey) -> Partition? {
+        state.withLock { s in
+            guard let name = s.topicsByID[key.topicID], let t = s.topics[name], key.partition >= 0, key.partition < t.partitions.count else { return nil }
+            return t.partitions[key.partition]
+        }
+    }
+
+    func topicSettings(_ topicID: UInt32) -> TopicSettings? {
+        state.withLock { s in s.topicsByID[topicID].flatMap { s.topics[$0]?.info.settings } }
+    }
+
+    /// The partition a key goes to: FNV-1a 64 of the key bytes, modulo the partition count.
+    public static func partition(forKey key: [UInt8], partitions: Int) -> Int {
+        Int(KeyHash.of(key) % UInt64(partitions))
+    }
+
+    public func partitionStats(topic: String) async throws -> [PartitionStats] {
+        guard let partitions = state.withLock({ $0.topics[topic]?.partitions }) else {
+            throw BrokerError(.unknownTopic, "topic \(topic) does not exist")
+        }
+        var out: [PartitionStats] = []
+        for p in partitions {
+            let s = await p.stats()
+            out.append(
+                PartitionStats(
+                    topic: topic, partition: p.index, readyStart: s.readyStart, logEnd: s.readyEnd, readyBytes: s.readyBytes,
+                    scheduled: s.scheduled, nextDue: s.nextDue, timerBytes: s.timerBytes))
+        }
+        return out
+    }
+
+    // MARK: - Publish
+
+    /// Publishes messages to a topic (created with the defaults if unknown and auto-create
+    /// is on). Each message goes to `partition` if given, else by key hash, else by dedup
+    /// key hash; keyless messages of one call go together to the next partition in turn.
+    /// Returns one outcome per message, in order, once stored as durably as the policy says.
+    /// `producer` makes the publish idempotent; it needs an explicit `partition`.
+    public func publish(
+        topic: String, _ messages: [OutgoingMessage], partition: Int? = nil, producer: ProducerStamp? = nil
+    ) async throws -> [PublishedMessage] {
+        try await publish(topic: topic, messages, partition: partition, producer: producer, asBroker: false)
+    }
+
+    func publishInternal(topic: String, messages: [OutgoingMessage]) async throws {
+        _ = try await publish(topic: topic, messages, partition: nil, producer: nil, asBroker: true)
+    }
+
+    private func publish(
+        topic: String, _ messages: [OutgoingMessage], partition: Int?, producer: ProducerStamp?, asBroker: Bool
+    ) async throws -> [PublishedMessage] {
+        guard !messages.isEmpty else { return [] }
+        if producer != nil && partition == nil {
+            throw BrokerError(.invalidArgument, "an idempotent publish names its partition (sequences are per partition)")
+        }
+        let partitions = try await partitions(ofTopic: topic, create: true)
+        if let partition {
+            guard partition >= 0, partition < partitions.count else {
+                throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(partitions.count - 1), not \(partition)")
+            }
+            return try await partitions[partition].publish(messages, producer: producer, asBroker: asBroker)
+        }
+        let turn = state.withLock { s -> Int in
+            s.topics[topic]?.roundRobin &+= 1
+            return s.topics[topic]?.roundRobin ?? 0
+        }
+        var groups: [Int: [Int]] = [:]
+        for (i, m) in messages.enumerated() {
+            let p = (m.key ?? m.dedupKey).map { Self.partition(forKey: $0, partitions: partitions.count) } ?? (turn % partitions.count)
+            groups[p, default: []].append(i)
+        }
+        if groups.count == 1, let (p, _) = groups.first {
+            return try await partitions[p].publish(messages, producer: nil, asBroker: asBroker)
+        }
+        var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: 0, duplicate: false), count: messages.count)
+        try await withThrowingTaskGroup(of: (Int, [PublishedMessage]).self) { tasks in
+            for (p, indices) in groups {
+                let part = indices.map { messages[$0] }
+                tasks.addTask { (p, try await partitions[p].publish(part, producer: nil, asBroker: asBroker)) }
+            }
+            for try await (p, results) in tasks {
+                for (k, i) in groups[p]!.enumerated() { out[i] = results[k] }
+            }
+        }
+        return out
+    }
+
+    private func partition(of id: MessageID) throws -> Partition {
+        guard let p = partition(PartitionKey(topicID: id.topicID, partition: id.partition)) else {
+            throw BrokerError(.unknownMessage, "message \(id): no such topic or partition")
+        }
+        return p
+    }
+
+    /// Cancels a scheduled message by the id its publish returned, until it fires.
+    public func cancel(_ id: MessageID) async throws {
+        try await partition(of: id).cancel(id)
+    }
+
+    /// Moves a scheduled message to another due time; returns its new id.
+    public func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
+        try await partition(of: id).reschedule(id, to: dueAt)
+    }
+
+    // MARK: - Groups
+
+    private func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
+        try Names.validate(name, what: "group")
+        return try state.withLock { s in
+            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+            if let g = s.groups[name] {
+                if let actor = g.actor { return actor }
+                let actor = ConsumerGroup(name: name, id: g.id, settings: g.settings, options: options, host: self, logger: logger)
+                s.groups[name]!.actor = actor
+                return actor
+            }
+            guard let settings else { throw BrokerError(.unknownGroup, "group \(name) does not exist") }
+            try settings.validate()
+            let id = s.nextGroupID
+            s.nextGroupID += 1
+            let actor = ConsumerGroup(name: name, id: id, settings: settings, options: options, host: self, logger: logger)
+            s.groups[name] = (id, settings, actor)
+            try saveMetadata(s)
+            return actor
+        }
+    }
+
+    /// Joins `member` to a group (created with `settings`, or the defaults, if new),
+    /// subscribed to `topics`. Returns its id, the generation, and its partitions.
+    public func join(group: String, member: String, topics: [String], settings: GroupSettings? = nil) async throws -> Membership {
+        try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
+    }
+
+    /// Changes a group's settings (persisted; leases already granted keep their deadline).
+    public func configure(group name: String, _ settings: GroupSettings) async throws {
+        try settings.validate()
+        let g = try group(name)
+        try state.withLock { s in
+            s.groups[name]!.settings = settings
+            try saveMetadata(s)
+        }
+        await g.update(settings: settings)
+    }
+
+    public func heartbeat(group: String, member: UInt64) async throws -> Membership {
+        try await self.group(group).heartbeat(member: member)
+    }
+
+    public func leave(group: String, member: UInt64) async throws {
+        try await self.group(group).leave(member: member)
+    }
+
+    /// Up to `max` messages for `member`, each under a lease.
+    public func fetch(group: String, member: UInt64, max: Int) async throws -> [Delivery] {
+        guard max > 0 else { return [] }
+        return try await self.group(group).fetch(member: member, max: max)
+    }
+
+    /// Acks deliveries; one result per receipt (nil = acked), the refused ones with why.
+    @discardableResult
+    public func ack(group: String, member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
+        try await self.group(group).ack(member: member, receipts)
+    }
+
+    /// Nacks deliveries: delivered again at once (`delay` 0) or after `delay` ms through the
+    /// group's retry path; past the max attempts, dead-lettered.
+    @discardableResult
+    public func nack(group: String, member: UInt64, _ receipts: [DeliveryReceipt], delay: Int64 = 0, reason: String? = nil) async throws -> [BrokerError?] {
+        guard delay >= 0 else { throw BrokerError(.invalidArgument, "nack delay must not be negative") }
+        return try await self.group(group).nack(member: member, receipts, delay: delay, reason: reason)
+    }
+
+    /// Extends leases to `milliseconds` from now.
+    @discardableResult
+    public func extend(group: String, member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
+        try await self.group(group).extend(member: member, receipts, by: milliseconds)
+    }
+
+    /// Gives up on deliveries: they go to the group's dead-letter topic (`<group>.dlq`).
+    @discardableResult
+    public func term(group: String, member: UInt64, _ receipts: [DeliveryReceipt], reason: String) async throws -> [BrokerError?] {
+        try await self.group(group).term(member: member, receipts, reason: reason)
+    }
+
+    /// Re-drives up to `max` dead letters of `group` back to it (through its retry path, so
+    /// other groups of the topic do not see them twice). Returns how many.
+    public func redrive(group name: String, max: Int = .max) async throws -> Int {
+        let g = try group(name)
+        let dlq = ConsumerGroup.deadLetterTopic(of: name)
+        guard state.withLock({ $0.topics[dlq] != nil }) else { return 0 }
+        let reader = "__redrive." + name
+        let membership = try await join(group: reader, member: "redrive", topics: [dlq])
+        var moved = 0
+        defer { Task { try? await self.leave(group: reader, member: membership.memberID) } }
+        while moved < max {
+            let letters = try await fetch(group: reader, member: membership.memberID, max: Swift.min(1_000, max - moved))
+            guard !letters.isEmpty else { break }
+            for letter in letters { try await g.redrive(letter) }
+            try await ack(group: reader, member: membership.memberID, letters.map(\.receipt))
+            moved += letters.count
+        }
+        return moved
+    }
+
+    public func listGroups() -> [String] {
+        state.withLock { $0.groups.keys.filter { !$0.hasPrefix("__") }.sorted() }
+    }
+
+    public func groupStats(_ name: String) async throws -> GroupStats {
+        try await group(name).stats()
+    }
+
+    public func groupMembers(_ name: String) async throws -> [GroupMemberInfo] {
+        try await group(name).members()
+    }
+
+    // MARK: - Upkeep
+
+    /// Fires everything due by the clock now, in every partition (manual firing).
+    @discardableResult
+    public func fireDue() async throws -> Int {
+        var fired = 0
+        for p in allPartitions { fired += try await p.fireDue() }
+        return fired
+    }
+
+    /// Checkpoints every partition (wheel, producer state, fire marks, retention) and every
+    /// group (committed positions).
+    public func checkpoint() async throws {
+        try await checkpoint(wheels: true)
+    }
+
+    private func checkpoint(wheels: Bool) async throws {
+        for p in allPartitions { try await p.checkpoint(wheel: wheels) }
+        for g in state.withLock({ $0.groups.values.compactMap(\.actor) }) { try await g.checkpoint() }
+    }
+
+    /// Stops firing, writes every checkpoint, closes every log, releases the directory.
+    public func close() async {
+        let (first, partitions, groups): (Bool, [Partition], [ConsumerGroup]) = state.withLock { s in
+            guard !s.closed else { return (false, [], []) }
+            s.closed = true
+            return (true, s.topics.values.flatMap(\.partitions), s.groups.values.compactMap(\.actor))
+        }
+        guard first else { return }
+        if let task = maintenance.withLock({ $0 }) {
+            task.cancel()
+            await task.value
+        }
+        for g in groups { await g.close() }
+        for p in partitions { await p.close() }
+        Glibc.close(lockFD)
+        logger.info("broker closed", metadata: ["directory": "\(options.directory)"])
+    }
+
+    /// Runs until the task is cancelled, then closes.
+    public func run() async {
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        await close()
+    }
+}

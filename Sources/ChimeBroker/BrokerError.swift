@@ -1,0 +1,69 @@
+import ChimeStore
+
+/// What the engine refuses, and why. A struct wrapping a private code so cases can be
+/// added without breaking callers; compare with `error.code == .unknownTopic`.
+public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        fileprivate enum Base: String {
+            case unknownTopic, topicExists, invalidName, badPartition, messageTooLarge, malformedBatch, corruptBatch
+            case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
+            case leaseExpired, invalidArgument, storage, closed
+        }
+        fileprivate let base: Base
+        public var description: String { base.rawValue }
+
+        /// The topic does not exist and auto-create is off (or the name is reserved).
+        public static let unknownTopic = Code(base: .unknownTopic)
+        public static let topicExists = Code(base: .topicExists)
+        /// A topic or group name outside `[A-Za-z0-9._-]{1,200}`.
+        public static let invalidName = Code(base: .invalidName)
+        public static let badPartition = Code(base: .badPartition)
+        /// A message over the topic's `maxMessageBytes`.
+        public static let messageTooLarge = Code(base: .messageTooLarge)
+        public static let malformedBatch = Code(base: .malformedBatch)
+        /// A batch whose CRC does not match its bytes.
+        public static let corruptBatch = Code(base: .corruptBatch)
+        /// An idempotent producer skipped sequence numbers (a batch was lost in between).
+        public static let sequenceGap = Code(base: .sequenceGap)
+        /// Cancel or reschedule of an id that is not pending (fired, cancelled, unknown).
+        public static let unknownMessage = Code(base: .unknownMessage)
+        public static let unknownGroup = Code(base: .unknownGroup)
+        /// The member left, or missed heartbeats for longer than the session timeout.
+        public static let unknownMember = Code(base: .unknownMember)
+        /// The partition was reassigned: this member's leases on it were revoked.
+        public static let fenced = Code(base: .fenced)
+        /// An ack/nack/extend/term for a delivery the group never made.
+        public static let unknownDelivery = Code(base: .unknownDelivery)
+        public static let alreadyAcked = Code(base: .alreadyAcked)
+        /// The lease ran out and the message was (or will be) delivered again.
+        public static let leaseExpired = Code(base: .leaseExpired)
+        public static let invalidArgument = Code(base: .invalidArgument)
+        /// The disk refused (I/O error, no space): see `underlying`.
+        public static let storage = Code(base: .storage)
+        public static let closed = Code(base: .closed)
+    }
+
+    public let code: Code
+    public let message: String
+    /// The storage error behind a `.storage` error.
+    public let underlying: StoreError?
+
+    public init(_ code: Code, _ message: String, underlying: StoreError? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// A store error as the broker reports it: bad input keeps its meaning, the rest is storage.
+    static func wrapping(_ error: any Error, _ context: String) -> any Error {
+        guard let store = error as? StoreError else { return error }
+        switch store.code {
+        case .corruptBatch: return BrokerError(.corruptBatch, "\(context): \(store.message)", underlying: store)
+        case .malformedBatch: return BrokerError(.malformedBatch, "\(context): \(store.message)", underlying: store)
+        case .batchTooLarge: return BrokerError(.messageTooLarge, "\(context): \(store.message)", underlying: store)
+        default: return BrokerError(.storage, "\(context): \(store)", underlying: store)
+        }
+    }
+}

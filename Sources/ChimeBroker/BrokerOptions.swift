@@ -1,0 +1,147 @@
+import ChimeStore
+import ChimeWheel
+
+/// Per-topic settings, persisted with the topic.
+public struct TopicSettings: Sendable, Codable, Equatable {
+    public var partitions: Int
+    /// Ready-log retention: whole segments older than this are deleted (nil: keep).
+    public var retentionMilliseconds: Int64?
+    /// Ready-log retention by size, per partition (nil: no limit).
+    public var retentionBytes: Int64?
+    /// Largest message (key + headers + body) a producer may publish.
+    public var maxMessageBytes: Int
+    /// Deliveries before a message goes to the group's dead-letter topic (a group may override).
+    public var maxAttempts: Int
+    /// A second message with the same dedup key within this window is a duplicate.
+    public var dedupWindowMilliseconds: Int64
+
+    public init(
+        partitions: Int = 4, retentionMilliseconds: Int64? = 7 * 86_400_000, retentionBytes: Int64? = nil,
+        maxMessageBytes: Int = 1 << 20, maxAttempts: Int = 5, dedupWindowMilliseconds: Int64 = 600_000
+    ) {
+        self.partitions = partitions
+        self.retentionMilliseconds = retentionMilliseconds
+        self.retentionBytes = retentionBytes
+        self.maxMessageBytes = maxMessageBytes
+        self.maxAttempts = maxAttempts
+        self.dedupWindowMilliseconds = dedupWindowMilliseconds
+    }
+
+    func validate() throws {
+        guard (1...4096).contains(partitions) else { throw BrokerError(.invalidArgument, "partitions must be 1...4096, got \(partitions)") }
+        guard maxMessageBytes > 0, maxMessageBytes <= 16 << 20 else {
+            throw BrokerError(.invalidArgument, "maxMessageBytes must be 1...\(16 << 20), got \(maxMessageBytes)")
+        }
+        guard maxAttempts >= 1 else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
+        guard dedupWindowMilliseconds >= 0 else { throw BrokerError(.invalidArgument, "dedup window must not be negative") }
+    }
+}
+
+/// Per-group settings, persisted with the group.
+public struct GroupSettings: Sendable, Codable, Equatable {
+    /// Messages a member may hold unacknowledged per assigned partition.
+    public var maxInFlight: Int
+    /// Visibility timeout: a delivery not acked, nacked or extended within it is redelivered.
+    public var leaseMilliseconds: Int64
+    /// A member that neither heartbeats nor fetches for this long leaves the group.
+    public var sessionTimeoutMilliseconds: Int64
+    /// Overrides the topic's `maxAttempts` when set.
+    public var maxAttempts: Int?
+    /// Two messages with the same key are never in flight at the same time.
+    public var keyOrdering: Bool
+    /// Deliveries per second for the whole group, shared by all its members (nil: no limit).
+    public var rateLimit: Double?
+    /// Deliveries the bucket can hold (default: one second's worth).
+    public var rateBurst: Double?
+    /// Most offsets one partition's window may span between the oldest unacked message and
+    /// the newest delivered one: bounds the memory a stuck message can pin.
+    public var maxWindow: Int
+
+    public init(
+        maxInFlight: Int = 1_000, leaseMilliseconds: Int64 = 30_000, sessionTimeoutMilliseconds: Int64 = 10_000,
+        maxAttempts: Int? = nil, keyOrdering: Bool = false, rateLimit: Double? = nil, rateBurst: Double? = nil,
+        maxWindow: Int = 100_000
+    ) {
+        self.maxInFlight = maxInFlight
+        self.leaseMilliseconds = leaseMilliseconds
+        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
+        self.maxAttempts = maxAttempts
+        self.keyOrdering = keyOrdering
+        self.rateLimit = rateLimit
+        self.rateBurst = rateBurst
+        self.maxWindow = maxWindow
+    }
+
+    func validate() throws {
+        guard maxInFlight >= 1 else { throw BrokerError(.invalidArgument, "maxInFlight must be at least 1") }
+        guard leaseMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "lease must be at least 1 ms") }
+        guard sessionTimeoutMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "session timeout must be at least 1 ms") }
+        guard maxAttempts.map({ $0 >= 1 }) ?? true else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
+        guard rateLimit.map({ $0 > 0 }) ?? true, rateBurst.map({ $0 >= 1 }) ?? true else {
+            throw BrokerError(.invalidArgument, "rate limit must be positive and its burst at least 1")
+        }
+        guard maxWindow >= maxInFlight else { throw BrokerError(.invalidArgument, "maxWindow must be at least maxInFlight") }
+    }
+}
+
+/// How the engine runs. Time and randomness are injected so tests can drive them.
+public struct BrokerOptions: Sendable {
+    public enum Firing: Sendable {
+        /// A firing loop per partition fires due messages in real time (`Broker.run`).
+        case automatic
+        /// Nothing fires until `Broker.fireDue()` is called: for tests on a manual clock.
+        case manual
+    }
+
+    public var directory: String
+    /// Publishing to or consuming from an unknown topic creates it with `defaultTopic`.
+    public var autoCreateTopics: Bool
+    public var defaultTopic: TopicSettings
+    public var defaultGroup: GroupSettings
+    public var durability: DurabilityPolicy
+    public var readySegmentBytes: Int
+    public var timerSegmentBytes: Int
+    /// Segment size of each group's ack journal and retry log.
+    public var groupSegmentBytes: Int
+    /// Geometry of the wheel of new partitions (an existing partition keeps its own).
+    public var wheelGeometry: WheelGeometry
+    /// How often partitions checkpoint their wheel, producer state and group acks.
+    public var checkpointIntervalMilliseconds: Int64
+    public var clock: any WheelClock
+    public var firing: Firing
+    /// Seed of member ids (nil: from the system's random source).
+    public var randomSeed: UInt64?
+
+    public init(
+        directory: String, autoCreateTopics: Bool = true, defaultTopic: TopicSettings = TopicSettings(),
+        defaultGroup: GroupSettings = GroupSettings(), durability: DurabilityPolicy = .always,
+        readySegmentBytes: Int = 256 << 20, timerSegmentBytes: Int = 64 << 20, groupSegmentBytes: Int = 8 << 20,
+        wheelGeometry: WheelGeometry = .slots256, checkpointIntervalMilliseconds: Int64 = 1_000,
+        clock: any WheelClock = SystemWheelClock(), firing: Firing = .automatic, randomSeed: UInt64? = nil
+    ) {
+        self.directory = directory
+        self.autoCreateTopics = autoCreateTopics
+        self.defaultTopic = defaultTopic
+        self.defaultGroup = defaultGroup
+        self.durability = durability
+        self.readySegmentBytes = readySegmentBytes
+        self.timerSegmentBytes = timerSegmentBytes
+        self.groupSegmentBytes = groupSegmentBytes
+        self.wheelGeometry = wheelGeometry
+        self.checkpointIntervalMilliseconds = checkpointIntervalMilliseconds
+        self.clock = clock
+        self.firing = firing
+        self.randomSeed = randomSeed
+    }
+}
+
+/// Topic and group names: safe as directory names, readable in logs.
+enum Names {
+    static func validate(_ name: String, what: String) throws {
+        let ok = !name.isEmpty && name.utf8.count <= 200 && name != "." && name != ".."
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+            }
+        guard ok else { throw BrokerError(.invalidName, "\(what) name \"\(name)\" must be 1-200 characters of A-Z a-z 0-9 . _ -") }
+    }
+}

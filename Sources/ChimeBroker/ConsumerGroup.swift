@@ -1,0 +1,597 @@
+import ChimeStore
+import ChimeWheel
+import Logging
+
+/// A member's view of the group after join or heartbeat.
+public struct Membership: Sendable, Equatable {
+    public var memberID: UInt64
+    public var generation: Int64
+    /// The partitions this member owns, as (topic, partition).
+    public var assignment: [TopicPartition]
+}
+
+public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int
+    public init(topic: String, partition: Int) {
+        self.topic = topic
+        self.partition = partition
+    }
+    public var description: String { "\(topic)/\(partition)" }
+}
+
+/// What the group needs from the broker.
+protocol GroupHost: AnyObject, Sendable {
+    /// The partitions of a topic (created with the defaults when auto-create is on).
+    func partitions(ofTopic name: String, create: Bool) async throws -> [Partition]
+    func partition(_ key: PartitionKey) -> Partition?
+    func topicSettings(_ topicID: UInt32) -> TopicSettings?
+    /// Publishes on the broker's behalf (reserved headers allowed), to any partition.
+    func publishInternal(topic: String, messages: [OutgoingMessage]) async throws
+}
+
+/// One partition as one group consumes it: delivery windows over the ready log and the
+/// group's retry log, and the journal that makes acks durable.
+/// Only ever touched by its group's actor (hence unchecked).
+final class GroupPartition: @unchecked Sendable {
+    let partition: Partition
+    let retryLog: FiredLog
+    let journal: AckJournal
+    var ready: DeliveryWindow
+    var retry: DeliveryWindow
+    var readyCursor: RecordCursor
+    var retryCursor: RecordCursor
+    /// Retries handed to the wheel and not yet seen in the retry log (since opening).
+    var retriesScheduled = 0
+    var deadLettered = 0
+    var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
+
+    init(partition: Partition, group: UInt32, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
+        self.partition = partition
+        let dir = Partition.groupDirectory(partition.directory, group: group)
+        try Directory.create(dir)
+        retryLog = try partition.sink.log(for: group)
+        journal = try AckJournal(directory: dir, configuration: configuration, logger: logger)
+        var position = try journal.restore(readyStart: partition.ready.log.startOffset)
+        if position.readyFrontier == 0 && position.readyAcked.isEmpty { position.readyFrontier = partition.ready.log.startOffset }
+        ready = DeliveryWindow(frontier: position.readyFrontier, acked: position.readyAcked, keyOrdering: keyOrdering)
+        retry = DeliveryWindow(frontier: position.retryFrontier, acked: position.retryAcked, keyOrdering: keyOrdering)
+        ready.skip(to: partition.ready.log.startOffset)
+        retry.skip(to: retryLog.log.startOffset)
+        readyCursor = RecordCursor(log: partition.ready.log)
+        retryCursor = RecordCursor(log: retryLog.log)
+    }
+
+    func window(_ source: DeliverySource) -> DeliveryWindow { source == .ready ? ready : retry }
+    func withWindow<R>(_ source: DeliverySource, _ body: (inout DeliveryWindow) throws -> R) rethrows -> R {
+        source == .ready ? try body(&ready) : try body(&retry)
+    }
+    func record(_ source: DeliverySource, at offset: Int64) throws -> StoredRecord? {
+        source == .ready ? try readyCursor.record(at: offset) : try retryCursor.record(at: offset)
+    }
+    func log(_ source: DeliverySource) -> RecordLog { source == .ready ? partition.ready.log : retryLog.log }
+}
+
+/// A consumer group: its members, the assignment of partitions to them, and per partition
+/// the delivery state. Every call is serialised through this actor; lease expiry and
+/// member timeouts are checked at each call against the injected clock, so an idle group
+/// costs nothing and tests need no real time.
+actor ConsumerGroup {
+    let name: String
+    let id: UInt32
+    private(set) var settings: GroupSettings
+    private var membership = GroupMembership()
+    private var parts: [PartitionKey: GroupPartition] = [:]
+    private var topicNames: [UInt32: String] = [:]
+    private var bucket: TokenBucket?
+    private var random: any RandomNumberGenerator
+    private let clock: any WheelClock
+    private let logConfiguration: LogConfiguration
+    private let logger: Logger
+    private weak var host: (any GroupHost)?
+    private var rotation = 0
+
+    var dlqTopic: String { Self.deadLetterTopic(of: name) }
+    static func deadLetterTopic(of group: String) -> String { group + ".dlq" }
+
+    init(name: String, id: UInt32, settings: GroupSettings, options: BrokerOptions, host: any GroupHost, logger: Logger) {
+        self.name = name
+        self.id = id
+        self.settings = settings
+        self.clock = options.clock
+        self.host = host
+        var logger = logger
+        logger[metadataKey: "group"] = "\(name)"
+        self.logger = logger
+        random = options.randomSeed.map { SplitMix64(seed: $0 ^ UInt64(id)) as any RandomNumberGenerator } ?? SystemRandomNumberGenerator()
+        logConfiguration = LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
+        if let rate = settings.rateLimit { bucket = TokenBucket(rate: rate, burst: settings.rateBurst, now: options.clock.now()) }
+    }
+
+    private func hostOrThrow() throws -> any GroupHost {
+        guard let host else { throw BrokerError(.closed, "the broker is closed") }
+        return host
+    }
+
+    // MARK: - Membership
+
+    func join(memberName: String, topics: [String]) async throws -> Membership {
+        guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
+        let host = try hostOrThrow()
+        for t in topics {
+            try Names.validate(t, what: "topic")
+            for p in try await host.partitions(ofTopic: t, create: true) { topicNames[p.topicID] = p.topic }
+        }
+        let now = clock.now()
+        var memberID: UInt64 = 0
+        while memberID == 0 || membership.members[memberID] != nil { memberID = random.next() }
+        membership.join(.init(id: memberID, name: memberName, topics: Set(topics), lastSeen: now))
+        try await rebalance()
+        logger.info("member joined", metadata: ["member": "\(memberName)", "id": "\(memberID)", "generation": "\(membership.generation)"])
+        return view(memberID)
+    }
+
+    func heartbeat(member: UInt64) async throws -> Membership {
+        try await live(member)
+        return view(member)
+    }
+
+    func leave(member: UInt64) async throws {
+        guard membership.leave(member) else { throw unknownMember(member) }
+        try await rebalance()
+    }
+
+    private func view(_ member: UInt64) -> Membership {
+        Membership(
+            memberID: member, generation: membership.generation,
+            assignment: membership.partitions(of: member).map { TopicPartition(topic: topicNames[$0.topicID] ?? "?", partition: $0.partition) })
+    }
+
+    private func unknownMember(_ member: UInt64) -> BrokerError {
+        BrokerError(.unknownMember, "member \(member) is not in group \(name) (it left or missed heartbeats for \(settings.sessionTimeoutMilliseconds) ms): join again")
+    }
+
+    /// Drops silent members, records `member`'s sign of life, rebalances if needed.
+    private func live(_ member: UInt64) async throws {
+        let now = clock.now()
+        _ = membership.touch(member, now: now)
+        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        guard membership.members[member] != nil else { throw unknownMember(member) }
+    }
+
+    private func rebalance() async throws {
+        let host = try hostOrThrow()
+        var all: [(key: PartitionKey, topic: String)] = []
+        for t in membership.topics.sorted() {
+            let partitions: [Partition]
+            do {
+                partitions = try await host.partitions(ofTopic: t, create: false)
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                continue  // deleted since the member subscribed
+            }
+            for p in partitions {
+                topicNames[p.topicID] = p.topic
+                all.append((PartitionKey(topicID: p.topicID, partition: p.index), t))
+                if parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil { _ = try open(p) }
+            }
+        }
+        for change in membership.rebalance(all) where change.previous != nil {
+            // The old owner's leases end: its acks are refused from now on (fenced).
+            if let gp = parts[change.key] {
+                let revoked = gp.ready.revokeAll() + gp.retry.revokeAll()
+                if revoked > 0 { logger.info("partition moved; leases revoked", metadata: ["partition": "\(change.key)", "leases": "\(revoked)"]) }
+            }
+        }
+    }
+
+    private func open(_ p: Partition) throws -> GroupPartition {
+        let key = PartitionKey(topicID: p.topicID, partition: p.index)
+        if let gp = parts[key] { return gp }
+        let gp = try GroupPartition(partition: p, group: id, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
+        parts[key] = gp
+        return gp
+    }
+
+    // MARK: - Fetch
+
+    /// Up to `max` deliveries from the member's partitions: redeliveries first, then the
+    /// retry log, then the ready log; each partition up to `maxInFlight` leased at once.
+    func fetch(member: UInt64, max wanted: Int) async throws -> [Delivery] {
+        try await live(member)
+        let now = clock.now()
+        try await expireLeases(now: now)
+        var budget = wanted
+        if bucket != nil { budget = bucket!.take(wanted, now: now) }
+        let owned = membership.partitions(of: member)
+        var out: [Delivery] = []
+        out.reserveCapacity(budget)
+        guard !owned.isEmpty, budget > 0 else {
+            if bucket != nil { bucket!.giveBack(budget) }
+            return out
+        }
+        rotation &+= 1
+        let deadline = now + settings.leaseMilliseconds
+        for k in 0..<owned.count where out.count < budget {
+            guard let gp = parts[owned[(k + rotation) % owned.count]] else { continue }
+            let share = (budget - out.count + (owned.count - k) - 1) / (owned.count - k)
+            let limit = out.count + share
+            for source in [DeliverySource.retry, .ready] {
+                fill(gp, source, member: member, now: now, deadline: deadline, limit: limit, into: &out)
+            }
+        }
+        if bucket != nil { bucket!.giveBack(budget - out.count) }
+        return out
+    }
+
+    private func fill(_ gp: GroupPartition, _ source: DeliverySource, member: UInt64, now: Int64, deadline: Int64, limit: Int, into out: inout [Delivery]) {
+        let maxInFlight = settings.maxInFlight
+        let log = gp.log(source)
+        func room() -> Bool { out.count < limit && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
+        // Messages waiting for redelivery.
+        while room(), let offset = gp.withWindow(source, { $0.nextWaiting() }) {
+            guard let record = read(gp, source, offset) else { continue }
+            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+        }
+        // New messages, within the window's bound.
+        while room(), gp.window(source).span < settings.maxWindow {
+            let offset = gp.window(source).readEnd
+            guard offset < log.endOffset else { break }
+            if offset < log.startOffset {
+                gp.withWindow(source) { $0.skip(to: log.startOffset) }
+                continue
+            }
+            guard let record = read(gp, source, offset) else { break }
+            _ = gp.withWindow(source) { $0.admitNext() }
+            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+        }
+    }
+
+    /// The record at `offset`, or nil when damage or retention took it (it then counts as
+    /// acked, loudly, so delivery goes on).
+    private func read(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) -> StoredRecord? {
+        do {
+            if let r = try gp.record(source, at: offset), r.offset == offset { return r }
+        } catch {
+            logger.error("unreadable message skipped", metadata: ["partition": "\(gp.key)", "offset": "\(offset)", "error": "\(error)"])
+        }
+        guard offset < gp.log(source).endOffset else { return nil }
+        // The offset is gone: let the window pass it.
+        gp.withWindow(source) { w in
+            if w.readEnd == offset { _ = w.admitNext() }
+            w.markAcked(offset)
+        }
+        return nil
+    }
+
+    private func deliver(
+        _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, member: UInt64, now: Int64, deadline: Int64,
+        into out: inout [Delivery]
+    ) {
+        let r = stored.record
+        let (user, meta) = RecordMeta.split(r.headers)
+        let keyHash = r.key.map(KeyHash.of)
+        guard let lease = gp.withWindow(source, { $0.lease(stored.offset, keyHash: keyHash, member: member, deadline: deadline) }) else {
+            return  // held back behind another message with its key
+        }
+        if source == .retry, lease.attempt == 1 { gp.retriesScheduled = max(0, gp.retriesScheduled - 1) }
+        let p = gp.partition
+        let id = meta.idKind.map { MessageID(topicID: p.topicID, partition: p.index, kind: $0, value: meta.idValue) }
+            ?? MessageID(topicID: p.topicID, partition: p.index, kind: .ready, value: stored.offset)
+        out.append(
+            Delivery(
+                topic: p.topic, partition: p.index, source: source, offset: stored.offset, id: id, key: r.key, headers: user, body: r.body,
+                publishedAt: meta.publishedAt ?? r.timestamp, dueAt: meta.dueAt ?? r.timestamp, deliveredAt: now,
+                attempt: meta.attempts + lease.attempt, lastError: meta.error,
+                receipt: DeliveryReceipt(topicID: p.topicID, partition: p.index, source: source, offset: stored.offset, lease: lease.lease),
+                leaseDeadline: deadline))
+    }
+
+    private func maxAttempts(_ gp: GroupPartition) -> Int {
+        settings.maxAttempts ?? host?.topicSettings(gp.partition.topicID)?.maxAttempts ?? 5
+    }
+
+    /// Ends expired leases; messages past their attempts go to the dead-letter topic.
+    private func expireLeases(now: Int64) async throws {
+        var dead: [(GroupPartition, DeliverySource, Int64)] = []
+        for gp in parts.values {
+            let limit = maxAttempts(gp)
+            for source in [DeliverySource.ready, .retry] {
+                let expired = gp.withWindow(source) { $0.expire(now: now) }
+                for e in expired {
+                    let prior = source == .retry ? priorAttempts(gp, source, e.offset) : 0
+                    if prior + e.attempt >= limit {
+                        gp.withWindow(source) { $0.parkWaiting(e.offset) }
+                        dead.append((gp, source, e.offset))
+                    }
+                }
+            }
+        }
+        for (gp, source, offset) in dead {
+            try? await deadLetter(gp, source, offset, reason: "lease expired \(maxAttempts(gp)) times")
+        }
+    }
+
+    private func priorAttempts(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) -> Int {
+        guard let r = try? gp.record(source, at: offset), r.offset == offset else { return 0 }
+        return RecordMeta.split(r.record.headers).meta.attempts
+    }
+
+    // MARK: - Acks
+
+    /// Applies `body` to each receipt; per-receipt refusals are returned, not thrown.
+    private func settle(
+        member: UInt64, _ receipts: [DeliveryReceipt],
+        _ body: (GroupPartition, DeliveryReceipt) async throws -> Int64?
+    ) async throws -> [BrokerError?] {
+        let now = clock.now()
+        _ = membership.touch(member, now: now)
+        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        guard membership.members[member] != nil else {
+            throw BrokerError(.fenced, "member \(member) is no longer in group \(name) (it left or missed heartbeats): its leases were revoked")
+        }
+        var results = [BrokerError?](repeating: nil, count: receipts.count)
+        var touched: [PartitionKey: GroupPartition] = [:]
+        var acked: [PartitionKey: [(source: DeliverySource, offset: Int64)]] = [:]
+        for (i, r) in receipts.enumerated() {
+            let key = PartitionKey(topicID: r.topicID, partition: r.partition)
+            guard let gp = parts[key] else {
+                results[i] = BrokerError(.unknownDelivery, "group \(name) never delivered from partition \(key)")
+                continue
+            }
+            guard membership.assignment[key] == member else {
+                results[i] = BrokerError(.fenced, "partition \(topicNames[key.topicID] ?? "?")/\(key.partition) is no longer assigned to member \(member) (generation \(membership.generation))")
+                continue
+            }
+            do {
+                if let offset = try await body(gp, r) { acked[key, default: []].append((r.source, offset)) }
+                touched[key] = gp
+            } catch let refusal as DeliveryWindow.Refusal {
+                results[i] = error(refusal, r)
+            } catch let error as BrokerError {
+                results[i] = error
+            }
+        }
+        // One journal append and one sync per partition per call.
+        for (key, entries) in acked {
+            _ = try parts[key]!.journal.append(entries, now: now)
+        }
+        for gp in touched.values {
+            try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
+        }
+        return results
+    }
+
+    private func error(_ refusal: DeliveryWindow.Refusal, _ r: DeliveryReceipt) -> BrokerError {
+        let what = "\(r.source == .ready ? "message" : "retry") at offset \(r.offset) of partition \(topicNames[r.topicID] ?? "?")/\(r.partition)"
+        switch refusal {
+        case .alreadyAcked: return BrokerError(.alreadyAcked, "\(what) is already acked")
+        case .unknown: return BrokerError(.unknownDelivery, "no delivery \(r.lease) of \(what)")
+        case .expired: return BrokerError(.leaseExpired, "lease \(r.lease) on \(what) expired or was revoked; the message is delivered again")
+        }
+    }
+
+    func ack(member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
+        try await settle(member: member, receipts) { gp, r in
+            try gp.withWindow(r.source) { w in _ = try w.ack(r.offset, lease: r.lease) }
+            return r.offset
+        }
+    }
+
+    /// Nack: without delay the message is delivered again at once; with a delay it goes
+    /// through the timing wheel into this group's retry log. Past the max attempts it goes
+    /// to the dead-letter topic instead.
+    func nack(member: UInt64, _ receipts: [DeliveryReceipt], delay: Int64, reason: String?) async throws -> [BrokerError?] {
+        try await settle(member: member, receipts) { gp, r in
+            let slot = try gp.window(r.source).check(r.offset, lease: r.lease)
+            let prior = r.source == .retry ? priorAttempts(gp, r.source, r.offset) : 0
+            if prior + Int(slot.attempt) >= maxAttempts(gp) {
+                _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
+                try await deadLetter(gp, r.source, r.offset, reason: reason ?? "nacked \(prior + Int(slot.attempt)) times")
+            } else if delay <= 0 {
+                try gp.withWindow(r.source) { w in try w.release(r.offset, lease: r.lease) }
+            } else {
+                _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
+                try await retry(gp, r.source, r.offset, attempts: prior + Int(slot.attempt), at: clock.now() + delay, reason: reason)
+            }
+            return nil
+        }
+    }
+
+    func extend(member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
+        let deadline = clock.now() + max(1, milliseconds)
+        return try await settle(member: member, receipts) { gp, r in
+            try gp.withWindow(r.source) { w in try w.extend(r.offset, lease: r.lease, to: deadline) }
+            return nil
+        }
+    }
+
+    /// Gives up on messages: straight to the dead-letter topic with `reason`.
+    func term(member: UInt64, _ receipts: [DeliveryReceipt], reason: String) async throws -> [BrokerError?] {
+        try await settle(member: member, receipts) { gp, r in
+            _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
+            try await deadLetter(gp, r.source, r.offset, reason: reason)
+            return nil
+        }
+    }
+
+    // MARK: - Moving messages out (retry, dead letter)
+
+    /// Moves a parked message into the wheel, bound for this group's retry log; acks it
+    /// here once the wheel has it. On failure it waits for delivery again.
+    private func retry(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, attempts: Int, at due: Int64, reason: String?) async throws {
+        do {
+            guard let stored = try gp.record(source, at: offset), stored.offset == offset else {
+                throw BrokerError(.storage, "message at offset \(offset) can no longer be read")
+            }
+            let r = stored.record
+            var (headers, meta) = RecordMeta.split(r.headers)
+            let p = gp.partition
+            headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(meta.idKind ?? .ready, meta.idKind == nil ? offset : meta.idValue)))
+            headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
+            headers.append(RecordHeader(name: ReservedHeader.dueAt, value: ReservedHeader.int64(meta.dueAt ?? r.timestamp)))
+            headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(UInt32(attempts))))
+            if let reason { headers.append(RecordHeader(name: ReservedHeader.error, value: Array(reason.utf8))) }
+            try await p.scheduleRetry([
+                ScheduledMessage(dueAt: due, publishedAt: meta.publishedAt ?? r.timestamp, destination: id, key: r.key, headers: headers, body: r.body)
+            ])
+            gp.retriesScheduled += 1
+            try finish(gp, source, offset)
+        } catch {
+            gp.withWindow(source) { $0.unpark(offset) }
+            throw error
+        }
+    }
+
+    /// Moves a parked message to the group's dead-letter topic, then acks it here.
+    private func deadLetter(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, reason: String) async throws {
+        do {
+            guard let host else { throw BrokerError(.closed, "the broker is closed") }
+            guard let stored = try gp.record(source, at: offset), stored.offset == offset else {
+                throw BrokerError(.storage, "message at offset \(offset) can no longer be read")
+            }
+            let r = stored.record
+            let (user, meta) = RecordMeta.split(r.headers)
+            let attempts = meta.attempts + Int(gp.window(source).slot(offset)?.attempt ?? 0)
+            let p = gp.partition
+            var headers = user.filter { !$0.name.hasPrefix("chime-dlq-") }
+            func text(_ name: String, _ value: String) { headers.append(RecordHeader(name: name, value: Array(value.utf8))) }
+            text(ReservedHeader.dlqTopic, p.topic)
+            text(ReservedHeader.dlqPartition, "\(p.index)")
+            text(ReservedHeader.dlqOffset, "\(offset)")
+            text(ReservedHeader.dlqAttempts, "\(attempts)")
+            text(ReservedHeader.dlqError, reason)
+            headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(meta.idKind ?? .ready, meta.idKind == nil ? offset : meta.idValue)))
+            headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
+            try await host.publishInternal(topic: dlqTopic, messages: [OutgoingMessage(key: r.key, headers: headers, body: r.body)])
+            gp.deadLettered += 1
+            logger.info("message dead-lettered", metadata: ["partition": "\(p.topic)/\(p.index)", "offset": "\(offset)", "reason": "\(reason)"])
+            try finish(gp, source, offset)
+        } catch {
+            gp.withWindow(source) { $0.unpark(offset) }
+            throw error
+        }
+    }
+
+    /// Acks a message moved elsewhere, durably in the journal.
+    private func finish(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) throws {
+        _ = gp.withWindow(source) { $0.markAcked(offset) }
+        _ = try gp.journal.append([(source, offset)], now: clock.now())
+    }
+
+    // MARK: - Re-drive
+
+    /// Puts a dead letter of this group back in front of the group: into the original
+    /// partition's retry path with its attempts reset, so only this group sees it again.
+    func redrive(_ letter: Delivery) async throws {
+        guard let host else { throw BrokerError(.closed, "the broker is closed") }
+        func header(_ name: String) -> String? {
+            letter.headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        guard let topic = header(ReservedHeader.dlqTopic), let partition = header(ReservedHeader.dlqPartition).flatMap(Int.init) else {
+            throw BrokerError(.invalidArgument, "dead letter \(letter.id) has no original topic/partition headers")
+        }
+        let partitions = try await host.partitions(ofTopic: topic, create: false)
+        guard partition < partitions.count else { throw BrokerError(.badPartition, "\(topic) has no partition \(partition)") }
+        let p = partitions[partition]
+        var headers = letter.headers.filter { !$0.name.hasPrefix("chime-dlq-") }
+        headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(letter.id.kind, letter.id.value)))
+        headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(letter.publishedAt)))
+        headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(0)))
+        if parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil { _ = try open(p) }
+        try await p.scheduleRetry([
+            ScheduledMessage(dueAt: clock.now(), publishedAt: letter.publishedAt, destination: id, key: letter.key, headers: headers, body: letter.body)
+        ])
+        parts[PartitionKey(topicID: p.topicID, partition: p.index)]?.retriesScheduled += 1
+    }
+
+    // MARK: - Upkeep and stats
+
+    /// Snapshots every partition's committed position and trims its journal and retry log.
+    func checkpoint() throws {
+        for gp in parts.values {
+            try gp.journal.snapshot(ready: gp.ready, retry: gp.retry, journalEnd: gp.journal.log.endOffset)
+            try gp.retryLog.log.removeSegments(endingAtOrBefore: gp.retry.frontier)
+        }
+    }
+
+    func close() {
+        for gp in parts.values {
+            do {
+                try gp.journal.snapshot(ready: gp.ready, retry: gp.retry, journalEnd: gp.journal.log.endOffset)
+                try gp.journal.log.close()
+            } catch {
+                logger.error("closing group state failed", metadata: ["partition": "\(gp.key)", "error": "\(error)"])
+            }
+        }
+        parts = [:]
+    }
+
+    /// Forgets a deleted topic's partitions.
+    func drop(topicID: UInt32) {
+        for key in parts.keys where key.topicID == topicID {
+            if let gp = parts.removeValue(forKey: key) { try? gp.journal.log.close() }
+        }
+    }
+
+    func update(settings: GroupSettings) {
+        self.settings = settings
+    }
+
+    func members() -> [GroupMemberInfo] {
+        membership.members.values.sorted { $0.id < $1.id }.map { m in
+            GroupMemberInfo(
+                id: m.id, name: m.name, topics: m.topics.sorted(), lastSeen: m.lastSeen,
+                assignment: membership.partitions(of: m.id).map { TopicPartition(topic: topicNames[$0.topicID] ?? "?", partition: $0.partition) })
+        }
+    }
+
+    func stats() -> GroupStats {
+        let partitions = parts.values.sorted { $0.key < $1.key }.map { gp in
+            let readyEnd = gp.partition.ready.log.endOffset
+            let retryEnd = gp.retryLog.log.endOffset
+            return GroupPartitionStats(
+                topic: gp.partition.topic, partition: gp.partition.index, committed: gp.ready.frontier,
+                ackedAboveCommitted: gp.ready.ackedAbove, lag: max(0, readyEnd - gp.ready.frontier - Int64(gp.ready.ackedAbove)),
+                inFlight: gp.ready.inFlight + gp.retry.inFlight,
+                retriesPending: gp.retriesScheduled + Int(max(0, retryEnd - gp.retry.frontier - Int64(gp.retry.ackedAbove))),
+                deadLettered: gp.deadLettered,
+                owner: membership.assignment[gp.key],
+                trackedBytes: (gp.ready.span + gp.retry.span) * DeliveryWindow.bytesPerSlot
+                    + (gp.ready.inFlight + gp.retry.inFlight) * DeliveryWindow.bytesPerTimer)
+        }
+        return GroupStats(name: name, generation: membership.generation, members: membership.members.count, partitions: partitions)
+    }
+}
+
+public struct GroupMemberInfo: Sendable, Equatable {
+    public var id: UInt64
+    public var name: String
+    public var topics: [String]
+    public var lastSeen: Int64
+    public var assignment: [TopicPartition]
+}
+
+public struct GroupPartitionStats: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int
+    /// Every ready-log offset below this is acked by the group.
+    public var committed: Int64
+    public var ackedAboveCommitted: Int
+    /// Messages in the ready log the group has not acked.
+    public var lag: Int64
+    public var inFlight: Int
+    /// Nacked messages waiting in the wheel or in the retry log (wheel part: since the broker started).
+    public var retriesPending: Int
+    /// Messages this group moved to its dead-letter topic since the broker started.
+    public var deadLettered: Int
+    public var owner: UInt64?
+    /// Memory the group's delivery tracking uses for this partition.
+    public var trackedBytes: Int
+}
+
+public struct GroupStats: Sendable, Equatable {
+    public var name: String
+    public var generation: Int64
+    public var members: Int
+    public var partitions: [GroupPartitionStats]
+}

@@ -1,0 +1,272 @@
+import DequeModule
+import HeapModule
+
+/// The delivery state of one log (a partition's ready log, or a group's retry log of it)
+/// for one group: a pure state machine, driven with explicit times so tests need no clock.
+///
+/// Offsets below `frontier` are all acked. The window holds one slot per offset from
+/// `frontier` to `readEnd` (the next offset not yet read from the log): waiting for
+/// (re)delivery, leased to a member until a deadline, parked (being moved to the retry
+/// wheel or the dead-letter topic), or acked. The committed position is `frontier` plus
+/// the acked slots above it.
+struct DeliveryWindow {
+    enum State: UInt8 {
+        case waiting, leased, parked, acked
+    }
+
+    struct Slot {
+        var state: State
+        /// Deliveries made so far.
+        var attempt: UInt16 = 0
+        /// Serial of the current (or last) lease: a receipt must name it.
+        var lease: UInt32 = 0
+        var keyed = false
+        var member: UInt64 = 0
+        var deadline: Int64 = 0
+        var keyHash: UInt64 = 0
+    }
+
+    /// A lease's deadline, checked lazily: a timer whose slot was acked, released or
+    /// extended since is dropped when it comes up.
+    struct LeaseTimer: Comparable {
+        var deadline: Int64
+        var offset: Int64
+        var lease: UInt32
+        static func < (a: LeaseTimer, b: LeaseTimer) -> Bool { (a.deadline, a.offset) < (b.deadline, b.offset) }
+    }
+
+    enum Refusal: Error, Equatable {
+        /// Below the frontier, or acked already.
+        case alreadyAcked
+        /// Never delivered by this window.
+        case unknown
+        /// This lease ran out (or was revoked); the message is delivered again.
+        case expired
+    }
+
+    let keyOrdering: Bool
+    private(set) var frontier: Int64
+    private(set) var slots: Deque<Slot> = []
+    private var waiting: Deque<Int64> = []
+    private var blocked: [UInt64: Deque<Int64>] = [:]
+    private var keysInFlight: [UInt64: Int] = [:]
+    private var timers = Heap<LeaseTimer>()
+    private(set) var inFlight = 0
+    private(set) var ackedAbove = 0
+    private var nextLease: UInt32 = 1
+
+    var readEnd: Int64 { frontier + Int64(slots.count) }
+    var span: Int { slots.count }
+    /// Slots waiting for delivery (not counting those blocked behind a key).
+    var waitingCount: Int { slots.reduce(0) { $0 + ($1.state == .waiting ? 1 : 0) } }
+
+    /// Bytes of memory per tracked offset.
+    static let bytesPerSlot = MemoryLayout<Slot>.stride
+    static let bytesPerTimer = MemoryLayout<LeaseTimer>.stride
+
+    /// A window restored from the committed position: offsets between the frontier and the
+    /// highest acked one that are not acked wait for delivery.
+    init(frontier: Int64, acked: [Int64] = [], keyOrdering: Bool = false) {
+        self.frontier = frontier
+        self.keyOrdering = keyOrdering
+        for offset in acked.sorted() where offset >= readEnd || (offset >= frontier && slots[Int(offset - frontier)].state != .acked) {
+            while readEnd <= offset {
+                waiting.append(readEnd)
+                slots.append(Slot(state: .waiting, attempt: 1))
+            }
+            markAcked(offset)
+        }
+    }
+
+    func slot(_ offset: Int64) -> Slot? {
+        guard offset >= frontier, offset < readEnd else { return nil }
+        return slots[Int(offset - frontier)]
+    }
+
+    /// Everything below `start` is gone from the log (retention): it counts as acked.
+    mutating func skip(to start: Int64) {
+        while frontier < start {
+            if let s = slots.first {
+                if s.state == .leased { inFlight -= 1 }
+                if s.state == .acked { ackedAbove -= 1 }
+                slots.removeFirst()
+            }
+            frontier += 1
+        }
+    }
+
+    /// Takes the message at `readEnd` (just read from the log) into the window, waiting.
+    mutating func admitNext() -> Int64 {
+        let offset = readEnd
+        slots.append(Slot(state: .waiting))
+        return offset
+    }
+
+    /// The next offset waiting for redelivery, if any (the caller then reads it and leases it).
+    mutating func nextWaiting() -> Int64? {
+        while let offset = waiting.popFirst() {
+            if let s = slot(offset), s.state == .waiting { return offset }
+        }
+        return nil
+    }
+
+    /// Puts an offset taken by `nextWaiting` back at the front (the caller could not deliver it).
+    mutating func putBack(_ offset: Int64) { waiting.prepend(offset) }
+
+    /// Leases a waiting offset to `member` until `deadline`: nil when key ordering holds it
+    /// back (another message with its key is in flight; it is delivered once that one is
+    /// done). Returns the lease serial and the attempt number (1 for the first delivery).
+    mutating func lease(_ offset: Int64, keyHash: UInt64?, member: UInt64, deadline: Int64) -> (lease: UInt32, attempt: Int)? {
+        let i = Int(offset - frontier)
+        precondition(slots[i].state == .waiting, "only a waiting offset can be leased")
+        if let keyHash {
+            slots[i].keyed = true
+            slots[i].keyHash = keyHash
+            if keyOrdering, keysInFlight[keyHash, default: 0] > 0 {
+                blocked[keyHash, default: []].append(offset)
+                return nil
+            }
+        }
+        let serial = nextLease
+        nextLease &+= 1
+        slots[i].state = .leased
+        slots[i].attempt &+= 1
+        slots[i].lease = serial
+        slots[i].member = member
+        slots[i].deadline = deadline
+        inFlight += 1
+        if keyOrdering, let keyHash { keysInFlight[keyHash, default: 0] += 1 }
+        timers.insert(LeaseTimer(deadline: deadline, offset: offset, lease: serial))
+        return (serial, Int(slots[i].attempt))
+    }
+
+    /// Checks that `lease` is the live lease on `offset`.
+    func check(_ offset: Int64, lease: UInt32) throws -> Slot {
+        guard offset >= frontier else { throw Refusal.alreadyAcked }
+        guard let s = slot(offset), s.attempt > 0 || s.state == .acked else { throw Refusal.unknown }
+        if s.state == .acked { throw Refusal.alreadyAcked }
+        guard s.lease == lease, s.state == .leased else { throw lease > s.lease || lease == 0 ? Refusal.unknown : Refusal.expired }
+        return s
+    }
+
+    /// Acks a leased message. Returns true when the frontier moved.
+    @discardableResult
+    mutating func ack(_ offset: Int64, lease: UInt32) throws -> Bool {
+        _ = try check(offset, lease: lease)
+        endLease(offset)
+        return markAcked(offset)
+    }
+
+    /// Acks an offset whatever its state (journal replay; a parked message moved away).
+    @discardableResult
+    mutating func markAcked(_ offset: Int64) -> Bool {
+        guard let s = slot(offset), s.state != .acked else { return false }
+        if s.state == .leased { endLease(offset) }
+        slots[Int(offset - frontier)].state = .acked
+        ackedAbove += 1
+        var moved = false
+        while let first = slots.first, first.state == .acked {
+            slots.removeFirst()
+            frontier += 1
+            ackedAbove -= 1
+            moved = true
+        }
+        return moved
+    }
+
+    /// Ends a lease without acking: the message waits for delivery again (a nack without
+    /// delay, a revoked partition).
+    mutating func release(_ offset: Int64, lease: UInt32) throws {
+        _ = try check(offset, lease: lease)
+        endLease(offset)
+        setWaiting(offset)
+    }
+
+    /// Ends a lease and holds the message out of delivery while it is moved elsewhere.
+    mutating func park(_ offset: Int64, lease: UInt32) throws -> Slot {
+        let s = try check(offset, lease: lease)
+        endLease(offset)
+        slots[Int(offset - frontier)].state = .parked
+        return s
+    }
+
+    /// Parks an offset whose lease has already ended (expired past its attempts).
+    mutating func parkWaiting(_ offset: Int64) {
+        guard let s = slot(offset), s.state == .waiting else { return }
+        slots[Int(offset - frontier)].state = .parked
+    }
+
+    /// A parked message that could not be moved goes back to waiting.
+    mutating func unpark(_ offset: Int64) {
+        guard let s = slot(offset), s.state == .parked else { return }
+        setWaiting(offset)
+    }
+
+    mutating func extend(_ offset: Int64, lease: UInt32, to deadline: Int64) throws {
+        _ = try check(offset, lease: lease)
+        let i = Int(offset - frontier)
+        guard deadline > slots[i].deadline else { return }
+        slots[i].deadline = deadline
+        timers.insert(LeaseTimer(deadline: deadline, offset: offset, lease: lease))
+    }
+
+    /// Leases whose deadline is at or before `now` end; their messages wait again.
+    /// Returns them with the deliveries they had.
+    mutating func expire(now: Int64) -> [(offset: Int64, attempt: Int)] {
+        var out: [(Int64, Int)] = []
+        while let t = timers.min, t.deadline <= now {
+            timers.removeMin()
+            guard let s = slot(t.offset), s.state == .leased, s.lease == t.lease, s.deadline == t.deadline else { continue }
+            endLease(t.offset)
+            setWaiting(t.offset)
+            out.append((t.offset, Int(s.attempt)))
+        }
+        return out
+    }
+
+    /// The earliest lease deadline still pending (lazy timers may make it early).
+    var nextDeadline: Int64? { timers.min?.deadline }
+
+    /// Ends every lease (the partition moved to another member): all wait again.
+    mutating func revokeAll() -> Int {
+        var count = 0
+        for i in slots.indices where slots[i].state == .leased {
+            let offset = frontier + Int64(i)
+            endLease(offset)
+            setWaiting(offset)
+            count += 1
+        }
+        timers = Heap()
+        return count
+    }
+
+    /// Offsets acked above the frontier (for the snapshot).
+    var ackedOffsets: [Int64] {
+        slots.indices.compactMap { slots[$0].state == .acked ? frontier + Int64($0) : nil }
+    }
+
+    private mutating func setWaiting(_ offset: Int64) {
+        slots[Int(offset - frontier)].state = .waiting
+        waiting.append(offset)
+    }
+
+    /// Bookkeeping of a lease that ends (acked, released, parked, expired).
+    private mutating func endLease(_ offset: Int64) {
+        let s = slots[Int(offset - frontier)]
+        guard s.state == .leased else { return }
+        inFlight -= 1
+        slots[Int(offset - frontier)].state = .waiting  // the caller sets the final state
+        guard keyOrdering, s.keyed else { return }
+        let left = keysInFlight[s.keyHash, default: 1] - 1
+        if left > 0 {
+            keysInFlight[s.keyHash] = left
+            return
+        }
+        keysInFlight[s.keyHash] = nil
+        // The next message with this key, held back, is first in line now.
+        if var queue = blocked[s.keyHash], let next = queue.popFirst() {
+            blocked[s.keyHash] = queue.isEmpty ? nil : queue
+            waiting.prepend(next)
+        }
+    }
+}

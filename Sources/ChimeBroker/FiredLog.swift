@@ -1,0 +1,155 @@
+import ChimeStore
+import ChimeWheel
+import Logging
+import Synchronization
+
+/// A record log the wheel hands messages to — a partition's ready log, or a group's retry
+/// log of that partition — and the last fire tag it holds. Batches the wheel writes carry
+/// `producerId = -2`, and the first record of a hand-over a `chime-fire` header; a mark
+/// file (`fired.mark`: log offset + tag at that offset) saves scanning the whole log on
+/// opening.
+final class FiredLog: @unchecked Sendable {
+    static let firedProducerID: Int64 = -2
+    private static let markMagic: UInt32 = 0x4C46_4843  // "CHFL"
+
+    let log: RecordLog
+    private let markPath: String
+    private let tag: Mutex<FireTag?>
+
+    var lastTag: FireTag? { tag.withLock { $0 } }
+
+    init(log: RecordLog, markPath: String, logger: Logger) throws {
+        self.log = log
+        self.markPath = markPath
+        var start = log.startOffset
+        var found: FireTag? = nil
+        if var r = SnapshotReader(path: markPath, magic: Self.markMagic), let offset = r.i64(), let has = r.u8() {
+            if has == 1, let s = r.u64(), let p = r.u16(), let n = r.u16() { found = FireTag(sequence: s, part: p, parts: n) }
+            if offset >= start && offset <= log.endOffset { start = offset } else { found = nil }
+        }
+        // Scan what came after the mark; only the wheel's batches are decoded.
+        var offset = start
+        while offset < log.endOffset {
+            let batches: [RecordBatch]
+            do {
+                batches = try log.read(from: offset, maxBytes: 4 << 20)
+            } catch let error as StoreError where error.resumeOffset != nil {
+                logger.warning("damaged batch while looking for fire marks", metadata: ["error": "\(error)"])
+                offset = error.resumeOffset!
+                continue
+            }
+            guard !batches.isEmpty else { break }
+            for b in batches where b.header.producerId == Self.firedProducerID && b.nextOffset > offset {
+                if let first = try b.records().first, let t = RecordMeta.split(first.record.headers).meta.fire { found = t }
+            }
+            offset = max(offset + 1, batches.last!.nextOffset)
+        }
+        tag = Mutex(found)
+    }
+
+    /// Appends one hand-over's part atomically and makes it durable before returning: the
+    /// wheel writes its "fired" marker next, and the marker must never be on disk without
+    /// the messages.
+    func appendFired(_ records: [Record], tag newTag: FireTag) throws {
+        var batches: [[UInt8]] = []
+        var builder = RecordBatchBuilder(producerId: Self.firedProducerID, capacity: 1 << 16)
+        for (i, var r) in records.enumerated() {
+            if i == 0 { r.headers.append(RecordHeader(name: ReservedHeader.fire, value: newTag.bytes)) }
+            builder.append(r)
+            if builder.sectionSize >= 1 << 20 {
+                batches.append(try builder.build())
+                builder.reset()
+            }
+        }
+        if !builder.isEmpty { batches.append(try builder.build()) }
+        try log.append(contentsOf: batches)
+        try log.flush()
+        tag.withLock { $0 = newTag }
+    }
+
+    /// Remembers where scanning can start next time (everything durable so far is covered).
+    func saveMark() throws {
+        let (offset, t) = (log.durableOffset, lastTag)
+        var w = SnapshotWriter(magic: Self.markMagic, version: 1)
+        w.i64(offset)
+        if let t {
+            w.u8(1)
+            w.u64(t.sequence)
+            w.u16(t.part)
+            w.u16(t.parts)
+        } else {
+            w.u8(0)
+        }
+        try w.write(to: markPath)
+    }
+}
+
+/// The wheel's destination for one partition: destination 0 is the ready log, destination
+/// `g` the retry log of the group whose id is `g`.
+///
+/// A hand-over can go to several logs, which cannot be appended atomically together. Each
+/// part carries `(sequence, part, parts)`, parts written in destination order. On opening,
+/// the highest sequence `M` found counts as applied only if its last part is there;
+/// otherwise the wheel fires `M` again and the parts already present are skipped.
+final class PartitionFireSink: FireDestination, @unchecked Sendable {
+    private let logs: Mutex<[UInt32: FiredLog]>
+    private let openRetryLog: @Sendable (UInt32) throws -> FiredLog
+    private let logger: Logger
+    /// Called after each hand-over with the number of messages per destination.
+    let delivered: Mutex<(@Sendable ([UInt32: Int]) -> Void)?> = Mutex(nil)
+
+    init(ready: FiredLog, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog, logger: Logger) {
+        logs = Mutex([0: ready])
+        self.openRetryLog = openRetryLog
+        self.logger = logger
+    }
+
+    func register(_ destination: UInt32, _ log: FiredLog) {
+        logs.withLock { $0[destination] = log }
+    }
+
+    func log(for destination: UInt32) throws -> FiredLog {
+        if let log = logs.withLock({ $0[destination] }) { return log }
+        let opened = try openRetryLog(destination)
+        return logs.withLock { all in
+            if let existing = all[destination] { return existing }
+            all[destination] = opened
+            return opened
+        }
+    }
+
+    var allLogs: [UInt32: FiredLog] { logs.withLock { $0 } }
+
+    var lastFireSequence: UInt64? {
+        let tags = logs.withLock { $0.values.compactMap(\.lastTag) }
+        guard let top = tags.map(\.sequence).max() else { return nil }
+        let complete = tags.contains { $0.sequence == top && $0.isLastPart }
+        return complete ? top : (top > 1 ? top - 1 : nil)
+    }
+
+    func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
+        var byDestination: [UInt32: [FiredMessage]] = [:]
+        for m in messages { byDestination[m.message.destination, default: []].append(m) }
+        let destinations = byDestination.keys.sorted()
+        var counts: [UInt32: Int] = [:]
+        for (index, d) in destinations.enumerated() {
+            let log = try log(for: d)
+            if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
+            let part = byDestination[d]!
+            var records: [Record] = []
+            records.reserveCapacity(part.count)
+            for f in part {
+                let m = f.message
+                var headers = m.headers
+                if d == 0 {
+                    headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(.scheduled, f.id)))
+                    headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(m.publishedAt)))
+                }
+                records.append(Record(timestamp: m.dueAt, key: m.key, headers: headers, body: m.body))
+            }
+            try log.appendFired(records, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
+            counts[d] = part.count
+        }
+        if let notify = delivered.withLock({ $0 }) { notify(counts) }
+    }
+}

@@ -1,0 +1,379 @@
+import ChimeStore
+import ChimeWheel
+import Logging
+
+/// One partition of a topic: its ready log, its timer log and wheel, its producer state.
+/// Publishes are serialised through this actor (one writer); the firing loop, its own
+/// actor, appends fired messages to the ready log and to groups' retry logs.
+///
+/// Directory: `ready/` (segments), `ready.mark`, `timer/`, `wheel.checkpoint`,
+/// `producers.snapshot`, and per group `groups/g<id>/` (`acks/`, `acks.snapshot`,
+/// `retry/`, `retry.mark`).
+actor Partition {
+    nonisolated let topic: String
+    nonisolated let topicID: UInt32
+    nonisolated let index: Int
+    nonisolated let directory: String
+    nonisolated let ready: FiredLog
+    nonisolated let timerLog: TimerLog
+    nonisolated let sink: PartitionFireSink
+    let loop: FiringLoop
+    private var settings: TopicSettings
+    private var producers: ProducerState
+    private let clock: any WheelClock
+    private let logger: Logger
+    private var running: Task<Void, Never>?
+    private var closed = false
+
+    struct Stats: Sendable, Equatable {
+        var readyStart: Int64
+        var readyEnd: Int64
+        var readyBytes: Int64
+        var scheduled: Int
+        var nextDue: Int64?
+        var timerBytes: Int64
+    }
+
+    static func groupDirectory(_ partitionDirectory: String, group: UInt32) -> String { partitionDirectory + "/groups/g\(group)" }
+
+    init(
+        topic: String, topicID: UInt32, index: Int, directory: String, settings: TopicSettings, geometry: WheelGeometry,
+        options: BrokerOptions, logger: Logger
+    ) throws {
+        self.topic = topic
+        self.topicID = topicID
+        self.index = index
+        self.directory = directory
+        self.settings = settings
+        self.clock = options.clock
+        var logger = logger
+        logger[metadataKey: "partition"] = "\(topic)/\(index)"
+        self.logger = logger
+        try Directory.create(directory + "/groups")
+        let readyLog = try RecordLog.open(
+            directory: directory + "/ready", configuration: Self.readyConfiguration(settings, options), logger: logger)
+        ready = try FiredLog(log: readyLog, markPath: directory + "/ready.mark", logger: logger)
+        let groupLogConfiguration = LogConfiguration(
+            segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
+        let openRetryLog: @Sendable (UInt32) throws -> FiredLog = { [directory, logger] group in
+            let dir = Partition.groupDirectory(directory, group: group)
+            try Directory.create(dir)
+            let log = try RecordLog.open(directory: dir + "/retry", configuration: groupLogConfiguration, logger: logger)
+            return try FiredLog(log: log, markPath: dir + "/retry.mark", logger: logger)
+        }
+        sink = PartitionFireSink(ready: ready, openRetryLog: openRetryLog, logger: logger)
+        // Every group's retry log takes part in deciding which hand-over was applied last.
+        for name in try Directory.entries(directory + "/groups") where name.hasPrefix("g") {
+            if let id = UInt32(name.dropFirst()) { sink.register(id, try openRetryLog(id)) }
+        }
+        timerLog = try TimerLog.open(
+            directory: directory + "/timer",
+            configuration: LogConfiguration(segmentBytes: options.timerSegmentBytes, durability: options.durability), logger: logger)
+        let wheel = try TimingWheel(
+            log: timerLog, geometry: geometry, checkpointPath: directory + "/wheel.checkpoint", destination: sink, logger: logger)
+        loop = FiringLoop(
+            wheel: wheel, clock: options.clock,
+            checkpointInterval: options.firing == .automatic ? options.checkpointIntervalMilliseconds : nil, logger: logger)
+        producers = try Self.restoreProducers(
+            directory: directory, ready: readyLog, timer: timerLog, topicID: topicID, partition: index,
+            window: settings.dedupWindowMilliseconds, logger: logger)
+    }
+
+    static func readyConfiguration(_ settings: TopicSettings, _ options: BrokerOptions) -> LogConfiguration {
+        LogConfiguration(
+            segmentBytes: options.readySegmentBytes, durability: options.durability,
+            retention: RetentionPolicy(maxAgeMilliseconds: settings.retentionMilliseconds, maxBytes: settings.retentionBytes),
+            validateRecordsOnAppend: false)
+    }
+
+    /// The snapshot, then every publish after it: ready batches (producer stamps in their
+    /// headers, dedup keys in their records) and scheduled messages in the timer log.
+    private static func restoreProducers(
+        directory: String, ready: RecordLog, timer: TimerLog, topicID: UInt32, partition: Int, window: Int64, logger: Logger
+    ) throws -> ProducerState {
+        let snapshot = ProducerState.read(from: directory + "/producers.snapshot", topicID: topicID, partition: partition)
+        var state = snapshot?.state ?? ProducerState()
+        func id(_ kind: MessageID.Kind, _ value: Int64) -> MessageID {
+            MessageID(topicID: topicID, partition: partition, kind: kind, value: value)
+        }
+        var offset = max(ready.startOffset, snapshot?.readyOffset ?? 0)
+        while offset < ready.endOffset {
+            let batches: [RecordBatch]
+            do {
+                batches = try ready.read(from: offset, maxBytes: 4 << 20)
+            } catch let error as StoreError where error.resumeOffset != nil {
+                offset = error.resumeOffset!
+                continue
+            }
+            guard !batches.isEmpty else { break }
+            for b in batches where b.nextOffset > offset {
+                if b.header.producerId >= 0 {
+                    state.restore(producer: b.header.producerId, lastSequence: b.header.baseSequence &+ Int32(b.recordCount - 1))
+                }
+                for r in try b.records() where r.record.headers.contains(where: { $0.name == ReservedHeader.dedup }) {
+                    let meta = RecordMeta.split(r.record.headers).meta
+                    guard let key = meta.dedup else { continue }
+                    // Windows are counted from the publish; a fired record carries its publish time.
+                    let published = meta.publishedAt ?? r.record.timestamp
+                    let recordID = meta.idKind.map { id($0, meta.idValue) } ?? id(.ready, r.offset)
+                    state.remember(KeyHash.of(key), expiry: published + window, id: recordID)
+                }
+            }
+            offset = max(offset + 1, batches.last!.nextOffset)
+        }
+        var position = max(timer.startOffset, snapshot?.timerPosition ?? 0)
+        while position < timer.endOffset {
+            let entries: [TimerEntry]
+            do {
+                entries = try timer.read(from: position, maxBytes: 4 << 20)
+            } catch let error as StoreError where error.resumeOffset != nil {
+                position = error.resumeOffset!
+                continue
+            }
+            guard !entries.isEmpty else { break }
+            for e in entries where e.kind == .message && e.position >= position {
+                guard let m = try? e.message(), m.destination == 0 else { continue }
+                let meta = RecordMeta.split(m.headers).meta
+                if let p = meta.producer { state.restore(producer: p.id, lastSequence: p.sequence &+ Int32(p.count - 1)) }
+                if let key = meta.dedup {
+                    state.remember(KeyHash.of(key), expiry: m.publishedAt + window, id: id(.scheduled, e.position))
+                }
+            }
+            let last = entries.last!
+            position = max(position + 1, last.position + Int64(last.bytes.count))
+        }
+        logger.debug("producer state restored", metadata: ["producers": "\(state.producers.count)", "dedupKeys": "\(state.dedup.count)"])
+        return state
+    }
+
+    func run() {
+        guard running == nil, !closed else { return }
+        let loop = self.loop
+        running = Task { [logger] in
+            do { try await loop.run() } catch { logger.error("firing loop ended", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    // MARK: - Publish
+
+    /// Stores messages: due now (or no due time) into one ready batch, later ones into the
+    /// wheel. Returns one outcome per message, in order. Durable (as the policy says) on return.
+    func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        let now = clock.now()
+        for m in messages {
+            guard m.size <= settings.maxMessageBytes else {
+                throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(settings.maxMessageBytes)")
+            }
+            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
+                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
+            }
+        }
+        var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
+        var previousSequence: Int32? = nil
+        if let producer {
+            switch producers.check(producer, count: messages.count) {
+            case .fresh: break
+            case .duplicate(let ids):
+                if let ids { for (k, id) in ids.enumerated() where k < out.count { out[k].id = id } }
+                return out
+            case .gap(let expected):
+                throw BrokerError(
+                    .sequenceGap, "producer \(producer.producerID) sent sequence \(producer.sequence) to \(topic)/\(index), expected \(expected)")
+            }
+            previousSequence = producers.producers[producer.producerID]?.lastSequence
+            producers.record(producer, count: messages.count, ids: nil)
+        }
+        do {
+            producers.prune(now: now)
+            // Dedup within the window, and within this batch.
+            var stored: [Int] = []
+            stored.reserveCapacity(messages.count)
+            var firstInBatch: [UInt64: Int] = [:]
+            var sameBatch: [(duplicate: Int, first: Int)] = []
+            for (k, m) in messages.enumerated() {
+                if let key = m.dedupKey {
+                    let h = KeyHash.of(key)
+                    if let id = producers.duplicate(of: h, now: now) {
+                        out[k].id = id
+                        continue
+                    }
+                    if let first = firstInBatch[h] {
+                        sameBatch.append((k, first))
+                        continue
+                    }
+                    firstInBatch[h] = k
+                }
+                stored.append(k)
+            }
+            let immediate = stored.filter { (messages[$0].deliverAt ?? now) <= now }
+            let scheduled = stored.filter { (messages[$0].deliverAt ?? now) > now }
+            // The ready batch first: no suspension between the checks above and its append.
+            var readyEnd: Int64? = nil
+            if !immediate.isEmpty {
+                var builder = RecordBatchBuilder(
+                    producerId: scheduled.isEmpty ? (producer?.producerID ?? -1) : -1,
+                    baseSequence: scheduled.isEmpty ? (producer.map { $0.sequence &+ Int32(messages.count - immediate.count) } ?? -1) : -1,
+                    capacity: immediate.reduce(64) { $0 + messages[$1].size + 32 })
+                for k in immediate {
+                    let m = messages[k]
+                    var headers = m.headers
+                    if let key = m.dedupKey { headers.append(RecordHeader(name: ReservedHeader.dedup, value: key)) }
+                    builder.append(Record(timestamp: now, key: m.key, headers: headers, body: m.body))
+                }
+                // A producer's batch keeps its own sequence range: baseSequence is chosen so
+                // that the last record's sequence is the publish's last.
+                let result: AppendResult
+                do {
+                    result = try ready.log.append(try builder.build())
+                } catch {
+                    throw BrokerError.wrapping(error, "appending to \(topic)/\(index)")
+                }
+                for (n, k) in immediate.enumerated() {
+                    let id = MessageID(topicID: topicID, partition: index, kind: .ready, value: result.baseOffset + Int64(n))
+                    out[k] = PublishedMessage(id: id, partition: index, duplicate: false)
+                    if let key = messages[k].dedupKey {
+                        producers.remember(KeyHash.of(key), expiry: now + settings.dedupWindowMilliseconds, id: id)
+                    }
+                }
+                readyEnd = result.nextOffset
+            }
+            if !scheduled.isEmpty {
+                var batch: [ScheduledMessage] = []
+                batch.reserveCapacity(scheduled.count)
+                for (n, k) in scheduled.enumerated() {
+                    let m = messages[k]
+                    var headers = m.headers
+                    if let key = m.dedupKey { headers.append(RecordHeader(name: ReservedHeader.dedup, value: key)) }
+                    if let producer, n == scheduled.count - 1 {
+                        headers.append(RecordHeader(name: ReservedHeader.producer, value: ReservedHeader.int64(producer.producerID)
+                            + ReservedHeader.uint32(UInt32(bitPattern: producer.sequence)) + ReservedHeader.uint32(UInt32(messages.count))))
+                    }
+                    batch.append(ScheduledMessage(dueAt: m.deliverAt!, publishedAt: now, destination: 0, key: m.key, headers: headers, body: m.body))
+                }
+                let ids: [Int64]
+                do {
+                    ids = try await loop.schedule(batch)
+                } catch {
+                    throw BrokerError.wrapping(error, "scheduling into \(topic)/\(index)")
+                }
+                for (n, k) in scheduled.enumerated() {
+                    let id = MessageID(topicID: topicID, partition: index, kind: .scheduled, value: ids[n])
+                    out[k] = PublishedMessage(id: id, partition: index, duplicate: false)
+                    if let key = messages[k].dedupKey {
+                        producers.remember(KeyHash.of(key), expiry: now + settings.dedupWindowMilliseconds, id: id)
+                    }
+                }
+            }
+            // In-batch dedup duplicates point at the message stored first.
+            for (d, first) in sameBatch { out[d].id = out[first].id }
+            if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id)) }
+            // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
+            do {
+                if let readyEnd { try await ready.log.waitUntilDurable(readyEnd) }
+                if !scheduled.isEmpty { try await timerLog.waitUntilDurable(timerLog.endOffset) }
+            } catch {
+                throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
+            }
+            return out
+        } catch {
+            // Nothing of this publish is acknowledged: a retry must not count as a duplicate.
+            if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
+            throw error
+        }
+    }
+
+    // MARK: - Scheduled messages
+
+    func cancel(_ id: MessageID) async throws {
+        try checkScheduled(id)
+        do {
+            try await loop.cancel(id.value)
+        } catch let error as StoreError where error.code == .invalidArgument {
+            throw BrokerError(.unknownMessage, "message \(id) is not pending: it fired, was cancelled, or never existed")
+        } catch {
+            throw BrokerError.wrapping(error, "cancelling \(id)")
+        }
+        try await timerLog.waitUntilDurable(timerLog.endOffset)
+    }
+
+    func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
+        try checkScheduled(id)
+        let moved: Int64
+        do {
+            moved = try await loop.reschedule(id.value, to: dueAt)
+        } catch let error as StoreError where error.code == .invalidArgument {
+            throw BrokerError(.unknownMessage, "message \(id) is not pending: it fired, was cancelled, or never existed")
+        } catch {
+            throw BrokerError.wrapping(error, "rescheduling \(id)")
+        }
+        try await timerLog.waitUntilDurable(timerLog.endOffset)
+        return MessageID(topicID: topicID, partition: index, kind: .scheduled, value: moved)
+    }
+
+    private func checkScheduled(_ id: MessageID) throws {
+        guard id.kind == .scheduled else {
+            throw BrokerError(.unknownMessage, "message \(id) was published for immediate delivery; only scheduled messages can be cancelled or rescheduled")
+        }
+    }
+
+    /// A group's retry: into the wheel, destined for that group's retry log.
+    func scheduleRetry(_ messages: [ScheduledMessage]) async throws {
+        do {
+            _ = try await loop.schedule(messages)
+            try await timerLog.waitUntilDurable(timerLog.endOffset)
+        } catch {
+            throw BrokerError.wrapping(error, "scheduling retries into \(topic)/\(index)")
+        }
+    }
+
+    // MARK: - Upkeep
+
+    /// Fires what is due now (manual firing).
+    func fireDue() async throws -> Int {
+        try await loop.fireDue()
+    }
+
+    /// Producer snapshot, wheel checkpoint (unless the running loop takes its own), fire
+    /// marks, ready-log retention.
+    func checkpoint(wheel: Bool = true) async throws {
+        let now = clock.now()
+        producers.prune(now: now)
+        let state = producers
+        let (readyEnd, timerEnd) = (ready.log.endOffset, timerLog.endOffset)
+        try await ready.log.waitUntilDurable(readyEnd)
+        try await timerLog.waitUntilDurable(timerEnd)
+        try state.write(to: directory + "/producers.snapshot", readyOffset: readyEnd, timerPosition: timerEnd, topicID: topicID, partition: index)
+        if wheel || running == nil { try await loop.checkpoint() }
+        for log in sink.allLogs.values { try log.saveMark() }
+        _ = try ready.log.enforceRetention(nowMilliseconds: now)
+    }
+
+    func update(settings: TopicSettings) { self.settings = settings }
+
+    func stats() async -> Stats {
+        Stats(
+            readyStart: ready.log.startOffset, readyEnd: ready.log.endOffset, readyBytes: ready.log.totalBytes,
+            scheduled: await loop.pendingCount, nextDue: await loop.nextDue, timerBytes: timerLog.totalBytes)
+    }
+
+    /// Stops the firing loop (it writes a last checkpoint), then closes every log.
+    func close() async {
+        guard !closed else { return }
+        closed = true
+        if let running {
+            running.cancel()
+            await running.value
+        } else {
+            _ = try? await loop.checkpoint()
+        }
+        for log in sink.allLogs.values {
+            try? log.saveMark()
+            do { try log.log.close() } catch { logger.error("closing a log failed", metadata: ["error": "\(error)"]) }
+        }
+        try? producers.write(
+            to: directory + "/producers.snapshot", readyOffset: ready.log.endOffset, timerPosition: timerLog.endOffset, topicID: topicID,
+            partition: index)
+        do { try timerLog.close() } catch { logger.error("closing the timer log failed", metadata: ["error": "\(error)"]) }
+    }
+}

@@ -1,0 +1,130 @@
+import ChimeStore
+
+/// Headers the broker writes into records it stores itself (fired, retried, dead-lettered
+/// messages). Producers may not use the `chime-` prefix; consumers get these as fields of
+/// `Delivery`, not as headers. Values are little-endian integers unless noted
+/// (docs/formats.md, "Broker headers").
+enum ReservedHeader {
+    static let prefix: [UInt8] = Array("chime-".utf8)
+    /// kind u8 + value i64: the message's id at publish (kept through fires and retries).
+    static let id = "chime-id"
+    /// i64 publish time.
+    static let publishedAt = "chime-pub"
+    /// i64 due time the producer asked for (a retry's record timestamp is its retry time).
+    static let dueAt = "chime-due"
+    /// u32 deliveries made before this record was written (retries).
+    static let attempts = "chime-attempt"
+    /// UTF-8 reason of the last nack.
+    static let error = "chime-error"
+    /// u64 fire sequence + u16 part + u16 parts: first record of a batch the wheel handed over.
+    static let fire = "chime-fire"
+    /// The producer's dedup key.
+    static let dedup = "chime-dedup"
+    /// i64 producer id + i32 first sequence + u32 count: on the last scheduled message of an
+    /// idempotent publish that had nothing for the ready log.
+    static let producer = "chime-producer"
+    /// Dead letters (UTF-8 text): where the message was and why it was given up.
+    static let dlqTopic = "chime-dlq-topic"
+    static let dlqPartition = "chime-dlq-partition"
+    static let dlqOffset = "chime-dlq-offset"
+    static let dlqAttempts = "chime-dlq-attempts"
+    static let dlqError = "chime-dlq-error"
+
+    static func isReserved(_ name: String) -> Bool {
+        var it = name.utf8.makeIterator()
+        for b in prefix {
+            guard it.next() == b else { return false }
+        }
+        return true
+    }
+
+    static func int64(_ v: Int64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    static func readInt64(_ bytes: [UInt8], at i: Int = 0) -> Int64? {
+        guard bytes.count >= i + 8 else { return nil }
+        var v: Int64 = 0
+        for k in (0..<8).reversed() { v = v << 8 | Int64(bytes[i + k]) }
+        return v
+    }
+    static func uint32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    static func readUInt32(_ bytes: [UInt8], at i: Int = 0) -> UInt32? {
+        guard bytes.count >= i + 4 else { return nil }
+        return (0..<4).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32(bytes[i + $1]) }
+    }
+
+    static func messageID(_ kind: MessageID.Kind, _ value: Int64) -> [UInt8] { [kind.rawValue] + int64(value) }
+}
+
+/// The broker's fields of a stored record, parsed out of its headers.
+struct RecordMeta {
+    var idKind: MessageID.Kind?
+    var idValue: Int64 = 0
+    var publishedAt: Int64?
+    var dueAt: Int64?
+    var attempts: Int = 0
+    var error: String?
+    var fire: FireTag?
+    var dedup: [UInt8]?
+    var producer: (id: Int64, sequence: Int32, count: Int)?
+
+    /// Splits `headers` into the producer's (returned) and the broker's (in `meta`).
+    static func split(_ headers: [RecordHeader]) -> (user: [RecordHeader], meta: RecordMeta) {
+        var meta = RecordMeta()
+        guard headers.contains(where: { ReservedHeader.isReserved($0.name) }) else { return (headers, meta) }
+        var user: [RecordHeader] = []
+        for h in headers {
+            guard ReservedHeader.isReserved(h.name) else {
+                user.append(h)
+                continue
+            }
+            let v = h.value
+            switch h.name {
+            case ReservedHeader.id:
+                if v.count == 9, let kind = MessageID.Kind(rawValue: v[0]), let value = ReservedHeader.readInt64(v, at: 1) {
+                    meta.idKind = kind
+                    meta.idValue = value
+                }
+            case ReservedHeader.publishedAt: meta.publishedAt = ReservedHeader.readInt64(v)
+            case ReservedHeader.dueAt: meta.dueAt = ReservedHeader.readInt64(v)
+            case ReservedHeader.attempts: meta.attempts = Int(ReservedHeader.readUInt32(v) ?? 0)
+            case ReservedHeader.error: meta.error = String(decoding: v, as: UTF8.self)
+            case ReservedHeader.fire: meta.fire = FireTag(v)
+            case ReservedHeader.dedup: meta.dedup = v
+            case ReservedHeader.producer:
+                if v.count == 16, let id = ReservedHeader.readInt64(v), let seq = ReservedHeader.readUInt32(v, at: 8),
+                    let count = ReservedHeader.readUInt32(v, at: 12)
+                {
+                    meta.producer = (id, Int32(bitPattern: seq), Int(count))
+                }
+            default: user.append(h)  // dead-letter headers stay visible to whoever reads the DLQ
+            }
+        }
+        return (user, meta)
+    }
+}
+
+/// Marks a batch the wheel handed over: which hand-over, and which of its parts (one per
+/// destination log, written in destination order) this batch is.
+struct FireTag: Equatable, Sendable {
+    var sequence: UInt64
+    var part: UInt16
+    var parts: UInt16
+
+    var isLastPart: Bool { part + 1 == parts }
+
+    init(sequence: UInt64, part: UInt16, parts: UInt16) {
+        self.sequence = sequence
+        self.part = part
+        self.parts = parts
+    }
+
+    init?(_ v: [UInt8]) {
+        guard v.count == 12, let s = ReservedHeader.readInt64(v) else { return nil }
+        sequence = UInt64(bitPattern: s)
+        part = UInt16(v[8]) | UInt16(v[9]) << 8
+        parts = UInt16(v[10]) | UInt16(v[11]) << 8
+    }
+
+    var bytes: [UInt8] {
+        ReservedHeader.int64(Int64(bitPattern: sequence)) + [UInt8(part & 0xFF), UInt8(part >> 8), UInt8(parts & 0xFF), UInt8(parts >> 8)]
+    }
+}
