@@ -220,6 +220,10 @@ actor ConsumerGroup {
             }
         }
         if bucket != nil { bucket!.giveBack(budget - out.count) }
+        // Handed over now: the firing loop may have appended (and this call read) messages
+        // that fell due after the call began.
+        let handedOver = clock.now()
+        for k in out.indices { out[k].deliveredAt = handedOver }
         return out
     }
 

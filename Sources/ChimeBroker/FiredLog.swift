@@ -63,7 +63,9 @@ final class FiredLog: @unchecked Sendable {
         }
         if !builder.isEmpty { batches.append(try builder.build()) }
         try log.append(contentsOf: batches)
-        try log.flush()
+        // (Under `never` nothing is promised across a power loss; the process dying is
+        // covered, the page cache keeps what was written.)
+        if log.configuration.durability != .never { try log.flush() }
         tag.withLock { $0 = newTag }
     }
 

@@ -57,7 +57,7 @@ public struct ScheduledMessage: Sendable, Equatable {
 public struct TimerEntry: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
         case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9,
-            fireSequence = 10
+            fireSequence = 10, handOver = 11
 
         /// Carries a scheduled record: an original `message` or a compaction's `movedMessage`.
         public var carriesMessage: Bool { self == .message || self == .movedMessage }

@@ -88,6 +88,12 @@ public final class TimingWheel {
     public let checkpointPath: String?
     /// How the last open rebuilt the wheel.
     public private(set) var recovery = Recovery()
+    /// The last `handOver` marker replayed: the hand-over numbered `sequence` covered every
+    /// level-0 slot up to `through`. Completing it after a crash marks the same slots.
+    private var replayedHandOver: (sequence: UInt64, through: Int64)?
+    /// Most entries one hand-over gathers from consecutive due slots (a catch-up after a
+    /// long stop is handed over in pieces of about this size).
+    public var handOverEntryLimit = 65_536
 
     public struct Recovery: Sendable, Equatable {
         /// A valid checkpoint was loaded (else the whole log was replayed).
@@ -153,7 +159,9 @@ public final class TimingWheel {
         while nextFireSequence <= appliedFireSequence, let next = nextExpiration() {
             time = max(time, next.start)
             if next.level == 0 {
-                _ = try fire(start: next.start)
+                // The same slots as the hand-over that was applied: its marker says up to where.
+                let through = replayedHandOver.flatMap { $0.sequence == nextFireSequence ? $0.through : nil } ?? next.start
+                _ = try fire(starts: dueRun(through: max(through, next.start), entryLimit: .max))
             } else {
                 try cascade(level: next.level, start: next.start)
             }
@@ -584,7 +592,7 @@ public final class TimingWheel {
         while let next = nextExpiration(), next.start <= max(now, time) {
             time = max(time, next.start)
             if next.level == 0 {
-                fired += try fire(start: next.start)
+                fired += try fire(starts: dueRun(through: max(now, time), entryLimit: handOverEntryLimit))
             } else {
                 try cascade(level: next.level, start: next.start)
             }
@@ -706,45 +714,90 @@ public final class TimingWheel {
         retire(entries, fired: false)
     }
 
-    /// Hands a level-0 slot's messages over, in publish order (by id) without cancelled ones.
-    private func fire(start: Int64) throws -> Int {
-        let entries = walk(index(0, start)).entries
-        var cancelled = Set<Int64>()
-        var targets: [Int64] = []
-        targets.reserveCapacity(entries.count)
-        for e in entries {
-            if e.kind == .cancel { cancelled.insert(e.reference) } else { targets.append(e.target) }
+    /// The level-0 slots to hand over together, in time order: the next one, and each
+    /// following one that starts by `through` with no higher-level slot (a cascade, which
+    /// must go first) starting before it, while fewer than `entryLimit` entries are gathered.
+    /// One hand-over then costs one sync and one delivery however many slots fell due
+    /// while the last one was being made: the batching adapts to the load.
+    private func dueRun(through: Int64, entryLimit: Int) -> [Int64] {
+        var higher = Int64.max
+        for o in 2..<occupancy.count {
+            if let s = occupancy[o].next(atOrAfter: 0) { higher = min(higher, slots[o * geometry.slotsPerLevel + s].start) }
         }
-        targets.sort()
+        var starts: [Int64] = []
+        for o in 0..<2 {
+            var s = occupancy[o].next(atOrAfter: 0)
+            while let slot = s {
+                let start = slots[o * geometry.slotsPerLevel + slot].start
+                if start <= through && start < higher { starts.append(start) }
+                s = occupancy[o].next(atOrAfter: slot + 1)
+            }
+        }
+        starts.sort()
+        var run: [Int64] = []
+        var entries = 0
+        for start in starts {
+            if !run.isEmpty && entries >= entryLimit { break }
+            run.append(start)
+            entries += Int(slots[index(0, start)].count)
+        }
+        return run
+    }
+
+    /// Hands over the messages of level-0 slots (`dueRun`), slot by slot in time order and
+    /// within a slot in publish order (by id), without cancelled ones: one hand-over, one
+    /// number. The slots' "fired" markers land together after it.
+    private func fire(starts: [Int64]) throws -> Int {
+        precondition(!starts.isEmpty)
         var fired: [FiredMessage] = []
-        fired.reserveCapacity(targets.count)
         var sizes: [(position: Int64, size: Int)] = []
-        sizes.reserveCapacity(targets.count)
-        var previous: Int64 = -1
-        for t in targets where t != previous {
-            previous = t
-            do {
-                let m = try reader.message(at: t)
-                sizes.append((t, m.size))
-                if !cancelled.contains(m.id) { fired.append(FiredMessage(id: m.id, message: m.message)) }
-            } catch {
-                logger.error("scheduled message lost to damage", metadata: ["position": "\(t)", "error": "\(error)"])
-                if let size = reader.declaredSize(at: t) { sizes.append((t, size)) }
+        var lists: [[TimerEntryFields]] = []
+        lists.reserveCapacity(starts.count)
+        for start in starts {
+            let entries = walk(index(0, start)).entries
+            lists.append(entries)
+            var cancelled = Set<Int64>()
+            var targets: [Int64] = []
+            targets.reserveCapacity(entries.count)
+            for e in entries {
+                if e.kind == .cancel { cancelled.insert(e.reference) } else { targets.append(e.target) }
             }
-        }
-        // Ids are original positions: publish order, also for messages a compaction moved.
-        if zip(fired, fired.dropFirst()).contains(where: { $0.id >= $1.id }) {
-            fired.sort { $0.id < $1.id }
-            var seen: Int64 = -1
-            fired.removeAll { f in
-                defer { seen = f.id }
-                return f.id == seen
+            targets.sort()
+            var slotFired: [FiredMessage] = []
+            slotFired.reserveCapacity(targets.count)
+            var previous: Int64 = -1
+            for t in targets where t != previous {
+                previous = t
+                do {
+                    let m = try reader.message(at: t)
+                    sizes.append((t, m.size))
+                    if !cancelled.contains(m.id) { slotFired.append(FiredMessage(id: m.id, message: m.message)) }
+                } catch {
+                    logger.error("scheduled message lost to damage", metadata: ["position": "\(t)", "error": "\(error)"])
+                    if let size = reader.declaredSize(at: t) { sizes.append((t, size)) }
+                }
             }
+            // Ids are original positions: publish order, also for messages a compaction moved.
+            if zip(slotFired, slotFired.dropFirst()).contains(where: { $0.id >= $1.id }) {
+                slotFired.sort { $0.id < $1.id }
+                var seen: Int64 = -1
+                slotFired.removeAll { f in
+                    defer { seen = f.id }
+                    return f.id == seen
+                }
+            }
+            fired.append(contentsOf: slotFired)
         }
         let sequence = nextFireSequence
         let handedOver = sequence > appliedFireSequence
         if handedOver {
             if !fired.isEmpty {
+                // Which slots this hand-over covers, for completing it after a crash.
+                var intent: [UInt8] = []
+                TimerEntry.append(
+                    .handOver, level: 0, slot: geometry.slot(level: 0, time: starts.last!), dueAt: starts.last!, next: TimerEntry.noPosition,
+                    reference: Int64(sequence), to: &intent)
+                try log.append(intent)
                 // Everything that led to this hand-over must be on disk before the
                 // destination records its number, or a crash could renumber the fires.
                 // (Under `never` the log promises nothing across a power loss anyway.)
@@ -753,17 +806,23 @@ public final class TimingWheel {
                 appliedFireSequence = sequence
             }
         } else {
-            // Applied before a crash that came before the marker: complete the marker only.
-            logger.info("hand-over already applied; completing its marker", metadata: ["sequence": "\(sequence)", "slotStart": "\(start)"])
+            // Applied before a crash that came before the markers: complete the markers only.
+            logger.info("hand-over already applied; completing its markers", metadata: ["sequence": "\(sequence)", "slots": "\(starts.count)"])
         }
-        var marker: [UInt8] = []
-        TimerEntry.append(
-            .slotFired, level: 0, slot: geometry.slot(level: 0, time: start), dueAt: start, next: TimerEntry.noPosition,
-            reference: Int64(sequence), to: &marker)
-        try log.append(marker)
+        var markers: [[UInt8]] = []
+        for start in starts {
+            var marker: [UInt8] = []
+            TimerEntry.append(
+                .slotFired, level: 0, slot: geometry.slot(level: 0, time: start), dueAt: start, next: TimerEntry.noPosition,
+                reference: Int64(sequence), to: &marker)
+            markers.append(marker)
+        }
+        _ = try appendGroup(markers)
         nextFireSequence = sequence + 1
-        clear(level: 0, start: start)
-        retire(entries, fired: true, messageSizes: sizes)
+        for (k, start) in starts.enumerated() {
+            clear(level: 0, start: start)
+            retire(lists[k], fired: true, messageSizes: k == 0 ? sizes : [])
+        }
         return handedOver ? fired.count : 0  // re-applied hand-overs count 0
     }
 
@@ -1013,6 +1072,8 @@ public final class TimingWheel {
         case .fireSequence:
             nextFireSequence = max(nextFireSequence, UInt64(e.reference) + 1)
             time = max(time, e.dueAt)
+        case .handOver:
+            replayedHandOver = (UInt64(e.reference), e.dueAt)
         case .cascadeProgress:
             // Part of a slot cascaded ahead of time: the entries from its head down
             // to `reference` (exclusive; -1: all) moved one level down. The time

@@ -133,8 +133,9 @@ import Testing
         var wheel = try open(dir, dest)
         try wheel.advance(to: Self.epoch)
         try wheel.schedule([m(Self.epoch + 10, "a"), m(Self.epoch + 20, "b")])
+        try wheel.advance(to: Self.epoch + 10)
         try wheel.advance(to: Self.epoch + 30)
-        #expect(dest.deliveries.count == 2)
+        #expect(dest.deliveries.count == 2, "one hand-over per advance here")
         // Find the first "fired" marker and damage it.
         var marker: Int64 = -1
         var at = wheel.log.startOffset
