@@ -61,6 +61,7 @@ let package = Package(
             dependencies: [
                 "ChimeStore",
                 "ChimeWheel",
+                "ChimeBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -106,7 +107,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimeBrokerTests",
-            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent"]
+            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent", "chime"]
         ),
     ]
 )

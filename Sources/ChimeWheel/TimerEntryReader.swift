@@ -38,12 +38,20 @@ struct TimerEntryReader {
         limits = log.configuration.limits
     }
 
-    /// Runs `body` over the checked bytes of the entry at `address`.
-    private func withEntry<R>(at address: Int64, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+    /// Runs `body` over the checked bytes of the entry at `address`. `verified`: the caller
+    /// checked this entry's CRC a moment ago (the log is append-only and the entry's
+    /// segment stays mapped), so only the frame is checked again.
+    private func withEntry<R>(at address: Int64, verified: Bool = false, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try log.withMappedBytes(at: address) { rest in
             let frame: EntryFrame
             do {
-                frame = try TimerEntryFormat.check(rest, limits: limits)
+                if verified, rest.count >= TimerEntryFormat.headerSize, let peeked = TimerEntryFormat.peek(rest, at: 0, limits: limits),
+                    peeked.totalSize <= rest.count
+                {
+                    frame = peeked
+                } else {
+                    frame = try TimerEntryFormat.check(rest, limits: limits)
+                }
             } catch let error as StoreError {
                 throw StoreError(.corruptBatch, "timer entry at \(address): \(error.message)", position: address)
             }
@@ -78,8 +86,8 @@ struct TimerEntryReader {
 
     /// The message held at `address` (an original or a moved one), with its id and the
     /// entry's size.
-    func message(at address: Int64) throws -> (message: ScheduledMessage, id: Int64, size: Int) {
-        try withEntry(at: address) { raw in
+    func message(at address: Int64, verified: Bool = false) throws -> (message: ScheduledMessage, id: Int64, size: Int) {
+        try withEntry(at: address, verified: verified) { raw in
             guard let kind = TimerEntry.Kind(rawValue: raw[17]), kind.carriesMessage else {
                 throw StoreError(.invalidArgument, "entry at \(address) is not a message")
             }

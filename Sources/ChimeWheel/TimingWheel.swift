@@ -757,19 +757,20 @@ public final class TimingWheel {
             let entries = walk(index(0, start)).entries
             lists.append(entries)
             var cancelled = Set<Int64>()
-            var targets: [Int64] = []
+            // Targets, and whether the walk just checked that very entry (a message, not a link).
+            var targets: [(position: Int64, verified: Bool)] = []
             targets.reserveCapacity(entries.count)
             for e in entries {
-                if e.kind == .cancel { cancelled.insert(e.reference) } else { targets.append(e.target) }
+                if e.kind == .cancel { cancelled.insert(e.reference) } else { targets.append((e.target, e.kind.carriesMessage)) }
             }
-            targets.sort()
+            targets.sort { $0.position < $1.position }
             var slotFired: [FiredMessage] = []
             slotFired.reserveCapacity(targets.count)
             var previous: Int64 = -1
-            for t in targets where t != previous {
+            for (t, verified) in targets where t != previous {
                 previous = t
                 do {
-                    let m = try reader.message(at: t)
+                    let m = try reader.message(at: t, verified: verified)
                     sizes.append((t, m.size))
                     if !cancelled.contains(m.id) { slotFired.append(FiredMessage(id: m.id, message: m.message)) }
                 } catch {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChimeBroker
 import ChimeStore
 import Dispatch
 import Foundation
@@ -6,33 +7,42 @@ import Logging
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Open the data directory, recover every log in it, and run until stopped.",
+        abstract: "Open the data directory and run the broker engine until stopped.",
         discussion: """
-            This release serves the storage engine only: it takes the data directory's lock, \
-            recovers every segment log under it (cutting torn tails, reporting damage), prints \
-            what it found, and waits. Stop it with Ctrl-C or SIGTERM; it syncs and writes the \
-            indexes so the next start needs no scan. The network protocol comes in a later \
-            release.
+            Takes the data directory's lock, opens every topic and partition in it \
+            (recovering what a crash left: torn tails cut, damage reported), catches up on \
+            every scheduled message that fell due while it was down, and keeps firing \
+            scheduled messages on time. Stop it with Ctrl-C or SIGTERM: it writes every \
+            checkpoint, so the next start needs no replay. The network protocol that lets \
+            other processes publish and consume comes in a later release; until then the \
+            engine is used in-process (see README, "The broker engine").
 
-            Example:
+            Examples:
               chime serve --data ./data
+              chime serve --data /var/lib/chime --durability interval=5 --retention-hours 72
             """
     )
 
     @Option(name: .long, help: "Data directory (created if missing).")
     var data: String = "./data"
 
-    @Option(name: .long, help: "When an append is durable: always (group commit), interval=<ms>, never.")
+    @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never.")
     var durability: String = "always"
 
-    @Option(name: .customLong("segment-mib"), help: "Segment size in MiB before a new segment file starts.")
+    @Option(name: .customLong("segment-mib"), help: "Ready-log segment size in MiB before a new segment file starts.")
     var segmentMiB: Int = 256
 
-    @Option(name: .long, help: "Delete sealed segments whose newest record is older than this many hours (default: keep).")
-    var retentionHours: Double?
+    @Option(name: .long, help: "Partitions of topics created on first use.")
+    var partitions: Int = 4
 
-    @Option(name: .customLong("retention-mib"), help: "Delete the oldest sealed segments while a log is larger than this many MiB (default: keep).")
+    @Option(name: .long, help: "Retention of topics created on first use: delete sealed segments older than this many hours (default 168).")
+    var retentionHours: Double = 168
+
+    @Option(name: .customLong("retention-mib"), help: "Retention of topics created on first use: keep at most this many MiB per partition (default: no limit).")
     var retentionMiB: Int?
+
+    @Flag(name: .customLong("no-auto-create"), help: "Refuse unknown topics instead of creating them on first use.")
+    var noAutoCreate = false
 
     @Flag(name: .long, help: "Log every recovery step.")
     var verbose = false
@@ -47,42 +57,33 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--durability must be always, never or interval=<ms>, not '\(durability)'")
         }
         guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("--segment-mib must be between 1 and 4095") }
-        if let hours = retentionHours, !(hours.isFinite && hours > 0) {
+        guard (1...4096).contains(partitions) else { throw ValidationError("--partitions must be between 1 and 4096") }
+        guard retentionHours.isFinite && retentionHours > 0 else {
             throw ValidationError("--retention-hours must be a positive number of hours")
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be a positive number of MiB") }
-        let retention = RetentionPolicy(
-            maxAgeMilliseconds: retentionHours.map { Int64($0 * 3_600_000) },
-            maxBytes: retentionMiB.map { Int64($0) << 20 })
-        let configuration = LogConfiguration(segmentBytes: segmentMiB << 20, durability: policy, retention: retention)
+        let topic = TopicSettings(
+            partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
+        let options = BrokerOptions(
+            directory: data, autoCreateTopics: !noAutoCreate, defaultTopic: topic, durability: policy, readySegmentBytes: segmentMiB << 20)
 
-        let store = try DataDirectory.open(data, configuration: configuration, logger: logger)
-        let segments = store.logs.reduce(0) { $0 + $1.segmentInfos.count }
-        let bytes = store.logs.reduce(Int64(0)) { $0 + $1.totalBytes }
-        let damage = store.logs.flatMap(\.recovery.damaged)
-        say("chime: data directory \(data): \(store.logs.count) log(s), \(segments) segment(s), \(Format.bytes(bytes)), durability \(policy)")
-        for range in damage { say("chime: DAMAGE \(range)") }
-        say("chime: storage engine ready; the network protocol arrives in a later release. Ctrl-C to stop.")
-
-        let sweeper = Task {
-            // Retention runs once a minute; deleting whole segments is cheap.
-            while !Task.isCancelled {
-                let now = Int64(Date().timeIntervalSince1970 * 1000)
-                for log in store.logs {
-                    do {
-                        let deleted = try log.enforceRetention(nowMilliseconds: now)
-                        if !deleted.isEmpty { say("chime: retention deleted \(deleted.count) segment(s) of \(log.directory)") }
-                    } catch {
-                        logger.error("retention failed", metadata: ["log": "\(log.directory)", "error": "\(error)"])
-                    }
-                }
-                try? await Task.sleep(for: .seconds(60))
+        let broker = try await Broker.open(options, logger: logger)
+        let topics = broker.listTopics()
+        var partitionCount = 0
+        var scheduled = 0
+        var bytes: Int64 = 0
+        for t in topics {
+            for p in try await broker.partitionStats(topic: t.name) {
+                partitionCount += 1
+                scheduled += p.scheduled
+                bytes += p.readyBytes + p.timerBytes
             }
         }
+        say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
+        say("chime: broker engine ready; the network protocol arrives in a later release. Ctrl-C to stop.")
         await waitForTerminationSignal()
-        sweeper.cancel()
         say("chime: stopping")
-        try store.close()
+        await broker.close()
         say("chime: stopped cleanly")
     }
 
