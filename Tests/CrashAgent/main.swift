@@ -9,6 +9,11 @@
 //     destination. Schedules messages due within 0–400 ms and prints "ack <id> <dueAt>" once
 //     each schedule is durable. With `drain` it schedules nothing, fires what is pending and
 //     exits 0 when nothing is.
+//
+//   CrashAgent broker <directory> <seed> [drain <expected file>]
+//     A whole Broker (ChimeBroker) on the real clock: publishes immediate and scheduled
+//     messages and consumes them in group "g", printing what was acknowledged (see
+//     BrokerAgent.swift).
 import ChimeStore
 import ChimeWheel
 import Foundation
@@ -17,9 +22,13 @@ import Logging
 /// Unbuffered: a line the parent reads was acknowledged before the kill.
 func say(_ line: String) { FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!) }
 let args = CommandLine.arguments
-guard args.count >= 4, args[1] == "append" || args[1] == "wheel", let seed = UInt64(args[3]) else {
-    FileHandle.standardError.write("usage: CrashAgent append|wheel <dir> <seed> [...]\n".data(using: .utf8)!)
+guard args.count >= 4, ["append", "wheel", "broker"].contains(args[1]), let seed = UInt64(args[3]) else {
+    FileHandle.standardError.write("usage: CrashAgent append|wheel|broker <dir> <seed> [...]\n".data(using: .utf8)!)
     exit(2)
+}
+if args[1] == "broker" {
+    await BrokerAgent.run(directory: args[2], seed: seed, drainList: args.count > 5 && args[4] == "drain" ? args[5] : nil)
+    exit(0)
 }
 if args[1] == "wheel" {
     try await runWheel(directory: args[2], seed: seed, drain: args.count > 4 && args[4] == "drain")
