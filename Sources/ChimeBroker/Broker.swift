@@ -315,6 +315,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
         if groups.count == 1, let (p, _) = groups.first {
             return try await partitions[p].publish(messages, producer: nil, asBroker: asBroker)
         }
+        // Checked before any partition stores its part: a call refused for one bad message
+        // must store none of the others (each partition only sees its own part).
+        if let settings = state.withLock({ $0.topics[topic]?.info.settings }) {
+            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, asBroker: asBroker)
+        }
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: 0, duplicate: false), count: messages.count)
         try await withThrowingTaskGroup(of: (Int, [PublishedMessage]).self) { tasks in
             for (p, indices) in groups {
@@ -434,14 +439,21 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let reader = "__redrive." + name
         let membership = try await join(group: reader, member: "redrive", topics: [dlq])
         var moved = 0
-        defer { Task { try? await self.leave(group: reader, member: membership.memberID) } }
-        while moved < max {
-            let letters = try await fetch(group: reader, member: membership.memberID, max: Swift.min(1_000, max - moved))
-            guard !letters.isEmpty else { break }
-            for letter in letters { try await g.redrive(letter) }
-            try await ack(group: reader, member: membership.memberID, letters.map(\.receipt))
-            moved += letters.count
+        do {
+            while moved < max {
+                let letters = try await fetch(group: reader, member: membership.memberID, max: Swift.min(1_000, max - moved))
+                guard !letters.isEmpty else { break }
+                for letter in letters { try await g.redrive(letter) }
+                try await ack(group: reader, member: membership.memberID, letters.map(\.receipt))
+                moved += letters.count
+            }
+        } catch {
+            try? await leave(group: reader, member: membership.memberID)
+            throw error
         }
+        // Leave before returning (not in a detached task): a reader still in the group would
+        // keep half of the dead-letter partitions from the next redrive's reader.
+        try await leave(group: reader, member: membership.memberID)
         return moved
     }
 

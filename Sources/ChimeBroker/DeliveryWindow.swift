@@ -178,7 +178,7 @@ struct DeliveryWindow {
     /// delay, a revoked partition).
     mutating func release(_ offset: Int64, lease: UInt32) throws {
         _ = try check(offset, lease: lease)
-        endLease(offset)
+        endLease(offset, requeued: true)
         setWaiting(offset)
     }
 
@@ -217,7 +217,7 @@ struct DeliveryWindow {
         while let t = timers.min, t.deadline <= now {
             timers.removeMin()
             guard let s = slot(t.offset), s.state == .leased, s.lease == t.lease, s.deadline == t.deadline else { continue }
-            endLease(t.offset)
+            endLease(t.offset, requeued: true)
             setWaiting(t.offset)
             out.append((t.offset, Int(s.attempt)))
         }
@@ -232,7 +232,7 @@ struct DeliveryWindow {
         var count = 0
         for i in slots.indices where slots[i].state == .leased {
             let offset = frontier + Int64(i)
-            endLease(offset)
+            endLease(offset, requeued: true)
             setWaiting(offset)
             count += 1
         }
@@ -250,8 +250,13 @@ struct DeliveryWindow {
         waiting.append(offset)
     }
 
-    /// Bookkeeping of a lease that ends (acked, released, parked, expired).
-    private mutating func endLease(_ offset: Int64) {
+    /// Whether a message with this key is leased from this window (key ordering only).
+    func isKeyInFlight(_ keyHash: UInt64) -> Bool { keysInFlight[keyHash, default: 0] > 0 }
+
+    /// Bookkeeping of a lease that ends (acked, released, parked, expired). `requeued`: the
+    /// message waits for delivery again (released, expired, revoked), so it stays first of
+    /// its key and the next one held back behind it stays held back.
+    private mutating func endLease(_ offset: Int64, requeued: Bool = false) {
         let s = slots[Int(offset - frontier)]
         guard s.state == .leased else { return }
         inFlight -= 1
@@ -263,6 +268,7 @@ struct DeliveryWindow {
             return
         }
         keysInFlight[s.keyHash] = nil
+        guard !requeued else { return }
         // The next message with this key, held back, is first in line now.
         if var queue = blocked[s.keyHash], let next = queue.popFirst() {
             blocked[s.keyHash] = queue.isEmpty ? nil : queue

@@ -161,14 +161,7 @@ actor Partition {
     func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         let now = clock.now()
-        for m in messages {
-            guard m.size <= settings.maxMessageBytes else {
-                throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(settings.maxMessageBytes)")
-            }
-            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
-                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
-            }
-        }
+        try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, asBroker: asBroker)
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
         var previousSequence: Int32? = nil
         if let producer {
@@ -280,6 +273,19 @@ actor Partition {
             // Nothing of this publish is acknowledged: a retry must not count as a duplicate.
             if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
             throw error
+        }
+    }
+
+    /// Refuses a publish with a message over the size limit or a producer header in the
+    /// broker's `chime-` namespace.
+    static func check(_ messages: [OutgoingMessage], maxMessageBytes: Int, asBroker: Bool) throws {
+        for m in messages {
+            guard m.size <= maxMessageBytes else {
+                throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(maxMessageBytes)")
+            }
+            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
+                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
+            }
         }
     }
 

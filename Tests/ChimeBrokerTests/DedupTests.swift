@@ -33,7 +33,7 @@ import Testing
         #expect(stored[0].id != first[0].id)
         #expect(stored[1].id == retry[1].id)
 
-        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: GroupSettings(sessionTimeoutMilliseconds: 1_000_000))
         #expect(try await s.consumeAll("g", m.memberID).texts.sorted() == ["one", "one-new", "three", "two"])
         try await s.advance(by: 50_000)
         #expect(try await s.consumeAll("g", m.memberID).texts == ["s"])

@@ -27,11 +27,11 @@ import Testing
         // b0's lease runs out: b0 comes back before b1, and b1 waits for it.
         s.clock.advance(by: 1_000)
         let third = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
-        #expect(third.texts == ["a1", "b0"])
+        #expect(third.texts.sorted() == ["a1", "b0"])
         #expect(third.map(\.attempt) == [2, 2])
         try await s.broker.ack(group: "g", member: m.memberID, third.map(\.receipt))
         let fourth = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
-        #expect(fourth.texts == ["a2", "b1"])
+        #expect(fourth.texts.sorted() == ["a2", "b1"])
         try await s.broker.ack(group: "g", member: m.memberID, fourth.map(\.receipt))
         #expect(try await s.broker.groupStats("g").partitions.map(\.committed) == [6])
         await s.broker.close()

@@ -53,8 +53,9 @@ import Testing
         #expect(published[0..<6].allSatisfy { $0.id?.kind == .ready })
         #expect(published[6...].allSatisfy { $0.id?.kind == .scheduled })
 
-        let a = try await s.broker.join(group: "A", member: "a1", topics: ["jobs"])
-        let b = try await s.broker.join(group: "B", member: "b1", topics: ["jobs"])
+        let idle = GroupSettings(sessionTimeoutMilliseconds: 1_000_000)
+        let a = try await s.broker.join(group: "A", member: "a1", topics: ["jobs"], settings: idle)
+        let b = try await s.broker.join(group: "B", member: "b1", topics: ["jobs"], settings: idle)
         #expect(a.assignment.count == 3 && b.assignment.count == 3)
 
         let nowA = try await s.consumeAll("A", a.memberID)
