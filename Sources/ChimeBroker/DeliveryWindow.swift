@@ -21,6 +21,9 @@ struct DeliveryWindow {
         /// Serial of the current (or last) lease: a receipt must name it.
         var lease: UInt32 = 0
         var keyed = false
+        /// Key ordering: delivered, then waiting again (expired, released, revoked) — still
+        /// the first of its key, so the messages held back behind it stay held back.
+        var holdsKey = false
         var member: UInt64 = 0
         var deadline: Int64 = 0
         var keyHash: UInt64 = 0
@@ -130,6 +133,7 @@ struct DeliveryWindow {
         let serial = nextLease
         nextLease &+= 1
         slots[i].state = .leased
+        slots[i].holdsKey = false
         slots[i].attempt &+= 1
         slots[i].lease = serial
         slots[i].member = member
@@ -171,6 +175,9 @@ struct DeliveryWindow {
             ackedAbove -= 1
             moved = true
         }
+        // It was first of its key while waiting again; now that it is gone (dead-lettered
+        // after its lease expired), the next one may go.
+        if s.holdsKey { unblockNext(s.keyHash) }
         return moved
     }
 
@@ -268,11 +275,23 @@ struct DeliveryWindow {
             return
         }
         keysInFlight[s.keyHash] = nil
-        guard !requeued else { return }
-        // The next message with this key, held back, is first in line now.
-        if var queue = blocked[s.keyHash], let next = queue.popFirst() {
-            blocked[s.keyHash] = queue.isEmpty ? nil : queue
-            waiting.prepend(next)
+        if requeued {
+            slots[Int(offset - frontier)].holdsKey = true
+            return
         }
+        unblockNext(s.keyHash)
+    }
+
+    /// The next message held back behind `keyHash` is first in line now (once nothing of
+    /// that key is leased). Offsets acked or skipped while held back are passed over.
+    private mutating func unblockNext(_ keyHash: UInt64) {
+        guard keysInFlight[keyHash] == nil, var queue = blocked[keyHash] else { return }
+        while let next = queue.popFirst() {
+            if let s = slot(next), s.state == .waiting {
+                waiting.prepend(next)
+                break
+            }
+        }
+        blocked[keyHash] = queue.isEmpty ? nil : queue
     }
 }

@@ -83,10 +83,10 @@ import Testing
 
     /// Many keys, seeded random acks, nacks and expiries: at no point are two messages with
     /// one key in flight, and each key's first deliveries follow publish order.
-    @Test func randomisedKeyOrdering() async throws {
+    @Test(arguments: [7, 11, 23, 99] as [UInt64]) func randomisedKeyOrdering(seed: UInt64) async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
-        var rng = SeededGenerator(seed: 7)
+        var rng = SeededGenerator(seed: seed)
         let keys = (0..<5).map { "k\($0)" }
         var published: [String: [String]] = [:]
         for i in 0..<60 {
@@ -138,5 +138,43 @@ struct SeededGenerator: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+@Suite struct KeyOrderingDeadLetterTests {
+    /// The first message of a key expiring past its attempts goes to the dead-letter topic;
+    /// the next message of the key is delivered then, not held back for ever.
+    @Test func deadLetteredHeadReleasesItsKey() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", [.text("a0", key: "a"), .text("a1", key: "a"), .text("b0", key: "b")])
+        let settings = GroupSettings(leaseMilliseconds: 1_000, sessionTimeoutMilliseconds: 1_000_000, maxAttempts: 2, keyOrdering: true)
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: settings)
+        var seen: [[String]] = []
+        for _ in 0..<3 {
+            let got = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
+            seen.append(got.texts)
+            try await s.broker.ack(group: "g", member: m.memberID, got.filter { $0.text != "a0" }.map(\.receipt))
+            s.clock.advance(by: 1_000)
+        }
+        #expect(seen == [["a0", "b0"], ["a0"], ["a1"]])
+        let dlq = try await s.broker.join(group: "inspect", member: "i", topics: ["g.dlq"])
+        #expect(try await s.consumeAll("inspect", dlq.memberID).texts == ["a0"])
+        await s.broker.close()
+    }
+
+    /// Same with a nack past the attempts, and a term.
+    @Test func nackedAndTermedHeadsReleaseTheirKeys() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", [.text("a0", key: "a"), .text("a1", key: "a"), .text("b0", key: "b"), .text("b1", key: "b")])
+        let settings = GroupSettings(leaseMilliseconds: 60_000, sessionTimeoutMilliseconds: 1_000_000, maxAttempts: 1, keyOrdering: true)
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: settings)
+        let first = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
+        #expect(first.texts == ["a0", "b0"])
+        try await s.broker.nack(group: "g", member: m.memberID, [first[0].receipt], reason: "no")
+        try await s.broker.term(group: "g", member: m.memberID, [first[1].receipt], reason: "bad")
+        #expect(try await s.consumeAll("g", m.memberID).texts.sorted() == ["a1", "b1"])
+        await s.broker.close()
     }
 }
