@@ -180,3 +180,35 @@ import Testing
         await s.broker.close()
     }
 }
+
+@Suite struct MixedSubscriptionTests {
+    /// Members subscribed to different topics: a topic's partitions only go to members that
+    /// subscribe to it; when its last subscriber leaves, they have no owner.
+    @Test func partitionsGoOnlyToSubscribers() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        try s.broker.createTopic("mail", settings: TopicSettings(partitions: 2))
+        let settings = GroupSettings(sessionTimeoutMilliseconds: 1_000_000)
+        let a = try await s.broker.join(group: "g", member: "a", topics: ["jobs"], settings: settings)
+        let b = try await s.broker.join(group: "g", member: "b", topics: ["jobs", "mail"])
+        let a1 = try await s.broker.heartbeat(group: "g", member: a.memberID)
+        #expect(a1.assignment.allSatisfy { $0.topic == "jobs" })
+        #expect(Set(b.assignment.filter { $0.topic == "mail" }.map(\.partition)) == [0, 1])
+        let all = a1.assignment + b.assignment
+        #expect(Set(all).count == 4 && all.count == 4)
+        _ = try await s.broker.publish(topic: "mail", [.text("m0")], partition: 0)
+        _ = try await s.broker.publish(topic: "jobs", [.text("j0")], partition: 0)
+        _ = try await s.broker.publish(topic: "jobs", [.text("j1")], partition: 1)
+        let got = try await s.consumeAll("g", a.memberID) + s.consumeAll("g", b.memberID)
+        #expect(got.texts.sorted() == ["j0", "j1", "m0"])
+        #expect(got.filter { $0.topic == "mail" }.texts == ["m0"])
+        try await s.broker.leave(group: "g", member: b.memberID)
+        let a2 = try await s.broker.heartbeat(group: "g", member: a.memberID)
+        #expect(a2.assignment.map(\.description).sorted() == ["jobs/0", "jobs/1"])
+        _ = try await s.broker.publish(topic: "mail", [.text("m1")], partition: 1)
+        #expect(try await s.fetchAll("g", a.memberID).isEmpty)
+        let stats = try await s.broker.groupStats("g")
+        #expect(stats.partitions.filter { $0.topic == "mail" }.map(\.owner) == [nil, nil])
+        await s.broker.close()
+    }
+}
