@@ -1,5 +1,6 @@
 import ChimeStore
 import ChimeWheel
+import DequeModule
 import Logging
 
 /// One partition of a topic: its ready log, its timer log and wheel, its producer state.
@@ -24,6 +25,11 @@ actor Partition {
     private let logger: Logger
     private var running: Task<Void, Never>?
     private var closed = false
+    /// Publishes take turns from their dedup and producer checks until their ids are
+    /// remembered: scheduling into the wheel suspends this actor, and a publish running in
+    /// that gap would not see the keys and sequences of the one suspended.
+    private var publishing = false
+    private var publishQueue: Deque<CheckedContinuation<Void, Never>> = []
 
     struct Stats: Sendable, Equatable {
         var readyStart: Int64
@@ -160,8 +166,12 @@ actor Partition {
     /// wheel. Returns one outcome per message, in order. Durable (as the policy says) on return.
     func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
-        let now = clock.now()
         try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, asBroker: asBroker)
+        await takePublishTurn()
+        var holdingTurn = true
+        defer { if holdingTurn { endPublishTurn() } }
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        let now = clock.now()
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
         var previousSequence: Int32? = nil
         if let producer {
@@ -261,6 +271,9 @@ actor Partition {
             // In-batch dedup duplicates point at the message stored first.
             for (d, first) in sameBatch { out[d].id = out[first].id }
             if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id)) }
+            // The turn ends before the sync, so that concurrent publishes share it.
+            holdingTurn = false
+            endPublishTurn()
             // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
             do {
                 if let readyEnd { try await ready.log.waitUntilDurable(readyEnd) }
@@ -287,6 +300,19 @@ actor Partition {
                 throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
             }
         }
+    }
+
+    private func takePublishTurn() async {
+        guard publishing else {
+            publishing = true
+            return
+        }
+        await withCheckedContinuation { publishQueue.append($0) }
+    }
+
+    /// Hands the turn to the next waiting publish (which then holds it), or frees it.
+    private func endPublishTurn() {
+        if let next = publishQueue.popFirst() { next.resume() } else { publishing = false }
     }
 
     // MARK: - Scheduled messages
