@@ -134,6 +134,7 @@ actor ConsumerGroup {
 
     func heartbeat(member: UInt64) async throws -> Membership {
         try await live(member)
+        try await expireLeases(now: clock.now())
         return view(member)
     }
 
@@ -381,7 +382,10 @@ actor ConsumerGroup {
         }
         // One journal append and one sync per partition per call.
         for (key, entries) in acked {
-            _ = try parts[key]!.journal.append(entries, now: now)
+            // The partition this call settled on (the map may have lost it meanwhile: a
+            // topic deleted while a refusal was being dead-lettered).
+            guard let gp = touched[key] else { continue }
+            _ = try gp.journal.append(entries, now: now)
         }
         for gp in touched.values {
             try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
@@ -577,15 +581,25 @@ actor ConsumerGroup {
         self.settings = settings
     }
 
-    func members() -> [GroupMemberInfo] {
-        membership.members.values.sorted { $0.id < $1.id }.map { m in
+    /// What the clock says happened since the last call, for the read-only calls: silent
+    /// members leave, expired leases end (as any other call would have done first).
+    private func catchUp() async throws {
+        let now = clock.now()
+        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        try await expireLeases(now: now)
+    }
+
+    func members() async throws -> [GroupMemberInfo] {
+        try await catchUp()
+        return membership.members.values.sorted { $0.id < $1.id }.map { m in
             GroupMemberInfo(
                 id: m.id, name: m.name, topics: m.topics.sorted(), lastSeen: m.lastSeen,
                 assignment: membership.partitions(of: m.id).map { TopicPartition(topic: topicNames[$0.topicID] ?? "?", partition: $0.partition) })
         }
     }
 
-    func stats() -> GroupStats {
+    func stats() async throws -> GroupStats {
+        try await catchUp()
         let partitions = parts.values.sorted { $0.key < $1.key }.map { gp in
             let readyEnd = gp.partition.ready.log.endOffset
             let retryEnd = gp.retryLog.log.endOffset

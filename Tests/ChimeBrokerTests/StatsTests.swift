@@ -108,3 +108,35 @@ import Testing
         await s.broker.close()
     }
 }
+
+@Suite struct StatsAfterTimeTests {
+    /// Stats and the member list reflect expired leases and silent members without any
+    /// other call in between.
+    @Test func statsSeeExpiredLeasesAndSilentMembers() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        _ = try await s.broker.publish(topic: "jobs", [.text("a")], partition: 0)
+        _ = try await s.broker.publish(topic: "jobs", [.text("b")], partition: 1)
+        let settings = GroupSettings(leaseMilliseconds: 1_000, sessionTimeoutMilliseconds: 5_000)
+        let a = try await s.broker.join(group: "g", member: "a", topics: ["jobs"], settings: settings)
+        let b = try await s.broker.join(group: "g", member: "b", topics: ["jobs"])
+        _ = try await s.fetchAll("g", a.memberID)
+        _ = try await s.fetchAll("g", b.memberID)
+        #expect(try await s.broker.groupStats("g").partitions.map(\.inFlight) == [1, 1])
+        s.clock.advance(by: 1_000)
+        var stats = try await s.broker.groupStats("g")
+        #expect(stats.partitions.map(\.inFlight) == [0, 0])
+        #expect(stats.members == 2)
+        s.clock.advance(by: 3_000)
+        _ = try await s.broker.heartbeat(group: "g", member: b.memberID)
+        s.clock.advance(by: 1_001)
+        stats = try await s.broker.groupStats("g")
+        #expect(stats.members == 1)
+        #expect(stats.partitions.map(\.owner) == [b.memberID, b.memberID])
+        #expect(try await s.broker.groupMembers("g").map(\.name) == ["b"])
+        let got = try await s.consumeAll("g", b.memberID)
+        #expect(got.texts.sorted() == ["a", "b"])
+        #expect(got.map(\.attempt) == [2, 2])
+        await s.broker.close()
+    }
+}
