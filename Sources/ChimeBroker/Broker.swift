@@ -318,7 +318,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         // Checked before any partition stores its part: a call refused for one bad message
         // must store none of the others (each partition only sees its own part).
         if let settings = state.withLock({ $0.topics[topic]?.info.settings }) {
-            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, asBroker: asBroker)
+            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: partitions[0].dueLimit, asBroker: asBroker)
         }
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: 0, duplicate: false), count: messages.count)
         try await withThrowingTaskGroup(of: (Int, [PublishedMessage]).self) { tasks in
@@ -351,6 +351,10 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     // MARK: - Groups
+
+    /// Longest nack delay, lease or lease extension: a century. Relative times are added to
+    /// the clock, and a larger one would overflow (a trap, not an error) or leave the wheel's range.
+    public static let maxDelayMilliseconds: Int64 = 100 * 366 * 86_400_000
 
     private func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
         try Names.validate(name, what: "group")
@@ -414,14 +418,19 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// group's retry path; past the max attempts, dead-lettered.
     @discardableResult
     public func nack(group: String, member: UInt64, _ receipts: [DeliveryReceipt], delay: Int64 = 0, reason: String? = nil) async throws -> [BrokerError?] {
-        guard delay >= 0 else { throw BrokerError(.invalidArgument, "nack delay must not be negative") }
+        guard delay >= 0, delay <= Self.maxDelayMilliseconds else {
+            throw BrokerError(.invalidArgument, "nack delay must be 0...\(Self.maxDelayMilliseconds) ms, not \(delay)")
+        }
         return try await self.group(group).nack(member: member, receipts, delay: delay, reason: reason)
     }
 
     /// Extends leases to `milliseconds` from now.
     @discardableResult
     public func extend(group: String, member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
-        try await self.group(group).extend(member: member, receipts, by: milliseconds)
+        guard milliseconds <= Self.maxDelayMilliseconds else {
+            throw BrokerError(.invalidArgument, "a lease extends by at most \(Self.maxDelayMilliseconds) ms, not \(milliseconds)")
+        }
+        return try await self.group(group).extend(member: member, receipts, by: milliseconds)
     }
 
     /// Gives up on deliveries: they go to the group's dead-letter topic (`<group>.dlq`).

@@ -18,6 +18,8 @@ actor Partition {
     nonisolated let ready: FiredLog
     nonisolated let timerLog: TimerLog
     nonisolated let sink: PartitionFireSink
+    /// Due times must be below this (the wheel's range).
+    nonisolated let dueLimit: Int64
     let loop: FiringLoop
     private var settings: TopicSettings
     private var producers: ProducerState
@@ -51,6 +53,7 @@ actor Partition {
         self.index = index
         self.directory = directory
         self.settings = settings
+        self.dueLimit = geometry.limit
         self.clock = options.clock
         var logger = logger
         logger[metadataKey: "partition"] = "\(topic)/\(index)"
@@ -166,7 +169,7 @@ actor Partition {
     /// wheel. Returns one outcome per message, in order. Durable (as the policy says) on return.
     func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
-        try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, asBroker: asBroker)
+        try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: dueLimit, asBroker: asBroker)
         await takePublishTurn()
         var holdingTurn = true
         defer { if holdingTurn { endPublishTurn() } }
@@ -289,10 +292,14 @@ actor Partition {
         }
     }
 
-    /// Refuses a publish with a message over the size limit or a producer header in the
-    /// broker's `chime-` namespace.
-    static func check(_ messages: [OutgoingMessage], maxMessageBytes: Int, asBroker: Bool) throws {
+    /// Refuses a publish with a message over the size limit, a due time past the wheel's
+    /// range (found here, not by the wheel after the ready part is stored), or a producer
+    /// header in the broker's `chime-` namespace.
+    static func check(_ messages: [OutgoingMessage], maxMessageBytes: Int, dueLimit: Int64, asBroker: Bool) throws {
         for m in messages {
+            if let due = m.deliverAt, due >= dueLimit {
+                throw BrokerError(.invalidArgument, "due time \(due) ms is past the wheel's range (below \(dueLimit))")
+            }
             guard m.size <= maxMessageBytes else {
                 throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(maxMessageBytes)")
             }
@@ -331,6 +338,10 @@ actor Partition {
 
     func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
         try checkScheduled(id)
+        // Checked here: the wheel's refusal of a bad time would read as an unknown id.
+        guard dueAt >= 0, dueAt < dueLimit else {
+            throw BrokerError(.invalidArgument, "due time \(dueAt) ms is outside 0..<\(dueLimit)")
+        }
         let moved: Int64
         do {
             moved = try await loop.reschedule(id.value, to: dueAt)

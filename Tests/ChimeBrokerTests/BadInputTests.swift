@@ -1,5 +1,6 @@
 import ChimeBroker
 import ChimeStore
+import ChimeWheel
 import Testing
 
 /// Refused input gets its typed error, stores nothing, and leaves the broker serving.
@@ -73,5 +74,47 @@ import Testing
         #expect(try await s.broker.partitionStats(topic: "jobs").map(\.logEnd) == [5, 1])
         await s.broker.close()
         await expectBrokerError(.closed) { try await s.broker.publish(topic: "jobs", [.text("late")]) }
+    }
+}
+
+@Suite struct BadDueTimeTests {
+    /// A due time past what the wheel can hold is bad input, refused before anything of
+    /// the call is stored; rescheduling to it too (the message stays pending).
+    @Test func dueTimeBeyondTheWheel() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        try await s.broker.fireDue()
+        let limit = WheelGeometry.slots256.limit
+        await expectBrokerError(.invalidArgument) {
+            try await s.broker.publish(topic: "jobs", [.text("now"), .text("never", at: limit)])
+        }
+        let pending = try await s.broker.publish(topic: "jobs", [.text("soon", at: s.now + 1_000)])
+        await expectBrokerError(.invalidArgument) { try await s.broker.reschedule(pending[0].id!, to: Int64.max) }
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        #expect(try await s.fetchAll("g", m.memberID).isEmpty)
+        try await s.advance(by: 1_000)
+        #expect(try await s.consumeAll("g", m.memberID).texts == ["soon"])
+        #expect(try await s.broker.partitionStats(topic: "jobs").map(\.logEnd) == [1])
+        await s.broker.close()
+    }
+}
+
+@Suite struct BadDurationTests {
+    /// Relative times that would overflow when added to the clock are refused, not trapped on.
+    @Test func hugeDelaysAndLeasesAreRefused() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", [.text("m")])
+        await expectBrokerError(.invalidArgument) {
+            try await s.broker.join(group: "bad", member: "m", topics: ["jobs"], settings: GroupSettings(leaseMilliseconds: .max))
+        }
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: GroupSettings(sessionTimeoutMilliseconds: .max))
+        let got = try await s.broker.fetch(group: "g", member: m.memberID, max: 1)
+        await expectBrokerError(.invalidArgument) { try await s.broker.nack(group: "g", member: m.memberID, got.map(\.receipt), delay: .max) }
+        await expectBrokerError(.invalidArgument) { try await s.broker.extend(group: "g", member: m.memberID, got.map(\.receipt), by: .max) }
+        #expect(try await s.broker.nack(group: "g", member: m.memberID, got.map(\.receipt), delay: Broker.maxDelayMilliseconds) == [nil])
+        s.clock.advance(by: 1_000_000_000)
+        #expect(try await s.broker.fetch(group: "g", member: m.memberID, max: 1).isEmpty)
+        await s.broker.close()
     }
 }
