@@ -178,3 +178,56 @@ struct SeededGenerator: RandomNumberGenerator {
         await s.broker.close()
     }
 }
+
+@Suite struct KeyOrderingRebalanceTests {
+    /// The partition moves while a key's first message is in flight: the new owner gets that
+    /// message first, and the key's next one only after it is acked.
+    @Test func revokedHeadStaysFirstOfItsKey() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        _ = try await s.broker.publish(topic: "jobs", [.text("c0", key: "c")], partition: 0)
+        _ = try await s.broker.publish(topic: "jobs", [.text("a0", key: "a"), .text("a1", key: "a"), .text("b0", key: "b")], partition: 1)
+        let settings = GroupSettings(leaseMilliseconds: 60_000, sessionTimeoutMilliseconds: 1_000_000, keyOrdering: true)
+        let a = try await s.broker.join(group: "g", member: "a", topics: ["jobs"], settings: settings)
+        let first = try await s.fetchAll("g", a.memberID)
+        #expect(first.byPartition == [0: ["c0"], 1: ["a0", "b0"]])
+        let b = try await s.broker.join(group: "g", member: "b", topics: ["jobs"])
+        // Whichever partition moved, its leases were revoked and the new owner gets them.
+        let moved = try #require(b.assignment.first?.partition)
+        #expect(b.assignment.count == 1)
+        #expect(moved == 1, "the assignment moves the highest partition first; this test wants the keyed one to move")
+        let got = try await s.fetchAll("g", b.memberID)
+        #expect(got.texts.sorted() == first.filter { $0.partition == moved }.texts.sorted())
+        #expect(got.allSatisfy { $0.attempt == 2 })
+        #expect(try await s.fetchAll("g", a.memberID).isEmpty)
+        let kept = first.filter { $0.partition != moved }
+        try await s.broker.ack(group: "g", member: b.memberID, got.map(\.receipt))
+        try await s.broker.ack(group: "g", member: a.memberID, kept.map(\.receipt))
+        let rest = try await s.consumeAll("g", b.memberID) + s.consumeAll("g", a.memberID)
+        #expect(rest.texts == ["a1"])
+        await s.broker.close()
+    }
+}
+
+@Suite struct WindowBoundTests {
+    /// maxInFlight bounds the leases of a partition; maxWindow the span from the oldest
+    /// unacked message to the newest delivered one.
+    @Test func inFlightAndWindowBounds() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", (0..<8).map { .text("m\($0)") })
+        let settings = GroupSettings(maxInFlight: 2, leaseMilliseconds: 60_000, sessionTimeoutMilliseconds: 1_000_000, maxWindow: 3)
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: settings)
+        let first = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
+        #expect(first.texts == ["m0", "m1"])
+        try await s.broker.ack(group: "g", member: m.memberID, [first[1].receipt])
+        let second = try await s.broker.fetch(group: "g", member: m.memberID, max: 10)
+        #expect(second.texts == ["m2"])
+        try await s.broker.ack(group: "g", member: m.memberID, second.map(\.receipt))
+        // m0 pins the window at three offsets: nothing more until it is acked.
+        #expect(try await s.broker.fetch(group: "g", member: m.memberID, max: 10).isEmpty)
+        try await s.broker.ack(group: "g", member: m.memberID, [first[0].receipt])
+        #expect(try await s.broker.fetch(group: "g", member: m.memberID, max: 10).texts == ["m3", "m4"])
+        await s.broker.close()
+    }
+}
