@@ -496,7 +496,10 @@ actor ConsumerGroup {
             text(ReservedHeader.dlqOffset, "\(source == .ready ? offset : meta.readyOffset ?? offset)")
             text(ReservedHeader.dlqAttempts, "\(attempts)")
             text(ReservedHeader.dlqError, reason)
-            headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(meta.idKind ?? .ready, meta.idKind == nil ? offset : meta.idValue)))
+            // Not as `chime-id`: that would be read as the dead letter's own id, a value of
+            // another topic's partition, and two letters could share it.
+            let original = MessageID(topicID: p.topicID, partition: p.index, kind: meta.idKind ?? .ready, value: meta.idKind == nil ? offset : meta.idValue)
+            text(ReservedHeader.dlqID, original.description)
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             try await host.publishInternal(topic: dlqTopic, messages: [OutgoingMessage(key: r.key, headers: headers, body: r.body)])
             gp.deadLettered += 1
@@ -530,7 +533,8 @@ actor ConsumerGroup {
         guard partition < partitions.count else { throw BrokerError(.badPartition, "\(topic) has no partition \(partition)") }
         let p = partitions[partition]
         var headers = letter.headers.filter { !$0.name.hasPrefix("chime-dlq-") }
-        headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(letter.id.kind, letter.id.value)))
+        let original = header(ReservedHeader.dlqID).flatMap(MessageID.init) ?? letter.id
+        headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(original.kind, original.value)))
         headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(letter.publishedAt)))
         headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(0)))
         if let origin = header(ReservedHeader.dlqOffset).flatMap(Int64.init) {

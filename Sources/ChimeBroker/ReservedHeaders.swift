@@ -32,6 +32,9 @@ enum ReservedHeader {
     static let dlqOffset = "chime-dlq-offset"
     static let dlqAttempts = "chime-dlq-attempts"
     static let dlqError = "chime-dlq-error"
+    /// The message's id in its original topic (text form): a dead letter has an id of its
+    /// own in the dead-letter topic; redrive gives the original back.
+    static let dlqID = "chime-dlq-id"
 
     static func isReserved(_ name: String) -> Bool {
         var it = name.utf8.makeIterator()

@@ -179,3 +179,35 @@ import Testing
         await s.broker.close()
     }
 }
+
+@Suite struct DeadLetterIDTests {
+    /// Dead letters are messages of the dead-letter topic with ids of their own (unique in
+    /// it); the original id travels in a header and comes back with a redrive.
+    @Test func deadLettersHaveTheirOwnIDs() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        try s.broker.createTopic("g.dlq", settings: TopicSettings(partitions: 1))
+        let published = try await s.broker.publish(topic: "jobs", [.text("x")], partition: 0)
+            + s.broker.publish(topic: "jobs", [.text("y")], partition: 1)
+        #expect(published.map { $0.id?.value } == [0, 0])
+        let settings = GroupSettings(sessionTimeoutMilliseconds: 1_000_000)
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: settings)
+        let got = try await s.fetchAll("g", m.memberID)
+        try await s.broker.term(group: "g", member: m.memberID, got.map(\.receipt), reason: "no")
+        let r = try await s.broker.join(group: "reader", member: "r", topics: ["g.dlq"], settings: settings)
+        let letters = try await s.consumeAll("reader", r.memberID)
+        #expect(letters.texts.sorted() == ["x", "y"])
+        #expect(Set(letters.map(\.id)).count == 2)
+        let dlqID = s.broker.listTopics().first { $0.name == "g.dlq" }!.id
+        #expect(letters.allSatisfy { $0.id.topicID == dlqID && $0.id.kind == .ready && $0.id.value == $0.offset })
+        for l in letters {
+            let original = published[l.text == "x" ? 0 : 1].id!
+            #expect(l.header("chime-dlq-id") == original.description)
+        }
+        #expect(try await s.broker.redrive(group: "g") == 2)
+        try await s.broker.fireDue()
+        let back = try await s.consumeAll("g", m.memberID)
+        #expect(Dictionary(uniqueKeysWithValues: back.map { ($0.text, $0.id) }) == ["x": published[0].id!, "y": published[1].id!])
+        await s.broker.close()
+    }
+}
