@@ -380,7 +380,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Joins `member` to a group (created with `settings`, or the defaults, if new),
     /// subscribed to `topics`. Returns its id, the generation, and its partitions.
     public func join(group: String, member: String, topics: [String], settings: GroupSettings? = nil) async throws -> Membership {
-        try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
+        // The subscription is checked before the group is created: a refused join must not
+        // leave a group behind in the metadata.
+        try Names.validate(group, what: "group")
+        guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
+        for t in topics { _ = try await partitions(ofTopic: t, create: true) }
+        return try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
     }
 
     /// Changes a group's settings (persisted; leases already granted keep their deadline).

@@ -69,7 +69,7 @@ import Testing
         await expectBrokerError(.unknownMember) { try await s.broker.fetch(group: "g", member: 12345, max: 1) }
         await expectBrokerError(.invalidArgument) { try await s.broker.nack(group: "g", member: m.memberID, [], delay: -1) }
         #expect(s.broker.listTopics().map(\.name) == ["jobs"])
-        #expect(s.broker.listGroups().contains("g"))
+        #expect(s.broker.listGroups() == ["g"])
         try await serving(s, m.memberID, expect: [])
         #expect(try await s.broker.partitionStats(topic: "jobs").map(\.logEnd) == [5, 1])
         await s.broker.close()
