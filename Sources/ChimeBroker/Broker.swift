@@ -315,6 +315,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
         if groups.count == 1, let (p, _) = groups.first {
             return try await partitions[p].publish(messages, producer: nil, asBroker: asBroker)
         }
+        // Checked before any partition stores its part: a call refused for one bad message
+        // must store none of the others (each partition only sees its own part).
+        if let settings = state.withLock({ $0.topics[topic]?.info.settings }) {
+            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: partitions[0].dueLimit, asBroker: asBroker)
+        }
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: 0, duplicate: false), count: messages.count)
         try await withThrowingTaskGroup(of: (Int, [PublishedMessage]).self) { tasks in
             for (p, indices) in groups {
@@ -347,6 +352,10 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     // MARK: - Groups
 
+    /// Longest nack delay, lease or lease extension: a century. Relative times are added to
+    /// the clock, and a larger one would overflow (a trap, not an error) or leave the wheel's range.
+    public static let maxDelayMilliseconds: Int64 = 100 * 366 * 86_400_000
+
     private func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
         try Names.validate(name, what: "group")
         return try state.withLock { s in
@@ -371,7 +380,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Joins `member` to a group (created with `settings`, or the defaults, if new),
     /// subscribed to `topics`. Returns its id, the generation, and its partitions.
     public func join(group: String, member: String, topics: [String], settings: GroupSettings? = nil) async throws -> Membership {
-        try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
+        // The subscription is checked before the group is created: a refused join must not
+        // leave a group behind in the metadata.
+        try Names.validate(group, what: "group")
+        guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
+        for t in topics { _ = try await partitions(ofTopic: t, create: true) }
+        return try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
     }
 
     /// Changes a group's settings (persisted; leases already granted keep their deadline).
@@ -409,14 +423,19 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// group's retry path; past the max attempts, dead-lettered.
     @discardableResult
     public func nack(group: String, member: UInt64, _ receipts: [DeliveryReceipt], delay: Int64 = 0, reason: String? = nil) async throws -> [BrokerError?] {
-        guard delay >= 0 else { throw BrokerError(.invalidArgument, "nack delay must not be negative") }
+        guard delay >= 0, delay <= Self.maxDelayMilliseconds else {
+            throw BrokerError(.invalidArgument, "nack delay must be 0...\(Self.maxDelayMilliseconds) ms, not \(delay)")
+        }
         return try await self.group(group).nack(member: member, receipts, delay: delay, reason: reason)
     }
 
     /// Extends leases to `milliseconds` from now.
     @discardableResult
     public func extend(group: String, member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
-        try await self.group(group).extend(member: member, receipts, by: milliseconds)
+        guard milliseconds <= Self.maxDelayMilliseconds else {
+            throw BrokerError(.invalidArgument, "a lease extends by at most \(Self.maxDelayMilliseconds) ms, not \(milliseconds)")
+        }
+        return try await self.group(group).extend(member: member, receipts, by: milliseconds)
     }
 
     /// Gives up on deliveries: they go to the group's dead-letter topic (`<group>.dlq`).
@@ -434,14 +453,21 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let reader = "__redrive." + name
         let membership = try await join(group: reader, member: "redrive", topics: [dlq])
         var moved = 0
-        defer { Task { try? await self.leave(group: reader, member: membership.memberID) } }
-        while moved < max {
-            let letters = try await fetch(group: reader, member: membership.memberID, max: Swift.min(1_000, max - moved))
-            guard !letters.isEmpty else { break }
-            for letter in letters { try await g.redrive(letter) }
-            try await ack(group: reader, member: membership.memberID, letters.map(\.receipt))
-            moved += letters.count
+        do {
+            while moved < max {
+                let letters = try await fetch(group: reader, member: membership.memberID, max: Swift.min(1_000, max - moved))
+                guard !letters.isEmpty else { break }
+                for letter in letters { try await g.redrive(letter) }
+                try await ack(group: reader, member: membership.memberID, letters.map(\.receipt))
+                moved += letters.count
+            }
+        } catch {
+            try? await leave(group: reader, member: membership.memberID)
+            throw error
         }
+        // Leave before returning (not in a detached task): a reader still in the group would
+        // keep half of the dead-letter partitions from the next redrive's reader.
+        try await leave(group: reader, member: membership.memberID)
         return moved
     }
 

@@ -74,7 +74,9 @@ public struct GroupSettings: Sendable, Codable, Equatable {
 
     func validate() throws {
         guard maxInFlight >= 1 else { throw BrokerError(.invalidArgument, "maxInFlight must be at least 1") }
-        guard leaseMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "lease must be at least 1 ms") }
+        guard leaseMilliseconds >= 1, leaseMilliseconds <= Broker.maxDelayMilliseconds else {
+            throw BrokerError(.invalidArgument, "lease must be 1...\(Broker.maxDelayMilliseconds) ms")
+        }
         guard sessionTimeoutMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "session timeout must be at least 1 ms") }
         guard maxAttempts.map({ $0 >= 1 }) ?? true else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
         guard rateLimit.map({ $0 > 0 }) ?? true, rateBurst.map({ $0 >= 1 }) ?? true else {

@@ -41,7 +41,8 @@ final class GroupPartition: @unchecked Sendable {
     var retry: DeliveryWindow
     var readyCursor: RecordCursor
     var retryCursor: RecordCursor
-    /// Retries handed to the wheel and not yet seen in the retry log (since opening).
+    /// Retries handed to the wheel (since opening) and not yet read from the retry log;
+    /// those already fired but not read are in both counts until then (see `stats`).
     var retriesScheduled = 0
     var deadLettered = 0
     var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
@@ -133,6 +134,7 @@ actor ConsumerGroup {
 
     func heartbeat(member: UInt64) async throws -> Membership {
         try await live(member)
+        try await expireLeases(now: clock.now())
         return view(member)
     }
 
@@ -153,10 +155,16 @@ actor ConsumerGroup {
 
     /// Drops silent members, records `member`'s sign of life, rebalances if needed.
     private func live(_ member: UInt64) async throws {
+        guard try await expireMembers(touching: member) else { throw unknownMember(member) }
+    }
+
+    /// Drops members silent past the session timeout — `member` included: its call comes
+    /// too late to keep partitions another member may already have been given — then
+    /// records `member`'s sign of life. False when `member` is not (or no longer) in the group.
+    private func expireMembers(touching member: UInt64) async throws -> Bool {
         let now = clock.now()
-        _ = membership.touch(member, now: now)
         if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
-        guard membership.members[member] != nil else { throw unknownMember(member) }
+        return membership.touch(member, now: now)
     }
 
     private func rebalance() async throws {
@@ -231,9 +239,16 @@ actor ConsumerGroup {
         let maxInFlight = settings.maxInFlight
         let log = gp.log(source)
         func room() -> Bool { out.count < limit && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
+        // Held back by a key in flight from the other log; waiting again after this fill.
+        var deferred: [Int64] = []
+        defer { gp.withWindow(source) { w in for offset in deferred.reversed() { w.putBack(offset) } } }
         // Messages waiting for redelivery.
         while room(), let offset = gp.withWindow(source, { $0.nextWaiting() }) {
             guard let record = read(gp, source, offset) else { continue }
+            if heldByOtherLog(gp, source, record) {
+                deferred.append(offset)
+                continue
+            }
             deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
         }
         // New messages, within the window's bound.
@@ -246,8 +261,22 @@ actor ConsumerGroup {
             }
             guard let record = read(gp, source, offset) else { break }
             _ = gp.withWindow(source) { $0.admitNext() }
+            // A retry read from the retry log has left the wheel (see `stats`).
+            if source == .retry { gp.retriesScheduled = max(0, gp.retriesScheduled - 1) }
+            if heldByOtherLog(gp, source, record) {
+                deferred.append(offset)
+                continue
+            }
             deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
         }
+    }
+
+    /// With key ordering, a message whose key is in flight from the partition's other log
+    /// (a retry while a newer message is out, or the reverse) waits: each window only knows
+    /// the keys it leased itself.
+    private func heldByOtherLog(_ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord) -> Bool {
+        guard gp.ready.keyOrdering, let key = stored.record.key else { return false }
+        return gp.window(source == .ready ? .retry : .ready).isKeyInFlight(KeyHash.of(key))
     }
 
     /// The record at `offset`, or nil when damage or retention took it (it then counts as
@@ -277,7 +306,6 @@ actor ConsumerGroup {
         guard let lease = gp.withWindow(source, { $0.lease(stored.offset, keyHash: keyHash, member: member, deadline: deadline) }) else {
             return  // held back behind another message with its key
         }
-        if source == .retry, lease.attempt == 1 { gp.retriesScheduled = max(0, gp.retriesScheduled - 1) }
         let p = gp.partition
         let id = meta.idKind.map { MessageID(topicID: p.topicID, partition: p.index, kind: $0, value: meta.idValue) }
             ?? MessageID(topicID: p.topicID, partition: p.index, kind: .ready, value: stored.offset)
@@ -328,11 +356,12 @@ actor ConsumerGroup {
         _ body: (GroupPartition, DeliveryReceipt) async throws -> Int64?
     ) async throws -> [BrokerError?] {
         let now = clock.now()
-        _ = membership.touch(member, now: now)
-        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
-        guard membership.members[member] != nil else {
+        guard try await expireMembers(touching: member) else {
             throw BrokerError(.fenced, "member \(member) is no longer in group \(name) (it left or missed heartbeats): its leases were revoked")
         }
+        // Leases past their deadline end before the receipts are judged: a receipt of an
+        // expired lease is refused even when no fetch has noticed the expiry yet.
+        try await expireLeases(now: now)
         var results = [BrokerError?](repeating: nil, count: receipts.count)
         var touched: [PartitionKey: GroupPartition] = [:]
         var acked: [PartitionKey: [(source: DeliverySource, offset: Int64)]] = [:]
@@ -357,7 +386,10 @@ actor ConsumerGroup {
         }
         // One journal append and one sync per partition per call.
         for (key, entries) in acked {
-            _ = try parts[key]!.journal.append(entries, now: now)
+            // The partition this call settled on (the map may have lost it meanwhile: a
+            // topic deleted while a refusal was being dead-lettered).
+            guard let gp = touched[key] else { continue }
+            _ = try gp.journal.append(entries, now: now)
         }
         for gp in touched.values {
             try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
@@ -434,6 +466,9 @@ actor ConsumerGroup {
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             headers.append(RecordHeader(name: ReservedHeader.dueAt, value: ReservedHeader.int64(meta.dueAt ?? r.timestamp)))
             headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(UInt32(attempts))))
+            if let origin = source == .ready ? offset : meta.readyOffset {
+                headers.append(RecordHeader(name: ReservedHeader.readyOffset, value: ReservedHeader.int64(origin)))
+            }
             if let reason { headers.append(RecordHeader(name: ReservedHeader.error, value: Array(reason.utf8))) }
             try await p.scheduleRetry([
                 ScheduledMessage(dueAt: due, publishedAt: meta.publishedAt ?? r.timestamp, destination: id, key: r.key, headers: headers, body: r.body)
@@ -461,10 +496,14 @@ actor ConsumerGroup {
             func text(_ name: String, _ value: String) { headers.append(RecordHeader(name: name, value: Array(value.utf8))) }
             text(ReservedHeader.dlqTopic, p.topic)
             text(ReservedHeader.dlqPartition, "\(p.index)")
-            text(ReservedHeader.dlqOffset, "\(offset)")
+            // The ready-log offset, also for a message that failed in the retry log.
+            text(ReservedHeader.dlqOffset, "\(source == .ready ? offset : meta.readyOffset ?? offset)")
             text(ReservedHeader.dlqAttempts, "\(attempts)")
             text(ReservedHeader.dlqError, reason)
-            headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(meta.idKind ?? .ready, meta.idKind == nil ? offset : meta.idValue)))
+            // Not as `chime-id`: that would be read as the dead letter's own id, a value of
+            // another topic's partition, and two letters could share it.
+            let original = MessageID(topicID: p.topicID, partition: p.index, kind: meta.idKind ?? .ready, value: meta.idKind == nil ? offset : meta.idValue)
+            text(ReservedHeader.dlqID, original.description)
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             try await host.publishInternal(topic: dlqTopic, messages: [OutgoingMessage(key: r.key, headers: headers, body: r.body)])
             gp.deadLettered += 1
@@ -498,9 +537,13 @@ actor ConsumerGroup {
         guard partition < partitions.count else { throw BrokerError(.badPartition, "\(topic) has no partition \(partition)") }
         let p = partitions[partition]
         var headers = letter.headers.filter { !$0.name.hasPrefix("chime-dlq-") }
-        headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(letter.id.kind, letter.id.value)))
+        let original = header(ReservedHeader.dlqID).flatMap(MessageID.init) ?? letter.id
+        headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(original.kind, original.value)))
         headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(letter.publishedAt)))
         headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(0)))
+        if let origin = header(ReservedHeader.dlqOffset).flatMap(Int64.init) {
+            headers.append(RecordHeader(name: ReservedHeader.readyOffset, value: ReservedHeader.int64(origin)))
+        }
         if parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil { _ = try open(p) }
         try await p.scheduleRetry([
             ScheduledMessage(dueAt: clock.now(), publishedAt: letter.publishedAt, destination: id, key: letter.key, headers: headers, body: letter.body)
@@ -538,18 +581,33 @@ actor ConsumerGroup {
     }
 
     func update(settings: GroupSettings) {
+        // The bucket is built from the settings: a new rate or burst (or none) must replace
+        // it, else the old limit would hold until the broker restarts.
+        if settings.rateLimit != self.settings.rateLimit || settings.rateBurst != self.settings.rateBurst {
+            bucket = settings.rateLimit.map { TokenBucket(rate: $0, burst: settings.rateBurst, now: clock.now()) }
+        }
         self.settings = settings
     }
 
-    func members() -> [GroupMemberInfo] {
-        membership.members.values.sorted { $0.id < $1.id }.map { m in
+    /// What the clock says happened since the last call, for the read-only calls: silent
+    /// members leave, expired leases end (as any other call would have done first).
+    private func catchUp() async throws {
+        let now = clock.now()
+        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        try await expireLeases(now: now)
+    }
+
+    func members() async throws -> [GroupMemberInfo] {
+        try await catchUp()
+        return membership.members.values.sorted { $0.id < $1.id }.map { m in
             GroupMemberInfo(
                 id: m.id, name: m.name, topics: m.topics.sorted(), lastSeen: m.lastSeen,
                 assignment: membership.partitions(of: m.id).map { TopicPartition(topic: topicNames[$0.topicID] ?? "?", partition: $0.partition) })
         }
     }
 
-    func stats() -> GroupStats {
+    func stats() async throws -> GroupStats {
+        try await catchUp()
         let partitions = parts.values.sorted { $0.key < $1.key }.map { gp in
             let readyEnd = gp.partition.ready.log.endOffset
             let retryEnd = gp.retryLog.log.endOffset
@@ -557,7 +615,10 @@ actor ConsumerGroup {
                 topic: gp.partition.topic, partition: gp.partition.index, committed: gp.ready.frontier,
                 ackedAboveCommitted: gp.ready.ackedAbove, lag: max(0, readyEnd - gp.ready.frontier - Int64(gp.ready.ackedAbove)),
                 inFlight: gp.ready.inFlight + gp.retry.inFlight,
-                retriesPending: gp.retriesScheduled + Int(max(0, retryEnd - gp.retry.frontier - Int64(gp.retry.ackedAbove))),
+                // In the wheel, plus in the retry log and not acked. A retry fired into the
+                // log but not read yet is still in `retriesScheduled`: count it once.
+                retriesPending: max(0, gp.retriesScheduled - Int(max(0, retryEnd - gp.retry.readEnd)))
+                    + Int(max(0, retryEnd - gp.retry.frontier - Int64(gp.retry.ackedAbove))),
                 deadLettered: gp.deadLettered,
                 owner: membership.assignment[gp.key],
                 trackedBytes: (gp.ready.span + gp.retry.span) * DeliveryWindow.bytesPerSlot

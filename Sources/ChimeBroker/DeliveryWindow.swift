@@ -21,6 +21,9 @@ struct DeliveryWindow {
         /// Serial of the current (or last) lease: a receipt must name it.
         var lease: UInt32 = 0
         var keyed = false
+        /// Key ordering: delivered, then waiting again (expired, released, revoked) — still
+        /// the first of its key, so the messages held back behind it stay held back.
+        var holdsKey = false
         var member: UInt64 = 0
         var deadline: Int64 = 0
         var keyHash: UInt64 = 0
@@ -130,6 +133,7 @@ struct DeliveryWindow {
         let serial = nextLease
         nextLease &+= 1
         slots[i].state = .leased
+        slots[i].holdsKey = false
         slots[i].attempt &+= 1
         slots[i].lease = serial
         slots[i].member = member
@@ -171,6 +175,9 @@ struct DeliveryWindow {
             ackedAbove -= 1
             moved = true
         }
+        // It was first of its key while waiting again; now that it is gone (dead-lettered
+        // after its lease expired), the next one may go.
+        if s.holdsKey { unblockNext(s.keyHash) }
         return moved
     }
 
@@ -178,7 +185,7 @@ struct DeliveryWindow {
     /// delay, a revoked partition).
     mutating func release(_ offset: Int64, lease: UInt32) throws {
         _ = try check(offset, lease: lease)
-        endLease(offset)
+        endLease(offset, requeued: true)
         setWaiting(offset)
     }
 
@@ -217,7 +224,7 @@ struct DeliveryWindow {
         while let t = timers.min, t.deadline <= now {
             timers.removeMin()
             guard let s = slot(t.offset), s.state == .leased, s.lease == t.lease, s.deadline == t.deadline else { continue }
-            endLease(t.offset)
+            endLease(t.offset, requeued: true)
             setWaiting(t.offset)
             out.append((t.offset, Int(s.attempt)))
         }
@@ -232,7 +239,7 @@ struct DeliveryWindow {
         var count = 0
         for i in slots.indices where slots[i].state == .leased {
             let offset = frontier + Int64(i)
-            endLease(offset)
+            endLease(offset, requeued: true)
             setWaiting(offset)
             count += 1
         }
@@ -250,8 +257,13 @@ struct DeliveryWindow {
         waiting.append(offset)
     }
 
-    /// Bookkeeping of a lease that ends (acked, released, parked, expired).
-    private mutating func endLease(_ offset: Int64) {
+    /// Whether a message with this key is leased from this window (key ordering only).
+    func isKeyInFlight(_ keyHash: UInt64) -> Bool { keysInFlight[keyHash, default: 0] > 0 }
+
+    /// Bookkeeping of a lease that ends (acked, released, parked, expired). `requeued`: the
+    /// message waits for delivery again (released, expired, revoked), so it stays first of
+    /// its key and the next one held back behind it stays held back.
+    private mutating func endLease(_ offset: Int64, requeued: Bool = false) {
         let s = slots[Int(offset - frontier)]
         guard s.state == .leased else { return }
         inFlight -= 1
@@ -263,10 +275,23 @@ struct DeliveryWindow {
             return
         }
         keysInFlight[s.keyHash] = nil
-        // The next message with this key, held back, is first in line now.
-        if var queue = blocked[s.keyHash], let next = queue.popFirst() {
-            blocked[s.keyHash] = queue.isEmpty ? nil : queue
-            waiting.prepend(next)
+        if requeued {
+            slots[Int(offset - frontier)].holdsKey = true
+            return
         }
+        unblockNext(s.keyHash)
+    }
+
+    /// The next message held back behind `keyHash` is first in line now (once nothing of
+    /// that key is leased). Offsets acked or skipped while held back are passed over.
+    private mutating func unblockNext(_ keyHash: UInt64) {
+        guard keysInFlight[keyHash] == nil, var queue = blocked[keyHash] else { return }
+        while let next = queue.popFirst() {
+            if let s = slot(next), s.state == .waiting {
+                waiting.prepend(next)
+                break
+            }
+        }
+        blocked[keyHash] = queue.isEmpty ? nil : queue
     }
 }

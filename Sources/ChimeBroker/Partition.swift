@@ -1,5 +1,6 @@
 import ChimeStore
 import ChimeWheel
+import DequeModule
 import Logging
 
 /// One partition of a topic: its ready log, its timer log and wheel, its producer state.
@@ -17,6 +18,8 @@ actor Partition {
     nonisolated let ready: FiredLog
     nonisolated let timerLog: TimerLog
     nonisolated let sink: PartitionFireSink
+    /// Due times must be below this (the wheel's range).
+    nonisolated let dueLimit: Int64
     let loop: FiringLoop
     private var settings: TopicSettings
     private var producers: ProducerState
@@ -24,6 +27,11 @@ actor Partition {
     private let logger: Logger
     private var running: Task<Void, Never>?
     private var closed = false
+    /// Publishes take turns from their dedup and producer checks until their ids are
+    /// remembered: scheduling into the wheel suspends this actor, and a publish running in
+    /// that gap would not see the keys and sequences of the one suspended.
+    private var publishing = false
+    private var publishQueue: Deque<CheckedContinuation<Void, Never>> = []
 
     struct Stats: Sendable, Equatable {
         var readyStart: Int64
@@ -45,6 +53,7 @@ actor Partition {
         self.index = index
         self.directory = directory
         self.settings = settings
+        self.dueLimit = geometry.limit
         self.clock = options.clock
         var logger = logger
         logger[metadataKey: "partition"] = "\(topic)/\(index)"
@@ -160,15 +169,12 @@ actor Partition {
     /// wheel. Returns one outcome per message, in order. Durable (as the policy says) on return.
     func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: dueLimit, asBroker: asBroker)
+        await takePublishTurn()
+        var holdingTurn = true
+        defer { if holdingTurn { endPublishTurn() } }
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         let now = clock.now()
-        for m in messages {
-            guard m.size <= settings.maxMessageBytes else {
-                throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(settings.maxMessageBytes)")
-            }
-            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
-                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
-            }
-        }
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
         var previousSequence: Int32? = nil
         if let producer {
@@ -268,6 +274,9 @@ actor Partition {
             // In-batch dedup duplicates point at the message stored first.
             for (d, first) in sameBatch { out[d].id = out[first].id }
             if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id)) }
+            // The turn ends before the sync, so that concurrent publishes share it.
+            holdingTurn = false
+            endPublishTurn()
             // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
             do {
                 if let readyEnd { try await ready.log.waitUntilDurable(readyEnd) }
@@ -281,6 +290,36 @@ actor Partition {
             if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
             throw error
         }
+    }
+
+    /// Refuses a publish with a message over the size limit, a due time past the wheel's
+    /// range (found here, not by the wheel after the ready part is stored), or a producer
+    /// header in the broker's `chime-` namespace.
+    static func check(_ messages: [OutgoingMessage], maxMessageBytes: Int, dueLimit: Int64, asBroker: Bool) throws {
+        for m in messages {
+            if let due = m.deliverAt, due >= dueLimit {
+                throw BrokerError(.invalidArgument, "due time \(due) ms is past the wheel's range (below \(dueLimit))")
+            }
+            guard m.size <= maxMessageBytes else {
+                throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(maxMessageBytes)")
+            }
+            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
+                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
+            }
+        }
+    }
+
+    private func takePublishTurn() async {
+        guard publishing else {
+            publishing = true
+            return
+        }
+        await withCheckedContinuation { publishQueue.append($0) }
+    }
+
+    /// Hands the turn to the next waiting publish (which then holds it), or frees it.
+    private func endPublishTurn() {
+        if let next = publishQueue.popFirst() { next.resume() } else { publishing = false }
     }
 
     // MARK: - Scheduled messages
@@ -299,6 +338,10 @@ actor Partition {
 
     func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
         try checkScheduled(id)
+        // Checked here: the wheel's refusal of a bad time would read as an unknown id.
+        guard dueAt >= 0, dueAt < dueLimit else {
+            throw BrokerError(.invalidArgument, "due time \(dueAt) ms is outside 0..<\(dueLimit)")
+        }
         let moved: Int64
         do {
             moved = try await loop.reschedule(id.value, to: dueAt)

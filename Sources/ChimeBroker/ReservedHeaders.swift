@@ -16,6 +16,9 @@ enum ReservedHeader {
     static let attempts = "chime-attempt"
     /// UTF-8 reason of the last nack.
     static let error = "chime-error"
+    /// i64 offset of the message in its partition's ready log, on a retry record: where a
+    /// dead letter says it came from, however many retries it went through.
+    static let readyOffset = "chime-offset"
     /// u64 fire sequence + u16 part + u16 parts: first record of a batch the wheel handed over.
     static let fire = "chime-fire"
     /// The producer's dedup key.
@@ -29,6 +32,9 @@ enum ReservedHeader {
     static let dlqOffset = "chime-dlq-offset"
     static let dlqAttempts = "chime-dlq-attempts"
     static let dlqError = "chime-dlq-error"
+    /// The message's id in its original topic (text form): a dead letter has an id of its
+    /// own in the dead-letter topic; redrive gives the original back.
+    static let dlqID = "chime-dlq-id"
 
     static func isReserved(_ name: String) -> Bool {
         var it = name.utf8.makeIterator()
@@ -62,6 +68,7 @@ struct RecordMeta {
     var dueAt: Int64?
     var attempts: Int = 0
     var error: String?
+    var readyOffset: Int64?
     var fire: FireTag?
     var dedup: [UInt8]?
     var producer: (id: Int64, sequence: Int32, count: Int)?
@@ -87,6 +94,7 @@ struct RecordMeta {
             case ReservedHeader.dueAt: meta.dueAt = ReservedHeader.readInt64(v)
             case ReservedHeader.attempts: meta.attempts = Int(ReservedHeader.readUInt32(v) ?? 0)
             case ReservedHeader.error: meta.error = String(decoding: v, as: UTF8.self)
+            case ReservedHeader.readyOffset: meta.readyOffset = ReservedHeader.readInt64(v)
             case ReservedHeader.fire: meta.fire = FireTag(v)
             case ReservedHeader.dedup: meta.dedup = v
             case ReservedHeader.producer:
