@@ -233,13 +233,17 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try state.withLock { s in
             if let t = s.topics[name] { return t.partitions }
             guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
-            guard create, options.autoCreateTopics || name.hasSuffix(".dlq") else {
+            // A group's dead-letter topic exists on demand even with auto-create off.
+            let deadLetters = name.hasSuffix(".dlq") && s.groups[String(name.dropLast(4))] != nil
+            guard create, options.autoCreateTopics || deadLetters else {
                 throw BrokerError(.unknownTopic, "topic \(name) does not exist (auto-create is off)")
             }
             _ = try self.create(name, options.defaultTopic, &s)
             return s.topics[name]!.partitions
         }
     }
+
+    var partitionsWithState: [Partition] { allPartitions }
 
     func partition(_ key: PartitionKey) -> Partition? {
         state.withLock { s in

@@ -25,6 +25,8 @@ protocol GroupHost: AnyObject, Sendable {
     /// The partitions of a topic (created with the defaults when auto-create is on).
     func partitions(ofTopic name: String, create: Bool) async throws -> [Partition]
     func partition(_ key: PartitionKey) -> Partition?
+    /// Every partition of every topic.
+    var partitionsWithState: [Partition] { get }
     func topicSettings(_ topicID: UInt32) -> TopicSettings?
     /// Publishes on the broker's behalf (reserved headers allowed), to any partition.
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws
@@ -608,6 +610,13 @@ actor ConsumerGroup {
 
     func stats() async throws -> GroupStats {
         try await catchUp()
+        // After a restart no member may have joined yet: the positions on disk still count.
+        for p in host?.partitionsWithState ?? [] where parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil {
+            if Directory.isDirectory(Partition.groupDirectory(p.directory, group: id)) {
+                topicNames[p.topicID] = p.topic
+                _ = try open(p)
+            }
+        }
         let partitions = parts.values.sorted { $0.key < $1.key }.map { gp in
             let readyEnd = gp.partition.ready.log.endOffset
             let retryEnd = gp.retryLog.log.endOffset
