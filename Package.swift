@@ -42,7 +42,10 @@ let package = Package(
         // Timer log and the hierarchical timing wheel of list heads (design.md §3).
         .target(
             name: "ChimeWheel",
-            dependencies: ["ChimeStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ChimeStore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
             swiftSettings: crossModule
         ),
         // The engine without sockets: topics, partitions, groups, leases, retries (design.md §1, §4).

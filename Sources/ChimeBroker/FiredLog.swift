@@ -144,8 +144,8 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
                 let m = f.message
                 var headers = m.headers
                 if d == 0 {
-                    headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(.scheduled, f.id)))
-                    headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(m.publishedAt)))
+                    headers.append(
+                        RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(.scheduled, f.id, publishedAt: m.publishedAt)))
                 }
                 records.append(Record(timestamp: m.dueAt, key: m.key, headers: headers, body: m.body))
             }

@@ -58,6 +58,16 @@ enum ReservedHeader {
     }
 
     static func messageID(_ kind: MessageID.Kind, _ value: Int64) -> [UInt8] { [kind.rawValue] + int64(value) }
+
+    /// `chime-id` in its long form: kind u8 + id i64 + publish time i64, built in one allocation.
+    static func messageID(_ kind: MessageID.Kind, _ value: Int64, publishedAt: Int64) -> [UInt8] {
+        var v: [UInt8] = []
+        v.reserveCapacity(17)
+        v.append(kind.rawValue)
+        LittleEndian.append(value, to: &v)
+        LittleEndian.append(publishedAt, to: &v)
+        return v
+    }
 }
 
 /// The broker's fields of a stored record, parsed out of its headers.
@@ -86,9 +96,11 @@ struct RecordMeta {
             let v = h.value
             switch h.name {
             case ReservedHeader.id:
-                if v.count == 9, let kind = MessageID.Kind(rawValue: v[0]), let value = ReservedHeader.readInt64(v, at: 1) {
+                if v.count == 9 || v.count == 17, let kind = MessageID.Kind(rawValue: v[0]), let value = ReservedHeader.readInt64(v, at: 1) {
                     meta.idKind = kind
                     meta.idValue = value
+                    // The long form carries the publish time too (fired records: one header, one allocation).
+                    if v.count == 17 { meta.publishedAt = ReservedHeader.readInt64(v, at: 9) }
                 }
             case ReservedHeader.publishedAt: meta.publishedAt = ReservedHeader.readInt64(v)
             case ReservedHeader.dueAt: meta.dueAt = ReservedHeader.readInt64(v)

@@ -10,6 +10,9 @@ import Logging
 /// destination that refuses, a full disk) is logged and retried with backoff; the loop
 /// does not stop.
 public actor FiringLoop {
+    /// Its own thread: fires block on syncs (see `ThreadExecutor`).
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private let wheel: TimingWheel
     private let clock: any WheelClock
     private let checkpointInterval: Int64?
@@ -31,12 +34,15 @@ public actor FiringLoop {
         cascadeStep: Int = 1_024, logger: Logger
     ) {
         self.cascadeStep = cascadeStep
+        executor = ThreadExecutor(name: "chime-firing")
         self.wheel = wheel
         self.clock = clock
         self.checkpointInterval = checkpointInterval
         self.logger = logger
         lastCheckpoint = clock.now()
     }
+
+    deinit { executor.shutdown() }
 
     /// Takes a checkpoint when one is due and none is being written, and writes it on
     /// another thread: the sync it needs can take tens of milliseconds, and fires go on
