@@ -141,6 +141,19 @@ public final class TimingWheel {
         }
         try replay(from: start)
         try completeAppliedHandOvers()
+        try redoBegunHandOver()
+    }
+
+    /// A hand-over begun before a crash and applied by nobody, or by only some of the
+    /// destination's logs, is made again at once, over exactly its slots: before anything
+    /// can be scheduled into one of them (a message placed there now would be skipped with
+    /// the part already applied).
+    private func redoBegunHandOver() throws {
+        guard let started = replayedHandOver, started.sequence == nextFireSequence, let next = nextExpiration(), next.level == 0,
+            next.start <= started.through
+        else { return }
+        time = max(time, next.start)
+        _ = try fire(starts: dueRun(through: started.through, entryLimit: .max))
     }
 
     /// Hand-overs the destination applied before a crash whose "fired" markers did not
@@ -592,7 +605,15 @@ public final class TimingWheel {
         while let next = nextExpiration(), next.start <= max(now, time) {
             time = max(time, next.start)
             if next.level == 0 {
-                fired += try fire(starts: dueRun(through: max(now, time), entryLimit: handOverEntryLimit))
+                if let started = replayedHandOver, started.sequence == nextFireSequence {
+                    // A hand-over begun before a crash (its marker is on disk, its slots'
+                    // markers are not) is made again over exactly its slots: a destination
+                    // that applied part of it skips that part by its number, so it must not
+                    // grow to take in slots that fell due since.
+                    fired += try fire(starts: dueRun(through: max(started.through, next.start), entryLimit: .max))
+                } else {
+                    fired += try fire(starts: dueRun(through: max(now, time), entryLimit: handOverEntryLimit))
+                }
             } else {
                 try cascade(level: next.level, start: next.start)
             }

@@ -98,6 +98,13 @@ import Testing
         try expected.joined(separator: "\n").write(toFile: dir.file("expected"), atomically: true, encoding: .utf8)
         let drain = try await runAgent(["broker", data, "0", "drain", dir.file("expected")], killAfter: nil)
         #expect(drain.status == 0 && drain.text.contains("\ndrained\n"), "drain: exit \(drain.status), \(drain.text.suffix(300))")
+        if let timeout = drain.text.split(separator: "\n").first(where: { $0.hasPrefix("timeout") }) {
+            // The history of every message the drain did not get, to diagnose from the test log.
+            let missing = Set(timeout.split(separator: " ").dropFirst(2))
+            let history = all.filter { $0.fields.count >= 2 && missing.contains($0.fields[1]) }
+                .map { "run \($0.run): \($0.fields.joined(separator: " "))" }
+            Issue.record("not drained: \(missing.sorted())\n\(history.joined(separator: "\n"))")
+        }
         all += lines(drain.text, run: kills)
 
         // Replay every line in order.

@@ -186,7 +186,7 @@ enum BrokerAgent {
                 try? await Task.sleep(for: .milliseconds(10))
             }
         }
-        emit([left.isEmpty ? "drained" : "timeout \(left.count)"])
+        emit([left.isEmpty ? "drained" : "timeout \(left.count) " + left.sorted().joined(separator: " ")])
         if !left.isEmpty {
             await broker.close()
             exit(3)
