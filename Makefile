@@ -4,7 +4,7 @@ SWIFT ?= swift
 DATA ?= ./data
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test deps build release bench bench-quick clean
+.PHONY: run test deps build release bench bench-quick bench-broker clean
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -31,6 +31,10 @@ release: deps
 ## Storage benchmark against the disk's own limits (fio); results land in bench/results/.
 bench: deps
 	bash bench/store.sh
+
+## The broker engine in-process: publish → fire → deliver → ack (bench/README.md).
+bench-broker: deps
+	bash bench/broker.sh
 
 bench-quick: deps
 	bash bench/store.sh --quick
