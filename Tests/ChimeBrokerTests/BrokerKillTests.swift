@@ -120,6 +120,8 @@ import Testing
         var failures: [String] = []
         var counts: [Substring: Int] = [:]
         var retried = 0
+        var cancelled = Set<Substring>()
+        var deliveredAfterCancel: [String] = []
         var currentRun = -1
         for l in all {
             if l.run != currentRun {
@@ -140,6 +142,7 @@ import Testing
                 }
                 let body = l.fields[1]
                 if attempt > 1 { retried += 1 }
+                if cancelled.contains(body) { deliveredAfterCancel.append("\(body) in run \(l.run)") }
                 if due > 0 && at < due { early.append("\(body) delivered at \(at), \(due - at) ms early (run \(l.run))") }
                 if let first = ackedAt[body] { deliveredAfterAck.append((body, first, l)) }
                 if let first = leased[body] { leasedTwice.append((body, first, l)) }
@@ -150,6 +153,8 @@ import Testing
             case "A":
                 if ackedAt[l.fields[1]] == nil { ackedAt[l.fields[1]] = l }
                 leased[l.fields[1]] = nil
+            case "C":
+                cancelled.insert(l.fields[1])
             case "n":
                 nackStarted[l.fields[1]] = Int64(l.fields[2])!
             case "N":
@@ -187,6 +192,8 @@ import Testing
             "delivered twice in one run while its lease (5 s) was held: \(doubleLeases.count): \(doubleLeases.prefix(10).map { "\($0.body) in run \($0.again.run), attempts \($0.first.fields[2]) then \($0.again.fields[2])" })"
         )
         #expect(early.isEmpty, "scheduled messages delivered early: \(early.count): \(early.prefix(10))")
+        #expect(cancelled.count > 10, "cancels must be exercised")
+        #expect(deliveredAfterCancel.isEmpty, "cancelled, then delivered: \(deliveredAfterCancel.prefix(10))")
         let strictRetryEarly = retryEarly.filter { e in !inDoubt.contains(where: { e.hasPrefix($0 + " ") }) }
         #expect(strictRetryEarly.isEmpty, "retries delivered before their nack delay: \(strictRetryEarly.count): \(strictRetryEarly.prefix(10))")
     }

@@ -10,6 +10,8 @@
 //     call spreads over partitions), some immediate and some due 0-300 ms ahead. Each body
 //     is `<seed>.<n>.<due>` (due = 0 for immediate ones), unique across runs when the
 //     parent gives every run its own seed. Once publish returns: `P <body>` per message.
+//     About every fourth batch also publishes `<seed>.c<n>.0` due 300-800 ms ahead and
+//     cancels it at once; once the cancel returned: `C <body>`.
 //   consumer: member of group "g"; fetches, prints `D <body> <attempt> <now>` per delivery
 //     (now = the wall clock in ms after fetch returned), then acks most of them and nacks
 //     about one in eight (attempts 1-2 only) with a 20-150 ms delay, through the wheel.
@@ -106,6 +108,17 @@ enum BrokerAgent {
                 }
             } catch { fail("publish", error) }
             emit(batch.map { "P " + String(decoding: $0.body, as: UTF8.self) })
+            // Now and then a message due in 300-800 ms, cancelled at once: once the cancel
+            // returned (`C <body>`), it must never be delivered, whatever the kills.
+            if rng.next() % 4 == 0 {
+                let body = "\(seed).c\(n).0"
+                n += 1
+                do {
+                    let id = try await broker.publish(topic: topic, [OutgoingMessage(body: Array(body.utf8), deliverAt: t + 300 + Int64(rng.next() % 501))])[0].id!
+                    try await broker.cancel(id)
+                } catch { fail("cancel", error) }
+                emit(["C \(body)"])
+            }
             try? await Task.sleep(for: .milliseconds(Int64(rng.next() % 8 + 1)))
         }
     }
