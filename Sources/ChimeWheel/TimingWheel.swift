@@ -88,9 +88,19 @@ public final class TimingWheel {
     public let checkpointPath: String?
     /// How the last open rebuilt the wheel.
     public private(set) var recovery = Recovery()
-    /// The last `handOver` marker replayed: the hand-over numbered `sequence` covered every
-    /// level-0 slot up to `through`. Completing it after a crash marks the same slots.
+    /// The last `handOver` marker replayed or written: the hand-over numbered `sequence`
+    /// covered every level-0 slot up to `through`. Completing it (after a crash, or after
+    /// its delivery failed) marks the same slots.
     private var replayedHandOver: (sequence: UInt64, through: Int64)?
+    /// The last level-0 slot of a hand-over that was begun (its `handOver` entry written)
+    /// and not finished: its delivery failed and the firing loop will retry it. Nothing may
+    /// be scheduled into or cancelled from its slots meanwhile: a part already applied is
+    /// skipped by the retry, so a message added there would be lost and a message
+    /// cancelled there may have been delivered already.
+    private var unfinishedHandOverThrough: Int64? {
+        guard let h = replayedHandOver, h.sequence == nextFireSequence else { return nil }
+        return h.through
+    }
     /// Most entries one hand-over gathers from consecutive due slots (a catch-up after a
     /// long stop is handed over in pieces of about this size).
     public var handOverEntryLimit = 65_536
@@ -151,7 +161,11 @@ public final class TimingWheel {
     private func redoBegunHandOver() throws {
         guard let started = replayedHandOver, started.sequence == nextFireSequence, let next = nextExpiration(), next.level == 0,
             next.start <= started.through
-        else { return }
+        else {
+            // Nothing of it left to redo: it must not keep its slots closed (see `unfinishedHandOverThrough`).
+            if replayedHandOver?.sequence == nextFireSequence { replayedHandOver = nil }
+            return
+        }
         time = max(time, next.start)
         _ = try fire(starts: dueRun(through: started.through, entryLimit: .max))
     }
@@ -441,6 +455,10 @@ public final class TimingWheel {
             throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
         }
         let p = level.map { ($0, geometry.slot(level: $0, time: start!), start!) } ?? placement(m.dueAt)
+        if p.0 == 0, let through = unfinishedHandOverThrough, p.2 <= through {
+            throw StoreError(
+                .io, "the hand-over of the slots up to \(through) ms failed and waits for its retry; a message due by then cannot be added to it now")
+        }
         let i = index(p.0, p.2)
         var bytes: [UInt8] = []
         TimerEntry.appendMessage(
@@ -549,6 +567,10 @@ public final class TimingWheel {
         }
         guard let found, !cancelled else {
             throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
+        }
+        if found.level == 0, let through = unfinishedHandOverThrough, found.start <= through {
+            // Its hand-over has begun (and may be partly applied): it is firing, not pending.
+            throw StoreError(.invalidArgument, "message \(id) is not pending (it is being fired)")
         }
         return (found.level, found.start, found.holder, due)
     }
@@ -820,6 +842,11 @@ public final class TimingWheel {
                     .handOver, level: 0, slot: geometry.slot(level: 0, time: starts.last!), dueAt: starts.last!, next: TimerEntry.noPosition,
                     reference: Int64(sequence), to: &intent)
                 try log.append(intent)
+                // Begun: until its markers land, a retry (after a failed delivery, in this
+                // process as after a crash) covers exactly these slots. A destination that
+                // applied some parts skips them by this number, so a retry grown by slots
+                // that fell due meanwhile would drop their messages for those parts.
+                replayedHandOver = (sequence, starts.last!)
                 // Everything that led to this hand-over must be on disk before the
                 // destination records its number, or a crash could renumber the fires.
                 // (Under `never` the log promises nothing across a power loss anyway.)
