@@ -381,9 +381,14 @@ actor Partition {
     /// marks, ready-log retention.
     func checkpoint(wheel: Bool = true) async throws {
         let now = clock.now()
+        // Taken between publishes: one suspended in the wheel has recorded its sequence
+        // before its messages reach the timer log, and a snapshot claiming it would make
+        // the producer's retry after a crash a "duplicate" of a publish never stored.
+        await takePublishTurn()
         producers.prune(now: now)
         let state = producers
         let (readyEnd, timerEnd) = (ready.log.endOffset, timerLog.endOffset)
+        endPublishTurn()
         try await ready.log.waitUntilDurable(readyEnd)
         try await timerLog.waitUntilDurable(timerEnd)
         try state.write(to: directory + "/producers.snapshot", readyOffset: readyEnd, timerPosition: timerEnd, topicID: topicID, partition: index)
@@ -404,6 +409,10 @@ actor Partition {
     func close() async {
         guard !closed else { return }
         closed = true
+        // Let a publish holding the turn finish its appends before the producer snapshot
+        // below (see `checkpoint`); those waiting for it see `closed` and stop.
+        await takePublishTurn()
+        endPublishTurn()
         if let running {
             running.cancel()
             await running.value
