@@ -56,6 +56,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
         var nextTopicID: UInt32 = 1
         var nextGroupID: UInt32 = 1
         var closed = false
+        /// Topics whose deletion is under way: their names stay taken until the old
+        /// partitions are closed and their directory removed, or the deletion would remove
+        /// the files of a topic created again meanwhile (and the closing partitions would
+        /// write their snapshots into its directory).
+        var deleting: Set<String> = []
     }
 
     /// `meta.json`: topics and groups (docs/formats.md).
@@ -187,6 +192,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try state.withLock { s in
             guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
             guard s.topics[name] == nil else { throw BrokerError(.topicExists, "topic \(name) already exists") }
+            guard !s.deleting.contains(name) else { throw BrokerError(.topicExists, "topic \(name) is being deleted; create it again once that is done") }
             return try create(name, settings, &s)
         }
     }
@@ -219,9 +225,16 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let (removed, groups): (TopicState, [ConsumerGroup]) = try state.withLock { s in
             guard let t = s.topics.removeValue(forKey: name) else { throw BrokerError(.unknownTopic, "topic \(name) does not exist") }
             s.topicsByID[t.info.id] = nil
-            try saveMetadata(s)
+            s.deleting.insert(name)
+            do {
+                try saveMetadata(s)
+            } catch {
+                s.deleting.remove(name)
+                throw error
+            }
             return (t, s.groups.values.compactMap(\.actor))
         }
+        defer { _ = state.withLock { $0.deleting.remove(name) } }
         for g in groups { await g.drop(topicID: removed.info.id) }
         for p in removed.partitions { await p.close() }
         try Directory.removeTree(options.directory + "/topics/\(name)")
@@ -233,6 +246,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try state.withLock { s in
             if let t = s.topics[name] { return t.partitions }
             guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+            guard !s.deleting.contains(name) else { throw BrokerError(.unknownTopic, "topic \(name) is being deleted") }
             // A group's dead-letter topic exists on demand even with auto-create off.
             let deadLetters = name.hasSuffix(".dlq") && s.groups[String(name.dropLast(4))] != nil
             guard create, options.autoCreateTopics || deadLetters else {
