@@ -210,11 +210,15 @@ actor ConsumerGroup {
         try await live(member)
         let now = clock.now()
         try await expireLeases(now: now)
-        var budget = wanted
-        if bucket != nil { budget = bucket!.take(wanted, now: now) }
         let owned = membership.partitions(of: member)
+        // No more than maxInFlight per owned partition can be handed out; `wanted` comes
+        // from the client, and Int.max overflowed the share arithmetic below (a trap) and
+        // reserved room for that many deliveries.
+        let cap = settings.maxInFlight.multipliedReportingOverflow(by: max(1, owned.count))
+        var budget = min(wanted, cap.overflow ? Int.max / 2 : cap.partialValue)
+        if bucket != nil { budget = bucket!.take(budget, now: now) }
         var out: [Delivery] = []
-        out.reserveCapacity(budget)
+        out.reserveCapacity(min(budget, 1_024))
         guard !owned.isEmpty, budget > 0 else {
             if bucket != nil { bucket!.giveBack(budget) }
             return out
