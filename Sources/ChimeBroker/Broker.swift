@@ -205,10 +205,20 @@ public final class Broker: GroupHost, @unchecked Sendable {
         try? Directory.removeTree(dir)  // leftovers of a deletion cut short
         let partitions = try openPartitions(name: name, id: id, settings: settings, geometry: geometry)
         let info = TopicInfo(name: name, id: id, settings: settings, wheel: "\(geometry)")
-        s.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
-        s.topicsByID[id] = name
-        s.nextTopicID += 1
-        try saveMetadata(s)
+        // Recorded on disk first: a topic the metadata does not name would take
+        // acknowledged publishes and be gone after a restart.
+        var next = s
+        next.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
+        next.topicsByID[id] = name
+        next.nextTopicID += 1
+        do {
+            try saveMetadata(next)
+        } catch {
+            let opened = partitions
+            Task { for p in opened { await p.close() } }
+            throw error
+        }
+        s = next
         if options.firing == .automatic {
             Task { for p in partitions { await p.run() } }
         }

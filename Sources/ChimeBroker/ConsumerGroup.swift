@@ -388,17 +388,23 @@ actor ConsumerGroup {
                 results[i] = error(refusal, r)
             } catch let error as BrokerError {
                 results[i] = error
+            } catch {
+                results[i] = BrokerError(.storage, "settling \(r.offset) of partition \(key): \(error)", underlying: error as? StoreError)
             }
         }
         // One journal append and one sync per partition per call.
-        for (key, entries) in acked {
-            // The partition this call settled on (the map may have lost it meanwhile: a
-            // topic deleted while a refusal was being dead-lettered).
-            guard let gp = touched[key] else { continue }
-            _ = try gp.journal.append(entries, now: now)
-        }
-        for gp in touched.values {
-            try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
+        do {
+            for (key, entries) in acked {
+                // The partition this call settled on (the map may have lost it meanwhile: a
+                // topic deleted while a refusal was being dead-lettered).
+                guard let gp = touched[key] else { continue }
+                _ = try gp.journal.append(entries, now: now)
+            }
+            for gp in touched.values {
+                try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
+            }
+        } catch {
+            throw BrokerError(.storage, "journaling acks of group \(name): \(error)", underlying: error as? StoreError)
         }
         return results
     }

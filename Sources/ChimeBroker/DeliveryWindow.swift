@@ -88,14 +88,23 @@ struct DeliveryWindow {
 
     /// Everything below `start` is gone from the log (retention): it counts as acked.
     mutating func skip(to start: Int64) {
-        while frontier < start {
-            if let s = slots.first {
-                if s.state == .leased { inFlight -= 1 }
-                if s.state == .acked { ackedAbove -= 1 }
-                slots.removeFirst()
+        guard start > frontier else { return }
+        // Offsets gone from the window: their leases end (releasing their keys, so what
+        // waits behind them goes on), then they count as acked.
+        var freed = Set<UInt64>()
+        while frontier < start, let s = slots.first {
+            if s.state == .leased {
+                endLease(frontier, requeued: true)
+                if s.keyed { freed.insert(s.keyHash) }
+            } else if s.holdsKey {
+                freed.insert(s.keyHash)
             }
+            if s.state == .acked { ackedAbove -= 1 }
+            slots.removeFirst()
             frontier += 1
         }
+        frontier = max(frontier, start)  // past the window: nothing to walk
+        for key in freed where keysInFlight[key] == nil { unblockNext(key) }
     }
 
     /// Takes the message at `readEnd` (just read from the log) into the window, waiting.

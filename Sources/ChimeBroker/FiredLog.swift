@@ -62,16 +62,20 @@ final class FiredLog: @unchecked Sendable {
             }
         }
         if !builder.isEmpty { batches.append(try builder.build()) }
-        try log.append(contentsOf: batches)
-        // (Under `never` nothing is promised across a power loss; the process dying is
-        // covered, the page cache keeps what was written.)
-        if log.configuration.durability != .never { try log.flush() }
-        tag.withLock { $0 = newTag }
+        // Under the tag's lock: a mark taken meanwhile must not cover this batch and name
+        // the tag before it (`saveMark`).
+        try tag.withLock { last in
+            try log.append(contentsOf: batches)
+            // (Under `never` nothing is promised across a power loss; the process dying is
+            // covered, the page cache keeps what was written.)
+            if log.configuration.durability != .never { try log.flush() }
+            last = newTag
+        }
     }
 
     /// Remembers where scanning can start next time (everything durable so far is covered).
     func saveMark() throws {
-        let (offset, t) = (log.durableOffset, lastTag)
+        let (offset, t) = tag.withLock { (log.durableOffset, $0) }
         var w = SnapshotWriter(magic: Self.markMagic, version: 1)
         w.i64(offset)
         if let t {
