@@ -53,7 +53,8 @@ public struct RecordBatchBuilder: Sendable {
         }
         VarInt.append(UInt64(headers.count), to: &scratch)
         for header in headers {
-            let name = Array(header.name.utf8)
+            // Straight from the string's UTF-8 view: no array per header.
+            let name = header.name.utf8
             VarInt.append(UInt64(name.count), to: &scratch)
             scratch.append(contentsOf: name)
             VarInt.append(UInt64(header.value.count), to: &scratch)
