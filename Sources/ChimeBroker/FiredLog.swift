@@ -50,12 +50,18 @@ final class FiredLog: @unchecked Sendable {
     /// Appends one hand-over's part atomically and makes it durable before returning: the
     /// wheel writes its "fired" marker next, and the marker must never be on disk without
     /// the messages.
-    func appendFired(_ records: [Record], tag newTag: FireTag) throws {
+    ///
+    /// Each record is the fired message's own bytes (`FiredMessage.payload`) with the
+    /// record timestamp set to its due time; `withID` adds the `chime-id` header (id and
+    /// publish time) that a message fired into the ready log carries.
+    func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag) throws {
         var batches: [[UInt8]] = []
-        var builder = RecordBatchBuilder(producerId: Self.firedProducerID, capacity: 1 << 16)
-        for (i, var r) in records.enumerated() {
-            if i == 0 { r.headers.append(RecordHeader(name: ReservedHeader.fire, value: newTag.bytes)) }
-            builder.append(r)
+        var builder = RecordBatchBuilder(producerId: Self.firedProducerID, capacity: min(1 << 20, messages.count * 200 + 256))
+        for (i, f) in messages.enumerated() {
+            let id = withID ? RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(.scheduled, f.id, publishedAt: f.publishedAt)) : nil
+            let fire = i == 0 ? RecordHeader(name: ReservedHeader.fire, value: newTag.bytes) : nil
+            let ok = f.payload.withUnsafeBytes { builder.append(timestamp: f.dueAt, payload: $0, adding: id, fire) }
+            guard ok else { throw StoreError(.malformedBatch, "fired message \(f.id) has a malformed record") }
             if builder.sectionSize >= 1 << 20 {
                 batches.append(try builder.build())
                 builder.reset()
@@ -135,25 +141,15 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
 
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
         var byDestination: [UInt32: [FiredMessage]] = [:]
-        for m in messages { byDestination[m.message.destination, default: []].append(m) }
+        for m in messages { byDestination[m.destination, default: []].append(m) }
         let destinations = byDestination.keys.sorted()
         var counts: [UInt32: Int] = [:]
         for (index, d) in destinations.enumerated() {
             let log = try log(for: d)
             if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
             let part = byDestination[d]!
-            var records: [Record] = []
-            records.reserveCapacity(part.count)
-            for f in part {
-                let m = f.message
-                var headers = m.headers
-                if d == 0 {
-                    headers.append(
-                        RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(.scheduled, f.id, publishedAt: m.publishedAt)))
-                }
-                records.append(Record(timestamp: m.dueAt, key: m.key, headers: headers, body: m.body))
-            }
-            try log.appendFired(records, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
+            // Into the ready log with their id; retries carry theirs in their own headers.
+            try log.appendFired(part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
             counts[d] = part.count
         }
         if let notify = delivered.withLock({ $0 }) { notify(counts) }

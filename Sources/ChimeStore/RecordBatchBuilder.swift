@@ -66,6 +66,59 @@ public struct RecordBatchBuilder: Sendable {
         recordCount += 1
     }
 
+    /// Appends a record whose part after the timestamp is encoded already — `payload`:
+    /// varint keyLength + 1, key, varint headerCount, headers, body (as a timer entry holds
+    /// a scheduled record) — with up to two more headers after its own. The bytes are
+    /// copied as they are: nothing is decoded into arrays. Returns false (and appends
+    /// nothing) when `payload` is not well formed.
+    @discardableResult
+    public mutating func append(timestamp: Int64, payload: UnsafeRawBufferPointer, adding first: RecordHeader? = nil, _ second: RecordHeader? = nil) -> Bool {
+        let end = payload.count
+        var i = 0
+        guard let keyField = VarInt.read(payload, &i, end: end), keyField <= UInt64(end - i) + 1 else { return false }
+        if keyField > 0 { i += Int(keyField - 1) }
+        let afterKey = i
+        guard let count = VarInt.read(payload, &i, end: end), count <= UInt64(end - i) / 2 else { return false }
+        let afterCount = i
+        for _ in 0..<Int(count) {
+            guard let n = VarInt.read(payload, &i, end: end), n <= UInt64(end - i) else { return false }
+            i += Int(n)
+            guard let v = VarInt.read(payload, &i, end: end), v <= UInt64(end - i) else { return false }
+            i += Int(v)
+        }
+        let afterHeaders = i
+        func encodedSize(_ h: RecordHeader?) -> Int {
+            guard let h else { return 0 }
+            let n = h.name.utf8.count
+            return VarInt.size(UInt64(n)) + n + VarInt.size(UInt64(h.value.count)) + h.value.count
+        }
+        let added = (first == nil ? 0 : 1) + (second == nil ? 0 : 1)
+        if recordCount == 0 { firstTimestamp = timestamp }
+        maxTimestamp = max(maxTimestamp, timestamp)
+        let delta = timestamp &- firstTimestamp
+        let zigzag = UInt64(bitPattern: (delta << 1) ^ (delta >> 63))
+        let length = VarInt.size(zigzag) + afterKey + VarInt.size(count + UInt64(added)) + (afterHeaders - afterCount)
+            + encodedSize(first) + encodedSize(second) + (end - afterHeaders)
+        section.reserveCapacity(section.count + length + 10)
+        VarInt.append(UInt64(length), to: &section)
+        VarInt.append(zigzag, to: &section)
+        section.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[0..<afterKey]))
+        VarInt.append(count + UInt64(added), to: &section)
+        section.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[afterCount..<afterHeaders]))
+        func put(_ h: RecordHeader?) {
+            guard let h else { return }
+            VarInt.append(UInt64(h.name.utf8.count), to: &section)
+            section.append(contentsOf: h.name.utf8)
+            VarInt.append(UInt64(h.value.count), to: &section)
+            section.append(contentsOf: h.value)
+        }
+        put(first)
+        put(second)
+        section.append(contentsOf: UnsafeRawBufferPointer(rebasing: payload[afterHeaders..<end]))
+        recordCount += 1
+        return true
+    }
+
     /// The finished batch: baseOffset 0 (the log stamps the real one), CRC filled in.
     /// LZ4 is kept only when it makes the section smaller.
     public func build() throws -> [UInt8] {

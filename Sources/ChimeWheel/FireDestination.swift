@@ -1,10 +1,35 @@
 import ChimeStore
 
 /// A message handed over by the wheel when it falls due.
+///
+/// The record is kept as the timer entry holds it (`payload`: varint keyLength + 1, key,
+/// varint headerCount, headers, body — the tail of a ready-log record), copied once out of
+/// the timer log: a destination writing record batches appends it as it is
+/// (`RecordBatchBuilder.append(timestamp:payload:adding:)`) instead of decoding it into
+/// arrays and encoding it again. `message` decodes it for whoever wants the fields.
 public struct FiredMessage: Sendable, Equatable {
     /// The id returned when it was scheduled (its timer-log position).
     public var id: Int64
-    public var message: ScheduledMessage
+    public var dueAt: Int64
+    public var publishedAt: Int64
+    public var destination: UInt32
+    /// The record part of the timer entry (checked well-formed when read).
+    public var payload: [UInt8]
+
+    public init(id: Int64, dueAt: Int64, publishedAt: Int64, destination: UInt32, payload: [UInt8]) {
+        self.id = id
+        self.dueAt = dueAt
+        self.publishedAt = publishedAt
+        self.destination = destination
+        self.payload = payload
+    }
+
+    /// The message, decoded.
+    public var message: ScheduledMessage {
+        let parts = payload.withUnsafeBytes { TimerEntry.decodePayload($0) }!  // checked when read
+        return ScheduledMessage(
+            dueAt: dueAt, publishedAt: publishedAt, destination: destination, key: parts.key, headers: parts.headers, body: parts.body)
+    }
 }
 
 /// Where fired messages go: the partition's ready log in the broker, a sink in tests.

@@ -212,9 +212,39 @@ public struct TimerEntry: Sendable, Equatable {
     static func recordStart(_ kind: Kind) -> Int { kind == .movedMessage ? messageFixedSize + 8 : messageFixedSize }
 
     static func parseMessage(_ raw: UnsafeRawBufferPointer) -> ScheduledMessage? {
-        guard raw.count >= 18, let kind = Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= recordStart(kind) else { return nil }
+        guard raw.count >= 18, let kind = Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= recordStart(kind),
+            let parts = decodePayload(UnsafeRawBufferPointer(rebasing: raw[recordStart(kind)...]))
+        else { return nil }
+        return ScheduledMessage(
+            dueAt: LittleEndian.load(Int64.self, raw, 24),
+            publishedAt: LittleEndian.load(Int64.self, raw, 56),
+            destination: LittleEndian.load(UInt32.self, raw, 48),
+            key: parts.key, headers: parts.headers, body: parts.body)
+    }
+
+    /// Whether a record part is well formed, walked without allocating.
+    static func payloadIsWellFormed(_ raw: UnsafeRawBufferPointer) -> Bool {
         let end = raw.count
-        var i = recordStart(kind)
+        var i = 0
+        guard let keyField = VarInt.read(raw, &i, end: end) else { return false }
+        if keyField > 0 {
+            guard keyField - 1 <= UInt64(end - i) else { return false }
+            i += Int(keyField - 1)
+        }
+        guard let count = VarInt.read(raw, &i, end: end), count <= UInt64(end - i) / 2 else { return false }
+        for _ in 0..<Int(count) {
+            guard let n = VarInt.read(raw, &i, end: end), n <= UInt64(end - i) else { return false }
+            i += Int(n)
+            guard let v = VarInt.read(raw, &i, end: end), v <= UInt64(end - i) else { return false }
+            i += Int(v)
+        }
+        return true
+    }
+
+    /// Decodes a record part: key, headers, body.
+    static func decodePayload(_ raw: UnsafeRawBufferPointer) -> (key: [UInt8]?, headers: [RecordHeader], body: [UInt8])? {
+        let end = raw.count
+        var i = 0
         guard let keyField = VarInt.read(raw, &i, end: end) else { return nil }
         var key: [UInt8]? = nil
         if keyField > 0 {
@@ -232,11 +262,7 @@ public struct TimerEntry: Sendable, Equatable {
             headers.append(RecordHeader(name: name, value: Array(raw[i..<(i + Int(v))])))
             i += Int(v)
         }
-        return ScheduledMessage(
-            dueAt: LittleEndian.load(Int64.self, raw, 24),
-            publishedAt: LittleEndian.load(Int64.self, raw, 56),
-            destination: LittleEndian.load(UInt32.self, raw, 48),
-            key: key, headers: headers, body: Array(raw[i..<end]))
+        return (key, headers, Array(raw[i..<end]))
     }
 }
 

@@ -84,6 +84,25 @@ struct TimerEntryReader {
         }
     }
 
+    /// The message held at `address` as the wheel hands it over: fixed fields and the
+    /// record part copied as it is (one allocation), with the entry's size.
+    func fired(at address: Int64, verified: Bool = false) throws -> (message: FiredMessage, size: Int) {
+        try withEntry(at: address, verified: verified) { raw in
+            guard let kind = TimerEntry.Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= TimerEntry.recordStart(kind) else {
+                throw StoreError(.invalidArgument, "entry at \(address) is not a message")
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: raw[TimerEntry.recordStart(kind)...])
+            guard TimerEntry.payloadIsWellFormed(payload) else {
+                throw StoreError(.malformedBatch, "message entry at \(address) is malformed")
+            }
+            let fired = FiredMessage(
+                id: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : address,
+                dueAt: LittleEndian.load(Int64.self, raw, 24), publishedAt: LittleEndian.load(Int64.self, raw, 56),
+                destination: LittleEndian.load(UInt32.self, raw, 48), payload: Array(payload))
+            return (fired, raw.count)
+        }
+    }
+
     /// The message held at `address` (an original or a moved one), with its id and the
     /// entry's size.
     func message(at address: Int64, verified: Bool = false) throws -> (message: ScheduledMessage, id: Int64, size: Int) {

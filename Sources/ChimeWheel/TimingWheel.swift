@@ -813,9 +813,9 @@ public final class TimingWheel {
             for (t, verified) in targets where t != previous {
                 previous = t
                 do {
-                    let m = try reader.message(at: t, verified: verified)
+                    let m = try reader.fired(at: t, verified: verified)
                     sizes.append((t, m.size))
-                    if !cancelled.contains(m.id) { slotFired.append(FiredMessage(id: m.id, message: m.message)) }
+                    if !cancelled.contains(m.message.id) { slotFired.append(m.message) }
                 } catch {
                     logger.error("scheduled message lost to damage", metadata: ["position": "\(t)", "error": "\(error)"])
                     if let size = reader.declaredSize(at: t) { sizes.append((t, size)) }

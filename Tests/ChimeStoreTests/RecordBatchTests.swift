@@ -144,3 +144,50 @@ import Testing
         }
     }
 }
+
+/// Records appended from an encoded record part (as the wheel hands fired messages over)
+/// decode exactly like records appended field by field.
+@Suite struct EncodedPayloadAppendTests {
+    private func payload(key: [UInt8]?, headers: [RecordHeader], body: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        VarInt.append(key.map { UInt64($0.count) + 1 } ?? 0, to: &out)
+        if let key { out += key }
+        VarInt.append(UInt64(headers.count), to: &out)
+        for h in headers {
+            VarInt.append(UInt64(h.name.utf8.count), to: &out)
+            out += Array(h.name.utf8)
+            VarInt.append(UInt64(h.value.count), to: &out)
+            out += h.value
+        }
+        return out + body
+    }
+
+    @Test func anEncodedPayloadWithAddedHeadersDecodesLikeTheFields() throws {
+        let cases: [(key: [UInt8]?, headers: [RecordHeader], body: [UInt8])] = [
+            (nil, [], []),
+            (Array("k".utf8), [RecordHeader(name: "a", value: [1, 2])], Array(repeating: 7, count: 300)),
+            (Array(repeating: 9, count: 200), [RecordHeader(name: "x", value: []), RecordHeader(name: "yy", value: [3])], Array("body".utf8)),
+        ]
+        let added = RecordHeader(name: "chime-id", value: Array(repeating: 5, count: 17))
+        let more = RecordHeader(name: "chime-fire", value: [1])
+        var builder = RecordBatchBuilder()
+        var expected: [Record] = []
+        for (n, c) in cases.enumerated() {
+            let ts: Int64 = 1_800_000_000_000 + Int64(n) * 1_000_000
+            let p = payload(key: c.key, headers: c.headers, body: c.body)
+            let ok = p.withUnsafeBytes { builder.append(timestamp: ts, payload: $0, adding: added, n == 0 ? more : nil) }
+            #expect(ok)
+            expected.append(Record(timestamp: ts, key: c.key, headers: c.headers + [added] + (n == 0 ? [more] : []), body: c.body))
+        }
+        let batch = try RecordBatch(validating: try builder.build())
+        try batch.validateRecords()
+        #expect(try batch.records().map(\.record) == expected)
+    }
+
+    @Test func aMalformedPayloadIsRefusedAndNothingIsAppended() {
+        var builder = RecordBatchBuilder()
+        let bad: [UInt8] = [0x05, 1, 2]  // a key of 4 bytes, only 2 present
+        #expect(bad.withUnsafeBytes { builder.append(timestamp: 1, payload: $0) } == false)
+        #expect(builder.isEmpty)
+    }
+}
