@@ -313,8 +313,13 @@ public enum TimerEntryFormat: SegmentEntryFormat {
     }
 
     public static func validateForAppend(_ bytes: [UInt8], frame: EntryFrame, configuration: LogConfiguration) throws {
-        guard TimerEntry.Kind(rawValue: bytes[17])!.carriesMessage else { return }
-        let ok = bytes.withUnsafeBytes { TimerEntry.parseMessage($0) != nil }
+        let kind = TimerEntry.Kind(rawValue: bytes[17])!
+        guard kind.carriesMessage else { return }
+        // Walked in place: nothing is decoded into arrays.
+        let ok = bytes.withUnsafeBytes { raw in
+            raw.count >= TimerEntry.recordStart(kind) + 2
+                && TimerEntry.payloadIsWellFormed(UnsafeRawBufferPointer(rebasing: raw[TimerEntry.recordStart(kind)...]))
+        }
         if !ok { throw StoreError(.malformedBatch, "message entry payload is malformed") }
     }
 
