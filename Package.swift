@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // liblz4 from the system (Debian: liblz4-dev).
@@ -57,6 +58,12 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
+            swiftSettings: crossModule
+        ),
+        // Frames and codecs shared by server and client (design.md §5); no engine inside.
+        .target(
+            name: "ChimeProtocol",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: crossModule
         ),
         .executableTarget(
@@ -107,6 +114,10 @@ let package = Package(
         .testTarget(
             name: "ChimeWheelTests",
             dependencies: ["ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent"]
+        ),
+        .testTarget(
+            name: "ChimeProtocolTests",
+            dependencies: ["ChimeProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "ChimeBrokerTests",

@@ -1,0 +1,142 @@
+import NIOCore
+
+/// A payload's fields, read with every length checked against what is left before anything
+/// is allocated; any violation is a `.malformed` `ProtocolError`.
+public struct WireReader {
+    private var buffer: ByteBuffer
+
+    public init(_ payload: ByteBuffer) { buffer = payload }
+
+    private func malformed(_ what: String) -> ProtocolError {
+        ProtocolError(.malformed, "\(what) runs past the end of the payload")
+    }
+
+    public mutating func u8(_ what: String = "u8") throws -> UInt8 {
+        guard let v = buffer.readInteger(as: UInt8.self) else { throw malformed(what) }
+        return v
+    }
+    public mutating func u16(_ what: String = "u16") throws -> UInt16 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt16.self) else { throw malformed(what) }
+        return v
+    }
+    public mutating func u32(_ what: String = "u32") throws -> UInt32 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw malformed(what) }
+        return v
+    }
+    public mutating func i32(_ what: String = "i32") throws -> Int32 {
+        guard let v = buffer.readInteger(endianness: .little, as: Int32.self) else { throw malformed(what) }
+        return v
+    }
+    public mutating func u64(_ what: String = "u64") throws -> UInt64 {
+        guard let v = buffer.readInteger(endianness: .little, as: UInt64.self) else { throw malformed(what) }
+        return v
+    }
+    public mutating func i64(_ what: String = "i64") throws -> Int64 {
+        guard let v = buffer.readInteger(endianness: .little, as: Int64.self) else { throw malformed(what) }
+        return v
+    }
+    /// An i64 where -1 means none.
+    public mutating func optionalI64(_ what: String = "i64") throws -> Int64? {
+        let v = try i64(what)
+        return v == -1 ? nil : v
+    }
+
+    /// u16 length + UTF-8.
+    public mutating func string(_ what: String = "string") throws -> String {
+        let n = Int(try u16("\(what) length"))
+        guard let bytes = buffer.readSlice(length: n) else { throw malformed(what) }
+        guard let s = String(validatingUTF8Bytes: bytes) else { throw ProtocolError(.malformed, "\(what) is not UTF-8") }
+        return s
+    }
+
+    /// u32 length + bytes; 0xFFFFFFFF is none.
+    public mutating func optionalBytes(_ what: String = "bytes") throws -> [UInt8]? {
+        let n = try u32("\(what) length")
+        if n == .max { return nil }
+        guard Int(n) <= buffer.readableBytes, let bytes = buffer.readBytes(length: Int(n)) else { throw malformed(what) }
+        return bytes
+    }
+
+    public mutating func bytes(_ what: String = "bytes") throws -> [UInt8] {
+        guard let b = try optionalBytes(what) else { throw ProtocolError(.malformed, "\(what) must be present") }
+        return b
+    }
+
+    /// A count of items each at least `minimumItemBytes` long: refused when the rest of the
+    /// payload cannot hold them, so no array is sized from a lie.
+    public mutating func count(_ what: String, minimumItemBytes: Int, limit: Int = .max) throws -> Int {
+        let n = Int(try u32("\(what) count"))
+        guard n <= limit else { throw ProtocolError(.tooManyRecords, "\(n) \(what) is over the limit of \(limit)") }
+        guard n * max(1, minimumItemBytes) <= buffer.readableBytes else {
+            throw ProtocolError(.malformed, "\(n) \(what) cannot fit in the \(buffer.readableBytes) bytes left")
+        }
+        return n
+    }
+
+    /// Every byte must have been read.
+    public func finish(_ what: String) throws {
+        guard buffer.readableBytes == 0 else {
+            throw ProtocolError(.malformed, "\(buffer.readableBytes) bytes left over after \(what)")
+        }
+    }
+}
+
+private extension String {
+    /// Strict UTF-8 validation of a buffer.
+    init?(validatingUTF8Bytes buffer: ByteBuffer) {
+        guard let bytes = buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes) else { return nil }
+        guard let s = String(validating: bytes, as: UTF8.self) else { return nil }
+        self = s
+    }
+}
+
+/// Writing the same fields.
+extension ByteBuffer {
+    public mutating func writeWire(_ v: UInt8) { writeInteger(v) }
+    public mutating func writeWire(_ v: UInt16) { writeInteger(v, endianness: .little) }
+    public mutating func writeWire(_ v: UInt32) { writeInteger(v, endianness: .little) }
+    public mutating func writeWire(_ v: Int32) { writeInteger(v, endianness: .little) }
+    public mutating func writeWire(_ v: UInt64) { writeInteger(v, endianness: .little) }
+    public mutating func writeWire(_ v: Int64) { writeInteger(v, endianness: .little) }
+    public mutating func writeWire(optional v: Int64?) { writeInteger(v ?? -1, endianness: .little) }
+    /// u16 length + UTF-8 (at most 65,535 bytes: longer strings are cut at a character boundary).
+    public mutating func writeWire(_ s: String) {
+        var utf8 = Array(s.utf8)
+        if utf8.count > Int(UInt16.max) {
+            var cut = Int(UInt16.max)
+            while cut > 0 && utf8[cut] & 0xC0 == 0x80 { cut -= 1 }
+            utf8 = Array(utf8[..<cut])
+        }
+        writeInteger(UInt16(utf8.count), endianness: .little)
+        writeBytes(utf8)
+    }
+    public mutating func writeWire(bytes: [UInt8]?) {
+        guard let bytes else {
+            writeInteger(UInt32.max, endianness: .little)
+            return
+        }
+        writeInteger(UInt32(bytes.count), endianness: .little)
+        writeBytes(bytes)
+    }
+}
+
+/// A payload type: decoded from a frame's payload (all of it), encoded into one.
+public protocol WireMessage: Sendable, Equatable {
+    init(from reader: inout WireReader) throws
+    func encode(into buffer: inout ByteBuffer)
+}
+
+extension WireMessage {
+    /// Decodes a whole payload: bytes left over are an error.
+    public init(payload: ByteBuffer) throws {
+        var reader = WireReader(payload)
+        self = try Self(from: &reader)
+        try reader.finish("\(Self.self)")
+    }
+
+    public func payload(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var b = allocator.buffer(capacity: 64)
+        encode(into: &b)
+        return b
+    }
+}
