@@ -66,12 +66,23 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: crossModule
         ),
+        // The TCP server over the engine (SwiftNIO): handshake, auth, limits, dispatch.
+        .target(
+            name: "ChimeServer",
+            dependencies: [
+                "ChimeBroker", "ChimeProtocol", "ChimeStore", "ChimeWheel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "chime",
             dependencies: [
                 "ChimeStore",
                 "ChimeWheel",
                 "ChimeBroker",
+                "ChimeServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -118,6 +129,14 @@ let package = Package(
         .testTarget(
             name: "ChimeProtocolTests",
             dependencies: ["ChimeProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "ChimeServerTests",
+            dependencies: [
+                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "ChimeBrokerTests",

@@ -99,6 +99,15 @@ public struct DeliveryReceipt: Hashable, Sendable {
     public var offset: Int64
     /// Which lease of the message this is: a receipt of an expired lease is refused.
     public var lease: UInt32
+
+    /// A receipt as a client sends it back (the server rebuilds it from the wire).
+    public init(topicID: UInt32, partition: Int, source: DeliverySource, offset: Int64, lease: UInt32) {
+        self.topicID = topicID
+        self.partition = partition
+        self.source = source
+        self.offset = offset
+        self.lease = lease
+    }
 }
 
 /// A message handed to a member under a lease.

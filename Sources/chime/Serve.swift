@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChimeBroker
+import ChimeServer
 import ChimeStore
 import Dispatch
 import Foundation
@@ -12,19 +13,28 @@ struct Serve: AsyncParsableCommand {
             Takes the data directory's lock, opens every topic and partition in it \
             (recovering what a crash left: torn tails cut, damage reported), catches up on \
             every scheduled message that fell due while it was down, and keeps firing \
-            scheduled messages on time. Stop it with Ctrl-C or SIGTERM: it writes every \
-            checkpoint, so the next start needs no replay. The network protocol that lets \
-            other processes publish and consume comes in a later release; until then the \
-            engine is used in-process (see README, "The broker engine").
+            scheduled messages on time, and serves the broker protocol on --host:--port \
+            (127.0.0.1:7420 by default). Stop it with Ctrl-C or SIGTERM: it stops accepting, \
+            closes connections, writes every checkpoint, so the next start needs no replay.
 
             Examples:
               chime serve --data ./data
+              chime serve --host 0.0.0.0 --token "$(cat /etc/chime/token)"
               chime serve --data /var/lib/chime --durability interval=5 --retention-hours 72
             """
     )
 
     @Option(name: .long, help: "Data directory (created if missing).")
     var data: String = "./data"
+
+    @Option(name: .long, help: "Address the broker protocol listens on. Anything but loopback needs --token.")
+    var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: "Broker protocol port (0: any free port).")
+    var port: Int = 7420
+
+    @Option(name: .long, help: "Accepted client token (repeat for several). Without one, clients need no token.")
+    var token: [String] = []
 
     @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never.")
     var durability: String = "always"
@@ -80,9 +90,19 @@ struct Serve: AsyncParsableCommand {
             }
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
-        say("chime: broker engine ready; the network protocol arrives in a later release. Ctrl-C to stop.")
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        let server: ChimeServer
+        do {
+            server = try await ChimeServer.start(
+                broker: broker, options: ServerOptions(host: host, port: port, tokens: token, serverName: "chime"), logger: logger)
+        } catch {
+            await broker.close()
+            throw ValidationError("cannot listen on \(host):\(port): \(error)")
+        }
+        say("chime: serving the broker protocol on \(host):\(server.port)\(token.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
         await waitForTerminationSignal()
         say("chime: stopping")
+        await server.stop()
         await broker.close()
         say("chime: stopped cleanly")
     }

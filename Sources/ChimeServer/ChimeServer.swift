@@ -1,0 +1,85 @@
+import ChimeBroker
+import ChimeProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The broker protocol on TCP (SwiftNIO). `start` binds and returns; `stop` stops
+/// accepting, closes every connection once its requests are answered, and returns.
+public final class ChimeServer: Sendable {
+    /// The open connections, shared with the accepting code.
+    private final class Connections: Sendable {
+        let open = Mutex<[ObjectIdentifier: any Channel]>([:])
+    }
+
+    private let channel: any Channel
+    private let connections: Connections
+    private let logger: Logger
+    /// The bound port (the one asked for, or the one the system chose for port 0).
+    public let port: Int
+
+    private init(channel: any Channel, connections: Connections, logger: Logger) {
+        self.channel = channel
+        self.connections = connections
+        self.logger = logger
+        port = channel.localAddress?.port ?? 0
+    }
+
+    public static func start(broker: Broker, options: ServerOptions, logger: Logger) async throws -> ChimeServer {
+        if options.tokens.isEmpty && options.host != "127.0.0.1" && options.host != "::1" && options.host != "localhost" {
+            logger.warning(
+                "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach \(options.host):\(options.port) can publish and consume. Configure tokens.")
+        }
+        let connections = Connections()
+        let maxConnections = options.maxConnections
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { child in
+                let admitted = connections.open.withLock { open -> Bool in
+                    guard open.count < maxConnections else { return false }
+                    open[ObjectIdentifier(child)] = child
+                    return true
+                }
+                guard admitted else {
+                    logger.warning("connection refused: \(maxConnections) connections open")
+                    // Closed as soon as it is active (it is not registered yet here).
+                    return child.pipeline.addHandler(CloseOnActive())
+                }
+                child.closeFuture.whenComplete { _ in _ = connections.open.withLock { $0.removeValue(forKey: ObjectIdentifier(child)) } }
+                return child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: .seconds(options.idleTimeoutSeconds)),
+                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: options.maxFrameBytes)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ConnectionHandler(broker: broker, options: options, logger: logger),
+                    ])
+                }
+            }
+            .bind(host: options.host, port: options.port)
+            .get()
+        let server = ChimeServer(channel: channel, connections: connections, logger: logger)
+        logger.info("serving the broker protocol", metadata: ["address": "\(options.host):\(server.port)"])
+        return server
+    }
+
+    /// Connections open now.
+    public var connectionCount: Int { connections.open.withLock { $0.count } }
+
+    /// Stops accepting, then closes every connection.
+    public func stop() async {
+        try? await channel.close()
+        let open = connections.open.withLock { Array($0.values) }
+        for c in open { try? await c.close() }
+    }
+}
+
+/// Closes a connection the moment it becomes active: over the connection limit.
+private final class CloseOnActive: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelActive(context: ChannelHandlerContext) {
+        context.close(promise: nil)
+    }
+}

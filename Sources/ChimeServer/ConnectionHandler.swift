@@ -1,0 +1,140 @@
+import ChimeBroker
+import ChimeProtocol
+import Logging
+import NIOCore
+
+/// One client connection: the handshake first (version, token), then requests, each
+/// handled in its own task so that requests pipeline and responses go out as they are
+/// ready. Runs on the connection's event loop; the engine's work happens off it.
+final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    private let handler: RequestHandler
+    private let options: ServerOptions
+    private let logger: Logger
+    private var handshook = false
+    private var inFlight = 0
+    private var reading = true
+    private var closing = false
+
+    init(broker: Broker, options: ServerOptions, logger: Logger) {
+        handler = RequestHandler(broker: broker)
+        self.options = options
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        guard !closing else { return }
+        guard !frame.isResponse else {
+            return fail(context, ProtocolError(.badFlags, "a client sends requests, not responses"), opcode: frame.opcode, correlation: frame.correlationID)
+        }
+        guard handshook else {
+            guard frame.opcode == .hello else {
+                return fail(context, ProtocolError(.unauthenticated, "the first frame must be a hello"), opcode: frame.opcode, correlation: frame.correlationID)
+            }
+            return hello(context, frame)
+        }
+        inFlight += 1
+        if inFlight >= options.maxInFlightPerConnection && reading {
+            // Back-pressure: no more requests read until responses have gone out.
+            reading = false
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        let channel = context.channel
+        let allocator = context.channel.allocator
+        let handler = self.handler
+        let loop = context.eventLoop
+        Task {
+            let response = await handler.respond(to: frame, allocator: allocator)
+            loop.execute {
+                channel.writeAndFlush(response, promise: nil)
+                self.finished(channel)
+            }
+        }
+    }
+
+    private func finished(_ channel: Channel) {
+        inFlight -= 1
+        if !reading && inFlight < options.maxInFlightPerConnection / 2 + 1 {
+            reading = true
+            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            channel.read()
+        }
+    }
+
+    private func hello(_ context: ChannelHandlerContext, _ frame: Frame) {
+        let hello: Hello
+        do {
+            hello = try Hello(payload: frame.payload)
+        } catch {
+            return fail(context, error, opcode: .hello, correlation: frame.correlationID)
+        }
+        let version = min(hello.maxVersion, ProtocolVersion.current)
+        guard version >= max(hello.minVersion, ProtocolVersion.oldest) else {
+            return fail(
+                context,
+                ProtocolError(.unsupportedVersion, "this server speaks versions \(ProtocolVersion.oldest)...\(ProtocolVersion.current), the client \(hello.minVersion)...\(hello.maxVersion)"),
+                opcode: .hello, correlation: frame.correlationID)
+        }
+        if !options.tokens.isEmpty {
+            let given = hello.token ?? []
+            // Every configured token is compared, each in constant time.
+            var matched = false
+            for token in options.tokens where Self.constantTimeEqual(Array(token.utf8), given) { matched = true }
+            guard matched else {
+                logger.warning("authentication failed", metadata: ["client": "\(hello.client)", "remote": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+                return fail(context, ProtocolError(.unauthenticated, "wrong or missing token"), opcode: .hello, correlation: frame.correlationID)
+            }
+        }
+        handshook = true
+        let reply = HelloReply(version: version, server: options.serverName)
+        context.writeAndFlush(
+            wrapOutboundOut(Frame(opcode: .hello, flags: .response, correlationID: frame.correlationID, payload: reply.payload(allocator: context.channel.allocator))),
+            promise: nil)
+    }
+
+    /// Compares in time that depends on the lengths only, not on where the bytes differ.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+
+    /// An error frame, then the connection is closed: after a framing or handshake error
+    /// the stream cannot be trusted.
+    private func fail(_ context: ChannelHandlerContext, _ error: any Error, opcode: Opcode, correlation: UInt32) {
+        guard !closing else { return }
+        closing = true
+        let reply = ErrorCodes.reply(error)
+        logger.debug("closing a connection", metadata: ["error": "\(reply.message)"])
+        let frame = Frame(opcode: opcode, flags: [.response, .error], correlationID: correlation, payload: reply.payload(allocator: context.channel.allocator))
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { [channel = context.channel] _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let e = error as? ProtocolError {
+            // From the frame decoder: answer on the connection-level opcode (hello), id 0.
+            fail(context, e, opcode: .hello, correlation: 0)
+        } else if error is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            logger.debug("closing an idle connection")
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

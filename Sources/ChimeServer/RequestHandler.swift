@@ -1,0 +1,92 @@
+import ChimeBroker
+import ChimeProtocol
+import NIOCore
+
+/// Turns one request frame into its response frame by calling the engine. Stateless: the
+/// connection's state (handshake) lives in `ConnectionHandler`.
+struct RequestHandler: Sendable {
+    let broker: Broker
+
+    func respond(to frame: Frame, allocator: ByteBufferAllocator) async -> Frame {
+        do {
+            let payload = try await handle(frame, allocator)
+            return Frame(opcode: frame.opcode, flags: .response, correlationID: frame.correlationID, payload: payload)
+        } catch {
+            return Frame(
+                opcode: frame.opcode, flags: [.response, .error], correlationID: frame.correlationID,
+                payload: ErrorCodes.reply(error).payload(allocator: allocator))
+        }
+    }
+
+    private func handle(_ frame: Frame, _ allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+        switch frame.opcode {
+        case .hello:
+            throw ProtocolError(.malformed, "hello was already received on this connection")
+        case .createTopic:
+            let r = try CreateTopic(payload: frame.payload)
+            let info = try broker.createTopic(r.name, settings: r.settings?.settings)
+            return WireTopic(name: info.name, id: info.id, settings: WireTopicSettings(info.settings)).payload(allocator: allocator)
+        case .listTopics:
+            _ = try Empty(payload: frame.payload)
+            return TopicList(topics: broker.listTopics().map { WireTopic(name: $0.name, id: $0.id, settings: WireTopicSettings($0.settings)) })
+                .payload(allocator: allocator)
+        case .deleteTopic:
+            try await broker.deleteTopic(try TopicName(payload: frame.payload).name)
+            return Empty().payload(allocator: allocator)
+        case .publish:
+            let r = try Publish(payload: frame.payload)
+            let producer = r.producerID >= 0 ? ProducerStamp(producerID: r.producerID, sequence: r.sequence) : nil
+            let results = try await broker.publish(
+                topic: r.topic, r.records.map(\.message), partition: r.partition >= 0 ? Int(r.partition) : nil, producer: producer)
+            return PublishReply(outcomes: results.map { .init(id: $0.id.map(WireMessageID.init), partition: UInt32($0.partition), duplicate: $0.duplicate) })
+                .payload(allocator: allocator)
+        case .cancel:
+            let r = try ScheduleChange(payload: frame.payload)
+            try await broker.cancel(r.id.messageID)
+            return Empty().payload(allocator: allocator)
+        case .reschedule:
+            let r = try ScheduleChange(payload: frame.payload)
+            guard let due = r.dueAt else { throw ProtocolError(.malformed, "reschedule needs a due time") }
+            return WireMessageID(try await broker.reschedule(r.id.messageID, to: due)).payload(allocator: allocator)
+        case .join:
+            let r = try Join(payload: frame.payload)
+            return WireMembership(try await broker.join(group: r.group, member: r.member, topics: r.topics)).payload(allocator: allocator)
+        case .heartbeat:
+            let r = try MemberRef(payload: frame.payload)
+            return WireMembership(try await broker.heartbeat(group: r.group, member: r.memberID)).payload(allocator: allocator)
+        case .leave:
+            let r = try MemberRef(payload: frame.payload)
+            try await broker.leave(group: r.group, member: r.memberID)
+            return Empty().payload(allocator: allocator)
+        case .fetch:
+            let r = try Fetch(payload: frame.payload)
+            let deliveries = try await fetch(r)
+            return Deliveries(deliveries: deliveries.map(WireDelivery.init)).payload(allocator: allocator)
+        case .ack, .nack, .extend, .term:
+            let r = try Settle(payload: frame.payload)
+            let receipts = r.receipts.map(\.receipt)
+            let results: [BrokerError?]
+            switch frame.opcode {
+            case .ack: results = try await broker.ack(group: r.group, member: r.memberID, receipts)
+            case .nack: results = try await broker.nack(group: r.group, member: r.memberID, receipts, delay: r.milliseconds, reason: r.reason)
+            case .extend: results = try await broker.extend(group: r.group, member: r.memberID, receipts, by: r.milliseconds)
+            default: results = try await broker.term(group: r.group, member: r.memberID, receipts, reason: r.reason ?? "terminated")
+            }
+            return SettleReply(results: results.map { $0.map { ErrorCodes.reply($0) } }).payload(allocator: allocator)
+        case .stats:
+            throw ProtocolError(.malformed, "stats over the protocol are not served yet; use the admin HTTP port")
+        }
+    }
+
+    /// A fetch waits (up to its wait time) for something to deliver, looking again every
+    /// few milliseconds: a consumer can keep one fetch outstanding instead of polling.
+    private func fetch(_ r: Fetch) async throws -> [Delivery] {
+        let max = Int(min(r.max, 65_536))
+        let deadline = ContinuousClock.now + .milliseconds(Int64(min(r.waitMilliseconds, 300_000)))
+        while true {
+            let got = try await broker.fetch(group: r.group, member: r.memberID, max: max)
+            if !got.isEmpty || ContinuousClock.now >= deadline { return got }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}

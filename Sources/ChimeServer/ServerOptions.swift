@@ -1,0 +1,33 @@
+/// How the server listens and what it allows. Limits are checked before anything is
+/// allocated for what they limit.
+public struct ServerOptions: Sendable {
+    /// Address to bind: 127.0.0.1 unless told otherwise (binding elsewhere without tokens
+    /// logs a loud warning).
+    public var host: String
+    /// Broker protocol port (0: any free port, see `ChimeServer.port`).
+    public var port: Int
+    /// Accepted tokens; empty means no authentication.
+    public var tokens: [String]
+    public var maxFrameBytes: Int
+    public var maxConnections: Int
+    /// Requests one connection may have in progress; past it the server stops reading
+    /// from that connection until responses have gone out.
+    public var maxInFlightPerConnection: Int
+    /// A connection that sends nothing for this long is closed.
+    public var idleTimeoutSeconds: Int64
+    public var serverName: String
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxConnections: Int = 1_024,
+        maxInFlightPerConnection: Int = 256, idleTimeoutSeconds: Int64 = 300, serverName: String = "chime"
+    ) {
+        self.host = host
+        self.port = port
+        self.tokens = tokens
+        self.maxFrameBytes = maxFrameBytes
+        self.maxConnections = maxConnections
+        self.maxInFlightPerConnection = maxInFlightPerConnection
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.serverName = serverName
+    }
+}

@@ -1,0 +1,80 @@
+import ChimeBroker
+import ChimeProtocol
+import ChimeStore
+
+/// Engine errors on the wire: fixed numbers from 100 (docs/formats.md).
+enum ErrorCodes {
+    static let table: [(BrokerError.Code, UInt16)] = [
+        (.unknownTopic, 100), (.topicExists, 101), (.invalidName, 102), (.badPartition, 103), (.messageTooLarge, 104),
+        (.malformedBatch, 105), (.corruptBatch, 106), (.sequenceGap, 107), (.unknownMessage, 108), (.unknownGroup, 109),
+        (.unknownMember, 110), (.fenced, 111), (.unknownDelivery, 112), (.alreadyAcked, 113), (.leaseExpired, 114),
+        (.invalidArgument, 115), (.storage, 116), (.closed, 117),
+    ]
+    /// Anything else that went wrong inside the server.
+    static let internalError: UInt16 = 199
+
+    static func reply(_ error: any Error) -> ErrorReply {
+        if let e = error as? BrokerError {
+            return ErrorReply(code: table.first { $0.0 == e.code }?.1 ?? internalError, message: e.message)
+        }
+        if let e = error as? ProtocolError { return ErrorReply(e) }
+        if let e = error as? ErrorReply { return e }
+        return ErrorReply(code: internalError, message: "\(error)")
+    }
+}
+
+extension WireTopicSettings {
+    init(_ s: TopicSettings) {
+        self.init(
+            partitions: UInt32(s.partitions), retentionMilliseconds: s.retentionMilliseconds, retentionBytes: s.retentionBytes,
+            maxMessageBytes: UInt32(s.maxMessageBytes), maxAttempts: UInt16(clamping: s.maxAttempts), dedupWindowMilliseconds: s.dedupWindowMilliseconds)
+    }
+
+    var settings: TopicSettings {
+        TopicSettings(
+            partitions: Int(partitions), retentionMilliseconds: retentionMilliseconds, retentionBytes: retentionBytes,
+            maxMessageBytes: Int(maxMessageBytes), maxAttempts: Int(maxAttempts), dedupWindowMilliseconds: dedupWindowMilliseconds)
+    }
+}
+
+extension WireMessageID {
+    init(_ id: MessageID) {
+        self.init(topicID: id.topicID, partition: UInt32(id.partition), kind: id.kind.rawValue, value: id.value)
+    }
+
+    var messageID: MessageID {
+        MessageID(topicID: topicID, partition: Int(partition), kind: kind == 1 ? .scheduled : .ready, value: value)
+    }
+}
+
+extension WireReceipt {
+    init(_ r: DeliveryReceipt) {
+        self.init(topicID: r.topicID, partition: UInt32(r.partition), source: r.source.rawValue, offset: r.offset, lease: r.lease)
+    }
+
+    var receipt: DeliveryReceipt {
+        DeliveryReceipt(topicID: topicID, partition: Int(partition), source: source == 1 ? .retry : .ready, offset: offset, lease: lease)
+    }
+}
+
+extension WireDelivery {
+    init(_ d: Delivery) {
+        self.init(
+            topic: d.topic, partition: UInt32(d.partition), offset: d.offset, id: WireMessageID(d.id), key: d.key,
+            headers: d.headers.map { WireHeader(name: $0.name, value: $0.value) }, body: d.body, publishedAt: d.publishedAt, dueAt: d.dueAt,
+            deliveredAt: d.deliveredAt, attempt: UInt32(clamping: d.attempt), lastError: d.lastError, receipt: WireReceipt(d.receipt),
+            leaseDeadline: d.leaseDeadline)
+    }
+}
+
+extension WireMembership {
+    init(_ m: Membership) {
+        self.init(memberID: m.memberID, generation: m.generation, assignment: m.assignment.map { ($0.topic, UInt32($0.partition)) })
+    }
+}
+
+extension OutgoingRecord {
+    var message: OutgoingMessage {
+        OutgoingMessage(key: key, headers: headers.map { RecordHeader(name: $0.name, value: $0.value) }, body: body, deliverAt: deliverAt, dedupKey: dedupKey)
+    }
+}

@@ -1,0 +1,75 @@
+import ChimeProtocol
+import NIOCore
+import NIOPosix
+
+/// A TCP client that speaks raw bytes (what a test needs to send well-formed and malformed
+/// frames alike and see exactly what comes back), async so that waiting for the server
+/// never blocks a thread of the pool the server's requests run on.
+final class RawClient: @unchecked Sendable {
+    private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private var inbox = ByteBuffer()
+    private var nextID: UInt32 = 1
+    private var ended = false
+
+    init(port: Int) async throws {
+        channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { ch in
+                ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+            }
+        inbound = channel.inbound.makeAsyncIterator()
+    }
+
+    deinit {
+        // An async channel's writer must be finished before it goes away.
+        channel.outbound.finish()
+        channel.channel.close(promise: nil)
+    }
+
+    func send(_ bytes: [UInt8]) async {
+        try? await channel.outbound.write(ByteBuffer(bytes: bytes))
+    }
+
+    /// Sends a request; returns its correlation id.
+    @discardableResult
+    func send<M: WireMessage>(_ opcode: Opcode, _ message: M, id: UInt32? = nil) async -> UInt32 {
+        let correlation = id ?? nextID
+        nextID = max(nextID, correlation) + 1
+        var b = ByteBuffer()
+        Frame(opcode: opcode, correlationID: correlation, payload: message.payload()).write(to: &b)
+        await send(Array(b.readableBytesView))
+        return correlation
+    }
+
+    /// The next frame, or nil once the server has closed the connection.
+    func readFrame() async -> Frame? {
+        while true {
+            if let f = try? FrameDecoder.next(from: &inbox, maxFrameBytes: 64 << 20) { return f }
+            guard !ended, let chunk = try? await inbound.next() else {
+                ended = true
+                return nil
+            }
+            var c = chunk
+            inbox.writeBuffer(&c)
+        }
+    }
+
+    /// True once the server has closed the connection (frames before that are skipped).
+    func isClosedByServer() async -> Bool {
+        while await readFrame() != nil {}
+        return true
+    }
+
+    /// Request and response, the response decoded (an error response throws its ErrorReply).
+    func call<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
+        let id = await send(opcode, message)
+        guard let f = await readFrame() else { throw ErrorReply(code: 0, message: "connection closed") }
+        precondition(f.correlationID == id && f.isResponse)
+        if f.isError { throw try ErrorReply(payload: f.payload) }
+        return try R(payload: f.payload)
+    }
+
+    func handshake(token: String? = nil) async throws {
+        _ = try await call(.hello, Hello(client: "test", token: token.map { Array($0.utf8) }), as: HelloReply.self)
+    }
+}

@@ -1,0 +1,141 @@
+import ChimeBroker
+import ChimeProtocol
+import ChimeServer
+import ChimeTestSupport
+import ChimeWheel
+import Logging
+import NIOCore
+import Testing
+
+/// A real server on 127.0.0.1 (ephemeral port) over a real broker, and raw clients.
+final class ServerFixture {
+    let dir = TemporaryDirectory("chime-server")
+    let broker: Broker
+    let server: ChimeServer
+
+    init(_ options: ServerOptions = ServerOptions(port: 0)) async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        broker = try await Broker.open(BrokerOptions(directory: dir.path, durability: .never), logger: logger)
+        server = try await ChimeServer.start(broker: broker, options: options, logger: logger)
+    }
+
+    func client(token: String? = nil) async throws -> RawClient {
+        let c = try await RawClient(port: server.port)
+        try await c.handshake(token: token)
+        return c
+    }
+
+    func shutdown() async {
+        await server.stop()
+        await broker.close()
+    }
+}
+
+@Suite struct ServerTests {
+    @Test func everyRequestTypeOverARealSocket() async throws {
+        let f = try await ServerFixture()
+        let c = try await f.client()
+        let topic = try await c.call(
+            .createTopic,
+            CreateTopic(name: "jobs", settings: WireTopicSettings(partitions: 2, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 3, dedupWindowMilliseconds: 1_000)),
+            as: WireTopic.self)
+        #expect(topic.name == "jobs" && topic.settings.partitions == 2)
+        #expect(try await c.call(.listTopics, Empty(), as: TopicList.self).topics.map(\.name) == ["jobs"])
+        let now = SystemWheelClock().now()
+        let published = try await c.call(
+            .publish,
+            Publish(topic: "jobs", partition: 0, records: [OutgoingRecord(body: Array("now".utf8)), OutgoingRecord(deliverAt: now + 3_600_000, body: Array("later".utf8))]),
+            as: PublishReply.self)
+        #expect(published.outcomes.count == 2 && published.outcomes.allSatisfy { $0.id != nil && !$0.duplicate })
+        let later = published.outcomes[1].id!
+        let moved = try await c.call(.reschedule, ScheduleChange(id: later, dueAt: now + 7_200_000), as: WireMessageID.self)
+        _ = try await c.call(.cancel, ScheduleChange(id: moved), as: Empty.self)
+        do {
+            _ = try await c.call(.cancel, ScheduleChange(id: moved), as: Empty.self)
+            Issue.record("a second cancel succeeded")
+        } catch let e as ErrorReply {
+            #expect(e.code == 108, "unknownMessage")
+        }
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["jobs"]), as: WireMembership.self)
+        #expect(m.assignment.count == 2)
+        #expect(try await c.call(.heartbeat, MemberRef(group: "g", memberID: m.memberID), as: WireMembership.self).memberID == m.memberID)
+        let got = try await c.call(.fetch, Fetch(group: "g", memberID: m.memberID, max: 10, waitMilliseconds: 1_000), as: Deliveries.self)
+        #expect(got.deliveries.map { String(decoding: $0.body, as: UTF8.self) } == ["now"])
+        let receipts = got.deliveries.map(\.receipt)
+        #expect(try await c.call(.extend, Settle(group: "g", memberID: m.memberID, receipts: receipts, milliseconds: 60_000), as: SettleReply.self).results == [nil])
+        #expect(try await c.call(.ack, Settle(group: "g", memberID: m.memberID, receipts: receipts), as: SettleReply.self).results == [nil])
+        let again = try await c.call(.ack, Settle(group: "g", memberID: m.memberID, receipts: receipts), as: SettleReply.self)
+        #expect(again.results.first??.code == 113, "alreadyAcked, per receipt")
+        _ = try await c.call(.leave, MemberRef(group: "g", memberID: m.memberID), as: Empty.self)
+        _ = try await c.call(.deleteTopic, TopicName(name: "jobs"), as: Empty.self)
+        #expect(try await c.call(.listTopics, Empty(), as: TopicList.self).topics.isEmpty)
+        await f.shutdown()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredByCorrelationID() async throws {
+        let f = try await ServerFixture()
+        let c = try await f.client()
+        var ids: [UInt32] = []
+        for i in 0..<50 {
+            ids.append(await c.send(.publish, Publish(topic: "p", partition: 0, records: [OutgoingRecord(body: Array("m\(i)".utf8))])))
+        }
+        var answered: [UInt32] = []
+        for _ in 0..<50 {
+            let frame = try #require(await c.readFrame())
+            #expect(frame.isResponse && !frame.isError)
+            answered.append(frame.correlationID)
+        }
+        #expect(Set(answered) == Set(ids))
+        await f.shutdown()
+    }
+
+    @Test func tokensAreRequiredWhenConfigured() async throws {
+        let f = try await ServerFixture(ServerOptions(port: 0, tokens: ["s3cret", "other"]))
+        // Wrong token: an error, then the connection is closed.
+        let wrong = try await RawClient(port: f.server.port)
+        do {
+            try await wrong.handshake(token: "guess")
+            Issue.record("a wrong token was accepted")
+        } catch let e as ErrorReply {
+            #expect(e.code == 7)
+        }
+        #expect(await wrong.isClosedByServer())
+        // Nothing but a hello before the handshake.
+        let early = try await RawClient(port: f.server.port)
+        await early.send(.listTopics, Empty())
+        let refused = try #require(await early.readFrame())
+        #expect(refused.isError)
+        #expect(try ErrorReply(payload: refused.payload).code == 7)
+        #expect(await early.isClosedByServer())
+        // Either configured token works.
+        let right = try await f.client(token: "other")
+        #expect(try await right.call(.listTopics, Empty(), as: TopicList.self).topics.isEmpty)
+        await f.shutdown()
+    }
+
+    @Test func aNewerOnlyClientIsRefusedWithTheVersionsSpoken() async throws {
+        let f = try await ServerFixture()
+        let c = try await RawClient(port: f.server.port)
+        do {
+            _ = try await c.call(.hello, Hello(minVersion: 2, maxVersion: 3, client: "future"), as: HelloReply.self)
+            Issue.record("accepted an unsupported version")
+        } catch let e as ErrorReply {
+            #expect(e.code == 6)
+            #expect(e.message.contains("1...1"))
+        }
+        await f.shutdown()
+    }
+
+    @Test func connectionsBeyondTheLimitAreClosed() async throws {
+        let f = try await ServerFixture(ServerOptions(port: 0, maxConnections: 2))
+        let a = try await f.client()
+        let b = try await f.client()
+        let c = try await RawClient(port: f.server.port)
+        await c.send(.hello, Hello(client: "third"))
+        #expect(await c.readFrame() == nil, "closed without an answer")
+        #expect(try await a.call(.listTopics, Empty(), as: TopicList.self).topics.isEmpty)
+        #expect(try await b.call(.listTopics, Empty(), as: TopicList.self).topics.isEmpty)
+        await f.shutdown()
+    }
+}
