@@ -76,6 +76,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The Swift client: requests pipelined on one connection, reconnecting; a consumer
+        // as an AsyncSequence.
+        .target(
+            name: "ChimeClient",
+            dependencies: [
+                "ChimeProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "chime",
             dependencies: [
@@ -133,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "ChimeServerTests",
             dependencies: [
-                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport",
+                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport", "ChimeClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -1,0 +1,112 @@
+import ChimeProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One TCP connection to the broker: frames out, responses routed back to their request
+/// by correlation id, so any number of requests can be in flight at once.
+final class Connection: Sendable {
+    private let channel: any Channel
+    private let router: ResponseRouter
+
+    private init(channel: any Channel, router: ResponseRouter) {
+        self.channel = channel
+        self.router = router
+    }
+
+    static func open(host: String, port: Int, hello: Hello, maxFrameBytes: Int) async throws -> Connection {
+        let router = ResponseRouter()
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.seconds(5))
+                .channelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)), MessageToByteHandler(FrameEncoder()), router,
+                        ])
+                    }
+                }
+                .connect(host: host, port: port)
+                .get()
+        } catch {
+            throw ClientError.disconnected("cannot connect to \(host):\(port): \(error)")
+        }
+        let connection = Connection(channel: channel, router: router)
+        do {
+            _ = try await connection.request(.hello, hello, as: HelloReply.self)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return connection
+    }
+
+    var isOpen: Bool { channel.isActive }
+
+    func request<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
+        let promise = channel.eventLoop.makePromise(of: Frame.self)
+        let id = router.register(promise)
+        let frame = Frame(opcode: opcode, correlationID: id, payload: message.payload(allocator: channel.allocator))
+        channel.writeAndFlush(frame).whenFailure { error in
+            promise.fail(ClientError.disconnected("write failed: \(error)"))
+        }
+        let response = try await promise.futureResult.get()
+        if response.isError { throw ClientError(try ErrorReply(payload: response.payload)) }
+        return try R(payload: response.payload)
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Matches responses to waiting requests; fails them all when the connection goes.
+final class ResponseRouter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+
+    private let state = Mutex<(next: UInt32, waiting: [UInt32: EventLoopPromise<Frame>], closed: Bool)>((1, [:], false))
+
+    func register(_ promise: EventLoopPromise<Frame>) -> UInt32 {
+        let (id, closed): (UInt32, Bool) = state.withLock { s in
+            let id = s.next
+            s.next = s.next &+ 1 == 0 ? 1 : s.next &+ 1
+            if !s.closed { s.waiting[id] = promise }
+            return (id, s.closed)
+        }
+        if closed { promise.fail(ClientError.disconnected("the connection is closed")) }
+        return id
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let promise = state.withLock { $0.waiting.removeValue(forKey: frame.correlationID) }
+        if let promise {
+            promise.succeed(frame)
+        } else if frame.isError, let reply = try? ErrorReply(payload: frame.payload) {
+            // A connection-level error (id 0): everything waiting gets it.
+            failAll(ClientError(reply))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(ClientError.disconnected("the broker closed the connection"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(ClientError.disconnected("\(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: ClientError) {
+        let waiting = state.withLock { s -> [EventLoopPromise<Frame>] in
+            s.closed = true
+            defer { s.waiting = [:] }
+            return Array(s.waiting.values)
+        }
+        for p in waiting { p.fail(error) }
+    }
+}

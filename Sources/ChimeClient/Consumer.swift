@@ -1,0 +1,82 @@
+import ChimeProtocol
+import NIOCore
+
+/// A message handed to this consumer under a lease.
+public struct ConsumedMessage: Sendable {
+    public let delivery: WireDelivery
+    let client: ChimeClient
+    let group: String
+    let memberID: UInt64
+
+    public var body: [UInt8] { delivery.body }
+    public var key: [UInt8]? { delivery.key }
+    public var id: WireMessageID { delivery.id }
+    public var attempt: Int { Int(delivery.attempt) }
+
+    private func settle(_ opcode: Opcode, milliseconds: Int64 = 0, reason: String? = nil) async throws {
+        let reply = try await client.call(
+            opcode, Settle(group: group, memberID: memberID, receipts: [delivery.receipt], milliseconds: milliseconds, reason: reason),
+            as: SettleReply.self)
+        if let refused = reply.results.first ?? nil { throw ClientError(refused) }
+    }
+
+    /// Done: it will not be delivered again.
+    public func ack() async throws { try await settle(.ack) }
+    /// Deliver again: at once, or after `delay` milliseconds (through the broker's wheel).
+    public func nack(delay: Int64 = 0, reason: String? = nil) async throws { try await settle(.nack, milliseconds: delay, reason: reason) }
+    /// Keep the lease `milliseconds` longer (a long task's heartbeat).
+    public func extend(by milliseconds: Int64) async throws { try await settle(.extend, milliseconds: milliseconds) }
+    /// Give up: to the group's dead-letter topic.
+    public func term(reason: String) async throws { try await settle(.term, reason: reason) }
+}
+
+/// `for try await message in client.consume(group:topics:)`. Fetches wait on the broker
+/// (long poll), so an idle consumer sends one request every few seconds.
+public struct Consumer: AsyncSequence, Sendable {
+    public typealias Element = ConsumedMessage
+    let client: ChimeClient
+    let group: String
+    let topics: [String]
+    let member: String
+    let prefetch: Int
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(consumer: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let consumer: Consumer
+        private var memberID: UInt64?
+        private var buffered: [WireDelivery] = []
+        private var index = 0
+
+        init(consumer: Consumer) { self.consumer = consumer }
+
+        public mutating func next() async throws -> ConsumedMessage? {
+            while index >= buffered.count {
+                try Task.checkCancellation()
+                let member = try await joined()
+                do {
+                    buffered = try await consumer.client.call(
+                        .fetch, Fetch(group: consumer.group, memberID: member, max: UInt32(Swift.max(1, consumer.prefetch)), waitMilliseconds: 2_000),
+                        as: Deliveries.self
+                    ).deliveries
+                    index = 0
+                } catch let error as ClientError where error.code == 110 || error.isDisconnected {
+                    memberID = nil  // dropped by the broker, or the connection went: join again
+                    buffered = []
+                    index = 0
+                }
+            }
+            defer { index += 1 }
+            return ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!)
+        }
+
+        private mutating func joined() async throws -> UInt64 {
+            if let memberID { return memberID }
+            let m = try await consumer.client.call(.join, Join(group: consumer.group, member: consumer.member, topics: consumer.topics), as: WireMembership.self)
+            memberID = m.memberID
+            return m.memberID
+        }
+    }
+}
