@@ -94,6 +94,8 @@ let package = Package(
                 "ChimeWheel",
                 "ChimeBroker",
                 "ChimeServer",
+                "ChimeClient",
+                "ChimeProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -100,7 +100,14 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let lockPath = options.directory + "/.lock"
         let fd = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw BrokerError(.storage, "cannot open \(lockPath): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // A lock just released can look held for a moment (a process forked elsewhere may
+        // not have closed its inherited descriptor yet): ask again for up to a second.
+        var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        for _ in 0..<50 where !locked {
+            try? await Task.sleep(for: .milliseconds(20))
+            locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        guard locked else {
             Glibc.close(fd)
             throw BrokerError(.storage, "another Chime process is using \(options.directory)")
         }

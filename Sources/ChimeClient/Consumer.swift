@@ -72,6 +72,14 @@ public struct Consumer: AsyncSequence, Sendable {
             return ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!)
         }
 
+        /// Leaves the group (its partitions go to the other members at once, instead of
+        /// after the session timeout). Call when done iterating by hand.
+        public mutating func leave() async {
+            guard let member = memberID else { return }
+            memberID = nil
+            _ = try? await consumer.client.call(.leave, MemberRef(group: consumer.group, memberID: member), as: Empty.self)
+        }
+
         private mutating func joined() async throws -> UInt64 {
             if let memberID { return memberID }
             let m = try await consumer.client.call(.join, Join(group: consumer.group, member: consumer.member, topics: consumer.topics), as: WireMembership.self)

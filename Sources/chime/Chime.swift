@@ -9,6 +9,6 @@ struct Chime: AsyncParsableCommand {
             Messages live in append-only segment files (CRC-32C on every batch, optional LZ4). \
             Start the broker with `chime serve`; look inside its files with `chime inspect`.
             """,
-        subcommands: [Serve.self, Inspect.self]
+        subcommands: [Serve.self, PublishCommand.self, ConsumeCommand.self, Inspect.self]
     )
 }
