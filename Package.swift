@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "ChimeServerTests",
             dependencies: [
-                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport", "ChimeClient",
+                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport", "ChimeClient", "chime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

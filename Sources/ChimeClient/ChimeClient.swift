@@ -112,6 +112,9 @@ actor Connector {
     let options: ClientOptions
     private let logger: Logger
     private var current: Connection?
+    /// Counts the connections made: deliveries fetched on an earlier one are stale (their
+    /// leases went with it).
+    private(set) var generation = 0
 
     nonisolated var optionsName: String { options.name }
 
@@ -130,6 +133,7 @@ actor Connector {
                     host: options.host, port: options.port,
                     hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes)
                 current = c
+                generation += 1
                 if attempt > 1 { logger.info("connected to the broker again", metadata: ["attempts": "\(attempt)"]) }
                 return c
             } catch let error as ClientError where !error.isDisconnected {
@@ -143,6 +147,12 @@ actor Connector {
             }
         }
         throw lastError
+    }
+
+    /// The generation of the connection in use now, if it is still open.
+    func liveGeneration() -> Int? {
+        guard let current, current.isOpen else { return nil }
+        return generation
     }
 
     func close() async {

@@ -49,10 +49,20 @@ public struct Consumer: AsyncSequence, Sendable {
         private var memberID: UInt64?
         private var buffered: [WireDelivery] = []
         private var index = 0
+        /// The connection the buffered deliveries came on.
+        private var fetchedOn = -1
 
         init(consumer: Consumer) { self.consumer = consumer }
 
         public mutating func next() async throws -> ConsumedMessage? {
+            // Deliveries fetched on a connection that has gone are stale: the broker may
+            // have restarted and handed them to someone else. They are dropped (and the
+            // member joins again: the broker may not know it any more).
+            if index < buffered.count, await consumer.client.connector.liveGeneration() != fetchedOn {
+                buffered = []
+                index = 0
+                memberID = nil
+            }
             while index >= buffered.count {
                 try Task.checkCancellation()
                 let member = try await joined()
@@ -62,6 +72,7 @@ public struct Consumer: AsyncSequence, Sendable {
                         as: Deliveries.self
                     ).deliveries
                     index = 0
+                    fetchedOn = await consumer.client.connector.liveGeneration() ?? -1
                 } catch let error as ClientError where error.code == 110 || error.isDisconnected {
                     memberID = nil  // dropped by the broker, or the connection went: join again
                     buffered = []
