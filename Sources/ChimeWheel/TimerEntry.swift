@@ -27,7 +27,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///     0  i64 position    the entry's own byte position in the timer log (stamped on append)
 ///     8  u32 length      bytes after this field
 ///    12  u32 crc         CRC-32C of bytes [16, end)
-///    16  u8  magic       2 (version 1, still read: kinds 2-6 only, byte 19 always 0)
+///    16  u8  magic       3 (still read: version 2, kinds 2-10; version 1, kinds 2-6 and
+///                        byte 19 always 0)
 ///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
 ///                        7 cascade progress, 8 moved message, 9 slot compacted, 10 fire sequence
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
@@ -63,8 +64,9 @@ public struct TimerEntry: Sendable, Equatable {
         public var carriesMessage: Bool { self == .message || self == .movedMessage }
     }
 
-    /// The format version written. Version 1 (kinds 2–6, byte 19 always 0) is still read.
-    public static let magic: UInt8 = 2
+    /// The format version written: 3 added kind 11 (hand-over). Version 2 (kinds 2–10) and
+    /// version 1 (kinds 2–6, byte 19 always 0) are still read.
+    public static let magic: UInt8 = 3
     public static let frameSize = 48
     static let messageFixedSize = 64
     static let noPosition: Int64 = -1
@@ -280,7 +282,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
         let total = length + 12
         let version = raw[at + 16]
-        guard version == TimerEntry.magic || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
+        guard version == TimerEntry.magic || (version == 2 && raw[at + 17] <= 10) || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
             let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
             Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] <= 1, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
             total <= limits.maxBatchBytes,

@@ -35,9 +35,9 @@ import Testing
         #expect(throws: StoreError.self) { try e.message() }
     }
 
-    /// Version-1 entries (written before kinds 7-10 and the `continues` flag) are still
-    /// read; a version-1 entry using either is refused.
-    @Test func versionOneEntriesAreStillRead() throws {
+    /// Version-1 entries (written before kinds 7-10 and the `continues` flag) and version-2
+    /// ones (before kind 11) are still read; an older entry using something newer is refused.
+    @Test func olderVersionEntriesAreStillRead() throws {
         func asVersionOne(_ kind: TimerEntry.Kind, continues: Bool) -> [UInt8] {
             var out: [UInt8] = []
             TimerEntry.append(kind, level: 1, slot: 2, dueAt: 64, next: -1, reference: 0, to: &out)
@@ -52,9 +52,19 @@ import Testing
         #expect(accepted(asVersionOne(.slotFired, continues: false)))
         #expect(!accepted(asVersionOne(.cascadeProgress, continues: false)))
         #expect(!accepted(asVersionOne(.link, continues: true)))
+        // Version 2 (kinds 2-10, with `continues`) is read too; kind 11 needs version 3.
+        func asVersionTwo(_ kind: TimerEntry.Kind) -> [UInt8] {
+            var out: [UInt8] = []
+            TimerEntry.append(kind, level: 0, slot: 2, dueAt: 64, next: -1, reference: 0, to: &out)
+            out[16] = 2
+            TimerEntry.setContinues(true, &out)
+            return out
+        }
+        #expect(accepted(asVersionTwo(.fireSequence)))
+        #expect(!accepted(asVersionTwo(.handOver)))
         var current: [UInt8] = []
-        TimerEntry.append(.link, level: 1, slot: 2, dueAt: 64, next: -1, reference: 0, to: &current)
-        #expect(current[16] == 2 && accepted(current))
+        TimerEntry.append(.handOver, level: 0, slot: 2, dueAt: 64, next: -1, reference: 0, to: &current)
+        #expect(current[16] == 3 && accepted(current))
     }
 
     @Test func everyFlippedBitIsCaught() throws {
