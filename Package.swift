@@ -141,12 +141,15 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimeProtocolTests",
-            dependencies: ["ChimeProtocol", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: [
+                "ChimeProtocol", "ChimeStore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "ChimeServerTests",
             dependencies: [
-                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeTestSupport", "ChimeClient", "chime",
+                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "ChimeClient", "chime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -26,23 +26,6 @@ import Testing
         var fields: [Substring]
     }
 
-    private func runAgent(_ args: [String], killAfter: Duration?) async throws -> (text: String, status: Int32, signalled: Bool) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: builtProduct("CrashAgent"))
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        if let killAfter {
-            try await Task.sleep(for: killAfter)
-            kill(process.processIdentifier, SIGKILL)
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (String(decoding: data, as: UTF8.self), process.terminationStatus, process.terminationReason == .uncaughtSignal)
-    }
-
     /// Lines of one run; a last line cut by the kill (no newline) is dropped.
     private func lines(_ text: String, run: Int) -> [Line] {
         var parts = text.split(separator: "\n", omittingEmptySubsequences: false)
@@ -79,7 +62,7 @@ import Testing
         var killsWithAcks = 0
         for round in 0..<kills {
             let after = Duration.milliseconds(Int64(100 + rng.next() % 501))
-            let (text, status, signalled) = try await runAgent(["broker", data, String(round + 1)], killAfter: after)
+            let (text, status, signalled) = try await runCrashAgent(["broker", data, String(round + 1)], killAfter: after)
             #expect(signalled, "run \(round): the agent must die by the signal, not exit \(status): \(text.suffix(300))")
             let run = lines(text, run: round)
             if run.contains(where: { $0.fields.first == "A" }) { killsWithAcks += 1 }
@@ -96,7 +79,7 @@ import Testing
         let ackCutShort = Self.acksCutShort(all)
         let expected = published.filter { !acked.contains($0) && !ackCutShort.contains($0) }
         try expected.joined(separator: "\n").write(toFile: dir.file("expected"), atomically: true, encoding: .utf8)
-        let drain = try await runAgent(["broker", data, "0", "drain", dir.file("expected")], killAfter: nil)
+        let drain = try await runCrashAgent(["broker", data, "0", "drain", dir.file("expected")], killAfter: nil)
         #expect(drain.status == 0 && drain.text.contains("\ndrained\n"), "drain: exit \(drain.status), \(drain.text.suffix(300))")
         if let timeout = drain.text.split(separator: "\n").first(where: { $0.hasPrefix("timeout") }) {
             // The history of every message the drain did not get, to diagnose from the test log.

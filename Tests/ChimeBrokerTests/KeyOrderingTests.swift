@@ -86,7 +86,7 @@ import Testing
     @Test(arguments: [7, 11, 23, 99] as [UInt64]) func randomisedKeyOrdering(seed: UInt64) async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let keys = (0..<5).map { "k\($0)" }
         var published: [String: [String]] = [:]
         for i in 0..<60 {
@@ -125,19 +125,6 @@ import Testing
         }
         #expect(done == published)
         await s.broker.close()
-    }
-}
-
-/// SplitMix64, for seeded test decisions.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E9B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

@@ -1,4 +1,5 @@
 import ChimeProtocol
+import ChimeStore
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -83,7 +84,7 @@ import Testing
     /// Seeded random bytes: the decoder returns frames, asks for more, or throws a
     /// ProtocolError; it never traps.
     @Test(arguments: [1, 2, 3] as [UInt64]) func randomBytesNeverCrashTheDecoder(seed: UInt64) {
-        var rng = Seeded(seed)
+        var rng = SplitMix64(seed: seed)
         for _ in 0..<2_000 {
             let n = Int(rng.next() % 64)
             var bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
@@ -94,18 +95,5 @@ import Testing
             var b = ByteBuffer(bytes: bytes)
             while let frame = try? FrameDecoder.next(from: &b, maxFrameBytes: 64), frame.payload.readableBytes >= 0 {}
         }
-    }
-}
-
-/// SplitMix64, for seeded inputs.
-struct Seeded: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

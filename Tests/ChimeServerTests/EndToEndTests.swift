@@ -1,5 +1,6 @@
 import ChimeClient
 import ChimeProtocol
+import ChimeStore
 import ChimeTestSupport
 import ChimeWheel
 import Foundation
@@ -88,7 +89,7 @@ import Testing
 
         let producer = Task {
             let client = ChimeClient(options, logger: logger)
-            var rng = SplitMix(seed: 7)
+            var rng = SplitMix64(seed: 7)
             var sent = 0
             let start = clock.now()
             while sent < total {
@@ -163,18 +164,5 @@ import Testing
         #expect(missing == 0, "published, acknowledged, never acked")
         #expect(early.isEmpty, "delivered before due: \(early.prefix(5))")
         #expect(again.isEmpty, "delivered again after an acknowledged ack: \(again.prefix(5))")
-    }
-}
-
-/// SplitMix64, for seeded inputs.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

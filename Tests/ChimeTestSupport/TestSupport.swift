@@ -71,3 +71,23 @@ public let testLogger: Logger = {
     logger.logLevel = .critical
     return logger
 }()
+
+/// Runs the crash agent (a built product of this package) with `arguments`; kills it with
+/// SIGKILL after `killAfter` when given, else lets it exit. Returns what it printed, its
+/// status, and whether a signal ended it.
+public func runCrashAgent(_ arguments: [String], killAfter: Duration?) async throws -> (text: String, status: Int32, signalled: Bool) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: builtProduct("CrashAgent"))
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    if let killAfter {
+        try await Task.sleep(for: killAfter)
+        kill(process.processIdentifier, SIGKILL)
+    }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (String(decoding: data, as: UTF8.self), process.terminationStatus, process.terminationReason == .uncaughtSignal)
+}

@@ -16,30 +16,13 @@ import Testing
         var printedReady = false
     }
 
-    private func runAgent(_ args: [String], killAfter: Duration?) async throws -> (text: String, status: Int32, signalled: Bool) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: builtProduct("CrashAgent"))
-        process.arguments = args
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        if let killAfter {
-            try await Task.sleep(for: killAfter)
-            kill(process.processIdentifier, SIGKILL)
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (String(decoding: data, as: UTF8.self), process.terminationStatus, process.terminationReason == .uncaughtSignal)
-    }
-
     @Test func everyAcknowledgedScheduleFiresExactlyOnceAcrossSIGKILLs() async throws {
         let dir = TemporaryDirectory()
         var rng = SplitMix64(seed: 77)
         var acks: [Int64: Int64] = [:]
         var killsWithAcks = 0
         for round in 0..<24 {
-            let (text, _, signalled) = try await runAgent(["wheel", dir.path, String(round)], killAfter: .milliseconds(Int64(150 + rng.next() % 350)))
+            let (text, _, signalled) = try await runCrashAgent(["wheel", dir.path, String(round)], killAfter: .milliseconds(Int64(150 + rng.next() % 350)))
             #expect(signalled, "round \(round): the agent must die by the signal")
             var acked = 0
             for line in text.split(separator: "\n") {
@@ -54,7 +37,7 @@ import Testing
         }
         #expect(killsWithAcks >= 20, "at least 20 kills must land while schedules are acknowledged")
 
-        let drain = try await runAgent(["wheel", dir.path, "0", "drain"], killAfter: nil)
+        let drain = try await runCrashAgent(["wheel", dir.path, "0", "drain"], killAfter: nil)
         #expect(drain.status == 0 && drain.text.contains("drained"))
 
         // The loop reclaimed dead timer-log segments along the way (small accounting chunks).
