@@ -1,6 +1,7 @@
 import ChimeProtocol
 import Logging
 import NIOCore
+import Synchronization
 
 /// Where and how to reach the broker.
 public struct ClientOptions: Sendable {
@@ -112,9 +113,10 @@ actor Connector {
     let options: ClientOptions
     private let logger: Logger
     private var current: Connection?
-    /// Counts the connections made: deliveries fetched on an earlier one are stale (their
-    /// leases went with it).
-    private(set) var generation = 0
+    /// The connection in use and how many have been made: deliveries fetched on an earlier
+    /// one are stale (their leases went with it). Readable without a hop onto this actor,
+    /// since consumers check it for every message they hand out.
+    private nonisolated let latest = Mutex<(connection: Connection?, generation: Int)>((nil, 0))
 
     nonisolated var optionsName: String { options.name }
 
@@ -133,7 +135,7 @@ actor Connector {
                     host: options.host, port: options.port,
                     hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes)
                 current = c
-                generation += 1
+                latest.withLock { $0 = (c, $0.generation + 1) }
                 if attempt > 1 { logger.info("connected to the broker again", metadata: ["attempts": "\(attempt)"]) }
                 return c
             } catch let error as ClientError where !error.isDisconnected {
@@ -150,9 +152,8 @@ actor Connector {
     }
 
     /// The generation of the connection in use now, if it is still open.
-    func liveGeneration() -> Int? {
-        guard let current, current.isOpen else { return nil }
-        return generation
+    nonisolated func liveGeneration() -> Int? {
+        latest.withLock { l in l.connection.map { $0.isOpen ? l.generation : nil } ?? nil }
     }
 
     func close() async {

@@ -58,7 +58,7 @@ public struct Consumer: AsyncSequence, Sendable {
             // Deliveries fetched on a connection that has gone are stale: the broker may
             // have restarted and handed them to someone else. They are dropped (and the
             // member joins again: the broker may not know it any more).
-            if index < buffered.count, await consumer.client.connector.liveGeneration() != fetchedOn {
+            if index < buffered.count, consumer.client.connector.liveGeneration() != fetchedOn {
                 buffered = []
                 index = 0
                 memberID = nil
@@ -72,7 +72,7 @@ public struct Consumer: AsyncSequence, Sendable {
                         as: Deliveries.self
                     ).deliveries
                     index = 0
-                    fetchedOn = await consumer.client.connector.liveGeneration() ?? -1
+                    fetchedOn = consumer.client.connector.liveGeneration() ?? -1
                 } catch let error as ClientError where error.code == 110 || error.isDisconnected {
                     memberID = nil  // dropped by the broker, or the connection went: join again
                     buffered = []
