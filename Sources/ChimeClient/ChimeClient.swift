@@ -1,7 +1,14 @@
 import ChimeProtocol
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where and how to reach the broker.
 public struct ClientOptions: Sendable {
@@ -13,27 +20,69 @@ public struct ClientOptions: Sendable {
     /// Attempts to connect (again) before a call fails, with backoff doubling from 50 ms.
     public var connectAttempts: Int
     public var maxFrameBytes: Int
+    /// Batching and idempotence of publishes.
+    public var producer: ProducerOptions
 
-    public init(host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5, maxFrameBytes: Int = 64 << 20) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5,
+        maxFrameBytes: Int = 64 << 20, producer: ProducerOptions = ProducerOptions()
+    ) {
         self.host = host
         self.port = port
         self.token = token
         self.name = name
         self.connectAttempts = connectAttempts
         self.maxFrameBytes = maxFrameBytes
+        self.producer = producer
     }
 }
 
 /// A client of the Chime broker. One connection, opened on first use and opened again (with
 /// backoff) after it is lost; requests from any number of tasks are pipelined on it.
-/// `Sendable`; the logger is the caller's.
-public final class ChimeClient: Sendable {
+/// Publishes are batched per partition and idempotent by default (`ProducerOptions`); acks
+/// are batched per member. `Sendable`; the logger is the caller's.
+///
+/// As a swift-service-lifecycle `Service`, `run()` connects, holds the client open until
+/// graceful shutdown, then lets publishes in flight finish and closes; or use
+/// `withClient { }` for a scoped client.
+public final class ChimeClient: Service, Sendable {
     let connector: Connector
     let logger: Logger
+    private let producerBox = Mutex<Producer?>(nil)
+    private let ackerBox = Mutex<AckBatcher?>(nil)
+    private let producerOptions: ProducerOptions
 
     public init(_ options: ClientOptions = ClientOptions(), logger: Logger) {
         connector = Connector(options: options, logger: logger)
         self.logger = logger
+        producerOptions = options.producer
+    }
+
+    /// Made on first use: they hold the client, which cannot hand itself out in `init`.
+    var producer: Producer {
+        producerBox.withLock { p in
+            if let p { return p }
+            let made = Producer(client: self, options: producerOptions, logger: logger)
+            p = made
+            return made
+        }
+    }
+
+    var acker: AckBatcher {
+        ackerBox.withLock { a in
+            if let a { return a }
+            let made = AckBatcher(client: self)
+            a = made
+            return made
+        }
+    }
+
+    /// Connects (so a wrong address or token shows at start), then waits for graceful
+    /// shutdown and closes. Requests made meanwhile by other tasks keep working.
+    public func run() async throws {
+        _ = try await connector.connection()
+        try? await gracefulShutdown()
+        await close()
     }
 
     /// Runs `body` with a client, closing it after.
@@ -49,7 +98,22 @@ public final class ChimeClient: Sendable {
         }
     }
 
-    public func close() async { await connector.close() }
+    /// Closes the connection. Publishes and acks still waiting fail with a lost-connection
+    /// error; await them before closing.
+    public func close() async {
+        // The producer and acker hold the client: drop them so the cycle ends.
+        producerBox.withLock { $0 = nil }
+        ackerBox.withLock { $0 = nil }
+        await connector.close()
+    }
+
+    func send(_ publish: Publish) async throws -> [PublishReply.Outcome] {
+        let outcomes = try await call(.publish, publish, as: PublishReply.self).outcomes
+        guard outcomes.count == publish.records.count else {
+            throw ClientError(code: 0, message: "the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
+        }
+        return outcomes
+    }
 
     /// A request over the current connection. A request lost with its connection is not
     /// sent again here: only the caller knows whether it is safe to repeat.
@@ -70,11 +134,18 @@ public final class ChimeClient: Sendable {
 
     public func deleteTopic(_ name: String) async throws {
         _ = try await call(.deleteTopic, TopicName(name: name), as: Empty.self)
+        await producer.forget(name)
+    }
+
+    /// Counts for topics and groups (all of them when none are named).
+    public func stats(topics: [String] = [], groups: [String] = [], includeMembers: Bool = false) async throws -> StatsReply {
+        try await call(.stats, StatsRequest(topics: topics, groups: groups, includeMembers: includeMembers), as: StatsReply.self)
     }
 
     // MARK: - Publish
 
-    /// Publishes one message now (`deliverAt` nil) or for later; returns its id.
+    /// Publishes one message now (`deliverAt` nil) or for later (ms since the epoch);
+    /// returns its id once the broker has stored it.
     @discardableResult
     public func publish(
         _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], deliverAt: Int64? = nil, dedupKey: [UInt8]? = nil
@@ -84,9 +155,27 @@ public final class ChimeClient: Sendable {
         return id
     }
 
-    /// Publishes a batch in one request; one outcome per record, in order.
-    public func publish(_ records: [OutgoingRecord], to topic: String, partition: Int32 = -1) async throws -> [PublishReply.Outcome] {
-        try await call(.publish, Publish(topic: topic, partition: partition, records: records), as: PublishReply.self).outcomes
+    /// Publishes one message to be delivered `delay` from now.
+    @discardableResult
+    public func publish(
+        _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], delay: Duration, dedupKey: [UInt8]? = nil
+    ) async throws -> WireMessageID {
+        let ms = delay.components.seconds * 1_000 + delay.components.attoseconds / 1_000_000_000_000_000
+        return try await publish(body, to: topic, key: key, headers: headers, deliverAt: Self.nowMilliseconds() + max(0, ms), dedupKey: dedupKey)
+    }
+
+    /// Publishes records; one outcome per record, in order. Records go to `partition`, or are
+    /// routed like the broker routes them (key, else dedup key, else the next partition in
+    /// turn). Batched with other publishes to the same partition (`ProducerOptions`).
+    public func publish(_ records: [OutgoingRecord], to topic: String, partition: Int32? = nil) async throws -> [PublishReply.Outcome] {
+        try await producer.publish(records, to: topic, partition: partition.flatMap { $0 < 0 ? nil : $0 })
+    }
+
+    /// Wall-clock time in ms since the epoch: what `deliverAt` is measured in.
+    public static func nowMilliseconds() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_REALTIME, &t)
+        return Int64(t.tv_sec) * 1_000 + Int64(t.tv_nsec) / 1_000_000
     }
 
     public func cancel(_ id: WireMessageID) async throws {

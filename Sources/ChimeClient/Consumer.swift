@@ -20,8 +20,9 @@ public struct ConsumedMessage: Sendable {
         if let refused = reply.results.first ?? nil { throw ClientError(refused) }
     }
 
-    /// Done: it will not be delivered again.
-    public func ack() async throws { try await settle(.ack) }
+    /// Done: it will not be delivered again. Acks of one member travel together (one
+    /// request per round trip), each with its own result.
+    public func ack() async throws { try await client.acker.ack(group: group, memberID: memberID, receipt: delivery.receipt) }
     /// Deliver again: at once, or after `delay` milliseconds (through the broker's wheel).
     public func nack(delay: Int64 = 0, reason: String? = nil) async throws { try await settle(.nack, milliseconds: delay, reason: reason) }
     /// Keep the lease `milliseconds` longer (a long task's heartbeat).

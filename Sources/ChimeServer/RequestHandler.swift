@@ -74,8 +74,45 @@ struct RequestHandler: Sendable {
             }
             return SettleReply(results: results.map { $0.map { ErrorCodes.reply($0) } }).payload(allocator: allocator)
         case .stats:
-            throw ProtocolError(.malformed, "stats over the protocol are not served yet; use the admin HTTP port")
+            return try await stats(try StatsRequest(payload: frame.payload)).payload(allocator: allocator)
         }
+    }
+
+    /// Counts for the topics and groups asked for (all when none are named). A name that
+    /// does not exist is an error (`unknownTopic` / `unknownGroup`), not an empty answer.
+    private func stats(_ r: StatsRequest) async throws -> StatsReply {
+        let all = broker.listTopics()
+        let topics = r.topics.isEmpty ? all : try r.topics.map { name in
+            guard let t = all.first(where: { $0.name == name }) else { throw BrokerError(.unknownTopic, "topic \(name) does not exist") }
+            return t
+        }
+        var topicStats: [WireTopicStats] = []
+        for t in topics {
+            let parts = try await broker.partitionStats(topic: t.name).map {
+                WirePartitionStats(
+                    partition: UInt32($0.partition), readyStart: $0.readyStart, logEnd: $0.logEnd, readyBytes: $0.readyBytes,
+                    scheduled: Int64($0.scheduled), nextDue: $0.nextDue, timerBytes: $0.timerBytes)
+            }
+            topicStats.append(WireTopicStats(topic: WireTopic(name: t.name, id: t.id, settings: WireTopicSettings(t.settings)), partitions: parts))
+        }
+        var groupStats: [WireGroupStats] = []
+        for name in r.groups.isEmpty ? broker.listGroups() : r.groups {
+            let g = try await broker.groupStats(name)
+            let members = r.includeMembers ? try await broker.groupMembers(name).map {
+                WireGroupMember(
+                    id: $0.id, name: $0.name, lastSeen: $0.lastSeen,
+                    assignment: $0.assignment.map { WireTopicPartition(topic: $0.topic, partition: UInt32($0.partition)) })
+            } : []
+            groupStats.append(
+                WireGroupStats(
+                    name: g.name, generation: g.generation, memberCount: UInt32(g.members),
+                    partitions: g.partitions.map {
+                        WireGroupPartitionStats(
+                            topic: $0.topic, partition: UInt32($0.partition), committed: $0.committed, lag: $0.lag, inFlight: Int64($0.inFlight),
+                            retriesPending: Int64($0.retriesPending), deadLettered: Int64($0.deadLettered), owner: $0.owner)
+                    }, members: members))
+        }
+        return StatsReply(takenAt: broker.options.clock.now(), topics: topicStats, groups: groupStats)
     }
 
     /// A fetch waits (up to its wait time) for something to deliver, looking again every
