@@ -121,8 +121,6 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         if let e = error as? ProtocolError {
             // From the frame decoder: answer on the connection-level opcode (hello), id 0.
             fail(context, e, opcode: .hello, correlation: 0)
-        } else if error is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
         } else {
             logger.debug("connection error", metadata: ["error": "\(error)"])
             context.close(promise: nil)
