@@ -36,6 +36,8 @@ public struct PartitionStats: Sendable, Equatable {
 /// parallel.
 public final class Broker: GroupHost, @unchecked Sendable {
     public let options: BrokerOptions
+    /// Bumped when something may have become deliverable: long-polling fetches wait on it.
+    public let changes = ChangeSignal()
     private let logger: Logger
     private let lockFD: Int32
     private let state: Mutex<State>
@@ -148,9 +150,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     private func openPartitions(name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry) throws -> [Partition] {
         try (0..<settings.partitions).map { p in
-            try Partition(
+            let partition = try Partition(
                 topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
                 geometry: geometry, options: options, logger: logger)
+            // Fired messages (and retries) in a log: fetches waiting for them look again.
+            partition.sink.delivered.withLock { [changes] in $0 = { _ in changes.bump() } }
+            return partition
         }
     }
 
@@ -317,10 +322,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
     public func publish(
         topic: String, _ messages: [OutgoingMessage], partition: Int? = nil, producer: ProducerStamp? = nil
     ) async throws -> [PublishedMessage] {
-        try await publish(topic: topic, messages, partition: partition, producer: producer, asBroker: false)
+        defer { changes.bump() }
+        return try await publish(topic: topic, messages, partition: partition, producer: producer, asBroker: false)
     }
 
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws {
+        defer { changes.bump() }
         _ = try await publish(topic: topic, messages, partition: nil, producer: nil, asBroker: true)
     }
 
@@ -439,6 +446,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     public func leave(group: String, member: UInt64) async throws {
+        defer { changes.bump() }  // its partitions go to the others
         try await self.group(group).leave(member: member)
     }
 
@@ -451,7 +459,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Acks deliveries; one result per receipt (nil = acked), the refused ones with why.
     @discardableResult
     public func ack(group: String, member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
-        try await self.group(group).ack(member: member, receipts)
+        defer { changes.bump() }  // room in the in-flight window
+        return try await self.group(group).ack(member: member, receipts)
     }
 
     /// Nacks deliveries: delivered again at once (`delay` 0) or after `delay` ms through the
@@ -461,6 +470,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         guard delay >= 0, delay <= Self.maxDelayMilliseconds else {
             throw BrokerError(.invalidArgument, "nack delay must be 0...\(Self.maxDelayMilliseconds) ms, not \(delay)")
         }
+        defer { changes.bump() }
         return try await self.group(group).nack(member: member, receipts, delay: delay, reason: reason)
     }
 
@@ -476,7 +486,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Gives up on deliveries: they go to the group's dead-letter topic (`<group>.dlq`).
     @discardableResult
     public func term(group: String, member: UInt64, _ receipts: [DeliveryReceipt], reason: String) async throws -> [BrokerError?] {
-        try await self.group(group).term(member: member, receipts, reason: reason)
+        defer { changes.bump() }
+        return try await self.group(group).term(member: member, receipts, reason: reason)
     }
 
     /// Re-drives up to `max` dead letters of `group` back to it (through its retry path, so

@@ -188,6 +188,30 @@ public final class ChimeClient: Service, Sendable {
 
     // MARK: - Consume
 
+    /// Acks many messages in one request per member; one result per message, in order
+    /// (nil: acked).
+    @discardableResult
+    public func ack(_ messages: [ConsumedMessage]) async throws -> [ClientError?] {
+        var results = [ClientError?](repeating: nil, count: messages.count)
+        var byMember: [MemberKey: [Int]] = [:]
+        for (i, m) in messages.enumerated() { byMember[MemberKey(group: m.group, memberID: m.memberID), default: []].append(i) }
+        for (member, indices) in byMember {
+            for chunk in stride(from: 0, to: indices.count, by: AckBatcher.maxReceipts) {
+                let part = Array(indices[chunk..<min(chunk + AckBatcher.maxReceipts, indices.count)])
+                let reply = try await call(
+                    .ack, Settle(group: member.group, memberID: member.memberID, receipts: part.map { messages[$0].delivery.receipt }),
+                    as: SettleReply.self)
+                for (k, i) in part.enumerated() where k < reply.results.count { results[i] = reply.results[k].map(ClientError.init) }
+            }
+        }
+        return results
+    }
+
+    struct MemberKey: Hashable {
+        let group: String
+        let memberID: UInt64
+    }
+
     /// Messages of `topics` for this member of `group`, as they become deliverable. Each is
     /// leased until acked, nacked, extended or terminated. The member joins on first use,
     /// keeps at most `prefetch` messages it has not handed out, and leaves when the

@@ -55,6 +55,20 @@ public struct Consumer: AsyncSequence, Sendable {
 
         init(consumer: Consumer) { self.consumer = consumer }
 
+        /// Everything buffered (at least one message, at most `prefetch`), waiting for a fetch
+        /// when nothing is: for consumers that work on batches and ack them with
+        /// `ChimeClient.ack(_:)`, one request per batch.
+        public mutating func nextBatch() async throws -> [ConsumedMessage] {
+            guard let first = try await next() else { return [] }
+            var batch = [first]
+            batch.reserveCapacity(buffered.count - index + 1)
+            while index < buffered.count {
+                batch.append(ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!))
+                index += 1
+            }
+            return batch
+        }
+
         public mutating func next() async throws -> ConsumedMessage? {
             // Deliveries fetched on a connection that has gone are stale: the broker may
             // have restarted and handed them to someone else. They are dropped (and the

@@ -115,15 +115,20 @@ struct RequestHandler: Sendable {
         return StatsReply(takenAt: broker.options.clock.now(), topics: topicStats, groups: groupStats)
     }
 
-    /// A fetch waits (up to its wait time) for something to deliver, looking again every
-    /// few milliseconds: a consumer can keep one fetch outstanding instead of polling.
+    /// A fetch waits (up to its wait time) for something to deliver: it looks again when the
+    /// broker signals a change (a publish, a fire, an ack, a member leaving), and at least
+    /// every 50 ms for what no signal announces (leases expiring, rebalances after a
+    /// session timeout). A consumer keeps one fetch outstanding instead of polling.
     private func fetch(_ r: Fetch) async throws -> [Delivery] {
         let max = Int(min(r.max, 65_536))
         let deadline = ContinuousClock.now + .milliseconds(Int64(min(r.waitMilliseconds, 300_000)))
         while true {
+            let seen = broker.changes.version
             let got = try await broker.fetch(group: r.group, member: r.memberID, max: max)
-            if !got.isEmpty || ContinuousClock.now >= deadline { return got }
-            try await Task.sleep(for: .milliseconds(5))
+            let now = ContinuousClock.now
+            if !got.isEmpty || now >= deadline { return got }
+            await broker.changes.wait(after: seen, timeout: min(.milliseconds(50), deadline - now))
+            try Task.checkCancellation()
         }
     }
 }

@@ -169,7 +169,8 @@ struct BenchCommand: AsyncParsableCommand {
         return Throughput(name: "e2e", messages: messages, seconds: elapsed.seconds)
     }
 
-    /// Consumes `count` messages, acking each (acks of a window are awaited together).
+    /// Consumes `count` messages a fetched batch at a time, acking each batch in one request
+    /// (a few ack requests in flight while the next batch is fetched).
     private func consume(
         _ count: Int, via c: ChimeClient, group: String, topic: String, progress: Progress, each: @escaping @Sendable (WireDelivery) -> Void
     ) async throws {
@@ -177,17 +178,21 @@ struct BenchCommand: AsyncParsableCommand {
         var iterator = c.consume(group: group, topics: [topic], prefetch: 5_000).makeAsyncIterator()
         try await withThrowingTaskGroup(of: Void.self) { acks in
             var pending = 0
-            while got < count, let m = try await iterator.next() {
-                each(m.delivery)
-                acks.addTask { try await m.ack() }
-                pending += 1
-                got += 1
-                if pending >= 20_000 {
-                    // Bounded: wait for the oldest acks before taking more.
-                    for _ in 0..<10_000 { try await acks.next() }
-                    pending -= 10_000
+            while got < count {
+                let batch = try await iterator.nextBatch()
+                guard !batch.isEmpty else { break }
+                for m in batch { each(m.delivery) }
+                acks.addTask {
+                    let refused = try await c.ack(batch).compactMap { $0 }
+                    if let first = refused.first { throw first }
                 }
-                progress.add(1)
+                pending += 1
+                if pending >= 8 {
+                    try await acks.next()
+                    pending -= 1
+                }
+                got += batch.count
+                progress.add(batch.count)
             }
             try await acks.waitForAll()
         }
