@@ -3,11 +3,14 @@ import ChimeProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
-/// The broker protocol on TCP (SwiftNIO). `start` binds and returns; `stop` stops
-/// accepting, closes every connection once its requests are answered, and returns.
-public final class ChimeServer: Sendable {
+/// The broker protocol on TCP (SwiftNIO). `start` binds and returns; `shutdown` stops
+/// accepting and closes every connection once the requests it has read are answered;
+/// `stop` closes everything at once. As a lifecycle `Service`, `run()` waits for graceful
+/// shutdown and then shuts down.
+public final class ChimeServer: Service, Sendable {
     /// The open connections, shared with the accepting code.
     private final class Connections: Sendable {
         let open = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -73,6 +76,53 @@ public final class ChimeServer: Sendable {
         try? await channel.close()
         let open = connections.open.withLock { Array($0.values) }
         for c in open { try? await c.close() }
+    }
+
+    /// Graceful: stops accepting; each connection stops reading, answers the requests it
+    /// has read (a waiting fetch answers at its deadline, or with what arrives first), and
+    /// closes. Connections still open after `gracePeriod` are closed anyway.
+    public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        try? await channel.close()
+        let open = connections.open.withLock { Array($0.values) }
+        logger.info("draining connections", metadata: ["connections": "\(open.count)"])
+        for c in open {
+            c.eventLoop.execute { c.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain()) }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for c in open { try? await c.closeFuture.get() }
+            }
+            group.addTask {
+                try? await Task.sleep(for: gracePeriod)
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        let left = connections.open.withLock { Array($0.values) }
+        if !left.isEmpty {
+            logger.warning("closing connections still busy after the grace period", metadata: ["connections": "\(left.count)"])
+            for c in left { try? await c.close() }
+        }
+    }
+
+    /// Serves until graceful shutdown (or cancellation), then drains.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+}
+
+/// The engine as a lifecycle service: closes it (every checkpoint written, files synced)
+/// when graceful shutdown reaches it. Listed first in a service group, so it shuts down
+/// last, after the servers in front of it have drained.
+public struct BrokerService: Service {
+    public let broker: Broker
+
+    public init(_ broker: Broker) { self.broker = broker }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await broker.close()
     }
 }
 

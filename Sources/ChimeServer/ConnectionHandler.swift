@@ -17,6 +17,10 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var inFlight = 0
     private var reading = true
     private var closing = false
+    private var draining = false
+
+    /// The server is shutting down: read nothing more, answer what was read, close.
+    struct Drain {}
 
     init(broker: Broker, options: ServerOptions, logger: Logger) {
         handler = RequestHandler(broker: broker)
@@ -26,7 +30,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard !closing else { return }
+        // Frames already buffered when draining began are not started: the client sees the
+        // connection close and sends them again elsewhere (or later).
+        guard !closing, !draining else { return }
         guard !frame.isResponse else {
             return fail(context, ProtocolError(.badFlags, "a client sends requests, not responses"), opcode: frame.opcode, correlation: frame.correlationID)
         }
@@ -57,6 +63,10 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func finished(_ channel: Channel) {
         inFlight -= 1
+        if draining {
+            if inFlight == 0 { channel.close(promise: nil) }
+            return
+        }
         if !reading && inFlight < options.maxInFlightPerConnection / 2 + 1 {
             reading = true
             channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
@@ -128,6 +138,13 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Drain {
+            draining = true
+            reading = false
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+            if inFlight == 0 { context.close(promise: nil) }
+            return
+        }
         if event is IdleStateHandler.IdleStateEvent {
             logger.debug("closing an idle connection")
             context.close(promise: nil)

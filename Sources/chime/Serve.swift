@@ -2,9 +2,9 @@ import ArgumentParser
 import ChimeBroker
 import ChimeServer
 import ChimeStore
-import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,67 +15,117 @@ struct Serve: AsyncParsableCommand {
             every scheduled message that fell due while it was down, and keeps firing \
             scheduled messages on time, and serves the broker protocol on --host:--port \
             (127.0.0.1:7420 by default). Stop it with Ctrl-C or SIGTERM: it stops accepting, \
-            closes connections, writes every checkpoint, so the next start needs no replay.
+            answers the requests it has read, closes connections, writes every checkpoint \
+            and exits 0, so the next start needs no replay.
+
+            Settings come from --config FILE (TOML or JSON), then CHIME_* environment \
+            variables, then flags; each overrides the one before.
 
             Examples:
               chime serve --data ./data
               chime serve --host 0.0.0.0 --token "$(cat /etc/chime/token)"
               chime serve --data /var/lib/chime --durability interval=5 --retention-hours 72
+              chime serve --config /etc/chime/chime.toml
+              CHIME_PORT=7500 chime serve
             """
     )
 
-    @Option(name: .long, help: "Data directory (created if missing).")
-    var data: String = "./data"
+    @Option(name: .long, help: "Configuration file, TOML or JSON (see README: every setting, its variable and its flag).")
+    var config: String?
 
-    @Option(name: .long, help: "Address the broker protocol listens on. Anything but loopback needs --token.")
-    var host: String = "127.0.0.1"
+    @Option(name: .long, help: "Data directory, created if missing (default ./data; $CHIME_DATA).")
+    var data: String?
 
-    @Option(name: .long, help: "Broker protocol port (0: any free port).")
-    var port: Int = 7420
+    @Option(name: .long, help: "Address the broker protocol listens on (default 127.0.0.1; $CHIME_HOST). Anything but loopback wants --token.")
+    var host: String?
 
-    @Option(name: .long, help: "Accepted client token (repeat for several). Without one, clients need no token.")
+    @Option(name: .long, help: "Broker protocol port; 0 picks a free one (default 7420; $CHIME_PORT).")
+    var port: Int?
+
+    @Option(name: .long, help: "Accepted client token, repeat for several (default none: no authentication; $CHIME_TOKENS, comma-separated).")
     var token: [String] = []
 
-    @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never.")
-    var durability: String = "always"
+    @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never (default always; $CHIME_DURABILITY).")
+    var durability: String?
 
-    @Option(name: .customLong("segment-mib"), help: "Ready-log segment size in MiB before a new segment file starts.")
-    var segmentMiB: Int = 256
+    @Option(name: .customLong("segment-mib"), help: "Ready-log segment size in MiB (default 256; $CHIME_SEGMENT_MIB).")
+    var segmentMiB: Int?
 
-    @Option(name: .long, help: "Partitions of topics created on first use.")
-    var partitions: Int = 4
+    @Option(name: .long, help: "Partitions of topics created on first use (default 4; $CHIME_PARTITIONS).")
+    var partitions: Int?
 
-    @Option(name: .long, help: "Retention of topics created on first use: delete sealed segments older than this many hours (default 168).")
-    var retentionHours: Double = 168
+    @Option(name: .long, help: "Retention of topics created on first use, in hours (default 168; $CHIME_RETENTION_HOURS).")
+    var retentionHours: Double?
 
-    @Option(name: .customLong("retention-mib"), help: "Retention of topics created on first use: keep at most this many MiB per partition (default: no limit).")
+    @Option(name: .customLong("retention-mib"), help: "Retention of topics created on first use: at most this many MiB per partition (default no limit; $CHIME_RETENTION_MIB).")
     var retentionMiB: Int?
 
-    @Flag(name: .customLong("no-auto-create"), help: "Refuse unknown topics instead of creating them on first use.")
+    @Flag(name: .customLong("no-auto-create"), help: "Refuse unknown topics instead of creating them on first use ($CHIME_AUTO_CREATE_TOPICS=false).")
     var noAutoCreate = false
 
-    @Flag(name: .long, help: "Log every recovery step.")
+    @Option(name: .customLong("max-connections"), help: "Most client connections at once (default 1024).")
+    var maxConnections: Int?
+
+    @Flag(name: .long, help: "Log every recovery step ($CHIME_LOG_LEVEL=debug).")
     var verbose = false
 
+    /// The flags as the top configuration layer: only what was given.
+    var flags: ServeConfiguration {
+        var c = ServeConfiguration()
+        c.data = data
+        c.host = host
+        c.port = port
+        c.tokens = token.isEmpty ? nil : token
+        c.durability = durability
+        c.segmentMiB = segmentMiB
+        c.partitions = partitions
+        c.retentionHours = retentionHours
+        c.retentionMiB = retentionMiB
+        c.autoCreateTopics = noAutoCreate ? false : nil
+        c.maxConnections = maxConnections
+        c.logLevel = verbose ? "debug" : nil
+        return c
+    }
+
     func run() async throws {
+        let settings: ServeConfiguration
+        do {
+            settings = try ServeConfiguration.resolve(file: config, environment: ProcessInfo.processInfo.environment, flags: flags)
+        } catch let p as ServeConfiguration.Problem {
+            throw ValidationError(p.description)
+        }
+        let data = settings.data ?? "./data"
+        let host = settings.host ?? "127.0.0.1"
+        let port = settings.port ?? 7420
+        let tokens = settings.tokens ?? []
+        let durability = settings.durability ?? "always"
+        let segmentMiB = settings.segmentMiB ?? 256
+        let partitions = settings.partitions ?? 4
+        let retentionHours = settings.retentionHours ?? 168
+        let retentionMiB = settings.retentionMiB
+        guard let level = Logger.Level(rawValue: settings.logLevel ?? "info") else {
+            throw ValidationError("the log level must be one of trace, debug, info, notice, warning, error, critical; not '\(settings.logLevel ?? "")'")
+        }
         let logger = {
             var logger = Logger(label: "chime")
-            logger.logLevel = verbose ? .debug : .info
+            logger.logLevel = level
             return logger
         }()
         guard let policy = DurabilityPolicy(durability) else {
-            throw ValidationError("--durability must be always, never or interval=<ms>, not '\(durability)'")
+            throw ValidationError("durability must be always, never or interval=<ms>, not '\(durability)'")
         }
-        guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("--segment-mib must be between 1 and 4095") }
-        guard (1...4096).contains(partitions) else { throw ValidationError("--partitions must be between 1 and 4096") }
+        guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("the segment size must be between 1 and 4095 MiB") }
+        guard (1...4096).contains(partitions) else { throw ValidationError("partitions must be between 1 and 4096") }
         guard retentionHours.isFinite && retentionHours > 0 else {
-            throw ValidationError("--retention-hours must be a positive number of hours")
+            throw ValidationError("retention must be a positive number of hours")
         }
-        if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be a positive number of MiB") }
+        if let mib = retentionMiB, mib <= 0 { throw ValidationError("the retention size must be a positive number of MiB") }
+        guard (0...65_535).contains(port) else { throw ValidationError("the port must be between 0 and 65535") }
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
         let options = BrokerOptions(
-            directory: data, autoCreateTopics: !noAutoCreate, defaultTopic: topic, durability: policy, readySegmentBytes: segmentMiB << 20)
+            directory: data, autoCreateTopics: settings.autoCreateTopics ?? true, defaultTopic: topic, durability: policy,
+            readySegmentBytes: segmentMiB << 20)
 
         let broker = try await Broker.open(options, logger: logger)
         let topics = broker.listTopics()
@@ -90,37 +140,28 @@ struct Serve: AsyncParsableCommand {
             }
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
-        guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime")
+        if let n = settings.maxConnections { serverOptions.maxConnections = n }
+        if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
+        if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
         let server: ChimeServer
         do {
-            server = try await ChimeServer.start(
-                broker: broker, options: ServerOptions(host: host, port: port, tokens: token, serverName: "chime"), logger: logger)
+            server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
         } catch {
             await broker.close()
             throw ValidationError("cannot listen on \(host):\(port): \(error)")
         }
-        say("chime: serving the broker protocol on \(host):\(server.port)\(token.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
-        await waitForTerminationSignal()
-        say("chime: stopping")
-        await server.stop()
-        await broker.close()
+        say("chime: serving the broker protocol on \(host):\(server.port)\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        // Shut down in reverse order: the server drains its connections, then the broker
+        // writes its checkpoints and closes.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: BrokerService(broker)), .init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [.sigquit],
+                logger: logger))
+        try await group.run()
         say("chime: stopped cleanly")
-    }
-
-    private func waitForTerminationSignal() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let queue = DispatchQueue(label: "chime.signals")
-            let box = SignalSources()
-            for sig in [SIGINT, SIGTERM] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                source.setEventHandler {
-                    if box.fire() { continuation.resume() }
-                }
-                source.resume()
-                box.sources.append(source)
-            }
-        }
     }
 }
 
@@ -128,17 +169,4 @@ struct Serve: AsyncParsableCommand {
 private func say(_ line: String) {
     print(line)
     fflush(nil)
-}
-
-/// Keeps the signal sources alive and resumes the waiter once.
-private final class SignalSources: @unchecked Sendable {
-    var sources: [DispatchSourceSignal] = []
-    private var fired = false
-    private let lock = NSLock()
-    func fire() -> Bool {
-        lock.withLock {
-            defer { fired = true }
-            return !fired
-        }
-    }
 }

@@ -13,37 +13,7 @@ import Testing
 /// and started again. Every acknowledged publish is delivered and acked, none before its
 /// due time, and nothing whose ack was acknowledged is delivered again.
 @Suite struct EndToEndTests {
-    final class Server: @unchecked Sendable {
-        let process = Process()
-        let port: Int
-
-        init(data: String, port: Int) throws {
-            process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-            process.arguments = ["serve", "--data", data, "--port", "\(port)"]
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            var output = ""
-            while !output.contains("Ctrl-C to stop") {
-                let chunk = pipe.fileHandleForReading.availableData
-                if chunk.isEmpty { break }
-                output += String(decoding: chunk, as: UTF8.self)
-            }
-            self.port = output.split(separator: "\n").first { $0.contains("serving the broker protocol on") }?
-                .split(separator: ":").last?.split(separator: ".").first.flatMap { Int($0) } ?? -1
-        }
-
-        func kill9() {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-
-        func stop() {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
-    }
+    typealias Server = ServeProcess
 
     actor Ledger {
         var published: [String: Int64] = [:]  // body → due

@@ -1,0 +1,139 @@
+import ChimeBroker
+import ChimeClient
+import ChimeProtocol
+import ChimeServer
+import ChimeTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// `chime serve`'s settings (file, environment, flags) and its graceful shutdown.
+@Suite struct LifecycleTests {
+    private var logger: Logger {
+        var l = Logger(label: "lifecycle-test")
+        l.logLevel = .critical
+        return l
+    }
+
+    @Test func fileThenEnvironmentThenFlags() throws {
+        let dir = TemporaryDirectory("chime-config")
+        let toml = dir.file("chime.toml")
+        try """
+            # a broker for the tests
+            data = "/srv/chime"
+            port = 7500
+            tokens = ["alpha", "beta"]
+            durability = "interval=5"
+            partitions = 8
+            retention_hours = 24.5
+            auto_create_topics = false
+            """.write(toFile: toml, atomically: true, encoding: .utf8)
+        let file = try ServeConfiguration.load(file: toml)
+        #expect(file.data == "/srv/chime" && file.port == 7500 && file.tokens == ["alpha", "beta"] && file.partitions == 8)
+        #expect(file.retentionHours == 24.5 && file.autoCreateTopics == false && file.host == nil)
+
+        var flags = ServeConfiguration()
+        flags.partitions = 2
+        let resolved = try ServeConfiguration.resolve(
+            file: toml, environment: ["CHIME_PORT": "7600", "CHIME_PARTITIONS": "16", "CHIME_TOKENS": "gamma, delta", "PATH": "/bin"], flags: flags)
+        #expect(resolved.port == 7600, "environment over file")
+        #expect(resolved.partitions == 2, "flags over environment")
+        #expect(resolved.tokens == ["gamma", "delta"])
+        #expect(resolved.data == "/srv/chime" && resolved.durability == "interval=5", "file where nothing else is set")
+
+        // The same in JSON.
+        let json = dir.file("chime.json")
+        try #"{"port": 7700, "admin_port": 0, "log_level": "debug"}"#.write(toFile: json, atomically: true, encoding: .utf8)
+        let j = try ServeConfiguration.load(file: json)
+        #expect(j.port == 7700 && j.adminPort == 0 && j.logLevel == "debug")
+    }
+
+    @Test func badSettingsAreNamed() throws {
+        let dir = TemporaryDirectory("chime-config")
+        func problem(_ text: String, name: String = "c.toml") -> String {
+            let path = dir.file(name)
+            try? text.write(toFile: path, atomically: true, encoding: .utf8)
+            do {
+                _ = try ServeConfiguration.load(file: path)
+                return "no problem"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem("prot = 7420").contains("unknown setting 'prot'"))
+        #expect(problem("port = \"seventy\"").contains("port"))
+        #expect(problem("port = ").contains("c.toml:1"), "a TOML syntax error names its line")
+        #expect(problem(#"{"port": 1, "dta": "x"}"#, name: "c.json").contains("unknown setting 'dta'"))
+        #expect(problem("", name: "missing/none.toml").contains("cannot read"))
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_PORT": "x"]) }
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_AUTO_CREATE_TOPICS": "maybe"]) }
+    }
+
+    @Test func theCommandTakesItsSettingsFromAllThreeLayers() async throws {
+        let dir = TemporaryDirectory("chime-serve-config")
+        let config = dir.file("chime.toml")
+        try "partitions = 3\nport = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["CHIME_PARTITIONS"] = "5"
+        // Port 1 from the file is overridden by the flag (port 0); partitions from the
+        // environment override the file.
+        let server = try await Task.detached {
+            try ServeProcess(data: dir.file("data"), port: 0, extra: ["--config", config], environment: env)
+        }.value
+        #expect(server.port > 1)
+        let client = ChimeClient(ClientOptions(port: server.port), logger: logger)
+        try await client.publish(Array("x".utf8), to: "auto")
+        #expect(try await client.topics().first { $0.name == "auto" }?.settings.partitions == 5)
+        await client.close()
+        let (status, _) = await Task.detached { server.stop() }.value
+        #expect(status == 0)
+    }
+
+    @Test func sigtermDrainsAndKeepsEverythingAcknowledged() async throws {
+        let dir = TemporaryDirectory("chime-graceful")
+        let data = dir.file("data")
+        let server = try await Task.detached { try ServeProcess(data: data, port: 0) }.value
+        let client = ChimeClient(ClientOptions(port: server.port, connectAttempts: 1), logger: logger)
+        try await client.createTopic(
+            "jobs",
+            settings: WireTopicSettings(
+                partitions: 2, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 1_000))
+        let later = ChimeClient.nowMilliseconds() + 3_600_000
+
+        // Publishers keep going while the server is told to stop; whatever got an id must
+        // be there after a restart.
+        let acknowledged = Counter()
+        let publishing = Task {
+            var i = 0
+            while !Task.isCancelled {
+                let batch = (0..<50).map { OutgoingRecord(deliverAt: $0 % 2 == 0 ? nil : later, body: Array("m\(i + $0)".utf8)) }
+                do {
+                    let outcomes = try await client.publish(batch, to: "jobs")
+                    await acknowledged.add(outcomes.count)
+                } catch {
+                    return
+                }
+                i += 50
+            }
+        }
+        while await acknowledged.value < 2_000 { try await Task.sleep(for: .milliseconds(5)) }
+        let (status, output) = await Task.detached { server.stop() }.value
+        publishing.cancel()
+        _ = await publishing.value
+        await client.close()
+        #expect(status == 0, "exit 0 after SIGTERM")
+        #expect(output.contains("stopped cleanly"))
+
+        let broker = try await Broker.open(BrokerOptions(directory: data, durability: .never, firing: .manual), logger: logger)
+        let stats = try await broker.partitionStats(topic: "jobs")
+        let stored = stats.reduce(0) { $0 + Int($1.logEnd - $1.readyStart) + $1.scheduled }
+        let count = await acknowledged.value
+        #expect(stored >= count, "every acknowledged publish is stored (\(stored) stored, \(count) acknowledged)")
+        await broker.close()
+    }
+}
+
+actor Counter {
+    private(set) var value = 0
+    func add(_ n: Int) { value += n }
+}
