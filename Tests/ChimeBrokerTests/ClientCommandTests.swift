@@ -60,4 +60,77 @@ import Testing
         let nowhere = try run(chime, ["publish", "--topic", "jobs", "--port", "1", "x"])
         #expect(nowhere.status != 0)
     }
+
+    @Test func topicsGroupsStatsAndCancelFromTheCommandLine() async throws {
+        let dir = TemporaryDirectory()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: builtProduct("chime"))
+        server.arguments = ["serve", "--data", dir.path, "--port", "0"]
+        let pipe = Pipe()
+        server.standardOutput = pipe
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            kill(server.processIdentifier, SIGTERM)
+            server.waitUntilExit()
+        }
+        var output = ""
+        while !output.contains("Ctrl-C to stop") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            output += String(decoding: chunk, as: UTF8.self)
+        }
+        let port = try #require(output.split(separator: "\n").first { $0.contains("serving the broker protocol on") }?
+            .split(separator: ":").last?.split(separator: ".").first.flatMap { Int($0) })
+        let chime = builtProduct("chime")
+        let at = ["--port", "\(port)"]
+        func json(_ text: String) -> [[String: Any]] {
+            text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+
+        let created = try run(chime, ["topics", "create", "orders", "--partitions", "3", "--retention", "30d", "--max-attempts", "7"] + at, withErrors: true)
+        #expect(created.status == 0 && created.output.contains("created topic orders") && created.output.contains("3 partition"))
+        let again = try run(chime, ["topics", "create", "orders"] + at, withErrors: true)
+        #expect(again.status != 0 && again.output.contains("code 101"), "exists: \(again.output)")
+
+        let scheduled = try run(chime, ["publish", "--topic", "orders", "--delay", "1h", "later"] + at, withErrors: true)
+        let id = scheduled.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try run(chime, ["publish", "--topic", "orders", "--count", "10", "--size", "5"] + at, withErrors: true)
+
+        let listed = json(try run(chime, ["topics", "list", "--json"] + at).output)
+        let orders = try #require(listed.first { $0["topic"] as? String == "orders" })
+        let parts = orders["partitions"] as? [[String: Any]] ?? []
+        #expect(parts.count == 3)
+        #expect(parts.reduce(0) { $0 + (($1["scheduled"] as? Int) ?? 0) } == 1)
+        #expect(parts.reduce(0) { $0 + (($1["logEnd"] as? Int) ?? 0) - (($1["readyStart"] as? Int) ?? 0) } == 10)
+        #expect((orders["settings"] as? [String: Any])?["maxAttempts"] as? Int == 7)
+        let table = try run(chime, ["topics"] + at, withErrors: true)
+        #expect(table.output.contains("TOPIC") && table.output.contains("orders"))
+
+        // Four consumed without acking: lag 10, 4 in flight.
+        let consumed = try run(chime, ["consume", "--topic", "orders", "--group", "billing", "--count", "4", "--no-ack", "--timeout", "10s"] + at, withErrors: true)
+        #expect(consumed.status == 0)
+        let groups = json(try run(chime, ["groups", "list", "--json"] + at).output)
+        let billing = try #require(groups.first { $0["group"] as? String == "billing" })
+        #expect(billing["lag"] as? Int == 10)
+        let show = try run(chime, ["groups", "show", "billing"] + at, withErrors: true)
+        #expect(show.status == 0 && show.output.contains("group billing") && show.output.contains("PARTITION"))
+        let stats = try run(chime, ["stats", "--topic", "orders"] + at, withErrors: true)
+        #expect(stats.status == 0 && stats.output.contains("topic orders"))
+        let unknown = try run(chime, ["stats", "--topic", "nope"] + at, withErrors: true)
+        #expect(unknown.status != 0 && unknown.output.contains("does not exist"))
+
+        let cancelled = try run(chime, ["cancel", id] + at, withErrors: true)
+        #expect(cancelled.status == 0 && cancelled.output.contains("cancelled \(id)"))
+        let twice = try run(chime, ["cancel", id] + at, withErrors: true)
+        #expect(twice.status == 1, "already cancelled: \(twice.output)")
+        let garbage = try run(chime, ["cancel", "not-an-id"] + at, withErrors: true)
+        #expect(garbage.status != 0 && garbage.output.contains("is not a message id"))
+
+        let refused = try run(chime, ["topics", "delete", "orders"] + at, withErrors: true)
+        #expect(refused.status != 0 && refused.output.contains("--yes"), "no terminal, no --yes: refused")
+        let deleted = try run(chime, ["topics", "delete", "orders", "--yes"] + at, withErrors: true)
+        #expect(deleted.status == 0)
+        #expect(!(try run(chime, ["topics", "list", "--json"] + at).output.contains("\"orders\"")))
+    }
 }
