@@ -15,6 +15,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private let logger: Logger
     private var handshook = false
     private var inFlight = 0
+    /// Payload bytes of the requests in progress.
+    private var inFlightBytes = 0
     private var reading = true
     private var closing = false
     private var draining = false
@@ -43,7 +45,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             return hello(context, frame)
         }
         inFlight += 1
-        if inFlight >= options.maxInFlightPerConnection && reading {
+        let size = frame.payload.readableBytes
+        inFlightBytes += size
+        if (inFlight >= options.maxInFlightPerConnection || inFlightBytes >= options.maxBufferedBytesPerConnection) && reading {
             // Back-pressure: no more requests read until responses have gone out.
             reading = false
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
@@ -56,18 +60,19 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             let response = await handler.respond(to: frame, allocator: allocator)
             loop.execute {
                 channel.writeAndFlush(response, promise: nil)
-                self.finished(channel)
+                self.finished(channel, bytes: size)
             }
         }
     }
 
-    private func finished(_ channel: Channel) {
+    private func finished(_ channel: Channel, bytes: Int) {
         inFlight -= 1
+        inFlightBytes -= bytes
         if draining {
             if inFlight == 0 { channel.close(promise: nil) }
             return
         }
-        if !reading && inFlight < options.maxInFlightPerConnection / 2 + 1 {
+        if !reading && inFlight < options.maxInFlightPerConnection / 2 + 1 && inFlightBytes < options.maxBufferedBytesPerConnection / 2 + 1 {
             reading = true
             channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             channel.read()

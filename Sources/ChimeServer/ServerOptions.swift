@@ -13,14 +13,20 @@ public struct ServerOptions: Sendable {
     /// Requests one connection may have in progress; past it the server stops reading
     /// from that connection until responses have gone out.
     public var maxInFlightPerConnection: Int
+    /// Bytes of request frames one connection may have in progress; past it the server
+    /// stops reading from that connection until responses have gone out (at least one
+    /// request is always taken, whatever its size up to `maxFrameBytes`).
+    public var maxBufferedBytesPerConnection: Int
     /// A connection that sends nothing for this long is closed.
     public var idleTimeoutSeconds: Int64
     public var serverName: String
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxConnections: Int = 1_024,
-        maxInFlightPerConnection: Int = 256, idleTimeoutSeconds: Int64 = 300, serverName: String = "chime"
+        maxInFlightPerConnection: Int = 256, maxBufferedBytesPerConnection: Int = 64 << 20, idleTimeoutSeconds: Int64 = 300,
+        serverName: String = "chime"
     ) {
+        self.maxBufferedBytesPerConnection = maxBufferedBytesPerConnection
         self.host = host
         self.port = port
         self.tokens = tokens

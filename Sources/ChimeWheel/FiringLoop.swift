@@ -162,7 +162,7 @@ public actor FiringLoop {
             if compacting {
                 do {
                     compacting = try wheel.compact()
-                    if !compacting { logger.info("timer-log compaction pass done", metadata: ["liveBytes": "\(wheel.liveBytes)"]) }
+                    if !compacting { logger.debug("timer-log compaction pass done", metadata: ["liveBytes": "\(wheel.liveBytes)"]) }
                 } catch {
                     compacting = false
                     logger.error("timer-log compaction failed; retried after the next checkpoint", metadata: ["error": "\(error)"])

@@ -90,6 +90,27 @@ final class ServerFixture {
         await f.shutdown()
     }
 
+    @Test func aConnectionOverItsByteBudgetIsNotReadUntilItsRequestsAreAnswered() async throws {
+        // Without a budget, a quick request behind a waiting fetch is answered first; with a
+        // budget the fetch alone exhausts, the server reads nothing more until the fetch is
+        // answered, so the quick one comes second.
+        func order(budget: Int) async throws -> [UInt32] {
+            let f = try await ServerFixture(ServerOptions(port: 0, maxBufferedBytesPerConnection: budget))
+            let c = try await f.client()
+            _ = try await c.call(.createTopic, CreateTopic(name: "t", settings: nil), as: WireTopic.self)
+            let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["t"]), as: WireMembership.self)
+            let fetch = await c.send(.fetch, Fetch(group: "g", memberID: m.memberID, max: 10, waitMilliseconds: 300))
+            let list = await c.send(.listTopics, Empty())
+            var answered: [UInt32] = []
+            for _ in 0..<2 { answered.append(try #require(await c.readFrame()).correlationID) }
+            #expect(Set(answered) == [fetch, list])
+            await f.shutdown()
+            return answered == [fetch, list] ? [1, 2] : [2, 1]
+        }
+        #expect(try await order(budget: 64 << 20) == [2, 1], "pipelined: the quick one first")
+        #expect(try await order(budget: 1) == [1, 2], "over budget: one at a time")
+    }
+
     @Test func tokensAreRequiredWhenConfigured() async throws {
         let f = try await ServerFixture(ServerOptions(port: 0, tokens: ["s3cret", "other"]))
         // Wrong token: an error, then the connection is closed.
