@@ -113,6 +113,10 @@ public struct BrokerOptions: Sendable {
     public var firing: Firing
     /// Seed of member ids (nil: from the system's random source).
     public var randomSeed: UInt64?
+    /// Idempotent producers that have not published for this long are forgotten (their
+    /// next publish must start a new sequence). Kafka's default, 7 days: far beyond any
+    /// retry, and it bounds the table when clients come and go.
+    public var producerExpiryMilliseconds: Int64 = 7 * 86_400_000
 
     public init(
         directory: String, autoCreateTopics: Bool = true, defaultTopic: TopicSettings = TopicSettings(),

@@ -23,6 +23,7 @@ actor Partition {
     let loop: FiringLoop
     private var settings: TopicSettings
     private var producers: ProducerState
+    private let producerExpiry: Int64
     private let clock: any WheelClock
     private let logger: Logger
     private var running: Task<Void, Never>?
@@ -83,9 +84,10 @@ actor Partition {
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
             checkpointInterval: options.firing == .automatic ? options.checkpointIntervalMilliseconds : nil, logger: logger)
+        producerExpiry = options.producerExpiryMilliseconds
         producers = try Self.restoreProducers(
             directory: directory, ready: readyLog, timer: timerLog, topicID: topicID, partition: index,
-            window: settings.dedupWindowMilliseconds, logger: logger)
+            window: settings.dedupWindowMilliseconds, now: options.clock.now(), logger: logger)
     }
 
     static func readyConfiguration(_ settings: TopicSettings, _ options: BrokerOptions) -> LogConfiguration {
@@ -98,9 +100,9 @@ actor Partition {
     /// The snapshot, then every publish after it: ready batches (producer stamps in their
     /// headers, dedup keys in their records) and scheduled messages in the timer log.
     private static func restoreProducers(
-        directory: String, ready: RecordLog, timer: TimerLog, topicID: UInt32, partition: Int, window: Int64, logger: Logger
+        directory: String, ready: RecordLog, timer: TimerLog, topicID: UInt32, partition: Int, window: Int64, now: Int64, logger: Logger
     ) throws -> ProducerState {
-        let snapshot = ProducerState.read(from: directory + "/producers.snapshot", topicID: topicID, partition: partition)
+        let snapshot = ProducerState.read(from: directory + "/producers.snapshot", topicID: topicID, partition: partition, now: now)
         var state = snapshot?.state ?? ProducerState()
         func id(_ kind: MessageID.Kind, _ value: Int64) -> MessageID {
             MessageID(topicID: topicID, partition: partition, kind: kind, value: value)
@@ -117,7 +119,7 @@ actor Partition {
             guard !batches.isEmpty else { break }
             for b in batches where b.nextOffset > offset {
                 if b.header.producerId >= 0 {
-                    state.restore(producer: b.header.producerId, lastSequence: b.header.baseSequence &+ Int32(b.recordCount - 1))
+                    state.restore(producer: b.header.producerId, lastSequence: b.header.baseSequence &+ Int32(b.recordCount - 1), seenAt: b.header.maxTimestamp)
                 }
                 for r in try b.records() where r.record.headers.contains(where: { $0.name == ReservedHeader.dedup }) {
                     let meta = RecordMeta.split(r.record.headers).meta
@@ -143,7 +145,7 @@ actor Partition {
             for e in entries where e.kind == .message && e.position >= position {
                 guard let m = try? e.message(), m.destination == 0 else { continue }
                 let meta = RecordMeta.split(m.headers).meta
-                if let p = meta.producer { state.restore(producer: p.id, lastSequence: p.sequence &+ Int32(p.count - 1)) }
+                if let p = meta.producer { state.restore(producer: p.id, lastSequence: p.sequence &+ Int32(p.count - 1), seenAt: m.publishedAt) }
                 if let key = meta.dedup {
                     state.remember(KeyHash.of(key), expiry: m.publishedAt + window, id: id(.scheduled, e.position))
                 }
@@ -188,7 +190,7 @@ actor Partition {
                     .sequenceGap, "producer \(producer.producerID) sent sequence \(producer.sequence) to \(topic)/\(index), expected \(expected)")
             }
             previousSequence = producers.producers[producer.producerID]?.lastSequence
-            producers.record(producer, count: messages.count, ids: nil)
+            producers.record(producer, count: messages.count, ids: nil, now: now)
         }
         do {
             producers.prune(now: now)
@@ -273,7 +275,7 @@ actor Partition {
             }
             // In-batch dedup duplicates point at the message stored first.
             for (d, first) in sameBatch { out[d].id = out[first].id }
-            if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id)) }
+            if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id), now: now) }
             // The turn ends before the sync, so that concurrent publishes share it.
             holdingTurn = false
             endPublishTurn()
@@ -386,6 +388,8 @@ actor Partition {
         // the producer's retry after a crash a "duplicate" of a publish never stored.
         await takePublishTurn()
         producers.prune(now: now)
+        let forgotten = producers.forgetProducers(silentSince: now - producerExpiry)
+        if forgotten > 0 { logger.debug("forgot silent producers", metadata: ["count": "\(forgotten)"]) }
         let state = producers
         let (readyEnd, timerEnd) = (ready.log.endOffset, timerLog.endOffset)
         endPublishTurn()

@@ -6,6 +6,9 @@ struct ProducerState {
     struct Producer {
         /// Sequence of the last message stored.
         var lastSequence: Int32
+        /// When it last published (ms since the epoch): producers silent for the expiry
+        /// are forgotten, so a broker whose clients come and go keeps a bounded table.
+        var lastSeen: Int64 = 0
         /// Ids of the last few publishes, so a retry of one is answered with them.
         var recent: Deque<(sequence: Int32, count: Int, ids: [MessageID?])>
     }
@@ -39,9 +42,10 @@ struct ProducerState {
         return .gap(expected: expected)
     }
 
-    mutating func record(_ stamp: ProducerStamp, count: Int, ids: [MessageID?]?) {
+    mutating func record(_ stamp: ProducerStamp, count: Int, ids: [MessageID?]?, now: Int64) {
         let last = stamp.sequence &+ Int32(truncatingIfNeeded: count - 1)
         var p = producers[stamp.producerID] ?? Producer(lastSequence: -1, recent: [])
+        p.lastSeen = max(p.lastSeen, now)
         if Int64(last) > Int64(p.lastSequence) || producers[stamp.producerID] == nil { p.lastSequence = last }
         if let ids {
             p.recent.append((stamp.sequence, count, ids))
@@ -60,9 +64,18 @@ struct ProducerState {
     }
 
     /// Restores a producer's last sequence (snapshot, log scan): never moves it back.
-    mutating func restore(producer: Int64, lastSequence: Int32) {
+    mutating func restore(producer: Int64, lastSequence: Int32, seenAt: Int64) {
+        producers[producer, default: Producer(lastSequence: lastSequence, recent: [])].lastSeen = max(producers[producer]?.lastSeen ?? 0, seenAt)
         if let p = producers[producer], p.lastSequence >= lastSequence { return }
-        producers[producer, default: Producer(lastSequence: lastSequence, recent: [])].lastSequence = lastSequence
+        producers[producer]!.lastSequence = lastSequence
+    }
+
+    /// Forgets producers that have not published since `before`. A forgotten producer's
+    /// next publish must start at sequence 0 again (the client then takes a new id).
+    mutating func forgetProducers(silentSince before: Int64) -> Int {
+        let stale = producers.filter { $0.value.lastSeen < before }.map(\.key)
+        for id in stale { producers[id] = nil }
+        return stale.count
     }
 
     func duplicate(of hash: UInt64, now: Int64) -> MessageID? {
@@ -89,13 +102,14 @@ struct ProducerState {
     static let magic: UInt32 = 0x5350_4843  // "CHPS"
 
     func write(to path: String, readyOffset: Int64, timerPosition: Int64, topicID: UInt32, partition: Int) throws {
-        var w = SnapshotWriter(magic: Self.magic, version: 1)
+        var w = SnapshotWriter(magic: Self.magic, version: 2)
         w.i64(readyOffset)
         w.i64(timerPosition)
         w.u32(UInt32(producers.count))
         for (id, p) in producers.sorted(by: { $0.key < $1.key }) {
             w.i64(id)
             w.i32(p.lastSequence)
+            w.i64(p.lastSeen)
         }
         w.u32(UInt32(dedup.count))
         for (hash, e) in dedup.sorted(by: { $0.key < $1.key }) {
@@ -108,14 +122,21 @@ struct ProducerState {
     }
 
     /// The state in the snapshot and the log positions it covers; nil if there is none.
-    static func read(from path: String, topicID: UInt32, partition: Int) -> (state: ProducerState, readyOffset: Int64, timerPosition: Int64)? {
-        guard var r = SnapshotReader(path: path, magic: magic), r.version == 1,
+    /// Version 1 (before producers expired) has no last-seen times: those producers count
+    /// as seen at `now`.
+    static func read(from path: String, topicID: UInt32, partition: Int, now: Int64) -> (state: ProducerState, readyOffset: Int64, timerPosition: Int64)? {
+        guard var r = SnapshotReader(path: path, magic: magic), r.version == 1 || r.version == 2,
             let ready = r.i64(), let timer = r.i64(), let producerCount = r.u32()
         else { return nil }
         var state = ProducerState()
         for _ in 0..<producerCount {
             guard let id = r.i64(), let seq = r.i32() else { return nil }
-            state.restore(producer: id, lastSequence: seq)
+            var seen = now
+            if r.version == 2 {
+                guard let s = r.i64() else { return nil }
+                seen = s
+            }
+            state.restore(producer: id, lastSequence: seq, seenAt: seen)
         }
         guard let dedupCount = r.u32() else { return nil }
         for _ in 0..<dedupCount {

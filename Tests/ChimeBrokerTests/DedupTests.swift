@@ -40,6 +40,29 @@ import Testing
         await s.broker.close()
     }
 
+    @Test func silentProducersAreForgottenAfterTheExpiryAcrossRestarts() async throws {
+        let s = try await Scenario.make { $0.producerExpiryMilliseconds = 100_000 }
+        try s.broker.createTopic("jobs", settings: Self.topic)
+        let (quiet, busy) = (Int64(5), Int64(6))
+        _ = try await s.broker.publish(topic: "jobs", [.text("q0")], partition: 0, producer: ProducerStamp(producerID: quiet, sequence: 0))
+        _ = try await s.broker.publish(topic: "jobs", [.text("b0")], partition: 0, producer: ProducerStamp(producerID: busy, sequence: 0))
+        s.clock.advance(by: 60_000)
+        _ = try await s.broker.publish(topic: "jobs", [.text("b1")], partition: 0, producer: ProducerStamp(producerID: busy, sequence: 1))
+        // Remembered across a restart with their last-seen times (snapshot version 2).
+        try await s.broker.checkpoint()
+        try await s.restart()
+        s.clock.advance(by: 50_000)  // quiet: silent 110 s; busy: 50 s
+        try await s.broker.checkpoint()
+        await expectBrokerError(.sequenceGap) {
+            try await s.broker.publish(topic: "jobs", [.text("q1")], partition: 0, producer: ProducerStamp(producerID: quiet, sequence: 1))
+        }
+        let again = try await s.broker.publish(topic: "jobs", [.text("q-new")], partition: 0, producer: ProducerStamp(producerID: quiet, sequence: 0))
+        #expect(again.map(\.duplicate) == [false], "forgotten: starts over at 0")
+        let retry = try await s.broker.publish(topic: "jobs", [.text("b1")], partition: 0, producer: ProducerStamp(producerID: busy, sequence: 1))
+        #expect(retry.map(\.duplicate) == [true], "still known: its retry is a duplicate")
+        await s.broker.close()
+    }
+
     @Test func idempotentProducerRetriesAreDuplicatesAndGapsAreRefused() async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: Self.topic)
