@@ -4,7 +4,7 @@ SWIFT ?= swift
 DATA ?= ./data
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test deps build release bench bench-quick bench-broker clean
+.PHONY: run test deps build release bench bench-quick bench-broker bench-net clean
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -35,6 +35,10 @@ bench: deps
 ## The broker engine in-process: publish → fire → deliver → ack (bench/README.md).
 bench-broker: deps
 	bash bench/broker.sh
+
+## The broker over loopback TCP: `chime bench` against `chime serve` (bench/README.md).
+bench-net: deps
+	bash bench/net.sh
 
 bench-quick: deps
 	bash bench/store.sh --quick
