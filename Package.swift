@@ -174,7 +174,9 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            // TLS certificates for TLSTests (how they were made: Fixtures/README.md).
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "ChimeBrokerTests",

@@ -13,14 +13,20 @@ public struct ClientOptions: Sendable {
     /// Attempts to connect (again) before a call fails, with backoff doubling from 50 ms.
     public var connectAttempts: Int
     public var maxFrameBytes: Int
+    /// TLS to the broker (nil: plain TCP). See `ClientTLS`.
+    public var tls: ClientTLS?
 
-    public init(host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5, maxFrameBytes: Int = 64 << 20) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5, maxFrameBytes: Int = 64 << 20,
+        tls: ClientTLS? = nil
+    ) {
         self.host = host
         self.port = port
         self.token = token
         self.name = name
         self.connectAttempts = connectAttempts
         self.maxFrameBytes = maxFrameBytes
+        self.tls = tls
     }
 }
 
@@ -133,13 +139,16 @@ actor Connector {
             do {
                 let c = try await Connection.open(
                     host: options.host, port: options.port,
-                    hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes)
+                    hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes,
+                    tls: options.tls)
                 current = c
                 latest.withLock { $0 = (c, $0.generation + 1) }
                 if attempt > 1 { logger.info("connected to the broker again", metadata: ["attempts": "\(attempt)"]) }
                 return c
             } catch let error as ClientError where !error.isDisconnected {
                 throw error  // refused by the broker (token, version): trying again will not help
+            } catch let error as ClientTLSError {
+                throw error  // an untrusted certificate or a bad trust file: the same again
             } catch {
                 lastError = error
                 if attempt < options.connectAttempts {

@@ -20,6 +20,7 @@ struct Serve: AsyncParsableCommand {
             Examples:
               chime serve --data ./data
               chime serve --host 0.0.0.0 --token "$(cat /etc/chime/token)"
+              chime serve --tls-cert /etc/chime/server.pem --tls-key /etc/chime/server.key
               chime serve --data /var/lib/chime --durability interval=5 --retention-hours 72
             """
     )
@@ -35,6 +36,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Accepted client token (repeat for several). Without one, clients need no token.")
     var token: [String] = []
+
+    @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM; needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, unencrypted).")
+    var tlsKey: String?
 
     @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never.")
     var durability: String = "always"
@@ -72,6 +79,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--retention-hours must be a positive number of hours")
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be a positive number of MiB") }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
         let options = BrokerOptions(
@@ -91,15 +99,19 @@ struct Serve: AsyncParsableCommand {
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
         let server: ChimeServer
         do {
             server = try await ChimeServer.start(
-                broker: broker, options: ServerOptions(host: host, port: port, tokens: token, serverName: "chime"), logger: logger)
+                broker: broker, options: ServerOptions(host: host, port: port, tokens: token, serverName: "chime", tls: tls), logger: logger)
+        } catch let error as ServerTLSError {
+            await broker.close()
+            throw ValidationError("cannot serve TLS: \(error)")
         } catch {
             await broker.close()
             throw ValidationError("cannot listen on \(host):\(port): \(error)")
         }
-        say("chime: serving the broker protocol on \(host):\(server.port)\(token.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        say("chime: serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(token.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
         await waitForTerminationSignal()
         say("chime: stopping")
         await server.stop()
