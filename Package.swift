@@ -135,6 +135,14 @@ let package = Package(
             dependencies: ["ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/WheelBench"
         ),
+        // libFuzzer target for the frame decoder and payload codecs. Fuzz/build.sh builds it
+        // with -sanitize=fuzzer,address and -DCHIME_FUZZ in its own scratch directory; a
+        // normal build compiles only a stub main (see Fuzz/FrameFuzz/FrameFuzz.swift).
+        .executableTarget(
+            name: "FrameFuzz",
+            dependencies: ["ChimeProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/FrameFuzz"
+        ),
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(
             name: "CrashAgent",
