@@ -23,6 +23,7 @@ public struct ClientTLS: Sendable, Equatable {
     func makeContext() throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.certificateVerification = .fullVerification
+        configuration.minimumTLSVersion = .tlsv12
         if let path = trustedCertificatesFile {
             let bytes = try Self.readPEM(path)
             let certificates: [NIOSSLCertificate]

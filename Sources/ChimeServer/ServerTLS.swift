@@ -53,7 +53,9 @@ extension ServerOptions.TLS {
         } catch {
             throw ServerTLSError(.notPEM, privateKeyFile, "TLS private key file \(privateKeyFile) is not an unencrypted PEM private key (\(error))")
         }
-        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        // NIOSSL would accept TLS 1.0 and 1.1, both deprecated (RFC 8996).
+        configuration.minimumTLSVersion = .tlsv12
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {
