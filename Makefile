@@ -4,16 +4,32 @@ SWIFT ?= swift
 DATA ?= ./data
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test deps build release bench bench-quick bench-broker bench-net clean
+# How long `make fuzz` fuzzes the frame decoder, and the short run `make test` ends with.
+FUZZ_SECONDS ?= 3600
+FUZZ_SMOKE_SECONDS ?= 60
+# `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
+FUZZ_TEST_SECONDS ?= 15
+
+.PHONY: run test deps build release bench bench-quick bench-broker bench-net clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
 	./.build/release/chime serve --data $(DATA)
 
-## Build and run every test (unit, recovery, fault injection, SIGKILL crash, CLI).
+## Build and run every test (unit, recovery, fault injection, SIGKILL crash, CLI), then
+## fuzz the frame decoder briefly (its own build included: see Fuzz/README.md).
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --disable-xctest
+	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_TEST_SECONDS)
+
+## libFuzzer on the frame decoder and payload codecs (Fuzz/README.md): `make fuzz
+## FUZZ_SECONDS=3600`; `make fuzz-smoke` for a minute.
+fuzz:
+	SWIFT=$(SWIFT) FUZZ_CONFIGURATION=release bash Fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
 ## Debian packages the build needs: liblz4-dev (and pkg-config to find it).
 deps:
@@ -44,4 +60,4 @@ bench-quick: deps
 	bash bench/store.sh --quick
 
 clean:
-	rm -rf .build .build-bench
+	rm -rf .build .build-bench .build-fuzz

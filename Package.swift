@@ -85,6 +85,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -135,6 +136,14 @@ let package = Package(
             dependencies: ["ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/WheelBench"
         ),
+        // libFuzzer target for the frame decoder and payload codecs. Fuzz/build.sh builds it
+        // with -sanitize=fuzzer,address and -DCHIME_FUZZ in its own scratch directory; a
+        // normal build compiles only a stub main (see Fuzz/FrameFuzz/FrameFuzz.swift).
+        .executableTarget(
+            name: "FrameFuzz",
+            dependencies: ["ChimeProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/FrameFuzz"
+        ),
         // A child process the crash tests start and kill with SIGKILL.
         .executableTarget(
             name: "CrashAgent",
@@ -174,7 +183,9 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+            ],
+            // TLS certificates for TLSTests (how they were made: Fixtures/README.md).
+            resources: [.copy("Fixtures")]
         ),
         .testTarget(
             name: "ChimeBrokerTests",

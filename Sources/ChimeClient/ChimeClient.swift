@@ -22,10 +22,12 @@ public struct ClientOptions: Sendable {
     public var maxFrameBytes: Int
     /// Batching and idempotence of publishes.
     public var producer: ProducerOptions
+    /// TLS to the broker (nil: plain TCP). See `ClientTLS`.
+    public var tls: ClientTLS?
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5,
-        maxFrameBytes: Int = 64 << 20, producer: ProducerOptions = ProducerOptions()
+        maxFrameBytes: Int = 64 << 20, producer: ProducerOptions = ProducerOptions(), tls: ClientTLS? = nil
     ) {
         self.host = host
         self.port = port
@@ -34,6 +36,7 @@ public struct ClientOptions: Sendable {
         self.connectAttempts = connectAttempts
         self.maxFrameBytes = maxFrameBytes
         self.producer = producer
+        self.tls = tls
     }
 }
 
@@ -246,13 +249,16 @@ actor Connector {
             do {
                 let c = try await Connection.open(
                     host: options.host, port: options.port,
-                    hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes)
+                    hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes,
+                    tls: options.tls)
                 current = c
                 latest.withLock { $0 = (c, $0.generation + 1) }
                 if attempt > 1 { logger.info("connected to the broker again", metadata: ["attempts": "\(attempt)"]) }
                 return c
             } catch let error as ClientError where !error.isDisconnected {
                 throw error  // refused by the broker (token, version): trying again will not help
+            } catch let error as ClientTLSError {
+                throw error  // an untrusted certificate or a bad trust file: the same again
             } catch {
                 lastError = error
                 if attempt < options.connectAttempts {

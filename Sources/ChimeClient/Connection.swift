@@ -2,10 +2,12 @@ import ChimeProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
-/// One TCP connection to the broker: frames out, responses routed back to their request
-/// by correlation id, so any number of requests can be in flight at once.
+/// One TCP connection to the broker (over TLS when `tls` is given): frames out, responses
+/// routed back to their request by correlation id, so any number of requests can be in
+/// flight at once.
 final class Connection: Sendable {
     private let channel: any Channel
     private let router: ResponseRouter
@@ -15,8 +17,11 @@ final class Connection: Sendable {
         self.router = router
     }
 
-    static func open(host: String, port: Int, hello: Hello, maxFrameBytes: Int) async throws -> Connection {
-        let router = ResponseRouter()
+    static func open(host: String, port: Int, hello: Hello, maxFrameBytes: Int, tls: ClientTLS? = nil) async throws -> Connection {
+        let router = ResponseRouter(peer: "\(host):\(port)")
+        // A trust file that cannot be used fails here, before any connection is made.
+        let tlsContext = try tls.map { try $0.makeContext() }
+        let serverHostname = tls?.sniName(host: host)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -24,6 +29,10 @@ final class Connection: Sendable {
                 .connectTimeout(.seconds(5))
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
+                        // TLS first; the hello written below waits in it until the handshake is done.
+                        if let tlsContext {
+                            try ch.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverHostname))
+                        }
                         try ch.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)), MessageToByteHandler(FrameEncoder()), router,
                         ])
@@ -67,7 +76,11 @@ final class Connection: Sendable {
 final class ResponseRouter: ChannelInboundHandler, Sendable {
     typealias InboundIn = Frame
 
+    /// host:port, for error messages.
+    private let peer: String
     private let state = Mutex<(next: UInt32, waiting: [UInt32: EventLoopPromise<Frame>], closed: Bool)>((1, [:], false))
+
+    init(peer: String) { self.peer = peer }
 
     func register(_ promise: EventLoopPromise<Frame>) -> UInt32 {
         let (id, closed): (UInt32, Bool) = state.withLock { s in
@@ -97,11 +110,12 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(ClientError.disconnected("\(error)"))
+        // A failed TLS handshake keeps its type: the connector does not try again for it.
+        failAll(ClientTLSError.handshake(error, peer: peer) ?? ClientError.disconnected("\(error)"))
         context.close(promise: nil)
     }
 
-    private func failAll(_ error: ClientError) {
+    private func failAll(_ error: any Error) {
         let waiting = state.withLock { s -> [EventLoopPromise<Frame>] in
             s.closed = true
             defer { s.waiting = [:] }

@@ -3,6 +3,7 @@ import ChimeProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -34,6 +35,8 @@ public final class ChimeServer: Service, Sendable {
             logger.warning(
                 "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach \(options.host):\(options.port) can publish and consume. Configure tokens.")
         }
+        // Files are checked before binding: a bad certificate path stops the start.
+        let tls = try options.tls.map { try $0.makeContext() }
         let connections = Connections()
         let maxConnections = options.maxConnections
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -53,6 +56,8 @@ public final class ChimeServer: Service, Sendable {
                 }
                 child.closeFuture.whenComplete { _ in _ = connections.open.withLock { $0.removeValue(forKey: ObjectIdentifier(child)) } }
                 return child.eventLoop.makeCompletedFuture {
+                    // TLS first: everything after it sees the same frames as on plain TCP.
+                    if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try child.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: .seconds(options.idleTimeoutSeconds)),
                         ByteToMessageHandler(FrameDecoder(maxFrameBytes: options.maxFrameBytes)),
@@ -64,7 +69,7 @@ public final class ChimeServer: Service, Sendable {
             .bind(host: options.host, port: options.port)
             .get()
         let server = ChimeServer(channel: channel, connections: connections, logger: logger)
-        logger.info("serving the broker protocol", metadata: ["address": "\(options.host):\(server.port)"])
+        logger.info("serving the broker protocol", metadata: ["address": "\(options.host):\(server.port)", "tls": "\(tls != nil)"])
         return server
     }
 

@@ -1,5 +1,6 @@
 import ChimeBroker
 import ChimeProtocol
+import DequeModule
 import Logging
 import NIOCore
 
@@ -20,6 +21,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var reading = true
     private var closing = false
     private var draining = false
+    /// Requests read while over budget, started in order as answers go out.
+    private var held: Deque<Frame> = []
 
     /// The server is shutting down: read nothing more, answer what was read, close.
     struct Drain {}
@@ -44,18 +47,35 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             return hello(context, frame)
         }
+        // Over budget: frames already read (one socket read can hold many) wait here, in
+        // order; nothing more is read until enough requests have been answered.
+        if !reading || (inFlight > 0 && overBudget) {
+            held.append(frame)
+            stopReading(context.channel)
+            return
+        }
+        start(frame, channel: context.channel)
+    }
+
+    private var overBudget: Bool {
+        inFlight >= options.maxInFlightPerConnection || inFlightBytes >= options.maxBufferedBytesPerConnection
+    }
+
+    private func stopReading(_ channel: any Channel) {
+        guard reading else { return }
+        reading = false
+        channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+    }
+
+    private func start(_ frame: Frame, channel: any Channel) {
         inFlight += 1
         let size = frame.payload.readableBytes
         inFlightBytes += size
-        if (inFlight >= options.maxInFlightPerConnection || inFlightBytes >= options.maxBufferedBytesPerConnection) && reading {
-            // Back-pressure: no more requests read until responses have gone out.
-            reading = false
-            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-        }
-        let channel = context.channel
-        let allocator = context.channel.allocator
+        // Back-pressure: no more requests read until responses have gone out.
+        if overBudget { stopReading(channel) }
+        let allocator = channel.allocator
         let handler = self.handler
-        let loop = context.eventLoop
+        let loop = channel.eventLoop
         Task {
             let response = await handler.respond(to: frame, allocator: allocator)
             loop.execute {
@@ -65,14 +85,19 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func finished(_ channel: Channel, bytes: Int) {
+    private func finished(_ channel: any Channel, bytes: Int) {
         inFlight -= 1
         inFlightBytes -= bytes
         if draining {
             if inFlight == 0 { channel.close(promise: nil) }
             return
         }
-        if !reading && inFlight < options.maxInFlightPerConnection / 2 + 1 && inFlightBytes < options.maxBufferedBytesPerConnection / 2 + 1 {
+        while !held.isEmpty && (inFlight == 0 || !overBudget) {
+            start(held.removeFirst(), channel: channel)
+        }
+        if !reading && held.isEmpty && inFlight < options.maxInFlightPerConnection / 2 + 1
+            && inFlightBytes < options.maxBufferedBytesPerConnection / 2 + 1
+        {
             reading = true
             channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             channel.read()

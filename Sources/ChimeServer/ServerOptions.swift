@@ -20,11 +20,27 @@ public struct ServerOptions: Sendable {
     /// A connection that sends nothing for this long is closed.
     public var idleTimeoutSeconds: Int64
     public var serverName: String
+    /// TLS for every connection (nil: plain TCP). The files are read and checked when the
+    /// server starts, so a bad path stops `ChimeServer.start` before it binds.
+    public var tls: TLS?
+
+    /// A certificate chain and its private key, both PEM files.
+    public struct TLS: Sendable, Equatable {
+        /// The server's certificate first, then any intermediates.
+        public var certificateChainFile: String
+        /// The private key of the first certificate (unencrypted).
+        public var privateKeyFile: String
+
+        public init(certificateChainFile: String, privateKeyFile: String) {
+            self.certificateChainFile = certificateChainFile
+            self.privateKeyFile = privateKeyFile
+        }
+    }
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxConnections: Int = 1_024,
         maxInFlightPerConnection: Int = 256, maxBufferedBytesPerConnection: Int = 64 << 20, idleTimeoutSeconds: Int64 = 300,
-        serverName: String = "chime"
+        serverName: String = "chime", tls: TLS? = nil
     ) {
         self.maxBufferedBytesPerConnection = maxBufferedBytesPerConnection
         self.host = host
@@ -35,5 +51,6 @@ public struct ServerOptions: Sendable {
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.serverName = serverName
+        self.tls = tls
     }
 }

@@ -4,7 +4,8 @@ import ChimeProtocol
 import Foundation
 import Logging
 
-/// Where the broker is: flags, else CHIME_HOST / CHIME_PORT / CHIME_TOKEN, else 127.0.0.1:7420.
+/// Where the broker is: flags, else CHIME_HOST / CHIME_PORT / CHIME_TOKEN / CHIME_TLS_CA,
+/// else 127.0.0.1:7420 over plain TCP.
 struct BrokerAddress: ParsableArguments {
     @Option(name: .long, help: "Broker host (default: $CHIME_HOST or 127.0.0.1).")
     var host: String?
@@ -15,6 +16,12 @@ struct BrokerAddress: ParsableArguments {
     @Option(name: .long, help: "Token, when the broker requires one (default: $CHIME_TOKEN).")
     var token: String?
 
+    @Flag(name: .long, help: "Connect over TLS, trusting the system's certificate authorities (or --tls-ca).")
+    var tls = false
+
+    @Option(name: .customLong("tls-ca"), help: "Connect over TLS, trusting the certificate authority in this PEM file (default: $CHIME_TLS_CA).")
+    var tlsCA: String?
+
     func client(name: String) throws -> ChimeClient {
         let env = ProcessInfo.processInfo.environment
         guard let port = port ?? env["CHIME_PORT"].flatMap(Int.init) ?? Optional(7420), (1...65_535).contains(port) else {
@@ -22,8 +29,12 @@ struct BrokerAddress: ParsableArguments {
         }
         var logger = Logger(label: "chime")
         logger.logLevel = .warning
+        // A CA file, given or from the environment, means TLS without --tls.
+        let ca = tlsCA ?? env["CHIME_TLS_CA"].flatMap { $0.isEmpty ? nil : $0 }
+        let tlsOptions = tls || ca != nil ? ClientTLS(trustedCertificatesFile: ca) : nil
         return ChimeClient(
-            ClientOptions(host: host ?? env["CHIME_HOST"] ?? "127.0.0.1", port: port, token: token ?? env["CHIME_TOKEN"], name: name, connectAttempts: 3),
+            ClientOptions(
+                host: host ?? env["CHIME_HOST"] ?? "127.0.0.1", port: port, token: token ?? env["CHIME_TOKEN"], name: name, connectAttempts: 3, tls: tlsOptions),
             logger: logger)
     }
 }
@@ -49,6 +60,13 @@ struct CommandFailure: Error, CustomStringConvertible {
 func clientFailure(_ error: any Error) -> any Error {
     if let e = error as? ClientError {
         return CommandFailure(description: e.isDisconnected ? "cannot reach the broker: \(e.message)" : "the broker refused: \(e.message) (code \(e.code))")
+    }
+    if let e = error as? ClientTLSError {
+        let hint =
+            e.code == .untrusted
+            ? " (give --tls-ca with the authority that signed the broker's certificate)"
+            : e.code == .handshakeFailed ? " (a broker serving plain TCP is reached without --tls and --tls-ca)" : ""
+        return CommandFailure(description: "\(e.message)\(hint)")
     }
     return error
 }

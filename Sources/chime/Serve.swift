@@ -24,6 +24,7 @@ struct Serve: AsyncParsableCommand {
             Examples:
               chime serve --data ./data
               chime serve --host 0.0.0.0 --token "$(cat /etc/chime/token)"
+              chime serve --tls-cert /etc/chime/server.pem --tls-key /etc/chime/server.key
               chime serve --data /var/lib/chime --durability interval=5 --retention-hours 72
               chime serve --config /etc/chime/chime.toml
               CHIME_PORT=7500 chime serve
@@ -44,6 +45,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Accepted client token, repeat for several (default none: no authentication; $CHIME_TOKENS, comma-separated).")
     var token: [String] = []
+
+    @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM; needs --tls-key; $CHIME_TLS_CERT).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, unencrypted; $CHIME_TLS_KEY).")
+    var tlsKey: String?
 
     @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never (default always; $CHIME_DURABILITY).")
     var durability: String?
@@ -84,6 +91,8 @@ struct Serve: AsyncParsableCommand {
         c.autoCreateTopics = noAutoCreate ? false : nil
         c.maxConnections = maxConnections
         c.logLevel = verbose ? "debug" : nil
+        c.tlsCert = tlsCert
+        c.tlsKey = tlsKey
         return c
     }
 
@@ -121,6 +130,8 @@ struct Serve: AsyncParsableCommand {
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("the retention size must be a positive number of MiB") }
         guard (0...65_535).contains(port) else { throw ValidationError("the port must be between 0 and 65535") }
+        let (tlsCert, tlsKey) = (settings.tlsCert, settings.tlsKey)
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("a TLS certificate and its key go together (--tls-cert and --tls-key)") }
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
         let options = BrokerOptions(
@@ -140,18 +151,22 @@ struct Serve: AsyncParsableCommand {
             }
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
-        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime")
+        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
+        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
         if let n = settings.maxConnections { serverOptions.maxConnections = n }
         if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
         if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
         let server: ChimeServer
         do {
             server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
+        } catch let error as ServerTLSError {
+            await broker.close()
+            throw ValidationError("cannot serve TLS: \(error)")
         } catch {
             await broker.close()
             throw ValidationError("cannot listen on \(host):\(port): \(error)")
         }
-        say("chime: serving the broker protocol on \(host):\(server.port)\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        say("chime: serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
         // Shut down in reverse order: the server drains its connections, then the broker
         // writes its checkpoints and closes.
         let group = ServiceGroup(

@@ -1,0 +1,185 @@
+// libFuzzer target for ChimeProtocol's frame decoder and payload codecs (Fuzz/README.md).
+// Only the fuzz build (Fuzz/build.sh: -sanitize=fuzzer,address and -DCHIME_FUZZ) compiles
+// the entry point; a normal `swift build` compiles the stub at the end, so this target
+// costs the everyday build next to nothing and needs no libFuzzer.
+import ChimeProtocol
+import NIOCore
+
+#if CHIME_FUZZ
+
+/// One input, laid out so the fuzzer steers the decoder as well as the bytes:
+///
+///     0  u16 split   the stream arrives in two reads, cut at split % (stream bytes + 1)
+///     2  u8  limit   the frame size limit: 1 << (12 + limit % 13) bytes (4 KiB ... 16 MiB)
+///     3  ...         the byte stream a peer sent
+///
+/// Thrown errors are expected (they must be `ProtocolError`s); a crash, a trap, a leak or
+/// an allocation past libFuzzer's -malloc_limit_mb is a bug.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func frameFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    guard size >= 3 else { return 0 }
+    let input = UnsafeBufferPointer(start: data, count: size)
+    let stream = input[3...]
+    let split = 3 + Int(UInt16(input[0]) | UInt16(input[1]) << 8) % (stream.count + 1)
+    let limit = 1 << (12 + Int(input[2]) % 13)
+
+    // The stream in two reads, as a socket might deliver it ...
+    var pieces = ByteBuffer()
+    pieces.writeBytes(input[3..<split])
+    var inPieces = FramesAndEnd()
+    inPieces.drain(&pieces, limit)
+    if inPieces.error == nil {
+        pieces.writeBytes(input[split...])
+        inPieces.drain(&pieces, limit)
+    }
+    // ... must cut the same frames as the stream in one read, and stop at the same error.
+    var whole = ByteBuffer(bytes: stream)
+    var inOne = FramesAndEnd()
+    inOne.drain(&whole, limit)
+    precondition(inPieces.frames == inOne.frames, "frames depend on where the stream was cut")
+    precondition(inPieces.error == inOne.error, "the refusal depends on where the stream was cut")
+
+    for frame in inOne.frames { decodePayload(frame) }
+    return 0
+}
+
+/// The frames cut out of a buffer until more bytes are needed or the decoder refuses.
+struct FramesAndEnd {
+    var frames: [Frame] = []
+    var error: ProtocolError?
+
+    mutating func drain(_ buffer: inout ByteBuffer, _ limit: Int) {
+        do {
+            while let frame = try FrameDecoder.next(from: &buffer, maxFrameBytes: limit) {
+                precondition(frame.payload.readableBytes <= limit - 8, "a frame over the limit was cut")
+                frames.append(frame)
+            }
+        } catch let e as ProtocolError {
+            error = e
+        } catch {
+            preconditionFailure("the frame decoder threw something other than a ProtocolError: \(error)")
+        }
+    }
+}
+
+/// Decodes a payload as the type its opcode and flags name, the way the server (requests)
+/// and the client (responses) do; what decodes must encode back to the same value.
+func decodePayload(_ frame: Frame) {
+    if frame.isError { return check(ErrorReply.self, frame.payload) }
+    switch (frame.opcode, frame.isResponse) {
+    case (.hello, false): check(Hello.self, frame.payload)
+    case (.hello, true): check(HelloReply.self, frame.payload)
+    case (.createTopic, false): check(CreateTopic.self, frame.payload)
+    case (.createTopic, true): check(WireTopic.self, frame.payload)
+    case (.listTopics, false): check(Empty.self, frame.payload)
+    case (.listTopics, true): check(TopicList.self, frame.payload)
+    case (.deleteTopic, false): check(TopicName.self, frame.payload)
+    case (.publish, false): check(Publish.self, frame.payload)
+    case (.publish, true): check(PublishReply.self, frame.payload)
+    case (.cancel, false), (.reschedule, false): check(ScheduleChange.self, frame.payload)
+    case (.reschedule, true): check(WireMessageID.self, frame.payload)
+    case (.join, false): check(Join.self, frame.payload)
+    case (.join, true), (.heartbeat, true): check(WireMembership.self, frame.payload)
+    case (.heartbeat, false), (.leave, false): check(MemberRef.self, frame.payload)
+    case (.fetch, false): check(Fetch.self, frame.payload)
+    case (.fetch, true): check(Deliveries.self, frame.payload)
+    case (.ack, false), (.nack, false), (.extend, false), (.term, false): check(Settle.self, frame.payload)
+    case (.ack, true), (.nack, true), (.extend, true), (.term, true): check(SettleReply.self, frame.payload)
+    case (.deleteTopic, true), (.cancel, true), (.leave, true), (.stats, _): check(Empty.self, frame.payload)
+    }
+}
+
+private func check<M: WireMessage>(_ type: M.Type, _ payload: ByteBuffer) {
+    let message: M
+    do {
+        message = try M(payload: payload)
+    } catch is ProtocolError {
+        return
+    } catch {
+        preconditionFailure("decoding \(M.self) threw something other than a ProtocolError: \(error)")
+    }
+    let again = try? M(payload: message.payload())
+    precondition(again == message, "\(M.self) does not survive encode → decode")
+}
+
+#else
+
+import Foundation
+
+/// Without libFuzzer this program writes the seed corpus (Fuzz/corpus/) with the real
+/// encoders, so the seeds stay valid frames as the protocol changes:
+/// `swift run FrameFuzz Fuzz/corpus`.
+@main
+struct FrameFuzzSeeds {
+    static func main() throws {
+        guard CommandLine.arguments.count == 2 else {
+            print("usage: FrameFuzz <directory>  (writes the seed corpus; Fuzz/build.sh builds the fuzzer)")
+            exit(2)
+        }
+        let directory = CommandLine.arguments[1]
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (name, stream) in seeds() {
+            // The input layout of the fuzz entry point: split point, size limit, stream.
+            let split = UInt16(stream.count / 2)
+            let input = [UInt8(split & 0xFF), UInt8(split >> 8), 8] + stream
+            try Data(input).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
+        }
+        print("wrote \(seeds().count) seeds to \(directory)")
+    }
+
+    static func frame<M: WireMessage>(_ opcode: Opcode, _ message: M, flags: Frame.Flags = [], id: UInt32 = 1) -> [UInt8] {
+        var b = ByteBuffer()
+        Frame(opcode: opcode, flags: flags, correlationID: id, payload: message.payload()).write(to: &b)
+        return Array(b.readableBytesView)
+    }
+
+    static func reply<M: WireMessage>(_ opcode: Opcode, _ message: M) -> [UInt8] { frame(opcode, message, flags: .response) }
+
+    /// A few valid frames of every opcode, requests and responses, and a pipelined stream.
+    static func seeds() -> [(String, [UInt8])] {
+        let settings = WireTopicSettings(
+            partitions: 4, retentionMilliseconds: 604_800_000, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 600_000)
+        let id = WireMessageID(topicID: 1, partition: 2, kind: 1, value: 4_096)
+        let receipt = WireReceipt(topicID: 1, partition: 2, source: 0, offset: 17, lease: 3)
+        let record = OutgoingRecord(
+            deliverAt: 1_764_000_000_000, dedupKey: Array("d-1".utf8), key: Array("user-7".utf8),
+            headers: [WireHeader(name: "trace", value: [1, 2, 3])], body: Array("welcome".utf8))
+        let delivery = WireDelivery(
+            topic: "emails", partition: 2, offset: 17, id: id, key: Array("user-7".utf8), headers: [WireHeader(name: "h", value: [9])],
+            body: Array("hi".utf8), publishedAt: 1, dueAt: 2, deliveredAt: 3, attempt: 2, lastError: "timeout", receipt: receipt, leaseDeadline: 30_003)
+        let membership = WireMembership(memberID: 7, generation: 3, assignment: [("emails", 0), ("emails", 2)])
+        let settle = Settle(group: "mailers", memberID: 7, receipts: [receipt, receipt], milliseconds: 30_000, reason: "later")
+        let publish = Publish(topic: "emails", partition: 2, producerID: 9, sequence: 4, records: [record, OutgoingRecord(body: [])])
+        return [
+            ("hello", frame(.hello, Hello(client: "seed", token: Array("s3cret".utf8)))),
+            ("hello-reply", reply(.hello, HelloReply(version: 1, server: "chime"))),
+            ("error-reply", frame(.fetch, ErrorReply(code: 110, message: "unknown member"), flags: [.response, .error])),
+            ("create-topic", frame(.createTopic, CreateTopic(name: "emails", settings: settings))),
+            ("create-topic-defaults", frame(.createTopic, CreateTopic(name: "emails", settings: nil))),
+            ("topic", reply(.createTopic, WireTopic(name: "emails", id: 1, settings: settings))),
+            ("list-topics", frame(.listTopics, Empty())),
+            ("topic-list", reply(.listTopics, TopicList(topics: [WireTopic(name: "a", id: 1, settings: settings), WireTopic(name: "b", id: 2, settings: settings)]))),
+            ("delete-topic", frame(.deleteTopic, TopicName(name: "emails"))),
+            ("publish", frame(.publish, publish)),
+            ("publish-reply", reply(.publish, PublishReply(outcomes: [.init(id: id, partition: 2, duplicate: false), .init(id: nil, partition: 1, duplicate: true)]))),
+            ("cancel", frame(.cancel, ScheduleChange(id: id))),
+            ("reschedule", frame(.reschedule, ScheduleChange(id: id, dueAt: 1_764_000_060_000))),
+            ("reschedule-reply", reply(.reschedule, id)),
+            ("join", frame(.join, Join(group: "mailers", member: "host-a", topics: ["emails", "sms"]))),
+            ("membership", reply(.join, membership)),
+            ("heartbeat", frame(.heartbeat, MemberRef(group: "mailers", memberID: 7))),
+            ("leave", frame(.leave, MemberRef(group: "mailers", memberID: 7))),
+            ("fetch", frame(.fetch, Fetch(group: "mailers", memberID: 7, max: 100, waitMilliseconds: 1_000))),
+            ("deliveries", reply(.fetch, Deliveries(deliveries: [delivery]))),
+            ("ack", frame(.ack, Settle(group: "mailers", memberID: 7, receipts: [receipt]))),
+            ("nack", frame(.nack, settle)),
+            ("extend", frame(.extend, settle)),
+            ("term", frame(.term, settle)),
+            ("settle-reply", reply(.ack, SettleReply(results: [nil, ErrorReply(code: 113, message: "already acked")]))),
+            ("stats", frame(.stats, Empty())),
+            ("pipelined", frame(.hello, Hello(client: "seed")) + frame(.publish, publish, id: 2) + frame(.fetch, Fetch(group: "g", memberID: 1, max: 10), id: 3)),
+        ]
+    }
+}
+
+#endif
