@@ -14,7 +14,8 @@ struct Serve: AsyncParsableCommand {
             (recovering what a crash left: torn tails cut, damage reported), catches up on \
             every scheduled message that fell due while it was down, and keeps firing \
             scheduled messages on time, and serves the broker protocol on --host:--port \
-            (127.0.0.1:7420 by default). Stop it with Ctrl-C or SIGTERM: it stops accepting, \
+            (127.0.0.1:7420 by default) and the admin HTTP API with Prometheus /metrics on \
+            --admin-host:--admin-port (127.0.0.1:7421). Stop it with Ctrl-C or SIGTERM: it stops accepting, \
             closes connections, writes every checkpoint, so the next start needs no replay.
 
             Examples:
@@ -35,6 +36,15 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "Accepted client token (repeat for several). Without one, clients need no token.")
     var token: [String] = []
+
+    @Option(name: .customLong("admin-host"), help: "Address the admin HTTP port listens on (health, topics, groups, /metrics).")
+    var adminHost: String = "127.0.0.1"
+
+    @Option(name: .customLong("admin-port"), help: "Admin HTTP port (0: any free port). Needs the --token when tokens are set, but for /health.")
+    var adminPort: Int = 7421
+
+    @Flag(name: .customLong("no-admin"), help: "Serve no admin HTTP port (and collect no metrics).")
+    var noAdmin = false
 
     @Option(name: .long, help: "When a publish is durable: always (group commit), interval=<ms>, never.")
     var durability: String = "always"
@@ -72,6 +82,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--retention-hours must be a positive number of hours")
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be a positive number of MiB") }
+        guard (0...65_535).contains(adminPort) else { throw ValidationError("--admin-port must be between 0 and 65535") }
+        // Before the broker opens: the engine makes its metric objects as it opens.
+        let registry = noAdmin ? nil : ChimeMetrics.bootstrap()
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
         let options = BrokerOptions(
@@ -100,8 +113,23 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("cannot listen on \(host):\(port): \(error)")
         }
         say("chime: serving the broker protocol on \(host):\(server.port)\(token.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        var admin: AdminServer? = nil
+        if !noAdmin {
+            do {
+                let started = try await AdminServer.start(
+                    broker: broker, options: AdminOptions(host: adminHost, port: adminPort, tokens: token), registry: registry,
+                    connectionCount: { server.connectionCount }, logger: logger)
+                say("chime: admin HTTP on \(adminHost):\(try await started.port()) (/health, /v1/topics, /v1/groups, /metrics)")
+                admin = started
+            } catch {
+                await server.stop()
+                await broker.close()
+                throw ValidationError("cannot listen on \(adminHost):\(adminPort) (admin HTTP): \(error)")
+            }
+        }
         await waitForTerminationSignal()
         say("chime: stopping")
+        await admin?.stop()
         await server.stop()
         await broker.close()
         say("chime: stopped cleanly")

@@ -19,7 +19,7 @@ import Testing
 
         init(data: String, port: Int) throws {
             process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-            process.arguments = ["serve", "--data", data, "--port", "\(port)"]
+            process.arguments = ["serve", "--data", data, "--port", "\(port)", "--admin-port", "0"]
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = FileHandle.nullDevice
