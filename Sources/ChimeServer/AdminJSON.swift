@@ -6,15 +6,13 @@ import Glibc
 /// documented in docs/formats.md ("admin API v1") read the same on the wire, absent values
 /// are an explicit `null` rather than a missing field, and no Codable type has to mirror
 /// every engine struct.
-enum JSONValue: Sendable, Equatable {
+enum JSONValue: Sendable {
     case object([(String, JSONValue)])
     case array([JSONValue])
     case string(String)
     case number(Int64)
     case bool(Bool)
     case null
-
-    static func == (a: JSONValue, b: JSONValue) -> Bool { a.text == b.text }
 
     static func int(_ value: Int) -> JSONValue { .number(Int64(value)) }
     static func int(_ value: Int64) -> JSONValue { .number(value) }

@@ -40,8 +40,12 @@ struct AdminRoutes: Sendable {
     func topics() async throws -> JSONValue {
         var out: [JSONValue] = []
         for t in broker.listTopics() {
-            // Deleted between the listing and its stats: no longer listed.
-            guard let partitions = try? await broker.partitionStats(topic: t.name) else { continue }
+            let partitions: [PartitionStats]
+            do {
+                partitions = try await broker.partitionStats(topic: t.name)
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                continue  // deleted between the listing and its stats
+            }
             out.append(.object([("name", .string(t.name)), ("id", .int(Int(t.id))), ("partitions", .int(t.settings.partitions))] + Self.totals(partitions)))
         }
         return .object([("topics", .array(out))])
@@ -87,7 +91,12 @@ struct AdminRoutes: Sendable {
     func groups() async throws -> JSONValue {
         var out: [JSONValue] = []
         for name in broker.listGroups() {
-            guard let stats = try? await broker.groupStats(name) else { continue }
+            let stats: GroupStats
+            do {
+                stats = try await broker.groupStats(name)
+            } catch let error as BrokerError where error.code == .unknownGroup {
+                continue
+            }
             out.append(.object([("name", .string(name)), ("generation", .int(stats.generation)), ("members", .int(stats.members))] + Self.totals(stats)))
         }
         return .object([("groups", .array(out))])
@@ -130,7 +139,9 @@ struct AdminRoutes: Sendable {
     // MARK: - Metrics
 
     /// The registry in Prometheus text format, after the gauges read at scrape time (disk
-    /// bytes, scheduled messages, group lag, connections) are brought up to date.
+    /// bytes, scheduled messages, group lag, connections) are brought up to date. A topic
+    /// or group whose stats fail is left out of those gauges rather than failing the scrape:
+    /// the counters and histograms still go out.
     func metrics() async throws -> Response {
         guard let registry, let gauges else { throw AdminError(.notFound, "metricsDisabled", "this server was started without a metrics registry") }
         var disk: [(labels: [(String, String)], value: Double)] = []
