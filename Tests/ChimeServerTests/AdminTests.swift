@@ -101,6 +101,14 @@ func httpGet(port: Int, _ path: String, authorization: String? = nil) async thro
     return try HTTPReply(parsing: bytes)
 }
 
+/// Runs blocking work (a child process's pipe, its exit) on a Dispatch thread: a test
+/// blocking one of the cooperative pool's few threads stalls every other test's tasks.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: body()) }
+    }
+}
+
 /// A real broker (manual firing, a clock moved by hand), its protocol server and its admin
 /// server, both on ephemeral ports of 127.0.0.1. Metrics go to the process's one registry
 /// (`ChimeMetrics.bootstrap()`): tests that read them use topic and group names of their own.
@@ -344,11 +352,15 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         try process.run()
-        var output = ""
-        while !output.contains("/metrics)") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            output += String(decoding: chunk, as: UTF8.self)
+        let reader = pipe.fileHandleForReading
+        var output = await offThePool {
+            var output = ""
+            while !output.contains("/metrics)") {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                output += String(decoding: chunk, as: UTF8.self)
+            }
+            return output
         }
         func port(after marker: String) -> Int? {
             output.split(separator: "\n").first { $0.contains(marker) }?.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") }
@@ -372,8 +384,10 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         #expect((samples["chime_fsync_seconds_count"] ?? 0) > 0, "durability always: the publish waited for an fsync")
         _ = client
         kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-        output += String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        output += await offThePool {
+            process.waitUntilExit()
+            return String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
+        }
         #expect(process.terminationStatus == 0)
         #expect(output.contains("stopped cleanly"))
     }
