@@ -1,5 +1,6 @@
 import ChimeStore
 import ChimeWheel
+import CoreMetrics
 import Logging
 
 /// A member's view of the group after join or heartbeat.
@@ -47,10 +48,17 @@ final class GroupPartition: @unchecked Sendable {
     /// those already fired but not read are in both counts until then (see `stats`).
     var retriesScheduled = 0
     var deadLettered = 0
+    /// `chime_delivered_messages_total` and `chime_acked_messages_total`, labelled with
+    /// topic and group: stepped once per fetch or ack call by what it did here.
+    let delivered: Counter
+    let acked: Counter
     var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
 
-    init(partition: Partition, group: UInt32, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
+    init(partition: Partition, group: UInt32, groupName: String, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
         self.partition = partition
+        let labels = [("topic", partition.topic), ("group", groupName)]
+        delivered = Counter(label: "chime_delivered_messages_total", dimensions: labels)
+        acked = Counter(label: "chime_acked_messages_total", dimensions: labels)
         let dir = Partition.groupDirectory(partition.directory, group: group)
         try Directory.create(dir)
         retryLog = try partition.sink.log(for: group)
@@ -197,7 +205,8 @@ actor ConsumerGroup {
     private func open(_ p: Partition) throws -> GroupPartition {
         let key = PartitionKey(topicID: p.topicID, partition: p.index)
         if let gp = parts[key] { return gp }
-        let gp = try GroupPartition(partition: p, group: id, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
+        let gp = try GroupPartition(
+            partition: p, group: id, groupName: name, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
         parts[key] = gp
         return gp
     }
@@ -229,9 +238,11 @@ actor ConsumerGroup {
             guard let gp = parts[owned[(k + rotation) % owned.count]] else { continue }
             let share = (budget - out.count + (owned.count - k) - 1) / (owned.count - k)
             let limit = out.count + share
+            let before = out.count
             for source in [DeliverySource.retry, .ready] {
                 fill(gp, source, member: member, now: now, deadline: deadline, limit: limit, into: &out)
             }
+            if out.count > before { gp.delivered.increment(by: out.count - before) }
         }
         if bucket != nil { bucket!.giveBack(budget - out.count) }
         // Handed over now: the firing loop may have appended (and this call read) messages
@@ -406,6 +417,9 @@ actor ConsumerGroup {
         } catch {
             throw BrokerError(.storage, "journaling acks of group \(name): \(error)", underlying: error as? StoreError)
         }
+        // Counted once durable. Only acks return an offset here; nack, extend and term
+        // settle through other paths.
+        for (key, entries) in acked { touched[key]?.acked.increment(by: entries.count) }
         return results
     }
 

@@ -1,5 +1,6 @@
 import ChimeStore
 import ChimeWheel
+import CoreMetrics
 import DequeModule
 import Logging
 
@@ -20,6 +21,9 @@ actor Partition {
     nonisolated let sink: PartitionFireSink
     /// Due times must be below this (the wheel's range).
     nonisolated let dueLimit: Int64
+    /// `chime_published_messages_total{topic}`: stepped once per publish call, by the
+    /// messages it stored (duplicates not counted), once they are durable.
+    private let published: Counter
     let loop: FiringLoop
     private var settings: TopicSettings
     private var producers: ProducerState
@@ -56,6 +60,7 @@ actor Partition {
         self.settings = settings
         self.dueLimit = geometry.limit
         self.clock = options.clock
+        published = Counter(label: "chime_published_messages_total", dimensions: [("topic", topic)])
         var logger = logger
         logger[metadataKey: "partition"] = "\(topic)/\(index)"
         self.logger = logger
@@ -83,7 +88,8 @@ actor Partition {
             log: timerLog, geometry: geometry, checkpointPath: directory + "/wheel.checkpoint", destination: sink, logger: logger)
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
-            checkpointInterval: options.firing == .automatic ? options.checkpointIntervalMilliseconds : nil, logger: logger)
+            checkpointInterval: options.firing == .automatic ? options.checkpointIntervalMilliseconds : nil,
+            metrics: FiringMetrics(topic: topic), logger: logger)
         producerExpiry = options.producerExpiryMilliseconds
         producers = try Self.restoreProducers(
             directory: directory, ready: readyLog, timer: timerLog, topicID: topicID, partition: index,
@@ -286,6 +292,7 @@ actor Partition {
             } catch {
                 throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
             }
+            published.increment(by: stored.count)
             return out
         } catch {
             // Nothing of this publish is acknowledged: a retry must not count as a duplicate.

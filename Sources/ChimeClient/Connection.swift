@@ -78,18 +78,20 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
 
     /// host:port, for error messages.
     private let peer: String
-    private let state = Mutex<(next: UInt32, waiting: [UInt32: EventLoopPromise<Frame>], closed: Bool)>((1, [:], false))
+    /// `closed` keeps why the connection ended: a request registered after that (the TLS
+    /// handshake can fail before the hello is even sent) gets the same error.
+    private let state = Mutex<(next: UInt32, waiting: [UInt32: EventLoopPromise<Frame>], closed: (any Error)?)>((1, [:], nil))
 
     init(peer: String) { self.peer = peer }
 
     func register(_ promise: EventLoopPromise<Frame>) -> UInt32 {
-        let (id, closed): (UInt32, Bool) = state.withLock { s in
+        let (id, closed): (UInt32, (any Error)?) = state.withLock { s in
             let id = s.next
             s.next = s.next &+ 1 == 0 ? 1 : s.next &+ 1
-            if !s.closed { s.waiting[id] = promise }
+            if s.closed == nil { s.waiting[id] = promise }
             return (id, s.closed)
         }
-        if closed { promise.fail(ClientError.disconnected("the connection is closed")) }
+        if let closed { promise.fail(closed) }
         return id
     }
 
@@ -117,7 +119,7 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
 
     private func failAll(_ error: any Error) {
         let waiting = state.withLock { s -> [EventLoopPromise<Frame>] in
-            s.closed = true
+            if s.closed == nil { s.closed = error }  // the first reason is the real one
             defer { s.waiting = [:] }
             return Array(s.waiting.values)
         }

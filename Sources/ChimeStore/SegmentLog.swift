@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 
@@ -60,6 +61,10 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     private let sealQueue = DispatchQueue(label: "chime-seal")
     /// Background seal syncs not finished yet; under `lock`.
     private var sealsInFlight = 0
+    /// How long each fdatasync of the active segment takes: the latency a durable append
+    /// waits for (group commit shares one sync among the appends it covers). Made once per
+    /// log; a no-op until the executable bootstraps a metrics backend.
+    private let syncLatency = CoreMetrics.Timer(label: "chime_fsync_seconds")
 
     private init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger, segments: [LogSegment<Format>], recovery: LogRecovery) {
         self.directory = directory
@@ -459,8 +464,10 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             }
         }
         let (file, end) = target!
+        let started = DispatchTime.now().uptimeNanoseconds
         do {
             try file.sync()
+            syncLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- started))
         } catch let error as StoreError {
             lock.withLock { failure = failure ?? error }
             throw error

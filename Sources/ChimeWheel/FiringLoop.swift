@@ -28,11 +28,13 @@ public actor FiringLoop {
     private var checkpointWriting: Task<Void, Never>?
     /// The deadline of the current sleep: nil while awake, `.max` while idle.
     public private(set) var sleepingUntil: Int64?
+    private let metrics: FiringMetrics
 
     public init(
         wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000,
-        cascadeStep: Int = 1_024, logger: Logger
+        cascadeStep: Int = 1_024, metrics: FiringMetrics = FiringMetrics(topic: ""), logger: Logger
     ) {
+        self.metrics = metrics
         self.cascadeStep = cascadeStep
         executor = ThreadExecutor(name: "chime-firing")
         self.wheel = wheel
@@ -110,8 +112,19 @@ public actor FiringLoop {
     @discardableResult
     public func fireDue() throws -> Int {
         let fired = try wheel.advance(to: clock.now())
+        reportFired()
         while try wheel.cascadeAhead(maxEntries: cascadeStep) {}
         return fired
+    }
+
+    /// Reports what the wheel handed over since the last report: one lateness observation
+    /// (its most overdue message) and one counter step per round, whatever its size.
+    private func reportFired() {
+        let tally = wheel.takeFiredTally()
+        guard tally.messages > 0, let earliest = tally.earliestDue else { return }
+        metrics.fired.increment(by: tally.messages)
+        // A wall clock stepped back makes no message early.
+        metrics.lateness.recordMilliseconds(max(0, clock.now() - earliest))
     }
 
     /// Bytes of the timer log on disk.
@@ -138,8 +151,10 @@ public actor FiringLoop {
         while !Task.isCancelled {
             do {
                 try wheel.advance(to: clock.now())
+                reportFired()
                 failures = 0
             } catch {
+                reportFired()  // hand-overs that succeeded before the failure
                 failures += 1
                 let backoff = min(5_000, 50 << min(failures, 7))
                 logger.error("firing failed; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "backoffMs": "\(backoff)"])

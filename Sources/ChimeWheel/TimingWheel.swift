@@ -104,6 +104,9 @@ public final class TimingWheel {
     /// Most entries one hand-over gathers from consecutive due slots (a catch-up after a
     /// long stop is handed over in pieces of about this size).
     public var handOverEntryLimit = 65_536
+    /// What the hand-overs since the last `takeFiredTally()` delivered. The wheel has no
+    /// clock: whoever drives it in time (`FiringLoop`) turns this into lateness.
+    private var firedTally = FiredTally()
 
     public struct Recovery: Sendable, Equatable {
         /// A valid checkpoint was loaded (else the whole log was replayed).
@@ -615,6 +618,12 @@ public final class TimingWheel {
         return pending.placed[1].position
     }
 
+    /// The hand-overs made since the last call (see `FiredTally`), and starts a new tally.
+    public func takeFiredTally() -> FiredTally {
+        defer { firedTally = FiredTally() }
+        return firedTally
+    }
+
     // MARK: - Advance
 
     /// Processes every slot that starts at or before `now`, in order: cascades re-link,
@@ -853,6 +862,7 @@ public final class TimingWheel {
                 if log.configuration.durability != .never { try log.flush() }
                 try destination.deliver(fired, fireSequence: sequence)
                 appliedFireSequence = sequence
+                firedTally.add(fired)
             }
         } else {
             // Applied before a crash that came before the markers: complete the markers only.
@@ -1204,4 +1214,24 @@ func readSmallFile(_ path: String) throws -> [UInt8]? {
         if n < chunk.count { break }
     }
     return out
+}
+
+/// Messages handed over by a wheel since its tally was last taken, reduced to what the
+/// firing loop reports: their number and the earliest due time among them (the most
+/// overdue message decides the worst lateness). Two integers per hand-over, whatever its size.
+public struct FiredTally: Sendable, Equatable {
+    public var messages = 0
+    /// Milliseconds since the epoch; nil while `messages` is 0.
+    public var earliestDue: Int64?
+
+    public init() {}
+
+    mutating func add(_ fired: [FiredMessage]) {
+        guard var earliest = fired.first?.dueAt else { return }
+        // Slots fire in time order, but a message scheduled already overdue sits in the
+        // current slot with an earlier due time: look at every one.
+        for f in fired where f.dueAt < earliest { earliest = f.dueAt }
+        messages += fired.count
+        earliestDue = min(earliestDue ?? earliest, earliest)
+    }
 }

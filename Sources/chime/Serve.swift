@@ -14,9 +14,10 @@ struct Serve: AsyncParsableCommand {
             (recovering what a crash left: torn tails cut, damage reported), catches up on \
             every scheduled message that fell due while it was down, and keeps firing \
             scheduled messages on time, and serves the broker protocol on --host:--port \
-            (127.0.0.1:7420 by default). Stop it with Ctrl-C or SIGTERM: it stops accepting, \
-            answers the requests it has read, closes connections, writes every checkpoint \
-            and exits 0, so the next start needs no replay.
+            (127.0.0.1:7420 by default), and the admin HTTP API with Prometheus /metrics on \
+            --admin-host:--admin-port (127.0.0.1:7421). Stop it with Ctrl-C or SIGTERM: it \
+            stops accepting, answers the requests it has read, closes connections, writes \
+            every checkpoint and exits 0, so the next start needs no replay.
 
             Settings come from --config FILE (TOML or JSON), then CHIME_* environment \
             variables, then flags; each overrides the one before.
@@ -48,6 +49,15 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM; needs --tls-key; $CHIME_TLS_CERT).")
     var tlsCert: String?
+
+    @Option(name: .customLong("admin-host"), help: "Address the admin HTTP port listens on: health, topics, groups, /metrics (default 127.0.0.1; $CHIME_ADMIN_HOST).")
+    var adminHost: String?
+
+    @Option(name: .customLong("admin-port"), help: "Admin HTTP port; 0 picks a free one. Needs a token when tokens are set, but for /health (default 7421; $CHIME_ADMIN_PORT).")
+    var adminPort: Int?
+
+    @Flag(name: .customLong("no-admin"), help: "Serve no admin HTTP port and collect no metrics ($CHIME_ADMIN=false).")
+    var noAdmin = false
 
     @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, unencrypted; $CHIME_TLS_KEY).")
     var tlsKey: String?
@@ -93,6 +103,9 @@ struct Serve: AsyncParsableCommand {
         c.logLevel = verbose ? "debug" : nil
         c.tlsCert = tlsCert
         c.tlsKey = tlsKey
+        c.adminHost = adminHost
+        c.adminPort = adminPort
+        c.admin = noAdmin ? false : nil
         return c
     }
 
@@ -132,6 +145,12 @@ struct Serve: AsyncParsableCommand {
         guard (0...65_535).contains(port) else { throw ValidationError("the port must be between 0 and 65535") }
         let (tlsCert, tlsKey) = (settings.tlsCert, settings.tlsKey)
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("a TLS certificate and its key go together (--tls-cert and --tls-key)") }
+        let adminOn = settings.admin ?? true
+        let adminHost = settings.adminHost ?? "127.0.0.1"
+        let adminPort = settings.adminPort ?? 7421
+        guard (0...65_535).contains(adminPort) else { throw ValidationError("the admin port must be between 0 and 65535") }
+        // Before the broker opens: the engine makes its metric objects as it opens.
+        let registry = adminOn ? ChimeMetrics.bootstrap() : nil
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
         let options = BrokerOptions(
@@ -167,15 +186,29 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("cannot listen on \(host):\(port): \(error)")
         }
         say("chime: serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
-        // Shut down in reverse order: the server drains its connections, then the broker
-        // writes its checkpoints and closes.
+        // Shut down in reverse order: the admin port stops, the server drains its
+        // connections, then the broker writes its checkpoints and closes.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]
+        var announce: Task<Void, Never>? = nil
+        if adminOn {
+            let admin = AdminServer(
+                broker: broker, options: AdminOptions(host: adminHost, port: adminPort, tokens: tokens), registry: registry,
+                connectionCount: { server.connectionCount }, logger: logger)
+            services.append(.init(service: admin))
+            announce = Task {
+                if let port = try? await admin.port() {
+                    say("chime: admin HTTP on \(adminHost):\(port) (/health, /v1/topics, /v1/groups, /metrics)")
+                }
+            }
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: BrokerService(broker)), .init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [.sigquit],
-                logger: logger))
-        try await group.run()
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [.sigquit], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            announce?.cancel()
+            throw ValidationError("stopped: \(error)\(adminOn ? " (admin HTTP on \(adminHost):\(adminPort))" : "")")
+        }
         say("chime: stopped cleanly")
     }
 }

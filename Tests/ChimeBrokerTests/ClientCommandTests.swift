@@ -9,7 +9,7 @@ import Testing
         let dir = TemporaryDirectory()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        server.arguments = ["serve", "--data", dir.path, "--port", "0"]
+        server.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"]
         let pipe = Pipe()
         server.standardOutput = pipe
         server.standardError = FileHandle.nullDevice
@@ -65,7 +65,7 @@ import Testing
         let dir = TemporaryDirectory()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        server.arguments = ["serve", "--data", dir.path, "--port", "0"]
+        server.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"]
         let pipe = Pipe()
         server.standardOutput = pipe
         server.standardError = FileHandle.nullDevice

@@ -104,12 +104,15 @@ final class GateClock: WheelClock, @unchecked Sendable {
         // Once the name is free, a publish creates the topic again (auto-create).
         while s.broker.listTopics().contains(where: { $0.name == "t" }) { await Task.yield() }
         var stored: [PublishedMessage] = []
-        for _ in 0..<20_000 {
+        // Refused while the deletion holds the name's files; tried until it is accepted (a
+        // bound on attempts failed on a loaded machine: the deletion took longer).
+        let giveUp = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < giveUp {
             do {
                 stored = try await s.broker.publish(topic: "t", [.text("new", key: "k")])
                 break
             } catch {
-                await Task.yield()
+                try await Task.sleep(for: .milliseconds(1))
             }
         }
         try await deletion.value

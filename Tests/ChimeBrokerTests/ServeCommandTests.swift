@@ -25,7 +25,7 @@ import Testing
 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        process.arguments = ["serve", "--data", dir.path, "--port", "0"]
+        process.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -39,7 +39,7 @@ import Testing
         }
         #expect(output.contains("1 topic(s), 1 partition(s), 1 scheduled message(s) pending"))
         #expect(output.contains("serving the broker protocol on 127.0.0.1:"))
-        let second = try run(builtProduct("chime"), ["serve", "--data", dir.path, "--port", "0"])
+        let second = try run(builtProduct("chime"), ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"])
         #expect(second.status != 0, "a second broker on the same directory is refused")
 
         kill(process.processIdentifier, SIGTERM)

@@ -13,7 +13,8 @@ final class ServeProcess: @unchecked Sendable {
 
     init(data: String, port: Int, extra: [String] = [], environment: [String: String]? = nil) throws {
         process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        process.arguments = ["serve", "--data", data, "--port", "\(port)"] + extra
+        // The admin port on any free port: tests run side by side.
+        process.arguments = ["serve", "--data", data, "--port", "\(port)", "--admin-port", "0"] + extra
         if let environment { process.environment = environment }
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

@@ -179,15 +179,15 @@ import Testing
         let dir = TemporaryDirectory("chime-tls-cli")
         let chime = builtProduct("chime")
         // A missing key file: the serve command names it and exits non-zero.
-        let missing = try runCapturing(chime, ["serve", "--data", dir.file("d0"), "--port", "0", "--tls-cert", Self.fixture("server.pem"), "--tls-key", dir.file("nope.key")])
+        let missing = try runCapturing(chime, ["serve", "--data", dir.file("d0"), "--port", "0", "--admin-port", "0", "--tls-cert", Self.fixture("server.pem"), "--tls-key", dir.file("nope.key")])
         #expect(missing.status != 0)
         #expect(missing.error.contains(dir.file("nope.key")))
-        let half = try runCapturing(chime, ["serve", "--data", dir.file("d1"), "--port", "0", "--tls-cert", Self.fixture("server.pem")])
+        let half = try runCapturing(chime, ["serve", "--data", dir.file("d1"), "--port", "0", "--admin-port", "0", "--tls-cert", Self.fixture("server.pem")])
         #expect(half.status != 0 && half.error.contains("--tls-key"))
 
         let server = Process()
         server.executableURL = URL(fileURLWithPath: chime)
-        server.arguments = ["serve", "--data", dir.file("data"), "--port", "0", "--tls-cert", Self.fixture("server.pem"), "--tls-key", Self.fixture("server.key")]
+        server.arguments = ["serve", "--data", dir.file("data"), "--port", "0", "--admin-port", "0", "--tls-cert", Self.fixture("server.pem"), "--tls-key", Self.fixture("server.key")]
         let pipe = Pipe()
         server.standardOutput = pipe
         server.standardError = FileHandle.nullDevice

@@ -1,0 +1,253 @@
+import ChimeBroker
+import Hummingbird
+import NIOCore
+import Prometheus
+import Synchronization
+
+/// The admin API's endpoints over the engine's read-only calls. Shapes: docs/formats.md,
+/// "admin API v1". Times go out twice: milliseconds since the epoch (`…At`) and ISO-8601
+/// (`…AtISO`); 64-bit member ids as strings.
+struct AdminRoutes: Sendable {
+    let broker: Broker
+    let registry: PrometheusCollectorRegistry?
+    let connectionCount: (@Sendable () -> Int)?
+    let gauges: ScrapedGauges?
+
+    init(broker: Broker, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)?) {
+        self.broker = broker
+        self.registry = registry
+        self.connectionCount = connectionCount
+        gauges = registry.map(ScrapedGauges.init)
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
+        router.get("/v1/topics") { _, _ in Self.json(try await topics()) }
+        router.get("/v1/topics/:topic") { _, context in Self.json(try await topic(try context.parameters.require("topic"))) }
+        router.get("/v1/groups") { _, _ in Self.json(try await groups()) }
+        router.get("/v1/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"))) }
+        router.get("/metrics") { _, _ in try await metrics() }
+    }
+
+    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
+    }
+
+    // MARK: - Topics
+
+    func topics() async throws -> JSONValue {
+        var out: [JSONValue] = []
+        for t in broker.listTopics() {
+            let partitions: [PartitionStats]
+            do {
+                partitions = try await broker.partitionStats(topic: t.name)
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                continue  // deleted between the listing and its stats
+            }
+            out.append(.object([("name", .string(t.name)), ("id", .int(Int(t.id))), ("partitions", .int(t.settings.partitions))] + Self.totals(partitions)))
+        }
+        return .object([("topics", .array(out))])
+    }
+
+    func topic(_ name: String) async throws -> JSONValue {
+        guard let info = broker.listTopics().first(where: { $0.name == name }) else {
+            throw BrokerError(.unknownTopic, "topic \(name) does not exist")
+        }
+        let partitions = try await broker.partitionStats(topic: name)
+        let s = info.settings
+        let settings: JSONValue = .object([
+            ("partitions", .int(s.partitions)), ("retentionMilliseconds", .int(s.retentionMilliseconds)),
+            ("retentionBytes", .int(s.retentionBytes)), ("maxMessageBytes", .int(s.maxMessageBytes)), ("maxAttempts", .int(s.maxAttempts)),
+            ("dedupWindowMilliseconds", .int(s.dedupWindowMilliseconds)),
+        ])
+        let each: [JSONValue] = partitions.map { p in
+            .object([
+                ("partition", .int(p.partition)), ("readyStart", .int(p.readyStart)), ("logEnd", .int(p.logEnd)),
+                ("ready", .int(p.logEnd - p.readyStart)), ("readyBytes", .int(p.readyBytes)), ("scheduled", .int(p.scheduled)),
+                ("nextDueAt", .int(p.nextDue)), ("nextDueAtISO", .iso8601(p.nextDue)), ("timerBytes", .int(p.timerBytes)),
+            ])
+        }
+        return .object(
+            [("name", .string(info.name)), ("id", .int(Int(info.id))), ("settings", settings), ("wheel", .string(info.wheel))]
+                + Self.totals(partitions) + [("partitions", .array(each))])
+    }
+
+    /// A topic's sums: messages kept in its ready logs, scheduled ones pending, the
+    /// earliest next due time, and bytes of both logs on disk.
+    private static func totals(_ partitions: [PartitionStats]) -> [(String, JSONValue)] {
+        let nextDue = partitions.compactMap(\.nextDue).min()
+        return [
+            ("ready", .int(partitions.reduce(Int64(0)) { $0 + $1.logEnd - $1.readyStart })),
+            ("scheduled", .int(partitions.reduce(0) { $0 + $1.scheduled })),
+            ("nextDueAt", .int(nextDue)), ("nextDueAtISO", .iso8601(nextDue)),
+            ("diskBytes", .int(partitions.reduce(Int64(0)) { $0 + $1.readyBytes + $1.timerBytes })),
+        ]
+    }
+
+    // MARK: - Groups
+
+    func groups() async throws -> JSONValue {
+        var out: [JSONValue] = []
+        for name in broker.listGroups() {
+            let stats: GroupStats
+            do {
+                stats = try await broker.groupStats(name)
+            } catch let error as BrokerError where error.code == .unknownGroup {
+                continue
+            }
+            out.append(.object([("name", .string(name)), ("generation", .int(stats.generation)), ("members", .int(stats.members))] + Self.totals(stats)))
+        }
+        return .object([("groups", .array(out))])
+    }
+
+    func group(_ name: String) async throws -> JSONValue {
+        // Internal groups (`__…`, the redrive reader) are not listed, so not shown either.
+        guard !name.hasPrefix("__") else { throw BrokerError(.unknownGroup, "group \(name) does not exist") }
+        let stats = try await broker.groupStats(name)
+        let members = try await broker.groupMembers(name)
+        let memberList: [JSONValue] = members.map { m in
+            .object([
+                ("id", .id(m.id)), ("name", .string(m.name)), ("topics", .array(m.topics.map { .string($0) })),
+                ("lastSeenAt", .int(m.lastSeen)), ("lastSeenAtISO", .iso8601(m.lastSeen)),
+                ("assignment", .array(m.assignment.map { .object([("topic", .string($0.topic)), ("partition", .int($0.partition))]) })),
+            ])
+        }
+        let partitions: [JSONValue] = stats.partitions.map { p in
+            .object([
+                ("topic", .string(p.topic)), ("partition", .int(p.partition)), ("committed", .int(p.committed)),
+                ("ackedAboveCommitted", .int(p.ackedAboveCommitted)), ("lag", .int(p.lag)), ("inFlight", .int(p.inFlight)),
+                ("retriesPending", .int(p.retriesPending)), ("deadLettered", .int(p.deadLettered)), ("owner", p.owner.map(JSONValue.id) ?? .null),
+                ("trackedBytes", .int(p.trackedBytes)),
+            ])
+        }
+        return .object(
+            [("name", .string(name)), ("generation", .int(stats.generation)), ("deadLetterTopic", .string(name + ".dlq"))]
+                + Self.totals(stats) + [("members", .array(memberList)), ("partitions", .array(partitions))])
+    }
+
+    /// A group's sums over its partitions.
+    private static func totals(_ stats: GroupStats) -> [(String, JSONValue)] {
+        let p = stats.partitions
+        return [
+            ("lag", .int(p.reduce(Int64(0)) { $0 + $1.lag })), ("inFlight", .int(p.reduce(0) { $0 + $1.inFlight })),
+            ("retriesPending", .int(p.reduce(0) { $0 + $1.retriesPending })), ("deadLettered", .int(p.reduce(0) { $0 + $1.deadLettered })),
+        ]
+    }
+
+    // MARK: - Metrics
+
+    /// The registry in Prometheus text format, after the gauges read at scrape time (disk
+    /// bytes, scheduled messages, group lag, connections) are brought up to date. A topic
+    /// or group whose stats fail is left out of those gauges rather than failing the scrape:
+    /// the counters and histograms still go out.
+    func metrics() async throws -> Response {
+        guard let registry, let gauges else { throw AdminError(.notFound, "metricsDisabled", "this server was started without a metrics registry") }
+        var disk: [(labels: [(String, String)], value: Double)] = []
+        var scheduled: [(labels: [(String, String)], value: Double)] = []
+        for t in broker.listTopics() {
+            guard let partitions = try? await broker.partitionStats(topic: t.name) else { continue }
+            disk.append(([("topic", t.name)], Double(partitions.reduce(Int64(0)) { $0 + $1.readyBytes + $1.timerBytes })))
+            scheduled.append(([("topic", t.name)], Double(partitions.reduce(0) { $0 + $1.scheduled })))
+        }
+        var lag: [(labels: [(String, String)], value: Double)] = []
+        for g in broker.listGroups() {
+            guard let stats = try? await broker.groupStats(g) else { continue }
+            var byTopic: [String: Int64] = [:]
+            for p in stats.partitions { byTopic[p.topic, default: 0] += p.lag }
+            for (topic, value) in byTopic.sorted(by: { $0.key < $1.key }) { lag.append(([("group", g), ("topic", topic)], Double(value))) }
+        }
+        let connections = connectionCount.map { Double($0()) }
+        let bytes = ScrapedGauges.rendering.withLock { _ in
+            gauges.set(ScrapedGauges.disk, disk)
+            gauges.set(ScrapedGauges.scheduled, scheduled)
+            gauges.set(ScrapedGauges.lag, lag)
+            if let connections { gauges.set(ScrapedGauges.connections, connections) }
+            var bytes: [UInt8] = []
+            registry.emit(into: &bytes)
+            return bytes
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// Gauges whose values are read from the engine when `/metrics` is scraped rather than
+/// kept up to date on every change: nothing on the hot path pays for them. A series whose
+/// topic or group has gone is removed from the registry.
+final class ScrapedGauges: Sendable {
+    /// `chime_<name>_<unit>`, and the help line.
+    struct Metric: Sendable {
+        let name: String
+        let unit: String
+        let help: String
+        var descriptor: MetricNameDescriptor { MetricNameDescriptor(namespace: "chime", metricName: name, unitName: unit, helpText: help) }
+    }
+
+    static let disk = Metric(name: "disk", unit: "bytes", help: "Bytes of a topic's ready and timer logs on disk.")
+    static let scheduled = Metric(name: "scheduled", unit: "messages", help: "Scheduled messages of a topic pending in its timing wheels.")
+    static let lag = Metric(name: "group_lag", unit: "messages", help: "Messages of a topic's ready logs a group has not acked.")
+    static let connections = Metric(name: "connections", unit: "", help: "Open broker-protocol connections.")
+
+    /// One scrape at a time sets its values and renders: what a scrape sets is what it shows,
+    /// also when several admin servers share the process's registry (tests do).
+    static let rendering = Mutex(())
+
+    private let registry: PrometheusCollectorRegistry
+    /// Per metric name, the series set at the last scrape, by their label values.
+    private let series = Mutex<[String: [[String]: Gauge]]>([:])
+
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    /// Sets a labelled metric to exactly these series.
+    func set(_ metric: Metric, _ values: [(labels: [(String, String)], value: Double)]) {
+        series.withLock { all in
+            var now: [[String]: Gauge] = [:]
+            for (labels, value) in values {
+                let gauge = registry.makeGauge(descriptor: metric.descriptor, labels: labels)
+                gauge.set(value)
+                now[labels.map(\.1)] = gauge
+            }
+            for (key, gauge) in all[metric.name] ?? [:] where now[key] == nil { registry.unregisterGauge(gauge) }
+            all[metric.name] = now
+        }
+    }
+
+    /// Sets an unlabelled metric.
+    func set(_ metric: Metric, _ value: Double) {
+        registry.makeGauge(descriptor: metric.descriptor).set(value)
+    }
+}
+
+/// What the admin API answers when a request fails: an HTTP status, and
+/// `{"error": {"code": …, "message": …}}`.
+struct AdminError: Error {
+    let status: HTTPResponse.Status
+    let code: String
+    let message: String
+
+    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    /// The engine's refusals: unknown names are 404, a malformed name 400, a closing broker 503.
+    init(_ error: BrokerError) {
+        let status: HTTPResponse.Status =
+            switch error.code {
+            case .unknownTopic, .unknownGroup: .notFound
+            case .invalidName, .invalidArgument: .badRequest
+            case .closed: .serviceUnavailable
+            default: .internalServerError
+            }
+        self.init(status, "\(error.code)", error.message)
+    }
+
+    var response: Response {
+        AdminRoutes.json(.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]), status: status)
+    }
+}

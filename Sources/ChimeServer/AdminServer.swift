@@ -1,0 +1,184 @@
+import ChimeBroker
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+
+/// The admin HTTP port (Hummingbird): health, topics, groups, Prometheus metrics, as JSON
+/// described in docs/formats.md ("admin API v1"). Read-only: it changes nothing in the
+/// engine beyond what any stats call does (expired leases and silent members are noticed).
+///
+/// A ServiceLifecycle `Service`: run it in a `ServiceGroup` (graceful shutdown stops
+/// accepting and lets requests in progress finish), or use `start` and `stop`. Either
+/// way `port()` returns the bound port once it listens.
+public final class AdminServer: Service, Sendable {
+    private let application: Application<RouterResponder<BasicRequestContext>>
+    private let listening: Listening
+    private let logger: Logger
+    /// The group and task of `start`, for `stop`.
+    private let started = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
+
+    /// - Parameters:
+    ///   - registry: what `/metrics` renders (see `ChimeMetrics.bootstrap()`); without
+    ///     one, `/metrics` answers 404.
+    ///   - connectionCount: open broker-protocol connections, read at each scrape for the
+    ///     `chime_connections` gauge (`ChimeServer.connectionCount`).
+    public init(
+        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)? = nil,
+        logger: Logger
+    ) {
+        if options.tokens.isEmpty && !["127.0.0.1", "::1", "localhost"].contains(options.host) {
+            logger.warning(
+                "ADMIN PORT WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach \(options.host):\(options.port) can read topics, groups and metrics. Configure tokens.")
+        }
+        let listening = Listening()
+        let routes = AdminRoutes(broker: broker, registry: registry, connectionCount: connectionCount)
+        let router = Router()
+        router.add(middleware: AdminGate(tokens: options.tokens.map { Array($0.utf8) }))
+        routes.register(on: router)
+        application = Application(
+            router: router,
+            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: "chime"),
+            onServerRunning: { channel in listening.bound(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        self.listening = listening
+        self.logger = logger
+    }
+
+    /// Serves until graceful shutdown (or cancellation). Throws when the port cannot be bound.
+    public func run() async throws {
+        do {
+            try await application.run()
+            listening.ended(nil)
+        } catch {
+            listening.ended(error)
+            throw error
+        }
+    }
+
+    /// The bound port (the one asked for, or the one the system chose for port 0), once the
+    /// server listens. Throws the reason it never did (the port is taken, or it was stopped).
+    public func port() async throws -> Int {
+        try await listening.port()
+    }
+
+    /// Starts the server in a service group of its own; returns once it listens.
+    public static func start(
+        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)? = nil,
+        logger: Logger
+    ) async throws -> AdminServer {
+        let server = AdminServer(broker: broker, options: options, registry: registry, connectionCount: connectionCount, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [server], logger: logger))
+        let task = Task { try await group.run() }
+        server.started.withLock { $0 = (group, task) }
+        do {
+            let port = try await server.port()
+            logger.info("serving the admin HTTP port", metadata: ["address": "\(options.host):\(port)"])
+        } catch {
+            _ = try? await task.value
+            throw error
+        }
+        return server
+    }
+
+    /// Stops a server `start` started: no new connections, requests in progress finish.
+    public func stop() async {
+        guard let (group, task) = started.withLock({ s in defer { s = nil }; return s }) else { return }
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}
+
+/// Whether the server listens yet, and the tasks waiting to learn its port.
+private final class Listening: Sendable {
+    private enum State {
+        case waiting([CheckedContinuation<Int, any Error>])
+        case bound(Int)
+        case ended(any Error)
+    }
+
+    private let state = Mutex(State.waiting([]))
+
+    func bound(_ port: Int) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Int, any Error>] in
+            guard case .waiting(let w) = s else { return [] }
+            s = .bound(port)
+            return w
+        }
+        for w in waiters { w.resume(returning: port) }
+    }
+
+    func ended(_ error: (any Error)?) {
+        let failure = error ?? AdminServerStopped()
+        let waiters = state.withLock { s -> [CheckedContinuation<Int, any Error>] in
+            let w: [CheckedContinuation<Int, any Error>]
+            if case .waiting(let waiting) = s { w = waiting } else { w = [] }
+            s = .ended(failure)
+            return w
+        }
+        for w in waiters { w.resume(throwing: failure) }
+    }
+
+    func port() async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            let now: Result<Int, any Error>? = state.withLock { s in
+                switch s {
+                case .waiting(var w):
+                    w.append(continuation)
+                    s = .waiting(w)
+                    return nil
+                case .bound(let port): return .success(port)
+                case .ended(let error): return .failure(error)
+                }
+            }
+            if let now { continuation.resume(with: now) }
+        }
+    }
+}
+
+/// The admin server stopped (or was never started) before it listened.
+public struct AdminServerStopped: Error, CustomStringConvertible {
+    public var description: String { "the admin server is not running" }
+}
+
+/// In front of every route: the bearer token (all but `/health`), and errors as JSON.
+struct AdminGate<Context: RequestContext>: RouterMiddleware {
+    let tokens: [[UInt8]]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            if !tokens.isEmpty && request.uri.path != "/health" {
+                guard authorized(request) else {
+                    context.logger.warning("admin request refused: wrong or missing token", metadata: ["path": "\(request.uri.path)"])
+                    var response = AdminError(.unauthorized, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)").response
+                    response.headers[.wwwAuthenticate] = "Bearer realm=\"chime\""
+                    return response
+                }
+            }
+            return try await next(request, context)
+        } catch let error as AdminError {
+            return error.response
+        } catch let error as BrokerError {
+            return AdminError(error).response
+        } catch let error as HTTPError where error.status == .notFound {
+            return AdminError(.notFound, "notFound", "no endpoint \(request.method) \(request.uri.path)").response
+        } catch {
+            context.logger.error("admin request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return AdminError(.internalServerError, "internal", "\(error)").response
+        }
+    }
+
+    /// Every configured token is compared, each in constant time: how long this takes does
+    /// not tell which token, or how much of one, matched.
+    private func authorized(_ request: Request) -> Bool {
+        guard let header = request.headers[.authorization] else { return false }
+        let scheme = "bearer "
+        guard header.count > scheme.count, header.prefix(scheme.count).lowercased() == scheme else { return false }
+        let given = Array(header.dropFirst(scheme.count).utf8)
+        var matched = false
+        for token in tokens where ConnectionHandler.constantTimeEqual(token, given) { matched = true }
+        return matched
+    }
+}

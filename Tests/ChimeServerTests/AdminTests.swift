@@ -1,0 +1,394 @@
+import ChimeBroker
+import ChimeProtocol
+import ChimeServer
+import ChimeStore
+import ChimeTestSupport
+import ChimeWheel
+import Foundation
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A clock the admin tests move by hand (the broker fires only on `fireDue()`).
+private final class HandClock: WheelClock, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Int64
+
+    init(_ start: Int64) { current = start }
+
+    func now() -> Int64 { lock.withLock { current } }
+    func set(_ ms: Int64) { lock.withLock { current = ms } }
+
+    func sleep(until deadline: Int64?) async {
+        while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+}
+
+/// One HTTP/1.1 exchange, as a client on the wire would see it.
+struct HTTPReply {
+    var status: Int
+    /// Header names lowercased.
+    var headers: [String: String]
+    var body: String
+
+    /// The body as a JSON object.
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:]
+    }
+
+    /// `{"error": {"code": …}}`
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+
+    init(parsing bytes: [UInt8]) throws {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { throw HTTPReplyError(text: text) }
+        let head = text[..<split.lowerBound].components(separatedBy: "\r\n")
+        guard let statusLine = head.first, statusLine.hasPrefix("HTTP/1.1 "), let status = Int(statusLine.dropFirst(9).prefix(3)) else {
+            throw HTTPReplyError(text: text)
+        }
+        self.status = status
+        headers = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var rest = String(text[split.upperBound...])
+        if headers["transfer-encoding"]?.lowercased() == "chunked" {
+            var decoded = ""
+            while let end = rest.range(of: "\r\n"), let size = Int(rest[..<end.lowerBound], radix: 16), size > 0 {
+                let chunk = rest[end.upperBound...].utf8.prefix(size)
+                decoded += String(decoding: chunk, as: UTF8.self)
+                rest = String(decoding: rest[end.upperBound...].utf8.dropFirst(size + 2), as: UTF8.self)
+            }
+            rest = decoded
+        }
+        body = rest
+    }
+
+    /// Prometheus text as `series → value` (`name{labels}` exactly as written).
+    var samples: [String: Double] {
+        var out: [String: Double] = [:]
+        for line in body.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            out[String(line[..<space])] = value
+        }
+        return out
+    }
+}
+
+struct HTTPReplyError: Error {
+    var text: String
+}
+
+/// GET over a fresh 127.0.0.1 connection (`Connection: close`, read to the end), async
+/// NIO: waiting for the server never blocks a thread of the pool its requests run on.
+func httpGet(port: Int, _ path: String, authorization: String? = nil) async throws -> HTTPReply {
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: "127.0.0.1", port: port) { ch in
+            ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+        }
+    let bytes = try await channel.executeThenClose { inbound, outbound in
+        var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        if let authorization { request += "Authorization: \(authorization)\r\n" }
+        request += "\r\n"
+        try await outbound.write(ByteBuffer(string: request))
+        var bytes: [UInt8] = []
+        for try await chunk in inbound { bytes += chunk.readableBytesView }
+        return bytes
+    }
+    return try HTTPReply(parsing: bytes)
+}
+
+/// Runs blocking work (a child process's pipe, its exit) on a Dispatch thread: a test
+/// blocking one of the cooperative pool's few threads stalls every other test's tasks.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: body()) }
+    }
+}
+
+/// A real broker (manual firing, a clock moved by hand), its protocol server and its admin
+/// server, both on ephemeral ports of 127.0.0.1. Metrics go to the process's one registry
+/// (`ChimeMetrics.bootstrap()`): tests that read them use topic and group names of their own.
+private final class AdminFixture {
+    static let epoch: Int64 = 1_800_000_000_000
+    let dir = TemporaryDirectory("chime-admin")
+    let clock = HandClock(AdminFixture.epoch)
+    let broker: Broker
+    let server: ChimeServer
+    let admin: AdminServer
+    let port: Int
+
+    init(tokens: [String] = [], durability: DurabilityPolicy = .never) async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let registry = ChimeMetrics.bootstrap()
+        broker = try await Broker.open(
+            BrokerOptions(directory: dir.path, durability: durability, clock: clock, firing: .manual, randomSeed: 7), logger: logger)
+        let server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0, tokens: tokens), logger: logger)
+        self.server = server
+        admin = try await AdminServer.start(
+            broker: broker, options: AdminOptions(port: 0, tokens: tokens), registry: registry, connectionCount: { server.connectionCount },
+            logger: logger)
+        port = try await admin.port()
+    }
+
+    func get(_ path: String, authorization: String? = nil) async throws -> HTTPReply {
+        try await httpGet(port: port, path, authorization: authorization)
+    }
+
+    func shutdown() async {
+        await admin.stop()
+        await server.stop()
+        await broker.close()
+    }
+}
+
+private func text(_ s: String, at: Int64? = nil) -> OutgoingMessage {
+    OutgoingMessage(body: Array(s.utf8), deliverAt: at)
+}
+
+/// A JSON object's number or string field, for assertions.
+private func int(_ object: [String: Any]?, _ key: String) -> Int? { object?[key] as? Int }
+private func str(_ object: [String: Any]?, _ key: String) -> String? { object?[key] as? String }
+
+private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
+
+@Suite struct AdminTests {
+    @Test func healthTopicsAndGroupsAsJSON() async throws {
+        let f = try await AdminFixture()
+        let health = try await f.get("/health")
+        #expect(health.status == 200)
+        #expect(health.headers["content-type"]?.hasPrefix("application/json") == true)
+        #expect(str(health.json, "status") == "ok")
+
+        try f.broker.createTopic("orders", settings: TopicSettings(partitions: 2))
+        _ = try await f.broker.publish(topic: "orders", [text("a"), text("b"), text("c")], partition: 0)
+        let due = AdminFixture.epoch + 60_000
+        _ = try await f.broker.publish(topic: "orders", [text("later", at: due), text("later still", at: due + 5_000)], partition: 1)
+
+        let list = try await f.get("/v1/topics")
+        #expect(list.status == 200)
+        let topics = try #require(list.json["topics"] as? [[String: Any]])
+        #expect(topics.map { str($0, "name") } == ["orders"])
+        #expect(int(topics.first, "partitions") == 2)
+        #expect(int(topics.first, "ready") == 3)
+        #expect(int(topics.first, "scheduled") == 2)
+
+        let detail = try await f.get("/v1/topics/orders")
+        #expect(detail.status == 200)
+        #expect(str(detail.json, "name") == "orders")
+        #expect(int(detail.json["settings"] as? [String: Any], "partitions") == 2)
+        #expect(detail.json["retentionBytes"] == nil, "settings sit under settings")
+        let partitions = try #require(detail.json["partitions"] as? [[String: Any]])
+        #expect(partitions.map { int($0, "partition") } == [0, 1])
+        #expect(int(partitions[0], "ready") == 3 && int(partitions[0], "logEnd") == 3)
+        #expect(int(partitions[0], "scheduled") == 0)
+        #expect(partitions[0]["nextDueAt"] is NSNull, "nothing scheduled: an explicit null")
+        #expect(int(partitions[1], "ready") == 0 && int(partitions[1], "scheduled") == 2)
+        // When the wheel next has work (a slot to fire or cascade): never after the earliest due time.
+        let next = try #require(int(partitions[1], "nextDueAt"))
+        #expect(next <= due)
+        let iso = try #require(str(partitions[1], "nextDueAtISO"))
+        let parsed = ISO8601DateFormatter()
+        parsed.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        #expect(parsed.date(from: iso).map { Int(($0.timeIntervalSince1970 * 1000).rounded()) } == next)
+        #expect(int(detail.json, "scheduled") == 2 && int(detail.json, "nextDueAt") == next)
+
+        let member = try await f.broker.join(group: "billing", member: "worker-1", topics: ["orders"])
+        let got = try await f.broker.fetch(group: "billing", member: member.memberID, max: 2)
+        #expect(got.count == 2)
+        try await f.broker.ack(group: "billing", member: member.memberID, [got[0].receipt])
+
+        let groups = try await f.get("/v1/groups")
+        #expect(groups.status == 200)
+        let listed = try #require(groups.json["groups"] as? [[String: Any]])
+        #expect(listed.map { str($0, "name") } == ["billing"])
+        #expect(int(listed.first, "lag") == 2 && int(listed.first, "inFlight") == 1 && int(listed.first, "members") == 1)
+
+        let group = try await f.get("/v1/groups/billing")
+        #expect(group.status == 200)
+        #expect(int(group.json, "lag") == 2, "3 published, 1 acked")
+        #expect(int(group.json, "inFlight") == 1)
+        #expect(int(group.json, "retriesPending") == 0 && int(group.json, "deadLettered") == 0)
+        #expect(str(group.json, "deadLetterTopic") == "billing.dlq")
+        let members = try #require(group.json["members"] as? [[String: Any]])
+        #expect(members.count == 1)
+        #expect(str(members.first, "id") == String(member.memberID), "64-bit ids as strings")
+        #expect(str(members.first, "name") == "worker-1")
+        let assignment = members.first?["assignment"] as? [Any]
+        #expect(assignment?.count == 2)
+        #expect(int(members.first, "lastSeenAt") == Int(AdminFixture.epoch))
+        #expect(str(members.first, "lastSeenAtISO") == "2027-01-15T08:00:00.000Z")
+        let groupPartitions = try #require(group.json["partitions"] as? [[String: Any]])
+        let p0 = try #require(groupPartitions.first { int($0, "partition") == 0 })
+        #expect(str(p0, "topic") == "orders" && int(p0, "committed") == 1 && int(p0, "lag") == 2 && int(p0, "inFlight") == 1)
+        #expect(str(p0, "owner") == String(member.memberID))
+        await f.shutdown()
+    }
+
+    @Test func unknownNamesAndPathsAreJSON404s() async throws {
+        let f = try await AdminFixture()
+        let topic = try await f.get("/v1/topics/nope")
+        #expect(topic.status == 404)
+        #expect(topic.errorCode == "unknownTopic")
+        let message = str(topic.json["error"] as? [String: Any], "message") ?? ""
+        #expect(message.contains("nope"))
+        let group = try await f.get("/v1/groups/nope")
+        #expect(group.status == 404 && group.errorCode == "unknownGroup")
+        let path = try await f.get("/v2/everything")
+        #expect(path.status == 404 && path.errorCode == "notFound")
+        let bad = try await f.get("/v1/topics/bad%20name")
+        #expect(bad.status == 400 || bad.status == 404, "a name the engine refuses is never a 200")
+        #expect(try await f.get("/v1/topics").status == 200, "the server keeps answering")
+        await f.shutdown()
+    }
+
+    @Test func tokensGuardEverythingButHealth() async throws {
+        let f = try await AdminFixture(tokens: ["s3cret", "second-token"])
+        #expect(try await f.get("/health").status == 200, "open for load balancers")
+        for path in ["/v1/topics", "/v1/groups", "/v1/topics/x", "/metrics", "/v2/unknown"] {
+            let missing = try await f.get(path)
+            #expect(missing.status == 401, "\(path) without a token")
+            #expect(missing.errorCode == "unauthorized")
+            #expect(missing.headers["www-authenticate"]?.hasPrefix("Bearer") == true)
+            #expect(try await f.get(path, authorization: "Bearer s3cre").status == 401, "\(path) with a prefix of the token")
+            #expect(try await f.get(path, authorization: "Bearer s3cret-and-more").status == 401)
+            #expect(try await f.get(path, authorization: "Basic s3cret").status == 401, "another scheme")
+        }
+        #expect(try await f.get("/v1/topics", authorization: "Bearer s3cret").status == 200)
+        #expect(try await f.get("/v1/groups", authorization: "bearer second-token").status == 200, "any configured token; scheme case-insensitive")
+        #expect(try await f.get("/metrics", authorization: "Bearer s3cret").status == 200)
+        #expect(try await f.get("/v1/topics/x", authorization: "Bearer s3cret").status == 404, "past the gate, the usual answers")
+        await f.shutdown()
+    }
+
+    @Test func metricsCountAKnownWorkload() async throws {
+        // Durable publishes: the fsync histogram has something to show.
+        let f = try await AdminFixture(durability: .always)
+        let topic = unique("metered")
+        let group = unique("meter-group")
+        try f.broker.createTopic(topic, settings: TopicSettings(partitions: 1))
+        _ = try await f.broker.publish(topic: topic, (0..<5).map { text("m\($0)") })
+        let due = AdminFixture.epoch + 10_000
+        _ = try await f.broker.publish(topic: topic, [text("scheduled", at: due)])
+        // A raw protocol connection, for the connections gauge.
+        let client = try await RawClient(port: f.server.port)
+        try await client.handshake()
+
+        var m = try await f.get("/metrics")
+        #expect(m.status == 200)
+        #expect(m.headers["content-type"]?.hasPrefix("text/plain") == true)
+        var s = m.samples
+        #expect(s["chime_published_messages_total{topic=\"\(topic)\"}"] == 6, "5 ready + 1 scheduled, counted once durable")
+        #expect(s["chime_scheduled_messages{topic=\"\(topic)\"}"] == 1)
+        #expect((s["chime_disk_bytes{topic=\"\(topic)\"}"] ?? 0) > 0)
+        #expect(s["chime_connections"] == 1)
+        #expect((s["chime_fsync_seconds_count"] ?? 0) > 0)
+
+        // Fired 250 ms after its due time, by the broker's clock.
+        f.clock.set(due + 250)
+        #expect(try await f.broker.fireDue() == 1)
+        let member = try await f.broker.join(group: group, member: "w", topics: [topic]).memberID
+        let got = try await f.broker.fetch(group: group, member: member, max: 100)
+        #expect(got.count == 6)
+        try await f.broker.ack(group: group, member: member, Array(got.prefix(4)).map { $0.receipt })
+
+        m = try await f.get("/metrics")
+        s = m.samples
+        let t = "topic=\"\(topic)\""
+        #expect(s["chime_fired_messages_total{\(t)}"] == 1)
+        #expect(s["chime_delivered_messages_total{\(t),group=\"\(group)\"}"] == 6)
+        #expect(s["chime_acked_messages_total{\(t),group=\"\(group)\"}"] == 4)
+        #expect(s["chime_fire_lateness_seconds_count{\(t)}"] == 1)
+        #expect(s["chime_fire_lateness_seconds_sum{\(t)}"] == 0.25)
+        #expect(s["chime_fire_lateness_seconds_bucket{\(t),le=\"0.1\"}"] == 0)
+        #expect(s["chime_fire_lateness_seconds_bucket{\(t),le=\"0.25\"}"] == 1)
+        #expect(s["chime_fire_lateness_seconds_bucket{\(t),le=\"0.001\"}"] == 0, "buckets start at a millisecond")
+        #expect(s["chime_scheduled_messages{\(t)}"] == 0)
+        #expect(s["chime_group_lag_messages{group=\"\(group)\",\(t)}"] == 2)
+        #expect(m.body.contains("# TYPE chime_fire_lateness_seconds histogram"))
+
+        // A deleted topic's scraped series go with it.
+        try await f.broker.deleteTopic(topic)
+        s = try await f.get("/metrics").samples
+        #expect(s["chime_disk_bytes{\(t)}"] == nil)
+        #expect(s["chime_scheduled_messages{\(t)}"] == nil)
+        _ = client
+        await f.shutdown()
+    }
+
+    @Test func stoppedServerRefusesConnectionsAndPortZeroIsReadable() async throws {
+        let f = try await AdminFixture()
+        #expect(f.port > 0)
+        #expect(try await f.get("/health").status == 200)
+        await f.admin.stop()
+        await #expect(throws: (any Error).self) { _ = try await f.get("/health") }
+        await #expect(throws: (any Error).self, "a stopped server has no port") { _ = try await f.admin.port() }
+        await f.server.stop()
+        await f.broker.close()
+    }
+
+    @Test func aTakenPortIsAnErrorNotAHang() async throws {
+        let f = try await AdminFixture()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        await #expect(throws: (any Error).self) {
+            _ = try await AdminServer.start(broker: f.broker, options: AdminOptions(port: f.port), registry: nil, logger: logger)
+        }
+        await f.shutdown()
+    }
+
+    /// `chime serve` with `--admin-port 0` and a token: the admin port is announced, health is
+    /// open, the rest needs the token, and /metrics shows the process's own metrics.
+    @Test func serveCommandServesTheAdminPort() async throws {
+        let dir = TemporaryDirectory("chime-admin-serve")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
+        process.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0", "--token", "tok"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let reader = pipe.fileHandleForReading
+        var output = await offThePool {
+            var output = ""
+            while !output.contains("/metrics)") {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                output += String(decoding: chunk, as: UTF8.self)
+            }
+            return output
+        }
+        func port(after marker: String) -> Int? {
+            output.split(separator: "\n").first { $0.contains(marker) }?.split(separator: " ").first { $0.hasPrefix("127.0.0.1:") }
+                .flatMap { Int($0.dropFirst("127.0.0.1:".count).prefix { $0.isNumber }) }
+        }
+        let adminPort = try #require(port(after: "admin HTTP on"))
+        let brokerPort = try #require(port(after: "serving the broker protocol on"))
+        #expect(try await httpGet(port: adminPort, "/health").status == 200)
+        #expect(try await httpGet(port: adminPort, "/v1/topics").status == 401)
+        let topics = try await httpGet(port: adminPort, "/v1/topics", authorization: "Bearer tok")
+        #expect(topics.status == 200 && topics.body == #"{"topics":[]}"#)
+        let client = try await RawClient(port: brokerPort)
+        try await client.handshake(token: "tok")
+        let published = try await client.call(
+            .publish, Publish(topic: "jobs", partition: 0, records: [OutgoingRecord(body: Array("hello".utf8))]), as: PublishReply.self)
+        #expect(published.outcomes.count == 1)
+        let metrics = try await httpGet(port: adminPort, "/metrics", authorization: "Bearer tok")
+        let samples = metrics.samples
+        #expect(samples["chime_connections"] == 1)
+        #expect(samples["chime_published_messages_total{topic=\"jobs\"}"] == 1, "the executable bootstrapped the backend")
+        #expect((samples["chime_fsync_seconds_count"] ?? 0) > 0, "durability always: the publish waited for an fsync")
+        _ = client
+        kill(process.processIdentifier, SIGTERM)
+        output += await offThePool {
+            process.waitUntilExit()
+            return String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
+        }
+        #expect(process.terminationStatus == 0)
+        #expect(output.contains("stopped cleanly"))
+    }
+}
