@@ -35,8 +35,12 @@ protocol GroupHost: AnyObject, Sendable {
 
 /// One partition as one group consumes it: delivery windows over the ready log and the
 /// group's retry log, and the journal that makes acks durable.
-/// Only ever touched by its group's actor (hence unchecked).
-final class GroupPartition: @unchecked Sendable {
+/// Only ever touched on its group's actor: not Sendable, so the compiler refuses to let it
+/// reach code that runs elsewhere (such as an async closure that is not isolated to the
+/// group), and the windows check the executor in debug builds besides.
+final class GroupPartition {
+    /// The group whose actor alone may use this partition's state.
+    unowned let group: ConsumerGroup
     let partition: Partition
     let retryLog: FiredLog
     let journal: AckJournal
@@ -54,14 +58,15 @@ final class GroupPartition: @unchecked Sendable {
     let acked: Counter
     var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
 
-    init(partition: Partition, group: UInt32, groupName: String, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
+    init(partition: Partition, group: ConsumerGroup, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
+        self.group = group
         self.partition = partition
-        let labels = [("topic", partition.topic), ("group", groupName)]
+        let labels = [("topic", partition.topic), ("group", group.name)]
         delivered = Counter(label: "chime_delivered_messages_total", dimensions: labels)
         acked = Counter(label: "chime_acked_messages_total", dimensions: labels)
-        let dir = Partition.groupDirectory(partition.directory, group: group)
+        let dir = Partition.groupDirectory(partition.directory, group: group.id)
         try Directory.create(dir)
-        retryLog = try partition.sink.log(for: group)
+        retryLog = try partition.sink.log(for: group.id)
         journal = try AckJournal(directory: dir, configuration: configuration, logger: logger)
         var position = try journal.restore(readyStart: partition.ready.log.startOffset)
         if position.readyFrontier == 0 && position.readyAcked.isEmpty { position.readyFrontier = partition.ready.log.startOffset }
@@ -73,9 +78,15 @@ final class GroupPartition: @unchecked Sendable {
         retryCursor = RecordCursor(log: retryLog.log)
     }
 
-    func window(_ source: DeliverySource) -> DeliveryWindow { source == .ready ? ready : retry }
+    func window(_ source: DeliverySource) -> DeliveryWindow {
+        group.assertIsolated("a delivery window read off its group's actor")
+        return source == .ready ? ready : retry
+    }
     func withWindow<R>(_ source: DeliverySource, _ body: (inout DeliveryWindow) throws -> R) rethrows -> R {
-        source == .ready ? try body(&ready) : try body(&retry)
+        // A window changed from two threads at once (an ack running beside a fetch) breaks
+        // its invariants, e.g. an offset indexed past its slots.
+        group.assertIsolated("a delivery window changed off its group's actor")
+        return source == .ready ? try body(&ready) : try body(&retry)
     }
     func record(_ source: DeliverySource, at offset: Int64) throws -> StoredRecord? {
         source == .ready ? try readyCursor.record(at: offset) : try retryCursor.record(at: offset)
@@ -205,8 +216,7 @@ actor ConsumerGroup {
     private func open(_ p: Partition) throws -> GroupPartition {
         let key = PartitionKey(topicID: p.topicID, partition: p.index)
         if let gp = parts[key] { return gp }
-        let gp = try GroupPartition(
-            partition: p, group: id, groupName: name, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
+        let gp = try GroupPartition(partition: p, group: self, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
         parts[key] = gp
         return gp
     }
@@ -368,9 +378,15 @@ actor ConsumerGroup {
     // MARK: - Acks
 
     /// Applies `body` to each receipt; per-receipt refusals are returned, not thrown.
+    ///
+    /// `body` is isolated to the group through its first parameter. An async closure that
+    /// is not isolated runs on the global executor: one that happened not to capture `self`
+    /// (ack's, extend's) changed the windows there, beside a fetch running on the actor,
+    /// and the window broke (a trap indexing its slots in `lease`). Isolated, it runs on the
+    /// actor, whatever it captures.
     private func settle(
         member: UInt64, _ receipts: [DeliveryReceipt],
-        _ body: (GroupPartition, DeliveryReceipt) async throws -> Int64?
+        _ body: (isolated ConsumerGroup, GroupPartition, DeliveryReceipt) async throws -> Int64?
     ) async throws -> [BrokerError?] {
         let now = clock.now()
         guard try await expireMembers(touching: member) else {
@@ -393,7 +409,7 @@ actor ConsumerGroup {
                 continue
             }
             do {
-                if let offset = try await body(gp, r) { acked[key, default: []].append((r.source, offset)) }
+                if let offset = try await body(self, gp, r) { acked[key, default: []].append((r.source, offset)) }
                 touched[key] = gp
             } catch let refusal as DeliveryWindow.Refusal {
                 results[i] = error(refusal, r)
@@ -433,7 +449,7 @@ actor ConsumerGroup {
     }
 
     func ack(member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
-        try await settle(member: member, receipts) { gp, r in
+        try await settle(member: member, receipts) { _, gp, r in
             try gp.withWindow(r.source) { w in _ = try w.ack(r.offset, lease: r.lease) }
             return r.offset
         }
@@ -443,17 +459,18 @@ actor ConsumerGroup {
     /// through the timing wheel into this group's retry log. Past the max attempts it goes
     /// to the dead-letter topic instead.
     func nack(member: UInt64, _ receipts: [DeliveryReceipt], delay: Int64, reason: String?) async throws -> [BrokerError?] {
-        try await settle(member: member, receipts) { gp, r in
+        try await settle(member: member, receipts) { group, gp, r in
             let slot = try gp.window(r.source).check(r.offset, lease: r.lease)
-            let prior = r.source == .retry ? priorAttempts(gp, r.source, r.offset) : 0
-            if prior + Int(slot.attempt) >= maxAttempts(gp) {
+            let prior = r.source == .retry ? group.priorAttempts(gp, r.source, r.offset) : 0
+            if prior + Int(slot.attempt) >= group.maxAttempts(gp) {
                 _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
-                try await deadLetter(gp, r.source, r.offset, reason: reason ?? "nacked \(prior + Int(slot.attempt)) times")
+                try await group.deadLetter(gp, r.source, r.offset, reason: reason ?? "nacked \(prior + Int(slot.attempt)) times")
             } else if delay <= 0 {
                 try gp.withWindow(r.source) { w in try w.release(r.offset, lease: r.lease) }
             } else {
                 _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
-                try await retry(gp, r.source, r.offset, attempts: prior + Int(slot.attempt), at: clock.now() + delay, reason: reason)
+                try await group.retry(
+                    gp, r.source, r.offset, attempts: prior + Int(slot.attempt), at: group.clock.now() + delay, reason: reason)
             }
             return nil
         }
@@ -461,7 +478,7 @@ actor ConsumerGroup {
 
     func extend(member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
         let deadline = clock.now() + max(1, milliseconds)
-        return try await settle(member: member, receipts) { gp, r in
+        return try await settle(member: member, receipts) { _, gp, r in
             try gp.withWindow(r.source) { w in try w.extend(r.offset, lease: r.lease, to: deadline) }
             return nil
         }
@@ -469,9 +486,9 @@ actor ConsumerGroup {
 
     /// Gives up on messages: straight to the dead-letter topic with `reason`.
     func term(member: UInt64, _ receipts: [DeliveryReceipt], reason: String) async throws -> [BrokerError?] {
-        try await settle(member: member, receipts) { gp, r in
+        try await settle(member: member, receipts) { group, gp, r in
             _ = try gp.withWindow(r.source) { w in try w.park(r.offset, lease: r.lease) }
-            try await deadLetter(gp, r.source, r.offset, reason: reason)
+            try await group.deadLetter(gp, r.source, r.offset, reason: reason)
             return nil
         }
     }

@@ -104,6 +104,9 @@ struct DeliveryWindow {
             frontier += 1
         }
         frontier = max(frontier, start)  // past the window: nothing to walk
+        // Acked offsets just above the new start count too: the frontier stops only at an
+        // offset not acked.
+        passAckedPrefix()
         for key in freed where keysInFlight[key] == nil { unblockNext(key) }
     }
 
@@ -177,13 +180,7 @@ struct DeliveryWindow {
         if s.state == .leased { endLease(offset) }
         slots[Int(offset - frontier)].state = .acked
         ackedAbove += 1
-        var moved = false
-        while let first = slots.first, first.state == .acked {
-            slots.removeFirst()
-            frontier += 1
-            ackedAbove -= 1
-            moved = true
-        }
+        let moved = passAckedPrefix()
         // It was first of its key while waiting again; now that it is gone (dead-lettered
         // after its lease expired), the next one may go.
         if s.holdsKey { unblockNext(s.keyHash) }
@@ -259,6 +256,19 @@ struct DeliveryWindow {
     /// Offsets acked above the frontier (for the snapshot).
     var ackedOffsets: [Int64] {
         slots.indices.compactMap { slots[$0].state == .acked ? frontier + Int64($0) : nil }
+    }
+
+    /// Moves the frontier over the acked slots at the front. Returns true when it moved.
+    @discardableResult
+    private mutating func passAckedPrefix() -> Bool {
+        var moved = false
+        while let first = slots.first, first.state == .acked {
+            slots.removeFirst()
+            frontier += 1
+            ackedAbove -= 1
+            moved = true
+        }
+        return moved
     }
 
     private mutating func setWaiting(_ offset: Int64) {

@@ -88,6 +88,22 @@ import Testing
         #expect(w.frontier == 1_000_000 && w.span == 0)
     }
 
+    /// Found by the random model with retention: retention up to an offset just below an
+    /// acked one left the frontier on that acked slot (committed position understated until
+    /// the next ack).
+    @Test func retentionUpToAnAckedOffsetMovesTheFrontierPastIt() throws {
+        var w = DeliveryWindow(frontier: 0)
+        _ = deliverNext(&w)!
+        let b = deliverNext(&w)!
+        let c = deliverNext(&w)!
+        try w.ack(b.offset, lease: b.lease)
+        w.skip(to: 1)  // offset 0 deleted by retention while leased; 1 is acked
+        #expect(w.frontier == 2 && w.ackedAbove == 0 && w.ackedOffsets.isEmpty && w.span == 1)
+        #expect(w.inFlight == 1)
+        #expect(try w.ack(c.offset, lease: c.lease) == true)
+        #expect(w.frontier == 3 && w.span == 0)
+    }
+
     @Test func aRestoredWindowRedeliversTheGapsBelowTheHighestAck() throws {
         var w = DeliveryWindow(frontier: 5, acked: [3, 6, 8])
         #expect(w.frontier == 5 && w.readEnd == 9)
@@ -144,6 +160,99 @@ import Testing
             let keys = leased.map { w.slots[$0].keyHash }
             #expect(Set(keys).count == keys.count, "two messages of one key in flight")
             #expect(w.slots.first.map { $0.state != .acked } ?? true, "the frontier stops at the first unacked offset")
+            #expect(acked.allSatisfy { $0 < w.frontier || w.slot($0)?.state == .acked })
+        }
+    }
+
+    /// The random model again, with what the group does besides ack/expire/release:
+    /// retention passing the window (`skip`), offsets handed back after a fill deferred them
+    /// (`putBack`), messages parked while moved to the wheel or the dead-letter topic and
+    /// then acked or unparked, acks of offsets the window never admitted, revocation. Every
+    /// offset `nextWaiting` hands out can be leased (in the window, waiting), and each leased
+    /// slot is the one lease the member holds: nothing is delivered twice while leased.
+    @Test(arguments: [11, 12, 13, 14, 15, 16] as [UInt64]) func invariantsUnderRandomOperationsWithRetentionAndMoves(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var live: [Int64: UInt32] = [:]  // offset → lease the member holds
+        var parked = Set<Int64>()
+        var acked = Set<Int64>()
+        var now: Int64 = 0
+        func lease(_ offset: Int64, key: UInt64) {
+            #expect(w.slot(offset)?.state == .waiting, "handed out \(offset), not waiting in [\(w.frontier), \(w.readEnd))")
+            if let l = w.lease(offset, keyHash: key, member: 1, deadline: now + 20) { live[offset] = l.lease }
+        }
+        for _ in 0..<5_000 {
+            now += Int64(rng.next() % 3)
+            switch rng.next() % 12 {
+            case 0, 1, 2:
+                lease(w.admitNext(), key: rng.next() % 5)
+            case 3:
+                // One fill's redeliveries; what it deferred (held by a key leased from the
+                // other log) goes back in order when the fill ends.
+                var deferred: [Int64] = []
+                for _ in 0..<(1 + rng.next() % 3) {
+                    guard let o = w.nextWaiting() else { break }
+                    if rng.next() % 4 == 0 {
+                        deferred.append(o)
+                    } else {
+                        lease(o, key: w.slot(o)!.keyed ? w.slot(o)!.keyHash : rng.next() % 5)
+                    }
+                }
+                for o in deferred.reversed() { w.putBack(o) }
+            case 4, 5:
+                if let (o, l) = live.randomElement(using: &rng) {
+                    live[o] = nil
+                    if (try? w.ack(o, lease: l)) != nil { acked.insert(o) }
+                }
+            case 6:
+                for e in w.expire(now: now) { live[e.offset] = nil }
+            case 7:
+                if let (o, l) = live.randomElement(using: &rng) {
+                    live[o] = nil
+                    try? w.release(o, lease: l)
+                }
+            case 8:
+                // Nack with a delay or term: parked, then moved (acked) or put back (unparked).
+                if let (o, l) = live.randomElement(using: &rng) {
+                    live[o] = nil
+                    if (try? w.park(o, lease: l)) != nil { parked.insert(o) }
+                } else if let o = parked.randomElement(using: &rng) {
+                    parked.remove(o)
+                    if rng.next() % 3 == 0 {
+                        w.unpark(o)
+                    } else {
+                        w.markAcked(o)
+                        acked.insert(o)
+                    }
+                }
+            case 9:
+                // Retention: the log now starts a little above the frontier, at times past
+                // everything read so far.
+                let start = w.frontier + Int64(rng.next() % UInt64(w.span + 3))
+                w.skip(to: start)
+                for o in live.keys where o < start { live[o] = nil }
+                for o in parked where o < start { acked.insert(o) }
+                #expect(w.frontier >= start && w.readEnd >= w.frontier)
+            case 10:
+                // An offset the window has not read: acking it changes nothing.
+                let before = (w.frontier, w.readEnd, w.ackedAbove)
+                #expect(w.markAcked(w.readEnd + Int64(rng.next() % 3)) == false)
+                #expect(before == (w.frontier, w.readEnd, w.ackedAbove))
+            default:
+                if rng.next() % 8 == 0 {
+                    _ = w.revokeAll()
+                    live = [:]
+                }
+            }
+            // Invariants.
+            let leased = (0..<w.span).filter { w.slots[$0].state == .leased }
+            #expect(leased.count == w.inFlight)
+            #expect(Set(leased.map { w.frontier + Int64($0) }) == Set(live.keys), "leased slots are the leases the member holds")
+            for (o, l) in live { #expect((try? w.check(o, lease: l)) != nil) }
+            let keys = leased.map { w.slots[$0].keyHash }
+            #expect(Set(keys).count == keys.count, "two messages of one key in flight")
+            #expect(w.slots.first.map { $0.state != .acked } ?? true, "the frontier stops at the first unacked offset")
+            #expect(w.ackedAbove == w.slots.filter { $0.state == .acked }.count)
             #expect(acked.allSatisfy { $0 < w.frontier || w.slot($0)?.state == .acked })
         }
     }
