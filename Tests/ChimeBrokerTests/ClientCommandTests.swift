@@ -7,25 +7,10 @@ import Testing
 @Suite struct ClientCommandTests {
     @Test func publishThenConsumeFromTheCommandLine() async throws {
         let dir = TemporaryDirectory()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        server.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"]
-        let pipe = Pipe()
-        server.standardOutput = pipe
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGTERM)
-            server.waitUntilExit()
-        }
-        var output = ""
-        while !output.contains("Ctrl-C to stop") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            output += String(decoding: chunk, as: UTF8.self)
-        }
-        let port = try #require(output.split(separator: "\n").first { $0.contains("serving the broker protocol on") }?
-            .split(separator: ":").last?.split(separator: ".").first.flatMap { Int($0) })
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        let port = server.port
+        #expect(port > 0)
         let chime = builtProduct("chime")
         let at = ["--port", "\(port)"]
 
@@ -63,25 +48,10 @@ import Testing
 
     @Test func topicsGroupsStatsAndCancelFromTheCommandLine() async throws {
         let dir = TemporaryDirectory()
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: builtProduct("chime"))
-        server.arguments = ["serve", "--data", dir.path, "--port", "0", "--admin-port", "0"]
-        let pipe = Pipe()
-        server.standardOutput = pipe
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGTERM)
-            server.waitUntilExit()
-        }
-        var output = ""
-        while !output.contains("Ctrl-C to stop") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            output += String(decoding: chunk, as: UTF8.self)
-        }
-        let port = try #require(output.split(separator: "\n").first { $0.contains("serving the broker protocol on") }?
-            .split(separator: ":").last?.split(separator: ".").first.flatMap { Int($0) })
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        let port = server.port
+        #expect(port > 0)
         let chime = builtProduct("chime")
         let at = ["--port", "\(port)"]
         func json(_ text: String) -> [[String: Any]] {

@@ -185,26 +185,11 @@ import Testing
         let half = try runCapturing(chime, ["serve", "--data", dir.file("d1"), "--port", "0", "--admin-port", "0", "--tls-cert", Self.fixture("server.pem")])
         #expect(half.status != 0 && half.error.contains("--tls-key"))
 
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: chime)
-        server.arguments = ["serve", "--data", dir.file("data"), "--port", "0", "--admin-port", "0", "--tls-cert", Self.fixture("server.pem"), "--tls-key", Self.fixture("server.key")]
-        let pipe = Pipe()
-        server.standardOutput = pipe
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer {
-            kill(server.processIdentifier, SIGTERM)
-            server.waitUntilExit()
-        }
-        var output = ""
-        while !output.contains("Ctrl-C to stop") {
-            let chunk = pipe.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            output += String(decoding: chunk, as: UTF8.self)
-        }
-        let line = try #require(output.split(separator: "\n").first { $0.contains("serving the broker protocol on") })
-        #expect(line.contains("over TLS"))
-        let port = try #require(line.split(separator: ":").last?.split(separator: " ").first.flatMap { Int($0) })
+        let server = try ServeProcess(data: dir.file("data"), port: 0, extra: ["--tls-cert", Self.fixture("server.pem"), "--tls-key", Self.fixture("server.key")])
+        defer { server.stop() }
+        #expect(server.banner.contains("over TLS"))
+        let port = server.port
+        #expect(port > 0)
         let at = ["--port", "\(port)"]
 
         let published = try runCapturing(chime, ["publish", "--topic", "t", "--tls-ca", Self.fixture("ca.pem"), "hello"] + at)
