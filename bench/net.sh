@@ -27,7 +27,7 @@ CHIME=.build-bench/release/chime
 PORT="${BENCH_PORT:-7491}"
 "$CHIME" serve --data "$DATA" --port "$PORT" --no-admin >"$DATA.log" 2>&1 &
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA" "$DATA.log"' EXIT
 for _ in $(seq 1 100); do grep -q "Ctrl-C to stop" "$DATA.log" 2>/dev/null && break; sleep 0.1; done
 {
     echo "chime bench over loopback TCP, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
