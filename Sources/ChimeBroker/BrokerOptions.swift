@@ -58,7 +58,7 @@ public struct GroupSettings: Sendable, Codable, Equatable {
     public var maxWindow: Int
 
     public init(
-        maxInFlight: Int = 1_000, leaseMilliseconds: Int64 = 30_000, sessionTimeoutMilliseconds: Int64 = 10_000,
+        maxInFlight: Int = 10_000, leaseMilliseconds: Int64 = 30_000, sessionTimeoutMilliseconds: Int64 = 10_000,
         maxAttempts: Int? = nil, keyOrdering: Bool = false, rateLimit: Double? = nil, rateBurst: Double? = nil,
         maxWindow: Int = 100_000
     ) {
