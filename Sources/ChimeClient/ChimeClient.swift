@@ -85,6 +85,8 @@ public final class ChimeClient: Service, Sendable {
     public func run() async throws {
         _ = try await connector.connection()
         try? await gracefulShutdown()
+        // What the lanes hold goes out before the connection closes under it.
+        await producerBox.withLock { $0 }?.flush()
         await close()
     }
 
@@ -101,8 +103,8 @@ public final class ChimeClient: Service, Sendable {
         }
     }
 
-    /// Closes the connection. Publishes and acks still waiting fail with a lost-connection
-    /// error; await them before closing.
+    /// Closes the connection; the client does not connect again. Publishes and acks still
+    /// waiting fail with a lost-connection error; await them before closing.
     public func close() async {
         // The producer and acker hold the client: drop them so the cycle ends.
         producerBox.withLock { $0 = nil }
@@ -229,6 +231,8 @@ actor Connector {
     let options: ClientOptions
     private let logger: Logger
     private var current: Connection?
+    /// Set by `close()`: a closed client opens no new connection (nobody would close it).
+    private var closed = false
     /// The connection in use and how many have been made: deliveries fetched on an earlier
     /// one are stale (their leases went with it). Readable without a hop onto this actor,
     /// since consumers check it for every message they hand out.
@@ -242,6 +246,7 @@ actor Connector {
     }
 
     func connection() async throws -> Connection {
+        guard !closed else { throw ClientError.disconnected("the client is closed") }
         if let current, current.isOpen { return current }
         var delay = 50
         var lastError: any Error = ClientError.disconnected("not connected")
@@ -251,6 +256,11 @@ actor Connector {
                     host: options.host, port: options.port,
                     hello: Hello(client: options.name, token: options.token.map { Array($0.utf8) }), maxFrameBytes: options.maxFrameBytes,
                     tls: options.tls)
+                if closed {
+                    // Closed while this connection was being made.
+                    await c.close()
+                    throw ClientError.disconnected("the client is closed")
+                }
                 current = c
                 latest.withLock { $0 = (c, $0.generation + 1) }
                 if attempt > 1 { logger.info("connected to the broker again", metadata: ["attempts": "\(attempt)"]) }
@@ -261,6 +271,7 @@ actor Connector {
                 throw error  // an untrusted certificate or a bad trust file: the same again
             } catch {
                 lastError = error
+                if closed { throw ClientError.disconnected("the client is closed") }
                 if attempt < options.connectAttempts {
                     try await Task.sleep(for: .milliseconds(delay))
                     delay = min(delay * 2, 2_000)
@@ -276,7 +287,9 @@ actor Connector {
     }
 
     func close() async {
-        await current?.close()
+        closed = true
+        let c = current
         current = nil
+        await c?.close()
     }
 }

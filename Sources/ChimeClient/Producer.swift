@@ -68,6 +68,8 @@ actor Producer {
     private var routes: [String: Route] = [:]
     private var lanes: [LaneKey: Lane] = [:]
     private var random = SystemRandomNumberGenerator()
+    /// `flush()` callers, resumed when no lane is busy.
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
     init(client: ChimeClient, options: ProducerOptions, logger: Logger) {
         self.client = client
@@ -170,6 +172,17 @@ actor Producer {
             await send(batch, lane: key)
         }
         lanes[key]?.busy = false
+        if !idleWaiters.isEmpty && !lanes.values.contains(where: \.busy) {
+            let waiters = idleWaiters
+            idleWaiters = []
+            for w in waiters { w.resume() }
+        }
+    }
+
+    /// Returns once every lane has sent what it holds (answered or failed).
+    func flush() async {
+        guard lanes.values.contains(where: \.busy) else { return }
+        await withCheckedContinuation { idleWaiters.append($0) }
     }
 
     private func takeBatch(_ key: LaneKey) -> [Pending]? {
@@ -227,14 +240,25 @@ actor Producer {
                 continue
             } catch {
                 if let e = error as? ClientError, e.code == 100 || e.code == 103 { routes[key.topic] = nil }
-                if batch.count > 1 {
+                // Only the broker's own refusal says nothing was stored. A lost connection
+                // (or an answer that makes no sense) leaves it unknown: sending any part
+                // again could store it twice.
+                let refused = (error as? ClientError).map { !$0.isDisconnected } ?? false
+                if refused && batch.count > 1 {
                     // Refused as a whole (one caller's bad message?): each caller's part goes
                     // again on its own, so only the bad one fails. Nothing was stored.
                     var parts = batch
                     for i in parts.indices { parts[i].alone = true }
                     lanes[key]!.queue.insert(contentsOf: parts, at: 0)
                 } else {
-                    batch[0].continuation.resume(throwing: error)
+                    if !refused && options.idempotent {
+                        // The broker may hold this batch under the lane's stamp: the next
+                        // batch sent with the same stamp would be taken for its repeat and
+                        // dropped. A new producer id starts clean.
+                        lanes[key]!.producerID = newProducerID()
+                        lanes[key]!.sequence = 0
+                    }
+                    for p in batch { p.continuation.resume(throwing: error) }
                 }
                 return
             }
