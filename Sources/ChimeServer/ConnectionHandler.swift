@@ -88,12 +88,13 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func finished(_ channel: any Channel, bytes: Int) {
         inFlight -= 1
         inFlightBytes -= bytes
+        // Held requests were read: they are answered even while draining.
+        while !held.isEmpty && (inFlight == 0 || !overBudget) {
+            start(held.removeFirst(), channel: channel)
+        }
         if draining {
             if inFlight == 0 { channel.close(promise: nil) }
             return
-        }
-        while !held.isEmpty && (inFlight == 0 || !overBudget) {
-            start(held.removeFirst(), channel: channel)
         }
         if !reading && held.isEmpty && inFlight < options.maxInFlightPerConnection / 2 + 1
             && inFlightBytes < options.maxBufferedBytesPerConnection / 2 + 1

@@ -5,6 +5,7 @@ import ChimeServer
 import ChimeTestSupport
 import Foundation
 import Logging
+import NIOCore
 import Testing
 
 /// Defects found reviewing the network layer (issue 5), each shown against a real server on
@@ -111,6 +112,37 @@ import Testing
             #expect(e.isDisconnected)
         }
         #expect(try await stored("orders", f) == 1)
+        await f.shutdown()
+    }
+
+    /// Graceful shutdown answers the requests a connection has read, held ones included:
+    /// requests read while the connection was over its budget wait in order, and a drain
+    /// must start them as the ones ahead are answered, not drop them.
+    @Test func aDrainAnswersTheRequestsHeldOverBudget() async throws {
+        let f = try await ServerFixture(ServerOptions(port: 0, maxInFlightPerConnection: 1))
+        let c = try await f.client()
+        _ = try await c.call(.createTopic, CreateTopic(name: "t", settings: nil), as: WireTopic.self)
+        _ = try await c.call(.createTopic, CreateTopic(name: "empty", settings: nil), as: WireTopic.self)
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["empty"]), as: WireMembership.self)
+        // Three requests in one write, so one read takes them all: the first starts, the
+        // other two are held (one request in progress at most).
+        var bytes = ByteBuffer()
+        Frame(opcode: .publish, correlationID: 100, payload: Publish(topic: "t", records: [OutgoingRecord(body: Array("w".utf8))]).payload())
+            .write(to: &bytes)
+        Frame(opcode: .fetch, correlationID: 101, payload: Fetch(group: "g", memberID: m.memberID, max: 1, waitMilliseconds: 500).payload())
+            .write(to: &bytes)
+        Frame(opcode: .publish, correlationID: 102, payload: Publish(topic: "t", records: [OutgoingRecord(body: Array("a".utf8))]).payload())
+            .write(to: &bytes)
+        await c.send(Array(bytes.readableBytesView))
+        // The first answer means all three were read; the fetch now waits, the last is held.
+        #expect(try #require(await c.readFrame()).correlationID == 100)
+        let server = f.server
+        let draining = Task { await server.shutdown() }
+        var answered: [UInt32] = []
+        while let frame = await c.readFrame() { answered.append(frame.correlationID) }
+        await draining.value
+        #expect(answered == [101, 102], "every request read is answered before the connection closes")
+        #expect(try await f.broker.partitionStats(topic: "t").reduce(0) { $0 + $1.logEnd - $1.readyStart } == answered.count)
         await f.shutdown()
     }
 }
