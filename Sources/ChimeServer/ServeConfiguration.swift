@@ -65,13 +65,19 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
             } else {
                 let table = try TOMLTable(string: text)
                 keys = table.keys
+                // TOML tells integers from floats; whole hours are written as integers.
+                if let hours = table[CodingKeys.retentionHours.rawValue]?.int { table[CodingKeys.retentionHours.rawValue] = Double(hours) }
                 config = try TOMLDecoder().decode(ServeConfiguration.self, from: table)
             }
         } catch let p as Problem {
             throw p
         } catch let e as TOMLParseError {
             throw Problem("\(path):\(e.source.begin.line):\(e.source.begin.column): \(e.description)")
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+            // TOMLKit's answer to a value of the wrong type: every setting is optional, so a
+            // key "not found" is one that is there with the wrong type.
+            let DecodingError.keyNotFound(_, context)
+        {
             throw Problem("\(path): \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type (\(context.debugDescription))")
         } catch {
             throw Problem("\(path): \(error)")

@@ -145,4 +145,23 @@ import Testing
         #expect(try await f.broker.partitionStats(topic: "t").reduce(0) { $0 + $1.logEnd - $1.readyStart } == answered.count)
         await f.shutdown()
     }
+
+    /// `retention_hours = 72` is how anyone writes whole hours in TOML; it was refused with
+    /// "Key 'retention_hours' not found". And a value of the wrong type is named as such.
+    @Test func aConfigurationFileTakesWholeHoursAndNamesWrongTypes() throws {
+        let dir = TemporaryDirectory("chime-review-config")
+        let toml = dir.file("chime.toml")
+        try "retention_hours = 72\npartitions = 8\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let c = try ServeConfiguration.load(file: toml)
+        #expect(c.retentionHours == 72 && c.partitions == 8)
+
+        let wrong = dir.file("wrong.toml")
+        try "port = 7420.5\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        do {
+            _ = try ServeConfiguration.load(file: wrong)
+            Issue.record("a fractional port was taken")
+        } catch {
+            #expect("\(error)".contains("port has the wrong type"), "\(error)")
+        }
+    }
 }
