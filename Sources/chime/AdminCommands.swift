@@ -76,7 +76,9 @@ struct TopicsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a topic.",
             discussion: """
-                Unset settings take the broker's defaults for new topics.
+                With no settings given, the topic gets the broker's defaults for new topics \
+                (what `chime serve --partitions` and `--retention-*` set); with any given, the \
+                others take the defaults shown here.
 
                 Examples:
                   chime topics create orders --partitions 8
@@ -84,26 +86,30 @@ struct TopicsCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var broker: BrokerAddress
         @Argument(help: "Topic name: letters, digits, '.', '_' and '-'.") var name: String
-        @Option(name: .long, help: "Partitions: the unit of parallelism and of ordering by key (default 4).") var partitions: UInt32 = 4
-        @Option(name: .long, help: "Keep messages this long (e.g. 7d, 12h) or 'forever' (default 7d).") var retention: String = "7d"
+        @Option(name: .long, help: "Partitions: the unit of parallelism and of ordering by key (default 4).") var partitions: UInt32?
+        @Option(name: .long, help: "Keep messages this long (e.g. 7d, 12h) or 'forever' (default 7d).") var retention: String?
         @Option(name: .customLong("retention-mib"), help: "Keep at most this many MiB per partition (default: no limit).") var retentionMiB: Int64?
-        @Option(name: .customLong("max-message-bytes"), help: "Largest message accepted (default 1 MiB).") var maxMessageBytes: UInt32 = 1 << 20
-        @Option(name: .customLong("max-attempts"), help: "Deliveries before a message goes to the group's dead-letter topic (default 5).") var maxAttempts: UInt16 = 5
-        @Option(name: .customLong("dedup-window"), help: "How long dedup keys are remembered (default 10m).") var dedupWindow: String = "10m"
+        @Option(name: .customLong("max-message-bytes"), help: "Largest message accepted (default 1 MiB).") var maxMessageBytes: UInt32?
+        @Option(name: .customLong("max-attempts"), help: "Deliveries before a message goes to the group's dead-letter topic (default 5).") var maxAttempts: UInt16?
+        @Option(name: .customLong("dedup-window"), help: "How long dedup keys are remembered (default 10m).") var dedupWindow: String?
 
         func run() async throws {
             let retentionMs: Int64?
-            if retention == "forever" {
+            if (retention ?? "7d") == "forever" {
                 retentionMs = nil
             } else {
-                guard let ms = parseDuration(retention), ms > 0 else { throw ValidationError("--retention must look like 7d or 12h, or be 'forever'") }
+                guard let ms = parseDuration(retention ?? "7d"), ms > 0 else { throw ValidationError("--retention must look like 7d or 12h, or be 'forever'") }
                 retentionMs = ms
             }
-            guard let dedup = parseDuration(dedupWindow) else { throw ValidationError("--dedup-window must look like 10m") }
+            guard let dedup = parseDuration(dedupWindow ?? "10m") else { throw ValidationError("--dedup-window must look like 10m") }
             if let mib = retentionMiB, mib <= 0 { throw ValidationError("--retention-mib must be positive") }
-            let settings = WireTopicSettings(
-                partitions: partitions, retentionMilliseconds: retentionMs, retentionBytes: retentionMiB.map { $0 << 20 }, maxMessageBytes: maxMessageBytes,
-                maxAttempts: maxAttempts, dedupWindowMilliseconds: dedup)
+            let anySet = partitions != nil || retention != nil || retentionMiB != nil || maxMessageBytes != nil || maxAttempts != nil || dedupWindow != nil
+            // None given: no settings on the wire, so the broker applies its own defaults.
+            let settings =
+                anySet
+                ? WireTopicSettings(
+                    partitions: partitions ?? 4, retentionMilliseconds: retentionMs, retentionBytes: retentionMiB.map { $0 << 20 },
+                    maxMessageBytes: maxMessageBytes ?? 1 << 20, maxAttempts: maxAttempts ?? 5, dedupWindowMilliseconds: dedup) : nil
             let t = try await withBroker(broker, name: "chime-topics") { try await $0.createTopic(name, settings: settings) }
             print("created topic \(t.name) (id \(t.id)) with \(t.settings.partitions) partition(s)")
         }

@@ -164,4 +164,27 @@ import Testing
             #expect("\(error)".contains("port has the wrong type"), "\(error)")
         }
     }
+
+    /// `chime topics create` says unset settings take the broker's defaults for new topics;
+    /// it sent its own (4 partitions, 7 days) whatever `chime serve` was told.
+    @Test func topicsCreateWithoutSettingsTakesTheBrokersDefaults() async throws {
+        let dir = TemporaryDirectory("chime-review-create")
+        let server = try await Task.detached {
+            try ServeProcess(data: dir.file("data"), port: 0, extra: ["--partitions", "2", "--retention-hours", "5"])
+        }.value
+        let at = ["--port", "\(server.port)"]
+        let created = try await Task.detached { try run(builtProduct("chime"), ["topics", "create", "plain"] + at, withErrors: true) }.value
+        #expect(created.status == 0, "\(created.output)")
+        let explicit = try await Task.detached {
+            try run(builtProduct("chime"), ["topics", "create", "wide", "--partitions", "6"] + at, withErrors: true)
+        }.value
+        #expect(explicit.status == 0, "\(explicit.output)")
+        let client = ChimeClient(ClientOptions(port: server.port), logger: logger)
+        let topics = try await client.topics()
+        let plain = try #require(topics.first { $0.name == "plain" })
+        #expect(plain.settings.partitions == 2 && plain.settings.retentionMilliseconds == 5 * 3_600_000, "the broker's defaults")
+        #expect(topics.first { $0.name == "wide" }?.settings.partitions == 6)
+        await client.close()
+        _ = await Task.detached { server.stop() }.value
+    }
 }
