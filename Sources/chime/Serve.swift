@@ -149,6 +149,11 @@ struct Serve: AsyncParsableCommand {
         let adminHost = settings.adminHost ?? "127.0.0.1"
         let adminPort = settings.adminPort ?? 7421
         guard (0...65_535).contains(adminPort) else { throw ValidationError("the admin port must be between 0 and 65535") }
+        // Checked before the broker opens, like the rest: each of these at 0 (or below)
+        // makes a broker that starts and serves nobody.
+        if let n = settings.maxConnections, n < 1 { throw ValidationError("the connection limit must be at least 1") }
+        if let n = settings.maxFrameBytes, n < 1_024 { throw ValidationError("the frame limit must be at least 1024 bytes") }
+        if let n = settings.idleTimeoutSeconds, n < 1 { throw ValidationError("the idle timeout must be at least 1 second") }
         // Before the broker opens: the engine makes its metric objects as it opens.
         let registry = adminOn ? ChimeMetrics.bootstrap() : nil
         let topic = TopicSettings(

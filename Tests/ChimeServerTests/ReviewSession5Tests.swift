@@ -187,4 +187,18 @@ import Testing
         await client.close()
         _ = await Task.detached { server.stop() }.value
     }
+
+    /// An idle timeout of 0 closes every connection the moment it opens, a connection
+    /// limit of 0 refuses all, a frame limit of 0 refuses every frame: a broker that starts
+    /// and serves nobody. `chime serve` must refuse such settings by name, like the others.
+    @Test func serveRefusesConnectionSettingsThatServeNobody() async throws {
+        for (variable, name) in [("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame")] {
+            let dir = TemporaryDirectory("chime-review-serve")
+            var env = ProcessInfo.processInfo.environment
+            env[variable] = "0"
+            let server = try await Task.detached { try ServeProcess(data: dir.file("data"), port: 0, environment: env) }.value
+            let (status, _) = await Task.detached { server.stop() }.value
+            #expect(server.port == -1 && status != 0, "\(variable)=0 refused at start, not served (\(name))")
+        }
+    }
 }
