@@ -101,8 +101,10 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
         if let promise {
             promise.succeed(frame)
         } else if frame.isError, let reply = try? ErrorReply(payload: frame.payload) {
-            // A connection-level error (id 0): everything waiting gets it.
-            failAll(ClientError(reply))
+            // A connection-level error (id 0; a frame the broker could not read), then the
+            // broker closes. Which request it was is unknown, and the others may have been
+            // acted on: for every one waiting the connection was lost, with this reason.
+            failAll(ClientError.disconnected("the broker closed the connection: \(reply.message) (code \(reply.code))"))
         }
     }
 

@@ -201,4 +201,35 @@ import Testing
             #expect(server.port == -1 && status != 0, "\(variable)=0 refused at start, not served (\(name))")
         }
     }
+
+    /// A frame over the server's limit gets a connection-level error (correlation id 0)
+    /// and the connection closes. Every other request waiting on that connection lost its
+    /// answer, whatever the broker did with it: it must fail as disconnected (so a consumer
+    /// joins again and an idempotent lane retries), not with the other request's error
+    /// code, which ended a consumer's iteration with "frame too large".
+    @Test func anotherRequestsFramingErrorDoesNotEndAConsumer() async throws {
+        let f = try await ServerFixture(ServerOptions(port: 0, maxFrameBytes: 64 << 10))
+        let client = ChimeClient(ClientOptions(port: f.server.port, producer: ProducerOptions(maxAttempts: 1)), logger: logger)
+        try await oneLog("jobs", client)
+        let consumer = Task { () -> String in
+            for try await m in client.consume(group: "g", topics: ["jobs"]) {
+                try await m.ack()
+                return String(decoding: m.body, as: UTF8.self)
+            }
+            return ""
+        }
+        // Joined: its long-polling fetch goes out next and waits on the broker.
+        while ((try? await f.broker.groupStats("g"))?.members ?? 0) < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        try await Task.sleep(for: .milliseconds(200))
+        do {
+            _ = try await client.publish([OutgoingRecord(body: [UInt8](repeating: 1, count: 100_000))], to: "jobs", partition: 0)
+            Issue.record("a frame over the server's limit was taken")
+        } catch let e as ClientError {
+            #expect(e.message.contains("over the limit"), "the broker's reason is kept: \(e)")
+        }
+        try await client.publish(Array("after".utf8), to: "jobs")
+        #expect(try await consumer.value == "after")
+        await client.close()
+        await f.shutdown()
+    }
 }
