@@ -12,6 +12,8 @@ public struct ProducerOptions: Sendable {
     /// queued up while the previous batch to that partition was in flight.
     public var linger: Duration
     /// A batch closes at this many records or bytes (whole publish calls, never split).
+    /// Keep the bytes well below the broker's frame limit (`max_frame_bytes`, 16 MiB by
+    /// default): a frame over it closes the connection, and the batch fails as lost.
     public var maxBatchRecords: Int
     public var maxBatchBytes: Int
     /// Times a batch is sent before a lost connection is reported to its callers
