@@ -93,21 +93,30 @@ public final class ChimeServer: Service, Sendable {
         for c in open {
             c.eventLoop.execute { c.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain()) }
         }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for c in open { try? await c.closeFuture.get() }
-            }
-            group.addTask {
-                try? await Task.sleep(for: gracePeriod)
-            }
-            await group.next()
-            group.cancelAll()
-        }
-        let left = connections.open.withLock { Array($0.values) }
-        if !left.isEmpty {
+        let connections = self.connections
+        let logger = self.logger
+        func closeLeft() async {
+            let left = connections.open.withLock { Array($0.values) }
+            guard !left.isEmpty else { return }
             logger.warning("closing connections still busy after the grace period", metadata: ["connections": "\(left.count)"])
             for c in left { try? await c.close() }
         }
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for c in open { try? await c.closeFuture.get() }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: gracePeriod)
+                return false
+            }
+            // The group waits for both children: waiting for the closings does not end on
+            // cancellation, so the grace period ends by closing what is left.
+            if await group.next() == false { await closeLeft() }
+            group.cancelAll()
+        }
+        // Accepted while the listener closed: never told to drain.
+        await closeLeft()
     }
 
     /// Serves until graceful shutdown (or cancellation), then drains.

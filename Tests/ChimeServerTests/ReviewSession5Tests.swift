@@ -232,4 +232,24 @@ import Testing
         await client.close()
         await f.shutdown()
     }
+
+    /// `shutdown(gracePeriod:)` closes connections still busy when the grace period ends.
+    /// It waited for them instead (until a long fetch answered by itself, however long),
+    /// because the wait for their closing was a child task that cancellation does not stop.
+    @Test func theGracePeriodBoundsAShutdown() async throws {
+        let f = try await ServerFixture()
+        let c = try await f.client()
+        _ = try await c.call(.createTopic, CreateTopic(name: "empty", settings: nil), as: WireTopic.self)
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["empty"]), as: WireMembership.self)
+        // A fetch that waits up to 10 s for a message that never comes.
+        await c.send(.fetch, Fetch(group: "g", memberID: m.memberID, max: 1, waitMilliseconds: 10_000))
+        // The join answered, so the connection is read; the fetch frame follows it.
+        try await Task.sleep(for: .milliseconds(200))
+        let server = f.server
+        let stopping = Task { await server.shutdown(gracePeriod: .milliseconds(100)) }
+        let answer = await c.readFrame()
+        #expect(answer == nil, "closed at the end of the grace period, before the fetch's own deadline")
+        await stopping.value
+        await f.shutdown()
+    }
 }
