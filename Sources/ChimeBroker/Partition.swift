@@ -32,6 +32,11 @@ actor Partition {
     private let logger: Logger
     private var running: Task<Void, Never>?
     private var closed = false
+    /// Checkpoints in progress, and `close()` waiting for them: a checkpoint suspends
+    /// between its writes, and one still writing after a close would put files back into
+    /// the directory a topic deletion is removing.
+    private var checkpointsRunning = 0
+    private var checkpointsDone: [CheckedContinuation<Void, Never>] = []
     /// Publishes take turns from their dedup and producer checks until their ids are
     /// remembered: scheduling into the wheel suspends this actor, and a publish running in
     /// that gap would not see the keys and sequences of the one suspended.
@@ -389,6 +394,17 @@ actor Partition {
     /// Producer snapshot, wheel checkpoint (unless the running loop takes its own), fire
     /// marks, ready-log retention.
     func checkpoint(wheel: Bool = true) async throws {
+        // A closed partition wrote its last state when it closed (its topic may be going).
+        guard !closed else { return }
+        checkpointsRunning += 1
+        defer {
+            checkpointsRunning -= 1
+            if checkpointsRunning == 0 {
+                let waiting = checkpointsDone
+                checkpointsDone = []
+                for c in waiting { c.resume() }
+            }
+        }
         let now = clock.now()
         // Taken between publishes: one suspended in the wheel has recorded its sequence
         // before its messages reach the timer log, and a snapshot claiming it would make
@@ -420,6 +436,7 @@ actor Partition {
     func close() async {
         guard !closed else { return }
         closed = true
+        if checkpointsRunning > 0 { await withCheckedContinuation { checkpointsDone.append($0) } }
         // Let a publish holding the turn finish its appends before the producer snapshot
         // below (see `checkpoint`); those waiting for it see `closed` and stop.
         await takePublishTurn()
