@@ -79,7 +79,8 @@ struct RequestHandler: Sendable {
     }
 
     /// Counts for the topics and groups asked for (all when none are named). A name that
-    /// does not exist is an error (`unknownTopic` / `unknownGroup`), not an empty answer.
+    /// does not exist is an error (`unknownTopic` / `unknownGroup`), not an empty answer;
+    /// asked for all, a topic deleted while the answer is made is left out.
     private func stats(_ r: StatsRequest) async throws -> StatsReply {
         let all = broker.listTopics()
         let topics = r.topics.isEmpty ? all : try r.topics.map { name in
@@ -88,7 +89,13 @@ struct RequestHandler: Sendable {
         }
         var topicStats: [WireTopicStats] = []
         for t in topics {
-            let parts = try await broker.partitionStats(topic: t.name).map {
+            let counts: [PartitionStats]
+            do {
+                counts = try await broker.partitionStats(topic: t.name)
+            } catch let error as BrokerError where error.code == .unknownTopic && r.topics.isEmpty {
+                continue  // deleted since the listing: not one the caller named
+            }
+            let parts = counts.map {
                 WirePartitionStats(
                     partition: UInt32($0.partition), readyStart: $0.readyStart, logEnd: $0.logEnd, readyBytes: $0.readyBytes,
                     scheduled: Int64($0.scheduled), nextDue: $0.nextDue, timerBytes: $0.timerBytes)
