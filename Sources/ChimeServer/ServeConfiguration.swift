@@ -111,7 +111,10 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.adminHost = env["CHIME_ADMIN_HOST"]
         c.adminPort = try int("CHIME_ADMIN_PORT")
         c.admin = try bool("CHIME_ADMIN")
+        // An empty list is no setting: an unset variable expanded into an empty one must
+        // not turn off the authentication a file asks for.
         c.tokens = env["CHIME_TOKENS"].map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            .flatMap { $0.isEmpty ? nil : $0 }
         c.durability = env["CHIME_DURABILITY"]
         c.segmentMiB = try int("CHIME_SEGMENT_MIB")
         c.partitions = try int("CHIME_PARTITIONS")

@@ -282,4 +282,19 @@ import Testing
         await client.close()
         await f.shutdown()
     }
+
+    /// An empty `CHIME_TOKENS` (a unit file's `CHIME_TOKENS=${UNSET}`) overrode the file's
+    /// tokens with none: the broker served without authentication, silently but for the
+    /// warning on non-loopback hosts. An empty list from the environment is no setting.
+    @Test func anEmptyTokensVariableDoesNotTurnAuthenticationOff() throws {
+        let dir = TemporaryDirectory("chime-review-tokens")
+        let toml = dir.file("chime.toml")
+        try "host = \"0.0.0.0\"\ntokens = [\"s3cret\"]\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        for empty in ["", " , "] {
+            let c = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_TOKENS": empty], flags: ServeConfiguration())
+            #expect(c.tokens == ["s3cret"], "CHIME_TOKENS='\(empty)'")
+        }
+        let set = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_TOKENS": "other"], flags: ServeConfiguration())
+        #expect(set.tokens == ["other"])
+    }
 }
