@@ -11,8 +11,10 @@ struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Runs against the broker at --host:--port (start one with `chime serve`; \
             bench/net.sh does both and records the results). Each case uses a topic of its \
-            own (bench-<case>-<time>) and deletes it after, so a broker with real data is \
-            left as it was.
+            own (bench-<case>-<time>) and deletes it after, so a broker with real data keeps \
+            no bench messages; the consumer groups of the e2e and lateness cases \
+            (bench-e2e-…, bench-lateness-…) stay, as groups cannot be deleted. A case that \
+            fails leaves its topic.
 
             Cases:
               publish      --messages N in batches of --batch, --in-flight batches at once, one
