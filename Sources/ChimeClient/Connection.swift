@@ -59,7 +59,8 @@ final class Connection: Sendable {
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         let id = router.register(promise)
         let frame = Frame(opcode: opcode, correlationID: id, payload: message.payload(allocator: channel.allocator))
-        channel.writeAndFlush(frame).whenFailure { error in
+        channel.writeAndFlush(frame).whenFailure { [router] error in
+            router.forget(id)  // no answer is coming: do not keep it waiting in the table
             promise.fail(ClientError.disconnected("write failed: \(error)"))
         }
         let response = try await promise.futureResult.get()
@@ -93,6 +94,10 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
         }
         if let closed { promise.fail(closed) }
         return id
+    }
+
+    func forget(_ id: UInt32) {
+        _ = state.withLock { $0.waiting.removeValue(forKey: id) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

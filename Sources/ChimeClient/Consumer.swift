@@ -82,12 +82,20 @@ public struct Consumer: AsyncSequence, Sendable {
                 try Task.checkCancellation()
                 let member = try await joined()
                 do {
-                    buffered = try await consumer.client.call(
+                    // The connection the fetch goes out on, noted before: one opened while it
+                    // was out must not make what came over the old one look fresh.
+                    _ = try await consumer.client.connector.connection()
+                    let generation = consumer.client.connector.liveGeneration() ?? -1
+                    let deliveries = try await consumer.client.call(
                         .fetch, Fetch(group: consumer.group, memberID: member, max: UInt32(Swift.max(1, consumer.prefetch)), waitMilliseconds: 2_000),
                         as: Deliveries.self
                     ).deliveries
+                    // Fetched over a connection that has gone: stale. (The member id is kept:
+                    // the broker says 110 if it no longer knows it, and the member joins again.)
+                    guard generation == consumer.client.connector.liveGeneration() else { continue }
+                    buffered = deliveries
                     index = 0
-                    fetchedOn = consumer.client.connector.liveGeneration() ?? -1
+                    fetchedOn = generation
                 } catch let error as ClientError where error.code == 110 || error.isDisconnected {
                     memberID = nil  // dropped by the broker, or the connection went: join again
                     buffered = []

@@ -212,7 +212,8 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
         } catch {
             announce?.cancel()
-            throw ValidationError("stopped: \(error)\(adminOn ? " (admin HTTP on \(adminHost):\(adminPort))" : "")")
+            // Not a usage error: one line and exit status 1, no help text.
+            throw CommandFailure(description: "chime serve stopped: \(error)")
         }
         say("chime: stopped cleanly")
     }
