@@ -194,7 +194,8 @@ public final class ChimeClient: Service, Sendable {
     // MARK: - Consume
 
     /// Acks many messages in one request per member; one result per message, in order
-    /// (nil: acked).
+    /// (nil: acked; a lost connection is code 0 for each message of its request, whose acks
+    /// may or may not have landed).
     @discardableResult
     public func ack(_ messages: [ConsumedMessage]) async throws -> [ClientError?] {
         var results = [ClientError?](repeating: nil, count: messages.count)
@@ -203,10 +204,21 @@ public final class ChimeClient: Service, Sendable {
         for (member, indices) in byMember {
             for chunk in stride(from: 0, to: indices.count, by: AckBatcher.maxReceipts) {
                 let part = Array(indices[chunk..<min(chunk + AckBatcher.maxReceipts, indices.count)])
-                let reply = try await call(
-                    .ack, Settle(group: member.group, memberID: member.memberID, receipts: part.map { messages[$0].delivery.receipt }),
-                    as: SettleReply.self)
-                for (k, i) in part.enumerated() where k < reply.results.count { results[i] = reply.results[k].map(ClientError.init) }
+                // A request that fails gives its error to each of its messages; the other
+                // requests' results are kept (an ack of another member may have landed).
+                do {
+                    let reply = try await call(
+                        .ack, Settle(group: member.group, memberID: member.memberID, receipts: part.map { messages[$0].delivery.receipt }),
+                        as: SettleReply.self)
+                    for (k, i) in part.enumerated() {
+                        results[i] = k < reply.results.count
+                            ? reply.results[k].map(ClientError.init)
+                            : ClientError(code: 0, message: "the broker answered \(reply.results.count) results for \(part.count) acks")
+                    }
+                } catch {
+                    let failure = error as? ClientError ?? ClientError(code: 0, message: "\(error)")
+                    for i in part { results[i] = failure }
+                }
             }
         }
         return results

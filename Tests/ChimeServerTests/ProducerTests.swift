@@ -179,6 +179,28 @@ import Testing
         await f.shutdown()
     }
 
+    @Test func aBatchAckAcrossMembersKeepsEachMembersResult() async throws {
+        let f = try await ServerFixture()
+        let client = ChimeClient(ClientOptions(port: f.server.port), logger: logger)
+        try await client.createTopic("split", settings: settings(partitions: 2))
+        _ = try await client.publish([OutgoingRecord(body: Array("p0".utf8))], to: "split", partition: 0)
+        _ = try await client.publish([OutgoingRecord(body: Array("p1".utf8))], to: "split", partition: 1)
+        // Two members of one group on one client: one partition each.
+        var a = client.consume(group: "g", topics: ["split"], member: "a", prefetch: 1).makeAsyncIterator()
+        let first = try #require(try await a.next())
+        var b = client.consume(group: "g", topics: ["split"], member: "b", prefetch: 10).makeAsyncIterator()
+        // b's join moves one partition to b (a's lease there, if any, is revoked and the
+        // message delivered to b).
+        let second = try #require(try await b.nextBatch().first)
+        await a.leave()  // a's ack will be refused: it is no member any more
+        let results = try await client.ack([first, second])
+        #expect(results[0] != nil, "the member that left is refused")
+        #expect(results[1] == nil, "the other member's ack is kept")
+        await b.leave()
+        await client.close()
+        await f.shutdown()
+    }
+
     @Test func statsOverTheProtocol() async throws {
         let f = try await ServerFixture()
         let client = ChimeClient(ClientOptions(port: f.server.port), logger: logger)
