@@ -98,7 +98,8 @@ let package = Package(
         .target(
             name: "ChimeClient",
             dependencies: [
-                "ChimeProtocol",
+                // The record batch codec: immediate publishes go in the store's format.
+                "ChimeProtocol", "ChimeStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -75,7 +75,8 @@ func decodePayload(_ frame: Frame) {
     case (.listTopics, true): check(TopicList.self, frame.payload)
     case (.deleteTopic, false): check(TopicName.self, frame.payload)
     case (.publish, false): check(Publish.self, frame.payload)
-    case (.publish, true): check(PublishReply.self, frame.payload)
+    case (.publish, true), (.publishRecords, true): check(PublishReply.self, frame.payload)
+    case (.publishRecords, false): check(PublishRecords.self, frame.payload)
     case (.cancel, false), (.reschedule, false): check(ScheduleChange.self, frame.payload)
     case (.reschedule, true): check(WireMessageID.self, frame.payload)
     case (.join, false): check(Join.self, frame.payload)
@@ -85,7 +86,9 @@ func decodePayload(_ frame: Frame) {
     case (.fetch, true): check(Deliveries.self, frame.payload)
     case (.ack, false), (.nack, false), (.extend, false), (.term, false): check(Settle.self, frame.payload)
     case (.ack, true), (.nack, true), (.extend, true), (.term, true): check(SettleReply.self, frame.payload)
-    case (.deleteTopic, true), (.cancel, true), (.leave, true), (.stats, _): check(Empty.self, frame.payload)
+    case (.stats, false): check(StatsRequest.self, frame.payload)
+    case (.stats, true): check(StatsReply.self, frame.payload)
+    case (.deleteTopic, true), (.cancel, true), (.leave, true): check(Empty.self, frame.payload)
     }
 }
 
@@ -176,7 +179,8 @@ struct FrameFuzzSeeds {
             ("extend", frame(.extend, settle)),
             ("term", frame(.term, settle)),
             ("settle-reply", reply(.ack, SettleReply(results: [nil, ErrorReply(code: 113, message: "already acked")]))),
-            ("stats", frame(.stats, Empty())),
+            ("stats", frame(.stats, StatsRequest(topics: ["t"], groups: [], includeMembers: true))),
+            ("publish-records", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: [1, 2, 3]))),
             ("pipelined", frame(.hello, Hello(client: "seed")) + frame(.publish, publish, id: 2) + frame(.fetch, Fetch(group: "g", memberID: 1, max: 10), id: 3)),
         ]
     }

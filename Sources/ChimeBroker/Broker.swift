@@ -326,6 +326,18 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try await publish(topic: topic, messages, partition: partition, producer: producer, asBroker: false)
     }
 
+    /// Stores a record batch a client encoded in the store's format (messages due now,
+    /// without dedup keys) in `partition`, as it came; its producer id and base sequence
+    /// make it idempotent. One outcome per record, in order.
+    public func publishRecords(topic: String, partition: Int, batch: [UInt8]) async throws -> [PublishedMessage] {
+        defer { changes.bump() }
+        let partitions = try await partitions(ofTopic: topic, create: true)
+        guard partition >= 0, partition < partitions.count else {
+            throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(partitions.count - 1), not \(partition)")
+        }
+        return try await partitions[partition].publishRecords(batch)
+    }
+
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws {
         defer { changes.bump() }
         _ = try await publish(topic: topic, messages, partition: nil, producer: nil, asBroker: true)

@@ -189,19 +189,10 @@ actor Partition {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         let now = clock.now()
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
-        var previousSequence: Int32? = nil
-        if let producer {
-            switch producers.check(producer, count: messages.count) {
-            case .fresh: break
-            case .duplicate(let ids):
-                if let ids { for (k, id) in ids.enumerated() where k < out.count { out[k].id = id } }
-                return out
-            case .gap(let expected):
-                throw BrokerError(
-                    .sequenceGap, "producer \(producer.producerID) sent sequence \(producer.sequence) to \(topic)/\(index), expected \(expected)")
-            }
-            previousSequence = producers.producers[producer.producerID]?.lastSequence
-            producers.record(producer, count: messages.count, ids: nil, now: now)
+        let previousSequence: Int32?
+        switch try claimSequence(producer, count: messages.count, now: now) {
+        case .repeated(let answer): return answer
+        case .claimed(let previous): previousSequence = previous
         }
         do {
             producers.prune(now: now)
@@ -301,6 +292,106 @@ actor Partition {
             return out
         } catch {
             // Nothing of this publish is acknowledged: a retry must not count as a duplicate.
+            if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
+            throw error
+        }
+    }
+
+    enum SequenceClaim {
+        /// A repeat of one of the producer's last publishes: its answer, nothing to store.
+        case repeated([PublishedMessage])
+        /// Fresh (or unstamped): the producer's sequence before it, to roll back to if the
+        /// publish fails.
+        case claimed(previous: Int32?)
+    }
+
+    /// The idempotence check, made holding the publish turn: a repeat is answered from
+    /// memory with the first ids, a gap is refused, a fresh stamp is recorded at once so
+    /// that the publish behind it in the turn queue sees it.
+    private func claimSequence(_ producer: ProducerStamp?, count: Int, now: Int64) throws -> SequenceClaim {
+        guard let producer else { return .claimed(previous: nil) }
+        switch producers.check(producer, count: count) {
+        case .fresh: break
+        case .duplicate(let ids):
+            var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: count)
+            if let ids { for (k, id) in ids.enumerated() where k < out.count { out[k].id = id } }
+            return .repeated(out)
+        case .gap(let expected):
+            throw BrokerError(
+                .sequenceGap, "producer \(producer.producerID) sent sequence \(producer.sequence) to \(topic)/\(index), expected \(expected)")
+        }
+        let previous = producers.producers[producer.producerID]?.lastSequence
+        producers.record(producer, count: count, ids: nil, now: now)
+        return .claimed(previous: previous)
+    }
+
+    /// How far a client-encoded record's timestamp may be from the broker's clock.
+    static let maxTimestampSkewMilliseconds: Int64 = 3_600_000
+
+    /// Stores a record batch a client encoded (protocol version 2, `publishRecords`):
+    /// messages due now, without dedup keys. The batch is checked — CRC, structure, every
+    /// record decoded for its size and headers — and appended as it came; its producer id
+    /// and base sequence are the idempotence stamp. One outcome per record, in order.
+    func publishRecords(_ bytes: [UInt8]) async throws -> [PublishedMessage] {
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        let batch: RecordBatch
+        let records: [StoredRecord]
+        do {
+            batch = try RecordBatch(validating: bytes, limits: ready.log.configuration.limits)
+            records = try batch.records()
+        } catch let error as StoreError {
+            throw BrokerError(error.code == .corruptBatch ? .corruptBatch : .malformedBatch, "the record batch: \(error.message)")
+        }
+        // The records' timestamps become their publish and due times and drive retention:
+        // a client clock far from the broker's is refused rather than trusted.
+        let receivedAt = clock.now()
+        for r in records.map(\.record) {
+            guard abs(r.timestamp - receivedAt) <= Self.maxTimestampSkewMilliseconds else {
+                throw BrokerError(
+                    .invalidArgument,
+                    "a record's timestamp \(r.timestamp) is \((r.timestamp - receivedAt) / 1_000) s from the broker's clock (at most \(Self.maxTimestampSkewMilliseconds / 1_000) s either way)")
+            }
+            let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
+            guard size <= settings.maxMessageBytes else {
+                throw BrokerError(.messageTooLarge, "a message of \(size) bytes is over the topic's limit of \(settings.maxMessageBytes)")
+            }
+            for h in r.headers where ReservedHeader.isReserved(h.name) {
+                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
+            }
+        }
+        let count = records.count
+        let producer = batch.header.producerId >= 0 ? ProducerStamp(producerID: batch.header.producerId, sequence: batch.header.baseSequence) : nil
+        await takePublishTurn()
+        var holdingTurn = true
+        defer { if holdingTurn { endPublishTurn() } }
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        let now = clock.now()
+        let previousSequence: Int32?
+        switch try claimSequence(producer, count: count, now: now) {
+        case .repeated(let answer): return answer
+        case .claimed(let previous): previousSequence = previous
+        }
+        do {
+            let result: AppendResult
+            do {
+                result = try ready.log.append(bytes)
+            } catch {
+                throw BrokerError.wrapping(error, "appending to \(topic)/\(index)")
+            }
+            let out = (0..<count).map {
+                PublishedMessage(id: MessageID(topicID: topicID, partition: index, kind: .ready, value: result.baseOffset + Int64($0)), partition: index, duplicate: false)
+            }
+            if let producer { producers.record(producer, count: count, ids: out.map(\.id), now: now) }
+            holdingTurn = false
+            endPublishTurn()
+            do {
+                try await ready.log.waitUntilDurable(result.nextOffset)
+            } catch {
+                throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
+            }
+            published.increment(by: count)
+            return out
+        } catch {
             if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
             throw error
         }

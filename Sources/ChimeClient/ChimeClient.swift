@@ -1,4 +1,5 @@
 import ChimeProtocol
+import ChimeStore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -112,7 +113,39 @@ public final class ChimeClient: Service, Sendable {
         await connector.close()
     }
 
+    /// Immediate records without dedup keys go as one record batch in the store's format
+    /// (protocol version 2, appended by the broker as it came); otherwise, or to an older
+    /// broker, as a plain publish.
     func send(_ publish: Publish) async throws -> [PublishReply.Outcome] {
+        if publish.partition >= 0, publish.records.allSatisfy({ $0.deliverAt == nil && $0.dedupKey == nil }) {
+            let connection = try await connector.connection()
+            if connection.version.withLock({ $0 }) >= ProtocolVersion.publishRecords {
+                var builder = RecordBatchBuilder(
+                    producerId: publish.producerID, baseSequence: publish.sequence,
+                    capacity: publish.records.reduce(64) { $0 + $1.body.count + ($1.key?.count ?? 0) + 24 })
+                let now = Self.nowMilliseconds()
+                for r in publish.records {
+                    builder.append(Record(timestamp: now, key: r.key, headers: r.headers.map { RecordHeader(name: $0.name, value: $0.value) }, body: r.body))
+                }
+                let batch: [UInt8]
+                do {
+                    batch = try builder.build()
+                } catch {
+                    throw ClientError(code: 105, message: "cannot encode the records as a batch: \(error)")
+                }
+                let outcomes = try await connection.request(
+                    .publishRecords, PublishRecords(topic: publish.topic, partition: UInt32(publish.partition), batch: batch), as: PublishReply.self
+                ).outcomes
+                guard outcomes.count == publish.records.count else {
+                    throw ClientError(code: 0, message: "the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
+                }
+                return outcomes
+            }
+        }
+        return try await sendPlain(publish)
+    }
+
+    private func sendPlain(_ publish: Publish) async throws -> [PublishReply.Outcome] {
         let outcomes = try await call(.publish, publish, as: PublishReply.self).outcomes
         guard outcomes.count == publish.records.count else {
             throw ClientError(code: 0, message: "the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")

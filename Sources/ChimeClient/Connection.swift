@@ -11,6 +11,8 @@ import Synchronization
 final class Connection: Sendable {
     private let channel: any Channel
     private let router: ResponseRouter
+    /// The protocol version the hello settled on.
+    let version = Mutex<UInt16>(1)
 
     private init(channel: any Channel, router: ResponseRouter) {
         self.channel = channel
@@ -45,7 +47,8 @@ final class Connection: Sendable {
         }
         let connection = Connection(channel: channel, router: router)
         do {
-            _ = try await connection.request(.hello, hello, as: HelloReply.self)
+            let reply = try await connection.request(.hello, hello, as: HelloReply.self)
+            connection.version.withLock { $0 = reply.version }
         } catch {
             try? await channel.close()
             throw error

@@ -69,4 +69,6 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case extend = 14
     case term = 15
     case stats = 16
+    /// Version 2: records already in the store's batch format.
+    case publishRecords = 17
 }

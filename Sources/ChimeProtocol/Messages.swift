@@ -6,8 +6,11 @@ import NIOCore
 
 /// The protocol versions this build speaks.
 public enum ProtocolVersion {
-    public static let current: UInt16 = 1
+    /// 2 adds `publishRecords` (opcode 17); everything of 1 is unchanged.
+    public static let current: UInt16 = 2
     public static let oldest: UInt16 = 1
+    /// The first version with `publishRecords`.
+    public static let publishRecords: UInt16 = 2
 }
 
 /// First frame of a connection: the versions the client speaks, its name, its token.
@@ -300,6 +303,32 @@ public struct Publish: WireMessage {
         b.writeWire(sequence)
         b.writeWire(UInt32(records.count))
         for rec in records { rec.encode(into: &b) }
+    }
+}
+
+/// Opcode 17 (version 2): immediate records for one partition, already encoded as one
+/// record batch in the store's format (docs/formats.md, "Record batch"), so the broker
+/// checks and appends the bytes as they came instead of decoding and encoding each record.
+/// The batch's producer id and base sequence are the publish's idempotence stamp (−1: none).
+/// Records carry no due time and no dedup key: those go through `publish`.
+public struct PublishRecords: WireMessage {
+    public var topic: String
+    public var partition: UInt32
+    public var batch: [UInt8]
+    public init(topic: String, partition: UInt32, batch: [UInt8]) {
+        self.topic = topic
+        self.partition = partition
+        self.batch = batch
+    }
+    public init(from r: inout WireReader) throws {
+        topic = try r.string("topic")
+        partition = try r.u32("partition")
+        batch = try r.bytes("record batch")
+    }
+    public func encode(into b: inout ByteBuffer) {
+        b.writeWire(topic)
+        b.writeWire(partition)
+        b.writeWire(bytes: batch)
     }
 }
 

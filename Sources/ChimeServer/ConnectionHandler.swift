@@ -15,6 +15,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private let options: ServerOptions
     private let logger: Logger
     private var handshook = false
+    /// The protocol version chosen in the handshake.
+    private var version: UInt16 = ProtocolVersion.oldest
     private var inFlight = 0
     /// Payload bytes of the requests in progress.
     private var inFlightBytes = 0
@@ -46,6 +48,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 return fail(context, ProtocolError(.unauthenticated, "the first frame must be a hello"), opcode: frame.opcode, correlation: frame.correlationID)
             }
             return hello(context, frame)
+        }
+        // An opcode newer than the connection's version is unknown on it.
+        guard frame.opcode != .publishRecords || version >= ProtocolVersion.publishRecords else {
+            return fail(
+                context, ProtocolError(.unknownOpcode, "opcode \(frame.opcode.rawValue) needs protocol version \(ProtocolVersion.publishRecords); this connection chose \(version)"),
+                opcode: frame.opcode, correlation: frame.correlationID)
         }
         // Over budget: frames already read (one socket read can hold many) wait here, in
         // order; nothing more is read until enough requests have been answered.
@@ -130,6 +138,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
         handshook = true
+        self.version = version
         let reply = HelloReply(version: version, server: options.serverName)
         context.writeAndFlush(
             wrapOutboundOut(Frame(opcode: .hello, flags: .response, correlationID: frame.correlationID, payload: reply.payload(allocator: context.channel.allocator))),

@@ -73,6 +73,11 @@ struct RequestHandler: Sendable {
             default: results = try await broker.term(group: r.group, member: r.memberID, receipts, reason: r.reason ?? "terminated")
             }
             return SettleReply(results: results.map { $0.map { ErrorCodes.reply($0) } }).payload(allocator: allocator)
+        case .publishRecords:
+            let r = try PublishRecords(payload: frame.payload)
+            let results = try await broker.publishRecords(topic: r.topic, partition: Int(r.partition), batch: r.batch)
+            return PublishReply(outcomes: results.map { .init(id: $0.id.map(WireMessageID.init), partition: UInt32($0.partition), duplicate: $0.duplicate) })
+                .payload(allocator: allocator)
         case .stats:
             return try await stats(try StatsRequest(payload: frame.payload)).payload(allocator: allocator)
         }

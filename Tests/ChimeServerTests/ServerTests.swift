@@ -1,6 +1,8 @@
+import Foundation
 import ChimeBroker
 import ChimeProtocol
 import ChimeServer
+import ChimeStore
 import ChimeTestSupport
 import ChimeWheel
 import Logging
@@ -111,6 +113,43 @@ final class ServerFixture {
         #expect(try await order(budget: 1) == [1, 2], "over budget: one at a time")
     }
 
+    @Test func recordsInTheStoresBatchFormatAreStoredAsTheyCame() async throws {
+        let f = try await ServerFixture()
+        let c = try await f.client()
+        _ = try await c.call(.createTopic, CreateTopic(name: "raw", settings: WireTopicSettings(partitions: 2, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 100, maxAttempts: 3, dedupWindowMilliseconds: 1_000)), as: WireTopic.self)
+        let now = Int64(Date().timeIntervalSince1970 * 1_000)
+        func batch(_ bodies: [String], producer: Int64 = -1, sequence: Int32 = -1, header: String? = nil, at timestamp: Int64 = now) throws -> [UInt8] {
+            var b = RecordBatchBuilder(producerId: producer, baseSequence: sequence)
+            for body in bodies {
+                b.append(Record(timestamp: timestamp, key: nil, headers: header.map { [RecordHeader(name: $0, value: [1])] } ?? [], body: Array(body.utf8)))
+            }
+            return try b.build()
+        }
+        let stored = try await c.call(.publishRecords, PublishRecords(topic: "raw", partition: 1, batch: batch(["a", "b", "c"], producer: 9, sequence: 0)), as: PublishReply.self)
+        #expect(stored.outcomes.map { $0.id?.value } == [0, 1, 2] && stored.outcomes.allSatisfy { $0.partition == 1 && !$0.duplicate })
+        // The same stamp again: a duplicate, answered with the first ids, stored once.
+        let again = try await c.call(.publishRecords, PublishRecords(topic: "raw", partition: 1, batch: batch(["a", "b", "c"], producer: 9, sequence: 0)), as: PublishReply.self)
+        #expect(again.outcomes.map { $0.id?.value } == [0, 1, 2] && again.outcomes.allSatisfy(\.duplicate))
+        // Refused, each with its code, and the connection goes on.
+        var corrupt = try batch(["x"])
+        corrupt[corrupt.count - 1] ^= 0xFF
+        for (bytes, code) in [(corrupt, UInt16(106)), (Array(corrupt.prefix(20)), 105), (try batch(["x"], header: "chime-id"), 115), (try batch([String(repeating: "y", count: 200)]), 104),
+            (try batch(["z"], at: now - 7_200_000), 115), (try batch(["z"], at: now + 7_200_000), 115)] {
+            do {
+                _ = try await c.call(.publishRecords, PublishRecords(topic: "raw", partition: 0, batch: bytes), as: PublishReply.self)
+                Issue.record("a bad batch was stored")
+            } catch let e as ErrorReply {
+                #expect(e.code == code, "\(e.message)")
+            }
+        }
+        let stats = try await f.broker.partitionStats(topic: "raw")
+        #expect(stats.map { $0.logEnd } == [0, 3], "nothing of the refused batches stored")
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["raw"]), as: WireMembership.self)
+        let got = try await c.call(.fetch, Fetch(group: "g", memberID: m.memberID, max: 10), as: Deliveries.self)
+        #expect(got.deliveries.map { String(decoding: $0.body, as: UTF8.self) } == ["a", "b", "c"])
+        await f.shutdown()
+    }
+
     @Test func tokensAreRequiredWhenConfigured() async throws {
         let f = try await ServerFixture(ServerOptions(port: 0, tokens: ["s3cret", "other"]))
         // Wrong token: an error, then the connection is closed.
@@ -139,12 +178,28 @@ final class ServerFixture {
         let f = try await ServerFixture()
         let c = try await RawClient(port: f.server.port)
         do {
-            _ = try await c.call(.hello, Hello(minVersion: 2, maxVersion: 3, client: "future"), as: HelloReply.self)
+            _ = try await c.call(.hello, Hello(minVersion: 3, maxVersion: 4, client: "future"), as: HelloReply.self)
             Issue.record("accepted an unsupported version")
         } catch let e as ErrorReply {
             #expect(e.code == 6)
-            #expect(e.message.contains("1...1"))
+            #expect(e.message.contains("1...2"))
         }
+        // A version-1 client is still served, at version 1.
+        let old = try await RawClient(port: f.server.port)
+        #expect(try await old.call(.hello, Hello(minVersion: 1, maxVersion: 1, client: "v1"), as: HelloReply.self).version == 1)
+        #expect(try await old.call(.listTopics, Empty(), as: TopicList.self).topics.isEmpty)
+        // Opcode 17 is version 2's: on a version-1 connection it is an unknown opcode.
+        var b = RecordBatchBuilder(producerId: -1, baseSequence: -1)
+        b.append(Record(timestamp: Int64(Date().timeIntervalSince1970 * 1_000), key: nil, headers: [], body: [1]))
+        _ = try await old.call(.createTopic, CreateTopic(name: "t", settings: nil), as: WireTopic.self)
+        do {
+            _ = try await old.call(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: try b.build()), as: PublishReply.self)
+            Issue.record("a version-1 connection was served opcode 17")
+        } catch let e as ErrorReply {
+            #expect(e.code == 3, "\(e.message)")
+        }
+        #expect(await old.isClosedByServer())
+        #expect(try await f.broker.partitionStats(topic: "t").allSatisfy { $0.logEnd == 0 })
         await f.shutdown()
     }
 
