@@ -137,6 +137,20 @@ let package = Package(
             dependencies: ["ChimeWheel", "ChimeStore", .product(name: "Logging", package: "swift-log")],
             path: "bench/WheelBench"
         ),
+        // Chime beside beanstalkd and Redis (bench/suite.sh). The peers' protocol clients
+        // live here, not in the product.
+        .executableTarget(
+            name: "PeerBench",
+            dependencies: [
+                "ChimeClient", "ChimeProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/PeerBench"
+        ),
         // libFuzzer target for the frame decoder and payload codecs. Fuzz/build.sh builds it
         // with -sanitize=fuzzer,address and -DCHIME_FUZZ in its own scratch directory; a
         // normal build compiles only a stub main (see Fuzz/FrameFuzz/FrameFuzz.swift).
