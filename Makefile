@@ -10,18 +10,20 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test deps build release bench bench-quick bench-broker bench-net clean fuzz fuzz-smoke
+.PHONY: run test deps build release bench bench-quick bench-broker bench-net bench-suite clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
 	./.build/release/chime serve --data $(DATA)
 
 ## Build and run every test (unit, recovery, fault injection, SIGKILL crash, CLI), then
-## fuzz the frame decoder briefly (its own build included: see Fuzz/README.md).
+## fuzz the frame decoder briefly (its own build included: see Fuzz/README.md), then the
+## peer suite's quick mode as a smoke test (installs beanstalkd and redis-server if missing).
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --disable-xctest
 	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_TEST_SECONDS)
+	bash bench/suite.sh --quick
 
 ## libFuzzer on the frame decoder and payload codecs (Fuzz/README.md): `make fuzz
 ## FUZZ_SECONDS=3600`; `make fuzz-smoke` for a minute.
@@ -55,6 +57,10 @@ bench-broker: deps
 ## The broker over loopback TCP: `chime bench` against `chime serve` (bench/README.md).
 bench-net: deps
 	bash bench/net.sh
+
+## Chime beside beanstalkd and Redis, same machine, same run (bench/README.md).
+bench-suite: deps
+	bash bench/suite.sh
 
 bench-quick: deps
 	bash bench/store.sh --quick

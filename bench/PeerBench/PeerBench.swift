@@ -311,7 +311,7 @@ struct Suite {
         let md = "\(out)/latest.md"
         try report.markdown().write(toFile: md, atomically: true, encoding: .utf8)
         say("wrote \(json) and \(md)")
-        print(report.markdown())
+        if !report.quick { print(report.markdown()) }
     }
 }
 
