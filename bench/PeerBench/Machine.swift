@@ -52,13 +52,13 @@ enum Chart {
     static func lateness(_ series: [(String, [Int64])], directory: String, quick: Bool) throws {
         guard !series.isEmpty else { return }
         let dat = "\(directory)/latest-lateness.dat"
-        var text = "# percentile " + series.map { "\"\($0.0)\"" }.joined(separator: " ") + "  (received − due, ms)\n"
+        var text = "# percentile " + series.map { "\"\($0.0)\"" }.joined(separator: " ") + "  (received − due, ms; samples in µs)\n"
         var p = 0.0
         while p <= 100.0001 {
             text += String(format: "%.1f", p)
             for (_, sorted) in series {
                 let v = sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p / 100))]
-                text += " \(v)"
+                text += String(format: " %.3f", Double(v) / 1_000)
             }
             text += "\n"
             p += p < 90 ? 1 : (p < 99 ? 0.5 : 0.1)
@@ -69,7 +69,7 @@ enum Chart {
             set terminal pngcairo size 900,560 noenhanced
             set output '\(directory)/latest-lateness.png'
             set title 'Lateness: received − due\(quick ? " (quick mode: meaningless)" : "")'
-            set xlabel 'ms late (log scale; 0 drawn at 0.5)'
+            set xlabel 'ms late (log scale; under 0.01 drawn at 0.01)'
             set ylabel 'messages delivered by then (%)'
             set logscale x
             set grid
@@ -77,7 +77,7 @@ enum Chart {
             plot 
             """
         script += series.enumerated().map { i, s in
-            "'\(dat)' using ($\(i + 2) < 0.5 ? 0.5 : $\(i + 2)):1 with lines linewidth 2 title '\(s.0)'"
+            "'\(dat)' using ($\(i + 2) < 0.01 ? 0.01 : $\(i + 2)):1 with lines linewidth 2 title '\(s.0)'"
         }.joined(separator: ", ")
         script += "\n"
         let gp = "\(directory)/latest-lateness.gp"

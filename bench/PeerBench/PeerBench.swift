@@ -190,7 +190,7 @@ struct Suite {
                         ) { start, _ in start }
                     }
                     overran = overran || r.publishedAt > r.start
-                    lasts.append(Double(r.lastReceivedAt - r.start) / 1_000)
+                    lasts.append(Double(r.lastReceivedAt - r.start * 1_000) / 1e6)
                 }
                 add(
                     "4. burst: \(scale.burst) messages due in the same second, 4 consumers", "last delivered after due", unit: "s", peer, runs: lasts,
@@ -217,9 +217,9 @@ struct Suite {
                     }
                     overran = overran || r.publishedAt > r.start
                     let sorted = r.lateness.sorted()
-                    p50.append(Double(percentile(sorted, 0.50)))
-                    p99.append(Double(percentile(sorted, 0.99)))
-                    maxes.append(Double(sorted.last ?? 0))
+                    p50.append(Double(percentile(sorted, 0.50)) / 1_000)
+                    p99.append(Double(percentile(sorted, 0.99)) / 1_000)
+                    maxes.append(Double(sorted.last ?? 0) / 1_000)
                     early += r.early
                     pooled += sorted
                 }

@@ -95,7 +95,11 @@ struct Report: Codable, Sendable {
 
 func fmt(_ v: Double, digits: Int = 0) -> String {
     guard v.isFinite else { return "n/a" }
-    if digits > 0 { return String(format: "%.\(digits)g", v) }
+    if digits > 0 {
+        // Three significant digits, never in exponent notation.
+        if abs(v) >= 1_000 { return fmt(v) }
+        return String(format: "%.\(digits)g", v)
+    }
     if abs(v) >= 100 {
         let f = NumberFormatter()
         f.numberStyle = .decimal

@@ -55,12 +55,14 @@ final class Tally: @unchecked Sendable {
     var finished: Int { lock.withLock { done } }
     var lastFinish: ContinuousClock.Instant? { lock.withLock { lastAt } }
 
-    func received(_ dueTimes: [Int64], at now: Int64) {
+    /// Messages due at `dueTimes` (ms) received at `now` (µs): lateness kept in µs.
+    func received(_ dueTimes: [Int64], atMicroseconds now: Int64) {
         lock.withLock {
             latestReceive = max(latestReceive, now)
             for d in dueTimes {
-                lateness.append(now - d)
-                if now < d { early += 1 }
+                let late = now - d * 1_000
+                lateness.append(late)
+                if late < 0 { early += 1 }
             }
         }
     }
@@ -179,7 +181,7 @@ enum Workloads {
             while !done() {
                 let taken = try await c.take(max: max)
                 guard !taken.dueTimes.isEmpty else { continue }
-                sample?.received(taken.dueTimes, at: nowMilliseconds())
+                sample?.received(taken.dueTimes, atMicroseconds: nowMicroseconds())
                 acks.addTask {
                     acked.finish(try await c.ack(taken))
                 }
@@ -223,8 +225,10 @@ enum Workloads {
     }
 
     struct Scheduled {
+        /// Received − due, µs.
         var lateness: [Int64]
         var early: Int
+        /// µs since the epoch.
         var lastReceivedAt: Int64
         /// The first due time.
         var start: Int64
