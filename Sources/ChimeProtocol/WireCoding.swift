@@ -43,15 +43,16 @@ public struct WireReader {
 
     /// u16 length + UTF-8.
     public mutating func string(_ what: String = "string") throws -> String {
-        let n = Int(try u16("\(what) length"))
-        guard let bytes = buffer.readSlice(length: n) else { throw malformed(what) }
+        // Error text is built only on failure: these run once per field on the hot path.
+        guard let length = buffer.readInteger(endianness: .little, as: UInt16.self) else { throw malformed("\(what) length") }
+        guard let bytes = buffer.readSlice(length: Int(length)) else { throw malformed(what) }
         guard let s = String(validatingUTF8Bytes: bytes) else { throw ProtocolError(.malformed, "\(what) is not UTF-8") }
         return s
     }
 
     /// u32 length + bytes; 0xFFFFFFFF is none.
     public mutating func optionalBytes(_ what: String = "bytes") throws -> [UInt8]? {
-        let n = try u32("\(what) length")
+        guard let n = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw malformed("\(what) length") }
         if n == .max { return nil }
         guard Int(n) <= buffer.readableBytes, let bytes = buffer.readBytes(length: Int(n)) else { throw malformed(what) }
         return bytes
@@ -65,7 +66,8 @@ public struct WireReader {
     /// A count of items each at least `minimumItemBytes` long: refused when the rest of the
     /// payload cannot hold them, so no array is sized from a lie.
     public mutating func count(_ what: String, minimumItemBytes: Int, limit: Int = .max) throws -> Int {
-        let n = Int(try u32("\(what) count"))
+        guard let count = buffer.readInteger(endianness: .little, as: UInt32.self) else { throw malformed("\(what) count") }
+        let n = Int(count)
         guard n <= limit else { throw ProtocolError(.tooManyRecords, "\(n) \(what) is over the limit of \(limit)") }
         guard n * max(1, minimumItemBytes) <= buffer.readableBytes else {
             throw ProtocolError(.malformed, "\(n) \(what) cannot fit in the \(buffer.readableBytes) bytes left")

@@ -11,7 +11,11 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: UInt16.self)
     }
     @inlinable @inline(__always) package static func append(_ value: UInt16, to array: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
+        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
+        // measured at 4.6 % of a scheduled publish's server time.
+        let v = value
+        array.append(UInt8(truncatingIfNeeded: v))
+        array.append(UInt8(truncatingIfNeeded: v &>> 8))
     }
     @inlinable @inline(__always) package static func load(_ type: UInt32.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
         UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self))
@@ -20,7 +24,13 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: UInt32.self)
     }
     @inlinable @inline(__always) package static func append(_ value: UInt32, to array: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
+        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
+        // measured at 4.6 % of a scheduled publish's server time.
+        let v = value
+        array.append(UInt8(truncatingIfNeeded: v))
+        array.append(UInt8(truncatingIfNeeded: v &>> 8))
+        array.append(UInt8(truncatingIfNeeded: v &>> 16))
+        array.append(UInt8(truncatingIfNeeded: v &>> 24))
     }
     @inlinable @inline(__always) package static func load(_ type: Int32.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> Int32 {
         Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int32.self))
@@ -29,7 +39,13 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: Int32.self)
     }
     @inlinable @inline(__always) package static func append(_ value: Int32, to array: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
+        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
+        // measured at 4.6 % of a scheduled publish's server time.
+        let v = UInt32(bitPattern: value)
+        array.append(UInt8(truncatingIfNeeded: v))
+        array.append(UInt8(truncatingIfNeeded: v &>> 8))
+        array.append(UInt8(truncatingIfNeeded: v &>> 16))
+        array.append(UInt8(truncatingIfNeeded: v &>> 24))
     }
     @inlinable @inline(__always) package static func load(_ type: Int64.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> Int64 {
         Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int64.self))
@@ -38,7 +54,17 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: Int64.self)
     }
     @inlinable @inline(__always) package static func append(_ value: Int64, to array: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
+        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
+        // measured at 4.6 % of a scheduled publish's server time.
+        let v = UInt64(bitPattern: value)
+        array.append(UInt8(truncatingIfNeeded: v))
+        array.append(UInt8(truncatingIfNeeded: v &>> 8))
+        array.append(UInt8(truncatingIfNeeded: v &>> 16))
+        array.append(UInt8(truncatingIfNeeded: v &>> 24))
+        array.append(UInt8(truncatingIfNeeded: v &>> 32))
+        array.append(UInt8(truncatingIfNeeded: v &>> 40))
+        array.append(UInt8(truncatingIfNeeded: v &>> 48))
+        array.append(UInt8(truncatingIfNeeded: v &>> 56))
     }
     @inlinable @inline(__always) package static func load(_ type: UInt64.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> UInt64 {
         UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
@@ -47,7 +73,17 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: UInt64.self)
     }
     @inlinable @inline(__always) package static func append(_ value: UInt64, to array: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { array.append(contentsOf: $0) }
+        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
+        // measured at 4.6 % of a scheduled publish's server time.
+        let v = value
+        array.append(UInt8(truncatingIfNeeded: v))
+        array.append(UInt8(truncatingIfNeeded: v &>> 8))
+        array.append(UInt8(truncatingIfNeeded: v &>> 16))
+        array.append(UInt8(truncatingIfNeeded: v &>> 24))
+        array.append(UInt8(truncatingIfNeeded: v &>> 32))
+        array.append(UInt8(truncatingIfNeeded: v &>> 40))
+        array.append(UInt8(truncatingIfNeeded: v &>> 48))
+        array.append(UInt8(truncatingIfNeeded: v &>> 56))
     }
 }
 

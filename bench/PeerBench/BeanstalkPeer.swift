@@ -120,7 +120,7 @@ struct BeanstalkPeer: Peer {
             for due in dueTimes {
                 let delay = due.map { max(0, ($0 - now + 999) / 1_000) } ?? 0
                 out.writeString("put 0 \(delay) 60 \(bodySize)\r\n")
-                out.writeBytes(Body.make(size: bodySize, dueAt: due ?? now))
+                Body.write(size: bodySize, dueAt: due ?? now, into: &out)
                 out.writeString("\r\n")
             }
             for reply in try await connection.send(out, replies: dueTimes.count) {

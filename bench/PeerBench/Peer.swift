@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// One system under test with one durability setting: how to start it, and clients for
 /// the suite's workloads. Chime, beanstalkd and a Redis delayed queue each implement it.
@@ -56,10 +57,10 @@ protocol PeerMover: Sendable {
 /// Message bodies for the peers that carry no due time of their own: the due time in the
 /// first 8 bytes (little-endian ms), then filler up to the body size.
 enum Body {
-    static func make(size: Int, dueAt: Int64) -> [UInt8] {
-        var b = [UInt8](repeating: 0x61, count: max(size, 8))
-        withUnsafeBytes(of: dueAt.littleEndian) { for i in 0..<8 { b[i] = $0[i] } }
-        return b
+    /// Writes the body for `dueAt` into `buffer`: no array per message.
+    static func write(size: Int, dueAt: Int64, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(dueAt, endianness: .little)
+        buffer.writeRepeatingByte(0x61, count: max(size, 8) - 8)
     }
 
     static func dueAt<C: Collection>(_ body: C) -> Int64 where C.Element == UInt8 {
@@ -83,4 +84,14 @@ func nowMicroseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+}
+
+/// A number in `range` drawn from message number `i`: SplitMix64 of it, so the harness
+/// spends no system call (SystemRandomNumberGenerator's getrandom) and no lock per message.
+func spread(_ i: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15, in range: ClosedRange<Int64>) -> Int64 {
+    var z = UInt64(truncatingIfNeeded: i) &+ seed &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    z ^= z >> 31
+    return range.lowerBound + Int64(z % UInt64(range.upperBound - range.lowerBound + 1))
 }

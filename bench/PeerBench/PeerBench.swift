@@ -149,8 +149,8 @@ struct Suite {
                 var rates: [Double] = []
                 for _ in 0..<runs {
                     let t = try await withServer(peer) { s in
-                        try await Workloads.publish(peer, port: s.port, scale: scale, connections: 1) { _ in
-                            nowMilliseconds() + Int64.random(in: 1_000...3_600_000)
+                        try await Workloads.publish(peer, port: s.port, scale: scale, connections: 1) { i in
+                            nowMilliseconds() + spread(i, in: 1_000...3_600_000)
                         }
                     }
                     rates.append(t.rate)
@@ -259,8 +259,9 @@ struct Suite {
             let chunk = max(scale.batch, count / 10)
             while stored < count {
                 let n = min(chunk, count - stored)
-                _ = try await Workloads.publishAll(peer, port: server.port, scale: scale, total: n) { _ in
-                    nowMilliseconds() + Int64.random(in: 3_600_000...7_200_000)
+                let first = stored
+                _ = try await Workloads.publishAll(peer, port: server.port, scale: scale, total: n) { i in
+                    nowMilliseconds() + spread(first + i, in: 3_600_000...7_200_000)
                 }
                 stored += n
                 say("memory · \(peer.label): \(stored) of \(count) pending, resident \(server.residentBytes() >> 20) MiB")

@@ -220,34 +220,45 @@ struct RedisPeer: Peer {
         }
 
         /// One MSET of the payloads and one RPUSH (due now) or ZADD (scheduled) of the ids,
-        /// pipelined in one write.
+        /// pipelined in one write, encoded straight into the buffer.
         func publish(_ dueTimes: [Int64?]) async throws {
             let now = nowMilliseconds()
             let first = counter.take(dueTimes.count)
-            var mset: [[UInt8]] = [Array("MSET".utf8)]
-            var push: [[UInt8]] = [Array("RPUSH".utf8), Array("ready".utf8)]
-            var zadd: [[UInt8]] = [Array("ZADD".utf8), Array("delayed".utf8)]
-            mset.reserveCapacity(1 + 2 * dueTimes.count)
-            for (k, due) in dueTimes.enumerated() {
-                let id = Array("\(prefix)\(first + k)".utf8)
-                mset.append(Array("job:".utf8) + id)
-                mset.append(Body.make(size: bodySize, dueAt: due ?? now))
-                if let due {
-                    zadd.append(Array("\(due)".utf8))
-                    zadd.append(id)
-                } else {
-                    push.append(id)
-                }
-            }
+            let ids = (0..<dueTimes.count).map { "\(prefix)\(first + $0)" }
+            let size = max(bodySize, 8)
             var out = ByteBuffer()
-            out.writeCommand(mset)
+            out.reserveCapacity(dueTimes.count * (size + 80))
+            func bulk(_ s: String) {
+                out.writeString("$\(s.utf8.count)\r\n")
+                out.writeString(s)
+                out.writeString("\r\n")
+            }
+            out.writeString("*\(1 + 2 * dueTimes.count)\r\n")
+            bulk("MSET")
+            for (k, due) in dueTimes.enumerated() {
+                bulk("job:" + ids[k])
+                out.writeString("$\(size)\r\n")
+                Body.write(size: size, dueAt: due ?? now, into: &out)
+                out.writeString("\r\n")
+            }
             var commands = 1
-            if push.count > 2 {
-                out.writeCommand(push)
+            let ready = dueTimes.indices.filter { dueTimes[$0] == nil }
+            if !ready.isEmpty {
+                out.writeString("*\(2 + ready.count)\r\n")
+                bulk("RPUSH")
+                bulk("ready")
+                for k in ready { bulk(ids[k]) }
                 commands += 1
             }
-            if zadd.count > 2 {
-                out.writeCommand(zadd)
+            let later = dueTimes.indices.filter { dueTimes[$0] != nil }
+            if !later.isEmpty {
+                out.writeString("*\(2 + 2 * later.count)\r\n")
+                bulk("ZADD")
+                bulk("delayed")
+                for k in later {
+                    bulk("\(dueTimes[k]!)")
+                    bulk(ids[k])
+                }
                 commands += 1
             }
             for reply in try await connection.send(out, replies: commands) {
