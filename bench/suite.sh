@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Chime beside beanstalkd and a Redis delayed queue: the same workloads, one harness, one run.
 #
-#   bash bench/suite.sh                 the whole suite, 3 runs per figure (about 40 minutes)
+#   bash bench/suite.sh                 the whole suite, 3 runs per figure (about 32 minutes)
 #   bash bench/suite.sh --quick         smoke run for CI (under 2 minutes, figures mean nothing)
 #   bash bench/suite.sh --only publish,lateness --systems chime,redis    a part of it
 #

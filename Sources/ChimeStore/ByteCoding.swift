@@ -39,13 +39,7 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: Int32.self)
     }
     @inlinable @inline(__always) package static func append(_ value: Int32, to array: inout [UInt8]) {
-        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
-        // measured at 4.6 % of a scheduled publish's server time.
-        let v = UInt32(bitPattern: value)
-        array.append(UInt8(truncatingIfNeeded: v))
-        array.append(UInt8(truncatingIfNeeded: v &>> 8))
-        array.append(UInt8(truncatingIfNeeded: v &>> 16))
-        array.append(UInt8(truncatingIfNeeded: v &>> 24))
+        append(UInt32(bitPattern: value), to: &array)
     }
     @inlinable @inline(__always) package static func load(_ type: Int64.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> Int64 {
         Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: Int64.self))
@@ -54,17 +48,7 @@ package enum LittleEndian {
         bytes.storeBytes(of: value.littleEndian, toByteOffset: at, as: Int64.self)
     }
     @inlinable @inline(__always) package static func append(_ value: Int64, to array: inout [UInt8]) {
-        // Byte by byte: `append(contentsOf:)` with a raw buffer is a generic sequence copy,
-        // measured at 4.6 % of a scheduled publish's server time.
-        let v = UInt64(bitPattern: value)
-        array.append(UInt8(truncatingIfNeeded: v))
-        array.append(UInt8(truncatingIfNeeded: v &>> 8))
-        array.append(UInt8(truncatingIfNeeded: v &>> 16))
-        array.append(UInt8(truncatingIfNeeded: v &>> 24))
-        array.append(UInt8(truncatingIfNeeded: v &>> 32))
-        array.append(UInt8(truncatingIfNeeded: v &>> 40))
-        array.append(UInt8(truncatingIfNeeded: v &>> 48))
-        array.append(UInt8(truncatingIfNeeded: v &>> 56))
+        append(UInt64(bitPattern: value), to: &array)
     }
     @inlinable @inline(__always) package static func load(_ type: UInt64.Type, _ bytes: UnsafeRawBufferPointer, _ at: Int) -> UInt64 {
         UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self))
