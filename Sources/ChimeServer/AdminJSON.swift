@@ -6,7 +6,7 @@ import Glibc
 /// documented in docs/formats.md ("admin API v1") read the same on the wire, absent values
 /// are an explicit `null` rather than a missing field, and no Codable type has to mirror
 /// every engine struct.
-enum JSONValue: Sendable {
+package enum JSONValue: Sendable {
     case object([(String, JSONValue)])
     case array([JSONValue])
     case string(String)
@@ -74,7 +74,8 @@ enum JSONValue: Sendable {
     }
 
     /// A JSON string literal (RFC 8259): quote, backslash and control characters escaped.
-    private static func quote(_ s: String, to out: inout String) {
+    /// The CLI's `--json` output uses it too.
+    package static func quote(_ s: String, to out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {

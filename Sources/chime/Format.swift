@@ -1,3 +1,6 @@
+import ChimeServer
+import Foundation
+
 /// Human-readable numbers for CLI output.
 enum Format {
     static func bytes(_ n: Int64) -> String {
@@ -11,25 +14,11 @@ enum Format {
         return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
     }
 
-    /// A JSON string literal.
+    /// A JSON string literal (the admin port's encoder).
     static func json(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONValue.quote(s, to: &out)
+        return out
     }
 
     /// Printable text for a body or key: UTF-8 if it is, else hex.
@@ -43,4 +32,3 @@ enum Format {
     }
 }
 
-import Foundation
