@@ -136,9 +136,8 @@ struct Suite {
                     }
                     add("1. publish, due now", "\(connections) connection\(connections == 1 ? "" : "s")", unit: "msg/s", peer, runs: rates, higherIsBetter: true)
                     if peer.system == "chime" && connections == 1 {
-                        let median = Row(workload: "", metric: "", unit: "", system: "", durability: "", runs: rates, higherIsBetter: true).median
-                        report.chimePublishMBps = median * body / 1e6
-                        report.chimeDiskWriteMBps = Row(workload: "", metric: "", unit: "", system: "", durability: "", runs: diskRates, higherIsBetter: true).median
+                        report.chimePublishMBps = medianOf(rates) * body / 1e6
+                        report.chimeDiskWriteMBps = medianOf(diskRates)
                     }
                 }
             }

@@ -11,14 +11,9 @@ struct Row: Codable, Sendable {
     var higherIsBetter: Bool
     var note: String?
 
-    var sorted: [Double] { runs.sorted() }
-    var median: Double {
-        let s = sorted
-        guard !s.isEmpty else { return .nan }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-    var minimum: Double { sorted.first ?? .nan }
-    var maximum: Double { sorted.last ?? .nan }
+    var median: Double { medianOf(runs) }
+    var minimum: Double { runs.min() ?? .nan }
+    var maximum: Double { runs.max() ?? .nan }
 }
 
 struct DiskLimits: Codable, Sendable {
@@ -91,6 +86,13 @@ struct Report: Codable, Sendable {
         }
         return out
     }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); NaN for none.
+func medianOf(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    guard !s.isEmpty else { return .nan }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
 func fmt(_ v: Double, digits: Int = 0) -> String {
