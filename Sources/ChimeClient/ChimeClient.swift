@@ -119,7 +119,7 @@ public final class ChimeClient: Service, Sendable {
     func send(_ publish: Publish) async throws -> [PublishReply.Outcome] {
         if publish.partition >= 0, publish.records.allSatisfy({ $0.deliverAt == nil && $0.dedupKey == nil }) {
             let connection = try await connector.connection()
-            if connection.version.withLock({ $0 }) >= ProtocolVersion.publishRecords {
+            if connection.version.withLock({ $0 }) >= Opcode.publishRecords.sinceVersion {
                 var builder = RecordBatchBuilder(
                     producerId: publish.producerID, baseSequence: publish.sequence,
                     capacity: publish.records.reduce(64) { $0 + $1.body.count + ($1.key?.count ?? 0) + 24 })

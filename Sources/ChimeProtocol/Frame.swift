@@ -71,4 +71,13 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case stats = 16
     /// Version 2: records already in the store's batch format.
     case publishRecords = 17
+
+    /// The first protocol version with this opcode: on a connection that chose an older
+    /// one it is unknown.
+    public var sinceVersion: UInt16 {
+        switch self {
+        case .publishRecords: 2
+        default: 1
+        }
+    }
 }

@@ -9,8 +9,6 @@ public enum ProtocolVersion {
     /// 2 adds `publishRecords` (opcode 17); everything of 1 is unchanged.
     public static let current: UInt16 = 2
     public static let oldest: UInt16 = 1
-    /// The first version with `publishRecords`.
-    public static let publishRecords: UInt16 = 2
 }
 
 /// First frame of a connection: the versions the client speaks, its name, its token.

@@ -50,9 +50,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             return hello(context, frame)
         }
         // An opcode newer than the connection's version is unknown on it.
-        guard frame.opcode != .publishRecords || version >= ProtocolVersion.publishRecords else {
+        guard version >= frame.opcode.sinceVersion else {
             return fail(
-                context, ProtocolError(.unknownOpcode, "opcode \(frame.opcode.rawValue) needs protocol version \(ProtocolVersion.publishRecords); this connection chose \(version)"),
+                context, ProtocolError(.unknownOpcode, "opcode \(frame.opcode.rawValue) needs protocol version \(frame.opcode.sinceVersion); this connection chose \(version)"),
                 opcode: frame.opcode, correlation: frame.correlationID)
         }
         // Over budget: frames already read (one socket read can hold many) wait here, in
