@@ -3,7 +3,13 @@ import PackageDescription
 
 /// Hot paths cross module boundaries (the wheel reads the store's bytes): let the optimizer
 /// specialise generics across them.
-let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+/// Release builds also leave out the run-time exclusivity checks (`-enforce-exclusivity=
+/// unchecked`): each access to a class's stored property or to a ByteBuffer's storage paid
+/// for a lookup in a thread-local access set (see docs/architecture.md, "Release builds").
+/// Debug builds, which every test runs, keep them.
+let releaseSettings: [SwiftSetting] = [
+    .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
+]
 
 let package = Package(
     name: "Chime",
@@ -45,7 +51,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: crossModule
+            swiftSettings: releaseSettings
         ),
         // Timer log and the hierarchical timing wheel of list heads (design.md §3).
         .target(
@@ -55,7 +61,7 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: crossModule
+            swiftSettings: releaseSettings
         ),
         // The engine without sockets: topics, partitions, groups, leases, retries (design.md §1, §4).
         .target(
@@ -67,13 +73,13 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
-            swiftSettings: crossModule
+            swiftSettings: releaseSettings
         ),
         // Frames and codecs shared by server and client (design.md §5); no engine inside.
         .target(
             name: "ChimeProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: crossModule
+            swiftSettings: releaseSettings
         ),
         // The TCP server over the engine (SwiftNIO): handshake, auth, limits, dispatch; the
         // admin HTTP port (Hummingbird) with Prometheus metrics; configuration; lifecycle.
@@ -91,7 +97,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
-            ]
+            ],
+            swiftSettings: releaseSettings
         ),
         // The Swift client: requests pipelined on one connection, reconnecting; a consumer
         // as an AsyncSequence.
@@ -105,7 +112,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: releaseSettings
         ),
         .executableTarget(
             name: "chime",

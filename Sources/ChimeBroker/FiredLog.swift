@@ -141,7 +141,11 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
 
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
         var byDestination: [UInt32: [FiredMessage]] = [:]
-        for m in messages { byDestination[m.destination, default: []].append(m) }
+        if let first = messages.first?.destination, messages.allSatisfy({ $0.destination == first }) {
+            byDestination[first] = messages  // one destination, the usual case: no copy of each message
+        } else {
+            for m in messages { byDestination[m.destination, default: []].append(m) }
+        }
         let destinations = byDestination.keys.sorted()
         var counts: [UInt32: Int] = [:]
         for (index, d) in destinations.enumerated() {

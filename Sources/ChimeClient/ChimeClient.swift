@@ -233,7 +233,11 @@ public final class ChimeClient: Service, Sendable {
     public func ack(_ messages: [ConsumedMessage]) async throws -> [ClientError?] {
         var results = [ClientError?](repeating: nil, count: messages.count)
         var byMember: [MemberKey: [Int]] = [:]
-        for (i, m) in messages.enumerated() { byMember[MemberKey(group: m.group, memberID: m.memberID), default: []].append(i) }
+        if let first = messages.first, messages.allSatisfy({ $0.memberID == first.memberID && $0.group == first.group }) {
+            byMember[MemberKey(group: first.group, memberID: first.memberID)] = Array(messages.indices)  // one member: no lookup per message
+        } else {
+            for (i, m) in messages.enumerated() { byMember[MemberKey(group: m.group, memberID: m.memberID), default: []].append(i) }
+        }
         for (member, indices) in byMember {
             for chunk in stride(from: 0, to: indices.count, by: AckBatcher.maxReceipts) {
                 let part = Array(indices[chunk..<min(chunk + AckBatcher.maxReceipts, indices.count)])

@@ -543,22 +543,21 @@ public struct WireDelivery: WireMessage {
         self.leaseDeadline = leaseDeadline
     }
     public init(from r: inout WireReader) throws {
-        topic = try r.string("topic")
-        partition = try r.u32("partition")
-        offset = try r.i64("offset")
-        id = try WireMessageID(from: &r)
-        key = try r.optionalBytes("key")
-        headers = try readHeaders(&r)
-        body = try r.bytes("body")
-        publishedAt = try r.i64("publishedAt")
-        dueAt = try r.i64("dueAt")
-        deliveredAt = try r.i64("deliveredAt")
-        attempt = try r.u32("attempt")
-        lastError = try r.u8("error flag") == 1 ? try r.string("last error") : nil
-        receipt = try WireReceipt(from: &r)
-        leaseDeadline = try r.i64("lease deadline")
+        var noTopic: String? = nil
+        self = try r.withRawReader { try WireDelivery(raw: &$0, previousTopic: &noTopic) }
     }
+
+    /// About the bytes `encode` writes: to size an answer once.
+    public var estimatedSize: Int { rawSize ?? 64 }
+
     public func encode(into b: inout ByteBuffer) {
+        guard let size = rawSize else { return encodeFieldByField(into: &b) }
+        b.writeRaw(size: size) { encodeRaw(into: &$0) }
+    }
+
+    /// The layout field by field (docs/formats.md); `encode` writes the same bytes through
+    /// one raw view when no string is too long for it.
+    func encodeFieldByField(into b: inout ByteBuffer) {
         b.writeWire(topic)
         b.writeWire(partition)
         b.writeWire(offset)
@@ -586,9 +585,27 @@ public struct Deliveries: WireMessage {
     public init(deliveries: [WireDelivery]) { self.deliveries = deliveries }
     public init(from r: inout WireReader) throws {
         let n = try r.count("deliveries", minimumItemBytes: 80)
-        deliveries = []
+        var deliveries: [WireDelivery] = []
         deliveries.reserveCapacity(n)
-        for _ in 0..<n { deliveries.append(try WireDelivery(from: &r)) }
+        // One raw view for the whole answer; a fetch answer is mostly one topic, whose
+        // String is then made once.
+        var topic: String? = nil
+        try r.withRawReader { raw in
+            for _ in 0..<n { deliveries.append(try WireDelivery(raw: &raw, previousTopic: &topic)) }
+        }
+        self.deliveries = deliveries
+    }
+    public var estimatedSize: Int { deliveries.reduce(4) { $0 + $1.estimatedSize } }
+
+    /// The payload `Deliveries(deliveries: items.map(make))` encodes to, made without the
+    /// array: each delivery is encoded as soon as it is made.
+    public static func payload<C: Collection>(
+        _ items: C, allocator: ByteBufferAllocator, estimatedSize: Int, _ make: (C.Element) -> WireDelivery
+    ) -> ByteBuffer {
+        var b = allocator.buffer(capacity: estimatedSize)
+        b.writeWire(UInt32(items.count))
+        for item in items { make(item).encode(into: &b) }
+        return b
     }
     public func encode(into b: inout ByteBuffer) {
         b.writeWire(UInt32(deliveries.count))
@@ -616,17 +633,23 @@ public struct Settle: WireMessage {
         group = try r.string("group")
         memberID = try r.u64("member id")
         let n = try r.count("receipts", minimumItemBytes: WireReceipt.size, limit: Self.maxReceipts)
-        receipts = []
+        var receipts: [WireReceipt] = []
         receipts.reserveCapacity(n)
-        for _ in 0..<n { receipts.append(try WireReceipt(from: &r)) }
+        try r.withRawReader { raw in
+            for _ in 0..<n { receipts.append(try WireReceipt(raw: &raw)) }
+        }
+        self.receipts = receipts
         milliseconds = try r.i64("milliseconds")
         reason = try r.u8("reason flag") == 1 ? try r.string("reason") : nil
     }
+    public var estimatedSize: Int { 32 + group.utf8.count + receipts.count * WireReceipt.size + (reason?.utf8.count ?? 0) }
     public func encode(into b: inout ByteBuffer) {
         b.writeWire(group)
         b.writeWire(memberID)
         b.writeWire(UInt32(receipts.count))
-        for rc in receipts { rc.encode(into: &b) }
+        b.writeRaw(size: receipts.count * WireReceipt.size) { w in
+            for rc in receipts { rc.encodeRaw(into: &w) }
+        }
         b.writeWire(milliseconds)
         if let reason {
             b.writeWire(UInt8(1))

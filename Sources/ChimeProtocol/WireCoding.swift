@@ -3,7 +3,8 @@ import NIOCore
 /// A payload's fields, read with every length checked against what is left before anything
 /// is allocated; any violation is a `.malformed` `ProtocolError`.
 public struct WireReader {
-    private var buffer: ByteBuffer
+    /// Codecs in this module also read it through a raw view (`withRawReader`).
+    var buffer: ByteBuffer
 
     public init(_ payload: ByteBuffer) { buffer = payload }
 
@@ -103,12 +104,17 @@ extension ByteBuffer {
     public mutating func writeWire(optional v: Int64?) { writeInteger(v ?? -1, endianness: .little) }
     /// u16 length + UTF-8 (at most 65,535 bytes: longer strings are cut at a character boundary).
     public mutating func writeWire(_ s: String) {
-        var utf8 = Array(s.utf8)
-        if utf8.count > Int(UInt16.max) {
-            var cut = Int(UInt16.max)
-            while cut > 0 && utf8[cut] & 0xC0 == 0x80 { cut -= 1 }
-            utf8 = Array(utf8[..<cut])
+        let count = s.utf8.count
+        guard count > Int(UInt16.max) else {
+            // The usual case, copied straight from the string's storage.
+            writeInteger(UInt16(count), endianness: .little)
+            writeString(s)
+            return
         }
+        var utf8 = Array(s.utf8)
+        var cut = Int(UInt16.max)
+        while cut > 0 && utf8[cut] & 0xC0 == 0x80 { cut -= 1 }
+        utf8 = Array(utf8[..<cut])
         writeInteger(UInt16(utf8.count), endianness: .little)
         writeBytes(utf8)
     }
@@ -126,6 +132,9 @@ extension ByteBuffer {
 public protocol WireMessage: Sendable, Equatable {
     init(from reader: inout WireReader) throws
     func encode(into buffer: inout ByteBuffer)
+    /// About how many bytes `encode` writes, to allocate the payload once (a large answer
+    /// grown from a small buffer is copied at every doubling).
+    var estimatedSize: Int { get }
 }
 
 extension WireMessage {
@@ -136,8 +145,10 @@ extension WireMessage {
         try reader.finish("\(Self.self)")
     }
 
+    public var estimatedSize: Int { 64 }
+
     public func payload(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        var b = allocator.buffer(capacity: 64)
+        var b = allocator.buffer(capacity: estimatedSize)
         encode(into: &b)
         return b
     }

@@ -61,7 +61,8 @@ struct RequestHandler: Sendable {
         case .fetch:
             let r = try Fetch(payload: frame.payload)
             let deliveries = try await fetch(r)
-            return Deliveries(deliveries: deliveries.map(WireDelivery.init)).payload(allocator: allocator)
+            let size = deliveries.reduce(4) { $0 + 160 + $1.topic.utf8.count + ($1.key?.count ?? 0) + $1.body.count + 32 * $1.headers.count }
+            return Deliveries.payload(deliveries, allocator: allocator, estimatedSize: size, WireDelivery.init)
         case .ack, .nack, .extend, .term:
             let r = try Settle(payload: frame.payload)
             let receipts = r.receipts.map(\.receipt)

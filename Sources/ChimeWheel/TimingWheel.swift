@@ -839,7 +839,8 @@ public final class TimingWheel {
                     return f.id == seen
                 }
             }
-            fired.append(contentsOf: slotFired)
+            // Moved, not copied, when it is the only slot (a copy retains every payload).
+            if fired.isEmpty { swap(&fired, &slotFired) } else { fired.append(contentsOf: slotFired) }
         }
         let sequence = nextFireSequence
         let handedOver = sequence > appliedFireSequence

@@ -98,6 +98,44 @@ import Testing
         await s.broker.close()
     }
 
+    /// One ack call whose receipts alternate between partitions still owned, partitions
+    /// moved to another member, a partition the group never delivered from, and a repeat:
+    /// each receipt gets its own answer, whatever the receipt before it was (the lookups
+    /// are made once per run of one partition).
+    @Test func interleavedReceiptsEachGetTheirPartitionsAnswer() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 4))
+        try await fill(s, partitions: 4)
+        let a = try await s.broker.join(group: "g", member: "a", topics: ["jobs"], settings: Self.settings)
+        let got = try await s.fetchAll("g", a.memberID)
+        #expect(got.count == 8)
+        let b = try await s.broker.join(group: "g", member: "b", topics: ["jobs"])
+        let a2 = try await s.broker.heartbeat(group: "g", member: a.memberID)
+        let kept = got.filter { owned(a2).contains($0.partition) }
+        let moved = got.filter { owned(b).contains($0.partition) }
+        #expect(kept.count == 4 && moved.count == 4)
+        var stranger = kept[0].receipt
+        stranger.partition = 99
+        var receipts: [DeliveryReceipt] = []
+        var expected: [BrokerError.Code?] = []
+        for k in 0..<4 {
+            receipts += [kept[k].receipt, moved[k].receipt]
+            expected += [nil, .fenced]
+            if k == 1 {
+                receipts += [stranger, kept[k].receipt]
+                expected += [.unknownDelivery, .alreadyAcked]
+            }
+        }
+        let results = try await s.broker.ack(group: "g", member: a.memberID, receipts)
+        #expect(results.map { $0?.code } == expected)
+        // What was acked stays acked; what moved goes to its new owner.
+        #expect(try await s.consumeAll("g", b.memberID).textSet == moved.textSet)
+        #expect(try await s.fetchAll("g", a.memberID).isEmpty)
+        let stats = try await s.broker.groupStats("g")
+        #expect(stats.partitions.map(\.committed) == Array(repeating: 2, count: 4))
+        await s.broker.close()
+    }
+
     @Test func silentMemberLosesPartitionsAndIsFenced() async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 4))
