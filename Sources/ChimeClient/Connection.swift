@@ -56,7 +56,10 @@ final class Connection: Sendable {
         return connection
     }
 
-    var isOpen: Bool { channel.isActive }
+    /// Usable for new requests: a connection the broker has given up on (a connection-level
+    /// error, the close not seen yet) is not, or the next request would fail with that
+    /// error instead of going out on a new connection.
+    var isOpen: Bool { channel.isActive && !router.isClosed }
 
     func request<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
         let promise = channel.eventLoop.makePromise(of: Frame.self)
@@ -98,6 +101,9 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
         if let closed { promise.fail(closed) }
         return id
     }
+
+    /// The connection has ended (or the broker said it will end it): requests fail at once.
+    var isClosed: Bool { state.withLock { $0.closed != nil } }
 
     func forget(_ id: UInt32) {
         _ = state.withLock { $0.waiting.removeValue(forKey: id) }

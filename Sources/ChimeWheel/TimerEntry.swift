@@ -21,16 +21,17 @@ public struct ScheduledMessage: Sendable, Equatable {
     }
 }
 
-/// One entry of the timer log, format version 2 (docs/formats.md). Every kind shares a
+/// One entry of the timer log, format version 4 (docs/formats.md). Every kind shares a
 /// 48-byte frame; only messages carry more.
 ///
 ///     0  i64 position    the entry's own byte position in the timer log (stamped on append)
 ///     8  u32 length      bytes after this field
 ///    12  u32 crc         CRC-32C of bytes [16, end)
-///    16  u8  magic       3 (still read: version 2, kinds 2-10; version 1, kinds 2-6 and
-///                        byte 19 always 0)
+///    16  u8  magic       4 (still read: version 3, kinds 2-11; version 2, kinds 2-10;
+///                        version 1, kinds 2-6 and byte 19 always 0)
 ///    17  u8  kind        2 message, 3 link, 4 cancel, 5 slot cleared, 6 slot fired,
-///                        7 cascade progress, 8 moved message, 9 slot compacted, 10 fire sequence
+///                        7 cascade progress, 8 moved message, 9 slot compacted, 10 fire sequence,
+///                        11 hand-over, 12 slot moved, 13 slot moved ahead
 ///    18  u8  level       wheel level of the slot the entry is linked into (markers: the slot's)
 ///    19  u8  continues   1: more entries of the same append follow (all but its last);
 ///                        an append cut short by a crash is dropped as a whole on opening
@@ -46,7 +47,8 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///                        progress: the first entry of the slot's list not yet cascaded
 ///                        ahead (-1: all were); slot compacted: the cut (entries below it
 ///                        were rewritten); fire sequence: the last hand-over's number
-///                        (dueAt: the wheel time)
+///                        (dueAt: the wheel time); slot moved (ahead): the start of the
+///                        slot the list moved to, whose level is in `next`
 ///    message, moved message:
 ///    48  u32 destination
 ///    52  u32 reserved    0
@@ -58,15 +60,16 @@ public struct ScheduledMessage: Sendable, Equatable {
 public struct TimerEntry: Sendable, Equatable {
     public enum Kind: UInt8, Sendable, CaseIterable {
         case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9,
-            fireSequence = 10, handOver = 11
+            fireSequence = 10, handOver = 11, slotMoved = 12, slotMovedAhead = 13
 
         /// Carries a scheduled record: an original `message` or a compaction's `movedMessage`.
         public var carriesMessage: Bool { self == .message || self == .movedMessage }
     }
 
-    /// The format version written: 3 added kind 11 (hand-over). Version 2 (kinds 2–10) and
-    /// version 1 (kinds 2–6, byte 19 always 0) are still read.
-    public static let magic: UInt8 = 3
+    /// The format version written: 4 added kinds 12 and 13 (slot moved, slot moved ahead),
+    /// 3 kind 11 (hand-over). Version 3 (kinds 2–11), version 2 (kinds 2–10) and version 1
+    /// (kinds 2–6, byte 19 always 0) are still read.
+    public static let magic: UInt8 = 4
     public static let frameSize = 48
     static let messageFixedSize = 64
     static let noPosition: Int64 = -1
@@ -282,7 +285,8 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
         let total = length + 12
         let version = raw[at + 16]
-        guard version == TimerEntry.magic || (version == 2 && raw[at + 17] <= 10) || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
+        guard version == TimerEntry.magic || (version == 3 && raw[at + 17] <= 11) || (version == 2 && raw[at + 17] <= 10)
+            || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
             let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
             Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] <= 1, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
             total <= limits.maxBatchBytes,

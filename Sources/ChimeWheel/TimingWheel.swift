@@ -35,7 +35,16 @@ public final class TimingWheel {
         /// or the message a link reads): compaction rewrites the slots reaching below the
         /// part of the log it wants to free.
         var oldest: Int64 = .max
+        /// The due time every entry linked in shares (messages, links and cancels above
+        /// level 0 carry their message's), so that the slot can move down whole
+        /// (`moveWhole`); `Slot.noDue` while empty, `Slot.mixedDue` once two differ. Not
+        /// kept by checkpoints: a slot loaded from one is `mixedDue` and cascades entry by
+        /// entry.
+        var sharedDue: Int64 = Slot.noDue
+        static let noDue = Int64.max
+        static let mixedDue = Int64.min
         var isEmpty: Bool { head == TimerEntry.noPosition }
+        var singleDue: Int64? { sharedDue == Slot.noDue || sharedDue == Slot.mixedDue ? nil : sharedDue }
     }
 
     public let geometry: WheelGeometry
@@ -141,7 +150,8 @@ public final class TimingWheel {
         if let checkpoint = loadCheckpoint() {
             for s in checkpoint.slots {
                 slots[index(s.level, s.start)] = Slot(
-                    head: s.head, start: s.start, count: s.count, cancels: s.cancels, cut: s.cut, oldest: s.oldest)
+                    head: s.head, start: s.start, count: s.count, cancels: s.cancels, cut: s.cut, oldest: s.oldest,
+                    sharedDue: Slot.mixedDue)
                 occupancy[page(s.level, s.start)].insert(s.slot)
             }
             time = checkpoint.time
@@ -369,7 +379,7 @@ public final class TimingWheel {
 
     /// Pushes an entry onto the list of the slot of `level` starting at `start`. `target`:
     /// the position of the message it reads (nil for a cancel).
-    private func link(level: Int, position: Int64, start: Int64, cancel: Bool, target: Int64?) {
+    private func link(level: Int, position: Int64, start: Int64, dueAt: Int64, cancel: Bool, target: Int64?) {
         let i = index(level, start)
         if slots[i].isEmpty {
             slots[i].start = start
@@ -378,6 +388,11 @@ public final class TimingWheel {
         assert(slots[i].start == start, "a slot holds one span at a time")
         slots[i].head = position
         slots[i].count += 1
+        if slots[i].sharedDue == Slot.noDue {
+            slots[i].sharedDue = dueAt
+        } else if slots[i].sharedDue != dueAt {
+            slots[i].sharedDue = Slot.mixedDue
+        }
         slots[i].oldest = min(slots[i].oldest, position, target ?? .max)
         if cancel { slots[i].cancels += 1 }
         if compactionPlan?.slot == i { compactionPlan!.pushedOldest = min(compactionPlan!.pushedOldest, position, target ?? .max) }
@@ -436,7 +451,7 @@ public final class TimingWheel {
         var bytes: [[UInt8]] = []
         var position: Int64
         var heads: [Int: Int64] = [:]
-        var placed: [(level: Int, start: Int64, position: Int64, size: Int, cancel: Bool, target: Int64?)] = []
+        var placed: [(level: Int, start: Int64, position: Int64, size: Int, dueAt: Int64, cancel: Bool, target: Int64?)] = []
 
         init(at position: Int64, capacity: Int) {
             self.position = position
@@ -466,7 +481,7 @@ public final class TimingWheel {
         var bytes: [UInt8] = []
         TimerEntry.appendMessage(
             m, level: p.0, slot: p.1, next: head(i, pending), placedAt: time, originalID: originalID, continues: true, to: &bytes)
-        add(bytes, level: p.0, start: p.2, cancel: false, target: pending.position, to: &pending)
+        add(bytes, level: p.0, start: p.2, dueAt: m.dueAt, cancel: false, target: pending.position, to: &pending)
     }
 
     /// Adds a frame-only entry (link or cancel) for the slot of `level` starting at `start`.
@@ -477,12 +492,12 @@ public final class TimingWheel {
         TimerEntry.append(
             kind, level: level, slot: geometry.slot(level: level, time: start), dueAt: dueAt, next: head(index(level, start), pending),
             reference: reference, continues: true, to: &bytes)
-        add(bytes, level: level, start: start, cancel: kind == .cancel, target: kind == .link ? reference : nil, to: &pending)
+        add(bytes, level: level, start: start, dueAt: dueAt, cancel: kind == .cancel, target: kind == .link ? reference : nil, to: &pending)
     }
 
-    private func add(_ bytes: [UInt8], level: Int, start: Int64, cancel: Bool, target: Int64?, to pending: inout PendingAppend) {
+    private func add(_ bytes: [UInt8], level: Int, start: Int64, dueAt: Int64, cancel: Bool, target: Int64?, to pending: inout PendingAppend) {
         pending.heads[index(level, start)] = pending.position
-        pending.placed.append((level, start, pending.position, bytes.count, cancel, target))
+        pending.placed.append((level, start, pending.position, bytes.count, dueAt, cancel, target))
         pending.position += Int64(bytes.count)
         pending.bytes.append(bytes)
     }
@@ -513,7 +528,7 @@ public final class TimingWheel {
 
     private func link(_ pending: PendingAppend) {
         for p in pending.placed {
-            link(level: p.level, position: p.position, start: p.start, cancel: p.cancel, target: p.target)
+            link(level: p.level, position: p.position, start: p.start, dueAt: p.dueAt, cancel: p.cancel, target: p.target)
             liveAdd(p.position, Int32(p.size))
         }
     }
@@ -664,6 +679,7 @@ public final class TimingWheel {
     @discardableResult
     public func cascadeAhead(maxEntries: Int = 1024) throws -> Bool {
         guard let (level, start) = nextSlotAhead() else { return false }
+        if try moveWhole(level: level, start: start, ahead: true) { return nextSlotAhead() != nil }
         let (taken, cursor) = walk(index(level, start), limit: max(1, maxEntries))
         let lower = level - 1
         var pending = PendingAppend(at: log.endOffset, capacity: taken.count)
@@ -744,7 +760,47 @@ public final class TimingWheel {
         return (out, at >= floor ? at : TimerEntry.noPosition, false)
     }
 
+    /// Moves a slot whose entries all fall due in the same millisecond down whole: its list
+    /// becomes the list of the slot a cascade would put each of them in, and one 48-byte
+    /// `slotMoved` marker (`slotMovedAhead` from `cascadeAhead`) replaces a link per entry —
+    /// nothing is walked, written per entry or copied. (A burst due at one instant, such
+    /// as everything expiring at noon, then reaches level 0 in constant time, and its fire
+    /// reads the messages without going through links.) Only into an empty slot, since
+    /// two lists cannot be joined, and not while a compaction works on the slot. Returns
+    /// false, having done nothing, when the slot cannot move: the caller cascades it.
+    private func moveWhole(level: Int, start: Int64, ahead: Bool) throws -> Bool {
+        let i = index(level, start)
+        guard level > 0, let due = slots[i].singleDue, compactionPlan?.slot != i else { return false }
+        let target: (level: Int, start: Int64)
+        if ahead {
+            // Into the lower level's next page, as `cascadeAhead` links entries.
+            target = (level - 1, due & ~(geometry.slotSpan(level - 1) - 1))
+        } else {
+            let p = placement(due)
+            target = (p.level, p.start)
+        }
+        guard target.level < level, slots[index(target.level, target.start)].isEmpty else { return false }
+        if target.level == 0, let through = unfinishedHandOverThrough, target.start <= through { return false }
+        var marker: [UInt8] = []
+        TimerEntry.append(
+            ahead ? .slotMovedAhead : .slotMoved, level: level, slot: geometry.slot(level: level, time: start), dueAt: start,
+            next: Int64(target.level), reference: target.start, to: &marker)
+        _ = try appendGroup([marker])
+        relink(level: level, start: start, to: target)
+        return true
+    }
+
+    /// The list of slot (`level`, `start`) becomes the list of the empty slot `target`.
+    private func relink(level: Int, start: Int64, to target: (level: Int, start: Int64)) {
+        var moved = slots[index(level, start)]
+        clear(level: level, start: start)
+        moved.start = target.start
+        slots[index(target.level, target.start)] = moved
+        occupancy[page(target.level, target.start)].insert(geometry.slot(level: target.level, time: target.start))
+    }
+
     private func cascade(level: Int, start: Int64) throws {
+        if try moveWhole(level: level, start: start, ahead: false) { return }
         let i = index(level, start)
         let entries = walk(i).entries
         var pending = PendingAppend(at: log.endOffset, capacity: entries.count)
@@ -1115,7 +1171,7 @@ public final class TimingWheel {
                 logger.error("timer entry links into a slot of another span; list reset", metadata: ["position": "\(e.position)"])
                 clear(level: e.level, start: slots[i].start)
             }
-            link(level: e.level, position: e.position, start: start, cancel: e.kind == .cancel, target: e.kind == .cancel ? nil : e.target)
+            link(level: e.level, position: e.position, start: start, dueAt: e.dueAt, cancel: e.kind == .cancel, target: e.kind == .cancel ? nil : e.target)
             liveAdd(e.position, Int32(e.bytes.count))
         case .slotCleared, .slotFired:
             // Retire what the processing retired: walk the list it processed.
@@ -1148,6 +1204,27 @@ public final class TimingWheel {
             // was at least one slot before it (restored so that placements after
             // the reopen use the same pages as before the crash).
             time = max(time, e.dueAt - geometry.slotSpan(e.level))
+        case .slotMoved, .slotMovedAhead:
+            // A whole list moved down (`moveWhole`): to the slot of level `next` starting
+            // at `reference`, empty until then.
+            let i = index(e.level, e.dueAt)
+            let target = (level: Int(e.next), start: e.reference)
+            guard !slots[i].isEmpty && slots[i].start == e.dueAt, (0..<e.level).contains(target.level), target.start >= 0,
+                target.start < geometry.limit, target.start & (geometry.slotSpan(target.level) - 1) == 0,
+                slots[index(target.level, target.start)].isEmpty
+            else {
+                logger.error("slot move that does not fit the wheel's state; skipped", metadata: ["position": "\(e.position)"])
+                return
+            }
+            relink(level: e.level, start: e.dueAt, to: target)
+            if e.kind == .slotMoved {
+                // As a cascade at the slot's start: the wheel time reached it.
+                time = max(time, e.dueAt)
+                clearSlotsProcessedBefore(e.dueAt, position: e.position)
+            } else {
+                // As a cascade ahead: the wheel time was at least one slot before it.
+                time = max(time, e.dueAt - geometry.slotSpan(e.level))
+            }
         case .slotCompacted:
             // The rewritten entries were linked just before: what lies below the
             // new cut is dead, and so is every message a link there read.

@@ -192,6 +192,9 @@ import Testing
         let span3: Int64 = 1 << 18
         let s1 = (now & ~(span3 - 1)) + 3 * span3
         let m1 = try wheel.schedule([ScheduledMessage(dueAt: s1 + 5, publishedAt: now, body: [1, 2, 3])])[0]
+        // A second due time in m1's slot, so that it cascades entry by entry (a slot whose
+        // entries share one due time moves down whole, without links).
+        try wheel.schedule([ScheduledMessage(dueAt: s1 + 6, publishedAt: now, body: [7])])
         let m2 = try wheel.schedule([ScheduledMessage(dueAt: now + 10 * 86_400_000, publishedAt: now, body: [4, 5, 6])])[0]
         for _ in 0..<6 {
             try wheel.schedule((0..<100).map { k in ScheduledMessage(dueAt: now + 1 + Int64(k), publishedAt: now, body: [UInt8](repeating: 3, count: 100)) })

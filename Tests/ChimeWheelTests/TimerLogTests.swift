@@ -62,9 +62,20 @@ import Testing
         }
         #expect(accepted(asVersionTwo(.fireSequence)))
         #expect(!accepted(asVersionTwo(.handOver)))
+        // Version 3 (kinds 2-11) is read too; kinds 12 and 13 need version 4.
+        func asVersionThree(_ kind: TimerEntry.Kind) -> [UInt8] {
+            var out: [UInt8] = []
+            TimerEntry.append(kind, level: 1, slot: 2, dueAt: 128, next: 0, reference: 128, to: &out)
+            out[16] = 3
+            TimerEntry.setContinues(false, &out)
+            return out
+        }
+        #expect(accepted(asVersionThree(.handOver)))
+        #expect(!accepted(asVersionThree(.slotMoved)))
+        #expect(!accepted(asVersionThree(.slotMovedAhead)))
         var current: [UInt8] = []
-        TimerEntry.append(.handOver, level: 0, slot: 2, dueAt: 64, next: -1, reference: 0, to: &current)
-        #expect(current[16] == 3 && accepted(current))
+        TimerEntry.append(.slotMoved, level: 1, slot: 2, dueAt: 128, next: 0, reference: 128, to: &current)
+        #expect(current[16] == 4 && accepted(current))
     }
 
     @Test func everyFlippedBitIsCaught() throws {

@@ -295,7 +295,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         }
         #expect(wheel.pendingCount == 1_000_000)
         #expect(wheel.stateBytes == empty)
-        #expect(wheel.stateBytes <= 8 * 2 * 64 * 40 + 16 * 8, "one 40-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
+        #expect(wheel.stateBytes <= 8 * 2 * 64 * 48 + 16 * 8, "one 48-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
     }
 
     /// Opens from a checkpoint replay only what followed it, and the outcome is the same as
