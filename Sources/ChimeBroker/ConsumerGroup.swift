@@ -113,7 +113,8 @@ actor ConsumerGroup {
     private(set) var settings: GroupSettings
     private var membership = GroupMembership()
     private var parts: [PartitionKey: GroupPartition] = [:]
-    /// Bumped whenever `parts` changes (see `settle`).
+    /// Bumped whenever `parts` changes — a partition opened, dropped with its topic, or all
+    /// of them closed — so that `settle` looks a partition up again (see there).
     private var layout = 0
     private var topicNames: [UInt32: String] = [:]
     private var bucket: TokenBucket?
@@ -418,7 +419,7 @@ actor ConsumerGroup {
         // Receipts come in runs of one partition: its lookups are made once per run, and
         // again only when the partitions or the assignment changed meanwhile (a body that
         // suspends lets other calls run on the actor).
-        var run: (key: PartitionKey, layout: Int, generation: Int64, gp: GroupPartition)? = nil
+        var run: (key: PartitionKey, layout: Int, generation: Int64, gp: GroupPartition, settled: Bool)? = nil
         var runAcked: (key: PartitionKey, entries: [(source: DeliverySource, offset: Int64)]) = (PartitionKey(topicID: 0, partition: 0), [])
         for (i, r) in receipts.enumerated() {
             let key = PartitionKey(topicID: r.topicID, partition: r.partition)
@@ -436,11 +437,16 @@ actor ConsumerGroup {
                     continue
                 }
                 gp = found
-                run = (key, layout, membership.generation, found)
-                touched[key] = gp
+                run = (key, layout, membership.generation, found, false)
             }
             do {
-                if let offset = try await body(self, gp, r) {
+                let settledOffset = try await body(self, gp, r)
+                // Journaled and synced below: only partitions where something was settled.
+                if run?.settled == false {
+                    touched[key] = gp
+                    run?.settled = true
+                }
+                if let offset = settledOffset {
                     if runAcked.key != key {
                         if !runAcked.entries.isEmpty { acked[runAcked.key, default: []].append(contentsOf: runAcked.entries) }
                         runAcked = (key, [])
@@ -651,6 +657,7 @@ actor ConsumerGroup {
             }
         }
         parts = [:]
+        layout += 1
     }
 
     /// Forgets a deleted topic's partitions.
@@ -658,6 +665,7 @@ actor ConsumerGroup {
         for key in parts.keys where key.topicID == topicID {
             if let gp = parts.removeValue(forKey: key) { try? gp.journal.log.close() }
         }
+        layout += 1
     }
 
     func update(settings: GroupSettings) {

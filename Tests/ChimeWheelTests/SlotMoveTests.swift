@@ -77,6 +77,31 @@ import Testing
         #expect(dest.fired.count == fired.count, "nothing fires again after a reopen")
     }
 
+    @Test func cancelAndRescheduleFindMessagesInAMovedList() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        let wheel = try open(dir, dest)
+        var now = Self.base + 100
+        dest.clock = { now }
+        try wheel.advance(to: now)
+        let due = Self.base + 8_192 + 777
+        let ids = try wheel.schedule(burst(100, dueAt: due, now: now))
+        now = due - 1
+        try wheel.advance(to: now)
+        #expect(wheel.occupiedSlots == [1, 0, 0, 0, 0, 0, 0, 0], "moved down to level 0")
+        try wheel.cancel(ids[5])
+        #expect(throws: StoreError.self) { try wheel.cancel(ids[5]) }
+        let moved = try wheel.reschedule(ids[6], to: due + 5)
+        #expect(wheel.pendingCount == 99)
+        for t in [due, due + 5] {
+            now = t
+            try wheel.advance(to: now)
+        }
+        let expected = ids.filter { $0 != ids[5] && $0 != ids[6] }
+        #expect(dest.fired.map(\.id) == expected + [moved])
+        #expect(dest.fired.allSatisfy { $0.at == $0.message.dueAt })
+    }
+
     @Test func cascadingAheadMovesAWholeSlotInOneStep() throws {
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
