@@ -37,6 +37,55 @@ import Testing
         }
     }
 
+    /// A list that moved down whole (all its entries due at one instant) waits on level 2
+    /// while traffic fills the log: compaction copies it forward like any other list, and
+    /// every message still fires once, at its time.
+    @Test func aListMovedWholeIsCompactedLikeAnyOther() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        var wheel = try open(dir, dest)
+        let span3: Int64 = 1 << 18
+        let s3 = (Self.base & ~(span3 - 1)) + 2 * span3  // a level-3 slot start, two slots ahead
+        var now = s3 - span3 - 1_000
+        dest.clock = { now }
+        try wheel.advance(to: now)
+        let due = s3 + 200_000  // 48 level-2 slots into the level-3 slot: not its current or next
+        let ids = try wheel.schedule((0..<24).map { n in ScheduledMessage(dueAt: due, publishedAt: now, body: Array("burst-\(n)".utf8)) })
+        now = s3
+        try wheel.advance(to: now)
+        try wheel.log.flush()
+        var kinds: [TimerEntry.Kind] = []
+        var at = wheel.log.startOffset
+        while let last = try wheel.log.read(from: at, maxBytes: 1 << 20).last {
+            kinds += try wheel.log.read(from: at, maxBytes: 1 << 20).map(\.kind)
+            at = last.position + Int64(last.bytes.count)
+        }
+        let moves = kinds.filter { $0 == .slotMoved || $0 == .slotMovedAhead }.count
+        #expect(moves >= 1, "the list moved down whole")
+        #expect(wheel.occupiedSlots[2] == 1)
+
+        var compacted = 0
+        var rng = SplitMix64(seed: 9)
+        let filler = [UInt8](repeating: 7, count: 100)
+        for round in 0..<30 {
+            try wheel.schedule((0..<60).map { _ in ScheduledMessage(dueAt: now + 1 + Int64(rng.next() % 5_000), publishedAt: now, body: filler) })
+            now += 6_000
+            try wheel.advance(to: now)
+            if round % 5 == 4 { compacted += try settle(wheel) }
+        }
+        #expect(now < due)
+        #expect(compacted > 0, "compaction ran")
+        #expect(wheel.log.startOffset > ids.last!, "the moved list's original segment is gone: its messages were copied forward")
+        #expect(wheel.pendingCount == 24)
+        try wheel.log.close()
+        wheel = try open(dir, dest)
+        now = due
+        try wheel.advance(to: now)
+        let burst = dest.fired.filter { $0.message.dueAt == due }
+        #expect(burst.map(\.id) == ids, "each once, in publish order (ids kept by the copies)")
+        #expect(burst.allSatisfy { $0.at == due && String(decoding: $0.message.body, as: UTF8.self).hasPrefix("burst-") })
+    }
+
     @Test func stragglersMoveForwardAndDiskStaysWithinTwiceTheLiveBytes() throws {
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
