@@ -13,9 +13,10 @@ import Glibc
 /// pending messages. When time reaches a higher-level slot its list is walked and each
 /// entry re-linked one level down with a 48-byte `link` (bodies are never copied), then a
 /// `slotCleared` marker is written — or, when every entry falls due in the same
-/// millisecond, the whole list moves down with one `slotMoved` marker (`moveWhole`). When a level-0 slot falls due its list is walked, the
-/// messages ordered by publish position (their own position), cancelled ones dropped, the
-/// rest handed to the destination, and a `slotFired` marker written. Because every change
+/// millisecond, the whole list moves down with one `slotMoved` marker (`moveWhole`). When
+/// a level-0 slot falls due its list is walked, the messages ordered by publish position
+/// (their own position), cancelled ones dropped, the rest handed to the destination, and a
+/// `slotFired` marker written. Because every change
 /// is an appended entry, the wheel at any log position is a pure function of the log up to
 /// there: opening replays it.
 ///

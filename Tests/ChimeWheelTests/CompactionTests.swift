@@ -54,13 +54,7 @@ import Testing
         now = s3
         try wheel.advance(to: now)
         try wheel.log.flush()
-        var kinds: [TimerEntry.Kind] = []
-        var at = wheel.log.startOffset
-        while let last = try wheel.log.read(from: at, maxBytes: 1 << 20).last {
-            kinds += try wheel.log.read(from: at, maxBytes: 1 << 20).map(\.kind)
-            at = last.position + Int64(last.bytes.count)
-        }
-        let moves = kinds.filter { $0 == .slotMoved || $0 == .slotMovedAhead }.count
+        let moves = try timerLogKinds(wheel).filter { $0 == .slotMoved || $0 == .slotMovedAhead }.count
         #expect(moves >= 1, "the list moved down whole")
         #expect(wheel.occupiedSlots[2] == 1)
 

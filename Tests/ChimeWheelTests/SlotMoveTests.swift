@@ -17,18 +17,6 @@ import Testing
         return try TimingWheel(log: log, checkpointPath: checkpoints ? dir.file("wheel.checkpoint") : nil, destination: destination, logger: testLogger)
     }
 
-    /// The kinds of every entry in the timer log, in log order.
-    private func kinds(_ wheel: TimingWheel) throws -> [TimerEntry.Kind] {
-        var out: [TimerEntry.Kind] = []
-        var at = wheel.log.startOffset
-        while true {
-            let entries = try wheel.log.read(from: at, maxBytes: 1 << 20)
-            guard let last = entries.last else { return out }
-            out += entries.map(\.kind)
-            at = last.position + Int64(last.bytes.count)
-        }
-    }
-
     private func burst(_ n: Int, dueAt: Int64, now: Int64) -> [ScheduledMessage] {
         (0..<n).map { ScheduledMessage(dueAt: dueAt, publishedAt: now, body: Array("m\($0)".utf8)) }
     }
@@ -53,7 +41,7 @@ import Testing
         #expect(dest.fired.isEmpty)
         #expect(wheel.occupiedSlots == [1, 0, 0, 0, 0, 0, 0, 0])
         #expect(wheel.pendingCount == 2_997)
-        let logKinds = try kinds(wheel)
+        let logKinds = try timerLogKinds(wheel)
         let links = logKinds.filter { $0 == .link }.count
         let moves = logKinds.filter { $0 == .slotMoved }.count
         #expect(links == 0, "no entry was linked again")
@@ -118,7 +106,7 @@ import Testing
         try wheel.advance(to: now)
         #expect(try wheel.cascadeAhead(maxEntries: 10) == false)
         #expect(wheel.occupiedSlots[1] == 0 && wheel.occupiedSlots[0] == 1)
-        let movesAhead = try kinds(wheel).filter { $0 == .slotMovedAhead }.count
+        let movesAhead = try timerLogKinds(wheel).filter { $0 == .slotMovedAhead }.count
         #expect(movesAhead == 1)
         let before = WheelSnapshot(wheel)
         try wheel.log.close()
@@ -163,7 +151,7 @@ import Testing
         while try wheel.cascadeAhead(maxEntries: 1_024) {}
         now = Self.base + 5_096
         try wheel.advance(to: now)
-        let logKinds = try kinds(wheel)
+        let logKinds = try timerLogKinds(wheel)
         let links = logKinds.filter { $0 == .link }.count
         let moves = logKinds.filter { $0 == .slotMoved || $0 == .slotMovedAhead }.count
         #expect(links == 20 + 10 + 10, "mixed, loaded and blocked slots were linked entry by entry")

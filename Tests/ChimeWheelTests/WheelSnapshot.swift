@@ -22,3 +22,15 @@ func inDueThenIDOrder(_ fired: some Collection<(id: Int64, at: Int64, message: S
         a.message.dueAt < b.message.dueAt || (a.message.dueAt == b.message.dueAt && a.id < b.id)
     }
 }
+
+/// The kinds of every entry in a wheel's timer log, in log order.
+func timerLogKinds(_ wheel: TimingWheel) throws -> [TimerEntry.Kind] {
+    var out: [TimerEntry.Kind] = []
+    var at = wheel.log.startOffset
+    while true {
+        let entries = try wheel.log.read(from: at, maxBytes: 1 << 20)
+        guard let last = entries.last else { return out }
+        out += entries.map(\.kind)
+        at = last.position + Int64(last.bytes.count)
+    }
+}
