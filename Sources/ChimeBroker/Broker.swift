@@ -130,8 +130,15 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let broker = Broker(options: options, logger: logger, lockFD: fd, state: state)
         do {
             for t in topics {
-                let partitions = try broker.openPartitions(
-                    name: t.name, id: t.id, settings: t.settings, geometry: WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels))
+                var partitions: [Partition] = []
+                do {
+                    try broker.openPartitions(
+                        name: t.name, id: t.id, settings: t.settings, geometry: WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels),
+                        into: &partitions)
+                } catch {
+                    for p in partitions { await p.close() }
+                    throw error
+                }
                 broker.state.withLock {
                     $0.topics[t.name] = TopicState(
                         info: TopicInfo(name: t.name, id: t.id, settings: t.settings, wheel: "\(WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels))"),
@@ -148,14 +155,23 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return broker
     }
 
-    private func openPartitions(name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry) throws -> [Partition] {
-        try (0..<settings.partitions).map { p in
-            let partition = try Partition(
-                topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
-                geometry: geometry, options: options, logger: logger)
+    /// Opens a topic's partitions into `opened`: on a failure the ones already open are
+    /// there for the caller to close.
+    private func openPartitions(name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry, into opened: inout [Partition]) throws {
+        for p in 0..<settings.partitions {
+            let partition: Partition
+            do {
+                partition = try Partition(
+                    topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
+                    geometry: geometry, options: options, logger: logger)
+            } catch let error as StoreError where error.isOutOfDescriptors {
+                throw BrokerError(
+                    .limitReached, "opening \(name)/\(p): the process is out of file descriptors (raise its limit, ulimit -n, or lower maxPartitions)",
+                    underlying: error)
+            }
             // Fired messages (and retries) in a log: fetches waiting for them look again.
             partition.sink.delivered.withLock { [changes] in $0 = { _ in changes.bump() } }
-            return partition
+            opened.append(partition)
         }
     }
 
@@ -211,31 +227,57 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     /// Under the state lock: creates the topic's partitions and records it.
     private func create(_ name: String, _ settings: TopicSettings, _ s: inout State) throws -> TopicInfo {
+        try checkLimits(adding: settings.partitions, s)
         let id = s.nextTopicID
         let geometry = options.wheelGeometry
         let dir = options.directory + "/topics/\(name)"
         try? Directory.removeTree(dir)  // leftovers of a deletion cut short
-        let partitions = try openPartitions(name: name, id: id, settings: settings, geometry: geometry)
+        var partitions: [Partition] = []
         let info = TopicInfo(name: name, id: id, settings: settings, wheel: "\(geometry)")
-        // Recorded on disk first: a topic the metadata does not name would take
-        // acknowledged publishes and be gone after a restart.
-        var next = s
-        next.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
-        next.topicsByID[id] = name
-        next.nextTopicID += 1
         do {
+            try openPartitions(name: name, id: id, settings: settings, geometry: geometry, into: &partitions)
+            // Recorded on disk first: a topic the metadata does not name would take
+            // acknowledged publishes and be gone after a restart.
+            var next = s
+            next.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
+            next.topicsByID[id] = name
+            next.nextTopicID += 1
             try saveMetadata(next)
+            s = next
         } catch {
-            let opened = partitions
-            Task { for p in opened { await p.close() } }
+            discard(name, opened: partitions, directory: dir, &s)
             throw error
         }
-        s = next
         if options.firing == .automatic {
             Task { for p in partitions { await p.run() } }
         }
         logger.info("topic created", metadata: ["topic": "\(name)", "partitions": "\(settings.partitions)"])
         return info
+    }
+
+    /// Under the state lock: refuses a topic (or `adding` partitions) past the broker's limits.
+    private func checkLimits(adding partitionCount: Int, _ s: State) throws {
+        guard s.topics.count + s.deleting.count < options.maxTopics else {
+            throw BrokerError(.limitReached, "the broker holds \(s.topics.count) topics, its limit (maxTopics \(options.maxTopics))")
+        }
+        let held = s.topics.values.reduce(0) { $0 + $1.partitions.count }
+        guard held + partitionCount <= options.maxPartitions else {
+            throw BrokerError(
+                .limitReached,
+                "\(partitionCount) more partitions would make \(held + partitionCount), over the broker's limit (maxPartitions \(options.maxPartitions))")
+        }
+    }
+
+    /// Under the state lock: a create that failed leaves nothing behind. Its partitions are
+    /// closed and its directory removed; meanwhile the name counts as being deleted, so a
+    /// second create cannot open files that are about to be removed.
+    private func discard(_ name: String, opened: [Partition], directory: String, _ s: inout State) {
+        s.deleting.insert(name)
+        Task {
+            for p in opened { await p.close() }
+            try? Directory.removeTree(directory)
+            _ = self.state.withLock { $0.deleting.remove(name) }
+        }
     }
 
     public func listTopics() -> [TopicInfo] {
@@ -263,7 +305,16 @@ public final class Broker: GroupHost, @unchecked Sendable {
         logger.info("topic deleted", metadata: ["topic": "\(name)"])
     }
 
+    /// A topic's partitions; with `create`, a topic that does not exist is created with the
+    /// defaults (when auto-create is on) — after `check` has accepted the request against
+    /// those defaults, so that a refused request creates nothing.
     func partitions(ofTopic name: String, create: Bool) async throws -> [Partition] {
+        try await partitions(ofTopic: name, create: create) { _, _ in }
+    }
+
+    func partitions(
+        ofTopic name: String, create: Bool, check: (TopicSettings, WheelGeometry) throws -> Void
+    ) async throws -> [Partition] {
         try Names.validate(name, what: "topic")
         return try state.withLock { s in
             if let t = s.topics[name] { return t.partitions }
@@ -274,6 +325,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             guard create, options.autoCreateTopics || deadLetters else {
                 throw BrokerError(.unknownTopic, "topic \(name) does not exist (auto-create is off)")
             }
+            try check(options.defaultTopic, options.wheelGeometry)
             _ = try self.create(name, options.defaultTopic, &s)
             return s.topics[name]!.partitions
         }
@@ -331,11 +383,20 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// make it idempotent. One outcome per record, in order.
     public func publishRecords(topic: String, partition: Int, batch: [UInt8]) async throws -> [PublishedMessage] {
         defer { changes.bump() }
-        let partitions = try await partitions(ofTopic: topic, create: true)
-        guard partition >= 0, partition < partitions.count else {
-            throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(partitions.count - 1), not \(partition)")
+        let partitions = try await partitions(ofTopic: topic, create: true) { settings, _ in
+            try Self.checkPartition(partition, of: topic, count: settings.partitions)
+            _ = try Partition.checkClientBatch(
+                batch, limits: Partition.readyConfiguration(settings, options).limits, maxMessageBytes: settings.maxMessageBytes,
+                receivedAt: options.clock.now())
         }
+        try Self.checkPartition(partition, of: topic, count: partitions.count)
         return try await partitions[partition].publishRecords(batch)
+    }
+
+    private static func checkPartition(_ partition: Int, of topic: String, count: Int) throws {
+        guard partition >= 0, partition < count else {
+            throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(count - 1), not \(partition)")
+        }
     }
 
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws {
@@ -347,14 +408,18 @@ public final class Broker: GroupHost, @unchecked Sendable {
         topic: String, _ messages: [OutgoingMessage], partition: Int?, producer: ProducerStamp?, asBroker: Bool
     ) async throws -> [PublishedMessage] {
         guard !messages.isEmpty else { return [] }
+        guard messages.count <= Self.maxRecordsPerPublish else {
+            throw BrokerError(.invalidArgument, "a publish of \(messages.count) messages is over the limit of \(Self.maxRecordsPerPublish)")
+        }
         if producer != nil && partition == nil {
             throw BrokerError(.invalidArgument, "an idempotent publish names its partition (sequences are per partition)")
         }
-        let partitions = try await partitions(ofTopic: topic, create: true)
+        let partitions = try await partitions(ofTopic: topic, create: true) { settings, geometry in
+            if let partition { try Self.checkPartition(partition, of: topic, count: settings.partitions) }
+            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: geometry.limit, asBroker: asBroker)
+        }
         if let partition {
-            guard partition >= 0, partition < partitions.count else {
-                throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(partitions.count - 1), not \(partition)")
-            }
+            try Self.checkPartition(partition, of: topic, count: partitions.count)
             return try await partitions[partition].publish(messages, producer: producer, asBroker: asBroker)
         }
         let turn = state.withLock { s -> Int in
@@ -410,6 +475,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// the clock, and a larger one would overflow (a trap, not an error) or leave the wheel's range.
     public static let maxDelayMilliseconds: Int64 = 100 * 366 * 86_400_000
 
+    /// Most messages one publish may carry, in a list or in a client-encoded batch (the
+    /// protocol's `Publish.maxRecords` is the same number). Checked before anything is
+    /// decompressed or allocated for them.
+    public static let maxRecordsPerPublish = 100_000
+
     private func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
         try Names.validate(name, what: "group")
         return try state.withLock { s in
@@ -422,11 +492,18 @@ public final class Broker: GroupHost, @unchecked Sendable {
             }
             guard let settings else { throw BrokerError(.unknownGroup, "group \(name) does not exist") }
             try settings.validate()
+            guard s.groups.count < options.maxGroups else {
+                throw BrokerError(.limitReached, "the broker holds \(s.groups.count) groups, its limit (maxGroups \(options.maxGroups))")
+            }
             let id = s.nextGroupID
-            s.nextGroupID += 1
+            // On disk first: a group the metadata does not vouch for must not exist in memory.
+            var next = s
+            next.nextGroupID += 1
+            next.groups[name] = (id, settings, nil)
+            try saveMetadata(next)
             let actor = ConsumerGroup(name: name, id: id, settings: settings, options: options, host: self, logger: logger)
-            s.groups[name] = (id, settings, actor)
-            try saveMetadata(s)
+            next.groups[name]!.actor = actor
+            s = next
             return actor
         }
     }
@@ -463,9 +540,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     /// Up to `max` messages for `member`, each under a lease.
-    public func fetch(group: String, member: UInt64, max: Int) async throws -> [Delivery] {
+    /// Up to `max` deliveries whose `sizeBound`s add up to at most `maxBytes` (the first one
+    /// is always taken, whatever its size), leased to `member`.
+    public func fetch(group: String, member: UInt64, max: Int, maxBytes: Int = .max) async throws -> [Delivery] {
         guard max > 0 else { return [] }
-        return try await self.group(group).fetch(member: member, max: max)
+        return try await self.group(group).fetch(member: member, max: max, maxBytes: maxBytes)
     }
 
     /// Acks deliveries; one result per receipt (nil = acked), the refused ones with why.

@@ -7,7 +7,7 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         fileprivate enum Base: String {
             case unknownTopic, topicExists, invalidName, badPartition, messageTooLarge, malformedBatch, corruptBatch
             case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
-            case leaseExpired, invalidArgument, storage, closed
+            case leaseExpired, invalidArgument, storage, closed, limitReached
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -41,6 +41,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The disk refused (I/O error, no space): see `underlying`.
         public static let storage = Code(base: .storage)
         public static let closed = Code(base: .closed)
+        /// A limit of the broker's (topics, partitions, groups, file descriptors) would be
+        /// passed; the message names it. Nothing was created.
+        public static let limitReached = Code(base: .limitReached)
     }
 
     public let code: Code

@@ -33,7 +33,17 @@ public struct TopicSettings: Sendable, Codable, Equatable {
             throw BrokerError(.invalidArgument, "maxMessageBytes must be 1...\(16 << 20), got \(maxMessageBytes)")
         }
         guard maxAttempts >= 1 else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
-        guard dedupWindowMilliseconds >= 0 else { throw BrokerError(.invalidArgument, "dedup window must not be negative") }
+        // Durations are added to the clock: past a century they would overflow it.
+        let longest = Broker.maxDelayMilliseconds
+        guard (0...longest).contains(dedupWindowMilliseconds) else {
+            throw BrokerError(.invalidArgument, "dedup window must be 0...\(longest) ms, got \(dedupWindowMilliseconds)")
+        }
+        guard retentionMilliseconds.map({ (0...longest).contains($0) }) ?? true else {
+            throw BrokerError(.invalidArgument, "retention must be 0...\(longest) ms, got \(retentionMilliseconds!)")
+        }
+        guard retentionBytes.map({ $0 >= 0 }) ?? true else {
+            throw BrokerError(.invalidArgument, "retention bytes must not be negative, got \(retentionBytes!)")
+        }
     }
 }
 
@@ -79,7 +89,7 @@ public struct GroupSettings: Sendable, Codable, Equatable {
         }
         guard sessionTimeoutMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "session timeout must be at least 1 ms") }
         guard maxAttempts.map({ $0 >= 1 }) ?? true else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
-        guard rateLimit.map({ $0 > 0 }) ?? true, rateBurst.map({ $0 >= 1 }) ?? true else {
+        guard rateLimit.map({ $0 > 0 && $0.isFinite }) ?? true, rateBurst.map({ $0 >= 1 && $0.isFinite }) ?? true else {
             throw BrokerError(.invalidArgument, "rate limit must be positive and its burst at least 1")
         }
         guard maxWindow >= maxInFlight else { throw BrokerError(.invalidArgument, "maxWindow must be at least maxInFlight") }
@@ -117,6 +127,13 @@ public struct BrokerOptions: Sendable {
     /// next publish must start a new sequence). Kafka's default, 7 days: far beyond any
     /// retry, and it bounds the table when clients come and go.
     public var producerExpiryMilliseconds: Int64 = 7 * 86_400_000
+    /// Most topics the broker holds (dead-letter topics count); past it a create, or a
+    /// publish that would auto-create, is refused with `limitReached`.
+    public var maxTopics = 10_000
+    /// Most partitions over all topics.
+    public var maxPartitions = 10_000
+    /// Most consumer groups.
+    public var maxGroups = 10_000
 
     public init(
         directory: String, autoCreateTopics: Bool = true, defaultTopic: TopicSettings = TopicSettings(),

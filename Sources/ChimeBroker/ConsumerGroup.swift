@@ -238,7 +238,7 @@ actor ConsumerGroup {
 
     /// Up to `max` deliveries from the member's partitions: redeliveries first, then the
     /// retry log, then the ready log; each partition up to `maxInFlight` leased at once.
-    func fetch(member: UInt64, max wanted: Int) async throws -> [Delivery] {
+    func fetch(member: UInt64, max wanted: Int, maxBytes: Int = .max) async throws -> [Delivery] {
         try await live(member)
         let now = clock.now()
         try await expireLeases(now: now)
@@ -257,13 +257,14 @@ actor ConsumerGroup {
         }
         rotation &+= 1
         let deadline = now + settings.leaseMilliseconds
-        for k in 0..<owned.count where out.count < budget {
+        var size = FetchSize(limit: maxBytes)
+        for k in 0..<owned.count where out.count < budget && !size.isFull {
             guard let gp = parts[owned[(k + rotation) % owned.count]] else { continue }
             let share = (budget - out.count + (owned.count - k) - 1) / (owned.count - k)
             let limit = out.count + share
             let before = out.count
             for source in [DeliverySource.retry, .ready] {
-                fill(gp, source, member: member, now: now, deadline: deadline, limit: limit, into: &out)
+                fill(gp, source, member: member, now: now, deadline: deadline, limit: limit, size: &size, into: &out)
             }
             if out.count > before { gp.delivered.increment(by: out.count - before) }
         }
@@ -275,10 +276,23 @@ actor ConsumerGroup {
         return out
     }
 
-    private func fill(_ gp: GroupPartition, _ source: DeliverySource, member: UInt64, now: Int64, deadline: Int64, limit: Int, into out: inout [Delivery]) {
+    private func fill(
+        _ gp: GroupPartition, _ source: DeliverySource, member: UInt64, now: Int64, deadline: Int64, limit: Int, size: inout FetchSize,
+        into out: inout [Delivery]
+    ) {
         let maxInFlight = settings.maxInFlight
         let log = gp.log(source)
-        func room() -> Bool { out.count < limit && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
+        func room() -> Bool { out.count < limit && !size.isFull && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
+        let topic = gp.partition.topic
+        /// Delivers `record` if it fits the fetch's byte limit; false when it does not.
+        func deliverIfItFits(_ record: StoredRecord) -> Bool {
+            let bound = Delivery.sizeBound(topic: topic, record: record.record)
+            guard out.isEmpty || size.fits(bound) else { return false }
+            let before = out.count
+            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+            if out.count > before { size.add(bound) }
+            return true
+        }
         // Held back by a key in flight from the other log; waiting again after this fill.
         var deferred: [Int64] = []
         defer { gp.withWindow(source) { w in for offset in deferred.reversed() { w.putBack(offset) } } }
@@ -289,7 +303,10 @@ actor ConsumerGroup {
                 deferred.append(offset)
                 continue
             }
-            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+            guard deliverIfItFits(record) else {
+                deferred.append(offset)
+                break
+            }
         }
         // New messages, within the window's bound.
         // The log's bounds are read once per fill (each read takes the log's lock): what is
@@ -305,6 +322,8 @@ actor ConsumerGroup {
                 continue
             }
             guard let record = read(gp, source, offset) else { break }
+            // Not admitted unless it fits: the next fetch reads it again.
+            guard out.isEmpty || size.fits(Delivery.sizeBound(topic: topic, record: record.record)) else { break }
             _ = gp.withWindow(source) { $0.admitNext() }
             // A retry read from the retry log has left the wheel (see `stats`).
             if source == .retry { gp.retriesScheduled = max(0, gp.retriesScheduled - 1) }
@@ -312,7 +331,7 @@ actor ConsumerGroup {
                 deferred.append(offset)
                 continue
             }
-            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+            _ = deliverIfItFits(record)
         }
     }
 
@@ -754,4 +773,25 @@ public struct GroupStats: Sendable, Equatable {
     public var generation: Int64
     public var members: Int
     public var partitions: [GroupPartitionStats]
+}
+
+/// The bytes a fetch has handed out so far against its limit (each delivery counted by
+/// `Delivery.sizeBound`): a delivery is made only if it fits, except the first.
+struct FetchSize {
+    let limit: Int
+    private(set) var bytes = 0
+
+    init(limit: Int) {
+        precondition(limit > 0, "a fetch's byte limit is positive")
+        self.limit = limit
+    }
+
+    var isFull: Bool { bytes >= limit }
+
+    func fits(_ size: Int) -> Bool { size <= limit - bytes }
+
+    mutating func add(_ size: Int) {
+        assert(size > 0)
+        bytes += size
+    }
 }

@@ -131,4 +131,17 @@ public struct Delivery: Sendable {
     public var receipt: DeliveryReceipt
     /// When the lease runs out unless extended.
     public var leaseDeadline: Int64
+
+    /// At least the bytes a delivery of `record` takes in a fetch answer (docs/formats.md:
+    /// about 100 bytes of fixed fields and length prefixes, then the variable parts; the
+    /// record's own headers include the broker's, of which the last error is one): what a
+    /// fetch's `maxBytes` counts, so that no answer outgrows the frame it goes out in.
+    public static func sizeBound(topic: String, record: Record) -> Int {
+        fixedSizeBound + topic.utf8.count + (record.key?.count ?? 0) + record.body.count
+            + record.headers.reduce(0) { $0 + headerSizeBound + $1.name.utf8.count + $1.value.count }
+    }
+
+    /// Every fixed-size field and length prefix of one delivery, rounded up.
+    public static let fixedSizeBound = 160
+    public static let headerSizeBound = 8
 }

@@ -138,7 +138,7 @@ actor Partition {
                     // Windows are counted from the publish; a fired record carries its publish time.
                     let published = meta.publishedAt ?? r.record.timestamp
                     let recordID = meta.idKind.map { id($0, meta.idValue) } ?? id(.ready, r.offset)
-                    state.remember(KeyHash.of(key), expiry: published + window, id: recordID)
+                    state.remember(KeyHash.of(key), expiry: published.saturatingAdd(window), id: recordID)
                 }
             }
             offset = max(offset + 1, batches.last!.nextOffset)
@@ -158,7 +158,7 @@ actor Partition {
                 let meta = RecordMeta.split(m.headers).meta
                 if let p = meta.producer { state.restore(producer: p.id, lastSequence: p.sequence &+ Int32(p.count - 1), seenAt: m.publishedAt) }
                 if let key = meta.dedup {
-                    state.remember(KeyHash.of(key), expiry: m.publishedAt + window, id: id(.scheduled, e.position))
+                    state.remember(KeyHash.of(key), expiry: m.publishedAt.saturatingAdd(window), id: id(.scheduled, e.position))
                 }
             }
             let last = entries.last!
@@ -243,7 +243,7 @@ actor Partition {
                     let id = MessageID(topicID: topicID, partition: index, kind: .ready, value: result.baseOffset + Int64(n))
                     out[k] = PublishedMessage(id: id, partition: index, duplicate: false)
                     if let key = messages[k].dedupKey {
-                        producers.remember(KeyHash.of(key), expiry: now + settings.dedupWindowMilliseconds, id: id)
+                        producers.remember(KeyHash.of(key), expiry: now.saturatingAdd(settings.dedupWindowMilliseconds), id: id)
                     }
                 }
                 readyEnd = result.nextOffset
@@ -271,7 +271,7 @@ actor Partition {
                     let id = MessageID(topicID: topicID, partition: index, kind: .scheduled, value: ids[n])
                     out[k] = PublishedMessage(id: id, partition: index, duplicate: false)
                     if let key = messages[k].dedupKey {
-                        producers.remember(KeyHash.of(key), expiry: now + settings.dedupWindowMilliseconds, id: id)
+                        producers.remember(KeyHash.of(key), expiry: now.saturatingAdd(settings.dedupWindowMilliseconds), id: id)
                     }
                 }
             }
@@ -334,31 +334,8 @@ actor Partition {
     /// and base sequence are the idempotence stamp. One outcome per record, in order.
     func publishRecords(_ bytes: [UInt8]) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
-        let batch: RecordBatch
-        let records: [StoredRecord]
-        do {
-            batch = try RecordBatch(validating: bytes, limits: ready.log.configuration.limits)
-            records = try batch.records()
-        } catch let error as StoreError {
-            throw BrokerError(error.code == .corruptBatch ? .corruptBatch : .malformedBatch, "the record batch: \(error.message)")
-        }
-        // The records' timestamps become their publish and due times and drive retention:
-        // a client clock far from the broker's is refused rather than trusted.
-        let receivedAt = clock.now()
-        for r in records.map(\.record) {
-            guard abs(r.timestamp - receivedAt) <= Self.maxTimestampSkewMilliseconds else {
-                throw BrokerError(
-                    .invalidArgument,
-                    "a record's timestamp \(r.timestamp) is \((r.timestamp - receivedAt) / 1_000) s from the broker's clock (at most \(Self.maxTimestampSkewMilliseconds / 1_000) s either way)")
-            }
-            let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
-            guard size <= settings.maxMessageBytes else {
-                throw BrokerError(.messageTooLarge, "a message of \(size) bytes is over the topic's limit of \(settings.maxMessageBytes)")
-            }
-            for h in r.headers where ReservedHeader.isReserved(h.name) {
-                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
-            }
-        }
+        let (batch, records) = try Self.checkClientBatch(
+            bytes, limits: ready.log.configuration.limits, maxMessageBytes: settings.maxMessageBytes, receivedAt: clock.now())
         let count = records.count
         let producer = batch.header.producerId >= 0 ? ProducerStamp(producerID: batch.header.producerId, sequence: batch.header.baseSequence) : nil
         await takePublishTurn()
@@ -395,6 +372,48 @@ actor Partition {
             if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
             throw error
         }
+    }
+
+    /// Checks a record batch a client encoded: CRC, structure (the record count, first and
+    /// largest timestamps must be what the records say), at most `Broker.maxRecordsPerPublish`
+    /// records, timestamps within `maxTimestampSkewMilliseconds` of `receivedAt`, sizes,
+    /// and no header in the broker's namespace. Returns the batch and its records.
+    static func checkClientBatch(
+        _ bytes: [UInt8], limits: BatchLimits, maxMessageBytes: Int, receivedAt: Int64
+    ) throws -> (batch: RecordBatch, records: [StoredRecord]) {
+        let batch: RecordBatch
+        let records: [StoredRecord]
+        do {
+            batch = try RecordBatch(validating: bytes, limits: limits)
+            // Counted from the header, before the section is decompressed: a few hundred KB
+            // of LZ4 can hold millions of small records.
+            guard batch.recordCount <= Broker.maxRecordsPerPublish else {
+                throw BrokerError(.invalidArgument, "a batch of \(batch.recordCount) records is over the limit of \(Broker.maxRecordsPerPublish) per publish")
+            }
+            records = try batch.validatedRecords()
+        } catch let error as StoreError {
+            throw BrokerError(error.code == .corruptBatch ? .corruptBatch : .malformedBatch, "the record batch: \(error.message)")
+        }
+        // The records' timestamps become their publish and due times and drive retention: a
+        // client clock far from the broker's is refused rather than trusted. The bounds come
+        // from the broker's clock, never from the client's value, so nothing can overflow.
+        let earliest = receivedAt - maxTimestampSkewMilliseconds
+        let latest = receivedAt + maxTimestampSkewMilliseconds
+        for r in records.map(\.record) {
+            guard r.timestamp >= earliest, r.timestamp <= latest else {
+                throw BrokerError(
+                    .invalidArgument,
+                    "a record's timestamp \(r.timestamp) is more than \(maxTimestampSkewMilliseconds / 1_000) s from the broker's clock (\(receivedAt))")
+            }
+            let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
+            guard size <= maxMessageBytes else {
+                throw BrokerError(.messageTooLarge, "a message of \(size) bytes is over the topic's limit of \(maxMessageBytes)")
+            }
+            for h in r.headers where ReservedHeader.isReserved(h.name) {
+                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
+            }
+        }
+        return (batch, records)
     }
 
     /// Refuses a publish with a message over the size limit, a due time past the wheel's

@@ -30,7 +30,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     struct Drain {}
 
     init(broker: Broker, options: ServerOptions, logger: Logger) {
-        handler = RequestHandler(broker: broker)
+        handler = RequestHandler(broker: broker, maxFrameBytes: options.maxFrameBytes)
         self.options = options
         self.logger = logger
     }

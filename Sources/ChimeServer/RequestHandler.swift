@@ -6,6 +6,15 @@ import NIOCore
 /// connection's state (handshake) lives in `ConnectionHandler`.
 struct RequestHandler: Sendable {
     let broker: Broker
+    /// Largest reply payload: a fetch answers with fewer deliveries rather than a frame the
+    /// client would refuse (the frame limit less its header and the list count).
+    let maxReplyBytes: Int
+
+    init(broker: Broker, maxFrameBytes: Int) {
+        precondition(maxFrameBytes > Frame.headerSize + 4, "a frame limit holds at least a header")
+        self.broker = broker
+        maxReplyBytes = maxFrameBytes - Frame.headerSize - 4
+    }
 
     func respond(to frame: Frame, allocator: ByteBufferAllocator) async -> Frame {
         do {
@@ -137,7 +146,7 @@ struct RequestHandler: Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int64(min(r.waitMilliseconds, 300_000)))
         while true {
             let seen = broker.changes.version
-            let got = try await broker.fetch(group: r.group, member: r.memberID, max: max)
+            let got = try await broker.fetch(group: r.group, member: r.memberID, max: max, maxBytes: maxReplyBytes)
             let now = ContinuousClock.now
             if !got.isEmpty || now >= deadline { return got }
             await broker.changes.wait(after: seen, timeout: min(.milliseconds(50), deadline - now))

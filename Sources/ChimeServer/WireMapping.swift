@@ -8,7 +8,7 @@ enum ErrorCodes {
         (.unknownTopic, 100), (.topicExists, 101), (.invalidName, 102), (.badPartition, 103), (.messageTooLarge, 104),
         (.malformedBatch, 105), (.corruptBatch, 106), (.sequenceGap, 107), (.unknownMessage, 108), (.unknownGroup, 109),
         (.unknownMember, 110), (.fenced, 111), (.unknownDelivery, 112), (.alreadyAcked, 113), (.leaseExpired, 114),
-        (.invalidArgument, 115), (.storage, 116), (.closed, 117),
+        (.invalidArgument, 115), (.storage, 116), (.closed, 117), (.limitReached, 118),
     ]
     /// Anything else that went wrong inside the server.
     static let internalError: UInt16 = 199

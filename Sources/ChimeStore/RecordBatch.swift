@@ -98,9 +98,26 @@ public struct RecordBatch: Sendable {
     }
 
     /// Walks every record and checks the structure: lengths inside bounds, exactly
-    /// `recordCount` records filling exactly the section. Nothing is allocated for
-    /// uncompressed batches.
+    /// `recordCount` records filling exactly the section, the first record's timestamp the
+    /// header's `firstTimestamp` and the largest its `maxTimestamp` (retention trusts it).
+    /// Nothing is allocated for uncompressed batches.
     public func validateRecords() throws {
+        try walkValidating { _, _ in }
+    }
+
+    /// Every record with its offset, after the checks of `validateRecords` (in the same
+    /// pass): for batches a client encoded, which are stored as they came.
+    public func validatedRecords() throws -> [StoredRecord] {
+        var out: [StoredRecord] = []
+        out.reserveCapacity(recordCount)
+        let base = baseOffset
+        try walkValidating { section, layout in
+            out.append(StoredRecord(offset: base + Int64(out.count), record: layout.materialize(section)))
+        }
+        return out
+    }
+
+    private func walkValidating(_ visit: (UnsafeRawBufferPointer, RecordLayout) -> Void) throws {
         let count = recordCount
         let first = header.firstTimestamp
         let declaredMax = header.maxTimestamp
@@ -112,21 +129,22 @@ public struct RecordBatch: Sendable {
                     throw StoreError(.malformedBatch, "record \(n) of \(count) is malformed")
                 }
                 if n == 0 && layout.timestamp != first {
-                    throw StoreError(.malformedBatch, "first record's timestamp differs from the batch's firstTimestamp")
+                    throw StoreError(.malformedBatch, "first record's timestamp \(layout.timestamp) differs from the batch's firstTimestamp \(first)")
                 }
                 maxTimestamp = max(maxTimestamp, layout.timestamp)
-            }
-            // Retention trusts maxTimestamp: it must be what the records say.
-            guard maxTimestamp == declaredMax else {
-                throw StoreError(.malformedBatch, "batch maxTimestamp \(declaredMax) differs from its records' \(maxTimestamp)")
+                visit(section, layout)
             }
             guard index == section.count else {
-                throw StoreError(.malformedBatch, "\(section.count - index) bytes follow the last record")
+                throw StoreError(.malformedBatch, "\(section.count - index) bytes follow record \(count) of \(count): the batch holds more records than its recordCount")
+            }
+            guard maxTimestamp == declaredMax else {
+                throw StoreError(.malformedBatch, "batch maxTimestamp \(declaredMax) differs from its records' \(maxTimestamp)")
             }
         }
     }
 
-    /// Decodes every record with its offset.
+    /// Decodes every record with its offset. Lenient about the header's timestamps and
+    /// trailing bytes: it reads what is already stored, and nothing stored may stop a read.
     public func records() throws -> [StoredRecord] {
         let count = recordCount
         let first = header.firstTimestamp

@@ -8,6 +8,9 @@ public enum SegmentInspector {
         public var file: String
         public var position: Int64
         public var header: RecordBatchHeader
+        /// Why the records do not match the header (their count, first or largest
+        /// timestamp, bytes after the last), when they were checked and did not.
+        public var structureError: String? = nil
     }
 
     public enum Entry: Sendable, Equatable {
@@ -100,14 +103,19 @@ public enum SegmentInspector {
         return summary
     }
 
-    /// Scans one ready-log segment file, batch by batch.
+    /// Scans one ready-log segment file, batch by batch; with `checkRecords`, every batch's
+    /// records are walked and held to its header (`RecordBatch.validateRecords`).
     public static func inspect(
-        segmentFile path: String, limits: BatchLimits = BatchLimits(), visit: (Entry) throws -> Void
+        segmentFile path: String, limits: BatchLimits = BatchLimits(), checkRecords: Bool = false, visit: (Entry) throws -> Void
     ) throws -> SegmentSummary {
         try scan(RecordBatchFormat.self, segmentFile: path, limits: limits) { item in
             switch item {
             case .entry(let position, _, let batch):
-                try visit(.batch(BatchSummary(file: path, position: position, header: batch.header)))
+                var summary = BatchSummary(file: path, position: position, header: batch.header)
+                if checkRecords {
+                    do { try batch.validateRecords() } catch let error as StoreError { summary.structureError = error.message }
+                }
+                try visit(.batch(summary))
             case .damaged(let range):
                 try visit(.damaged(range))
             }

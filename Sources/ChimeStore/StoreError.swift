@@ -70,6 +70,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         return StoreError(code, "\(operation) failed: \(text)", file: file, position: position, errno: err)
     }
 
+    /// The process (EMFILE) or the system (ENFILE) has no file descriptor left.
+    public var isOutOfDescriptors: Bool { errno == EMFILE || errno == ENFILE }
+
     public var description: String {
         var s = "\(code): \(message)"
         if let file { s += " [file \(file)" + (position.map { " at byte \($0)" } ?? "") + "]" }

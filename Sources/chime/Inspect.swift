@@ -24,7 +24,7 @@ struct Inspect: ParsableCommand {
     @Argument(help: "A segment file (<20 digits>.log or .timer) or a directory of them.")
     var path: String
 
-    @Flag(name: .long, help: "Exit with status 1 if any damage is found (and print only damage and the summary).")
+    @Flag(name: .long, help: "Also hold every batch's records to its header (count, first and largest timestamp); exit with status 1 if any damage or such a batch is found (and print only those and the summary).")
     var verify = false
 
     @Flag(name: .long, help: "One JSON object per line: one per batch, per damaged range, per segment, and a summary.")
@@ -43,7 +43,7 @@ struct Inspect: ParsableCommand {
         if files.isEmpty {
             throw ValidationError("\(path) holds no segment files (<20 digits>.log or .timer)")
         }
-        var totalBatches = 0, totalRecords: Int64 = 0, totalBytes: Int64 = 0, damage = 0
+        var totalBatches = 0, totalRecords: Int64 = 0, totalBytes: Int64 = 0, damage = 0, invalid = 0
         for file in files {
             if !json && !verify { print("\(file)") }
             if SegmentInspector.isTimerSegment(String(file.split(separator: "/").last ?? "")) {
@@ -53,9 +53,16 @@ struct Inspect: ParsableCommand {
                 damage += summary.damaged.count
                 continue
             }
-            let summary = try SegmentInspector.inspect(segmentFile: file) { entry in
+            let summary = try SegmentInspector.inspect(segmentFile: file, checkRecords: verify) { entry in
                 switch entry {
                 case .batch(let b):
+                    if let reason = b.structureError {
+                        // CRC-valid, but its records contradict its header.
+                        invalid += 1
+                        print(json
+                            ? "{\"type\":\"invalid\",\"file\":\(Format.json(b.file)),\"position\":\(b.position),\"crc\":\"ok\",\"reason\":\(Format.json(reason))}"
+                            : "  INVALID batch \(b.file) at byte \(b.position) (offsets \(b.header.baseOffset)..\(b.header.lastOffset)): \(reason)")
+                    }
                     if json {
                         print(batchJSON(b))
                     } else if !verify {
@@ -101,8 +108,8 @@ struct Inspect: ParsableCommand {
                 print("summary: \(files.count) segment(s), \(totalBatches) batches, \(totalRecords) records, \(Format.bytes(totalBytes)), \(damage) damaged range(s)")
             }
         }
-        if verify && damage > 0 {
-            if !json { print("verify: FAILED, \(damage) damaged range(s)") }
+        if verify && damage + invalid > 0 {
+            if !json { print("verify: FAILED, \(damage) damaged range(s), \(invalid) batch(es) whose records contradict their header") }
             throw ExitCode(1)
         } else if verify && !json {
             print("verify: ok")

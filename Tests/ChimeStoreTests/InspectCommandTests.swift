@@ -63,6 +63,38 @@ import Testing
         #expect(lines.filter { $0["type"] as? String == "batch" }.count == 39)
     }
 
+    @Test func verifyReportsABatchWhoseRecordsContradictItsHeader() throws {
+        let dir = TemporaryDirectory()
+        // A ready log takes batches as they come (an earlier version stored client batches
+        // unchecked): one whose header says 1 record over 3, and one whose maxTimestamp lies.
+        let log = try RecordLog.open(
+            directory: dir.path, configuration: LogConfiguration(segmentBytes: 1 << 20, durability: .never, validateRecordsOnAppend: false),
+            logger: testLogger)
+        let three = try buildBatch((0..<3).map { Record(timestamp: 1_000 + Int64($0), key: nil, body: Array("b\($0)".utf8)) }, compression: .none)
+        try log.append(three)
+        try log.append(Self.lie(three, at: 20, UInt32(1)))
+        try log.append(Self.lie(three, at: 32, Int64(1_000 + 10 * 365 * 86_400_000)))
+        try log.close()
+        let chime = builtProduct("chime")
+        let (status, output) = try run(chime, ["inspect", "--verify", dir.path])
+        #expect(status == 1)
+        #expect(output.components(separatedBy: "INVALID batch").count - 1 == 2, "\(output)")
+        #expect(output.contains("more records than its recordCount"))
+        #expect(output.contains("maxTimestamp"))
+        #expect(output.contains("verify: FAILED, 0 damaged range(s), 2 batch(es)"))
+        let lines = try jsonLines(try run(chime, ["inspect", "--verify", "--json", dir.path]).output)
+        #expect(lines.filter { $0["type"] as? String == "invalid" }.map { $0["position"] as? Int } == [three.count, 2 * three.count])
+    }
+
+    /// Overwrites a header field and makes the CRC right again.
+    static func lie(_ bytes: [UInt8], at field: Int, _ value: some FixedWidthInteger) -> [UInt8] {
+        var out = bytes
+        withUnsafeBytes(of: value.littleEndian) { v in for (i, b) in v.enumerated() { out[field + i] = b } }
+        let crc = CRC32C.checksum(out[RecordBatchHeader.crcStart...])
+        withUnsafeBytes(of: crc.littleEndian) { v in for (i, b) in v.enumerated() { out[12 + i] = b } }
+        return out
+    }
+
     @Test func aPathThatIsNoLogIsAClearError() throws {
         let dir = TemporaryDirectory()
         let (status, _) = try run(builtProduct("chime"), ["inspect", dir.path])
