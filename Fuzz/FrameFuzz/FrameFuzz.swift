@@ -2,7 +2,9 @@
 // Only the fuzz build (Fuzz/build.sh: -sanitize=fuzzer,address and -DCHIME_FUZZ) compiles
 // the entry point; a normal `swift build` compiles the stub at the end, so this target
 // costs the everyday build next to nothing and needs no libFuzzer.
+import ChimeBroker
 import ChimeProtocol
+import ChimeStore
 import NIOCore
 
 #if CHIME_FUZZ
@@ -76,7 +78,9 @@ func decodePayload(_ frame: Frame) {
     case (.deleteTopic, false): check(TopicName.self, frame.payload)
     case (.publish, false): check(Publish.self, frame.payload)
     case (.publish, true), (.publishRecords, true): check(PublishReply.self, frame.payload)
-    case (.publishRecords, false): check(PublishRecords.self, frame.payload)
+    case (.publishRecords, false):
+        check(PublishRecords.self, frame.payload)
+        if let r = try? PublishRecords(payload: frame.payload) { checkBatch(r.batch) }
     case (.cancel, false), (.reschedule, false): check(ScheduleChange.self, frame.payload)
     case (.reschedule, true): check(WireMessageID.self, frame.payload)
     case (.join, false): check(Join.self, frame.payload)
@@ -90,6 +94,25 @@ func decodePayload(_ frame: Frame) {
     case (.stats, true): check(StatsReply.self, frame.payload)
     case (.deleteTopic, true), (.cancel, true), (.leave, true): check(Empty.self, frame.payload)
     }
+}
+
+/// The broker's checks of a client-encoded batch, as `publishRecords` runs them before it
+/// stores anything: whatever the header fields say (counts, timestamps, sizes at their
+/// extremes), the answer is a record count or a `BrokerError`, never a trap.
+private func checkBatch(_ batch: [UInt8]) {
+    do {
+        let count = try Broker.checkClientBatch(batch, maxMessageBytes: 1 << 20, receivedAt: FrameFuzzClock.now)
+        precondition(count > 0 && count <= Broker.maxRecordsPerPublish, "a batch of \(count) records passed")
+    } catch is BrokerError {
+        return
+    } catch {
+        preconditionFailure("the batch check threw something other than a BrokerError: \(error)")
+    }
+}
+
+/// A fixed "now" (the seeds' batches are stamped with it), so a run replays exactly.
+enum FrameFuzzClock {
+    static let now: Int64 = 1_764_000_000_000
 }
 
 private func check<M: WireMessage>(_ type: M.Type, _ payload: ByteBuffer) {
@@ -138,6 +161,15 @@ struct FrameFuzzSeeds {
 
     static func reply<M: WireMessage>(_ opcode: Opcode, _ message: M) -> [UInt8] { frame(opcode, message, flags: .response) }
 
+    static let now: Int64 = 1_764_000_000_000
+
+    /// A record batch as a client encodes it, one record per timestamp.
+    static func batch(_ timestamps: [Int64], compression: Compression = .none, producerId: Int64 = -1) -> [UInt8] {
+        var b = RecordBatchBuilder(compression: compression, producerId: producerId, baseSequence: producerId >= 0 ? Int32.max : -1)
+        for t in timestamps { [UInt8]("x".utf8).withUnsafeBytes { b.append(timestamp: t, key: [7], body: $0) } }
+        return try! b.build()
+    }
+
     /// A few valid frames of every opcode, requests and responses, and a pipelined stream.
     static func seeds() -> [(String, [UInt8])] {
         let settings = WireTopicSettings(
@@ -181,6 +213,10 @@ struct FrameFuzzSeeds {
             ("settle-reply", reply(.ack, SettleReply(results: [nil, ErrorReply(code: 113, message: "already acked")]))),
             ("stats", frame(.stats, StatsRequest(topics: ["t"], groups: [], includeMembers: true))),
             ("publish-records", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: [1, 2, 3]))),
+            ("publish-records-batch", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch([now, now + 1, now + 2])))),
+            ("publish-records-lz4", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch(Array(repeating: now, count: 200), compression: .lz4)))),
+            ("publish-records-min", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch([.min, .max])))),
+            ("publish-records-max", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch([now, .max], producerId: .max)))),
             ("pipelined", frame(.hello, Hello(client: "seed")) + frame(.publish, publish, id: 2) + frame(.fetch, Fetch(group: "g", memberID: 1, max: 10), id: 3)),
         ]
     }
