@@ -17,6 +17,7 @@ public final class AdminServer: Service, Sendable {
     private let application: Application<RouterResponder<BasicRequestContext>>
     private let listening: Listening
     private let logger: Logger
+    private let options: AdminOptions
     /// The group and task of `start`, for `stop`.
     private let started = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
 
@@ -45,11 +46,14 @@ public final class AdminServer: Service, Sendable {
             logger: logger)
         self.listening = listening
         self.logger = logger
+        self.options = options
     }
 
-    /// Serves until graceful shutdown (or cancellation). Throws when the port cannot be bound.
+    /// Serves until graceful shutdown (or cancellation). Throws when the port cannot be bound,
+    /// or an `OptionsError` for options that cannot be served (before binding).
     public func run() async throws {
         do {
+            try options.validate()
             try await application.run()
             listening.ended(nil)
         } catch {

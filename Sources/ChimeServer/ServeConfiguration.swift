@@ -86,7 +86,17 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
             throw Problem("\(path): unknown setting '\(unknown)'; settings are \(known.joined(separator: ", "))")
         }
+        if let problem = Self.emptyTokenProblem(config.tokens, setting: "\(path): \(CodingKeys.tokens.rawValue)") { throw problem }
         return config
+    }
+
+    /// An empty token in a list (`tokens = [""]`, `--token ""`): a client that sends no
+    /// token would match it, so it turned authentication off while the list, not being
+    /// empty, said it was on. Refused wherever a token list is read; the environment's
+    /// comma-separated list drops empty items instead (`CHIME_TOKENS=a,,b`).
+    public static func emptyTokenProblem(_ tokens: [String]?, setting: String) -> Problem? {
+        guard let tokens, tokens.contains(where: { OptionsError.isBlank($0) }) else { return nil }
+        return Problem("\(setting): a token must not be empty (an empty token would let clients in without one); remove it or set a real one")
     }
 
     /// `CHIME_*` variables. Tokens are comma-separated; booleans are true/false/1/0.

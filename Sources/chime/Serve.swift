@@ -111,6 +111,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings: ServeConfiguration
+        if let problem = ServeConfiguration.emptyTokenProblem(token, setting: "--token") { throw ValidationError(problem.description) }
         do {
             settings = try ServeConfiguration.resolve(file: config, environment: ProcessInfo.processInfo.environment, flags: flags)
         } catch let p as ServeConfiguration.Problem {
@@ -154,6 +155,20 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxConnections, n < 1 { throw ValidationError("the connection limit must be at least 1") }
         if let n = settings.maxFrameBytes, n < 1_024 { throw ValidationError("the frame limit must be at least 1024 bytes") }
         if let n = settings.idleTimeoutSeconds, n < 1 { throw ValidationError("the idle timeout must be at least 1 second") }
+        let adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
+        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
+        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
+        if let n = settings.maxConnections { serverOptions.maxConnections = n }
+        if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
+        if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
+        // What the checks above let through, the library refuses too (a token list built
+        // some other way).
+        do {
+            try serverOptions.validate()
+            if adminOn { try adminOptions.validate() }
+        } catch {
+            throw ValidationError("\(error)")
+        }
         // Before the broker opens: the engine makes its metric objects as it opens.
         let registry = adminOn ? ChimeMetrics.bootstrap() : nil
         let topic = TopicSettings(
@@ -175,11 +190,6 @@ struct Serve: AsyncParsableCommand {
             }
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
-        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
-        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
-        if let n = settings.maxConnections { serverOptions.maxConnections = n }
-        if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
-        if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
         let server: ChimeServer
         do {
             server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
@@ -197,7 +207,7 @@ struct Serve: AsyncParsableCommand {
         var announce: Task<Void, Never>? = nil
         if adminOn {
             let admin = AdminServer(
-                broker: broker, options: AdminOptions(host: adminHost, port: adminPort, tokens: tokens), registry: registry,
+                broker: broker, options: adminOptions, registry: registry,
                 connectionCount: { server.connectionCount }, logger: logger)
             services.append(.init(service: admin))
             announce = Task {
