@@ -12,6 +12,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var adminHost: String?
     public var adminPort: Int?
     public var admin: Bool?
+    public var adminMaxConnections: Int?
+    public var adminIdleTimeoutSeconds: Int?
     public var tokens: [String]?
     public var durability: String?
     public var segmentMiB: Int?
@@ -34,6 +36,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case adminHost = "admin_host", adminPort = "admin_port", segmentMiB = "segment_mib", retentionHours = "retention_hours"
         case retentionMiB = "retention_mib", autoCreateTopics = "auto_create_topics", tlsCert = "tls_cert", tlsKey = "tls_key"
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
+        case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
         case logLevel = "log_level"
     }
 
@@ -121,6 +124,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.adminHost = env["CHIME_ADMIN_HOST"]
         c.adminPort = try int("CHIME_ADMIN_PORT")
         c.admin = try bool("CHIME_ADMIN")
+        c.adminMaxConnections = try int("CHIME_ADMIN_MAX_CONNECTIONS")
+        c.adminIdleTimeoutSeconds = try int("CHIME_ADMIN_IDLE_TIMEOUT_SECONDS")
         // An empty list is no setting: an unset variable expanded into an empty one must
         // not turn off the authentication a file asks for.
         c.tokens = env["CHIME_TOKENS"].map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -152,6 +157,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.adminHost = over.adminHost ?? adminHost
         c.adminPort = over.adminPort ?? adminPort
         c.admin = over.admin ?? admin
+        c.adminMaxConnections = over.adminMaxConnections ?? adminMaxConnections
+        c.adminIdleTimeoutSeconds = over.adminIdleTimeoutSeconds ?? adminIdleTimeoutSeconds
         c.tokens = over.tokens ?? tokens
         c.durability = over.durability ?? durability
         c.segmentMiB = over.segmentMiB ?? segmentMiB

@@ -59,6 +59,14 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("no-admin"), help: "Serve no admin HTTP port and collect no metrics ($CHIME_ADMIN=false).")
     var noAdmin = false
 
+    @Option(name: .customLong("admin-max-connections"), help: "Most admin HTTP connections at once; one more is closed at once (default 128; $CHIME_ADMIN_MAX_CONNECTIONS).")
+    var adminMaxConnections: Int?
+
+    @Option(
+        name: .customLong("admin-idle-timeout-seconds"),
+        help: "Close an admin HTTP connection that has not sent a whole request for this long (default 30; $CHIME_ADMIN_IDLE_TIMEOUT_SECONDS).")
+    var adminIdleTimeoutSeconds: Int?
+
     @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, unencrypted; $CHIME_TLS_KEY).")
     var tlsKey: String?
 
@@ -106,6 +114,8 @@ struct Serve: AsyncParsableCommand {
         c.adminHost = adminHost
         c.adminPort = adminPort
         c.admin = noAdmin ? false : nil
+        c.adminMaxConnections = adminMaxConnections
+        c.adminIdleTimeoutSeconds = adminIdleTimeoutSeconds
         return c
     }
 
@@ -155,7 +165,11 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxConnections, n < 1 { throw ValidationError("the connection limit must be at least 1") }
         if let n = settings.maxFrameBytes, n < 1_024 { throw ValidationError("the frame limit must be at least 1024 bytes") }
         if let n = settings.idleTimeoutSeconds, n < 1 { throw ValidationError("the idle timeout must be at least 1 second") }
-        let adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
+        if let n = settings.adminMaxConnections, n < 1 { throw ValidationError("the admin connection limit must be at least 1") }
+        if let n = settings.adminIdleTimeoutSeconds, n < 1 { throw ValidationError("the admin idle timeout must be at least 1 second") }
+        var adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
+        if let n = settings.adminMaxConnections { adminOptions.maxConnections = n }
+        if let n = settings.adminIdleTimeoutSeconds { adminOptions.idleTimeout = .seconds(n) }
         let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
         var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
         if let n = settings.maxConnections { serverOptions.maxConnections = n }

@@ -163,6 +163,20 @@ extension LifecycleTests {
         return (process.terminationStatus, output, served)
     }
 
+    @Test func adminLimitsComeFromAllThreeLayers() throws {
+        let dir = TemporaryDirectory("chime-config")
+        let toml = dir.file("chime.toml")
+        try "admin_max_connections = 50\nadmin_idle_timeout_seconds = 9\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let file = try ServeConfiguration.load(file: toml)
+        #expect(file.adminMaxConnections == 50 && file.adminIdleTimeoutSeconds == 9)
+        var flags = ServeConfiguration()
+        flags.adminMaxConnections = 7
+        let resolved = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_ADMIN_IDLE_TIMEOUT_SECONDS": "4"], flags: flags)
+        #expect(resolved.adminMaxConnections == 7, "flags over the file")
+        #expect(resolved.adminIdleTimeoutSeconds == 4, "environment over the file")
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_ADMIN_MAX_CONNECTIONS": "many"]) }
+    }
+
     @Test func anEmptyTokenFlagIsRefusedWithItsName() async throws {
         let dir = TemporaryDirectory("chime-empty-token")
         for empty in ["", "  "] {
