@@ -1,5 +1,6 @@
 import ChimeBroker
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
@@ -17,6 +18,8 @@ public final class AdminServer: Service, Sendable {
     private let application: Application<RouterResponder<BasicRequestContext>>
     private let listening: Listening
     private let logger: Logger
+    private let options: AdminOptions
+    private let connections: AdminConnectionCount
     /// The group and task of `start`, for `stop`.
     private let started = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
 
@@ -38,18 +41,49 @@ public final class AdminServer: Service, Sendable {
         let router = Router()
         router.add(middleware: AdminGate(tokens: options.tokens.map { Array($0.utf8) }))
         routes.register(on: router)
+        // `run()` refuses invalid options before it binds: the server built here for them,
+        // with the default limits, never runs.
+        let limits = (try? options.validate()) == nil ? AdminOptions() : options
+        let connections = AdminConnectionCount(limit: limits.maxConnections)
         application = Application(
             router: router,
+            server: Self.limitedHTTP1(limits, connections: connections),
             configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: "chime"),
             onServerRunning: { channel in listening.bound(channel.localAddress?.port ?? 0) },
             logger: logger)
         self.listening = listening
         self.logger = logger
+        self.options = options
+        self.connections = connections
     }
 
-    /// Serves until graceful shutdown (or cancellation). Throws when the port cannot be bound.
+    /// HTTP/1 with the options' limits: the connection limit around the channel, the idle
+    /// timeout (Hummingbird's, from a connection's start or its last response to a request's
+    /// head), the head limit (the HTTP decoder's), and the body limit and the timeout from a
+    /// head to its request's end (`AdminRequestLimits`).
+    private static func limitedHTTP1(_ options: AdminOptions, connections: AdminConnectionCount) -> HTTPServerBuilder {
+        let timeout = TimeAmount(options.idleTimeout)
+        let (headerBytes, bodyBytes) = (options.maxRequestHeaderBytes, options.maxRequestBodyBytes)
+        let configuration = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [AdminRequestLimits(maxBodyBytes: bodyBytes, requestTimeout: timeout)],
+            idleTimeout: timeout,
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: headerBytes, maxHeaderListSize: headerBytes, maxHeaderFieldCount: maxHeaderFields))
+        return HTTPServerBuilder { responder in
+            AdminChildChannel(http: HTTP1Channel(responder: responder, configuration: configuration), connections: connections)
+        }
+    }
+
+    /// Header fields one request may have: a GET to this API needs a handful.
+    private static let maxHeaderFields = 100
+
+    /// Admin connections open now (never more than `AdminOptions.maxConnections`).
+    public var connectionCount: Int { connections.current }
+
+    /// Serves until graceful shutdown (or cancellation). Throws when the port cannot be bound,
+    /// or an `OptionsError` for options that cannot be served (before binding).
     public func run() async throws {
         do {
+            try options.validate()
             try await application.run()
             listening.ended(nil)
         } catch {

@@ -12,6 +12,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var adminHost: String?
     public var adminPort: Int?
     public var admin: Bool?
+    public var adminMaxConnections: Int?
+    public var adminIdleTimeoutSeconds: Int?
     public var tokens: [String]?
     public var durability: String?
     public var segmentMiB: Int?
@@ -34,6 +36,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case adminHost = "admin_host", adminPort = "admin_port", segmentMiB = "segment_mib", retentionHours = "retention_hours"
         case retentionMiB = "retention_mib", autoCreateTopics = "auto_create_topics", tlsCert = "tls_cert", tlsKey = "tls_key"
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
+        case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
         case logLevel = "log_level"
     }
 
@@ -86,7 +89,17 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         if let unknown = keys.sorted().first(where: { !known.contains($0) }) {
             throw Problem("\(path): unknown setting '\(unknown)'; settings are \(known.joined(separator: ", "))")
         }
+        if let problem = Self.emptyTokenProblem(config.tokens, setting: "\(path): \(CodingKeys.tokens.rawValue)") { throw problem }
         return config
+    }
+
+    /// An empty token in a list (`tokens = [""]`, `--token ""`): a client that sends no
+    /// token would match it, so it turned authentication off while the list, not being
+    /// empty, said it was on. Refused wherever a token list is read; the environment's
+    /// comma-separated list drops empty items instead (`CHIME_TOKENS=a,,b`).
+    public static func emptyTokenProblem(_ tokens: [String]?, setting: String) -> Problem? {
+        guard let tokens, tokens.contains(where: { OptionsError.isBlank($0) }) else { return nil }
+        return Problem("\(setting): a token must not be empty (an empty token would let clients in without one); remove it or set a real one")
     }
 
     /// `CHIME_*` variables. Tokens are comma-separated; booleans are true/false/1/0.
@@ -111,6 +124,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.adminHost = env["CHIME_ADMIN_HOST"]
         c.adminPort = try int("CHIME_ADMIN_PORT")
         c.admin = try bool("CHIME_ADMIN")
+        c.adminMaxConnections = try int("CHIME_ADMIN_MAX_CONNECTIONS")
+        c.adminIdleTimeoutSeconds = try int("CHIME_ADMIN_IDLE_TIMEOUT_SECONDS")
         // An empty list is no setting: an unset variable expanded into an empty one must
         // not turn off the authentication a file asks for.
         c.tokens = env["CHIME_TOKENS"].map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
@@ -142,6 +157,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.adminHost = over.adminHost ?? adminHost
         c.adminPort = over.adminPort ?? adminPort
         c.admin = over.admin ?? admin
+        c.adminMaxConnections = over.adminMaxConnections ?? adminMaxConnections
+        c.adminIdleTimeoutSeconds = over.adminIdleTimeoutSeconds ?? adminIdleTimeoutSeconds
         c.tokens = over.tokens ?? tokens
         c.durability = over.durability ?? durability
         c.segmentMiB = over.segmentMiB ?? segmentMiB

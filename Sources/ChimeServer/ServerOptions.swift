@@ -6,7 +6,8 @@ public struct ServerOptions: Sendable {
     public var host: String
     /// Broker protocol port (0: any free port, see `ChimeServer.port`).
     public var port: Int
-    /// Accepted tokens; empty means no authentication.
+    /// Accepted tokens; empty means no authentication. No token may be empty: a hello
+    /// without a token carries an empty one (`validate()`).
     public var tokens: [String]
     public var maxFrameBytes: Int
     public var maxConnections: Int
@@ -52,5 +53,14 @@ public struct ServerOptions: Sendable {
         self.idleTimeoutSeconds = idleTimeoutSeconds
         self.serverName = serverName
         self.tls = tls
+    }
+
+    /// Refuses options that would serve nobody, or everybody: an empty token, a limit
+    /// below what one request needs. Call it before `ChimeServer.start` (`chime serve` does).
+    public func validate() throws(OptionsError) {
+        if tokens.contains(where: { OptionsError.isBlank($0) }) { throw .emptyToken("tokens") }
+        if maxConnections < 1 { throw .belowMinimum("maxConnections", 1) }
+        if maxFrameBytes < 1_024 { throw .belowMinimum("maxFrameBytes", 1_024) }
+        if idleTimeoutSeconds < 1 { throw .belowMinimum("idleTimeoutSeconds", 1) }
     }
 }

@@ -59,6 +59,14 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .customLong("no-admin"), help: "Serve no admin HTTP port and collect no metrics ($CHIME_ADMIN=false).")
     var noAdmin = false
 
+    @Option(name: .customLong("admin-max-connections"), help: "Most admin HTTP connections at once; one more is closed at once (default 128; $CHIME_ADMIN_MAX_CONNECTIONS).")
+    var adminMaxConnections: Int?
+
+    @Option(
+        name: .customLong("admin-idle-timeout-seconds"),
+        help: "Close an admin HTTP connection that has not sent a whole request for this long (default 30; $CHIME_ADMIN_IDLE_TIMEOUT_SECONDS).")
+    var adminIdleTimeoutSeconds: Int?
+
     @Option(name: .customLong("tls-key"), help: "The private key of --tls-cert (PEM, unencrypted; $CHIME_TLS_KEY).")
     var tlsKey: String?
 
@@ -106,11 +114,14 @@ struct Serve: AsyncParsableCommand {
         c.adminHost = adminHost
         c.adminPort = adminPort
         c.admin = noAdmin ? false : nil
+        c.adminMaxConnections = adminMaxConnections
+        c.adminIdleTimeoutSeconds = adminIdleTimeoutSeconds
         return c
     }
 
     func run() async throws {
         let settings: ServeConfiguration
+        if let problem = ServeConfiguration.emptyTokenProblem(token, setting: "--token") { throw ValidationError(problem.description) }
         do {
             settings = try ServeConfiguration.resolve(file: config, environment: ProcessInfo.processInfo.environment, flags: flags)
         } catch let p as ServeConfiguration.Problem {
@@ -154,6 +165,24 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxConnections, n < 1 { throw ValidationError("the connection limit must be at least 1") }
         if let n = settings.maxFrameBytes, n < 1_024 { throw ValidationError("the frame limit must be at least 1024 bytes") }
         if let n = settings.idleTimeoutSeconds, n < 1 { throw ValidationError("the idle timeout must be at least 1 second") }
+        if let n = settings.adminMaxConnections, n < 1 { throw ValidationError("the admin connection limit must be at least 1") }
+        if let n = settings.adminIdleTimeoutSeconds, n < 1 { throw ValidationError("the admin idle timeout must be at least 1 second") }
+        var adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
+        if let n = settings.adminMaxConnections { adminOptions.maxConnections = n }
+        if let n = settings.adminIdleTimeoutSeconds { adminOptions.idleTimeout = .seconds(n) }
+        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
+        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
+        if let n = settings.maxConnections { serverOptions.maxConnections = n }
+        if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
+        if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
+        // What the checks above let through, the library refuses too (a token list built
+        // some other way).
+        do {
+            try serverOptions.validate()
+            if adminOn { try adminOptions.validate() }
+        } catch {
+            throw ValidationError("\(error)")
+        }
         // Before the broker opens: the engine makes its metric objects as it opens.
         let registry = adminOn ? ChimeMetrics.bootstrap() : nil
         let topic = TopicSettings(
@@ -175,11 +204,6 @@ struct Serve: AsyncParsableCommand {
             }
         }
         say("chime: data directory \(data): \(topics.count) topic(s), \(partitionCount) partition(s), \(scheduled) scheduled message(s) pending, \(Format.bytes(bytes)), durability \(policy)")
-        let tls = tlsCert.map { ServerOptions.TLS(certificateChainFile: $0, privateKeyFile: tlsKey ?? "") }
-        var serverOptions = ServerOptions(host: host, port: port, tokens: tokens, serverName: "chime", tls: tls)
-        if let n = settings.maxConnections { serverOptions.maxConnections = n }
-        if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
-        if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
         let server: ChimeServer
         do {
             server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
@@ -197,7 +221,7 @@ struct Serve: AsyncParsableCommand {
         var announce: Task<Void, Never>? = nil
         if adminOn {
             let admin = AdminServer(
-                broker: broker, options: AdminOptions(host: adminHost, port: adminPort, tokens: tokens), registry: registry,
+                broker: broker, options: adminOptions, registry: registry,
                 connectionCount: { server.connectionCount }, logger: logger)
             services.append(.init(service: admin))
             announce = Task {

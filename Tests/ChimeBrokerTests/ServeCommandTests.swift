@@ -61,5 +61,7 @@ import Testing
     @Test func badOptionsAreRefusedWithAMessage() throws {
         #expect(try run(builtProduct("chime"), ["serve", "--durability", "sometimes"]).status != 0)
         #expect(try run(builtProduct("chime"), ["serve", "--partitions", "0"]).status != 0)
+        #expect(try run(builtProduct("chime"), ["serve", "--admin-max-connections", "0"]).status != 0)
+        #expect(try run(builtProduct("chime"), ["serve", "--admin-idle-timeout-seconds", "0"]).status != 0)
     }
 }

@@ -121,7 +121,7 @@ private final class AdminFixture {
     let admin: AdminServer
     let port: Int
 
-    init(tokens: [String] = [], durability: DurabilityPolicy = .never) async throws {
+    init(tokens: [String] = [], durability: DurabilityPolicy = .never, limits: (inout AdminOptions) -> Void = { _ in }) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let registry = ChimeMetrics.bootstrap()
@@ -129,9 +129,10 @@ private final class AdminFixture {
             BrokerOptions(directory: dir.path, durability: durability, clock: clock, firing: .manual, randomSeed: 7), logger: logger)
         let server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0, tokens: tokens), logger: logger)
         self.server = server
+        var options = AdminOptions(port: 0, tokens: tokens)
+        limits(&options)
         admin = try await AdminServer.start(
-            broker: broker, options: AdminOptions(port: 0, tokens: tokens), registry: registry, connectionCount: { server.connectionCount },
-            logger: logger)
+            broker: broker, options: options, registry: registry, connectionCount: { server.connectionCount }, logger: logger)
         port = try await admin.port()
     }
 
@@ -153,6 +154,50 @@ private func text(_ s: String, at: Int64? = nil) -> OutgoingMessage {
 /// A JSON object's number or string field, for assertions.
 private func int(_ object: [String: Any]?, _ key: String) -> Int? { object?[key] as? Int }
 private func str(_ object: [String: Any]?, _ key: String) -> String? { object?[key] as? String }
+
+/// Connections to the admin port that send `bytes` (nothing by default) and then nothing
+/// more, opened one after another. The server closing one shows as `isActive` false.
+private func openConnections(port: Int, count: Int, sending bytes: String? = nil) async throws -> [any Channel] {
+    var channels: [any Channel] = []
+    for _ in 0..<count {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        if let bytes { try await channel.writeAndFlush(ByteBuffer(string: bytes)) }
+        channels.append(channel)
+    }
+    return channels
+}
+
+/// Checks `condition` until it holds or the deadline passes (the deadline only bounds a
+/// failing test; nothing is asserted about how long it took). Returns whether it held.
+private func eventually(within seconds: Int = 60, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
+}
+
+/// The highest admin connection count seen until the task is cancelled.
+private func watchHighestCount(_ admin: AdminServer) -> Task<Int, Never> {
+    Task {
+        var highest = 0
+        while !Task.isCancelled {
+            highest = max(highest, admin.connectionCount)
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return highest
+    }
+}
+
+/// A publish over the broker protocol, for checks that the broker keeps serving.
+private func publishOne(port: Int, topic: String) async throws -> Int {
+    let client = try await RawClient(port: port)
+    try await client.handshake(token: "tok")
+    let reply = try await client.call(
+        .publish, Publish(topic: topic, partition: 0, records: [OutgoingRecord(body: Array("still here".utf8))]), as: PublishReply.self)
+    return reply.outcomes.count
+}
 
 private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())" }
 
@@ -390,5 +435,91 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         }
         #expect(process.terminationStatus == 0)
         #expect(output.contains("stopped cleanly"))
+    }
+
+    /// Silent connections past the admin limit are closed as they are accepted, while the
+    /// ones under it are held: the server's count stays at the limit, the broker protocol
+    /// keeps serving, and a real request gets in as soon as a place is free.
+    @Test func adminConnectionsPastTheLimitAreClosedAtOnce() async throws {
+        let limit = 20
+        // An idle timeout far longer than the test: every close seen here is the limit's.
+        let f = try await AdminFixture(tokens: ["tok"]) {
+            $0.maxConnections = limit
+            $0.idleTimeout = .seconds(3_600)
+        }
+        let watching = watchHighestCount(f.admin)
+        let silent = try await openConnections(port: f.port, count: 200)
+        #expect(await eventually { silent.filter { !$0.isActive }.count == 200 - limit }, "all but \(limit) closed by the server")
+        #expect(f.admin.connectionCount == limit)
+        #expect(silent.filter(\.isActive).count == limit, "the ones under the limit are held")
+        #expect(try await publishOne(port: f.server.port, topic: unique("busy-admin")) == 1, "the broker protocol serves meanwhile")
+        await #expect(throws: (any Error).self, "a full admin port closes a request's connection unanswered") {
+            _ = try await f.get("/health")
+        }
+
+        // One silent connection goes: its place is a real request's.
+        let stillOpen = silent.first { $0.isActive }
+        let held = try #require(stillOpen)
+        try await held.close()
+        #expect(await eventually { f.admin.connectionCount < limit })
+        #expect(try await f.get("/health").status == 200)
+        #expect(try await f.get("/v1/topics", authorization: "Bearer tok").status == 200)
+        watching.cancel()
+        #expect(await watching.value <= limit, "the count never passed the limit")
+        for channel in silent { try? await channel.close() }
+        await f.shutdown()
+    }
+
+    /// A connection that sends nothing, or starts a request and never finishes it, is
+    /// closed after the idle timeout: silent clients past the limit cannot keep the admin
+    /// port (nor the descriptors the broker needs) for long, and real requests get in after.
+    @Test func silentAndUnfinishedAdminConnectionsAreClosedAfterTheIdleTimeout() async throws {
+        let limit = 16
+        let f = try await AdminFixture(tokens: ["tok"]) {
+            $0.maxConnections = limit
+            $0.idleTimeout = .milliseconds(500)
+        }
+        let watching = watchHighestCount(f.admin)
+        let silent = try await openConnections(port: f.port, count: 100)
+        #expect(try await publishOne(port: f.server.port, topic: unique("idle-admin")) == 1, "the broker protocol serves meanwhile")
+        #expect(await eventually { silent.allSatisfy { !$0.isActive } }, "every silent connection closed")
+        // A head never finished, and a body never finished (trickled in under the idle
+        // timeout; its declared length is more than the test ever sends).
+        let unfinishedHead = try await openConnections(port: f.port, count: 1, sending: "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        let unfinishedBody = try await openConnections(
+            port: f.port, count: 1, sending: "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\nx")
+        let trickle = Task {
+            while !Task.isCancelled, unfinishedBody[0].isActive {
+                try? await unfinishedBody[0].writeAndFlush(ByteBuffer(string: "x"))
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(await eventually { !unfinishedHead[0].isActive }, "a head never finished")
+        #expect(await eventually { !unfinishedBody[0].isActive }, "a body trickled in and never finished")
+        trickle.cancel()
+        #expect(await eventually { f.admin.connectionCount == 0 })
+        #expect(try await f.get("/health").status == 200)
+        #expect(try await f.get("/v1/topics", authorization: "Bearer tok").status == 200)
+        watching.cancel()
+        #expect(await watching.value <= limit, "the count never passed the limit")
+        await f.shutdown()
+    }
+
+    /// A request head past its limit is answered 400 and closed; a body past its limit
+    /// closes the connection; the port keeps serving.
+    @Test func oversizedAdminRequestsCloseTheirConnection() async throws {
+        let f = try await AdminFixture {
+            $0.maxRequestHeaderBytes = 4_096
+            $0.maxRequestBodyBytes = 1_024
+        }
+        let longHeader = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: \(String(repeating: "a", count: 8_192))\r\n\r\n"
+        let headed = try await openConnections(port: f.port, count: 1, sending: longHeader)
+        #expect(await eventually { !headed[0].isActive }, "a long head closes the connection")
+        let body = String(repeating: "b", count: 4_096)
+        let bodied = try await openConnections(
+            port: f.port, count: 1, sending: "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(await eventually { !bodied[0].isActive }, "a long body closes the connection")
+        #expect(try await f.get("/health").status == 200)
+        await f.shutdown()
     }
 }

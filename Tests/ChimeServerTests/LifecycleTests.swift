@@ -4,6 +4,7 @@ import ChimeProtocol
 import ChimeServer
 import ChimeTestSupport
 import Foundation
+import Glibc
 import Logging
 import Testing
 
@@ -129,6 +130,98 @@ import Testing
         let stored = stats.reduce(0) { $0 + Int($1.logEnd - $1.readyStart) + $1.scheduled }
         let count = await acknowledged.value
         #expect(stored >= count, "every acknowledged publish is stored (\(stored) stored, \(count) acknowledged)")
+        await broker.close()
+    }
+}
+
+/// Empty tokens: a hello without a token carries an empty one, so `--token ""` (or
+/// `tokens = [""]`) let every client in while the banner said "(token required)".
+extension LifecycleTests {
+    /// `chime serve` with these arguments, which must refuse to start: its exit status and
+    /// what it wrote. One that serves instead is stopped (SIGKILL) after a bounded wait, so a
+    /// broken check fails the test rather than hanging it.
+    private func refusedServe(_ arguments: [String]) async throws -> (status: Int32, output: String, served: Bool) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
+        process.arguments = ["serve", "--port", "0", "--admin-port", "0"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let reader = pipe.fileHandleForReading
+        let (output, served) = await offThePool {
+            var output = ""
+            while !output.contains("Ctrl-C to stop") {
+                let chunk = reader.availableData
+                if chunk.isEmpty { return (output, false) }
+                output += String(decoding: chunk, as: UTF8.self)
+            }
+            kill(process.processIdentifier, SIGKILL)
+            return (output, true)
+        }
+        await offThePool { process.waitUntilExit() }
+        return (process.terminationStatus, output, served)
+    }
+
+    @Test func adminLimitsComeFromAllThreeLayers() throws {
+        let dir = TemporaryDirectory("chime-config")
+        let toml = dir.file("chime.toml")
+        try "admin_max_connections = 50\nadmin_idle_timeout_seconds = 9\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let file = try ServeConfiguration.load(file: toml)
+        #expect(file.adminMaxConnections == 50 && file.adminIdleTimeoutSeconds == 9)
+        var flags = ServeConfiguration()
+        flags.adminMaxConnections = 7
+        let resolved = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_ADMIN_IDLE_TIMEOUT_SECONDS": "4"], flags: flags)
+        #expect(resolved.adminMaxConnections == 7, "flags over the file")
+        #expect(resolved.adminIdleTimeoutSeconds == 4, "environment over the file")
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_ADMIN_MAX_CONNECTIONS": "many"]) }
+    }
+
+    @Test func anEmptyTokenFlagIsRefusedWithItsName() async throws {
+        let dir = TemporaryDirectory("chime-empty-token")
+        for empty in ["", "  "] {
+            let refused = try await refusedServe(["--data", dir.file("data"), "--token", "real", "--token", empty])
+            #expect(!refused.served, "--token '\(empty)' must not serve")
+            #expect(refused.status != 0)
+            #expect(refused.output.contains("--token: a token must not be empty"), "\(refused.output)")
+        }
+    }
+
+    @Test func aConfigFileWithAnEmptyTokenIsRefused() async throws {
+        let dir = TemporaryDirectory("chime-empty-token")
+        let toml = dir.file("chime.toml")
+        try "tokens = [\"\"]\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let json = dir.file("chime.json")
+        try #"{"tokens": ["s3cret", ""]}"#.write(toFile: json, atomically: true, encoding: .utf8)
+        for file in [toml, json] {
+            var message = "loaded"
+            do { _ = try ServeConfiguration.load(file: file) } catch let problem as ServeConfiguration.Problem { message = problem.description }
+            #expect(message.contains("\(file): tokens: a token must not be empty"), "\(message)")
+            let refused = try await refusedServe(["--data", dir.file("data"), "--config", file])
+            #expect(!refused.served, "\(file) must not serve")
+            #expect(refused.status != 0)
+            #expect(refused.output.contains("tokens: a token must not be empty"), "\(refused.output)")
+        }
+    }
+
+    /// The library refuses them too, with a typed error, before anything binds.
+    @Test func serverAndAdminOptionsRefuseAnEmptyToken() async throws {
+        #expect(throws: OptionsError.self) { try ServerOptions(tokens: ["ok", ""]).validate() }
+        #expect(throws: OptionsError.self) { try AdminOptions(tokens: [" "]).validate() }
+        #expect(throws: Never.self) { try ServerOptions(tokens: ["ok"]).validate() }
+        do {
+            try AdminOptions(tokens: [""]).validate()
+            Issue.record("an empty admin token was accepted")
+        } catch {
+            #expect(error.isEmptyToken && error.option == "tokens")
+        }
+        let dir = TemporaryDirectory("chime-empty-token")
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let broker = try await Broker.open(BrokerOptions(directory: dir.path, durability: .never, firing: .manual), logger: logger)
+        await #expect(throws: OptionsError.self) {
+            _ = try await AdminServer.start(broker: broker, options: AdminOptions(port: 0, tokens: [""]), registry: nil, logger: logger)
+        }
         await broker.close()
     }
 }
