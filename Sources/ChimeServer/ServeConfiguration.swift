@@ -26,6 +26,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var maxConnections: Int?
     public var maxFrameBytes: Int?
     public var idleTimeoutSeconds: Int?
+    public var maxTopics: Int?
+    public var maxPartitions: Int?
+    public var maxGroups: Int?
     public var logLevel: String?
 
     public init() {}
@@ -37,6 +40,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case retentionMiB = "retention_mib", autoCreateTopics = "auto_create_topics", tlsCert = "tls_cert", tlsKey = "tls_key"
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
         case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
+        case maxTopics = "max_topics", maxPartitions = "max_partitions", maxGroups = "max_groups"
         case logLevel = "log_level"
     }
 
@@ -144,6 +148,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxConnections = try int("CHIME_MAX_CONNECTIONS")
         c.maxFrameBytes = try int("CHIME_MAX_FRAME_BYTES")
         c.idleTimeoutSeconds = try int("CHIME_IDLE_TIMEOUT_SECONDS")
+        c.maxTopics = try int("CHIME_MAX_TOPICS")
+        c.maxPartitions = try int("CHIME_MAX_PARTITIONS")
+        c.maxGroups = try int("CHIME_MAX_GROUPS")
         c.logLevel = env["CHIME_LOG_LEVEL"]
         return c
     }
@@ -171,6 +178,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxConnections = over.maxConnections ?? maxConnections
         c.maxFrameBytes = over.maxFrameBytes ?? maxFrameBytes
         c.idleTimeoutSeconds = over.idleTimeoutSeconds ?? idleTimeoutSeconds
+        c.maxTopics = over.maxTopics ?? maxTopics
+        c.maxPartitions = over.maxPartitions ?? maxPartitions
+        c.maxGroups = over.maxGroups ?? maxGroups
         c.logLevel = over.logLevel ?? logLevel
         return c
     }

@@ -149,8 +149,9 @@ struct Serve: AsyncParsableCommand {
         }
         guard segmentMiB > 0, segmentMiB < 4096 else { throw ValidationError("the segment size must be between 1 and 4095 MiB") }
         guard (1...4096).contains(partitions) else { throw ValidationError("partitions must be between 1 and 4096") }
-        guard retentionHours.isFinite && retentionHours > 0 else {
-            throw ValidationError("retention must be a positive number of hours")
+        // Up to a century, like every duration the broker adds to its clock.
+        guard retentionHours.isFinite && retentionHours > 0 && retentionHours * 3_600_000 <= Double(Broker.maxDelayMilliseconds) else {
+            throw ValidationError("retention must be a positive number of hours, at most \(Broker.maxDelayMilliseconds / 3_600_000)")
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("the retention size must be a positive number of MiB") }
         guard (0...65_535).contains(port) else { throw ValidationError("the port must be between 0 and 65535") }
@@ -167,6 +168,9 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.idleTimeoutSeconds, n < 1 { throw ValidationError("the idle timeout must be at least 1 second") }
         if let n = settings.adminMaxConnections, n < 1 { throw ValidationError("the admin connection limit must be at least 1") }
         if let n = settings.adminIdleTimeoutSeconds, n < 1 { throw ValidationError("the admin idle timeout must be at least 1 second") }
+        if let n = settings.maxTopics, n < 1 { throw ValidationError("max_topics must be at least 1") }
+        if let n = settings.maxPartitions, n < 1 { throw ValidationError("max_partitions must be at least 1") }
+        if let n = settings.maxGroups, n < 1 { throw ValidationError("max_groups must be at least 1") }
         var adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
         if let n = settings.adminMaxConnections { adminOptions.maxConnections = n }
         if let n = settings.adminIdleTimeoutSeconds { adminOptions.idleTimeout = .seconds(n) }
@@ -187,9 +191,12 @@ struct Serve: AsyncParsableCommand {
         let registry = adminOn ? ChimeMetrics.bootstrap() : nil
         let topic = TopicSettings(
             partitions: partitions, retentionMilliseconds: Int64(retentionHours * 3_600_000), retentionBytes: retentionMiB.map { Int64($0) << 20 })
-        let options = BrokerOptions(
+        var options = BrokerOptions(
             directory: data, autoCreateTopics: settings.autoCreateTopics ?? true, defaultTopic: topic, durability: policy,
             readySegmentBytes: segmentMiB << 20)
+        if let n = settings.maxTopics { options.maxTopics = n }
+        if let n = settings.maxPartitions { options.maxPartitions = n }
+        if let n = settings.maxGroups { options.maxGroups = n }
 
         let broker = try await Broker.open(options, logger: logger)
         let topics = broker.listTopics()

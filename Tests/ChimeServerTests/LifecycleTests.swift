@@ -177,6 +177,24 @@ extension LifecycleTests {
         #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_ADMIN_MAX_CONNECTIONS": "many"]) }
     }
 
+    @Test func brokerLimitsComeFromTheFileAndEnvironmentAndAreEnforcedByName() async throws {
+        let dir = TemporaryDirectory("chime-limits")
+        let toml = dir.file("chime.toml")
+        try "max_topics = 1\nmax_partitions = 3\nmax_groups = 9\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let resolved = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_MAX_PARTITIONS": "4"], flags: ServeConfiguration())
+        #expect(resolved.maxTopics == 1 && resolved.maxPartitions == 4 && resolved.maxGroups == 9)
+        let serve = try ServeProcess(data: dir.file("data"), port: 0, extra: ["--config", toml])
+        defer { serve.stop() }
+        let at = ["--port", "\(serve.port)"]
+        let first = try await Task.detached { try run(builtProduct("chime"), ["topics", "create", "one", "--partitions", "2"] + at, withErrors: true) }.value
+        #expect(first.status == 0, "\(first.output)")
+        let second = try await Task.detached { try run(builtProduct("chime"), ["topics", "create", "two", "--partitions", "1"] + at, withErrors: true) }.value
+        #expect(second.status != 0)
+        #expect(second.output.contains("maxTopics 1"), "\(second.output)")
+        let refused = try await refusedServe(["--data", dir.file("data2"), "--config", toml, "--retention-hours", "1e300"])
+        #expect(!refused.served && refused.output.contains("retention must be a positive number of hours"), "\(refused.output)")
+    }
+
     @Test func anEmptyTokenFlagIsRefusedWithItsName() async throws {
         let dir = TemporaryDirectory("chime-empty-token")
         for empty in ["", "  "] {
