@@ -1,9 +1,10 @@
 import Foundation
 
 /// Turns many "make this durable" requests into few fdatasyncs. Appenders write their
-/// bytes, then wait for the durable offset to pass their last record; one thread runs the
-/// sync and wakes every waiter it covered, so N concurrent appenders share one sync.
-/// Under `.interval` the thread also syncs on its own clock, with nobody waiting.
+/// bytes, then wait for the durable offset to pass their last record; the log is queued on
+/// the process's sync threads (`SyncThreads`) once, and the sync that runs wakes every
+/// waiter it covered, so N concurrent appenders share one sync. Under `.interval` the log
+/// is also synced on its own clock, with nobody waiting.
 ///
 /// After a failed sync every waiter gets the error and so does every later request: a
 /// failed fdatasync may have dropped dirty pages, so a later one succeeding proves nothing.
@@ -14,22 +15,22 @@ final class GroupCommitter: @unchecked Sendable {
     private var durable: Int64
     private var waiters: [(target: Int64, continuation: CheckedContinuation<Void, Error>)] = []
     private var failure: StoreError?
-    private var stopping = false
+    /// In the pool's queue or being synced by one of its threads: never both, never twice.
+    private var queued = false
+    /// A sync of this log is running (queued, interval or the last one at stop).
+    private var syncing = false
     private var stopped = false
     private let interval: Double?
     private let sync: Sync
-    private var thread: Thread?
+    private let threads: SyncThreads
 
     /// `sync` makes everything written so far durable and returns the offset it covered.
-    init(durable: Int64, intervalMilliseconds: Int?, name: String, sync: @escaping Sync) {
+    init(durable: Int64, intervalMilliseconds: Int?, threads: SyncThreads = .shared, sync: @escaping Sync) {
         self.durable = durable
         self.interval = intervalMilliseconds.map { Double($0) / 1000 }
         self.sync = sync
-        // The thread holds the committer until `stop()`; the owning log always stops it on close.
-        let thread = Thread { self.run() }
-        thread.name = name
-        self.thread = thread
-        thread.start()
+        self.threads = threads
+        if let interval { threads.arm(self, after: interval) }
     }
 
     /// The first offset not yet known durable.
@@ -56,8 +57,10 @@ final class GroupCommitter: @unchecked Sendable {
                 continuation.resume(throwing: StoreError(.closed, "the log is closed"))
             } else {
                 waiters.append((target, continuation))
-                condition.signal()
+                let submit = !queued
+                queued = true
                 condition.unlock()
+                if submit { threads.submit(self) }
             }
         }
     }
@@ -70,7 +73,8 @@ final class GroupCommitter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Records durability reached outside the thread (a roll or a flush synced the data).
+    /// Records durability reached outside a sync of this committer (a roll or a flush
+    /// synced the data).
     func advance(to offset: Int64) {
         condition.lock()
         durable = max(durable, offset)
@@ -88,13 +92,80 @@ final class GroupCommitter: @unchecked Sendable {
         for w in all { w.resume(throwing: error) }
     }
 
-    /// Syncs what is pending, wakes the waiters and ends the thread.
+    /// Syncs what is pending, wakes the waiters and stops: waits for a sync running on the
+    /// pool, then runs the last one on the caller's thread.
     func stop() {
         condition.lock()
-        stopping = true
-        condition.signal()
-        while !stopped { condition.wait() }
+        while syncing { condition.wait() }
+        guard !stopped else {
+            condition.unlock()
+            return
+        }
+        stopped = true
+        syncing = true
         condition.unlock()
+        runSync()
+        condition.lock()
+        syncing = false
+        let rest = waiters.map(\.continuation)
+        waiters.removeAll()
+        condition.broadcast()
+        condition.unlock()
+        for w in rest { w.resume(throwing: StoreError(.closed, "the log was closed before this append was synced")) }
+    }
+
+    /// On a pool thread: the sync the queue asked for. Queued again when appenders came
+    /// while it ran and it did not cover them.
+    func syncQueued() {
+        condition.lock()
+        assert(queued, "only a queued committer is synced from the queue")
+        while syncing { condition.wait() }
+        guard !stopped else {
+            queued = false
+            condition.unlock()
+            return
+        }
+        syncing = true
+        condition.unlock()
+        runSync()
+        condition.lock()
+        syncing = false
+        condition.broadcast()
+        let again = !waiters.isEmpty && failure == nil && !stopped
+        queued = again
+        condition.unlock()
+        if again { threads.submit(self) }
+    }
+
+    /// On a pool thread: the `.interval` clock's sync, then the next one armed.
+    func intervalSync() {
+        guard let interval else { preconditionFailure("interval sync of a committer without an interval") }
+        condition.lock()
+        // A queued sync is about to cover the same ground; a stopped committer is done.
+        guard !stopped else {
+            condition.unlock()
+            return
+        }
+        let skip = queued || syncing
+        if !skip { syncing = true }
+        condition.unlock()
+        if !skip {
+            runSync()
+            condition.lock()
+            syncing = false
+            condition.broadcast()
+            condition.unlock()
+        }
+        threads.arm(self, after: interval)
+    }
+
+    private func runSync() {
+        do {
+            let covered = try sync()
+            advance(to: covered)
+        } catch {
+            fail(error as? StoreError ?? StoreError(.io, "\(error)"))
+        }
     }
 
     private func takeReady() -> [CheckedContinuation<Void, Error>] {
@@ -104,37 +175,5 @@ final class GroupCommitter: @unchecked Sendable {
             return false
         }
         return ready
-    }
-
-    private func run() {
-        while true {
-            condition.lock()
-            if let interval {
-                let deadline = Date(timeIntervalSinceNow: interval)
-                while waiters.isEmpty && !stopping && condition.wait(until: deadline) {}
-            } else {
-                while waiters.isEmpty && !stopping { condition.wait() }
-            }
-            let finishing = stopping
-            condition.unlock()
-
-            do {
-                let covered = try sync()
-                advance(to: covered)
-            } catch {
-                fail(error as? StoreError ?? StoreError(.io, "\(error)"))
-            }
-
-            if finishing {
-                condition.lock()
-                let rest = waiters.map(\.continuation)
-                waiters.removeAll()
-                stopped = true
-                condition.broadcast()
-                condition.unlock()
-                for w in rest { w.resume(throwing: StoreError(.closed, "the log was closed before this append was synced")) }
-                return
-            }
-        }
     }
 }

@@ -130,7 +130,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
 
     private func startCommitter(intervalMilliseconds: Int?) {
         let start = segments.last!.nextOffset
-        committer = GroupCommitter(durable: start, intervalMilliseconds: intervalMilliseconds, name: "chime-sync") { [weak self] in
+        committer = GroupCommitter(durable: start, intervalMilliseconds: intervalMilliseconds) { [weak self] in
             guard let self else { throw StoreError(.closed, "the log is gone") }
             return try self.syncActive()
         }
@@ -449,7 +449,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     }
 
     /// fdatasync of the active segment; returns the offset it covered. Called by the
-    /// committer's thread without the lock held across the sync.
+    /// committer (on a sync thread) without the lock held across the sync.
     private func syncActive() throws -> Int64 {
         var target: (file: DataFile, end: Int64)? = nil
         while target == nil {
@@ -690,7 +690,7 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     }
 
     /// Syncs, writes the active segment's index (so the next open needs no scan) and
-    /// stops the sync thread. Appends after this fail with `.closed`.
+    /// stops its syncs. Appends after this fail with `.closed`.
     public func close() throws {
         // Refuse appends first, so the committer's last sync covers every append made.
         let committer: GroupCommitter? = lock.withLock {
