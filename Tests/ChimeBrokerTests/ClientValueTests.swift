@@ -169,4 +169,16 @@ import Testing
         }
         #expect(s.broker.listGroups().isEmpty)
     }
+
+    /// `max` comes from the client: Int.max must fetch what there is, not trap on the
+    /// per-partition share arithmetic or reserve room for Int.max deliveries.
+    @Test func fetchWithAHugeMaxDoesNotCrash() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        _ = try await s.broker.publish(topic: "jobs", [.text("a", key: "1"), .text("b", key: "2")])
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        let got = try await s.broker.fetch(group: "g", member: m.memberID, max: Int.max)
+        #expect(got.textSet == ["a", "b"])
+        await s.broker.close()
+    }
 }

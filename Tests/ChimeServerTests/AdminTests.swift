@@ -437,16 +437,21 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         #expect(output.contains("stopped cleanly"))
     }
 
+    /// An admin port with token "tok", `limit` connections and `idleTimeout`.
+    private func limitedAdmin(_ limit: Int, idleTimeout: Duration) async throws -> AdminFixture {
+        try await AdminFixture(tokens: ["tok"]) {
+            $0.maxConnections = limit
+            $0.idleTimeout = idleTimeout
+        }
+    }
+
     /// Silent connections past the admin limit are closed as they are accepted, while the
     /// ones under it are held: the server's count stays at the limit, the broker protocol
     /// keeps serving, and a real request gets in as soon as a place is free.
     @Test func adminConnectionsPastTheLimitAreClosedAtOnce() async throws {
         let limit = 20
         // An idle timeout far longer than the test: every close seen here is the limit's.
-        let f = try await AdminFixture(tokens: ["tok"]) {
-            $0.maxConnections = limit
-            $0.idleTimeout = .seconds(3_600)
-        }
+        let f = try await limitedAdmin(limit, idleTimeout: .seconds(3_600))
         let watching = watchHighestCount(f.admin)
         let silent = try await openConnections(port: f.port, count: 200)
         #expect(await eventually { silent.filter { !$0.isActive }.count == 200 - limit }, "all but \(limit) closed by the server")
@@ -475,12 +480,9 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
     /// port (nor the descriptors the broker needs) for long, and real requests get in after.
     @Test func silentAndUnfinishedAdminConnectionsAreClosedAfterTheIdleTimeout() async throws {
         let limit = 16
-        let f = try await AdminFixture(tokens: ["tok"]) {
-            $0.maxConnections = limit
-            // Long enough that a connection of the test's own is written to in time on a
-            // loaded machine (500 ms closed one before its first bytes in a CI run).
-            $0.idleTimeout = .seconds(2)
-        }
+        // Long enough that a connection of the test's own is written to in time on a
+        // loaded machine (500 ms closed one before its first bytes in a CI run).
+        let f = try await limitedAdmin(limit, idleTimeout: .seconds(2))
         let watching = watchHighestCount(f.admin)
         let silent = try await openConnections(port: f.port, count: 100)
         #expect(try await publishOne(port: f.server.port, topic: unique("idle-admin")) == 1, "the broker protocol serves meanwhile")

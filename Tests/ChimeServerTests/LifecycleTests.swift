@@ -6,6 +6,7 @@ import ChimeTestSupport
 import Foundation
 import Glibc
 import Logging
+import NIOCore
 import Testing
 
 /// `chime serve`'s settings (file, environment, flags) and its graceful shutdown.
@@ -43,8 +44,7 @@ import Testing
         #expect(resolved.data == "/srv/chime" && resolved.durability == "interval=5", "file where nothing else is set")
 
         // The same in JSON.
-        let json = dir.file("chime.json")
-        try #"{"port": 7700, "admin_port": 0, "log_level": "debug"}"#.write(toFile: json, atomically: true, encoding: .utf8)
+        let json = try Self.configFile(#"{"port": 7700, "admin_port": 0, "log_level": "debug"}"#, named: "chime.json", in: dir)
         let j = try ServeConfiguration.load(file: json)
         #expect(j.port == 7700 && j.adminPort == 0 && j.logLevel == "debug")
     }
@@ -72,8 +72,7 @@ import Testing
 
     @Test func theCommandTakesItsSettingsFromAllThreeLayers() async throws {
         let dir = TemporaryDirectory("chime-serve-config")
-        let config = dir.file("chime.toml")
-        try "partitions = 3\nport = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try Self.configFile("partitions = 3\nport = 1\n", named: "chime.toml", in: dir)
         var env = ProcessInfo.processInfo.environment
         env["CHIME_PARTITIONS"] = "5"
         // Port 1 from the file is overridden by the flag (port 0); partitions from the
@@ -140,6 +139,132 @@ extension LifecycleTests {
     /// `chime serve` with these arguments, which must refuse to start: its exit status and
     /// what it wrote. One that serves instead is stopped (SIGKILL) after a bounded wait, so a
     /// broken check fails the test rather than hanging it.
+    /// Graceful shutdown answers the requests a connection has read, held ones included:
+    /// requests read while the connection was over its budget wait in order, and a drain
+    /// must start them as the ones ahead are answered, not drop them.
+    @Test func aDrainAnswersTheRequestsHeldOverBudget() async throws {
+        let f = try await ServerFixture(ServerOptions(port: 0, maxInFlightPerConnection: 1))
+        let c = try await f.client()
+        _ = try await c.call(.createTopic, CreateTopic(name: "t", settings: nil), as: WireTopic.self)
+        _ = try await c.call(.createTopic, CreateTopic(name: "empty", settings: nil), as: WireTopic.self)
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["empty"]), as: WireMembership.self)
+        // Three requests in one write, so one read takes them all: the first starts, the
+        // other two are held (one request in progress at most).
+        var bytes = ByteBuffer()
+        Frame(opcode: .publish, correlationID: 100, payload: Publish(topic: "t", records: [OutgoingRecord(body: Array("w".utf8))]).payload())
+            .write(to: &bytes)
+        Frame(opcode: .fetch, correlationID: 101, payload: Fetch(group: "g", memberID: m.memberID, max: 1, waitMilliseconds: 500).payload())
+            .write(to: &bytes)
+        Frame(opcode: .publish, correlationID: 102, payload: Publish(topic: "t", records: [OutgoingRecord(body: Array("a".utf8))]).payload())
+            .write(to: &bytes)
+        await c.send(Array(bytes.readableBytesView))
+        // The first answer means all three were read; the fetch now waits, the last is held.
+        #expect(try #require(await c.readFrame()).correlationID == 100)
+        let server = f.server
+        let draining = Task { await server.shutdown() }
+        var answered: [UInt32] = []
+        while let frame = await c.readFrame() { answered.append(frame.correlationID) }
+        await draining.value
+        #expect(answered == [101, 102], "every request read is answered before the connection closes")
+        #expect(try await f.broker.partitionStats(topic: "t").reduce(0) { $0 + $1.logEnd - $1.readyStart } == answered.count)
+        await f.shutdown()
+    }
+
+    /// `shutdown(gracePeriod:)` closes connections still busy when the grace period ends.
+    /// It waited for them instead (until a long fetch answered by itself, however long),
+    /// because the wait for their closing was a child task that cancellation does not stop.
+    @Test func theGracePeriodBoundsAShutdown() async throws {
+        let f = try await ServerFixture()
+        let c = try await f.client()
+        _ = try await c.call(.createTopic, CreateTopic(name: "empty", settings: nil), as: WireTopic.self)
+        let m = try await c.call(.join, Join(group: "g", member: "w", topics: ["empty"]), as: WireMembership.self)
+        // A fetch that waits up to 10 s for a message that never comes.
+        await c.send(.fetch, Fetch(group: "g", memberID: m.memberID, max: 1, waitMilliseconds: 10_000))
+        // The join answered, so the connection is read; the fetch frame follows it.
+        try await Task.sleep(for: .milliseconds(200))
+        let server = f.server
+        let stopping = Task { await server.shutdown(gracePeriod: .milliseconds(100)) }
+        let answer = await c.readFrame()
+        #expect(answer == nil, "closed at the end of the grace period, before the fetch's own deadline")
+        await stopping.value
+        await f.shutdown()
+    }
+
+    /// `retention_hours = 72` is how anyone writes whole hours in TOML; it was refused with
+    /// "Key 'retention_hours' not found". And a value of the wrong type is named as such.
+    @Test func aConfigurationFileTakesWholeHoursAndNamesWrongTypes() throws {
+        let dir = TemporaryDirectory("chime-config-hours")
+        let toml = try Self.configFile("retention_hours = 72\npartitions = 8\n", named: "chime.toml", in: dir)
+        let c = try ServeConfiguration.load(file: toml)
+        #expect(c.retentionHours == 72 && c.partitions == 8)
+
+        let wrong = try Self.configFile("port = 7420.5\n", named: "wrong.toml", in: dir)
+        do {
+            _ = try ServeConfiguration.load(file: wrong)
+            Issue.record("a fractional port was taken")
+        } catch {
+            #expect("\(error)".contains("port has the wrong type"), "\(error)")
+        }
+    }
+
+    /// `chime topics create` says unset settings take the broker's defaults for new topics;
+    /// it sent its own (4 partitions, 7 days) whatever `chime serve` was told.
+    @Test func topicsCreateWithoutSettingsTakesTheBrokersDefaults() async throws {
+        let dir = TemporaryDirectory("chime-create-defaults")
+        let server = try await Task.detached {
+            try ServeProcess(data: dir.file("data"), port: 0, extra: ["--partitions", "2", "--retention-hours", "5"])
+        }.value
+        let at = ["--port", "\(server.port)"]
+        let created = try await Task.detached { try run(builtProduct("chime"), ["topics", "create", "plain"] + at, withErrors: true) }.value
+        #expect(created.status == 0, "\(created.output)")
+        let explicit = try await Task.detached {
+            try run(builtProduct("chime"), ["topics", "create", "wide", "--partitions", "6"] + at, withErrors: true)
+        }.value
+        #expect(explicit.status == 0, "\(explicit.output)")
+        let client = ChimeClient(ClientOptions(port: server.port), logger: logger)
+        let topics = try await client.topics()
+        let plain = try #require(topics.first { $0.name == "plain" })
+        #expect(plain.settings.partitions == 2 && plain.settings.retentionMilliseconds == 5 * 3_600_000, "the broker's defaults")
+        #expect(topics.first { $0.name == "wide" }?.settings.partitions == 6)
+        await client.close()
+        _ = await Task.detached { server.stop() }.value
+    }
+
+    /// An idle timeout of 0 closes every connection the moment it opens, a connection
+    /// limit of 0 refuses all, a frame limit of 0 refuses every frame: a broker that starts
+    /// and serves nobody. `chime serve` must refuse such settings by name, like the others.
+    @Test func serveRefusesConnectionSettingsThatServeNobody() async throws {
+        for (variable, name) in [("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame")] {
+            let dir = TemporaryDirectory("chime-serve-refused")
+            var env = ProcessInfo.processInfo.environment
+            env[variable] = "0"
+            let server = try await Task.detached { try ServeProcess(data: dir.file("data"), port: 0, environment: env) }.value
+            let (status, _) = await Task.detached { server.stop() }.value
+            #expect(server.port == -1 && status != 0, "\(variable)=0 refused at start, not served (\(name))")
+        }
+    }
+
+    /// An empty `CHIME_TOKENS` (a unit file's `CHIME_TOKENS=${UNSET}`) overrode the file's
+    /// tokens with none: the broker served without authentication, silently but for the
+    /// warning on non-loopback hosts. An empty list from the environment is no setting.
+    @Test func anEmptyTokensVariableDoesNotTurnAuthenticationOff() throws {
+        let dir = TemporaryDirectory("chime-empty-tokens")
+        let toml = try Self.configFile("host = \"0.0.0.0\"\ntokens = [\"s3cret\"]\n", named: "chime.toml", in: dir)
+        for empty in ["", " , "] {
+            let c = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_TOKENS": empty], flags: ServeConfiguration())
+            #expect(c.tokens == ["s3cret"], "CHIME_TOKENS='\(empty)'")
+        }
+        let set = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_TOKENS": "other"], flags: ServeConfiguration())
+        #expect(set.tokens == ["other"])
+    }
+
+    /// A configuration file of `text` in `dir`; its path.
+    static func configFile(_ text: String, named name: String, in dir: TemporaryDirectory) throws -> String {
+        let path = dir.file(name)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     private func refusedServe(_ arguments: [String]) async throws -> (status: Int32, output: String, served: Bool) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
@@ -165,8 +290,7 @@ extension LifecycleTests {
 
     @Test func adminLimitsComeFromAllThreeLayers() throws {
         let dir = TemporaryDirectory("chime-config")
-        let toml = dir.file("chime.toml")
-        try "admin_max_connections = 50\nadmin_idle_timeout_seconds = 9\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let toml = try Self.configFile("admin_max_connections = 50\nadmin_idle_timeout_seconds = 9\n", named: "chime.toml", in: dir)
         let file = try ServeConfiguration.load(file: toml)
         #expect(file.adminMaxConnections == 50 && file.adminIdleTimeoutSeconds == 9)
         var flags = ServeConfiguration()
@@ -179,8 +303,7 @@ extension LifecycleTests {
 
     @Test func brokerLimitsComeFromTheFileAndEnvironmentAndAreEnforcedByName() async throws {
         let dir = TemporaryDirectory("chime-limits")
-        let toml = dir.file("chime.toml")
-        try "max_topics = 1\nmax_partitions = 3\nmax_groups = 9\n".write(toFile: toml, atomically: true, encoding: .utf8)
+        let toml = try Self.configFile("max_topics = 1\nmax_partitions = 3\nmax_groups = 9\n", named: "chime.toml", in: dir)
         let resolved = try ServeConfiguration.resolve(file: toml, environment: ["CHIME_MAX_PARTITIONS": "4"], flags: ServeConfiguration())
         #expect(resolved.maxTopics == 1 && resolved.maxPartitions == 4 && resolved.maxGroups == 9)
         let serve = try ServeProcess(data: dir.file("data"), port: 0, extra: ["--config", toml])
@@ -207,10 +330,8 @@ extension LifecycleTests {
 
     @Test func aConfigFileWithAnEmptyTokenIsRefused() async throws {
         let dir = TemporaryDirectory("chime-empty-token")
-        let toml = dir.file("chime.toml")
-        try "tokens = [\"\"]\n".write(toFile: toml, atomically: true, encoding: .utf8)
-        let json = dir.file("chime.json")
-        try #"{"tokens": ["s3cret", ""]}"#.write(toFile: json, atomically: true, encoding: .utf8)
+        let toml = try Self.configFile("tokens = [\"\"]\n", named: "chime.toml", in: dir)
+        let json = try Self.configFile(#"{"tokens": ["s3cret", ""]}"#, named: "chime.json", in: dir)
         for file in [toml, json] {
             var message = "loaded"
             do { _ = try ServeConfiguration.load(file: file) } catch let problem as ServeConfiguration.Problem { message = problem.description }

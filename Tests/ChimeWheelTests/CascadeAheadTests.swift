@@ -110,7 +110,7 @@ import Testing
     }
 
     /// When the next level-1 slot is also the next level-2 slot, cascading ahead moves a
-    /// message two levels below where it was placed; cancel still finds it (review finding).
+    /// message two levels below where it was placed; cancel still finds it.
     @Test func cancelAfterChainedCascadeAhead() throws {
         let dir = TemporaryDirectory(); let dest = RecordingDestination()
         let w = try plain(dir, dest)

@@ -34,7 +34,9 @@ final class MultiLogDestination: FireDestination, @unchecked Sendable {
     }
 }
 
-@Suite struct ReviewFindingsWheelTests {
+/// A hand-over to several logs that fails part-way is retried over the same slots, and the
+/// messages in it cannot be cancelled meanwhile.
+@Suite struct PartialHandOverTests {
     static let epoch: Int64 = 1_800_000_000_000
 
     private func message(_ due: Int64, _ text: String, destination: UInt32 = 0) -> ScheduledMessage {

@@ -5,9 +5,9 @@ import Testing
 
 @testable import ChimeWheel
 
-/// Regression tests for defects a review of compaction found (all fixed): each doc comment
-/// describes the defect its test guards against.
-@Suite struct CompactionReviewTests {
+/// Compaction, reclaim and the writes around them keep every live message, and fire each
+/// once, across crashes at any write: each doc comment names the way it once went wrong.
+@Suite struct CompactionCrashSafetyTests {
     static let epoch: Int64 = 1_800_000_000_000
 
     func open(_ dir: TemporaryDirectory, _ dest: RecordingDestination, _ calls: FileSystemCalls) throws -> TimingWheel {
@@ -153,7 +153,7 @@ import Testing
     }
 
     /// `reclaim()` deletes only what the checkpoint it relies on no longer counts live, so a
-    /// reopen from that checkpoint never counts deleted bytes (review finding).
+    /// reopen from that checkpoint never counts deleted bytes.
     @Test func reclaimWaitsForACheckpointThatNoLongerCountsWhatItDeletes() throws {
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()

@@ -6,8 +6,9 @@ import Testing
 
 @testable import ChimeWheel
 
-/// One test per defect a review found in the wheel, so each stays fixed.
-@Suite struct WheelReviewRegressionTests {
+/// A message fires once, and is known as pending until it has, across crashes, failed
+/// writes, damaged markers and clock steps: each test names one way that once went wrong.
+@Suite struct FireExactlyOnceTests {
     static let epoch: Int64 = 1_800_000_000_000
 
     private func open(_ dir: TemporaryDirectory, _ dest: RecordingDestination, calls: FileSystemCalls = .system, durability: DurabilityPolicy = .never) throws -> TimingWheel {

@@ -3,6 +3,7 @@ import ChimeStore
 import ChimeTestSupport
 import ChimeWheel
 import Foundation
+import Synchronization
 import Testing
 
 /// A manual clock whose next `now()` after `arm()` blocks its caller until `release()`:
@@ -39,12 +40,14 @@ final class GateClock: WheelClock, @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct ReviewFindingsTests {
+/// Work that runs beside a checkpoint or a deletion (a producer snapshot, a topic created
+/// again, a periodic checkpoint) never claims, removes or rewrites what it should not.
+@Suite(.serialized) struct RacesWithSnapshotsAndDeletionTests {
     /// A producer snapshot taken while an idempotent publish is suspended in the wheel (its
     /// sequence recorded, its scheduled message not yet in the timer log) claims a publish
     /// the logs lack. A crash then makes the producer's retry a "duplicate": never stored.
     @Test func producerSnapshotDoesNotClaimAPublishStillInFlight() async throws {
-        let dir = TemporaryDirectory("chime-review")
+        let dir = TemporaryDirectory("chime-snapshot-race")
         let clock = GateClock(BrokerFixture.epoch)
         let options = BrokerOptions(
             directory: dir.path, durability: .never, readySegmentBytes: 1 << 20, timerSegmentBytes: 1 << 20, groupSegmentBytes: 1 << 16,
@@ -68,7 +71,7 @@ final class GateClock: WheelClock, @unchecked Sendable {
         let checkpoint = Task { try await broker.checkpoint() }
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: snapshot) { try await Task.sleep(for: .milliseconds(5)) }
         // The crash: what is on disk now.
-        let image = TemporaryDirectory("chime-review-image")
+        let image = TemporaryDirectory("chime-snapshot-race-image")
         try FileManager.default.removeItem(atPath: image.path)
         try FileManager.default.copyItem(atPath: dir.path, toPath: image.path)
         clock.release()
@@ -124,15 +127,34 @@ final class GateClock: WheelClock, @unchecked Sendable {
         await s.broker.close()
     }
 
-    /// `max` comes from the client: Int.max must fetch what there is, not trap on the
-    /// per-partition share arithmetic or reserve room for Int.max deliveries.
-    @Test func fetchWithAHugeMaxDoesNotCrash() async throws {
+    /// The periodic checkpoint works on a snapshot of every partition; one of a topic being
+    /// deleted was checkpointed after it closed, writing its snapshot files back into the
+    /// directory the deletion was removing: the deletion failed ("Directory not empty") and
+    /// the checkpoint pass failed on the closed logs.
+    @Test func aTopicDeletedDuringACheckpointIsDeletedCleanly() async throws {
         let s = try await Scenario.make()
-        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
-        _ = try await s.broker.publish(topic: "jobs", [.text("a", key: "1"), .text("b", key: "2")])
-        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
-        let got = try await s.broker.fetch(group: "g", member: m.memberID, max: Int.max)
-        #expect(got.textSet == ["a", "b"])
+        let topics = 40
+        for i in 0..<topics {
+            try s.broker.createTopic("t\(i)")
+            _ = try await s.broker.publish(topic: "t\(i)", [.text("m")])
+        }
+        let broker = s.broker
+        let done = Mutex(false)
+        let checkpoints = Task { () -> [String] in
+            var failures: [String] = []
+            while !done.withLock({ $0 }) {
+                do { try await broker.checkpoint() } catch { failures.append("\(error)") }
+            }
+            return failures
+        }
+        var failures: [String] = []
+        for i in 0..<topics {
+            do { try await broker.deleteTopic("t\(i)") } catch { failures.append("\(error)") }
+        }
+        done.withLock { $0 = true }
+        let checkpointFailures = await checkpoints.value
+        #expect(failures.isEmpty, "deletions: \(failures.first ?? "")")
+        #expect(checkpointFailures.isEmpty, "checkpoints: \(checkpointFailures.first ?? "")")
         await s.broker.close()
     }
 }
