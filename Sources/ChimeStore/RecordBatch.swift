@@ -102,22 +102,34 @@ public struct RecordBatch: Sendable {
     /// header's `firstTimestamp` and the largest its `maxTimestamp` (retention trusts it).
     /// Nothing is allocated for uncompressed batches.
     public func validateRecords() throws {
-        try walkValidating { _, _ in }
+        try walk(checkingHeader: true) { _, _ in }
     }
 
     /// Every record with its offset, after the checks of `validateRecords` (in the same
     /// pass): for batches a client encoded, which are stored as they came.
     public func validatedRecords() throws -> [StoredRecord] {
+        try decode(checkingHeader: true)
+    }
+
+    /// Decodes every record with its offset. Lenient about the header's timestamps and
+    /// trailing bytes: it reads what is already stored, and nothing stored may stop a read.
+    public func records() throws -> [StoredRecord] {
+        try decode(checkingHeader: false)
+    }
+
+    private func decode(checkingHeader: Bool) throws -> [StoredRecord] {
         var out: [StoredRecord] = []
         out.reserveCapacity(recordCount)
         let base = baseOffset
-        try walkValidating { section, layout in
+        try walk(checkingHeader: checkingHeader) { section, layout in
             out.append(StoredRecord(offset: base + Int64(out.count), record: layout.materialize(section)))
         }
         return out
     }
 
-    private func walkValidating(_ visit: (UnsafeRawBufferPointer, RecordLayout) -> Void) throws {
+    /// Parses `recordCount` records, each one malformed or not; with `checkingHeader`, also
+    /// holds the header's first and largest timestamp and its count to what the records say.
+    private func walk(checkingHeader: Bool, _ visit: (UnsafeRawBufferPointer, RecordLayout) -> Void) throws {
         let count = recordCount
         let first = header.firstTimestamp
         let declaredMax = header.maxTimestamp
@@ -128,38 +140,19 @@ public struct RecordBatch: Sendable {
                 guard let layout = RecordLayout.parse(section, &index, firstTimestamp: first) else {
                     throw StoreError(.malformedBatch, "record \(n) of \(count) is malformed")
                 }
-                if n == 0 && layout.timestamp != first {
+                if checkingHeader && n == 0 && layout.timestamp != first {
                     throw StoreError(.malformedBatch, "first record's timestamp \(layout.timestamp) differs from the batch's firstTimestamp \(first)")
                 }
                 maxTimestamp = max(maxTimestamp, layout.timestamp)
                 visit(section, layout)
             }
+            guard checkingHeader else { return }
             guard index == section.count else {
                 throw StoreError(.malformedBatch, "\(section.count - index) bytes follow record \(count) of \(count): the batch holds more records than its recordCount")
             }
             guard maxTimestamp == declaredMax else {
                 throw StoreError(.malformedBatch, "batch maxTimestamp \(declaredMax) differs from its records' \(maxTimestamp)")
             }
-        }
-    }
-
-    /// Decodes every record with its offset. Lenient about the header's timestamps and
-    /// trailing bytes: it reads what is already stored, and nothing stored may stop a read.
-    public func records() throws -> [StoredRecord] {
-        let count = recordCount
-        let first = header.firstTimestamp
-        let base = baseOffset
-        return try withRecordSection { section in
-            var out: [StoredRecord] = []
-            out.reserveCapacity(count)
-            var index = 0
-            for n in 0..<count {
-                guard let layout = RecordLayout.parse(section, &index, firstTimestamp: first) else {
-                    throw StoreError(.malformedBatch, "record \(n) of \(count) is malformed")
-                }
-                out.append(StoredRecord(offset: base + Int64(n), record: layout.materialize(section)))
-            }
-            return out
         }
     }
 }
