@@ -26,6 +26,11 @@ final class RawClient: @unchecked Sendable {
         channel.channel.close(promise: nil)
     }
 
+    /// Closes the connection from this side (the server sees the client go).
+    func close() async {
+        try? await channel.channel.close()
+    }
+
     func send(_ bytes: [UInt8]) async {
         try? await channel.outbound.write(ByteBuffer(bytes: bytes))
     }
