@@ -24,6 +24,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var maxConnections: Int?
     public var maxFrameBytes: Int?
     public var idleTimeoutSeconds: Int?
+    public var maxUnauthenticatedConnections: Int?
+    public var maxHelloBytes: Int?
+    public var helloTimeoutSeconds: Int?
     public var logLevel: String?
 
     public init() {}
@@ -34,6 +37,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case adminHost = "admin_host", adminPort = "admin_port", segmentMiB = "segment_mib", retentionHours = "retention_hours"
         case retentionMiB = "retention_mib", autoCreateTopics = "auto_create_topics", tlsCert = "tls_cert", tlsKey = "tls_key"
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
+        case maxUnauthenticatedConnections = "max_unauthenticated_connections", maxHelloBytes = "max_hello_bytes"
+        case helloTimeoutSeconds = "hello_timeout_seconds"
         case logLevel = "log_level"
     }
 
@@ -129,6 +134,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxConnections = try int("CHIME_MAX_CONNECTIONS")
         c.maxFrameBytes = try int("CHIME_MAX_FRAME_BYTES")
         c.idleTimeoutSeconds = try int("CHIME_IDLE_TIMEOUT_SECONDS")
+        c.maxUnauthenticatedConnections = try int("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS")
+        c.maxHelloBytes = try int("CHIME_MAX_HELLO_BYTES")
+        c.helloTimeoutSeconds = try int("CHIME_HELLO_TIMEOUT_SECONDS")
         c.logLevel = env["CHIME_LOG_LEVEL"]
         return c
     }
@@ -154,6 +162,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxConnections = over.maxConnections ?? maxConnections
         c.maxFrameBytes = over.maxFrameBytes ?? maxFrameBytes
         c.idleTimeoutSeconds = over.idleTimeoutSeconds ?? idleTimeoutSeconds
+        c.maxUnauthenticatedConnections = over.maxUnauthenticatedConnections ?? maxUnauthenticatedConnections
+        c.maxHelloBytes = over.maxHelloBytes ?? maxHelloBytes
+        c.helloTimeoutSeconds = over.helloTimeoutSeconds ?? helloTimeoutSeconds
         c.logLevel = over.logLevel ?? logLevel
         return c
     }
