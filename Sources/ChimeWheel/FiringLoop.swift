@@ -10,8 +10,10 @@ import Logging
 /// destination that refuses, a full disk) is logged and retried with backoff; the loop
 /// does not stop.
 public actor FiringLoop {
-    /// A thread outside the cooperative pool, shared with other loops: fires block on
-    /// syncs (see `ThreadExecutor`, `FiringThreads`).
+    /// Its own thread: fires block on syncs (see `ThreadExecutor`). Not shared with other
+    /// loops: a loop's long work (a large fire, a compaction pass) would hold back the fires
+    /// of every loop on its thread (tried: a test's loop waited behind another's for tens
+    /// of seconds and fired past what its caller expected to reschedule).
     private let executor: ThreadExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private let wheel: TimingWheel
@@ -33,17 +35,19 @@ public actor FiringLoop {
 
     public init(
         wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000,
-        cascadeStep: Int = 1_024, metrics: FiringMetrics = FiringMetrics(topic: ""), threads: FiringThreads = .shared, logger: Logger
+        cascadeStep: Int = 1_024, metrics: FiringMetrics = FiringMetrics(topic: ""), logger: Logger
     ) {
         self.metrics = metrics
         self.cascadeStep = cascadeStep
-        executor = threads.next()
+        executor = ThreadExecutor(name: "chime-firing")
         self.wheel = wheel
         self.clock = clock
         self.checkpointInterval = checkpointInterval
         self.logger = logger
         lastCheckpoint = clock.now()
     }
+
+    deinit { executor.shutdown() }
 
     /// Takes a checkpoint when one is due and none is being written, and writes it on
     /// another thread: the sync it needs can take tens of milliseconds, and fires go on

@@ -49,6 +49,25 @@ import Testing
         #expect(j.port == 7700 && j.adminPort == 0 && j.logLevel == "debug")
     }
 
+    @Test func theHelloLimitsAreSetInEachLayer() throws {
+        let dir = TemporaryDirectory("chime-config")
+        let toml = dir.file("chime.toml")
+        try """
+            max_unauthenticated_connections = 16
+            hello_timeout_seconds = 5
+            max_hello_bytes = 2048
+            """.write(toFile: toml, atomically: true, encoding: .utf8)
+        let file = try ServeConfiguration.load(file: toml)
+        #expect(file.maxUnauthenticatedConnections == 16 && file.helloTimeoutSeconds == 5 && file.maxHelloBytes == 2_048)
+        var flags = ServeConfiguration()
+        flags.maxHelloBytes = 1_024
+        let resolved = try ServeConfiguration.resolve(
+            file: toml, environment: ["CHIME_MAX_UNAUTHENTICATED_CONNECTIONS": "8", "CHIME_HELLO_TIMEOUT_SECONDS": "3"], flags: flags)
+        #expect(resolved.maxUnauthenticatedConnections == 8 && resolved.helloTimeoutSeconds == 3, "environment over file")
+        #expect(resolved.maxHelloBytes == 1_024, "flags over file")
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_HELLO_TIMEOUT_SECONDS": "soon"]) }
+    }
+
     @Test func badSettingsAreNamed() throws {
         let dir = TemporaryDirectory("chime-config")
         func problem(_ text: String, name: String = "c.toml") -> String {

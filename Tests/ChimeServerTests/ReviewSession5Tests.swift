@@ -193,7 +193,11 @@ import Testing
     /// limit of 0 refuses all, a frame limit of 0 refuses every frame: a broker that starts
     /// and serves nobody. `chime serve` must refuse such settings by name, like the others.
     @Test func serveRefusesConnectionSettingsThatServeNobody() async throws {
-        for (variable, name) in [("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame")] {
+        for (variable, name) in [
+            ("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame"),
+            ("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS", "unauthenticated"), ("CHIME_HELLO_TIMEOUT_SECONDS", "hello timeout"),
+            ("CHIME_MAX_HELLO_BYTES", "hello limit"),
+        ] {
             let dir = TemporaryDirectory("chime-review-serve")
             var env = ProcessInfo.processInfo.environment
             env[variable] = "0"
