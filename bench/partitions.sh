@@ -134,11 +134,18 @@ sample() {
         printf '{"label":"%s","gone":true}\n' "$label" >>"$WORK/samples.jsonl"
         return 0
     fi
-    local fds
+    local fds rss hwm threads
     fds="$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)"
+    rss="$(awk '/^VmRSS:/ { print $2 }' <<<"$status")"
+    hwm="$(awk '/^VmHWM:/ { print $2 }' <<<"$status")"
+    threads="$(awk '/^Threads:/ { print $2 }' <<<"$status")"
+    # A process that has exited but not been waited for has a status without memory lines.
+    if [ -z "$rss" ] || [ -z "$hwm" ] || [ -z "$threads" ]; then
+        printf '{"label":"%s","gone":true}\n' "$label" >>"$WORK/samples.jsonl"
+        return 0
+    fi
     printf '{"label":"%s","time":%s,"rssKiB":%s,"hwmKiB":%s,"threads":%s,"fds":%s}\n' "$label" "$(now)" \
-        "$(awk '/^VmRSS:/ { print $2 }' <<<"$status")" "$(awk '/^VmHWM:/ { print $2 }' <<<"$status")" \
-        "$(awk '/^Threads:/ { print $2 }' <<<"$status")" "$fds" >>"$WORK/samples.jsonl"
+        "$rss" "$hwm" "$threads" "$fds" >>"$WORK/samples.jsonl"
 }
 
 # `thread_names LABEL`: the server's threads by name, most common first (where they come from).
@@ -257,6 +264,11 @@ if [ "$RUN_1024" = 1 ]; then
     fi
     cat "$WORK"/n1024.log "$WORK"/n1024-restart.log 2>/dev/null | grep -iE "error|fail|descriptor" | head -n 5 >"$WORK/n1024-errors.txt" || true
 fi
+
+# The end of every server log (a trap's message is the last thing a crashed server printed).
+for name in main restart n1024 n1024-restart; do
+    [ -f "$WORK/$name.log" ] && tail -n 6 "$WORK/$name.log" | cut -c1-300 >"$WORK/$name-tail.txt" || true
+done
 
 step "report"
 {

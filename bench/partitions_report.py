@@ -51,7 +51,11 @@ for line in open(os.path.join(work, "notes.tsv")):
 
 samples = []
 if os.path.exists(os.path.join(work, "samples.jsonl")):
-    samples = [json.loads(l) for l in open(os.path.join(work, "samples.jsonl")) if l.strip()]
+    for line in open(os.path.join(work, "samples.jsonl")):
+        try:
+            samples.append(json.loads(line))
+        except ValueError:
+            pass  # a sample cut short by the process going away
 
 
 def sample(label):
@@ -126,6 +130,8 @@ restart_s = notes.get("restart.startSeconds")
 rows.append(("restart: launch → serving", f"≤ {GOAL_RESTART_S} s", fmt(restart_s, " s", 2) if restart_s is not None else notes.get("restart.startError", "—"), verdict(at_most(restart_s, GOAL_RESTART_S))))
 if notes.get("main.stopSeconds") is not None:
     rows.append(("stop: SIGTERM → exit", "", f"{notes['main.stopSeconds']:.2f} s (status {notes.get('main.exitStatus')})", ""))
+if notes.get("restart.stopSeconds") is not None:
+    rows.append(("stop after the restart: SIGTERM → exit", "", f"{notes['restart.stopSeconds']:.2f} s (status {notes.get('restart.exitStatus')})", ""))
 if count:
     rows.append(("topics listed after restart", f"{topics_requested:,}", f"{count.get('topics', 0):,} ({count.get('partitions', 0):,} partitions)" if "topics" in count else count.get("error", "—"), verdict(count.get("partitions") == partitions)))
 after = sample("idle-after-restart")
@@ -241,6 +247,15 @@ if n1024_rows:
     if errors_1024:
         lines.append("  server log, first errors:")
         lines += ["    " + l for l in errors_1024.splitlines()]
+tails = {name: read_text(f"{name}-tail.txt") for name in ("main", "restart", "n1024", "n1024-restart")}
+died = [k for k in ("create.serverDied", "trickle.serverDied", "n1024-create.serverDied") if notes.get(k)]
+if died:
+    lines.append("")
+    lines.append("servers that died: " + ", ".join(k.split(".")[0] for k in died) + "; the end of their logs:")
+    for name in ("main", "n1024"):
+        if tails[name]:
+            lines.append(f"  {name}:")
+            lines += ["    " + l for l in tails[name].splitlines()]
 text = "\n".join(lines) + "\n"
 print(text)
 open(out + ".txt", "w").write(text)
@@ -258,6 +273,7 @@ report = {
     "hotEmpty": hot_empty, "hotLoaded": hot_loaded,
     "nofile1024": n1024, "samples": samples,
     "serverErrors": {"main": errors_main, "nofile1024": errors_1024},
+    "serverLogTails": tails,
     "threadNames": {"idleAfterCreate": threads_main, "nofile1024": read_text("threads-n1024-idle-after-create.txt")},
 }
 json.dump(report, open(out + ".json", "w"), indent=1, sort_keys=True)
