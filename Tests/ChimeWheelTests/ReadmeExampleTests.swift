@@ -45,11 +45,11 @@ import Testing
         let running = Task { try await loop.run() }
         let now = SystemWheelClock().now()
         let ids = try await loop.schedule([
-            ScheduledMessage(dueAt: now + 30_000, publishedAt: now, body: Array("expire coupon 42".utf8)),
+            ScheduledMessage(dueAt: now + 3_600_000, publishedAt: now, body: Array("expire coupon 42".utf8)),  // an hour: a loaded suite can stall this test for tens of seconds
             // Far enough ahead that the calls below finish first even on a loaded machine.
             ScheduledMessage(dueAt: now + 1_500, publishedAt: now, body: Array("retry deployment".utf8)),
         ])
-        let moved = try await loop.reschedule(ids[0], to: now + 60_000)
+        let moved = try await loop.reschedule(ids[0], to: now + 7_200_000)
         #expect(moved > ids[1])
         try await loop.cancel(moved)
         // Cancelled: a second cancel finds nothing pending. (The count is not checked here:
