@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test deps build release bench bench-quick bench-broker bench-net bench-suite clean fuzz fuzz-smoke
+.PHONY: run test deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -61,6 +61,10 @@ bench-net: deps
 ## Chime beside beanstalkd and Redis, same machine, same run (bench/README.md).
 bench-suite: deps
 	bash bench/suite.sh
+
+## Many partitions on one broker: 2,500 topics × 4 with a trickle on each (bench/README.md).
+bench-partitions: deps
+	bash bench/partitions.sh
 
 bench-quick: deps
 	bash bench/store.sh --quick

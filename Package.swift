@@ -165,6 +165,17 @@ let package = Package(
             ],
             path: "bench/PeerBench"
         ),
+        // Many partitions on one broker (bench/partitions.sh): creates the topics and runs the
+        // trickle through the client; the script starts and samples the server.
+        .executableTarget(
+            name: "PartitionBench",
+            dependencies: [
+                "ChimeClient", "ChimeProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/PartitionBench"
+        ),
         // libFuzzer target for the frame decoder and payload codecs. Fuzz/build.sh builds it
         // with -sanitize=fuzzer,address and -DCHIME_FUZZ in its own scratch directory; a
         // normal build compiles only a stub main (see Fuzz/FrameFuzz/FrameFuzz.swift).

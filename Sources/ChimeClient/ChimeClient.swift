@@ -131,7 +131,7 @@ public final class ChimeClient: Service, Sendable {
                 do {
                     batch = try builder.build()
                 } catch {
-                    throw ClientError(code: 105, message: "cannot encode the records as a batch: \(error)")
+                    throw ClientError(code: WireErrorCode.malformedBatch.rawValue, message: "cannot encode the records as a batch: \(error)")
                 }
                 let outcomes = try await connection.request(
                     .publishRecords, PublishRecords(topic: publish.topic, partition: UInt32(publish.partition), batch: batch), as: PublishReply.self

@@ -16,6 +16,9 @@ public struct ClientError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public static func disconnected(_ why: String) -> ClientError { ClientError(code: 0, message: why) }
 
+    /// The code by name, to compare with (`error.wireCode == .unknownMember`).
+    public var wireCode: WireErrorCode { WireErrorCode(rawValue: code) }
+
     public var isDisconnected: Bool { code == 0 }
     public var description: String { code == 0 ? "disconnected: \(message)" : "error \(code): \(message)" }
 }

@@ -96,7 +96,7 @@ public struct Consumer: AsyncSequence, Sendable {
                     buffered = deliveries
                     index = 0
                     fetchedOn = generation
-                } catch let error as ClientError where error.code == 110 || error.isDisconnected {
+                } catch let error as ClientError where error.wireCode == .unknownMember || error.isDisconnected {
                     memberID = nil  // dropped by the broker, or the connection went: join again
                     buffered = []
                     index = 0

@@ -231,7 +231,7 @@ actor Producer {
                 // Sent again with the same stamp: stored once whichever way the first went.
                 logger.debug("publish batch sent again after a lost connection", metadata: ["attempt": "\(attempt)"])
                 continue
-            } catch let error as ClientError where error.code == 107 && options.idempotent && !regained {
+            } catch let error as ClientError where error.wireCode == .sequenceGap && options.idempotent && !regained {
                 // The broker does not know this producer's sequence (its data was replaced,
                 // or the topic made again). Nothing of this batch was stored: a new
                 // producer id starts again at 0.
@@ -241,7 +241,7 @@ actor Producer {
                 regained = true
                 continue
             } catch {
-                if let e = error as? ClientError, e.code == 100 || e.code == 103 { routes[key.topic] = nil }
+                if let e = error as? ClientError, e.wireCode == .unknownTopic || e.wireCode == .badPartition { routes[key.topic] = nil }
                 // Only the broker's own refusal says nothing was stored. A lost connection
                 // (or an answer that makes no sense) leaves it unknown: sending any part
                 // again could store it twice.

@@ -3,14 +3,27 @@
 /// (for framing errors) closes the connection.
 public struct ProtocolError: Error, Sendable, Equatable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        fileprivate enum Base: UInt16 {
-            case frameTooLarge = 1, frameTooShort = 2, unknownOpcode = 3, badFlags = 4, malformed = 5
-            case unsupportedVersion = 6, unauthenticated = 7, tooManyRecords = 8
+        fileprivate enum Base {
+            case frameTooLarge, frameTooShort, unknownOpcode, badFlags, malformed
+            case unsupportedVersion, unauthenticated, tooManyRecords
         }
         fileprivate let base: Base
         public var description: String { "\(base)" }
-        /// The number sent in error frames (docs/formats.md).
-        public var wire: UInt16 { base.rawValue }
+        /// The code sent in error frames (docs/formats.md).
+        public var wireCode: WireErrorCode {
+            switch base {
+            case .frameTooLarge: .frameTooLarge
+            case .frameTooShort: .frameTooShort
+            case .unknownOpcode: .unknownOpcode
+            case .badFlags: .badFlags
+            case .malformed: .malformed
+            case .unsupportedVersion: .unsupportedVersion
+            case .unauthenticated: .unauthenticated
+            case .tooManyRecords: .tooManyRecords
+            }
+        }
+        /// The number sent in error frames.
+        public var wire: UInt16 { wireCode.rawValue }
 
         /// The length field is over the configured maximum (checked before reading on).
         public static let frameTooLarge = Code(base: .frameTooLarge)

@@ -5,25 +5,25 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
-import Synchronization
 
 /// The broker protocol on TCP (SwiftNIO). `start` binds and returns; `shutdown` stops
 /// accepting and closes every connection once the requests it has read are answered;
 /// `stop` closes everything at once. As a lifecycle `Service`, `run()` waits for graceful
 /// shutdown and then shuts down.
 public final class ChimeServer: Service, Sendable {
-    /// The open connections, shared with the accepting code.
-    private final class Connections: Sendable {
-        let open = Mutex<[ObjectIdentifier: any Channel]>([:])
-    }
+    /// When a connection's socket stops taking replies, the server stops reading from it
+    /// (its replies are queued in the channel above the high mark) until the queue is back
+    /// below the low mark. Large enough for a few fetch replies in flight, small beside a
+    /// connection's byte budget.
+    public static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
 
     private let channel: any Channel
-    private let connections: Connections
+    private let connections: ConnectionRegistry
     private let logger: Logger
     /// The bound port (the one asked for, or the one the system chose for port 0).
     public let port: Int
 
-    private init(channel: any Channel, connections: Connections, logger: Logger) {
+    private init(channel: any Channel, connections: ConnectionRegistry, logger: Logger) {
         self.channel = channel
         self.connections = connections
         self.logger = logger
@@ -31,39 +31,38 @@ public final class ChimeServer: Service, Sendable {
     }
 
     public static func start(broker: Broker, options: ServerOptions, logger: Logger) async throws -> ChimeServer {
+        // An empty token or a limit that serves nobody is refused before anything binds.
+        try options.validate()
         if options.tokens.isEmpty && options.host != "127.0.0.1" && options.host != "::1" && options.host != "localhost" {
             logger.warning(
                 "SERVING WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach \(options.host):\(options.port) can publish and consume. Configure tokens.")
         }
         // Files are checked before binding: a bad certificate path stops the start.
         let tls = try options.tls.map { try $0.makeContext() }
-        let connections = Connections()
-        let maxConnections = options.maxConnections
+        let connections = ConnectionRegistry(maxConnections: options.maxConnections, maxUnauthenticated: options.maxUnauthenticatedConnections)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: writeBufferWaterMark)
             .childChannelInitializer { child in
-                let admitted = connections.open.withLock { open -> Bool in
-                    guard open.count < maxConnections else { return false }
-                    open[ObjectIdentifier(child)] = child
-                    return true
-                }
-                guard admitted else {
-                    logger.warning("connection refused: \(maxConnections) connections open")
+                // Every new connection awaits its hello; it counts against maxConnections
+                // only once the hello is accepted (ConnectionHandler).
+                guard connections.admit(child) else {
+                    logger.warning("connection refused: \(options.maxUnauthenticatedConnections) connections awaiting their hello")
                     // Closed as soon as it is active (it is not registered yet here).
                     return child.pipeline.addHandler(CloseOnActive())
                 }
-                child.closeFuture.whenComplete { _ in _ = connections.open.withLock { $0.removeValue(forKey: ObjectIdentifier(child)) } }
+                child.closeFuture.whenComplete { _ in connections.remove(child) }
                 return child.eventLoop.makeCompletedFuture {
+                    let limit = ConnectionFrameDecoder.Limit(bytes: options.maxHelloBytes)
                     // TLS first: everything after it sees the same frames as on plain TCP.
                     if let tls { try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try child.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: .seconds(options.idleTimeoutSeconds)),
-                        ByteToMessageHandler(FrameDecoder(maxFrameBytes: options.maxFrameBytes)),
-                        MessageToByteHandler(FrameEncoder()),
-                        ConnectionHandler(broker: broker, options: options, logger: logger),
-                    ])
+                    try child.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(options.idleTimeoutSeconds)))
+                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(ConnectionFrameDecoder(limit: limit)))
+                    try child.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                    try child.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(broker: broker, options: options, registry: connections, frameLimit: limit, logger: logger))
                 }
             }
             .bind(host: options.host, port: options.port)
@@ -73,13 +72,23 @@ public final class ChimeServer: Service, Sendable {
         return server
     }
 
-    /// Connections open now.
-    public var connectionCount: Int { connections.open.withLock { $0.count } }
+    /// Connections open now (awaiting their hello or not).
+    public var connectionCount: Int { connections.count }
+
+    /// Connections open now whose hello has not been accepted.
+    public var unauthenticatedConnectionCount: Int { connections.unauthenticatedCount }
+
+    /// Bytes of replies handed to connections and not yet written to their sockets (what
+    /// clients that do not read their replies make the server hold).
+    public var unwrittenReplyBytes: Int { connections.unwrittenReplyBytes.load(ordering: .relaxed) }
+
+    /// Requests whose work has not finished, on every connection.
+    public var requestsRunning: Int { connections.requestsRunning.load(ordering: .relaxed) }
 
     /// Stops accepting, then closes every connection.
     public func stop() async {
         try? await channel.close()
-        let open = connections.open.withLock { Array($0.values) }
+        let open = connections.channels
         for c in open { try? await c.close() }
     }
 
@@ -88,7 +97,7 @@ public final class ChimeServer: Service, Sendable {
     /// closes. Connections still open after `gracePeriod` are closed anyway.
     public func shutdown(gracePeriod: Duration = .seconds(10)) async {
         try? await channel.close()
-        let open = connections.open.withLock { Array($0.values) }
+        let open = connections.channels
         logger.info("draining connections", metadata: ["connections": "\(open.count)"])
         for c in open {
             c.eventLoop.execute { c.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain()) }
@@ -96,7 +105,7 @@ public final class ChimeServer: Service, Sendable {
         let connections = self.connections
         let logger = self.logger
         func closeLeft() async {
-            let left = connections.open.withLock { Array($0.values) }
+            let left = connections.channels
             guard !left.isEmpty else { return }
             logger.warning("closing connections still busy after the grace period", metadata: ["connections": "\(left.count)"])
             for c in left { try? await c.close() }

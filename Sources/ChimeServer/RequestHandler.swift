@@ -3,7 +3,7 @@ import ChimeProtocol
 import NIOCore
 
 /// Turns one request frame into its response frame by calling the engine. Stateless: the
-/// connection's state (handshake) lives in `ConnectionHandler`.
+/// connection's state (handshake, budgets) lives in `ConnectionStateMachine`.
 struct RequestHandler: Sendable {
     let broker: Broker
     /// Largest reply payload: a fetch answers with fewer deliveries rather than a frame the
@@ -140,11 +140,14 @@ struct RequestHandler: Sendable {
     /// A fetch waits (up to its wait time) for something to deliver: it looks again when the
     /// broker signals a change (a publish, a fire, an ack, a member leaving), and at least
     /// every 50 ms for what no signal announces (leases expiring, rebalances after a
-    /// session timeout). A consumer keeps one fetch outstanding instead of polling.
+    /// session timeout). A consumer keeps one fetch outstanding instead of polling. The
+    /// connection cancels the fetch when its client goes: it stops before leasing anything
+    /// (what it leased then would wait out its lease with nobody to work on it).
     private func fetch(_ r: Fetch) async throws -> [Delivery] {
         let max = Int(min(r.max, 65_536))
         let deadline = ContinuousClock.now + .milliseconds(Int64(min(r.waitMilliseconds, 300_000)))
         while true {
+            try Task.checkCancellation()
             let seen = broker.changes.version
             let got = try await broker.fetch(group: r.group, member: r.memberID, max: max, maxBytes: maxReplyBytes)
             let now = ContinuousClock.now

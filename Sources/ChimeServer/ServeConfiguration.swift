@@ -29,6 +29,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var maxTopics: Int?
     public var maxPartitions: Int?
     public var maxGroups: Int?
+    public var maxUnauthenticatedConnections: Int?
+    public var maxHelloBytes: Int?
+    public var helloTimeoutSeconds: Int?
     public var logLevel: String?
 
     public init() {}
@@ -41,6 +44,8 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
         case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
         case maxTopics = "max_topics", maxPartitions = "max_partitions", maxGroups = "max_groups"
+        case maxUnauthenticatedConnections = "max_unauthenticated_connections", maxHelloBytes = "max_hello_bytes"
+        case helloTimeoutSeconds = "hello_timeout_seconds"
         case logLevel = "log_level"
     }
 
@@ -151,6 +156,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxTopics = try int("CHIME_MAX_TOPICS")
         c.maxPartitions = try int("CHIME_MAX_PARTITIONS")
         c.maxGroups = try int("CHIME_MAX_GROUPS")
+        c.maxUnauthenticatedConnections = try int("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS")
+        c.maxHelloBytes = try int("CHIME_MAX_HELLO_BYTES")
+        c.helloTimeoutSeconds = try int("CHIME_HELLO_TIMEOUT_SECONDS")
         c.logLevel = env["CHIME_LOG_LEVEL"]
         return c
     }
@@ -181,6 +189,9 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxTopics = over.maxTopics ?? maxTopics
         c.maxPartitions = over.maxPartitions ?? maxPartitions
         c.maxGroups = over.maxGroups ?? maxGroups
+        c.maxUnauthenticatedConnections = over.maxUnauthenticatedConnections ?? maxUnauthenticatedConnections
+        c.maxHelloBytes = over.maxHelloBytes ?? maxHelloBytes
+        c.helloTimeoutSeconds = over.helloTimeoutSeconds ?? helloTimeoutSeconds
         c.logLevel = over.logLevel ?? logLevel
         return c
     }

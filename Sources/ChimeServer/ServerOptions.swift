@@ -9,14 +9,31 @@ public struct ServerOptions: Sendable {
     /// Accepted tokens; empty means no authentication. No token may be empty: a hello
     /// without a token carries an empty one (`validate()`).
     public var tokens: [String]
+    /// Largest frame once the hello is accepted.
     public var maxFrameBytes: Int
+    /// Largest frame before it: the hello (a token and a client name fit in far less). A
+    /// larger length is refused (frame too large) from its 4 bytes, before anything else
+    /// of it is read.
+    public var maxHelloBytes: Int
+    /// Authenticated connections (a hello accepted) at once. A hello accepted past it is
+    /// answered by closing the connection.
     public var maxConnections: Int
-    /// Requests one connection may have in progress; past it the server stops reading
-    /// from that connection until responses have gone out.
+    /// Connections still awaiting their hello at once; past it new ones are closed as they
+    /// are accepted. Counted apart from `maxConnections`, so clients that never say hello
+    /// cannot take the slots of those that did.
+    public var maxUnauthenticatedConnections: Int
+    /// A connection whose hello has not been accepted this long after it opened gets an
+    /// error (unauthenticated) and is closed, however it trickles bytes.
+    public var helloTimeoutMilliseconds: Int64
+    /// Requests one connection may have in progress, counted from when the request is
+    /// read until its reply is written to the socket; past it the server stops reading
+    /// from that connection.
     public var maxInFlightPerConnection: Int
-    /// Bytes of request frames one connection may have in progress; past it the server
-    /// stops reading from that connection until responses have gone out (at least one
-    /// request is always taken, whatever its size up to `maxFrameBytes`).
+    /// Bytes one connection may hold in the server: its requests in progress plus their
+    /// replies not yet written to the socket. Past it the server starts nothing more and
+    /// reads nothing more from that connection until replies have been written (at least
+    /// one request is always taken, whatever its size up to `maxFrameBytes`). Reading also
+    /// stops whenever the socket takes no more (a client that does not read its replies).
     public var maxBufferedBytesPerConnection: Int
     /// A connection that sends nothing for this long is closed.
     public var idleTimeoutSeconds: Int64
@@ -39,10 +56,14 @@ public struct ServerOptions: Sendable {
     }
 
     public init(
-        host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxConnections: Int = 1_024,
+        host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxHelloBytes: Int = 4_096,
+        maxConnections: Int = 1_024, maxUnauthenticatedConnections: Int = 64, helloTimeoutMilliseconds: Int64 = 10_000,
         maxInFlightPerConnection: Int = 256, maxBufferedBytesPerConnection: Int = 64 << 20, idleTimeoutSeconds: Int64 = 300,
         serverName: String = "chime", tls: TLS? = nil
     ) {
+        self.maxHelloBytes = maxHelloBytes
+        self.maxUnauthenticatedConnections = maxUnauthenticatedConnections
+        self.helloTimeoutMilliseconds = helloTimeoutMilliseconds
         self.maxBufferedBytesPerConnection = maxBufferedBytesPerConnection
         self.host = host
         self.port = port

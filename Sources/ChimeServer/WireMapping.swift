@@ -2,24 +2,24 @@ import ChimeBroker
 import ChimeProtocol
 import ChimeStore
 
-/// Engine errors on the wire: fixed numbers from 100 (docs/formats.md).
+/// Engine errors on the wire: each `BrokerError.Code` to its `WireErrorCode` (the numbers
+/// are named in ChimeProtocol, shared with the client; docs/formats.md lists them).
 enum ErrorCodes {
-    static let table: [(BrokerError.Code, UInt16)] = [
-        (.unknownTopic, 100), (.topicExists, 101), (.invalidName, 102), (.badPartition, 103), (.messageTooLarge, 104),
-        (.malformedBatch, 105), (.corruptBatch, 106), (.sequenceGap, 107), (.unknownMessage, 108), (.unknownGroup, 109),
-        (.unknownMember, 110), (.fenced, 111), (.unknownDelivery, 112), (.alreadyAcked, 113), (.leaseExpired, 114),
-        (.invalidArgument, 115), (.storage, 116), (.closed, 117), (.limitReached, 118),
+    static let table: [(BrokerError.Code, WireErrorCode)] = [
+        (.unknownTopic, .unknownTopic), (.topicExists, .topicExists), (.invalidName, .invalidName), (.badPartition, .badPartition),
+        (.messageTooLarge, .messageTooLarge), (.malformedBatch, .malformedBatch), (.corruptBatch, .corruptBatch),
+        (.sequenceGap, .sequenceGap), (.unknownMessage, .unknownMessage), (.unknownGroup, .unknownGroup),
+        (.unknownMember, .unknownMember), (.fenced, .fenced), (.unknownDelivery, .unknownDelivery), (.alreadyAcked, .alreadyAcked),
+        (.leaseExpired, .leaseExpired), (.invalidArgument, .invalidArgument), (.storage, .storage), (.closed, .closed), (.limitReached, .limitReached),
     ]
-    /// Anything else that went wrong inside the server.
-    static let internalError: UInt16 = 199
 
     static func reply(_ error: any Error) -> ErrorReply {
         if let e = error as? BrokerError {
-            return ErrorReply(code: table.first { $0.0 == e.code }?.1 ?? internalError, message: e.message)
+            return ErrorReply(table.first { $0.0 == e.code }?.1 ?? .internalError, message: e.message)
         }
         if let e = error as? ProtocolError { return ErrorReply(e) }
         if let e = error as? ErrorReply { return e }
-        return ErrorReply(code: internalError, message: "\(error)")
+        return ErrorReply(.internalError, message: "\(error)")
     }
 }
 

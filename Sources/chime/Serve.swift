@@ -91,6 +91,17 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Most client connections at once (default 1024).")
     var maxConnections: Int?
 
+    @Option(
+        name: .customLong("max-unauthenticated-connections"),
+        help: "Most connections awaiting their hello at once, apart from --max-connections (default 64; $CHIME_MAX_UNAUTHENTICATED_CONNECTIONS).")
+    var maxUnauthenticatedConnections: Int?
+
+    @Option(name: .customLong("hello-timeout-seconds"), help: "Seconds a connection has to say hello (default 10; $CHIME_HELLO_TIMEOUT_SECONDS).")
+    var helloTimeoutSeconds: Int?
+
+    @Option(name: .customLong("max-hello-bytes"), help: "Largest frame before the hello is accepted (default 4096; $CHIME_MAX_HELLO_BYTES).")
+    var maxHelloBytes: Int?
+
     @Flag(name: .long, help: "Log every recovery step ($CHIME_LOG_LEVEL=debug).")
     var verbose = false
 
@@ -108,6 +119,9 @@ struct Serve: AsyncParsableCommand {
         c.retentionMiB = retentionMiB
         c.autoCreateTopics = noAutoCreate ? false : nil
         c.maxConnections = maxConnections
+        c.maxUnauthenticatedConnections = maxUnauthenticatedConnections
+        c.helloTimeoutSeconds = helloTimeoutSeconds
+        c.maxHelloBytes = maxHelloBytes
         c.logLevel = verbose ? "debug" : nil
         c.tlsCert = tlsCert
         c.tlsKey = tlsKey
@@ -171,6 +185,10 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxTopics, n < 1 { throw ValidationError("max_topics must be at least 1") }
         if let n = settings.maxPartitions, n < 1 { throw ValidationError("max_partitions must be at least 1") }
         if let n = settings.maxGroups, n < 1 { throw ValidationError("max_groups must be at least 1") }
+        if let n = settings.maxUnauthenticatedConnections, n < 1 { throw ValidationError("the unauthenticated connection limit must be at least 1") }
+        if let n = settings.helloTimeoutSeconds, n < 1 { throw ValidationError("the hello timeout must be at least 1 second") }
+        // A hello with a client name and a token of a few hundred bytes must fit.
+        if let n = settings.maxHelloBytes, n < 512 { throw ValidationError("the hello limit must be at least 512 bytes") }
         var adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
         if let n = settings.adminMaxConnections { adminOptions.maxConnections = n }
         if let n = settings.adminIdleTimeoutSeconds { adminOptions.idleTimeout = .seconds(n) }
@@ -179,6 +197,9 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxConnections { serverOptions.maxConnections = n }
         if let n = settings.maxFrameBytes { serverOptions.maxFrameBytes = n }
         if let n = settings.idleTimeoutSeconds { serverOptions.idleTimeoutSeconds = Int64(n) }
+        if let n = settings.maxUnauthenticatedConnections { serverOptions.maxUnauthenticatedConnections = n }
+        if let n = settings.helloTimeoutSeconds { serverOptions.helloTimeoutMilliseconds = Int64(n) * 1_000 }
+        if let n = settings.maxHelloBytes { serverOptions.maxHelloBytes = n }
         // What the checks above let through, the library refuses too (a token list built
         // some other way).
         do {

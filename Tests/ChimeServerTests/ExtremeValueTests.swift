@@ -79,7 +79,10 @@ import Testing
         logger.logLevel = .critical
         let options = BrokerOptions(directory: dir.path, durability: .never)
         var broker = try await Broker.open(options, logger: logger)
-        var server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0), logger: logger)
+        // A hello may wait seconds for a thread in the full suite (see ServerFixture).
+        var serverOptions = ServerOptions(port: 0)
+        serverOptions.helloTimeoutMilliseconds = 120_000
+        var server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
         var v = Values(rng: SplitMix64(seed: seed), now: SystemWheelClock().now())
         let c = try await RawClient(port: server.port)
         try await c.handshake()
@@ -143,7 +146,7 @@ import Testing
         await server.stop()
         await broker.close()
         broker = try await Broker.open(options, logger: logger)
-        server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0), logger: logger)
+        server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
         let after = try await RawClient(port: server.port)
         try await after.handshake()
         let listed = try await after.call(.listTopics, Empty(), as: TopicList.self).topics.map(\.name)

@@ -49,6 +49,25 @@ import Testing
         #expect(j.port == 7700 && j.adminPort == 0 && j.logLevel == "debug")
     }
 
+    @Test func theHelloLimitsAreSetInEachLayer() throws {
+        let dir = TemporaryDirectory("chime-config")
+        let toml = dir.file("chime.toml")
+        try """
+            max_unauthenticated_connections = 16
+            hello_timeout_seconds = 5
+            max_hello_bytes = 2048
+            """.write(toFile: toml, atomically: true, encoding: .utf8)
+        let file = try ServeConfiguration.load(file: toml)
+        #expect(file.maxUnauthenticatedConnections == 16 && file.helloTimeoutSeconds == 5 && file.maxHelloBytes == 2_048)
+        var flags = ServeConfiguration()
+        flags.maxHelloBytes = 1_024
+        let resolved = try ServeConfiguration.resolve(
+            file: toml, environment: ["CHIME_MAX_UNAUTHENTICATED_CONNECTIONS": "8", "CHIME_HELLO_TIMEOUT_SECONDS": "3"], flags: flags)
+        #expect(resolved.maxUnauthenticatedConnections == 8 && resolved.helloTimeoutSeconds == 3, "environment over file")
+        #expect(resolved.maxHelloBytes == 1_024, "flags over file")
+        #expect(throws: ServeConfiguration.Problem.self) { try ServeConfiguration.environment(["CHIME_HELLO_TIMEOUT_SECONDS": "soon"]) }
+    }
+
     @Test func badSettingsAreNamed() throws {
         let dir = TemporaryDirectory("chime-config")
         func problem(_ text: String, name: String = "c.toml") -> String {
@@ -234,7 +253,11 @@ extension LifecycleTests {
     /// limit of 0 refuses all, a frame limit of 0 refuses every frame: a broker that starts
     /// and serves nobody. `chime serve` must refuse such settings by name, like the others.
     @Test func serveRefusesConnectionSettingsThatServeNobody() async throws {
-        for (variable, name) in [("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame")] {
+        for (variable, name) in [
+            ("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame"),
+            ("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS", "unauthenticated"), ("CHIME_HELLO_TIMEOUT_SECONDS", "hello timeout"),
+            ("CHIME_MAX_HELLO_BYTES", "hello limit"),
+        ] {
             let dir = TemporaryDirectory("chime-serve-refused")
             var env = ProcessInfo.processInfo.environment
             env[variable] = "0"

@@ -26,6 +26,11 @@ final class RawClient: @unchecked Sendable {
         channel.channel.close(promise: nil)
     }
 
+    /// Closes the connection from this side (the server sees the client go).
+    func close() async {
+        try? await channel.channel.close()
+    }
+
     func send(_ bytes: [UInt8]) async {
         try? await channel.outbound.write(ByteBuffer(bytes: bytes))
     }
@@ -64,7 +69,10 @@ final class RawClient: @unchecked Sendable {
     func call<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
         let id = await send(opcode, message)
         guard let f = await readFrame() else { throw ErrorReply(code: 0, message: "connection closed") }
-        precondition(f.correlationID == id && f.isResponse)
+        guard f.correlationID == id && f.isResponse else {
+            let detail = f.isError ? ((try? ErrorReply(payload: f.payload)).map { "\($0.code): \($0.message)" } ?? "?") : "not an error"
+            throw ErrorReply(code: 0, message: "expected the answer to request \(id), got frame \(f.correlationID) (opcode \(f.opcode), \(detail))")
+        }
         if f.isError { throw try ErrorReply(payload: f.payload) }
         return try R(payload: f.payload)
     }

@@ -18,6 +18,10 @@ final class ServerFixture {
     let server: ChimeServer
 
     init(_ options: ServerOptions = ServerOptions(port: 0)) async throws {
+        // The whole suite shares two cores and one event-loop group: a hello can wait
+        // seconds for a thread. Tests of the hello deadline set their own.
+        var options = options
+        if options.helloTimeoutMilliseconds == ServerOptions().helloTimeoutMilliseconds { options.helloTimeoutMilliseconds = 120_000 }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         broker = try await Broker.open(BrokerOptions(directory: dir.path, durability: .never), logger: logger)
