@@ -536,10 +536,11 @@ actor Partition {
 
     func update(settings: TopicSettings) { self.settings = settings }
 
-    func stats() async -> Stats {
-        Stats(
+    func stats() -> Stats {
+        let wheel = loop.gauges
+        return Stats(
             readyStart: ready.log.startOffset, readyEnd: ready.log.endOffset, readyBytes: ready.log.totalBytes,
-            scheduled: await loop.pendingCount, nextDue: await loop.nextDue, timerBytes: timerLog.totalBytes)
+            scheduled: wheel.pending, nextDue: wheel.nextDue, timerBytes: timerLog.totalBytes)
     }
 
     /// Stops the firing loop (it writes a last checkpoint), then closes every log.

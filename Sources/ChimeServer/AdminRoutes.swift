@@ -10,13 +10,13 @@ import Synchronization
 struct AdminRoutes: Sendable {
     let broker: Broker
     let registry: PrometheusCollectorRegistry?
-    let connectionCount: (@Sendable () -> Int)?
+    let connections: (@Sendable () -> ConnectionGauges)?
     let gauges: ScrapedGauges?
 
-    init(broker: Broker, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)?) {
+    init(broker: Broker, registry: PrometheusCollectorRegistry?, connections: (@Sendable () -> ConnectionGauges)?) {
         self.broker = broker
         self.registry = registry
-        self.connectionCount = connectionCount
+        self.connections = connections
         gauges = registry.map(ScrapedGauges.init)
     }
 
@@ -158,12 +158,17 @@ struct AdminRoutes: Sendable {
             for p in stats.partitions { byTopic[p.topic, default: 0] += p.lag }
             for (topic, value) in byTopic.sorted(by: { $0.key < $1.key }) { lag.append(([("group", g), ("topic", topic)], Double(value))) }
         }
-        let connections = connectionCount.map { Double($0()) }
+        let connectionGauges = connections?()
         let bytes = ScrapedGauges.rendering.withLock { _ in
             gauges.set(ScrapedGauges.disk, disk)
             gauges.set(ScrapedGauges.scheduled, scheduled)
             gauges.set(ScrapedGauges.lag, lag)
-            if let connections { gauges.set(ScrapedGauges.connections, connections) }
+            if let c = connectionGauges {
+                gauges.set(ScrapedGauges.connections, Double(c.open))
+                gauges.set(ScrapedGauges.unauthenticatedConnections, Double(c.unauthenticated))
+                gauges.set(ScrapedGauges.unwrittenReplyBytes, Double(c.unwrittenReplyBytes))
+                gauges.set(ScrapedGauges.requestsRunning, Double(c.requestsRunning))
+            }
             var bytes: [UInt8] = []
             registry.emit(into: &bytes)
             return bytes
@@ -189,6 +194,11 @@ final class ScrapedGauges: Sendable {
     static let scheduled = Metric(name: "scheduled", unit: "messages", help: "Scheduled messages of a topic pending in its timing wheels.")
     static let lag = Metric(name: "group_lag", unit: "messages", help: "Messages of a topic's ready logs a group has not acked.")
     static let connections = Metric(name: "connections", unit: "", help: "Open broker-protocol connections.")
+    static let unauthenticatedConnections = Metric(
+        name: "connections_unauthenticated", unit: "", help: "Broker-protocol connections whose hello has not been accepted.")
+    static let unwrittenReplyBytes = Metric(
+        name: "unwritten_reply", unit: "bytes", help: "Reply bytes held for broker-protocol clients and not yet written to their sockets.")
+    static let requestsRunning = Metric(name: "requests_running", unit: "", help: "Broker-protocol requests whose work has not finished.")
 
     /// One scrape at a time sets its values and renders: what a scrape sets is what it shows,
     /// also when several admin servers share the process's registry (tests do).

@@ -26,10 +26,10 @@ public final class AdminServer: Service, Sendable {
     /// - Parameters:
     ///   - registry: what `/metrics` renders (see `ChimeMetrics.bootstrap()`); without
     ///     one, `/metrics` answers 404.
-    ///   - connectionCount: open broker-protocol connections, read at each scrape for the
-    ///     `chime_connections` gauge (`ChimeServer.connectionCount`).
+    ///   - connections: the broker-protocol connections' gauges, read at each scrape for
+    ///     `chime_connections` and its neighbours (`ChimeServer.connectionGauges`).
     public init(
-        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)? = nil,
+        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connections: (@Sendable () -> ConnectionGauges)? = nil,
         logger: Logger
     ) {
         if options.tokens.isEmpty && !["127.0.0.1", "::1", "localhost"].contains(options.host) {
@@ -37,7 +37,7 @@ public final class AdminServer: Service, Sendable {
                 "ADMIN PORT WITHOUT AUTHENTICATION on a non-loopback address: anyone who can reach \(options.host):\(options.port) can read topics, groups and metrics. Configure tokens.")
         }
         let listening = Listening()
-        let routes = AdminRoutes(broker: broker, registry: registry, connectionCount: connectionCount)
+        let routes = AdminRoutes(broker: broker, registry: registry, connections: connections)
         let router = Router()
         router.add(middleware: AdminGate(tokens: options.tokens.map { Array($0.utf8) }))
         routes.register(on: router)
@@ -100,10 +100,10 @@ public final class AdminServer: Service, Sendable {
 
     /// Starts the server in a service group of its own; returns once it listens.
     public static func start(
-        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connectionCount: (@Sendable () -> Int)? = nil,
+        broker: Broker, options: AdminOptions, registry: PrometheusCollectorRegistry?, connections: (@Sendable () -> ConnectionGauges)? = nil,
         logger: Logger
     ) async throws -> AdminServer {
-        let server = AdminServer(broker: broker, options: options, registry: registry, connectionCount: connectionCount, logger: logger)
+        let server = AdminServer(broker: broker, options: options, registry: registry, connections: connections, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [server], logger: logger))
         let task = Task { try await group.run() }
         server.started.withLock { $0 = (group, task) }

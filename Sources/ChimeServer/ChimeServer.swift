@@ -85,6 +85,13 @@ public final class ChimeServer: Service, Sendable {
     /// Requests whose work has not finished, on every connection.
     public var requestsRunning: Int { connections.requestsRunning.load(ordering: .relaxed) }
 
+    /// The four values above at once, for the admin port's `/metrics`.
+    public var connectionGauges: ConnectionGauges {
+        ConnectionGauges(
+            open: connectionCount, unauthenticated: unauthenticatedConnectionCount, unwrittenReplyBytes: unwrittenReplyBytes,
+            requestsRunning: requestsRunning)
+    }
+
     /// Stops accepting, then closes every connection.
     public func stop() async {
         try? await channel.close()

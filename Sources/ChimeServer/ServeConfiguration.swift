@@ -32,6 +32,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var maxUnauthenticatedConnections: Int?
     public var maxHelloBytes: Int?
     public var helloTimeoutSeconds: Int?
+    public var connectionBufferMiB: Int?
     public var logLevel: String?
 
     public init() {}
@@ -45,7 +46,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
         case maxTopics = "max_topics", maxPartitions = "max_partitions", maxGroups = "max_groups"
         case maxUnauthenticatedConnections = "max_unauthenticated_connections", maxHelloBytes = "max_hello_bytes"
-        case helloTimeoutSeconds = "hello_timeout_seconds"
+        case helloTimeoutSeconds = "hello_timeout_seconds", connectionBufferMiB = "connection_buffer_mib"
         case logLevel = "log_level"
     }
 
@@ -159,6 +160,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxUnauthenticatedConnections = try int("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS")
         c.maxHelloBytes = try int("CHIME_MAX_HELLO_BYTES")
         c.helloTimeoutSeconds = try int("CHIME_HELLO_TIMEOUT_SECONDS")
+        c.connectionBufferMiB = try int("CHIME_CONNECTION_BUFFER_MIB")
         c.logLevel = env["CHIME_LOG_LEVEL"]
         return c
     }
@@ -192,6 +194,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxUnauthenticatedConnections = over.maxUnauthenticatedConnections ?? maxUnauthenticatedConnections
         c.maxHelloBytes = over.maxHelloBytes ?? maxHelloBytes
         c.helloTimeoutSeconds = over.helloTimeoutSeconds ?? helloTimeoutSeconds
+        c.connectionBufferMiB = over.connectionBufferMiB ?? connectionBufferMiB
         c.logLevel = over.logLevel ?? logLevel
         return c
     }

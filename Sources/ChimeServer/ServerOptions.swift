@@ -83,5 +83,7 @@ public struct ServerOptions: Sendable {
         if maxConnections < 1 { throw .belowMinimum("maxConnections", 1) }
         if maxFrameBytes < 1_024 { throw .belowMinimum("maxFrameBytes", 1_024) }
         if idleTimeoutSeconds < 1 { throw .belowMinimum("idleTimeoutSeconds", 1) }
+        if maxInFlightPerConnection < 1 { throw .belowMinimum("maxInFlightPerConnection", 1) }
+        if maxBufferedBytesPerConnection < 1 { throw .belowMinimum("maxBufferedBytesPerConnection", 1) }
     }
 }

@@ -187,6 +187,9 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxGroups, n < 1 { throw ValidationError("max_groups must be at least 1") }
         if let n = settings.maxUnauthenticatedConnections, n < 1 { throw ValidationError("the unauthenticated connection limit must be at least 1") }
         if let n = settings.helloTimeoutSeconds, n < 1 { throw ValidationError("the hello timeout must be at least 1 second") }
+        if let n = settings.connectionBufferMiB, !(1...(1 << 20)).contains(n) {
+            throw ValidationError("connection_buffer_mib must be between 1 and 1048576")
+        }
         // A hello with a client name and a token of a few hundred bytes must fit.
         if let n = settings.maxHelloBytes, n < 512 { throw ValidationError("the hello limit must be at least 512 bytes") }
         var adminOptions = AdminOptions(host: adminHost, port: adminPort, tokens: tokens)
@@ -200,6 +203,7 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxUnauthenticatedConnections { serverOptions.maxUnauthenticatedConnections = n }
         if let n = settings.helloTimeoutSeconds { serverOptions.helloTimeoutMilliseconds = Int64(n) * 1_000 }
         if let n = settings.maxHelloBytes { serverOptions.maxHelloBytes = n }
+        if let n = settings.connectionBufferMiB { serverOptions.maxBufferedBytesPerConnection = n << 20 }
         // What the checks above let through, the library refuses too (a token list built
         // some other way).
         do {
@@ -250,7 +254,7 @@ struct Serve: AsyncParsableCommand {
         if adminOn {
             let admin = AdminServer(
                 broker: broker, options: adminOptions, registry: registry,
-                connectionCount: { server.connectionCount }, logger: logger)
+                connections: { server.connectionGauges }, logger: logger)
             services.append(.init(service: admin))
             announce = Task {
                 if let port = try? await admin.port() {

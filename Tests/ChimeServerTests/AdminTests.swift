@@ -132,7 +132,7 @@ private final class AdminFixture {
         var options = AdminOptions(port: 0, tokens: tokens)
         limits(&options)
         admin = try await AdminServer.start(
-            broker: broker, options: options, registry: registry, connectionCount: { server.connectionCount }, logger: logger)
+            broker: broker, options: options, registry: registry, connections: { server.connectionGauges }, logger: logger)
         port = try await admin.port()
     }
 
@@ -192,8 +192,7 @@ private func watchHighestCount(_ admin: AdminServer) -> Task<Int, Never> {
 
 /// A publish over the broker protocol, for checks that the broker keeps serving.
 private func publishOne(port: Int, topic: String) async throws -> Int {
-    let client = try await RawClient(port: port)
-    try await client.handshake(token: "tok")
+    let client = try await RawClient.authenticated(port: port, token: "tok")
     let reply = try await client.call(
         .publish, Publish(topic: topic, partition: 0, records: [OutgoingRecord(body: Array("still here".utf8))]), as: PublishReply.self)
     return reply.outcomes.count
@@ -320,8 +319,7 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         let due = AdminFixture.epoch + 10_000
         _ = try await f.broker.publish(topic: topic, [text("scheduled", at: due)])
         // A raw protocol connection, for the connections gauge.
-        let client = try await RawClient(port: f.server.port)
-        try await client.handshake()
+        let client = try await RawClient.authenticated(port: f.server.port)
 
         var m = try await f.get("/metrics")
         #expect(m.status == 200)
@@ -417,8 +415,7 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         #expect(try await httpGet(port: adminPort, "/v1/topics").status == 401)
         let topics = try await httpGet(port: adminPort, "/v1/topics", authorization: "Bearer tok")
         #expect(topics.status == 200 && topics.body == #"{"topics":[]}"#)
-        let client = try await RawClient(port: brokerPort)
-        try await client.handshake(token: "tok")
+        let client = try await RawClient.authenticated(port: brokerPort, token: "tok")
         let published = try await client.call(
             .publish, Publish(topic: "jobs", partition: 0, records: [OutgoingRecord(body: Array("hello".utf8))]), as: PublishReply.self)
         #expect(published.outcomes.count == 1)

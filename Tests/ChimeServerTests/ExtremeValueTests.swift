@@ -84,8 +84,7 @@ import Testing
         serverOptions.helloTimeoutMilliseconds = 120_000
         var server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
         var v = Values(rng: SplitMix64(seed: seed), now: SystemWheelClock().now())
-        let c = try await RawClient(port: server.port)
-        try await c.handshake()
+        let c = try await RawClient.authenticated(port: server.port)
         // Topics with extreme settings (the ones accepted stay for the publishes below).
         var topics = ["plain"]
         _ = try await c.call(.createTopic, CreateTopic(name: "plain", settings: nil), as: WireTopic.self)
@@ -138,8 +137,7 @@ import Testing
             if !answer.isError, answer.opcode == .createTopic, let t = try? WireTopic(payload: answer.payload) { topics.append(t.name) }
         }
         // A good client is still served.
-        let good = try await RawClient(port: server.port)
-        try await good.handshake()
+        let good = try await RawClient.authenticated(port: server.port)
         let published = try await good.call(.publish, Publish(topic: "plain", records: [OutgoingRecord(body: Array("still here".utf8))]), as: PublishReply.self)
         #expect(published.outcomes.count == 1 && published.outcomes[0].id != nil)
         // What was accepted never stops a restart: close, reopen on the same directory, serve.
@@ -147,8 +145,7 @@ import Testing
         await broker.close()
         broker = try await Broker.open(options, logger: logger)
         server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
-        let after = try await RawClient(port: server.port)
-        try await after.handshake()
+        let after = try await RawClient.authenticated(port: server.port)
         let listed = try await after.call(.listTopics, Empty(), as: TopicList.self).topics.map(\.name)
         #expect(Set(topics).isSubset(of: Set(listed)))
         let again = try await after.call(.publish, Publish(topic: "plain", records: [OutgoingRecord(dedupKey: Array("k1".utf8), body: [9])]), as: PublishReply.self)

@@ -12,12 +12,31 @@ final class RawClient: @unchecked Sendable {
     private var nextID: UInt32 = 1
     private var ended = false
 
-    init(port: Int) async throws {
+    /// Connects; `firstBytes` are written from the event loop as the connection opens, so
+    /// that a hello reaches the server however long this test's task then waits for a
+    /// thread of a busy cooperative pool (a hello deadline counts from the connect).
+    init(port: Int, firstBytes: [UInt8] = []) async throws {
         channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { ch in
-                ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+                ch.eventLoop.makeCompletedFuture {
+                    if !firstBytes.isEmpty { ch.writeAndFlush(ByteBuffer(bytes: firstBytes), promise: nil) }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
+                }
             }
         inbound = channel.inbound.makeAsyncIterator()
+        if !firstBytes.isEmpty { nextID = 2 }
+    }
+
+    /// A connection that says hello as it opens, and its hello's answer read.
+    static func authenticated(port: Int, token: String? = nil) async throws -> RawClient {
+        var hello = ByteBuffer()
+        Frame(opcode: .hello, correlationID: 1, payload: Hello(client: "test", token: token.map { Array($0.utf8) }).payload()).write(to: &hello)
+        let c = try await RawClient(port: port, firstBytes: Array(hello.readableBytesView))
+        guard let f = await c.readFrame() else { throw ErrorReply(code: 0, message: "connection closed") }
+        guard f.correlationID == 1 && f.isResponse else { throw ErrorReply(code: 0, message: "expected the hello's answer, got frame \(f.correlationID)") }
+        if f.isError { throw try ErrorReply(payload: f.payload) }
+        _ = try HelloReply(payload: f.payload)
+        return c
     }
 
     deinit {

@@ -29,9 +29,7 @@ final class ServerFixture {
     }
 
     func client(token: String? = nil) async throws -> RawClient {
-        let c = try await RawClient(port: server.port)
-        try await c.handshake(token: token)
-        return c
+        try await RawClient.authenticated(port: server.port, token: token)
     }
 
     func shutdown() async {

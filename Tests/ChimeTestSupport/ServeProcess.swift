@@ -7,10 +7,13 @@ public final class ServeProcess: @unchecked Sendable {
     public let process = Process()
     public let port: Int
     private let pipe = Pipe()
-    /// Everything it printed up to "Ctrl-C to stop".
+    /// The admin port it announced (nil with `--no-admin`, or before the announcement when
+    /// `waitForAdmin` was false).
+    public let adminPort: Int?
+    /// Everything it printed up to "Ctrl-C to stop" (and the admin port's line, when waited for).
     public let banner: String
 
-    public init(data: String, port: Int, extra: [String] = [], environment: [String: String]? = nil) throws {
+    public init(data: String, port: Int, extra: [String] = [], environment: [String: String]? = nil, waitForAdmin: Bool = false) throws {
         process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
         // The admin port on any free port: tests run side by side.
         process.arguments = ["serve", "--data", data, "--port", "\(port)", "--admin-port", "0"] + extra
@@ -19,7 +22,7 @@ public final class ServeProcess: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         var output = ""
-        while !output.contains("Ctrl-C to stop") {
+        while !output.contains("Ctrl-C to stop") || (waitForAdmin && !output.contains("/metrics)")) {
             let chunk = pipe.fileHandleForReading.availableData
             if chunk.isEmpty { break }
             output += String(decoding: chunk, as: UTF8.self)
@@ -29,6 +32,10 @@ public final class ServeProcess: @unchecked Sendable {
         let line = output.split(separator: "\n").first { $0.contains("serving the broker protocol on") } ?? ""
         let address = line.components(separatedBy: "protocol on ").last?.split(separator: " ").first ?? ""
         self.port = Int(address.split(separator: ":").last?.prefix { $0.isNumber } ?? "") ?? -1
+        // "chime: admin HTTP on 127.0.0.1:7421 (/health, …, /metrics)"
+        let adminLine = output.split(separator: "\n").first { $0.contains("admin HTTP on") } ?? ""
+        let adminAddress = adminLine.components(separatedBy: "HTTP on ").last?.split(separator: " ").first ?? ""
+        adminPort = Int(adminAddress.split(separator: ":").last ?? "")
     }
 
     public func kill9() {
@@ -43,5 +50,12 @@ public final class ServeProcess: @unchecked Sendable {
         let rest = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: rest, as: UTF8.self))
+    }
+
+    /// The process's resident set, from /proc (kB); nil once it has gone.
+    public var residentKiB: Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return nil }
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        return line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") }
     }
 }
