@@ -4,35 +4,61 @@ import Glibc
 import Darwin
 #endif
 
-/// An open file of the store: positional reads and writes, sync, truncate.
+/// A file of the store: positional reads and writes, sync, truncate.
 /// pread/pwrite are safe from several threads; the owner serialises writes.
-/// The descriptor closes when the last reference goes, so a reader that still holds a
-/// segment deleted by retention keeps reading valid bytes.
+/// Its descriptor is held by a `DescriptorCache`, which may close it while the file is not
+/// in a call and opens it again for the next one. A file about to be deleted is kept open
+/// (`keepOpen`) until the last reference goes, so a reader that still holds a segment
+/// deleted by retention keeps reading valid bytes.
 final class DataFile: @unchecked Sendable {
-    let fd: Int32
     let path: String
     let calls: FileSystemCalls
+    private let cache: DescriptorCache
+    /// `open`'s flags for opening the file again: it exists, so no `O_CREAT`.
+    let reopenFlags: Int32
+    // Guarded by the cache's lock.
+    var descriptor: Int32 = -1
+    var pins = 0
+    var lastUse: UInt64 = 0
 
-    private init(fd: Int32, path: String, calls: FileSystemCalls) {
-        self.fd = fd
+    private init(path: String, flags: Int32, calls: FileSystemCalls, cache: DescriptorCache) {
         self.path = path
         self.calls = calls
+        self.cache = cache
+        reopenFlags = flags & ~O_CREAT
     }
 
-    deinit { close(fd) }
+    deinit { cache.forget(self) }
 
-    static func open(_ path: String, create: Bool, readOnly: Bool = false, calls: FileSystemCalls) throws -> DataFile {
+    static func open(
+        _ path: String, create: Bool, readOnly: Bool = false, calls: FileSystemCalls, cache: DescriptorCache = .shared
+    ) throws -> DataFile {
         var flags = readOnly ? O_RDONLY : O_RDWR
         flags |= O_CLOEXEC
         if create { flags |= O_CREAT }
         let fd = Glibc.open(path, flags, 0o644)
         guard fd >= 0 else { throw StoreError.system("open", errno: errno, file: path) }
-        return DataFile(fd: fd, path: path, calls: calls)
+        let file = DataFile(path: path, flags: flags, calls: calls, cache: cache)
+        cache.adopt(file, fd: fd)
+        return file
+    }
+
+    /// Runs `body` with the file's descriptor, open (again) and pinned for its length.
+    func withDescriptor<R>(_ body: (Int32) throws -> R) throws -> R {
+        let fd = try cache.acquire(self)
+        defer { cache.release(self) }
+        return try body(fd)
+    }
+
+    /// Keeps the descriptor open until the file goes: for a file about to be unlinked.
+    func keepOpen() throws {
+        try cache.keepOpen(self)
     }
 
     func size() throws -> Int64 {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw StoreError.system("fstat", errno: errno, file: path) }
+        let r = try withDescriptor { fstat($0, &st) }
+        guard r == 0 else { throw StoreError.system("fstat", errno: errno, file: path) }
         return Int64(st.st_size)
     }
 
@@ -46,7 +72,9 @@ final class DataFile: @unchecked Sendable {
         var position = offset
         while first < iov.count {
             let count = min(iov.count - first, 1024)
-            let written = iov.withUnsafeBufferPointer { calls.pwritev(fd, $0.baseAddress! + first, Int32(count), position) }
+            let written = try withDescriptor { fd in
+                iov.withUnsafeBufferPointer { calls.pwritev(fd, $0.baseAddress! + first, Int32(count), position) }
+            }
             if written < 0 {
                 if Int32(-written) == EINTR { continue }
                 throw StoreError.system("write", errno: Int32(-written), file: path, position: position)
@@ -74,17 +102,19 @@ final class DataFile: @unchecked Sendable {
 
     /// Reads up to `buffer.count` bytes at `offset`; fewer only at end of file.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + Int64(done)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StoreError.system("read", errno: errno, file: path, position: offset + Int64(done))
+        try withDescriptor { fd in
+            var done = 0
+            while done < buffer.count {
+                let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + Int64(done)))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw StoreError.system("read", errno: errno, file: path, position: offset + Int64(done))
+                }
+                if n == 0 { break }
+                done += n
             }
-            if n == 0 { break }
-            done += n
+            return done
         }
-        return done
     }
 
     /// Reads exactly `count` bytes at `offset` (fewer only if the file ends first).
@@ -98,12 +128,12 @@ final class DataFile: @unchecked Sendable {
     }
 
     func sync() throws {
-        let r = calls.fdatasync(fd)
+        let r = try withDescriptor { calls.fdatasync($0) }
         if r != 0 { throw StoreError.system("fdatasync", errno: -r, file: path) }
     }
 
     func truncate(to length: Int64) throws {
-        let r = calls.ftruncate(fd, length)
+        let r = try withDescriptor { calls.ftruncate($0, length) }
         if r != 0 { throw StoreError.system("ftruncate", errno: -r, file: path, position: length) }
     }
 }
@@ -114,7 +144,8 @@ final class MappedRegion: @unchecked Sendable {
     let length: Int
 
     init(file: DataFile, length: Int) throws {
-        guard let p = mmap(nil, length, PROT_READ, MAP_SHARED, file.fd, 0), p != MAP_FAILED else {
+        let mapped = try file.withDescriptor { mmap(nil, length, PROT_READ, MAP_SHARED, $0, 0) }
+        guard let p = mapped, p != MAP_FAILED else {
             throw StoreError.system("mmap", errno: errno, file: file.path)
         }
         base = UnsafeRawPointer(p)

@@ -54,6 +54,10 @@ public struct LogConfiguration: Sendable, Equatable {
     /// base in 32 bits. Internal so tests can make it small.
     var maxOffsetsPerSegment = Int64(UInt32.max)
 
+    /// Where the log's files keep their descriptors: the process's shared cache, unless a
+    /// test gives a small one of its own.
+    var descriptors: DescriptorCache = .shared
+
     public static let defaultSegmentBytes = 256 << 20
     /// Positions in the index are 32-bit.
     public static let maxSegmentBytes = Int(UInt32.max)

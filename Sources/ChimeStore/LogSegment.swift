@@ -75,7 +75,7 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
         directory: String, baseOffset: Int64, configuration: LogConfiguration, calls: FileSystemCalls, syncDirectory: Bool = true
     ) throws -> LogSegment {
         let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
-        let file = try DataFile.open(path, create: true, calls: calls)
+        let file = try DataFile.open(path, create: true, calls: calls, cache: configuration.descriptors)
         try file.truncate(to: 0)
         if syncDirectory { try Directory.sync(directory) }
         return LogSegment(
@@ -91,14 +91,14 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
         calls: FileSystemCalls, readOnly: Bool = false, logger: Logger
     ) throws -> (LogSegment, SegmentRecovery) {
         let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
-        let file = try DataFile.open(path, create: false, readOnly: readOnly, calls: calls)
+        let file = try DataFile.open(path, create: false, readOnly: readOnly, calls: calls, cache: configuration.descriptors)
         let size = try file.size()
         let segment = LogSegment(
             baseOffset: baseOffset, file: file, indexPath: directory + "/" + fileName(baseOffset, "index"),
             size: size, intervalBytes: configuration.indexIntervalBytes)
         var report = SegmentRecovery(baseOffset: baseOffset, file: path, scanned: false, validBytes: size, truncatedBytes: 0, damaged: [])
 
-        if let bytes = try? DataFile.open(segment.indexPath, create: false, readOnly: true, calls: calls),
+        if let bytes = try? DataFile.open(segment.indexPath, create: false, readOnly: true, calls: calls, cache: configuration.descriptors),
             let content = try? bytes.read(count: Int(min(try bytes.size(), 1 << 30)), at: 0),
             let loaded = SegmentIndex.decode(content, baseOffset: baseOffset, segmentSize: size, intervalBytes: configuration.indexIntervalBytes)
         {
@@ -171,6 +171,8 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
     }
 
     func removeFiles() throws {
+        // A reader may still hold this segment: its descriptor stays open until it goes.
+        try? file.keepOpen()
         try Directory.remove(file.path)
         try Directory.remove(indexPath)
     }

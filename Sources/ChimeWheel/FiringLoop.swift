@@ -11,10 +11,11 @@ import Synchronization
 /// destination that refuses, a full disk) is logged and retried with backoff; the loop
 /// does not stop.
 public actor FiringLoop {
-    /// Its own thread: fires block on syncs (see `ThreadExecutor`). Not shared with other
-    /// loops: a long step of one (a large fire, a compaction pass) would hold back the
-    /// fires of every loop on its thread.
-    private let executor: ThreadExecutor
+    /// A serial executor on the threads all loops share (`ExecutorPool.firing`), not the
+    /// cooperative pool: fires block on syncs. Loops are not tied to threads, so a long
+    /// step of one (a large fire, a compaction step) holds one thread, not the loops
+    /// beside it.
+    private let executor: ExecutorPool.Executor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private let wheel: TimingWheel
     private let clock: any WheelClock
@@ -49,7 +50,7 @@ public actor FiringLoop {
     ) {
         self.metrics = metrics
         self.cascadeStep = cascadeStep
-        executor = ThreadExecutor(name: "chime-firing")
+        executor = ExecutorPool.firing.makeExecutor()
         self.wheel = wheel
         self.clock = clock
         self.checkpointInterval = checkpointInterval
@@ -68,8 +69,6 @@ public actor FiringLoop {
         let now = Gauges(pending: wheel.pendingCount, nextDue: wheel.nextDue)
         published.withLock { $0 = now }
     }
-
-    deinit { executor.shutdown() }
 
     /// Takes a checkpoint when one is due and none is being written, and writes it on
     /// another thread: the sync it needs can take tens of milliseconds, and fires go on

@@ -53,7 +53,7 @@ public final class TimingWheel {
     public let log: TimerLog
     private let destination: FireDestination
     private let logger: Logger
-    private var slots: [Slot]
+    private var slots: SlotTable
     private var occupancy: [OccupancyBitmap]
     /// Every message due before `time` has been handed over; the wheel never moves back.
     public private(set) var time: Int64
@@ -144,7 +144,7 @@ public final class TimingWheel {
         self.destination = destination
         self.logger = logger
         reader = TimerEntryReader(log: log)
-        slots = Array(repeating: Slot(), count: geometry.levels * 2 * geometry.slotsPerLevel)
+        slots = SlotTable(pages: geometry.levels * 2, slotsPerPage: geometry.slotsPerLevel)
         occupancy = Array(repeating: OccupancyBitmap(slots: geometry.slotsPerLevel), count: geometry.levels * 2)
         time = 0
         appliedFireSequence = destination.lastFireSequence ?? 0
@@ -308,13 +308,17 @@ public final class TimingWheel {
 
     /// Messages scheduled and neither fired nor cancelled.
     public var pendingCount: Int {
-        slots.reduce(0) { $0 + Int($1.count) - 2 * Int($1.cancels) }
+        slots.sum { Int($0.count) - 2 * Int($0.cancels) }
     }
 
-    /// Bytes of in-memory wheel state: fixed by the geometry, not by what is pending.
+    /// Bytes of in-memory wheel state: the slot pages in use (at most all of the geometry's,
+    /// however many messages are pending; none while the wheel is empty) and the bitmaps.
     public var stateBytes: Int {
-        slots.count * MemoryLayout<Slot>.stride + occupancy.count * max(8, geometry.slotsPerLevel / 8)
+        slots.allocatedBytes + occupancy.count * max(8, geometry.slotsPerLevel / 8)
     }
+
+    /// Slot pages allocated now (see `SlotTable`).
+    public var slotPagesInUse: Int { slots.allocatedPages }
 
     /// Occupied slots per level.
     public var occupiedSlots: [Int] { (0..<geometry.levels).map { occupancy[2 * $0].count + occupancy[2 * $0 + 1].count } }
@@ -401,8 +405,10 @@ public final class TimingWheel {
     }
 
     private func clear(level: Int, start: Int64) {
+        let p = page(level, start)
         slots[index(level, start)] = Slot()
-        occupancy[page(level, start)].remove(geometry.slot(level: level, time: start))
+        occupancy[p].remove(geometry.slot(level: level, time: start))
+        if occupancy[p].isEmpty { slots.release(page: p) }
     }
 
     /// Where an entry due at `due` goes now, with its slot's start: the level of the

@@ -278,7 +278,7 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         #expect(fresh.deliveries.map { $0.messages.count } == [2, 1], "hand-over 1 keeps its two slots; the third message is hand-over 2")
     }
 
-    /// Memory is a function of the geometry alone.
+    /// Memory is bounded by the geometry alone, whatever is pending.
     @Test func wheelStateDoesNotGrowWithPendingMessages() throws {
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
@@ -294,8 +294,33 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
             try wheel.schedule(batch)
         }
         #expect(wheel.pendingCount == 1_000_000)
-        #expect(wheel.stateBytes == empty)
+        #expect(wheel.stateBytes > empty)
         #expect(wheel.stateBytes <= 8 * 2 * 64 * 48 + 16 * 8, "one 48-byte slot per slot of 8 levels x 2 pages x 64, and the bitmaps")
+    }
+
+    /// A wheel holds slot pages only while they have pending entries: an idle partition's
+    /// wheel costs its bitmaps, not its geometry's slots.
+    @Test func slotPagesAreAllocatedWhenUsedAndReleasedWhenEmptied() throws {
+        let dir = TemporaryDirectory()
+        let dest = RecordingDestination()
+        let wheel = try open(dir, dest)
+        try wheel.advance(to: Self.epoch)
+        #expect(wheel.slotPagesInUse == 0)
+        let idle = wheel.stateBytes
+        var rng = SplitMix64(seed: 11)
+        let batch = (0..<5_000).map { _ in
+            ScheduledMessage(dueAt: Self.epoch + 1 + Int64(rng.next() % (10 * 86_400_000)), publishedAt: Self.epoch, body: [1])
+        }
+        try wheel.schedule(batch)
+        #expect(wheel.slotPagesInUse > 0 && wheel.stateBytes > idle)
+        try wheel.advance(to: Self.epoch + 10 * 86_400_000 + 1)
+        #expect(dest.fired.count == 5_000)
+        #expect(wheel.pendingCount == 0)
+        #expect(wheel.slotPagesInUse == 0, "every page released once its last slot fired")
+        #expect(wheel.stateBytes == idle)
+        // And pages come back for what is scheduled next.
+        try wheel.schedule([ScheduledMessage(dueAt: Self.epoch + 11 * 86_400_000, publishedAt: Self.epoch, body: [2])])
+        #expect(wheel.slotPagesInUse >= 1 && wheel.pendingCount == 1)
     }
 
     /// Opens from a checkpoint replay only what followed it, and the outcome is the same as
