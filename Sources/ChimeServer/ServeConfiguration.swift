@@ -29,6 +29,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
     public var maxTopics: Int?
     public var maxPartitions: Int?
     public var maxGroups: Int?
+    public var maxOpenFiles: Int?
     public var maxUnauthenticatedConnections: Int?
     public var maxHelloBytes: Int?
     public var helloTimeoutSeconds: Int?
@@ -44,7 +45,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         case retentionMiB = "retention_mib", autoCreateTopics = "auto_create_topics", tlsCert = "tls_cert", tlsKey = "tls_key"
         case maxConnections = "max_connections", maxFrameBytes = "max_frame_bytes", idleTimeoutSeconds = "idle_timeout_seconds"
         case adminMaxConnections = "admin_max_connections", adminIdleTimeoutSeconds = "admin_idle_timeout_seconds"
-        case maxTopics = "max_topics", maxPartitions = "max_partitions", maxGroups = "max_groups"
+        case maxTopics = "max_topics", maxPartitions = "max_partitions", maxGroups = "max_groups", maxOpenFiles = "max_open_files"
         case maxUnauthenticatedConnections = "max_unauthenticated_connections", maxHelloBytes = "max_hello_bytes"
         case helloTimeoutSeconds = "hello_timeout_seconds", connectionBufferMiB = "connection_buffer_mib"
         case logLevel = "log_level"
@@ -157,6 +158,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxTopics = try int("CHIME_MAX_TOPICS")
         c.maxPartitions = try int("CHIME_MAX_PARTITIONS")
         c.maxGroups = try int("CHIME_MAX_GROUPS")
+        c.maxOpenFiles = try int("CHIME_MAX_OPEN_FILES")
         c.maxUnauthenticatedConnections = try int("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS")
         c.maxHelloBytes = try int("CHIME_MAX_HELLO_BYTES")
         c.helloTimeoutSeconds = try int("CHIME_HELLO_TIMEOUT_SECONDS")
@@ -191,6 +193,7 @@ public struct ServeConfiguration: Codable, Sendable, Equatable {
         c.maxTopics = over.maxTopics ?? maxTopics
         c.maxPartitions = over.maxPartitions ?? maxPartitions
         c.maxGroups = over.maxGroups ?? maxGroups
+        c.maxOpenFiles = over.maxOpenFiles ?? maxOpenFiles
         c.maxUnauthenticatedConnections = over.maxUnauthenticatedConnections ?? maxUnauthenticatedConnections
         c.maxHelloBytes = over.maxHelloBytes ?? maxHelloBytes
         c.helloTimeoutSeconds = over.helloTimeoutSeconds ?? helloTimeoutSeconds

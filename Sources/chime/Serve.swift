@@ -185,6 +185,7 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxTopics, n < 1 { throw ValidationError("max_topics must be at least 1") }
         if let n = settings.maxPartitions, n < 1 { throw ValidationError("max_partitions must be at least 1") }
         if let n = settings.maxGroups, n < 1 { throw ValidationError("max_groups must be at least 1") }
+        if let n = settings.maxOpenFiles, n < 16 { throw ValidationError("max_open_files must be at least 16") }
         if let n = settings.maxUnauthenticatedConnections, n < 1 { throw ValidationError("the unauthenticated connection limit must be at least 1") }
         if let n = settings.helloTimeoutSeconds, n < 1 { throw ValidationError("the hello timeout must be at least 1 second") }
         if let n = settings.connectionBufferMiB, !(1...(1 << 20)).contains(n) {
@@ -222,6 +223,13 @@ struct Serve: AsyncParsableCommand {
         if let n = settings.maxTopics { options.maxTopics = n }
         if let n = settings.maxPartitions { options.maxPartitions = n }
         if let n = settings.maxGroups { options.maxGroups = n }
+        if let n = settings.maxOpenFiles { DescriptorCache.shared.limit = n }
+        let descriptors = FileDescriptorLimit.raiseSoftLimitToHard()
+        if descriptors.soft < DescriptorCache.shared.limit + (settings.maxConnections ?? serverOptions.maxConnections) + 64 {
+            logger.warning(
+                "the open-file limit may be too low: data files and connections could exhaust it; raise `ulimit -n` or lower max_open_files / max_connections",
+                metadata: ["limit": "\(descriptors.soft)", "max_open_files": "\(DescriptorCache.shared.limit)"])
+        }
 
         let broker = try await Broker.open(options, logger: logger)
         let topics = broker.listTopics()

@@ -256,7 +256,7 @@ extension LifecycleTests {
         for (variable, name) in [
             ("CHIME_IDLE_TIMEOUT_SECONDS", "idle"), ("CHIME_MAX_CONNECTIONS", "connections"), ("CHIME_MAX_FRAME_BYTES", "frame"),
             ("CHIME_MAX_UNAUTHENTICATED_CONNECTIONS", "unauthenticated"), ("CHIME_HELLO_TIMEOUT_SECONDS", "hello timeout"),
-            ("CHIME_MAX_HELLO_BYTES", "hello limit"),
+            ("CHIME_MAX_HELLO_BYTES", "hello limit"), ("CHIME_MAX_OPEN_FILES", "open files"), ("CHIME_CONNECTION_BUFFER_MIB", "connection buffer"),
         ] {
             let dir = TemporaryDirectory("chime-serve-refused")
             var env = ProcessInfo.processInfo.environment
@@ -265,6 +265,42 @@ extension LifecycleTests {
             let (status, _) = await Task.detached { server.stop() }.value
             #expect(server.port == -1 && status != 0, "\(variable)=0 refused at start, not served (\(name))")
         }
+    }
+
+    /// `max_open_files = 16` and 100 partitions (over 200 store files): every partition
+    /// takes its publish, the server holds at most the cache's descriptors of its data
+    /// directory (and one per call in progress), and after a restart every message is there.
+    @Test func aServerWithFewOpenFilesServesManyPartitions() async throws {
+        let dir = TemporaryDirectory("chime-open-files")
+        var env = ProcessInfo.processInfo.environment
+        env["CHIME_MAX_OPEN_FILES"] = "16"
+        let data = dir.file("data")
+        let environment = env
+        func start() async throws -> ServeProcess {
+            try await Task.detached { try ServeProcess(data: data, port: 0, environment: environment) }.value
+        }
+        let topics = (0..<25).map { "t\($0)" }
+        let server = try await start()
+        let c = try await RawClient.authenticated(port: server.port)
+        for t in topics {
+            for p in 0..<4 {
+                _ = try await c.call(.publish, Publish(topic: t, partition: Int32(p), records: [OutgoingRecord(body: Array("\(t)/\(p)".utf8))]), as: PublishReply.self)
+            }
+        }
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.process.processIdentifier)/fd")) ?? []
+        let dataFiles = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(server.process.processIdentifier)/fd/\($0)") }
+            .filter { $0.hasPrefix(data) && !$0.hasSuffix(".lock") }
+        #expect(!fds.isEmpty && dataFiles.count <= 16 + 8, "\(dataFiles.count) data files open")
+        await c.close()
+        #expect(await Task.detached { server.stop() }.value.status == 0)
+
+        let restarted = try await start()
+        let again = try await RawClient.authenticated(port: restarted.port)
+        let stats = try await again.call(.stats, StatsRequest(topics: topics, groups: [], includeMembers: false), as: StatsReply.self)
+        #expect(stats.topics.count == 25)
+        #expect(stats.topics.allSatisfy { $0.partitions.count == 4 && $0.partitions.allSatisfy { $0.logEnd == 1 } }, "every partition kept its message")
+        await again.close()
+        #expect(await Task.detached { restarted.stop() }.value.status == 0)
     }
 
     /// An empty `CHIME_TOKENS` (a unit file's `CHIME_TOKENS=${UNSET}`) overrode the file's
