@@ -12,13 +12,22 @@ import Foundation
 public final class ExecutorPool: @unchecked Sendable {
     /// The pool the firing loops share.
     public static let firing = ExecutorPool(name: "chime-firing", threads: 16)
+    /// Blocking background writes (checkpoints, snapshots, marks: each an atomic file
+    /// write with its fsyncs), kept off Swift's cooperative pool, whose few threads every
+    /// request needs, and off the firing threads.
+    public static let background = ExecutorPool(name: "chime-background", threads: 4)
 
     /// Jobs one executor runs per turn before the next executor waiting gets the thread.
     static let jobsPerTurn = 32
 
     private let condition = NSCondition()
     /// Executors with jobs, waiting for a thread, in the order they became ready.
-    private var ready: Deque<Executor> = []
+    private var ready: Deque<Work> = []
+
+    private enum Work {
+        case turn(Executor)
+        case call(() -> Void)
+    }
     public let threads: Int
 
     public init(name: String, threads: Int) {
@@ -35,9 +44,21 @@ public final class ExecutorPool: @unchecked Sendable {
     /// the pool's threads.
     public func makeExecutor() -> Executor { Executor(pool: self) }
 
+    /// Runs blocking `work` on a thread of the pool, in line with the executors' turns, and
+    /// returns its result to the awaiting task.
+    public func perform<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.call { continuation.resume(with: Result { try work() }) })
+        }
+    }
+
     fileprivate func schedule(_ executor: Executor) {
+        enqueue(.turn(executor))
+    }
+
+    private func enqueue(_ work: Work) {
         condition.lock()
-        ready.append(executor)
+        ready.append(work)
         condition.signal()
         condition.unlock()
     }
@@ -46,9 +67,12 @@ public final class ExecutorPool: @unchecked Sendable {
         while true {
             condition.lock()
             while ready.isEmpty { condition.wait() }
-            let executor = ready.removeFirst()
+            let work = ready.removeFirst()
             condition.unlock()
-            if executor.runTurn() { schedule(executor) }
+            switch work {
+            case .turn(let executor): if executor.runTurn() { schedule(executor) }
+            case .call(let body): body()
+            }
         }
     }
 

@@ -80,9 +80,14 @@ public actor FiringLoop {
         guard checkpointInterval.map({ now - lastCheckpoint >= $0 || now < lastCheckpoint }) ?? false else { return }
         guard let pending = wheel.prepareCheckpoint() else { return }
         lastCheckpoint = now
-        checkpointWriting = Task.detached { [self] in
-            let result = Result { try pending.write() }
-            await checkpointFinished(pending, result)
+        checkpointWriting = Task { [self] in
+            let result: Result<Void, any Error>
+            do {
+                result = .success(try await ExecutorPool.background.perform { try pending.write() })
+            } catch {
+                result = .failure(error)
+            }
+            checkpointFinished(pending, result)
         }
     }
 
