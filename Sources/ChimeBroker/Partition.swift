@@ -576,13 +576,19 @@ actor Partition {
         } else {
             _ = try? await loop.checkpoint()
         }
-        for log in sink.allLogs.values {
-            try? log.saveMark()
+        // What the last checkpoint wrote still holds for an idle partition: its snapshot and
+        // marks are not written again (a broker of 10,000 partitions stops in seconds).
+        let firedLogs = sink.allLogs.sorted { $0.key < $1.key }.map(\.value)
+        let unchanged = checkpointed == [ready.log.endOffset, timerLog.endOffset] + firedLogs.map(\.log.durableOffset)
+        for log in firedLogs {
+            if !unchanged { try? log.saveMark() }
             do { try log.log.close() } catch { logger.error("closing a log failed", metadata: ["error": "\(error)"]) }
         }
-        try? producers.write(
-            to: directory + "/producers.snapshot", readyOffset: ready.log.endOffset, timerPosition: timerLog.endOffset, topicID: topicID,
-            partition: index)
+        if !unchanged {
+            try? producers.write(
+                to: directory + "/producers.snapshot", readyOffset: ready.log.endOffset, timerPosition: timerLog.endOffset, topicID: topicID,
+                partition: index)
+        }
         do { try timerLog.close() } catch { logger.error("closing the timer log failed", metadata: ["error": "\(error)"]) }
     }
 }

@@ -256,6 +256,10 @@ public final class TimingWheel {
     /// The wheel's state now, as a checkpoint to write; nil without a checkpoint path.
     public func prepareCheckpoint() -> PendingCheckpoint? {
         guard let path = checkpointPath else { return nil }
+        // Nothing appended since the checkpoint on disk: it describes this wheel (every
+        // change to the slots appends to the log; only the wheel time has moved, over
+        // empty slots, and a reopen advances it again). An idle partition writes nothing.
+        guard checkpointPosition != log.endOffset else { return nil }
         var states: [WheelCheckpoint.SlotState] = []
         forEachOccupied { level, slot, v in
             states.append(

@@ -74,9 +74,10 @@ import Testing
         let httpDrippers = await offThePool { (0..<16).compactMap { _ in try? PlainSocket(port: adminPort, receiveBuffer: 4_096) } }
         let httpDrip = Drip(httpDrippers, sending: Array("GET /v1/topics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8), every: .milliseconds(100))
 
-        // All the while, the good client publishes and consumes, round after round.
-        let member = try await good.call(.join, Join(group: "g", member: "good", topics: ["jobs"]), as: WireMembership.self).memberID
+        // All the while, the good client publishes and consumes, round after round (joining
+        // in each: a loaded machine may stretch the rounds past the session timeout).
         for round in 0..<10 {
+            let member = try await good.call(.join, Join(group: "g", member: "good", topics: ["jobs"]), as: WireMembership.self).memberID
             let body = Array("round \(round)".utf8)
             _ = try await good.call(.publish, Publish(topic: "jobs", partition: -1, records: [OutgoingRecord(body: body)]), as: PublishReply.self)
             let got = try await good.call(.fetch, Fetch(group: "g", memberID: member, max: 10, waitMilliseconds: 10_000), as: Deliveries.self)
