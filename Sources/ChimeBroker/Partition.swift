@@ -531,8 +531,7 @@ actor Partition {
         let state = producers
         let (readyEnd, timerEnd) = (ready.log.endOffset, timerLog.endOffset)
         endPublishTurn()
-        let firedLogs = sink.allLogs.sorted { $0.key < $1.key }.map(\.value)
-        let covered = [readyEnd, timerEnd] + firedLogs.map(\.log.durableOffset)
+        let (firedLogs, covered) = coverage(readyEnd: readyEnd, timerEnd: timerEnd)
         let changed = covered != checkpointed || forgotten > 0
         // Atomic file writes with their fsyncs run on a background thread, not on a
         // cooperative one that requests need.
@@ -550,6 +549,13 @@ actor Partition {
             checkpointed = covered
         }
         _ = try ready.log.enforceRetention(nowMilliseconds: now)
+    }
+
+    /// The fired logs, in a fixed order, and what a checkpoint taken now covers (compared
+    /// with `checkpointed`).
+    private func coverage(readyEnd: Int64, timerEnd: Int64) -> (firedLogs: [FiredLog], covered: [Int64]) {
+        let firedLogs = sink.allLogs.sorted { $0.key < $1.key }.map(\.value)
+        return (firedLogs, [readyEnd, timerEnd] + firedLogs.map(\.log.durableOffset))
     }
 
     func update(settings: TopicSettings) { self.settings = settings }
@@ -578,8 +584,8 @@ actor Partition {
         }
         // What the last checkpoint wrote still holds for an idle partition: its snapshot and
         // marks are not written again (a broker of 10,000 partitions stops in seconds).
-        let firedLogs = sink.allLogs.sorted { $0.key < $1.key }.map(\.value)
-        let unchanged = checkpointed == [ready.log.endOffset, timerLog.endOffset] + firedLogs.map(\.log.durableOffset)
+        let (firedLogs, covered) = coverage(readyEnd: ready.log.endOffset, timerEnd: timerLog.endOffset)
+        let unchanged = covered == checkpointed
         for log in firedLogs {
             if !unchanged { try? log.saveMark() }
             do { try log.log.close() } catch { logger.error("closing a log failed", metadata: ["error": "\(error)"]) }
