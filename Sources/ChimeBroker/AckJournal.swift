@@ -9,6 +9,8 @@ final class AckJournal: @unchecked Sendable {
     private static let magic: UInt32 = 0x4B41_4843  // "CHAK"
     let log: RecordLog
     private let snapshotPath: String
+    /// What the last snapshot written held (nil before one): an unchanged group writes none.
+    private var lastSnapshot: [UInt8]?
 
     struct Position {
         var readyFrontier: Int64 = 0
@@ -104,7 +106,11 @@ final class AckJournal: @unchecked Sendable {
             w.u32(UInt32(acked.count))
             for o in acked { w.i64(o) }
         }
+        // A group that acked nothing since writes nothing: at thousands of partitions that
+        // would be thousands of atomic file writes each second.
+        guard w.bytes != lastSnapshot else { return }
         try w.write(to: snapshotPath)
+        lastSnapshot = w.bytes
         try log.removeSegments(endingAtOrBefore: journalEnd)
     }
 }

@@ -178,13 +178,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Starts the firing loops and the periodic checkpoint.
     private func start() async {
         for p in allPartitions { await p.run() }
-        let interval = options.checkpointIntervalMilliseconds
+        let policy = options.checkpoints
         let clock = options.clock
         let task = Task { [weak self] in
             while !Task.isCancelled {
-                await clock.sleep(until: clock.now() + interval)
+                await clock.sleep(until: clock.now() + policy.interval)
                 guard !Task.isCancelled, let self else { return }
-                do { try await self.checkpoint(wheels: false) } catch {
+                do { try await self.checkpoint(wheels: false, policy: policy) } catch {
                     self.logger.error("checkpoint failed", metadata: ["error": "\(error)"])
                 }
             }
@@ -641,11 +641,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Checkpoints every partition (wheel, producer state, fire marks, retention) and every
     /// group (committed positions).
     public func checkpoint() async throws {
-        try await checkpoint(wheels: true)
+        try await checkpoint(wheels: true, policy: nil)
     }
 
-    private func checkpoint(wheels: Bool) async throws {
-        for p in allPartitions { try await p.checkpoint(wheel: wheels) }
+    /// `policy`: the periodic pass, which writes a partition's state only once its change
+    /// is worth it; nil: everything that changed.
+    private func checkpoint(wheels: Bool, policy: CheckpointPolicy?) async throws {
+        for p in allPartitions { try await p.checkpoint(wheel: wheels, policy: policy) }
         for g in state.withLock({ $0.groups.values.compactMap(\.actor) }) { try await g.checkpoint() }
     }
 

@@ -117,8 +117,9 @@ public struct BrokerOptions: Sendable {
     public var groupSegmentBytes: Int
     /// Geometry of the wheel of new partitions (an existing partition keeps its own).
     public var wheelGeometry: WheelGeometry
-    /// How often partitions checkpoint their wheel, producer state and group acks.
-    public var checkpointIntervalMilliseconds: Int64
+    /// When partitions checkpoint their wheel, producer state and fire marks while running
+    /// (`CheckpointPolicy.interval` is also how often groups snapshot their acks).
+    public var checkpoints: CheckpointPolicy
     public var clock: any WheelClock
     public var firing: Firing
     /// Seed of member ids (nil: from the system's random source).
@@ -139,7 +140,7 @@ public struct BrokerOptions: Sendable {
         directory: String, autoCreateTopics: Bool = true, defaultTopic: TopicSettings = TopicSettings(),
         defaultGroup: GroupSettings = GroupSettings(), durability: DurabilityPolicy = .always,
         readySegmentBytes: Int = 256 << 20, timerSegmentBytes: Int = 64 << 20, groupSegmentBytes: Int = 8 << 20,
-        wheelGeometry: WheelGeometry = .slots256, checkpointIntervalMilliseconds: Int64 = 1_000,
+        wheelGeometry: WheelGeometry = .slots256, checkpoints: CheckpointPolicy = .standard,
         clock: any WheelClock = SystemWheelClock(), firing: Firing = .automatic, randomSeed: UInt64? = nil
     ) {
         self.directory = directory
@@ -151,7 +152,7 @@ public struct BrokerOptions: Sendable {
         self.timerSegmentBytes = timerSegmentBytes
         self.groupSegmentBytes = groupSegmentBytes
         self.wheelGeometry = wheelGeometry
-        self.checkpointIntervalMilliseconds = checkpointIntervalMilliseconds
+        self.checkpoints = checkpoints
         self.clock = clock
         self.firing = firing
         self.randomSeed = randomSeed

@@ -41,6 +41,10 @@ actor Partition {
     /// partitions, rewriting every snapshot and mark each second would be 30,000 atomic file
     /// writes a second for partitions where nothing happened.
     private var checkpointed: [Int64] = []
+    /// When the last checkpoint that wrote was taken (the clock's time at opening before any).
+    private var lastCheckpoint: Int64
+    /// When a checkpoint first found the logs moved past `checkpointed` (nil: not since).
+    private var changedSince: Int64?
     private var checkpointsDone: [CheckedContinuation<Void, Never>] = []
     /// Publishes take turns from their dedup and producer checks until their ids are
     /// remembered: scheduling into the wheel suspends this actor, and a publish running in
@@ -98,9 +102,10 @@ actor Partition {
             log: timerLog, geometry: geometry, checkpointPath: directory + "/wheel.checkpoint", destination: sink, logger: logger)
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
-            checkpointInterval: options.firing == .automatic ? options.checkpointIntervalMilliseconds : nil,
+            checkpointPolicy: options.firing == .automatic ? options.checkpoints : nil,
             metrics: FiringMetrics(topic: topic), logger: logger)
         producerExpiry = options.producerExpiryMilliseconds
+        lastCheckpoint = options.clock.now()
         producers = try Self.restoreProducers(
             directory: directory, ready: readyLog, timer: timerLog, topicID: topicID, partition: index,
             window: settings.dedupWindowMilliseconds, now: options.clock.now(), logger: logger)
@@ -507,8 +512,10 @@ actor Partition {
     }
 
     /// Producer snapshot, wheel checkpoint (unless the running loop takes its own), fire
-    /// marks, ready-log retention.
-    func checkpoint(wheel: Bool = true) async throws {
+    /// marks, ready-log retention. The snapshot and marks are written when anything changed
+    /// since the last ones — under `policy` (the broker's periodic pass) only once the
+    /// change is worth a checkpoint (`CheckpointPolicy`).
+    func checkpoint(wheel: Bool = true, policy: CheckpointPolicy? = nil) async throws {
         // A closed partition wrote its last state when it closed (its topic may be going).
         guard !closed else { return }
         checkpointsRunning += 1
@@ -532,7 +539,16 @@ actor Partition {
         let (readyEnd, timerEnd) = (ready.log.endOffset, timerLog.endOffset)
         endPublishTurn()
         let (firedLogs, covered) = coverage(readyEnd: readyEnd, timerEnd: timerEnd)
-        let changed = covered != checkpointed || forgotten > 0
+        let changed: Bool
+        if forgotten > 0 {
+            changed = true
+        } else if let policy {
+            let growth = Self.growth(from: checkpointed, to: covered)
+            if growth > 0 && changedSince == nil { changedSince = now }
+            changed = policy.isDue(now: now, last: lastCheckpoint, appended: growth, changedSince: changedSince ?? now)
+        } else {
+            changed = covered != checkpointed
+        }
         // Atomic file writes with their fsyncs run on a background thread, not on a
         // cooperative one that requests need.
         if changed {
@@ -547,8 +563,21 @@ actor Partition {
         if changed {
             try await ExecutorPool.background.perform { for log in firedLogs { try log.saveMark() } }
             checkpointed = covered
+            lastCheckpoint = now
+            changedSince = nil
         }
         _ = try ready.log.enforceRetention(nowMilliseconds: now)
+    }
+
+    /// Bytes the logs grew by between two coverages (`coverage`); a log that appeared
+    /// since (a group's retry log) counts whole.
+    static func growth(from old: [Int64], to new: [Int64]) -> Int64 {
+        var total: Int64 = 0
+        for (i, end) in new.enumerated() {
+            // Logs only grow (a cut after damage happens at opening, before any checkpoint).
+            total = total.saturatingAdd(i < old.count ? max(0, end - old[i]) : max(0, end))
+        }
+        return total
     }
 
     /// The fired logs, in a fixed order, and what a checkpoint taken now covers (compared

@@ -5,9 +5,11 @@ import Synchronization
 /// Drives a `TimingWheel` in real time: fires what is due, then sleeps until the next
 /// occupied slot — no fixed poll interval — and is woken early when a schedule lands before
 /// that. Between fires it cascades upcoming slots ahead in small steps and, after each
-/// checkpoint, compacts the timer log when it holds more than twice its live bytes. The wheel is owned by this actor; schedule and cancel go through it. While it runs
-/// it checkpoints at most every `checkpointInterval` ms, and once more when `run` ends, so
-/// a clean stop reopens without replay and a crash replays little. A failure to fire (a
+/// checkpoint, compacts the timer log when it holds more than twice its live bytes. The
+/// wheel is owned by this actor; schedule and cancel go through it. While it runs it
+/// checkpoints as `checkpointPolicy` says (when what a crash would replay is worth a
+/// checkpoint), and once more when `run` ends, so a clean stop reopens without replay and
+/// a crash replays little. A failure to fire (a
 /// destination that refuses, a full disk) is logged and retried with backoff; the loop
 /// does not stop.
 public actor FiringLoop {
@@ -19,11 +21,14 @@ public actor FiringLoop {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private let wheel: TimingWheel
     private let clock: any WheelClock
-    private let checkpointInterval: Int64?
+    /// When a checkpoint is taken while running (nil: only when asked and at the end).
+    private let checkpointPolicy: CheckpointPolicy?
     /// Entries moved per `cascadeAhead` step: small enough that a due slot waits at most
     /// about a millisecond behind one.
     private let cascadeStep: Int
     private var lastCheckpoint: Int64
+    /// When the loop first saw bytes that no checkpoint covers (nil: none since the last).
+    private var changedSince: Int64?
     private let logger: Logger
     private var sleeper: Task<Void, Never>?
     /// A compaction pass may be due or running (set after each checkpoint).
@@ -45,7 +50,7 @@ public actor FiringLoop {
     }
 
     public init(
-        wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointInterval: Int64? = 1_000,
+        wheel: sending TimingWheel, clock: any WheelClock = SystemWheelClock(), checkpointPolicy: CheckpointPolicy? = .standard,
         cascadeStep: Int = 1_024, metrics: FiringMetrics = FiringMetrics(topic: ""), logger: Logger
     ) {
         self.metrics = metrics
@@ -53,7 +58,7 @@ public actor FiringLoop {
         executor = ExecutorPool.firing.makeExecutor()
         self.wheel = wheel
         self.clock = clock
-        self.checkpointInterval = checkpointInterval
+        self.checkpointPolicy = checkpointPolicy
         self.logger = logger
         lastCheckpoint = clock.now()
         published = Mutex(Gauges(pending: wheel.pendingCount, nextDue: wheel.nextDue))
@@ -75,11 +80,19 @@ public actor FiringLoop {
     /// meanwhile. A checkpoint only shortens replay: its failure is logged, never passed on.
     private func checkpointIfDue() {
         guard wheel.checkpointPath != nil, checkpointWriting == nil else { return }
+        guard let checkpointPolicy else { return }
         let now = clock.now()
-        // A clock that stepped back counts as due, so checkpoints do not stop.
-        guard checkpointInterval.map({ now - lastCheckpoint >= $0 || now < lastCheckpoint }) ?? false else { return }
+        let appended = wheel.uncheckpointedBytes
+        guard appended > 0 else {
+            changedSince = nil
+            return
+        }
+        let since = changedSince ?? now
+        changedSince = since
+        guard checkpointPolicy.isDue(now: now, last: lastCheckpoint, appended: appended, changedSince: since) else { return }
         guard let pending = wheel.prepareCheckpoint() else { return }
         lastCheckpoint = now
+        changedSince = nil
         checkpointWriting = Task { [self] in
             let result: Result<Void, any Error>
             do {
@@ -223,7 +236,11 @@ public actor FiringLoop {
                 }
             }
             publishGauges()
-            let due = wheel.nextDue
+            // Until the next slot, or until a change waiting for its checkpoint is due.
+            var due = wheel.nextDue
+            if let since = changedSince, let checkpointPolicy, wheel.checkpointPath != nil {
+                due = min(due ?? .max, checkpointPolicy.latest(changedSince: since))
+            }
             sleepingUntil = due ?? .max
             let clock = self.clock
             let nap = Task { await clock.sleep(until: due) }

@@ -272,6 +272,10 @@ public final class TimingWheel {
         return PendingCheckpoint(position: checkpoint.logPosition, firstLive: firstLive, bytes: checkpoint.encode(), path: path, log: log)
     }
 
+    /// Bytes appended to the timer log since the checkpoint on disk (since the log's start
+    /// when there is none): what a reopen after a crash would replay.
+    public var uncheckpointedBytes: Int64 { log.endOffset - (checkpointPosition ?? log.startOffset) }
+
     /// Records that `pending` is on disk: `reclaim` may now delete what lies below it.
     public func checkpointWritten(_ pending: PendingCheckpoint) {
         if pending.position >= checkpointPosition ?? pending.position {

@@ -41,3 +41,32 @@ import Testing
         #expect(got.texts == ["now", "soon", "later"])
     }
 }
+
+extension IdleCheckpointTests {
+    @Test func aGroupThatAckedNothingSinceRewritesNoSnapshot() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", (0..<4).map { .text("m\($0)") }, partition: 0)
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        let got = try await s.fetchAll("g", m.memberID)
+        try await s.broker.ack(group: "g", member: m.memberID, [got[0].receipt])
+        try await s.broker.checkpoint()
+        let groupDirs = try FileManager.default.contentsOfDirectory(atPath: s.dir.path + "/topics/jobs/0/groups")
+        #expect(groupDirs.count == 1)
+        let snapshot = s.dir.path + "/topics/jobs/0/groups/" + groupDirs[0] + "/acks.snapshot"
+        let first = Self.inode(snapshot)
+        #expect(first != nil, "the first checkpoint after an ack writes the group's snapshot")
+
+        try await s.broker.checkpoint()
+        #expect(Self.inode(snapshot) == first, "no ack since: not rewritten")
+
+        try await s.broker.ack(group: "g", member: m.memberID, [got[1].receipt])
+        try await s.broker.checkpoint()
+        let second = Self.inode(snapshot)
+        #expect(second != first, "an ack: rewritten")
+
+        try await s.restart()
+        let again = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        #expect(try await s.fetchAll("g", again.memberID).texts == ["m2", "m3"])
+    }
+}

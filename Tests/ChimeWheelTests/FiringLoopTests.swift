@@ -138,7 +138,7 @@ final class ManualClock: WheelClock, @unchecked Sendable {
             let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
             return try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: dest, logger: testLogger)
         }
-        let loop = FiringLoop(wheel: try wheel(), clock: clock, checkpointInterval: 1_000, logger: testLogger)
+        let loop = FiringLoop(wheel: try wheel(), clock: clock, checkpointPolicy: .every(1_000), logger: testLogger)
         let running = Task { try await loop.run() }
         try await waitForSleep(loop, clock) { $0 == .max }
         #expect(!FileManager.default.fileExists(atPath: dir.file("wheel.checkpoint")), "nothing to save yet")
@@ -157,5 +157,93 @@ final class ManualClock: WheelClock, @unchecked Sendable {
         #expect(reopened.recovery.fromCheckpoint)
         #expect(reopened.recovery.replayedEntries == 0)
         #expect(reopened.pendingCount == 2)
+    }
+
+    /// A loop on a manual clock with a checkpoint path, and what a test needs to watch it.
+    private struct CheckpointingLoop {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(FiringLoopTests.epoch)
+        let loop: FiringLoop
+        var path: String { dir.file("wheel.checkpoint") }
+
+        init(policy: CheckpointPolicy) throws {
+            let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
+            let wheel = try TimingWheel(log: log, checkpointPath: dir.file("wheel.checkpoint"), destination: RecordingDestination(), logger: testLogger)
+            loop = FiringLoop(wheel: wheel, clock: clock, checkpointPolicy: policy, logger: testLogger)
+        }
+
+        /// The checkpoint file's inode (an atomic rewrite changes it); nil before the first.
+        func inode() -> UInt64? {
+            var st = stat()
+            return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+        }
+
+        func waitForInode(otherThan old: UInt64?) async throws -> UInt64? {
+            for _ in 0..<2_000 where inode() == old { try await Task.sleep(for: .milliseconds(1)) }
+            return inode()
+        }
+
+        /// The wheel reopened from what is on disk.
+        func reopened() throws -> TimingWheel {
+            let log = try TimerLog.open(directory: dir.path + "/timer", configuration: LogConfiguration(durability: .never), logger: testLogger)
+            return try TimingWheel(log: log, checkpointPath: path, destination: RecordingDestination(), logger: testLogger)
+        }
+    }
+
+    @Test func aRunningLoopCheckpointsOnlyWhenTheChangeIsWorthIt() async throws {
+        let t = try CheckpointingLoop(policy: CheckpointPolicy(interval: 1_000, bytes: 4_096, maximumInterval: 10_000))
+        let loop = t.loop
+        let running = Task { try await loop.run() }
+        /// Schedules messages due before the loop's planned wake-up (so it wakes and looks),
+        /// then waits until it sleeps again.
+        func schedule(dueIn offset: Int64, count: Int, bodyBytes: Int) async throws {
+            let planned = await t.loop.sleepingUntil ?? .max
+            _ = try await t.loop.schedule((0..<count).map { _ in
+                ScheduledMessage(dueAt: Self.epoch + offset, publishedAt: Self.epoch, body: [UInt8](repeating: 7, count: bodyBytes))
+            })
+            try await waitForSleep(t.loop, t.clock) { $0 < planned }
+        }
+        try await waitForSleep(t.loop, t.clock) { $0 == .max }
+
+        t.clock.set(Self.epoch + 1_500)
+        try await schedule(dueIn: 86_400_000, count: 1, bodyBytes: 10)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(t.inode() == nil, "one small entry after the interval: not worth a checkpoint yet")
+
+        t.clock.set(Self.epoch + 2_000)
+        try await schedule(dueIn: 10_000, count: 50, bodyBytes: 100)
+        let first = try await t.waitForInode(otherThan: nil)
+        #expect(first != nil, "4 KiB appended and the interval passed: a checkpoint")
+
+        t.clock.set(Self.epoch + 5_000)
+        try await schedule(dueIn: 7_000, count: 1, bodyBytes: 10)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(t.inode() == first, "a small change 3 s later waits")
+
+        let pending = await t.loop.pendingCount
+        running.cancel()
+        _ = await running.result
+        #expect(pending == 52)
+        let reopened = try t.reopened()
+        #expect(reopened.pendingCount == pending)
+        #expect(reopened.recovery.replayedEntries == 0, "the stop wrote a last checkpoint")
+    }
+
+    @Test func aSmallChangeIsCheckpointedAtTheMaximumIntervalWithNothingElseWakingTheLoop() async throws {
+        let t = try CheckpointingLoop(policy: CheckpointPolicy(interval: 1_000, bytes: 1 << 20, maximumInterval: 10_000))
+        let loop = t.loop
+        let running = Task { try await loop.run() }
+        try await waitForSleep(t.loop, t.clock) { $0 == .max }
+        t.clock.set(Self.epoch + 1_000)
+        _ = try await t.loop.schedule([ScheduledMessage(dueAt: Self.epoch + 86_400_000, publishedAt: Self.epoch, body: [1])])
+        let wake = try await waitForSleep(t.loop, t.clock) { $0 != .max }
+        #expect(wake == Self.epoch + 11_000, "the loop plans to wake when the change has waited the maximum interval")
+        #expect(t.inode() == nil)
+        t.clock.set(Self.epoch + 11_000)
+        #expect(try await t.waitForInode(otherThan: nil) != nil, "it wakes then and checkpoints")
+        try await waitForSleep(t.loop, t.clock) { $0 > Self.epoch + 11_000 }
+        running.cancel()
+        _ = await running.result
+        #expect(try t.reopened().pendingCount == 1)
     }
 }

@@ -52,7 +52,7 @@ enum BrokerAgent {
     static func options(_ directory: String, seed: UInt64) -> BrokerOptions {
         BrokerOptions(
             directory: directory, durability: .always, readySegmentBytes: 16 << 10, timerSegmentBytes: 16 << 10,
-            groupSegmentBytes: 4 << 10, checkpointIntervalMilliseconds: 150, clock: SystemWheelClock(), firing: .automatic,
+            groupSegmentBytes: 4 << 10, checkpoints: .every(150), clock: SystemWheelClock(), firing: .automatic,
             randomSeed: seed)
     }
 
