@@ -19,8 +19,8 @@ final class AckJournal: @unchecked Sendable {
         var retryAcked: [Int64] = []
     }
 
-    init(directory: String, configuration: LogConfiguration, logger: Logger) throws {
-        log = try RecordLog.open(directory: directory + "/acks", configuration: configuration, logger: logger)
+    init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, logger: Logger) throws {
+        log = try RecordLog.open(directory: directory + "/acks", configuration: configuration, calls: calls, logger: logger)
         snapshotPath = directory + "/acks.snapshot"
     }
 

@@ -127,6 +127,15 @@ public final class Broker: GroupHost, @unchecked Sendable {
             Glibc.close(fd)
             throw BrokerError(.storage, "cannot read \(options.directory)/meta.json: \(error)")
         }
+        let unfinished: [(id: UInt32, path: String)]
+        let listed = topics.count
+        do {
+            (topics, unfinished) = try finishDeletions(topics, directory: options.directory, logger: logger)
+        } catch {
+            Glibc.close(fd)
+            throw BrokerError.wrapping(error, "finishing topic deletions in \(options.directory)/deleting")
+        }
+        let groupIDs = Set(state.groups.values.map(\.id))
         let broker = Broker(options: options, logger: logger, lockFD: fd, state: state)
         do {
             for t in topics {
@@ -134,7 +143,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
                 do {
                     try broker.openPartitions(
                         name: t.name, id: t.id, settings: t.settings, geometry: WheelGeometry(slotBits: t.wheelSlotBits, levels: t.wheelLevels),
-                        into: &partitions)
+                        groups: groupIDs, into: &partitions)
                 } catch {
                     for p in partitions { await p.close() }
                     throw error
@@ -150,6 +159,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
             await broker.close()
             throw error
         }
+        // Deletions a crash or a full disk left: meta.json without them, then their remains.
+        do {
+            if topics.count != listed { try broker.state.withLock { try broker.saveMetadata($0) } }
+            for (_, path) in unfinished { try Directory.removeTree(path) }
+        } catch {
+            logger.warning("could not finish deleting topics; the next start tries again", metadata: ["error": "\(error)"])
+        }
         if options.firing == .automatic { await broker.start() }
         logger.info("broker open", metadata: ["directory": "\(options.directory)", "topics": "\(topics.count)"])
         return broker
@@ -157,13 +173,15 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     /// Opens a topic's partitions into `opened`: on a failure the ones already open are
     /// there for the caller to close.
-    private func openPartitions(name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry, into opened: inout [Partition]) throws {
+    private func openPartitions(
+        name: String, id: UInt32, settings: TopicSettings, geometry: WheelGeometry, groups: Set<UInt32>, into opened: inout [Partition]
+    ) throws {
         for p in 0..<settings.partitions {
             let partition: Partition
             do {
                 partition = try Partition(
                     topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
-                    geometry: geometry, options: options, logger: logger)
+                    geometry: geometry, groups: groups, options: options, logger: logger)
             } catch let error as StoreError where error.isOutOfDescriptors {
                 throw BrokerError(
                     .limitReached, "opening \(name)/\(p): the process is out of file descriptors (raise its limit, ulimit -n, or lower maxPartitions)",
@@ -204,7 +222,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {
-            try Directory.writeAtomically(Array(try encoder.encode(meta)), to: metadataPath, calls: .system)
+            try Directory.writeAtomically(Array(try encoder.encode(meta)), to: metadataPath, calls: options.fileSystem)
         } catch {
             throw BrokerError.wrapping(error, "writing \(metadataPath)")
         }
@@ -235,7 +253,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         var partitions: [Partition] = []
         let info = TopicInfo(name: name, id: id, settings: settings, wheel: "\(geometry)")
         do {
-            try openPartitions(name: name, id: id, settings: settings, geometry: geometry, into: &partitions)
+            try openPartitions(name: name, id: id, settings: settings, geometry: geometry, groups: Set(s.groups.values.map(\.id)), into: &partitions)
             // Recorded on disk first: a topic the metadata does not name would take
             // acknowledged publishes and be gone after a restart.
             var next = s
@@ -246,7 +264,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             s = next
         } catch {
             discard(name, opened: partitions, directory: dir, &s)
-            throw error
+            throw BrokerError.wrapping(error, "creating topic \(name)")
         }
         if options.firing == .automatic {
             Task { for p in partitions { await p.run() } }
@@ -284,25 +302,70 @@ public final class Broker: GroupHost, @unchecked Sendable {
         state.withLock { $0.topics.values.map(\.info).sorted { $0.name < $1.name } }
     }
 
-    /// Deletes a topic with all its messages, scheduled ones and group state.
+    /// Deletes a topic with all its messages, scheduled ones and group state — also on a
+    /// full disk, where it is the one action that frees space. Its partitions close, then
+    /// its directory moves aside to `deleting/<topic id>` (a rename needs no space), which
+    /// decides the deletion; the files are removed, freeing their space; then `meta.json`
+    /// is rewritten without the topic, and the empty directory goes. A start that finds
+    /// `deleting/<id>` finishes what a crash or a failed rewrite left (`finishDeletions`).
     public func deleteTopic(_ name: String) async throws {
         let (removed, groups): (TopicState, [ConsumerGroup]) = try state.withLock { s in
+            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
             guard let t = s.topics.removeValue(forKey: name) else { throw BrokerError(.unknownTopic, "topic \(name) does not exist") }
             s.topicsByID[t.info.id] = nil
             s.deleting.insert(name)
-            do {
-                try saveMetadata(s)
-            } catch {
-                s.deleting.remove(name)
-                throw error
-            }
             return (t, s.groups.values.compactMap(\.actor))
         }
         defer { _ = state.withLock { $0.deleting.remove(name) } }
-        for g in groups { await g.drop(topicID: removed.info.id) }
+        let id = removed.info.id
+        for g in groups { await g.drop(topicID: id) }
         for p in removed.partitions { await p.close() }
-        try Directory.removeTree(options.directory + "/topics/\(name)")
+        let directory = options.directory + "/topics/\(name)"
+        let aside = options.directory + "/deleting/\(id)"
+        var removing = aside
+        do {
+            try Directory.rename(directory, to: aside)
+            try Directory.sync(options.directory + "/topics")
+            try Directory.sync(options.directory + "/deleting")
+        } catch {
+            // Not moved aside (the files stay where they were): removed in place, and a
+            // crash before meta.json is rewritten brings the topic back, emptied.
+            logger.warning("could not move a deleted topic aside; removing it in place", metadata: ["topic": "\(name)", "error": "\(error)"])
+            removing = directory
+        }
+        do {
+            for entry in try Directory.entries(removing) { try Directory.removeTree(removing + "/" + entry) }
+            try state.withLock { try saveMetadata($0) }
+            try Directory.removeTree(removing)
+        } catch {
+            logger.warning(
+                "topic deleted, but its cleanup is unfinished; the next start finishes it",
+                metadata: ["topic": "\(name)", "error": "\(error)"])
+            if removing == directory { throw BrokerError.wrapping(error, "deleting topic \(name)") }
+        }
         logger.info("topic deleted", metadata: ["topic": "\(name)"])
+    }
+
+    /// At opening: the topics whose directory a deletion moved to `deleting/<id>` are
+    /// dropped from `topics`, `meta.json` is rewritten without them, and their remains go.
+    /// Returns the topics left.
+    private static func finishDeletions(
+        _ topics: [Metadata.Topic], directory: String, logger: Logger
+    ) throws -> (kept: [Metadata.Topic], deleted: [(id: UInt32, path: String)]) {
+        let deleting = directory + "/deleting"
+        guard (try? Directory.create(deleting)) != nil else {
+            // A full disk at the first start of a data directory from before `deleting/`:
+            // nothing can be waiting there, and deletions remove in place until it exists.
+            logger.warning("cannot create \(deleting); topic deletions remove files in place")
+            return (topics, [])
+        }
+        let aside = try Directory.entries(deleting).map { (id: UInt32($0), path: deleting + "/" + $0) }
+        let ids = Set(aside.compactMap(\.id))
+        let kept = topics.filter { !ids.contains($0.id) }
+        for t in topics where ids.contains(t.id) {
+            logger.notice("finishing the deletion of a topic", metadata: ["topic": "\(t.name)", "id": "\(t.id)"])
+        }
+        return (kept, aside.map { ($0.id ?? 0, $0.path) })
     }
 
     /// A topic's partitions; with `create`, a topic that does not exist is created with the
@@ -434,9 +497,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
             s.topics[topic]?.roundRobin &+= 1
             return s.topics[topic]?.roundRobin ?? 0
         }
+        // Keyless messages skip a partition whose logs failed (a sync error): it refuses
+        // every append, and round robin would send every such publish's turn to it.
+        let start = Int(UInt(bitPattern: turn) % UInt(partitions.count))
+        let keyless = (0..<partitions.count).lazy.map { (start + $0) % partitions.count }.first { partitions[$0].acceptsAppends } ?? start
         var groups: [Int: [Int]] = [:]
         for (i, m) in messages.enumerated() {
-            let p = (m.key ?? m.dedupKey).map { Self.partition(forKey: $0, partitions: partitions.count) } ?? (turn % partitions.count)
+            let p = (m.key ?? m.dedupKey).map { Self.partition(forKey: $0, partitions: partitions.count) } ?? keyless
             groups[p, default: []].append(i)
         }
         if groups.count == 1, let (p, _) = groups.first {
@@ -652,27 +719,47 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     /// Stops firing, writes every checkpoint, closes every log, releases the directory.
-    public func close() async {
+    /// Returns what could not be written or closed (empty: a clean stop); a second call
+    /// returns nothing.
+    @discardableResult
+    public func close() async -> [String] {
         let (first, partitions, groups): (Bool, [Partition], [ConsumerGroup]) = state.withLock { s in
             guard !s.closed else { return (false, [], []) }
             s.closed = true
             return (true, s.topics.values.flatMap(\.partitions), s.groups.values.compactMap(\.actor))
         }
-        guard first else { return }
+        guard first else { return [] }
         if let task = maintenance.withLock({ $0 }) {
             task.cancel()
             await task.value
         }
-        for g in groups { await g.close() }
+        var problems: [String] = []
+        for g in groups { problems += await g.close() }
         // Partitions close side by side, a few at a time: each waits for its last syncs.
-        await withTaskGroup(of: Void.self) { closing in
+        problems += await withTaskGroup(of: [String].self) { closing in
+            var found: [String] = []
             for (n, p) in partitions.enumerated() {
-                if n >= 16 { await closing.next() }
+                if n >= 16, let more = await closing.next() { found += more }
                 closing.addTask { await p.close() }
             }
+            for await more in closing { found += more }
+            return found
         }
         Glibc.close(lockFD)
-        logger.info("broker closed", metadata: ["directory": "\(options.directory)"])
+        if problems.isEmpty {
+            logger.info("broker closed", metadata: ["directory": "\(options.directory)"])
+        } else {
+            logger.error("broker closed without saving all its state", metadata: ["directory": "\(options.directory)", "problems": "\(problems.count)"])
+        }
+        return problems
+    }
+
+    /// Partitions whose ready or timer log failed (a write or sync error): they refuse
+    /// appends until the broker restarts. `topic/partition`, sorted.
+    public var failedPartitions: [String] {
+        state.withLock { s in
+            s.topics.values.flatMap { t in t.partitions.filter { !$0.acceptsAppends }.map { "\(t.info.name)/\($0.index)" } }
+        }.sorted()
     }
 
     /// Runs until the task is cancelled, then closes.

@@ -135,6 +135,9 @@ public struct BrokerOptions: Sendable {
     public var maxPartitions = 10_000
     /// Most consumer groups.
     public var maxGroups = 10_000
+    /// The system calls the broker's logs and `meta.json` write and sync through (tests
+    /// inject faults: a full disk, a failing sync).
+    public var fileSystem: FileSystemCalls = .system
 
     public init(
         directory: String, autoCreateTopics: Bool = true, defaultTopic: TopicSettings = TopicSettings(),

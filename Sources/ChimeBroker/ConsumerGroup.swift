@@ -58,7 +58,9 @@ final class GroupPartition {
     let acked: Counter
     var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
 
-    init(partition: Partition, group: ConsumerGroup, configuration: LogConfiguration, keyOrdering: Bool, logger: Logger) throws {
+    init(
+        partition: Partition, group: ConsumerGroup, configuration: LogConfiguration, calls: FileSystemCalls, keyOrdering: Bool, logger: Logger
+    ) throws {
         self.group = group
         self.partition = partition
         let labels = [("topic", partition.topic), ("group", group.name)]
@@ -67,7 +69,7 @@ final class GroupPartition {
         let dir = Partition.groupDirectory(partition.directory, group: group.id)
         try Directory.create(dir)
         retryLog = try partition.sink.log(for: group.id)
-        journal = try AckJournal(directory: dir, configuration: configuration, logger: logger)
+        journal = try AckJournal(directory: dir, configuration: configuration, calls: calls, logger: logger)
         var position = try journal.restore(readyStart: partition.ready.log.startOffset)
         if position.readyFrontier == 0 && position.readyAcked.isEmpty { position.readyFrontier = partition.ready.log.startOffset }
         ready = DeliveryWindow(frontier: position.readyFrontier, acked: position.readyAcked, keyOrdering: keyOrdering)
@@ -121,6 +123,7 @@ actor ConsumerGroup {
     private var random: any RandomNumberGenerator
     private let clock: any WheelClock
     private let logConfiguration: LogConfiguration
+    private let fileSystem: FileSystemCalls
     private let logger: Logger
     private weak var host: (any GroupHost)?
     private var rotation = 0
@@ -139,6 +142,7 @@ actor ConsumerGroup {
         self.logger = logger
         random = options.randomSeed.map { SplitMix64(seed: $0 ^ UInt64(id)) as any RandomNumberGenerator } ?? SystemRandomNumberGenerator()
         logConfiguration = LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
+        fileSystem = options.fileSystem
         if let rate = settings.rateLimit { bucket = TokenBucket(rate: rate, burst: settings.rateBurst, now: options.clock.now()) }
     }
 
@@ -228,7 +232,8 @@ actor ConsumerGroup {
     private func open(_ p: Partition) throws -> GroupPartition {
         let key = PartitionKey(topicID: p.topicID, partition: p.index)
         if let gp = parts[key] { return gp }
-        let gp = try GroupPartition(partition: p, group: self, configuration: logConfiguration, keyOrdering: settings.keyOrdering, logger: logger)
+        let gp = try GroupPartition(
+            partition: p, group: self, configuration: logConfiguration, calls: fileSystem, keyOrdering: settings.keyOrdering, logger: logger)
         parts[key] = gp
         layout += 1
         return gp
@@ -414,6 +419,15 @@ actor ConsumerGroup {
 
     // MARK: - Acks
 
+    /// An ack checked against its window, waiting for its journal append.
+    private struct PendingAck {
+        var source: DeliverySource
+        var offset: Int64
+        var lease: UInt32
+        /// Its index in the call's receipts.
+        var receipt: Int
+    }
+
     /// Applies `body` to each receipt; per-receipt refusals are returned, not thrown.
     ///
     /// `body` is isolated to the group through its first parameter. An async closure that
@@ -434,12 +448,13 @@ actor ConsumerGroup {
         try await expireLeases(now: now)
         var results = [BrokerError?](repeating: nil, count: receipts.count)
         var touched: [PartitionKey: GroupPartition] = [:]
-        var acked: [PartitionKey: [(source: DeliverySource, offset: Int64)]] = [:]
+        /// Acks validated by `body`, applied to the windows once journaled.
+        var acked: [PartitionKey: [PendingAck]] = [:]
         // Receipts come in runs of one partition: its lookups are made once per run, and
         // again only when the partitions or the assignment changed meanwhile (a body that
         // suspends lets other calls run on the actor).
         var run: (key: PartitionKey, layout: Int, generation: Int64, gp: GroupPartition, settled: Bool)? = nil
-        var runAcked: (key: PartitionKey, entries: [(source: DeliverySource, offset: Int64)]) = (PartitionKey(topicID: 0, partition: 0), [])
+        var runAcked: (key: PartitionKey, entries: [PendingAck]) = (PartitionKey(topicID: 0, partition: 0), [])
         for (i, r) in receipts.enumerated() {
             let key = PartitionKey(topicID: r.topicID, partition: r.partition)
             let gp: GroupPartition
@@ -470,7 +485,7 @@ actor ConsumerGroup {
                         if !runAcked.entries.isEmpty { acked[runAcked.key, default: []].append(contentsOf: runAcked.entries) }
                         runAcked = (key, [])
                     }
-                    runAcked.entries.append((r.source, offset))
+                    runAcked.entries.append(PendingAck(source: r.source, offset: offset, lease: r.lease, receipt: i))
                 }
             } catch let refusal as DeliveryWindow.Refusal {
                 results[i] = error(refusal, r)
@@ -481,13 +496,26 @@ actor ConsumerGroup {
             }
         }
         if !runAcked.entries.isEmpty { acked[runAcked.key, default: []].append(contentsOf: runAcked.entries) }
-        // One journal append and one sync per partition per call.
+        // One journal append and one sync per partition per call. An ack changes its window
+        // only once its journal append went through, with no suspension in between: an ack
+        // the journal refused (a full disk) must not move the committed offset, or the next
+        // snapshot would record it.
+        var applied: [PartitionKey: Int] = [:]
         do {
             for (key, entries) in acked {
                 // The partition this call settled on (the map may have lost it meanwhile: a
                 // topic deleted while a refusal was being dead-lettered).
                 guard let gp = touched[key] else { continue }
-                _ = try gp.journal.append(entries, now: now)
+                _ = try gp.journal.append(entries.map { ($0.source, $0.offset) }, now: now)
+                for a in entries {
+                    do {
+                        try gp.withWindow(a.source) { w in _ = try w.ack(a.offset, lease: a.lease) }
+                        applied[key, default: 0] += 1
+                    } catch let refusal as DeliveryWindow.Refusal {
+                        // The same receipt twice in one call: the second finds it acked.
+                        results[a.receipt] = error(refusal, receipts[a.receipt])
+                    }
+                }
             }
             for gp in touched.values {
                 try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
@@ -497,7 +525,7 @@ actor ConsumerGroup {
         }
         // Counted once durable. Only acks return an offset here; nack, extend and term
         // settle through other paths.
-        for (key, entries) in acked { touched[key]?.acked.increment(by: entries.count) }
+        for (key, count) in applied { touched[key]?.acked.increment(by: count) }
         return results
     }
 
@@ -510,9 +538,10 @@ actor ConsumerGroup {
         }
     }
 
+    /// Acks: checked here, applied by `settle` once journaled.
     func ack(member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
         try await settle(member: member, receipts) { _, gp, r in
-            try gp.withWindow(r.source) { w in _ = try w.ack(r.offset, lease: r.lease) }
+            _ = try gp.withWindow(reading: r.source) { w in try w.check(r.offset, lease: r.lease) }
             return r.offset
         }
     }
@@ -666,17 +695,21 @@ actor ConsumerGroup {
         }
     }
 
-    func close() {
+    /// Writes every partition's last snapshot and closes its journal; returns what failed.
+    func close() -> [String] {
+        var problems: [String] = []
         for gp in parts.values {
             do {
                 try gp.journal.snapshot(ready: gp.ready, retry: gp.retry, journalEnd: gp.journal.log.endOffset)
                 try gp.journal.log.close()
             } catch {
                 logger.error("closing group state failed", metadata: ["partition": "\(gp.key)", "error": "\(error)"])
+                problems.append("group \(name), partition \(gp.key): \(error)")
             }
         }
         parts = [:]
         layout += 1
+        return problems
     }
 
     /// Forgets a deleted topic's partitions.

@@ -63,9 +63,16 @@ actor Partition {
 
     static func groupDirectory(_ partitionDirectory: String, group: UInt32) -> String { partitionDirectory + "/groups/g\(group)" }
 
+    /// False once a write or sync of its ready or timer log failed: it refuses appends
+    /// until the broker restarts (health reports it degraded).
+    nonisolated var acceptsAppends: Bool { !ready.log.isFailed && !timerLog.isFailed }
+
+    /// `groups`: the ids of the groups `meta.json` names. A group directory of another id
+    /// (a group whose creation never reached `meta.json`) is removed, never adopted: a
+    /// later group given that id would start from its acks and skip messages.
     init(
         topic: String, topicID: UInt32, index: Int, directory: String, settings: TopicSettings, geometry: WheelGeometry,
-        options: BrokerOptions, logger: Logger
+        groups: Set<UInt32>, options: BrokerOptions, logger: Logger
     ) throws {
         self.topic = topic
         self.topicID = topicID
@@ -79,25 +86,32 @@ actor Partition {
         logger[metadataKey: "partition"] = "\(topic)/\(index)"
         self.logger = logger
         try Directory.create(directory + "/groups")
+        let calls = options.fileSystem
         let readyLog = try RecordLog.open(
-            directory: directory + "/ready", configuration: Self.readyConfiguration(settings, options), logger: logger)
+            directory: directory + "/ready", configuration: Self.readyConfiguration(settings, options), calls: calls, logger: logger)
         ready = try FiredLog(log: readyLog, markPath: directory + "/ready.mark", logger: logger)
         let groupLogConfiguration = LogConfiguration(
             segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
         let openRetryLog: @Sendable (UInt32) throws -> FiredLog = { [directory, logger] group in
             let dir = Partition.groupDirectory(directory, group: group)
             try Directory.create(dir)
-            let log = try RecordLog.open(directory: dir + "/retry", configuration: groupLogConfiguration, logger: logger)
+            let log = try RecordLog.open(directory: dir + "/retry", configuration: groupLogConfiguration, calls: calls, logger: logger)
             return try FiredLog(log: log, markPath: dir + "/retry.mark", logger: logger)
         }
         sink = PartitionFireSink(ready: ready, openRetryLog: openRetryLog, logger: logger)
         // Every group's retry log takes part in deciding which hand-over was applied last.
         for name in try Directory.entries(directory + "/groups") where name.hasPrefix("g") {
-            if let id = UInt32(name.dropFirst()) { sink.register(id, try openRetryLog(id)) }
+            guard let id = UInt32(name.dropFirst()) else { continue }
+            if groups.contains(id) {
+                sink.register(id, try openRetryLog(id))
+            } else {
+                logger.warning("removing the state of a group meta.json does not name", metadata: ["directory": "\(name)"])
+                try Directory.removeTree(directory + "/groups/" + name)
+            }
         }
         timerLog = try TimerLog.open(
             directory: directory + "/timer",
-            configuration: LogConfiguration(segmentBytes: options.timerSegmentBytes, durability: options.durability), logger: logger)
+            configuration: LogConfiguration(segmentBytes: options.timerSegmentBytes, durability: options.durability), calls: calls, logger: logger)
         let wheel = try TimingWheel(
             log: timerLog, geometry: geometry, checkpointPath: directory + "/wheel.checkpoint", destination: sink, logger: logger)
         loop = FiringLoop(
@@ -596,9 +610,16 @@ actor Partition {
             scheduled: wheel.pending, nextDue: wheel.nextDue, timerBytes: timerLog.totalBytes)
     }
 
-    /// Stops the firing loop (it writes a last checkpoint), then closes every log.
-    func close() async {
-        guard !closed else { return }
+    /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns
+    /// what could not be written or closed (a stop that could not save its state says so).
+    @discardableResult
+    func close() async -> [String] {
+        guard !closed else { return [] }
+        var problems: [String] = []
+        func failed(_ what: String, _ error: any Error) {
+            logger.error("\(what) failed at close", metadata: ["error": "\(error)"])
+            problems.append("\(topic)/\(index): \(what): \(error)")
+        }
         closed = true
         if checkpointsRunning > 0 { await withCheckedContinuation { checkpointsDone.append($0) } }
         // Let a publish holding the turn finish its appends before the producer snapshot
@@ -608,22 +629,30 @@ actor Partition {
         if let running {
             running.cancel()
             await running.value
+            if let error = await loop.finalCheckpointError { problems.append("\(topic)/\(index): wheel checkpoint: \(error)") }
         } else {
-            _ = try? await loop.checkpoint()
+            do { _ = try await loop.checkpoint() } catch { failed("wheel checkpoint", error) }
         }
         // What the last checkpoint wrote still holds for an idle partition: its snapshot and
         // marks are not written again (a broker of 10,000 partitions stops in seconds).
         let (firedLogs, covered) = coverage(readyEnd: ready.log.endOffset, timerEnd: timerLog.endOffset)
         let unchanged = covered == checkpointed
         for log in firedLogs {
-            if !unchanged { try? log.saveMark() }
-            do { try log.log.close() } catch { logger.error("closing a log failed", metadata: ["error": "\(error)"]) }
+            if !unchanged {
+                do { try log.saveMark() } catch { failed("fire mark", error) }
+            }
+            do { try log.log.close() } catch { failed("closing a log", error) }
         }
         if !unchanged {
-            try? producers.write(
-                to: directory + "/producers.snapshot", readyOffset: ready.log.endOffset, timerPosition: timerLog.endOffset, topicID: topicID,
-                partition: index)
+            do {
+                try producers.write(
+                    to: directory + "/producers.snapshot", readyOffset: ready.log.endOffset, timerPosition: timerLog.endOffset, topicID: topicID,
+                    partition: index)
+            } catch {
+                failed("producer snapshot", error)
+            }
         }
-        do { try timerLog.close() } catch { logger.error("closing the timer log failed", metadata: ["error": "\(error)"]) }
+        do { try timerLog.close() } catch { failed("closing the timer log", error) }
+        return problems
     }
 }

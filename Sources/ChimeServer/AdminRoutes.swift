@@ -21,7 +21,7 @@ struct AdminRoutes: Sendable {
     }
 
     func register(on router: Router<BasicRequestContext>) {
-        router.get("/health") { _, _ in Self.json(.object([("status", .string("ok"))])) }
+        router.get("/health") { _, _ in health() }
         router.get("/v1/topics") { _, _ in Self.json(try await topics()) }
         router.get("/v1/topics/:topic") { _, context in Self.json(try await topic(try context.parameters.require("topic"))) }
         router.get("/v1/groups") { _, _ in Self.json(try await groups()) }
@@ -33,6 +33,18 @@ struct AdminRoutes: Sendable {
         Response(
             status: status, headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
+    }
+
+    /// `{"status":"ok"}`, or 503 `{"status":"degraded","failedPartitions":[…]}` while a
+    /// partition refuses appends after a failed write or sync (a restart reopens its logs).
+    func health() -> Response {
+        let failed = broker.failedPartitions
+        guard failed.isEmpty else {
+            return Self.json(
+                .object([("status", .string("degraded")), ("failedPartitions", .array(failed.map { .string($0) }))]),
+                status: .serviceUnavailable)
+        }
+        return Self.json(.object([("status", .string("ok"))]))
     }
 
     // MARK: - Topics
@@ -159,7 +171,9 @@ struct AdminRoutes: Sendable {
             for (topic, value) in byTopic.sorted(by: { $0.key < $1.key }) { lag.append(([("group", g), ("topic", topic)], Double(value))) }
         }
         let connectionGauges = connections?()
+        let failed = broker.failedPartitions.count
         let bytes = ScrapedGauges.rendering.withLock { _ in
+            gauges.set(ScrapedGauges.failedPartitions, Double(failed))
             gauges.set(ScrapedGauges.disk, disk)
             gauges.set(ScrapedGauges.scheduled, scheduled)
             gauges.set(ScrapedGauges.lag, lag)
@@ -199,6 +213,8 @@ final class ScrapedGauges: Sendable {
     static let unwrittenReplyBytes = Metric(
         name: "unwritten_reply", unit: "bytes", help: "Reply bytes held for broker-protocol clients and not yet written to their sockets.")
     static let requestsRunning = Metric(name: "requests_running", unit: "", help: "Broker-protocol requests whose work has not finished.")
+    static let failedPartitions = Metric(
+        name: "partitions_failed", unit: "", help: "Partitions whose log failed a write or sync: they refuse appends until a restart.")
 
     /// One scrape at a time sets its values and renders: what a scrape sets is what it shows,
     /// also when several admin servers share the process's registry (tests do).

@@ -40,6 +40,7 @@ public final class ChimeServer: Service, Sendable {
         // Files are checked before binding: a bad certificate path stops the start.
         let tls = try options.tls.map { try $0.makeContext() }
         let connections = ConnectionRegistry(maxConnections: options.maxConnections, maxUnauthenticated: options.maxUnauthenticatedConnections)
+        let troubles = TroubleLog(logger: logger)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -62,7 +63,8 @@ public final class ChimeServer: Service, Sendable {
                     try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(ConnectionFrameDecoder(limit: limit)))
                     try child.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                     try child.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(broker: broker, options: options, registry: connections, frameLimit: limit, logger: logger))
+                        ConnectionHandler(
+                            broker: broker, options: options, registry: connections, frameLimit: limit, troubles: troubles, logger: logger))
                 }
             }
             .bind(host: options.host, port: options.port)
@@ -150,9 +152,16 @@ public struct BrokerService: Service {
 
     public init(_ broker: Broker) { self.broker = broker }
 
+    /// Closes the broker at the graceful shutdown; throws when it could not write all its
+    /// state, so that `chime serve` says so and exits non-zero.
     public func run() async throws {
         try? await gracefulShutdown()
-        await broker.close()
+        let problems = await broker.close()
+        guard problems.isEmpty else {
+            throw BrokerError(
+                .storage, "the broker stopped without saving all its state (\(problems.count) failures; the next start replays more): "
+                    + problems.prefix(3).joined(separator: "; "))
+        }
     }
 }
 

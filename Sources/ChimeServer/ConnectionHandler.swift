@@ -28,9 +28,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The server is shutting down: read nothing more, answer what was read, close.
     struct Drain {}
 
-    init(broker: Broker, options: ServerOptions, registry: ConnectionRegistry, frameLimit: ConnectionFrameDecoder.Limit, logger: Logger) {
+    init(
+        broker: Broker, options: ServerOptions, registry: ConnectionRegistry, frameLimit: ConnectionFrameDecoder.Limit, troubles: TroubleLog,
+        logger: Logger
+    ) {
         machine = ConnectionStateMachine(limits: .init(options))
-        requests = RequestHandler(broker: broker, maxFrameBytes: options.maxFrameBytes)
+        requests = RequestHandler(broker: broker, maxFrameBytes: options.maxFrameBytes, troubles: troubles)
         self.registry = registry
         self.frameLimit = frameLimit
         helloTimeoutMilliseconds = options.helloTimeoutMilliseconds

@@ -9,11 +9,14 @@ struct RequestHandler: Sendable {
     /// Largest reply payload: a fetch answers with fewer deliveries rather than a frame the
     /// client would refuse (the frame limit less its header and the list count).
     let maxReplyBytes: Int
+    /// Where refusals that are the server's trouble are logged.
+    let troubles: TroubleLog
 
-    init(broker: Broker, maxFrameBytes: Int) {
+    init(broker: Broker, maxFrameBytes: Int, troubles: TroubleLog) {
         precondition(maxFrameBytes > Frame.headerSize + 4, "a frame limit holds at least a header")
         self.broker = broker
         maxReplyBytes = maxFrameBytes - Frame.headerSize - 4
+        self.troubles = troubles
     }
 
     func respond(to frame: Frame, allocator: ByteBufferAllocator) async -> Frame {
@@ -21,9 +24,11 @@ struct RequestHandler: Sendable {
             let payload = try await handle(frame, allocator)
             return Frame(opcode: frame.opcode, flags: .response, correlationID: frame.correlationID, payload: payload)
         } catch {
+            let reply = ErrorCodes.reply(error)
+            troubles.record(reply, request: "\(frame.opcode)")
             return Frame(
                 opcode: frame.opcode, flags: [.response, .error], correlationID: frame.correlationID,
-                payload: ErrorCodes.reply(error).payload(allocator: allocator))
+                payload: reply.payload(allocator: allocator))
         }
     }
 
@@ -82,7 +87,9 @@ struct RequestHandler: Sendable {
             case .extend: results = try await broker.extend(group: r.group, member: r.memberID, receipts, by: r.milliseconds)
             default: results = try await broker.term(group: r.group, member: r.memberID, receipts, reason: r.reason ?? "terminated")
             }
-            return SettleReply(results: results.map { $0.map { ErrorCodes.reply($0) } }).payload(allocator: allocator)
+            let replies = results.map { $0.map { ErrorCodes.reply($0) } }
+            for case let reply? in replies { troubles.record(reply, request: "\(frame.opcode)") }
+            return SettleReply(results: replies).payload(allocator: allocator)
         case .publishRecords:
             let r = try PublishRecords(payload: frame.payload)
             let results = try await broker.publishRecords(topic: r.topic, partition: Int(r.partition), batch: r.batch)

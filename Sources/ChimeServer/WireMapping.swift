@@ -19,7 +19,14 @@ enum ErrorCodes {
         }
         if let e = error as? ProtocolError { return ErrorReply(e) }
         if let e = error as? ErrorReply { return e }
+        if let e = error as? StoreError { return ErrorReply(.storage, message: "\(e)") }
         return ErrorReply(.internalError, message: "\(error)")
+    }
+
+    /// Whether a refusal is the server's trouble (storage, internal) rather than the
+    /// client's request: those are logged, with their cause.
+    static func isServerTrouble(_ reply: ErrorReply) -> Bool {
+        reply.code == WireErrorCode.storage.rawValue || reply.code == WireErrorCode.internalError.rawValue
     }
 }
 

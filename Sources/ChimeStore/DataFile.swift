@@ -204,6 +204,12 @@ package enum Directory {
         if unlink(path) != 0 && errno != ENOENT { throw StoreError.system("unlink", errno: errno, file: path) }
     }
 
+    /// Renames a file or directory (atomic within one file system; durable once both
+    /// parents are synced).
+    package static func rename(_ from: String, to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw StoreError.system("rename", errno: errno, file: from) }
+    }
+
     /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
     package static func writeAtomically(_ bytes: [UInt8], to path: String, calls: FileSystemCalls) throws {
         try writeAtomically(bytes, to: path, calls: calls) { publish in try publish() }
@@ -216,13 +222,19 @@ package enum Directory {
         _ bytes: [UInt8], to path: String, calls: FileSystemCalls, publishing: (_ publish: () throws -> Void) throws -> Void
     ) throws {
         let temp = path + ".tmp"
-        let file = try DataFile.open(temp, create: true, calls: calls)
-        try file.truncate(to: 0)
-        try file.write(bytes, at: 0)
-        try file.sync()
+        do {
+            let file = try DataFile.open(temp, create: true, calls: calls)
+            try file.truncate(to: 0)
+            try file.write(bytes, at: 0)
+            try file.sync()
+        } catch {
+            // A temp file cut short by a full disk would hold on to what space it got.
+            unlink(temp)
+            throw error
+        }
         var published = false
         try publishing {
-            if rename(temp, path) != 0 { throw StoreError.system("rename", errno: errno, file: temp) }
+            if Glibc.rename(temp, path) != 0 { throw StoreError.system("rename", errno: errno, file: temp) }
             published = true
         }
         if !published { unlink(temp) }

@@ -43,6 +43,8 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     /// The system calls this log writes through (so related files, like a checkpoint,
     /// share its fault injection).
     package var fileSystemCalls: FileSystemCalls { calls }
+    /// A write or sync failed: the log refuses appends until it is reopened.
+    public var isFailed: Bool { lock.withLock { failure != nil } }
     private let logger: Logger
     private let lock = NSLock()
     // Guarded by `lock`.

@@ -263,7 +263,11 @@ public actor FiringLoop {
                 wheel.log.waitForBackgroundWork()  // deletions asked for earlier are done too
             } catch {
                 logger.error("final wheel checkpoint failed; the next open replays more", metadata: ["error": "\(error)"])
+                finalCheckpointError = error
             }
         }
     }
+
+    /// Why the last checkpoint of a `run` that ended could not be written, if it could not.
+    public private(set) var finalCheckpointError: (any Error)?
 }

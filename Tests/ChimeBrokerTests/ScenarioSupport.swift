@@ -29,9 +29,11 @@ final class Scenario {
 
     var now: Int64 { clock.now() }
 
-    /// Closes the broker and opens it again on the same directory and clock.
-    func restart() async throws {
+    /// Closes the broker and opens it again on the same directory and clock; `whileStopped`
+    /// runs in between (a test editing the data directory).
+    func restart(whileStopped: () throws -> Void = {}) async throws {
         await broker.close()
+        try whileStopped()
         broker = try await Broker.open(options, logger: BrokerFixture.logger)
     }
 

@@ -9,6 +9,7 @@ import Glibc
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// A clock the admin tests move by hand (the broker fires only on `fireDue()`).
@@ -121,12 +122,16 @@ private final class AdminFixture {
     let admin: AdminServer
     let port: Int
 
-    init(tokens: [String] = [], durability: DurabilityPolicy = .never, limits: (inout AdminOptions) -> Void = { _ in }) async throws {
+    init(
+        tokens: [String] = [], durability: DurabilityPolicy = .never, fileSystem: FileSystemCalls = .system,
+        limits: (inout AdminOptions) -> Void = { _ in }
+    ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let registry = ChimeMetrics.bootstrap()
-        broker = try await Broker.open(
-            BrokerOptions(directory: dir.path, durability: durability, clock: clock, firing: .manual, randomSeed: 7), logger: logger)
+        var brokerOptions = BrokerOptions(directory: dir.path, durability: durability, clock: clock, firing: .manual, randomSeed: 7)
+        brokerOptions.fileSystem = fileSystem
+        broker = try await Broker.open(brokerOptions, logger: logger)
         let server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0, tokens: tokens), logger: logger)
         self.server = server
         var options = AdminOptions(port: 0, tokens: tokens)
@@ -287,6 +292,27 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         let bad = try await f.get("/v1/topics/bad%20name")
         #expect(bad.status == 400 || bad.status == 404, "a name the engine refuses is never a 200")
         #expect(try await f.get("/v1/topics").status == 200, "the server keeps answering")
+        await f.shutdown()
+    }
+
+    @Test func healthIsDegradedWhileAPartitionRefusesAppends() async throws {
+        let syncFails = Mutex(false)
+        let calls = FileSystemCalls(
+            pwritev: { FileSystemCalls.system.pwritev($0, $1, $2, $3) },
+            fdatasync: { fd in syncFails.withLock { $0 } ? -EIO : FileSystemCalls.system.fdatasync(fd) },
+            ftruncate: { FileSystemCalls.system.ftruncate($0, $1) })
+        let f = try await AdminFixture(durability: .always, fileSystem: calls)
+        try f.broker.createTopic("orders", settings: TopicSettings(partitions: 2))
+        syncFails.withLock { $0 = true }
+        await #expect(throws: BrokerError.self) { _ = try await f.broker.publish(topic: "orders", [text("x")], partition: 1) }
+        syncFails.withLock { $0 = false }
+
+        let health = try await f.get("/health")
+        #expect(health.status == 503, "a load balancer sees the broker degraded")
+        #expect(str(health.json, "status") == "degraded")
+        #expect(health.json["failedPartitions"] as? [String] == ["orders/1"])
+        let metrics = try await f.get("/metrics")
+        #expect(metrics.samples["chime_partitions_failed"] == 1, "and /metrics counts it")
         await f.shutdown()
     }
 
