@@ -518,7 +518,7 @@ actor ConsumerGroup {
                 }
             }
             for gp in touched.values {
-                try await gp.journal.log.waitUntilDurable(gp.journal.log.endOffset)
+                try await gp.journal.log.waitForAcknowledgement(gp.journal.log.endOffset)
             }
         } catch {
             throw BrokerError(.storage, "journaling acks of group \(name): \(error)", underlying: error as? StoreError)

@@ -307,8 +307,8 @@ actor Partition {
             endPublishTurn()
             // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
             do {
-                if let readyEnd { try await ready.log.waitUntilDurable(readyEnd) }
-                if !scheduled.isEmpty { try await timerLog.waitUntilDurable(timerLog.endOffset) }
+                if let readyEnd { try await ready.log.waitForAcknowledgement(readyEnd) }
+                if !scheduled.isEmpty { try await timerLog.waitForAcknowledgement(timerLog.endOffset) }
             } catch {
                 throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
             }
@@ -386,7 +386,7 @@ actor Partition {
             holdingTurn = false
             endPublishTurn()
             do {
-                try await ready.log.waitUntilDurable(result.nextOffset)
+                try await ready.log.waitForAcknowledgement(result.nextOffset)
             } catch {
                 throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
             }
@@ -481,7 +481,7 @@ actor Partition {
         } catch {
             throw BrokerError.wrapping(error, "cancelling \(id)")
         }
-        try await timerLog.waitUntilDurable(timerLog.endOffset)
+        try await timerLog.waitForAcknowledgement(timerLog.endOffset)
     }
 
     func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
@@ -498,7 +498,7 @@ actor Partition {
         } catch {
             throw BrokerError.wrapping(error, "rescheduling \(id)")
         }
-        try await timerLog.waitUntilDurable(timerLog.endOffset)
+        try await timerLog.waitForAcknowledgement(timerLog.endOffset)
         return MessageID(topicID: topicID, partition: index, kind: .scheduled, value: moved)
     }
 
@@ -512,7 +512,7 @@ actor Partition {
     func scheduleRetry(_ messages: [ScheduledMessage]) async throws {
         do {
             _ = try await loop.schedule(messages)
-            try await timerLog.waitUntilDurable(timerLog.endOffset)
+            try await timerLog.waitForAcknowledgement(timerLog.endOffset)
         } catch {
             throw BrokerError.wrapping(error, "scheduling retries into \(topic)/\(index)")
         }
@@ -566,8 +566,17 @@ actor Partition {
         // Atomic file writes with their fsyncs run on a background thread, not on a
         // cooperative one that requests need.
         if changed {
-            try await ready.log.waitUntilDurable(readyEnd)
-            try await timerLog.waitUntilDurable(timerEnd)
+            if ready.log.configuration.durability == .always {
+                try await ready.log.waitUntilDurable(readyEnd)
+                try await timerLog.waitUntilDurable(timerEnd)
+            } else {
+                // Forced syncs (the policy did not make them): on a background thread.
+                let (readyLog, timerLog) = (ready.log, timerLog)
+                try await ExecutorPool.background.perform {
+                    try readyLog.flush()
+                    try timerLog.flush()
+                }
+            }
             let (path, topicID, index) = (directory + "/producers.snapshot", topicID, index)
             try await ExecutorPool.background.perform {
                 try state.write(to: path, readyOffset: readyEnd, timerPosition: timerEnd, topicID: topicID, partition: index)

@@ -404,8 +404,25 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         try await appendDurably([batch])
     }
 
+    /// Returns once every offset below `offset` is as durable as the log's policy promises
+    /// before an acknowledgement: on disk under `.always` (sharing syncs with concurrent
+    /// appenders); at once under `.interval` (its clock syncs within the interval) and
+    /// `.never` (the page cache holds it; nothing is promised across a power loss). The
+    /// wait for an append's acknowledgement: under those two policies it must not run an
+    /// fdatasync on the caller's thread for every append.
+    public func waitForAcknowledgement(_ offset: Int64) async throws {
+        if configuration.durability == .always {
+            try await waitUntilDurable(offset)
+        } else {
+            let end = lock.withLock { segments.last!.nextOffset }
+            guard offset <= end else { throw StoreError(.invalidArgument, "offset \(offset) is past the end of the log (\(end))") }
+            if let failure = lock.withLock({ failure }) { throw failure }
+        }
+    }
+
     /// Waits until every offset below `offset` is on disk. Under `.never` and `.interval`
-    /// this forces a sync.
+    /// this forces a sync (on the caller's thread): for checkpoints, which must not claim
+    /// what the disk lacks, not for acknowledgements (`waitForAcknowledgement`).
     public func waitUntilDurable(_ offset: Int64) async throws {
         let (committer, end) = lock.withLock { (self.committer, segments.last!.nextOffset) }
         guard offset <= end else {

@@ -126,7 +126,10 @@ final class DiskFaults: @unchecked Sendable {
 
     @Test func keylessPublishesSkipAPartitionWhoseSyncFailed() async throws {
         let faults = DiskFaults()
-        let s = try await Scenario.make { $0.fileSystem = faults.calls }
+        let s = try await Scenario.make {
+            $0.fileSystem = faults.calls
+            $0.durability = .always
+        }
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 3))
         faults.syncFails = true
         await expectBrokerError(.storage) { try await s.broker.publish(topic: "jobs", [.text("lost")], partition: 1) }
@@ -144,7 +147,10 @@ final class DiskFaults: @unchecked Sendable {
 extension FullDiskTests {
     @Test func aStopThatCannotSaveItsStateSaysSoAndNothingAcknowledgedIsLost() async throws {
         let faults = DiskFaults()
-        let s = try await Scenario.make { $0.fileSystem = faults.calls }
+        let s = try await Scenario.make {
+            $0.fileSystem = faults.calls
+            $0.durability = .always
+        }
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
         _ = try await s.broker.publish(topic: "jobs", [.text("now"), .text("later", at: s.now + 5_000)])
         #expect(s.broker.failedPartitions.isEmpty)
