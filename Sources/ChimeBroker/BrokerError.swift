@@ -1,4 +1,5 @@
 import ChimeStore
+import ChimeWheel
 
 /// What the engine refuses, and why. A struct wrapping a private code so cases can be
 /// added without breaking callers; compare with `error.code == .unknownTopic`.
@@ -61,12 +62,26 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// A store error as the broker reports it: bad input keeps its meaning, the rest is storage.
     static func wrapping(_ error: any Error, _ context: String) -> any Error {
+        if let wheel = error as? WheelError { return BrokerError(wheel, context) }
         guard let store = error as? StoreError else { return error }
         switch store.code {
         case .corruptBatch: return BrokerError(.corruptBatch, "\(context): \(store.message)", underlying: store)
         case .malformedBatch: return BrokerError(.malformedBatch, "\(context): \(store.message)", underlying: store)
         case .batchTooLarge: return BrokerError(.messageTooLarge, "\(context): \(store.message)", underlying: store)
         default: return BrokerError(.storage, "\(context): \(store)", underlying: store)
+        }
+    }
+}
+
+extension BrokerError {
+    /// The wheel's refusal as the broker reports it: an id that is not pending (unknown,
+    /// fired, cancelled or firing) is an unknown message; a due time out of range is the
+    /// client's invalid argument; a hand-over waiting for its retry is storage trouble.
+    init(_ wheel: WheelError, _ context: String) {
+        switch wheel.code {
+        case .unknownMessage, .notPending, .beingFired: self.init(.unknownMessage, "\(context): \(wheel.message)")
+        case .dueOutOfRange: self.init(.invalidArgument, "\(context): \(wheel.message)")
+        case .handOverPending, .foreignDestination: self.init(.storage, "\(context): \(wheel.message)")
         }
     }
 }

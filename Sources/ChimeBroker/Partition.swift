@@ -476,8 +476,6 @@ actor Partition {
         try checkScheduled(id)
         do {
             try await loop.cancel(id.value)
-        } catch let error as StoreError where error.code == .invalidArgument {
-            throw BrokerError(.unknownMessage, "message \(id) is not pending: it fired, was cancelled, or never existed")
         } catch {
             throw BrokerError.wrapping(error, "cancelling \(id)")
         }
@@ -493,8 +491,6 @@ actor Partition {
         let moved: Int64
         do {
             moved = try await loop.reschedule(id.value, to: dueAt)
-        } catch let error as StoreError where error.code == .invalidArgument {
-            throw BrokerError(.unknownMessage, "message \(id) is not pending: it fired, was cancelled, or never existed")
         } catch {
             throw BrokerError.wrapping(error, "rescheduling \(id)")
         }

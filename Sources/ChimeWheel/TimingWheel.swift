@@ -194,8 +194,8 @@ public final class TimingWheel {
         // marker. A destination further ahead belongs to another log, or this log lost
         // data: redoing hand-overs blindly would mark messages fired that never were.
         if appliedFireSequence > nextFireSequence, log.configuration.durability != .never {
-            throw StoreError(
-                .invalidArgument,
+            throw WheelError(
+                .foreignDestination,
                 "the destination has applied hand-over \(appliedFireSequence) but the timer log only reaches \(nextFireSequence - 1); is this the destination of this timer log?")
         }
         while nextFireSequence <= appliedFireSequence, let next = nextExpiration() {
@@ -486,12 +486,12 @@ public final class TimingWheel {
         _ m: ScheduledMessage, originalID: Int64? = nil, level: Int? = nil, start: Int64? = nil, to pending: inout PendingAppend
     ) throws {
         guard m.dueAt >= 0, m.dueAt < geometry.limit else {
-            throw StoreError(.invalidArgument, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
+            throw WheelError(.dueOutOfRange, "due time \(m.dueAt) ms is outside 0..<\(geometry.limit)")
         }
         let p = level.map { ($0, geometry.slot(level: $0, time: start!), start!) } ?? placement(m.dueAt)
         if p.0 == 0, let through = unfinishedHandOverThrough, p.2 <= through {
-            throw StoreError(
-                .io, "the hand-over of the slots up to \(through) ms failed and waits for its retry; a message due by then cannot be added to it now")
+            throw WheelError(
+                .handOverPending, "the hand-over of the slots up to \(through) ms failed and waits for its retry; a message due by then cannot be added to it now")
         }
         let i = index(p.0, p.2)
         var bytes: [UInt8] = []
@@ -572,14 +572,14 @@ public final class TimingWheel {
             do {
                 entry = try reader.fields(at: id)
             } catch let error as StoreError where error.code == .offsetOutOfRange || error.code == .corruptBatch {
-                throw StoreError(
-                    .invalidArgument,
+                throw WheelError(
+                    .unknownMessage,
                     "no scheduled message has id \(id) (if it was scheduled long ago, its original entry may be compacted away: give its due time)")
             }
-            guard entry.kind == .message else { throw StoreError(.invalidArgument, "no scheduled message has id \(id)") }
+            guard entry.kind == .message else { throw WheelError(.unknownMessage, "no scheduled message has id \(id)") }
             due = entry.dueAt
         }
-        guard due >= 0, due < geometry.limit else { throw StoreError(.invalidArgument, "due time \(due) ms is outside 0..<\(geometry.limit)") }
+        guard due >= 0, due < geometry.limit else { throw WheelError(.dueOutOfRange, "due time \(due) ms is outside 0..<\(geometry.limit)") }
         // The message is in the slot of its due time at some level between the one it
         // would be placed on now and level 0: cascading ahead moves it down early, maybe
         // several levels in a row when the next slots of several levels start together.
@@ -600,11 +600,11 @@ public final class TimingWheel {
             }
         }
         guard let found, !cancelled else {
-            throw StoreError(.invalidArgument, "message \(id) is not pending (it fired or was cancelled)")
+            throw WheelError(.notPending, "message \(id) is not pending (it fired or was cancelled)")
         }
         if found.level == 0, let through = unfinishedHandOverThrough, found.start <= through {
             // Its hand-over has begun (and may be partly applied): it is firing, not pending.
-            throw StoreError(.invalidArgument, "message \(id) is not pending (it is being fired)")
+            throw WheelError(.beingFired, "message \(id) is not pending (it is being fired)")
         }
         return (found.level, found.start, found.holder, due)
     }
@@ -625,7 +625,8 @@ public final class TimingWheel {
 
     /// Cancels a scheduled message by id: a tombstone linked into the message's current
     /// slot, so the fire drops it. Only a message still pending can be cancelled: one that
-    /// fired, was cancelled already, or never existed is an `invalidArgument` error. The
+    /// fired or was cancelled already is a `WheelError` `.notPending` (`.beingFired` while
+    /// its hand-over is under way, `.unknownMessage` for an id never scheduled). The
     /// check walks the slot (or two) the message can be in. `dueAt`: see `locate`.
     public func cancel(_ id: Int64, dueAt: Int64? = nil) throws {
         let home = try locate(id, dueAt: dueAt)

@@ -127,10 +127,10 @@ import Testing
         #expect(WheelSnapshot(wheel) == before)
 
         // Cancel and reschedule by id: the original entry is gone, so the due time is needed.
-        let error = #expect(throws: StoreError.self) { try wheel.cancel(ids[0]) }
-        #expect(error?.code == .invalidArgument && error?.message.contains("due time") == true)
+        let error = #expect(throws: WheelError.self) { try wheel.cancel(ids[0]) }
+        #expect(error?.code == .unknownMessage && error?.message.contains("due time") == true)
         try wheel.cancel(ids[0], dueAt: due[ids[0]]!)
-        #expect(throws: StoreError.self) { try wheel.cancel(ids[0], dueAt: due[ids[0]]!) }
+        #expect((#expect(throws: WheelError.self) { try wheel.cancel(ids[0], dueAt: due[ids[0]]!) })?.code == .notPending)
         let movedTo = Self.base + month + 100
         let newID = try wheel.reschedule(ids[1], dueAt: due[ids[1]]!, to: movedTo)
         #expect(wheel.pendingCount == 23)

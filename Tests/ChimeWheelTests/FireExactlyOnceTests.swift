@@ -83,9 +83,9 @@ import Testing
         try wheel.advance(to: Self.epoch + 300)
         let ids = try wheel.schedule([m(Self.epoch + 310), m(Self.epoch + 250), m(Self.epoch + 400)])
         try wheel.cancel(ids[1])  // overdue but not fired yet: cancellable
-        #expect((#expect(throws: StoreError.self) { try wheel.cancel(ids[1]) })?.code == .invalidArgument, "twice")
+        #expect((#expect(throws: WheelError.self) { try wheel.cancel(ids[1]) })?.code == .notPending, "twice")
         try wheel.advance(to: Self.epoch + 310)
-        #expect((#expect(throws: StoreError.self) { try wheel.cancel(ids[0]) })?.code == .invalidArgument, "fired")
+        #expect((#expect(throws: WheelError.self) { try wheel.cancel(ids[0]) })?.code == .notPending, "fired")
         #expect(wheel.pendingCount == 1)
         try wheel.advance(to: Self.epoch + 1_000)
         #expect(dest.fired.map(\.id) == [ids[0], ids[2]])
@@ -160,8 +160,8 @@ import Testing
         let dir = TemporaryDirectory()
         let dest = RecordingDestination()
         try dest.deliver([], fireSequence: 5)
-        let error = #expect(throws: StoreError.self) { _ = try open(dir, dest, durability: .always) }
-        #expect(error?.code == .invalidArgument)
+        let error = #expect(throws: WheelError.self) { _ = try open(dir, dest, durability: .always) }
+        #expect(error?.code == .foreignDestination)
     }
 }
 

@@ -54,7 +54,7 @@ import Testing
         try await loop.cancel(moved)
         // Cancelled: a second cancel finds nothing pending. (The count is not checked here:
         // on a loaded machine the other message may already have fired.)
-        await #expect(throws: StoreError.self) { try await loop.cancel(moved) }
+        await #expect(throws: WheelError(.notPending, "message \(moved) is not pending (it fired or was cancelled)")) { try await loop.cancel(moved) }
         #expect(await loop.pendingCount <= 1)
         let giveUp = ContinuousClock.now + .seconds(60)  // a bound for a loaded machine, not a timing
         while await loop.pendingCount > 0, ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(1)) }

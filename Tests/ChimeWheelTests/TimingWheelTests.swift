@@ -84,8 +84,8 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
         #expect(wheel.pendingCount == 4)
         try wheel.advance(to: Self.epoch + 1_000_000)
         #expect(dest.fired.map(\.id) == [ids[0], ids[2], ids[3], ids[5]])
-        #expect((#expect(throws: StoreError.self) { try wheel.cancel(ids[0]) })?.code == .invalidArgument)
-        #expect((#expect(throws: StoreError.self) { try wheel.cancel(12_345) })?.code == .invalidArgument)
+        #expect((#expect(throws: WheelError.self) { try wheel.cancel(ids[0]) })?.code == .notPending)
+        #expect((#expect(throws: WheelError.self) { try wheel.cancel(12_345) })?.code == .unknownMessage)
     }
 
     @Test func timeNeverMovesBackwards() throws {
