@@ -47,7 +47,7 @@ actor AckBatcher {
                 let reply = try await client.call(
                     .ack, Settle(group: member.group, memberID: member.memberID, receipts: receipts), as: SettleReply.self)
                 guard reply.results.count == n else {
-                    let e = ClientError(code: 0, message: "the broker answered \(reply.results.count) results for \(n) acks")
+                    let e = ClientError.protocolViolation("the broker answered \(reply.results.count) results for \(n) acks")
                     for c in continuations { c.resume(throwing: e) }
                     continue
                 }

@@ -137,7 +137,7 @@ public final class ChimeClient: Service, Sendable {
                     .publishRecords, PublishRecords(topic: publish.topic, partition: UInt32(publish.partition), batch: batch), as: PublishReply.self
                 ).outcomes
                 guard outcomes.count == publish.records.count else {
-                    throw ClientError(code: 0, message: "the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
+                    throw ClientError.protocolViolation("the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
                 }
                 return outcomes
             }
@@ -148,7 +148,7 @@ public final class ChimeClient: Service, Sendable {
     private func sendPlain(_ publish: Publish) async throws -> [PublishReply.Outcome] {
         let outcomes = try await call(.publish, publish, as: PublishReply.self).outcomes
         guard outcomes.count == publish.records.count else {
-            throw ClientError(code: 0, message: "the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
+            throw ClientError.protocolViolation("the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
         }
         return outcomes
     }
@@ -189,7 +189,7 @@ public final class ChimeClient: Service, Sendable {
         _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], deliverAt: Int64? = nil, dedupKey: [UInt8]? = nil
     ) async throws -> WireMessageID {
         let outcome = try await publish([OutgoingRecord(deliverAt: deliverAt, dedupKey: dedupKey, key: key, headers: headers, body: body)], to: topic)[0]
-        guard let id = outcome.id else { throw ClientError(code: 0, message: "the broker returned no id (a duplicate it no longer remembers)") }
+        guard let id = outcome.id else { throw ClientError.protocolViolation("the broker returned no id (a duplicate it no longer remembers)") }
         return id
     }
 
@@ -250,10 +250,10 @@ public final class ChimeClient: Service, Sendable {
                     for (k, i) in part.enumerated() {
                         results[i] = k < reply.results.count
                             ? reply.results[k].map(ClientError.init)
-                            : ClientError(code: 0, message: "the broker answered \(reply.results.count) results for \(part.count) acks")
+                            : ClientError.protocolViolation("the broker answered \(reply.results.count) results for \(part.count) acks")
                     }
                 } catch {
-                    let failure = error as? ClientError ?? ClientError(code: 0, message: "\(error)")
+                    let failure = error as? ClientError ?? ClientError.protocolViolation("\(error)")
                     for i in part { results[i] = failure }
                 }
             }
