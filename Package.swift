@@ -190,10 +190,11 @@ let package = Package(
             dependencies: ["ChimeStore", "ChimeWheel", "ChimeBroker", .product(name: "Logging", package: "swift-log")],
             path: "Tests/CrashAgent"
         ),
-        // Helpers shared by the test targets (temporary directories, processes, file surgery).
+        // Helpers shared by the test targets (temporary directories, processes, file surgery,
+        // a clock moved by hand).
         .target(
             name: "ChimeTestSupport",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChimeWheel", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ChimeTestSupport"
         ),
         .testTarget(

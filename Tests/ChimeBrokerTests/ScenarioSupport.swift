@@ -7,11 +7,11 @@ import Testing
 /// open again on the same directory and clock (a restart).
 final class Scenario {
     let dir: TemporaryDirectory
-    let clock: TestClock
+    let clock: ManualClock
     let options: BrokerOptions
     private(set) var broker: Broker
 
-    private init(dir: TemporaryDirectory, clock: TestClock, options: BrokerOptions, broker: Broker) {
+    private init(dir: TemporaryDirectory, clock: ManualClock, options: BrokerOptions, broker: Broker) {
         self.dir = dir
         self.clock = clock
         self.options = options
@@ -20,7 +20,7 @@ final class Scenario {
 
     static func make(_ configure: (inout BrokerOptions) -> Void = { _ in }) async throws -> Scenario {
         let dir = TemporaryDirectory("chime-scenario")
-        let clock = TestClock(BrokerFixture.epoch)
+        let clock = ManualClock(BrokerFixture.epoch)
         var options = BrokerFixture.options(dir.path, clock: clock)
         configure(&options)
         let broker = try await Broker.open(options, logger: BrokerFixture.logger)

@@ -12,7 +12,7 @@ import Testing
 @Suite struct ServeCommandTests {
     @Test func opensTheBrokerRecoversATornLogAndStopsCleanlyOnSIGTERM() async throws {
         let dir = TemporaryDirectory()
-        let clock = TestClock(SystemWheelClock().now())
+        let clock = ManualClock(SystemWheelClock().now())
         var broker = try await Broker.open(BrokerFixture.options(dir.path, clock: clock), logger: BrokerFixture.logger)
         try broker.createTopic("orders", settings: TopicSettings(partitions: 1))
         for i in 0..<5 { _ = try await broker.publish(topic: "orders", [.text("m\(i)")]) }

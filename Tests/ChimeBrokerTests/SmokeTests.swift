@@ -6,7 +6,7 @@ import Testing
 @Suite struct SmokeTests {
     @Test func publishFireDeliverAck() async throws {
         let dir = try TemporaryDirectory()
-        let clock = TestClock(BrokerFixture.epoch)
+        let clock = ManualClock(BrokerFixture.epoch)
         let broker = try await Broker.open(BrokerFixture.options(dir.path, clock: clock), logger: BrokerFixture.logger)
         try broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
         let now = clock.now()

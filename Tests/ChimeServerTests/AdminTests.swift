@@ -3,7 +3,6 @@ import ChimeProtocol
 import ChimeServer
 import ChimeStore
 import ChimeTestSupport
-import ChimeWheel
 import Foundation
 import Glibc
 import Logging
@@ -11,21 +10,6 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
-
-/// A clock the admin tests move by hand (the broker fires only on `fireDue()`).
-private final class HandClock: WheelClock, @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Int64
-
-    init(_ start: Int64) { current = start }
-
-    func now() -> Int64 { lock.withLock { current } }
-    func set(_ ms: Int64) { lock.withLock { current = ms } }
-
-    func sleep(until deadline: Int64?) async {
-        while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
-    }
-}
 
 /// One HTTP/1.1 exchange, as a client on the wire would see it.
 struct HTTPReply {
@@ -116,7 +100,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
 private final class AdminFixture {
     static let epoch: Int64 = 1_800_000_000_000
     let dir = TemporaryDirectory("chime-admin")
-    let clock = HandClock(AdminFixture.epoch)
+    let clock = ManualClock(AdminFixture.epoch)
     let broker: Broker
     let server: ChimeServer
     let admin: AdminServer

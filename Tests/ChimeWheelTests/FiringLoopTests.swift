@@ -5,53 +5,6 @@ import Testing
 
 @testable import ChimeWheel
 
-/// A clock the test moves by hand; sleepers wake when it passes their deadline or when
-/// their task is cancelled.
-final class ManualClock: WheelClock, @unchecked Sendable {
-    private let lock = NSLock()
-    private var current: Int64
-    private var sleepers: [Int: (deadline: Int64?, continuation: CheckedContinuation<Void, Never>)] = [:]
-    private var cancelled = Set<Int>()
-    private var nextID = 0
-
-    init(_ start: Int64) { current = start }
-
-    func now() -> Int64 { lock.withLock { current } }
-
-    /// Deadlines of the sleeps in progress (nil = idle sleep).
-    var deadlines: [Int64?] { lock.withLock { sleepers.values.map(\.deadline) } }
-
-    func sleep(until deadline: Int64?) async {
-        let id: Int = lock.withLock { nextID += 1; return nextID }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let resumeNow: Bool = lock.withLock {
-                    if cancelled.contains(id) { return true }
-                    if let d = deadline, d <= current { return true }
-                    sleepers[id] = (deadline, c)
-                    return false
-                }
-                if resumeNow { c.resume() }
-            }
-        } onCancel: {
-            let c: CheckedContinuation<Void, Never>? = lock.withLock {
-                cancelled.insert(id)
-                return sleepers.removeValue(forKey: id)?.continuation
-            }
-            c?.resume()
-        }
-    }
-
-    func set(_ time: Int64) {
-        let due: [CheckedContinuation<Void, Never>] = lock.withLock {
-            current = time
-            let ids = sleepers.filter { $0.value.deadline.map { $0 <= time } ?? false }.map(\.key)
-            return ids.compactMap { sleepers.removeValue(forKey: $0)?.continuation }
-        }
-        for c in due { c.resume() }
-    }
-}
-
 @Suite struct FiringLoopTests {
     static let epoch: Int64 = 1_800_000_000_000
 
