@@ -57,7 +57,7 @@ let package = Package(
             ],
             swiftSettings: releaseSettings
         ),
-        // Timer log and the hierarchical timing wheel of list heads (design.md §3).
+        // Timer log and the hierarchical timing wheel of list heads (docs/architecture.md, ChimeWheel).
         .target(
             name: "ChimeWheel",
             dependencies: [
@@ -67,7 +67,7 @@ let package = Package(
             ],
             swiftSettings: releaseSettings
         ),
-        // The engine without sockets: topics, partitions, groups, leases, retries (design.md §1, §4).
+        // The engine without sockets: topics, partitions, groups, leases, retries (docs/architecture.md, ChimeBroker).
         .target(
             name: "ChimeBroker",
             dependencies: [
@@ -79,7 +79,7 @@ let package = Package(
             ],
             swiftSettings: releaseSettings
         ),
-        // Frames and codecs shared by server and client (design.md §5); no engine inside.
+        // Frames and codecs shared by server and client (docs/formats.md); no engine inside.
         .target(
             name: "ChimeProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
