@@ -325,13 +325,21 @@ public final class Broker: GroupHost, @unchecked Sendable {
         var removing = aside
         do {
             try Directory.rename(directory, to: aside)
-            try Directory.sync(options.directory + "/topics")
-            try Directory.sync(options.directory + "/deleting")
         } catch {
             // Not moved aside (the files stay where they were): removed in place, and a
             // crash before meta.json is rewritten brings the topic back, emptied.
             logger.warning("could not move a deleted topic aside; removing it in place", metadata: ["topic": "\(name)", "error": "\(error)"])
             removing = directory
+        }
+        if removing == aside {
+            do {
+                try Directory.sync(options.directory + "/topics")
+                try Directory.sync(options.directory + "/deleting")
+            } catch {
+                // Moved; only the rename's durability is in doubt, and the removal below
+                // (or the next start) settles it either way.
+                logger.warning("syncing the move of a deleted topic failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+            }
         }
         do {
             for entry in try Directory.entries(removing) { try Directory.removeTree(removing + "/" + entry) }

@@ -502,10 +502,34 @@ actor ConsumerGroup {
         // snapshot would record it.
         var applied: [PartitionKey: Int] = [:]
         do {
+            // Under `interval` a message can be acked before its ready log's interval sync:
+            // the ack must not reach the disk before the message, or after a power loss the
+            // group's position would lie past the log's end and hide the messages published
+            // next. The wait shares the log's syncs (group commit); under `always` the message
+            // was on disk before its publish returned, under `never` nothing is promised.
+            let waits: [(log: RecordLog, end: Int64)] = acked.compactMap { key, entries in
+                guard let log = touched[key]?.partition.ready.log, log.configuration.durability != .always,
+                    let top = entries.lazy.filter({ $0.source == .ready }).map(\.offset).max()
+                else { return nil }
+                return (log, top + 1)
+            }
+            for (log, end) in waits { try await log.waitUntilDurableShared(end) }
             for (key, entries) in acked {
                 // The partition this call settled on (the map may have lost it meanwhile: a
                 // topic deleted while a refusal was being dead-lettered).
                 guard let gp = touched[key] else { continue }
+                // Checked again after the wait above: only acks that still hold are journaled.
+                var holding: [PendingAck] = []
+                for a in entries {
+                    do {
+                        _ = try gp.withWindow(reading: a.source) { w in try w.check(a.offset, lease: a.lease) }
+                        holding.append(a)
+                    } catch let refusal as DeliveryWindow.Refusal {
+                        results[a.receipt] = error(refusal, receipts[a.receipt])
+                    }
+                }
+                let entries = holding
+                guard !entries.isEmpty else { continue }
                 _ = try gp.journal.append(entries.map { ($0.source, $0.offset) }, now: now)
                 for a in entries {
                     do {

@@ -307,8 +307,19 @@ actor Partition {
             endPublishTurn()
             // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
             do {
-                if let readyEnd { try await ready.log.waitForAcknowledgement(readyEnd) }
-                if !scheduled.isEmpty { try await timerLog.waitForAcknowledgement(timerLog.endOffset) }
+                // The broker's own publishes (dead letters, re-drives) are moves: the group
+                // acks the original once this returns, so the copy must be on disk first,
+                // whatever the policy lets a client's publish skip.
+                if let readyEnd {
+                    if asBroker { try await ready.log.waitUntilDurable(readyEnd) } else { try await ready.log.waitForAcknowledgement(readyEnd) }
+                }
+                if !scheduled.isEmpty {
+                    if asBroker {
+                        try await timerLog.waitUntilDurable(timerLog.endOffset)
+                    } else {
+                        try await timerLog.waitForAcknowledgement(timerLog.endOffset)
+                    }
+                }
             } catch {
                 throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
             }
@@ -504,11 +515,12 @@ actor Partition {
         }
     }
 
-    /// A group's retry: into the wheel, destined for that group's retry log.
+    /// A group's retry: into the wheel, destined for that group's retry log. Synced under
+    /// every policy: the group acks the original once this returns (a move, not a publish).
     func scheduleRetry(_ messages: [ScheduledMessage]) async throws {
         do {
             _ = try await loop.schedule(messages)
-            try await timerLog.waitForAcknowledgement(timerLog.endOffset)
+            try await timerLog.waitUntilDurable(timerLog.endOffset)
         } catch {
             throw BrokerError.wrapping(error, "scheduling retries into \(topic)/\(index)")
         }
@@ -641,7 +653,11 @@ actor Partition {
         // What the last checkpoint wrote still holds for an idle partition: its snapshot and
         // marks are not written again (a broker of 10,000 partitions stops in seconds).
         let (firedLogs, covered) = coverage(readyEnd: ready.log.endOffset, timerEnd: timerLog.endOffset)
-        let unchanged = covered == checkpointed
+        // A log that failed holds what may never have reached the disk: no mark or snapshot
+        // may claim it, and the stop is not clean.
+        let failedLogs = !acceptsAppends
+        if failedLogs { problems.append("\(topic)/\(index): its log failed earlier; its state is left for the next start to recover") }
+        let unchanged = covered == checkpointed || failedLogs
         for log in firedLogs {
             if !unchanged {
                 do { try log.saveMark() } catch { failed("fire mark", error) }

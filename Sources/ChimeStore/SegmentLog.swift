@@ -420,6 +420,15 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
+    /// Returns once every offset below `offset` is on disk, sharing the sync with every
+    /// other waiter (the group committer) under `.always` and `.interval`; at once under
+    /// `.never`. For a record that must not be durable before what it refers to (a group's
+    /// ack of a message), without an fdatasync on the caller's thread.
+    public func waitUntilDurableShared(_ offset: Int64) async throws {
+        guard let committer = lock.withLock({ self.committer }) else { return }
+        try await committer.waitUntilDurable(offset)
+    }
+
     /// Waits until every offset below `offset` is on disk. Under `.never` and `.interval`
     /// this forces a sync (on the caller's thread): for checkpoints, which must not claim
     /// what the disk lacks, not for acknowledgements (`waitForAcknowledgement`).

@@ -170,3 +170,22 @@ extension FullDiskTests {
         #expect(texts.starts(with: ["now", "later"]), "everything acknowledged is there: \(texts)")
     }
 }
+
+extension FullDiskTests {
+    /// A dead letter is a move: under `interval` the copy must be on disk before the group
+    /// acks the original, whatever a client's publish may skip.
+    @Test func aDeadLetterIsSyncedBeforeItsOriginalIsAckedUnderInterval() async throws {
+        let counter = AcknowledgementSyncTests.SyncCounter()
+        let s = try await Scenario.make {
+            $0.durability = .interval(milliseconds: 3_600_000)
+            $0.fileSystem = counter.calls
+        }
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        _ = try await s.broker.publish(topic: "jobs", [.text("bad")])
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"], settings: Self.settings)
+        let got = try await s.fetchAll("g", m.memberID)
+        let before = counter.count.withLock { $0 }
+        _ = try await s.broker.term(group: "g", member: m.memberID, [got[0].receipt], reason: "poison")
+        #expect(counter.count.withLock { $0 } > before, "the dead-letter topic's copy was synced")
+    }
+}
