@@ -127,10 +127,10 @@ public final class Broker: GroupHost, @unchecked Sendable {
             Glibc.close(fd)
             throw BrokerError(.storage, "cannot read \(options.directory)/meta.json: \(error)")
         }
-        let unfinished: [(id: UInt32, path: String)]
+        let leftovers: [String]
         let listed = topics.count
         do {
-            (topics, unfinished) = try finishDeletions(topics, directory: options.directory, logger: logger)
+            (topics, leftovers) = try finishDeletions(topics, directory: options.directory, logger: logger)
         } catch {
             Glibc.close(fd)
             throw BrokerError.wrapping(error, "finishing topic deletions in \(options.directory)/deleting")
@@ -162,7 +162,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         // Deletions a crash or a full disk left: meta.json without them, then their remains.
         do {
             if topics.count != listed { try broker.state.withLock { try broker.saveMetadata($0) } }
-            for (_, path) in unfinished { try Directory.removeTree(path) }
+            for path in leftovers { try Directory.removeTree(path) }
         } catch {
             logger.warning("could not finish deleting topics; the next start tries again", metadata: ["error": "\(error)"])
         }
@@ -355,11 +355,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     /// At opening: the topics whose directory a deletion moved to `deleting/<id>` are
-    /// dropped from `topics`, `meta.json` is rewritten without them, and their remains go.
-    /// Returns the topics left.
+    /// dropped from `topics`. Returns the topics kept and the directories under `deleting/`
+    /// to remove once `meta.json` no longer names them (`open` does both).
     private static func finishDeletions(
         _ topics: [Metadata.Topic], directory: String, logger: Logger
-    ) throws -> (kept: [Metadata.Topic], deleted: [(id: UInt32, path: String)]) {
+    ) throws -> (kept: [Metadata.Topic], leftovers: [String]) {
         let deleting = directory + "/deleting"
         guard (try? Directory.create(deleting)) != nil else {
             // A full disk at the first start of a data directory from before `deleting/`:
@@ -367,13 +367,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
             logger.warning("cannot create \(deleting); topic deletions remove files in place")
             return (topics, [])
         }
-        let aside = try Directory.entries(deleting).map { (id: UInt32($0), path: deleting + "/" + $0) }
-        let ids = Set(aside.compactMap(\.id))
+        let names = try Directory.entries(deleting)
+        let ids = Set(names.compactMap { UInt32($0) })
         let kept = topics.filter { !ids.contains($0.id) }
         for t in topics where ids.contains(t.id) {
             logger.notice("finishing the deletion of a topic", metadata: ["topic": "\(t.name)", "id": "\(t.id)"])
         }
-        return (kept, aside.map { ($0.id ?? 0, $0.path) })
+        return (kept, names.map { deleting + "/" + $0 })
     }
 
     /// A topic's partitions; with `create`, a topic that does not exist is created with the
