@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
+.PHONY: run test deps test-deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -19,7 +19,7 @@ run: deps release
 ## Build and run every test (unit, recovery, fault injection, SIGKILL crash, CLI), then
 ## fuzz the frame decoder briefly (its own build included: see Fuzz/README.md), then the
 ## peer suite's quick mode as a smoke test (installs beanstalkd and redis-server if missing).
-test: deps
+test: deps test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --disable-xctest
 	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_TEST_SECONDS)
@@ -38,6 +38,14 @@ deps:
 	@if ! pkg-config --exists liblz4 2>/dev/null; then \
 		echo "installing liblz4-dev and pkg-config (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblz4-dev pkg-config; \
+	fi
+
+## What the tests need beyond the build: faketime (libfaketime steps a real server's wall
+## clock in ClockStepServeTests).
+test-deps:
+	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
+		echo "installing faketime (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; \
 	fi
 
 build: deps

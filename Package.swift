@@ -62,6 +62,8 @@ let package = Package(
             name: "ChimeWheel",
             dependencies: [
                 "ChimeStore", .product(name: "Logging", package: "swift-log"),
+                // NIOPosix for relative timers (SystemWheelClock.sleep).
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],

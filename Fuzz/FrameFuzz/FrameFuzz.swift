@@ -76,12 +76,12 @@ func decodePayload(_ frame: Frame) {
     case (.listTopics, false): check(Empty.self, frame.payload)
     case (.listTopics, true): check(TopicList.self, frame.payload)
     case (.deleteTopic, false): check(TopicName.self, frame.payload)
-    case (.publish, false): check(Publish.self, frame.payload)
+    case (.publish, false): checkEveryLayout(Publish.self, frame.payload)
     case (.publish, true), (.publishRecords, true): check(PublishReply.self, frame.payload)
     case (.publishRecords, false):
         check(PublishRecords.self, frame.payload)
         if let r = try? PublishRecords(payload: frame.payload) { checkBatch(r.batch) }
-    case (.cancel, false), (.reschedule, false): check(ScheduleChange.self, frame.payload)
+    case (.cancel, false), (.reschedule, false): checkEveryLayout(ScheduleChange.self, frame.payload)
     case (.reschedule, true): check(WireMessageID.self, frame.payload)
     case (.join, false): check(Join.self, frame.payload)
     case (.join, true), (.heartbeat, true): check(WireMembership.self, frame.payload)
@@ -115,16 +115,21 @@ enum FrameFuzzClock {
     static let now: Int64 = 1_764_000_000_000
 }
 
-private func check<M: WireMessage>(_ type: M.Type, _ payload: ByteBuffer) {
+/// A payload whose layout changed between protocol versions, read as each version reads it.
+private func checkEveryLayout<M: WireMessage>(_ type: M.Type, _ payload: ByteBuffer) {
+    for version in ProtocolVersion.oldest...ProtocolVersion.current { check(type, payload, version: version) }
+}
+
+private func check<M: WireMessage>(_ type: M.Type, _ payload: ByteBuffer, version: UInt16 = ProtocolVersion.current) {
     let message: M
     do {
-        message = try M(payload: payload)
+        message = try M(payload: payload, version: version)
     } catch is ProtocolError {
         return
     } catch {
         preconditionFailure("decoding \(M.self) threw something other than a ProtocolError: \(error)")
     }
-    let again = try? M(payload: message.payload())
+    let again = try? M(payload: message.payload(), version: version)
     precondition(again == message, "\(M.self) does not survive encode → decode")
 }
 
@@ -177,7 +182,7 @@ struct FrameFuzzSeeds {
         let id = WireMessageID(topicID: 1, partition: 2, kind: 1, value: 4_096)
         let receipt = WireReceipt(topicID: 1, partition: 2, source: 0, offset: 17, lease: 3)
         let record = OutgoingRecord(
-            deliverAt: 1_764_000_000_000, dedupKey: Array("d-1".utf8), key: Array("user-7".utf8),
+            due: .at(1_764_000_000_000), dedupKey: Array("d-1".utf8), key: Array("user-7".utf8),
             headers: [WireHeader(name: "trace", value: [1, 2, 3])], body: Array("welcome".utf8))
         let delivery = WireDelivery(
             topic: "emails", partition: 2, offset: 17, id: id, key: Array("user-7".utf8), headers: [WireHeader(name: "h", value: [9])],
@@ -196,9 +201,13 @@ struct FrameFuzzSeeds {
             ("topic-list", reply(.listTopics, TopicList(topics: [WireTopic(name: "a", id: 1, settings: settings), WireTopic(name: "b", id: 2, settings: settings)]))),
             ("delete-topic", frame(.deleteTopic, TopicName(name: "emails"))),
             ("publish", frame(.publish, publish)),
+            ("publish-v2", frame(.publish, Publish(topic: "emails", records: [record, OutgoingRecord(body: [])], version: 2))),
+            ("publish-delay", frame(.publish, Publish(topic: "emails", records: [OutgoingRecord(due: .after(30_000), body: Array("later".utf8))]))),
             ("publish-reply", reply(.publish, PublishReply(outcomes: [.init(id: id, partition: 2, duplicate: false), .init(id: nil, partition: 1, duplicate: true)]))),
             ("cancel", frame(.cancel, ScheduleChange(id: id))),
-            ("reschedule", frame(.reschedule, ScheduleChange(id: id, dueAt: 1_764_000_060_000))),
+            ("reschedule", frame(.reschedule, ScheduleChange(id: id, due: .at(1_764_000_060_000)))),
+            ("reschedule-later", frame(.reschedule, ScheduleChange(id: id, due: .after(60_000)))),
+            ("reschedule-v2", frame(.reschedule, ScheduleChange(id: id, due: .at(1_764_000_060_000), version: 2))),
             ("reschedule-reply", reply(.reschedule, id)),
             ("join", frame(.join, Join(group: "mailers", member: "host-a", topics: ["emails", "sms"]))),
             ("membership", reply(.join, membership)),

@@ -458,7 +458,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             try Self.checkPartition(partition, of: topic, count: settings.partitions)
             _ = try Partition.checkClientBatch(
                 batch, limits: Partition.readyConfiguration(settings, options).limits, maxMessageBytes: settings.maxMessageBytes,
-                receivedAt: options.clock.now())
+                receivedAt: options.clock.wallNow())
         }
         try Self.checkPartition(partition, of: topic, count: partitions.count)
         return try await partitions[partition].publishRecords(batch)
@@ -548,8 +548,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     }
 
     /// Moves a scheduled message to another due time; returns its new id.
-    public func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
-        try await partition(of: id).reschedule(id, to: dueAt)
+    public func reschedule(_ id: MessageID, to due: Due) async throws -> MessageID {
+        try await partition(of: id).reschedule(id, to: due)
     }
 
     // MARK: - Groups

@@ -39,22 +39,40 @@ public struct MessageID: Hashable, Sendable, CustomStringConvertible, LosslessSt
     }
 }
 
+/// When a message is due, as a publisher names it (docs/architecture.md, "Time").
+public enum Due: Sendable, Equatable {
+    /// At this wall-clock time, ms since the Unix epoch: converted to broker time when the
+    /// broker receives it, by the difference between its clocks then.
+    case at(Int64)
+    /// This many ms (0...`Broker.maxDelayMilliseconds`) after the broker receives it.
+    case after(Int64)
+
+    /// The due time in broker time, for a message received at broker time `now` while the
+    /// wall clock reads `wallNow`. A time at or before `now` means due now.
+    func brokerTime(now: Int64, wallNow: Int64) -> Int64 {
+        switch self {
+        case .at(let time): time.saturatingAdd(now - wallNow)
+        case .after(let ms): now.saturatingAdd(ms)
+        }
+    }
+}
+
 /// A message to publish.
 public struct OutgoingMessage: Sendable {
     public var key: [UInt8]?
     public var headers: [RecordHeader]
     public var body: [UInt8]
-    /// When it should be delivered, ms since the Unix epoch; nil or a time not after the
-    /// publish goes straight to the ready log.
-    public var deliverAt: Int64?
+    /// When it should be delivered; nil or a time not after the publish goes straight to
+    /// the ready log.
+    public var due: Due?
     /// Messages with the same dedup key within the topic's dedup window are stored once.
     public var dedupKey: [UInt8]?
 
-    public init(key: [UInt8]? = nil, headers: [RecordHeader] = [], body: [UInt8], deliverAt: Int64? = nil, dedupKey: [UInt8]? = nil) {
+    public init(key: [UInt8]? = nil, headers: [RecordHeader] = [], body: [UInt8], due: Due? = nil, dedupKey: [UInt8]? = nil) {
         self.key = key
         self.headers = headers
         self.body = body
-        self.deliverAt = deliverAt
+        self.due = due
         self.dedupKey = dedupKey
     }
 

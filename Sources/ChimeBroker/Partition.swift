@@ -114,6 +114,14 @@ actor Partition {
             configuration: LogConfiguration(segmentBytes: options.timerSegmentBytes, durability: options.durability), calls: calls, logger: logger)
         let wheel = try TimingWheel(
             log: timerLog, geometry: geometry, checkpointPath: directory + "/wheel.checkpoint", destination: sink, logger: logger)
+        // Broker time never starts behind what a wheel had reached: a wall clock stepped back
+        // while the broker was down would make every delay given from now on fire early.
+        let held = options.clock.holdAtLeast(wheel.time)
+        if held > 1_000 {
+            logger.warning(
+                "the wall clock is behind the time this partition's wheel had reached; broker time holds at the wheel's (absolute due times are converted by the difference)",
+                metadata: ["movedForwardMs": "\(held)"])
+        }
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
             checkpointPolicy: options.firing == .automatic ? options.checkpoints : nil,
@@ -212,6 +220,7 @@ actor Partition {
         defer { if holdingTurn { endPublishTurn() } }
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         let now = clock.now()
+        let dues = try Self.brokerDueTimes(messages, now: now, wallNow: clock.wallNow(), dueLimit: dueLimit)
         var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
         let previousSequence: Int32?
         switch try claimSequence(producer, count: messages.count, now: now) {
@@ -240,8 +249,8 @@ actor Partition {
                 }
                 stored.append(k)
             }
-            let immediate = stored.filter { (messages[$0].deliverAt ?? now) <= now }
-            let scheduled = stored.filter { (messages[$0].deliverAt ?? now) > now }
+            let immediate = stored.filter { (dues[$0] ?? now) <= now }
+            let scheduled = stored.filter { (dues[$0] ?? now) > now }
             // The ready batch first: no suspension between the checks above and its append.
             var readyEnd: Int64? = nil
             if !immediate.isEmpty {
@@ -283,7 +292,7 @@ actor Partition {
                         headers.append(RecordHeader(name: ReservedHeader.producer, value: ReservedHeader.int64(producer.producerID)
                             + ReservedHeader.uint32(UInt32(bitPattern: producer.sequence)) + ReservedHeader.uint32(UInt32(messages.count))))
                     }
-                    batch.append(ScheduledMessage(dueAt: m.deliverAt!, publishedAt: now, destination: 0, key: m.key, headers: headers, body: m.body))
+                    batch.append(ScheduledMessage(dueAt: dues[k]!, publishedAt: now, destination: 0, key: m.key, headers: headers, body: m.body))
                 }
                 let ids: [Int64]
                 do {
@@ -360,7 +369,8 @@ actor Partition {
         return .claimed(previous: previous)
     }
 
-    /// How far a client-encoded record's timestamp may be from the broker's clock.
+    /// How far a client-encoded record's timestamp (the client's wall clock) may be from the
+    /// broker's wall clock.
     static let maxTimestampSkewMilliseconds: Int64 = 3_600_000
 
     /// Stores a record batch a client encoded (protocol version 2, `publishRecords`):
@@ -370,7 +380,7 @@ actor Partition {
     func publishRecords(_ bytes: [UInt8]) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         let (batch, records) = try Self.checkClientBatch(
-            bytes, limits: ready.log.configuration.limits, maxMessageBytes: settings.maxMessageBytes, receivedAt: clock.now())
+            bytes, limits: ready.log.configuration.limits, maxMessageBytes: settings.maxMessageBytes, receivedAt: clock.wallNow())
         let count = records.count
         let producer = batch.header.producerId >= 0 ? ProducerStamp(producerID: batch.header.producerId, sequence: batch.header.baseSequence) : nil
         await takePublishTurn()
@@ -431,14 +441,14 @@ actor Partition {
         }
         // The records' timestamps become their publish and due times and drive retention: a
         // client clock far from the broker's is refused rather than trusted. The bounds come
-        // from the broker's clock, never from the client's value, so nothing can overflow.
+        // from the broker's wall clock, never from the client's value, so nothing can overflow.
         let earliest = receivedAt - maxTimestampSkewMilliseconds
         let latest = receivedAt + maxTimestampSkewMilliseconds
         for r in records.map(\.record) {
             guard r.timestamp >= earliest, r.timestamp <= latest else {
                 throw BrokerError(
                     .invalidArgument,
-                    "a record's timestamp \(r.timestamp) is more than \(maxTimestampSkewMilliseconds / 1_000) s from the broker's clock (\(receivedAt))")
+                    "a record's timestamp \(r.timestamp) is more than \(maxTimestampSkewMilliseconds / 1_000) s from the broker's wall clock (\(receivedAt))")
             }
             let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
             guard size <= maxMessageBytes else {
@@ -456,15 +466,39 @@ actor Partition {
     /// header in the broker's `chime-` namespace.
     static func check(_ messages: [OutgoingMessage], maxMessageBytes: Int, dueLimit: Int64, asBroker: Bool) throws {
         for m in messages {
-            if let due = m.deliverAt, due >= dueLimit {
-                throw BrokerError(.invalidArgument, "due time \(due) ms is past the wheel's range (below \(dueLimit))")
-            }
+            try check(m.due, dueLimit: dueLimit)
             guard m.size <= maxMessageBytes else {
                 throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(maxMessageBytes)")
             }
             for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
                 throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
             }
+        }
+    }
+
+    /// Refuses a delay outside 0...`Broker.maxDelayMilliseconds` and a time past the
+    /// wheel's range.
+    static func check(_ due: Due?, dueLimit: Int64) throws {
+        switch due {
+        case .at(let time) where time >= dueLimit:
+            throw BrokerError(.invalidArgument, "due time \(time) ms is past the wheel's range (below \(dueLimit))")
+        case .after(let ms) where ms < 0 || ms > Broker.maxDelayMilliseconds:
+            throw BrokerError(.invalidArgument, "a delay is 0...\(Broker.maxDelayMilliseconds) ms, not \(ms)")
+        default:
+            break
+        }
+    }
+
+    /// Each message's due time in broker time (nil: due now), received at `now` while the
+    /// wall clock reads `wallNow`; refused, before anything is stored, if one lands past
+    /// the wheel's range.
+    static func brokerDueTimes(_ messages: [OutgoingMessage], now: Int64, wallNow: Int64, dueLimit: Int64) throws -> [Int64?] {
+        try messages.map { m in
+            guard let due = m.due?.brokerTime(now: now, wallNow: wallNow) else { return nil }
+            guard due < dueLimit else {
+                throw BrokerError(.invalidArgument, "due time \(due) ms (broker time) is past the wheel's range (below \(dueLimit))")
+            }
+            return due
         }
     }
 
@@ -493,11 +527,13 @@ actor Partition {
         try await timerLog.waitForAcknowledgement(timerLog.endOffset)
     }
 
-    func reschedule(_ id: MessageID, to dueAt: Int64) async throws -> MessageID {
+    func reschedule(_ id: MessageID, to due: Due) async throws -> MessageID {
         try checkScheduled(id)
         // Checked here: the wheel's refusal of a bad time would read as an unknown id.
+        try Self.check(due, dueLimit: dueLimit)
+        let dueAt = due.brokerTime(now: clock.now(), wallNow: clock.wallNow())
         guard dueAt >= 0, dueAt < dueLimit else {
-            throw BrokerError(.invalidArgument, "due time \(dueAt) ms is outside 0..<\(dueLimit)")
+            throw BrokerError(.invalidArgument, "due time \(dueAt) ms (broker time) is outside 0..<\(dueLimit)")
         }
         let moved: Int64
         do {

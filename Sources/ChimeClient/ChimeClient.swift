@@ -117,9 +117,10 @@ public final class ChimeClient: Service, Sendable {
     /// (protocol version 2, appended by the broker as it came); otherwise, or to an older
     /// broker, as a plain publish.
     func send(_ publish: Publish) async throws -> [PublishReply.Outcome] {
-        if publish.partition >= 0, publish.records.allSatisfy({ $0.deliverAt == nil && $0.dedupKey == nil }) {
-            let connection = try await connector.connection()
-            if connection.version.withLock({ $0 }) >= Opcode.publishRecords.sinceVersion {
+        let connection = try await connector.connection()
+        let version = connection.version.withLock { $0 }
+        if publish.partition >= 0, publish.records.allSatisfy({ $0.due == nil && $0.dedupKey == nil }) {
+            if version >= Opcode.publishRecords.sinceVersion {
                 var builder = RecordBatchBuilder(
                     producerId: publish.producerID, baseSequence: publish.sequence,
                     capacity: publish.records.reduce(64) { $0 + $1.body.count + ($1.key?.count ?? 0) + 24 })
@@ -142,11 +143,11 @@ public final class ChimeClient: Service, Sendable {
                 return outcomes
             }
         }
-        return try await sendPlain(publish)
+        return try await sendPlain(publish.laidOut(for: version), over: connection)
     }
 
-    private func sendPlain(_ publish: Publish) async throws -> [PublishReply.Outcome] {
-        let outcomes = try await call(.publish, publish, as: PublishReply.self).outcomes
+    private func sendPlain(_ publish: Publish, over connection: Connection) async throws -> [PublishReply.Outcome] {
+        let outcomes = try await connection.request(.publish, publish, as: PublishReply.self).outcomes
         guard outcomes.count == publish.records.count else {
             throw ClientError.protocolViolation("the broker answered \(outcomes.count) outcomes for \(publish.records.count) records")
         }
@@ -182,24 +183,38 @@ public final class ChimeClient: Service, Sendable {
 
     // MARK: - Publish
 
-    /// Publishes one message now (`deliverAt` nil) or for later (ms since the epoch);
-    /// returns its id once the broker has stored it.
+    /// Publishes one message now (`due` nil) or for later; returns its id once the broker
+    /// has stored it.
     @discardableResult
     public func publish(
-        _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], deliverAt: Int64? = nil, dedupKey: [UInt8]? = nil
+        _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], due: WireDue? = nil, dedupKey: [UInt8]? = nil
     ) async throws -> WireMessageID {
-        let outcome = try await publish([OutgoingRecord(deliverAt: deliverAt, dedupKey: dedupKey, key: key, headers: headers, body: body)], to: topic)[0]
+        let outcome = try await publish([OutgoingRecord(due: due, dedupKey: dedupKey, key: key, headers: headers, body: body)], to: topic)[0]
         guard let id = outcome.id else { throw ClientError.protocolViolation("the broker returned no id (a duplicate it no longer remembers)") }
         return id
     }
 
-    /// Publishes one message to be delivered `delay` from now.
+    /// Publishes one message to be delivered at `deliverAt` (ms since the epoch on the
+    /// broker's wall clock).
+    @discardableResult
+    public func publish(
+        _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], deliverAt: Int64, dedupKey: [UInt8]? = nil
+    ) async throws -> WireMessageID {
+        try await publish(body, to: topic, key: key, headers: headers, due: .at(deliverAt), dedupKey: dedupKey)
+    }
+
+    /// Publishes one message to be delivered `delay` after the broker receives it (counted
+    /// on the broker's steady clock, whatever the clocks of either machine do).
     @discardableResult
     public func publish(
         _ body: [UInt8], to topic: String, key: [UInt8]? = nil, headers: [WireHeader] = [], delay: Duration, dedupKey: [UInt8]? = nil
     ) async throws -> WireMessageID {
-        let ms = delay.components.seconds * 1_000 + delay.components.attoseconds / 1_000_000_000_000_000
-        return try await publish(body, to: topic, key: key, headers: headers, deliverAt: Self.nowMilliseconds() + max(0, ms), dedupKey: dedupKey)
+        try await publish(body, to: topic, key: key, headers: headers, due: .after(Self.milliseconds(delay)), dedupKey: dedupKey)
+    }
+
+    /// A duration in whole ms (negative: 0).
+    static func milliseconds(_ d: Duration) -> Int64 {
+        max(0, d.components.seconds.multipliedReportingOverflow(by: 1_000).partialValue + d.components.attoseconds / 1_000_000_000_000_000)
     }
 
     /// Publishes records; one outcome per record, in order. Records go to `partition`, or are
@@ -209,7 +224,8 @@ public final class ChimeClient: Service, Sendable {
         try await producer.publish(records, to: topic, partition: partition.flatMap { $0 < 0 ? nil : $0 })
     }
 
-    /// Wall-clock time in ms since the epoch: what `deliverAt` is measured in.
+    /// Wall-clock time in ms since the epoch: what `deliverAt` is measured in (and how a
+    /// delay is sent to a broker older than protocol version 3).
     public static func nowMilliseconds() -> Int64 {
         var t = timespec()
         clock_gettime(CLOCK_REALTIME, &t)
@@ -217,11 +233,26 @@ public final class ChimeClient: Service, Sendable {
     }
 
     public func cancel(_ id: WireMessageID) async throws {
-        _ = try await call(.cancel, ScheduleChange(id: id), as: Empty.self)
+        let connection = try await connector.connection()
+        _ = try await connection.request(.cancel, ScheduleChange(id: id, version: connection.version.withLock { $0 }), as: Empty.self)
     }
 
+    /// Moves a scheduled message to `dueAt` (ms since the epoch on the broker's wall clock);
+    /// returns its new id.
     public func reschedule(_ id: WireMessageID, to dueAt: Int64) async throws -> WireMessageID {
-        try await call(.reschedule, ScheduleChange(id: id, dueAt: dueAt), as: WireMessageID.self)
+        try await reschedule(id, due: .at(dueAt))
+    }
+
+    /// Moves a scheduled message to be due `delay` after the broker receives this.
+    public func reschedule(_ id: WireMessageID, after delay: Duration) async throws -> WireMessageID {
+        try await reschedule(id, due: .after(Self.milliseconds(delay)))
+    }
+
+    private func reschedule(_ id: WireMessageID, due: WireDue) async throws -> WireMessageID {
+        let connection = try await connector.connection()
+        let version = connection.version.withLock { $0 }
+        let change = ScheduleChange(id: id, due: due.laidOut(for: version), version: version)
+        return try await connection.request(.reschedule, change, as: WireMessageID.self)
     }
 
     // MARK: - Consume
@@ -340,5 +371,26 @@ actor Connector {
         let c = current
         current = nil
         await c?.close()
+    }
+}
+
+extension WireDue {
+    /// As a broker speaking `version` takes it: before version 3 a delay can only travel
+    /// as a time, read on this machine's wall clock now.
+    func laidOut(for version: UInt16) -> WireDue {
+        guard version < ProtocolVersion.relativeDueTimes, case .after(let ms) = self else { return self }
+        return .at(ChimeClient.nowMilliseconds() &+ ms)
+    }
+}
+
+extension Publish {
+    /// This publish as a broker speaking `version` reads it.
+    func laidOut(for version: UInt16) -> Publish {
+        var out = self
+        out.version = version
+        if version < ProtocolVersion.relativeDueTimes {
+            for i in out.records.indices { out.records[i].due = out.records[i].due?.laidOut(for: version) }
+        }
+        return out
     }
 }

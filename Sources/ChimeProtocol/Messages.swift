@@ -7,7 +7,11 @@ import NIOCore
 /// The protocol versions this build speaks.
 public enum ProtocolVersion {
     /// 2 adds `publishRecords` (opcode 17); everything of 1 is unchanged.
-    public static let current: UInt16 = 2
+    /// 3 writes due times as `WireDue` (a kind byte, then the time): a delay travels as a
+    /// delay and the broker stamps it on receipt.
+    public static let current: UInt16 = 3
+    /// The first version whose due times can be relative.
+    public static let relativeDueTimes: UInt16 = 3
     public static let oldest: UInt16 = 1
 }
 
@@ -235,31 +239,75 @@ private func writeHeaders(_ headers: [WireHeader], _ b: inout ByteBuffer) {
     }
 }
 
+/// When a message is due, as a client names it.
+public enum WireDue: Sendable, Equatable {
+    /// At this wall-clock time, ms since the Unix epoch (converted to broker time when the
+    /// broker receives it, by its own wall clock).
+    case at(Int64)
+    /// This many ms after the broker receives it (version 3 on; an older broker is sent
+    /// `at` the client's clock plus the delay).
+    case after(Int64)
+
+    /// Version 3: u8 kind (0 none, 1 at, 2 after), then an i64 unless none. Versions 1 and
+    /// 2: an i64 time, −1 for none.
+    static func read(_ r: inout WireReader, _ what: String) throws -> WireDue? {
+        guard r.version >= ProtocolVersion.relativeDueTimes else { return try r.optionalI64(what).map(WireDue.at) }
+        switch try r.u8("\(what) kind") {
+        case 0: return nil
+        case 1: return .at(try r.i64(what))
+        case 2: return .after(try r.i64(what))
+        case let kind: throw ProtocolError(.malformed, "unknown \(what) kind \(kind)")
+        }
+    }
+
+    static func write(_ due: WireDue?, version: UInt16, into b: inout ByteBuffer) {
+        guard version >= ProtocolVersion.relativeDueTimes else {
+            switch due {
+            case nil: b.writeWire(optional: nil)
+            case .at(let t): b.writeWire(t)
+            case .after: preconditionFailure("a delay is sent to a version \(version) broker as a time (ChimeClient resolves it)")
+            }
+            return
+        }
+        switch due {
+        case nil: b.writeWire(UInt8(0))
+        case .at(let t):
+            b.writeWire(UInt8(1))
+            b.writeWire(t)
+        case .after(let ms):
+            b.writeWire(UInt8(2))
+            b.writeWire(ms)
+        }
+    }
+}
+
 /// One message of a publish.
 public struct OutgoingRecord: WireMessage {
-    public var deliverAt: Int64?
+    public var due: WireDue?
     public var dedupKey: [UInt8]?
     public var key: [UInt8]?
     public var headers: [WireHeader]
     public var body: [UInt8]
-    public init(deliverAt: Int64? = nil, dedupKey: [UInt8]? = nil, key: [UInt8]? = nil, headers: [WireHeader] = [], body: [UInt8]) {
-        self.deliverAt = deliverAt
+    public init(due: WireDue? = nil, dedupKey: [UInt8]? = nil, key: [UInt8]? = nil, headers: [WireHeader] = [], body: [UInt8]) {
+        self.due = due
         self.dedupKey = dedupKey
         self.key = key
         self.headers = headers
         self.body = body
     }
-    /// Bytes of the smallest encoded record (for count checks).
-    static let minimumSize = 8 + 4 + 4 + 2 + 4
+    /// Bytes of the smallest encoded record in any version (for count checks).
+    static let minimumSize = 1 + 4 + 4 + 2 + 4
     public init(from r: inout WireReader) throws {
-        deliverAt = try r.optionalI64("deliverAt")
+        due = try WireDue.read(&r, "due time")
         dedupKey = try r.optionalBytes("dedup key")
         key = try r.optionalBytes("key")
         headers = try readHeaders(&r)
         body = try r.bytes("body")
     }
-    public func encode(into b: inout ByteBuffer) {
-        b.writeWire(optional: deliverAt)
+    public func encode(into b: inout ByteBuffer) { encode(into: &b, version: ProtocolVersion.current) }
+    /// As `version` lays a record out.
+    public func encode(into b: inout ByteBuffer, version: UInt16) {
+        WireDue.write(due, version: version, into: &b)
         b.writeWire(bytes: dedupKey)
         b.writeWire(bytes: key)
         writeHeaders(headers, &b)
@@ -277,12 +325,18 @@ public struct Publish: WireMessage {
     public var producerID: Int64
     public var sequence: Int32
     public var records: [OutgoingRecord]
-    public init(topic: String, partition: Int32 = -1, producerID: Int64 = -1, sequence: Int32 = -1, records: [OutgoingRecord]) {
+    /// The protocol version `encode` writes for (the records' due times change in 3).
+    public var version: UInt16
+    public init(
+        topic: String, partition: Int32 = -1, producerID: Int64 = -1, sequence: Int32 = -1, records: [OutgoingRecord],
+        version: UInt16 = ProtocolVersion.current
+    ) {
         self.topic = topic
         self.partition = partition
         self.producerID = producerID
         self.sequence = sequence
         self.records = records
+        self.version = version
     }
     public init(from r: inout WireReader) throws {
         topic = try r.string("topic")
@@ -293,6 +347,7 @@ public struct Publish: WireMessage {
         records = []
         records.reserveCapacity(n)
         for _ in 0..<n { records.append(try OutgoingRecord(from: &r)) }
+        version = r.version
     }
     public func encode(into b: inout ByteBuffer) {
         b.writeWire(topic)
@@ -300,7 +355,7 @@ public struct Publish: WireMessage {
         b.writeWire(producerID)
         b.writeWire(sequence)
         b.writeWire(UInt32(records.count))
-        for rec in records { rec.encode(into: &b) }
+        for rec in records { rec.encode(into: &b, version: version) }
     }
 }
 
@@ -362,21 +417,25 @@ public struct PublishReply: WireMessage {
     }
 }
 
-/// Cancel (no due time) or reschedule (`dueAt`) a scheduled message.
+/// Cancel (no due time) or reschedule (`due`) a scheduled message.
 public struct ScheduleChange: WireMessage {
     public var id: WireMessageID
-    public var dueAt: Int64?
-    public init(id: WireMessageID, dueAt: Int64? = nil) {
+    public var due: WireDue?
+    /// The protocol version `encode` writes for.
+    public var version: UInt16
+    public init(id: WireMessageID, due: WireDue? = nil, version: UInt16 = ProtocolVersion.current) {
         self.id = id
-        self.dueAt = dueAt
+        self.due = due
+        self.version = version
     }
     public init(from r: inout WireReader) throws {
         id = try WireMessageID(from: &r)
-        dueAt = try r.optionalI64("due time")
+        due = try WireDue.read(&r, "due time")
+        version = r.version
     }
     public func encode(into b: inout ByteBuffer) {
         id.encode(into: &b)
-        b.writeWire(optional: dueAt)
+        WireDue.write(due, version: version, into: &b)
     }
 }
 

@@ -5,8 +5,14 @@ import NIOCore
 public struct WireReader {
     /// Codecs in this module also read it through a raw view (`withRawReader`).
     var buffer: ByteBuffer
+    /// The protocol version the connection chose: the few payloads whose layout changed
+    /// between versions read it.
+    public let version: UInt16
 
-    public init(_ payload: ByteBuffer) { buffer = payload }
+    public init(_ payload: ByteBuffer, version: UInt16 = ProtocolVersion.current) {
+        buffer = payload
+        self.version = version
+    }
 
     private func malformed(_ what: String) -> ProtocolError {
         ProtocolError(.malformed, "\(what) runs past the end of the payload")
@@ -138,9 +144,9 @@ public protocol WireMessage: Sendable, Equatable {
 }
 
 extension WireMessage {
-    /// Decodes a whole payload: bytes left over are an error.
-    public init(payload: ByteBuffer) throws {
-        var reader = WireReader(payload)
+    /// Decodes a whole payload, as `version` lays it out: bytes left over are an error.
+    public init(payload: ByteBuffer, version: UInt16 = ProtocolVersion.current) throws {
+        var reader = WireReader(payload, version: version)
         self = try Self(from: &reader)
         try reader.finish("\(Self.self)")
     }

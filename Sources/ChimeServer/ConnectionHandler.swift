@@ -166,7 +166,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let handler = NIOLoopBound(self, eventLoop: loop)
         registry.requestsRunning.add(1, ordering: .relaxed)
         tasks[request.id] = Task {
-            let response = await requests.respond(to: request.frame, allocator: allocator)
+            let response = await requests.respond(to: request.frame, version: request.version, allocator: allocator)
             registry.requestsRunning.subtract(1, ordering: .relaxed)
             loop.execute { handler.value.responseReady(request.id, response) }
         }

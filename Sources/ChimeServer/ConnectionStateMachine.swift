@@ -48,6 +48,8 @@ struct ConnectionStateMachine {
     struct Request: Equatable, Sendable {
         let id: RequestID
         let frame: Frame
+        /// The protocol version the connection chose: how the payload is laid out.
+        let version: UInt16
     }
 
     /// An error frame to send before closing the connection.
@@ -200,7 +202,7 @@ struct ConnectionStateMachine {
                 t.held.append(frame)
                 return nil
             }
-            return .start(start(frame, &t))
+            return .start(start(frame, version, &t))
         case .draining, .closing, .closed:
             // Frames already buffered when draining began are not started: the client sees
             // the connection close and sends them again elsewhere (or later).
@@ -250,7 +252,7 @@ struct ConnectionStateMachine {
         case .open(let version, var t):
             state = .modifying
             release(id, &t)
-            var actions = startHeld(&t)
+            var actions = startHeld(version, &t)
             if t.readHeld && canRead(t) {
                 t.readHeld = false
                 actions.append(.read)
@@ -287,7 +289,7 @@ struct ConnectionStateMachine {
         case .open(let version, var t):
             state = .modifying
             t.writable = writable
-            var actions = startHeld(&t)
+            var actions = startHeld(version, &t)
             if t.readHeld && canRead(t) {
                 t.readHeld = false
                 actions.append(.read)
@@ -404,19 +406,19 @@ struct ConnectionStateMachine {
         t.writable && t.held.isEmpty && !overBudget(t)
     }
 
-    private func start(_ frame: Frame, _ t: inout Traffic) -> Request {
+    private func start(_ frame: Frame, _ version: UInt16, _ t: inout Traffic) -> Request {
         let id = RequestID(value: t.nextID)
         t.nextID += 1
         let bytes = frame.payload.readableBytes
         t.running[id] = Usage(requestBytes: bytes, replyBytes: nil)
         t.requestBytes += bytes
-        return Request(id: id, frame: frame)
+        return Request(id: id, frame: frame, version: version)
     }
 
-    private func startHeld(_ t: inout Traffic) -> [Action] {
+    private func startHeld(_ version: UInt16, _ t: inout Traffic) -> [Action] {
         var actions: [Action] = []
         while !t.held.isEmpty && canStart(t) {
-            actions.append(.start(start(t.held.removeFirst(), &t)))
+            actions.append(.start(start(t.held.removeFirst(), version, &t)))
         }
         return actions
     }
@@ -441,7 +443,7 @@ struct ConnectionStateMachine {
     /// Draining: held requests were read, so they are answered too; when nothing is left
     /// the connection closes. Sets the state.
     private mutating func drainStep(_ version: UInt16, _ t: inout Traffic) -> [Action] {
-        var actions = startHeld(&t)
+        var actions = startHeld(version, &t)
         if t.running.isEmpty && t.held.isEmpty {
             state = .closing(t)
             actions.append(.close)

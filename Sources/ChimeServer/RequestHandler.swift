@@ -19,9 +19,10 @@ struct RequestHandler: Sendable {
         self.troubles = troubles
     }
 
-    func respond(to frame: Frame, allocator: ByteBufferAllocator) async -> Frame {
+    /// `version`: the protocol version the connection chose, which lays out the payload.
+    func respond(to frame: Frame, version: UInt16, allocator: ByteBufferAllocator) async -> Frame {
         do {
-            let payload = try await handle(frame, allocator)
+            let payload = try await handle(frame, version, allocator)
             return Frame(opcode: frame.opcode, flags: .response, correlationID: frame.correlationID, payload: payload)
         } catch {
             let reply = ErrorCodes.reply(error)
@@ -32,7 +33,7 @@ struct RequestHandler: Sendable {
         }
     }
 
-    private func handle(_ frame: Frame, _ allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+    private func handle(_ frame: Frame, _ version: UInt16, _ allocator: ByteBufferAllocator) async throws -> ByteBuffer {
         switch frame.opcode {
         case .hello:
             throw ProtocolError(.malformed, "hello was already received on this connection")
@@ -48,20 +49,20 @@ struct RequestHandler: Sendable {
             try await broker.deleteTopic(try TopicName(payload: frame.payload).name)
             return Empty().payload(allocator: allocator)
         case .publish:
-            let r = try Publish(payload: frame.payload)
+            let r = try Publish(payload: frame.payload, version: version)
             let producer = r.producerID >= 0 ? ProducerStamp(producerID: r.producerID, sequence: r.sequence) : nil
             let results = try await broker.publish(
                 topic: r.topic, r.records.map(\.message), partition: r.partition >= 0 ? Int(r.partition) : nil, producer: producer)
             return PublishReply(outcomes: results.map { .init(id: $0.id.map(WireMessageID.init), partition: UInt32($0.partition), duplicate: $0.duplicate) })
                 .payload(allocator: allocator)
         case .cancel:
-            let r = try ScheduleChange(payload: frame.payload)
+            let r = try ScheduleChange(payload: frame.payload, version: version)
             try await broker.cancel(r.id.messageID)
             return Empty().payload(allocator: allocator)
         case .reschedule:
-            let r = try ScheduleChange(payload: frame.payload)
-            guard let due = r.dueAt else { throw ProtocolError(.malformed, "reschedule needs a due time") }
-            return WireMessageID(try await broker.reschedule(r.id.messageID, to: due)).payload(allocator: allocator)
+            let r = try ScheduleChange(payload: frame.payload, version: version)
+            guard let due = r.due else { throw ProtocolError(.malformed, "reschedule needs a due time") }
+            return WireMessageID(try await broker.reschedule(r.id.messageID, to: Due(due))).payload(allocator: allocator)
         case .join:
             let r = try Join(payload: frame.payload)
             return WireMembership(try await broker.join(group: r.group, member: r.member, topics: r.topics)).payload(allocator: allocator)

@@ -82,6 +82,15 @@ extension WireMembership {
 
 extension OutgoingRecord {
     var message: OutgoingMessage {
-        OutgoingMessage(key: key, headers: headers.map { RecordHeader(name: $0.name, value: $0.value) }, body: body, deliverAt: deliverAt, dedupKey: dedupKey)
+        OutgoingMessage(key: key, headers: headers.map { RecordHeader(name: $0.name, value: $0.value) }, body: body, due: due.map(Due.init), dedupKey: dedupKey)
+    }
+}
+
+extension Due {
+    init(_ due: WireDue) {
+        switch due {
+        case .at(let time): self = .at(time)
+        case .after(let ms): self = .after(ms)
+        }
     }
 }

@@ -133,7 +133,7 @@ struct BenchCommand: AsyncParsableCommand {
                     running += 1
                     let due = deliverIn.map { ChimeClient.nowMilliseconds() + $0 }
                     group.addTask {
-                        _ = try await c.publish((0..<n).map { i in OutgoingRecord(deliverAt: due.map { $0 + Int64(i % 1000) }, body: body) }, to: topic)
+                        _ = try await c.publish((0..<n).map { i in OutgoingRecord(due: due.map { .at($0 + Int64(i % 1000)) }, body: body) }, to: topic)
                         return n
                     }
                 }
@@ -217,7 +217,7 @@ struct BenchCommand: AsyncParsableCommand {
             let n = min(batch, total - published)
             let first = published
             _ = try await producer.publish(
-                (0..<n).map { i in OutgoingRecord(deliverAt: start + Int64((first + i) * 1_000 / rate), body: body) }, to: topic)
+                (0..<n).map { i in OutgoingRecord(due: .at(start + Int64((first + i) * 1_000 / rate)), body: body) }, to: topic)
             published += n
         }
         if ChimeClient.nowMilliseconds() >= start { say("lateness: warning: publishing took longer than the lead; early messages count late") }

@@ -106,22 +106,26 @@ struct PublishCommand: AsyncParsableCommand {
     @OptionGroup var broker: BrokerAddress
     @Option(name: .long, help: "Topic (created on first use unless the broker forbids it).") var topic: String
     @Option(name: .long, help: "Key: chooses the partition; same key, same order.") var key: String?
-    @Option(name: .long, help: "Deliver after this long: 250ms, 5s, 2m, 1h, 3d.") var delay: String?
+    @Option(name: .long, help: "Deliver this long after the broker receives each message: 250ms, 5s, 2m, 1h, 3d.") var delay: String?
     @Option(name: .long, help: "Deliver at this time (ISO 8601, e.g. 2026-12-01T10:00:00Z).") var at: String?
     @Option(name: .long, help: "Publish this many generated messages (with --size).") var count: Int?
     @Option(name: .long, help: "Body size of generated messages in bytes.") var size: Int = 100
     @Argument(help: "The message body (omit to read one message per line of standard input).") var body: String?
 
     func run() async throws {
-        var deliverAt: Int64? = nil
-        if let delay {
+        // A delay travels as a delay: the broker starts counting when each message arrives.
+        let due: WireDue?
+        switch (delay, at) {
+        case (let delay?, nil):
             guard let ms = parseDuration(delay) else { throw ValidationError("--delay must look like 250ms, 5s, 2m, 1h or 3d, not '\(delay)'") }
-            deliverAt = nowMilliseconds() + ms
-        }
-        if let at {
-            guard delay == nil else { throw ValidationError("give --delay or --at, not both") }
+            due = .after(ms)
+        case (nil, let at?):
             guard let date = ISO8601DateFormatter().date(from: at) else { throw ValidationError("--at must be an ISO 8601 time like 2026-12-01T10:00:00Z") }
-            deliverAt = Int64(date.timeIntervalSince1970 * 1000)
+            due = .at(Int64(date.timeIntervalSince1970 * 1000))
+        case (nil, nil):
+            due = nil
+        case (_?, _?):
+            throw ValidationError("give --delay or --at, not both")
         }
         if let count { guard count > 0, size >= 0 else { throw ValidationError("--count must be positive and --size not negative") } }
         let client = try broker.client(name: "chime-publish")
@@ -134,7 +138,6 @@ struct PublishCommand: AsyncParsableCommand {
                 var sent = 0
                 var lastReport = Date()
                 // Batches of 1,000, several in flight: the client's lanes merge them.
-                let due = deliverAt
                 try await withThrowingTaskGroup(of: Int.self) { group in
                     var queued = 0
                     var inFlight = 0
@@ -144,7 +147,7 @@ struct PublishCommand: AsyncParsableCommand {
                             queued += n
                             inFlight += 1
                             group.addTask {
-                                _ = try await client.publish((0..<n).map { _ in OutgoingRecord(deliverAt: due, key: key, body: body) }, to: topic)
+                                _ = try await client.publish((0..<n).map { _ in OutgoingRecord(due: due, key: key, body: body) }, to: topic)
                                 return n
                             }
                         }
@@ -159,10 +162,10 @@ struct PublishCommand: AsyncParsableCommand {
                 let seconds = Date().timeIntervalSince(started)
                 print("published \(count) messages of \(size) B to \(topic) in \(String(format: "%.2f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-6))) messages/s)")
             } else if let body {
-                print(try await client.publish(Array(body.utf8), to: topic, key: key, deliverAt: deliverAt).text)
+                print(try await client.publish(Array(body.utf8), to: topic, key: key, due: due).text)
             } else {
                 while let line = readLine(strippingNewline: true) {
-                    print(try await client.publish(Array(line.utf8), to: topic, key: key, deliverAt: deliverAt).text)
+                    print(try await client.publish(Array(line.utf8), to: topic, key: key, due: due).text)
                 }
             }
         } catch {

@@ -46,7 +46,7 @@ import Testing
         }
         await expectBrokerError(.invalidArgument) { try await s.broker.publish(topic: "jobs", [reserved], partition: 1) }
         var scheduledReserved = reserved
-        scheduledReserved.deliverAt = s.now + 1_000
+        scheduledReserved.due = .at(s.now + 1_000)
         await expectBrokerError(.invalidArgument) { try await s.broker.publish(topic: "jobs", [scheduledReserved]) }
         var fine = OutgoingMessage.text("chime-in-body")
         fine.headers = [RecordHeader(name: "Chime-x", value: [1]), RecordHeader(name: "x-chime-y", value: [2])]
@@ -89,7 +89,7 @@ import Testing
             try await s.broker.publish(topic: "jobs", [.text("now"), .text("never", at: limit)])
         }
         let pending = try await s.broker.publish(topic: "jobs", [.text("soon", at: s.now + 1_000)])
-        await expectBrokerError(.invalidArgument) { try await s.broker.reschedule(pending[0].id!, to: Int64.max) }
+        await expectBrokerError(.invalidArgument) { try await s.broker.reschedule(pending[0].id!, to: .at(Int64.max)) }
         let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
         #expect(try await s.fetchAll("g", m.memberID).isEmpty)
         try await s.advance(by: 1_000)

@@ -103,4 +103,37 @@ import Testing
         #expect(deleted.status == 0)
         #expect(!(try run(chime, ["topics", "list", "--json"] + at).output.contains("\"orders\"")))
     }
+
+    /// `--delay` travels as a delay: reading standard input, each line is due its delay
+    /// after the broker receives it, however late the line comes.
+    @Test func publishReadingStandardInputDelaysEachLineFromItsOwnArrival() async throws {
+        let dir = TemporaryDirectory()
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        let chime = builtProduct("chime")
+        let at = ["--port", "\(server.port)"]
+        let publisher = Process()
+        publisher.executableURL = URL(fileURLWithPath: chime)
+        publisher.arguments = ["publish", "--topic", "lines", "--delay", "1s"] + at
+        let input = Pipe()
+        publisher.standardInput = input
+        publisher.standardOutput = FileHandle.nullDevice
+        try publisher.run()
+        input.fileHandleForWriting.write(Data("early\n".utf8))
+        try await Task.sleep(for: .seconds(2))
+        input.fileHandleForWriting.write(Data("late\n".utf8))
+        try input.fileHandleForWriting.close()
+        publisher.waitUntilExit()
+        #expect(publisher.terminationStatus == 0)
+
+        let consumed = try run(chime, ["consume", "--topic", "lines", "--group", "g", "--count", "2", "--json", "--timeout", "10s"] + at)
+        let objects = consumed.output.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(objects.compactMap { $0["body"] as? String }.sorted() == ["early", "late"])
+        for o in objects {
+            let published = o["publishedAt"] as? Int64 ?? 0, due = o["dueAt"] as? Int64 ?? 0
+            #expect(due == published + 1_000, "\(o["body"] ?? "?") is due its delay after it arrived, not after the command started")
+        }
+    }
 }

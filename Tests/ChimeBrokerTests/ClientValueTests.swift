@@ -92,7 +92,7 @@ import Testing
         m.dedupKey = Array("k".utf8)
         var later = OutgoingMessage.text("later")
         later.dedupKey = Array("k2".utf8)
-        later.deliverAt = s.now + 60_000
+        later.due = .at(s.now + 60_000)
         _ = try await s.broker.publish(topic: "jobs", [m, later], partition: 0)
         await s.broker.close()
         // An earlier version accepted any window: meta.json may say Int64.max.
@@ -149,7 +149,7 @@ import Testing
         reserved.headers = [RecordHeader(name: "chime-x", value: [1])]
         await expectBrokerError(.invalidArgument) { try await s.broker.publish(topic: "reserved", [reserved]) }
         var far = OutgoingMessage.text("far")
-        far.deliverAt = .max
+        far.due = .at(.max)
         await expectBrokerError(.invalidArgument) { try await s.broker.publish(topic: "far", [far]) }
         #expect(s.broker.listTopics().isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.dir.path + "/topics").isEmpty)

@@ -1,6 +1,5 @@
 import ChimeBroker
 import ChimeTestSupport
-import ChimeWheel
 import Logging
 import Testing
 
@@ -10,10 +9,9 @@ import Testing
         let dir = TemporaryDirectory()
         let broker = try await Broker.open(BrokerOptions(directory: dir.path), logger: Logger(label: "chime"))
         try broker.createTopic("emails", settings: TopicSettings(partitions: 4, maxAttempts: 5))
-        let now = SystemWheelClock().now()
         let sent = try await broker.publish(topic: "emails", [
             OutgoingMessage(key: Array("user-7".utf8), body: Array("welcome".utf8)),
-            OutgoingMessage(key: Array("user-7".utf8), body: Array("day-2 tips".utf8), deliverAt: now + 172_800_000),
+            OutgoingMessage(key: Array("user-7".utf8), body: Array("day-2 tips".utf8), due: .after(172_800_000)),
         ])
         try await broker.cancel(sent[1].id!)
 

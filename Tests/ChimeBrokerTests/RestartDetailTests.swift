@@ -49,7 +49,7 @@ import Testing
         let r = try await s.broker.publish(topic: "jobs", [.text("x", at: t0 + 1_000), .text("y", at: t0 + 2_000), .text("z", at: t0 + 3_000)])
         try await s.restart()
         try await s.broker.cancel(r[0].id!)
-        let moved = try await s.broker.reschedule(r[1].id!, to: t0 + 5_000)
+        let moved = try await s.broker.reschedule(r[1].id!, to: .at(t0 + 5_000))
         try await s.restart()
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(r[0].id!) }
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(r[1].id!) }

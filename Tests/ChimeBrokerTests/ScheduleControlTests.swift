@@ -20,14 +20,14 @@ import Testing
 
         try await s.broker.cancel(ids[1])
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(ids[1]) }
-        let later = try await s.broker.reschedule(ids[2], to: t0 + 6_000)
-        let sooner = try await s.broker.reschedule(ids[3], to: t0 + 500)
+        let later = try await s.broker.reschedule(ids[2], to: .at(t0 + 6_000))
+        let sooner = try await s.broker.reschedule(ids[3], to: .at(t0 + 500))
         #expect(later != ids[2] && sooner != ids[3])
         #expect(later.partition == ids[2].partition && later.kind == .scheduled)
         // The old id is gone once moved; the new one can be moved again.
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(ids[2]) }
-        let twice1 = try await s.broker.reschedule(ids[4], to: t0 + 5_000)
-        let twice2 = try await s.broker.reschedule(twice1, to: t0 + 7_000)
+        let twice1 = try await s.broker.reschedule(ids[4], to: .at(t0 + 5_000))
+        let twice2 = try await s.broker.reschedule(twice1, to: .at(t0 + 7_000))
 
         let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
         var timeline: [(Int64, [String])] = []
@@ -52,7 +52,7 @@ import Testing
 
         // Fired ids are no longer pending.
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(ids[0]) }
-        await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(later, to: t0 + 100_000) }
+        await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(later, to: .at(t0 + 100_000)) }
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(twice1) }
         #expect(try await s.broker.partitionStats(topic: "jobs").map(\.scheduled) == [0, 0])
         await s.broker.close()
@@ -66,7 +66,7 @@ import Testing
         let immediate = now[0].id!
         #expect(immediate.kind == .ready)
         await expectBrokerError(.unknownMessage) { try await s.broker.cancel(immediate) }
-        await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(immediate, to: s.now + 5) }
+        await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(immediate, to: .at(s.now + 5)) }
         let unknowns = [
             MessageID(topicID: info.id, partition: 1, kind: .scheduled, value: 123_456),
             MessageID(topicID: info.id, partition: 0, kind: .scheduled, value: pending[0].id!.value),  // right position, wrong partition
@@ -75,7 +75,7 @@ import Testing
         ]
         for id in unknowns {
             await expectBrokerError(.unknownMessage) { try await s.broker.cancel(id) }
-            await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(id, to: s.now + 5) }
+            await expectBrokerError(.unknownMessage) { try await s.broker.reschedule(id, to: .at(s.now + 5)) }
         }
         #expect(MessageID(pending[0].id!.description) == pending[0].id)
         // The real one is untouched by all that.

@@ -31,12 +31,12 @@ import Testing
                 records: [
                     OutgoingRecord(body: []),
                     OutgoingRecord(
-                        deliverAt: 1_800_000_000_000, dedupKey: [1], key: Array("k".utf8), headers: [WireHeader(name: "h", value: [0, 255])],
+                        due: .at(1_800_000_000_000), dedupKey: [1], key: Array("k".utf8), headers: [WireHeader(name: "h", value: [0, 255])],
                         body: Array(repeating: 42, count: 1000)),
                 ]))
         try roundTrip(PublishReply(outcomes: [.init(id: id, partition: 1, duplicate: false), .init(id: nil, partition: 0, duplicate: true)]))
         try roundTrip(ScheduleChange(id: id))
-        try roundTrip(ScheduleChange(id: id, dueAt: 1_900_000_000_000))
+        try roundTrip(ScheduleChange(id: id, due: .at(1_900_000_000_000)))
         try roundTrip(Join(group: "workers", member: "host-a", topics: ["a", "b"]))
         try roundTrip(MemberRef(group: "workers", memberID: .max))
         try roundTrip(WireMembership(memberID: 5, generation: 9, assignment: [("a", 0), ("b", 3)]))
@@ -53,9 +53,28 @@ import Testing
         try roundTrip(SettleReply(results: [nil, ErrorReply(code: 110, message: "lease expired"), nil]))
     }
 
+    @Test func dueTimesAreTaggedFromVersion3AndPlainTimesBefore() throws {
+        let records = [OutgoingRecord(body: [1]), OutgoingRecord(due: .at(1_800_000_000_000), body: [2]), OutgoingRecord(due: .after(30_000), body: [3])]
+        let v3 = Publish(topic: "t", records: records)
+        #expect(try Publish(payload: v3.payload()) == v3)
+        try roundTrip(ScheduleChange(id: id, due: .after(5_000)))
+        // Version 2: an i64 time per record, −1 for none, as version-2 clients send it.
+        let v2 = Publish(topic: "t", records: Array(records.prefix(2)), version: 2)
+        var bytes = v2.payload()
+        #expect(try Publish(payload: bytes, version: 2) == v2)
+        bytes.moveReaderIndex(forwardBy: 2 + 1 + 4 + 8 + 4 + 4)  // topic, partition, producer, sequence, count
+        #expect(bytes.readInteger(endianness: .little, as: Int64.self) == -1)
+        // An unknown kind is malformed.
+        var bad = ByteBuffer()
+        WireMessageID(topicID: 1, partition: 0, kind: 1, value: 0).encode(into: &bad)
+        bad.writeInteger(UInt8(3))
+        bad.writeInteger(Int64(0), endianness: .little)
+        #expect(throws: ProtocolError(.malformed, "unknown due time kind 3")) { try ScheduleChange(payload: bad) }
+    }
+
     @Test func truncatedPayloadsAreMalformedAtEveryCut() throws {
         let full = Publish(
-            topic: "orders", records: [OutgoingRecord(deliverAt: 5, dedupKey: nil, key: [1, 2], headers: [WireHeader(name: "h", value: [3])], body: [4, 5, 6])]
+            topic: "orders", records: [OutgoingRecord(due: .at(5), dedupKey: nil, key: [1, 2], headers: [WireHeader(name: "h", value: [3])], body: [4, 5, 6])]
         ).payload()
         for cut in 0..<full.readableBytes {
             #expect(throws: ProtocolError.self) { try Publish(payload: full.getSlice(at: 0, length: cut)!) }

@@ -137,7 +137,7 @@ private final class AdminFixture {
 }
 
 private func text(_ s: String, at: Int64? = nil) -> OutgoingMessage {
-    OutgoingMessage(body: Array(s.utf8), deliverAt: at)
+    OutgoingMessage(body: Array(s.utf8), due: at.map(Due.at))
 }
 
 /// A JSON object's number or string field, for assertions.

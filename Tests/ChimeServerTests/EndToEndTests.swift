@@ -81,7 +81,7 @@ import Testing
                 while true {
                     do {
                         _ = try await client.publish(
-                            batch.map { OutgoingRecord(deliverAt: $0.1, dedupKey: Array($0.0.utf8), body: Array($0.0.utf8)) }, to: "e2e")
+                            batch.map { OutgoingRecord(due: .at($0.1), dedupKey: Array($0.0.utf8), body: Array($0.0.utf8)) }, to: "e2e")
                         break
                     } catch let e as ClientError where e.isDisconnected {
                         try await Task.sleep(for: .milliseconds(50))

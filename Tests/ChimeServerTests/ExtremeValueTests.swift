@@ -35,6 +35,11 @@ import Testing
         mutating func uint64() -> UInt64 { UInt64(bitPattern: int64()) }
         mutating func bool() -> Bool { rng.next() & 1 == 0 }
         mutating func optional(_ value: Int64) -> Int64? { bool() ? value : nil }
+        /// No due time, or a time or a delay of any value.
+        mutating func due() -> WireDue? {
+            guard bool() else { return nil }
+            return bool() ? .at(int64()) : .after(int64())
+        }
         mutating func pick<T>(_ items: [T]) -> T { items[Int(rng.next() % UInt64(items.count))] }
     }
 
@@ -102,7 +107,7 @@ import Testing
             case 0:
                 let records = (0..<(1 + Int(v.rng.next() % 3))).map { _ in
                     OutgoingRecord(
-                        deliverAt: v.optional(v.int64()), dedupKey: v.bool() ? Array("k\(v.rng.next() % 4)".utf8) : nil,
+                        due: v.due(), dedupKey: v.bool() ? Array("k\(v.rng.next() % 4)".utf8) : nil,
                         key: v.bool() ? [7] : nil, body: [1, 2, 3])
                 }
                 id = await c.send(.publish, Publish(topic: topic, partition: v.bool() ? -1 : v.int32(), producerID: v.int64(), sequence: v.int32(), records: records))
@@ -112,7 +117,7 @@ import Testing
                 let target = ids.isEmpty || v.bool()
                     ? WireMessageID(topicID: v.uint32(), partition: v.uint32(), kind: UInt8(truncatingIfNeeded: v.int64()), value: v.int64())
                     : v.pick(ids)
-                id = await c.send(v.bool() ? .cancel : .reschedule, ScheduleChange(id: target, dueAt: v.optional(v.int64())))
+                id = await c.send(v.bool() ? .cancel : .reschedule, ScheduleChange(id: target, due: v.due()))
             case 3:
                 id = await c.send(.fetch, Fetch(group: v.bool() ? "g" : "nope", memberID: v.bool() ? member.memberID : v.uint64(), max: v.uint32(), waitMilliseconds: 0))
             case 4, 5:

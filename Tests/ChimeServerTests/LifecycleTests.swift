@@ -125,7 +125,7 @@ import Testing
         let publishing = Task {
             var i = 0
             while !Task.isCancelled {
-                let batch = (0..<50).map { OutgoingRecord(deliverAt: $0 % 2 == 0 ? nil : later, body: Array("m\(i + $0)".utf8)) }
+                let batch = (0..<50).map { OutgoingRecord(due: $0 % 2 == 0 ? nil : .at(later), body: Array("m\(i + $0)".utf8)) }
                 do {
                     let outcomes = try await client.publish(batch, to: "jobs")
                     await acknowledged.add(outcomes.count)

@@ -207,7 +207,7 @@ import Testing
         try await client.createTopic("jobs", settings: settings(partitions: 3))
         let now = ChimeClient.nowMilliseconds()
         _ = try await client.publish((0..<10).map { OutgoingRecord(body: Array("n\($0)".utf8)) }, to: "jobs")
-        _ = try await client.publish((0..<5).map { OutgoingRecord(deliverAt: now + 3_600_000 + Int64($0), body: Array("s\($0)".utf8)) }, to: "jobs")
+        _ = try await client.publish((0..<5).map { OutgoingRecord(due: .at(now + 3_600_000 + Int64($0)), body: Array("s\($0)".utf8)) }, to: "jobs")
         var held: [ConsumedMessage] = []
         for try await m in client.consume(group: "workers", topics: ["jobs"], member: "w1", prefetch: 1) {
             held.append(m)

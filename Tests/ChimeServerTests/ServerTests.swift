@@ -51,11 +51,11 @@ final class ServerFixture {
         let now = SystemWheelClock().now()
         let published = try await c.call(
             .publish,
-            Publish(topic: "jobs", partition: 0, records: [OutgoingRecord(body: Array("now".utf8)), OutgoingRecord(deliverAt: now + 3_600_000, body: Array("later".utf8))]),
+            Publish(topic: "jobs", partition: 0, records: [OutgoingRecord(body: Array("now".utf8)), OutgoingRecord(due: .at(now + 3_600_000), body: Array("later".utf8))]),
             as: PublishReply.self)
         #expect(published.outcomes.count == 2 && published.outcomes.allSatisfy { $0.id != nil && !$0.duplicate })
         let later = published.outcomes[1].id!
-        let moved = try await c.call(.reschedule, ScheduleChange(id: later, dueAt: now + 7_200_000), as: WireMessageID.self)
+        let moved = try await c.call(.reschedule, ScheduleChange(id: later, due: .at(now + 7_200_000)), as: WireMessageID.self)
         _ = try await c.call(.cancel, ScheduleChange(id: moved), as: Empty.self)
         do {
             _ = try await c.call(.cancel, ScheduleChange(id: moved), as: Empty.self)
@@ -182,11 +182,11 @@ final class ServerFixture {
         let f = try await ServerFixture()
         let c = try await RawClient(port: f.server.port)
         do {
-            _ = try await c.call(.hello, Hello(minVersion: 3, maxVersion: 4, client: "future"), as: HelloReply.self)
+            _ = try await c.call(.hello, Hello(minVersion: ProtocolVersion.current + 1, maxVersion: ProtocolVersion.current + 2, client: "future"), as: HelloReply.self)
             Issue.record("accepted an unsupported version")
         } catch let e as ErrorReply {
             #expect(e.code == 6)
-            #expect(e.message.contains("1...2"))
+            #expect(e.message.contains("1...\(ProtocolVersion.current)"))
         }
         // A version-1 client is still served, at version 1.
         let old = try await RawClient(port: f.server.port)
@@ -204,6 +204,25 @@ final class ServerFixture {
         }
         #expect(await old.isClosedByServer())
         #expect(try await f.broker.partitionStats(topic: "t").allSatisfy { $0.logEnd == 0 })
+        await f.shutdown()
+    }
+
+    /// Versions 1 and 2 send a due time as an i64 time (−1 for none): still served so.
+    @Test func aVersion2ClientsDueTimesAreTimes() async throws {
+        let f = try await ServerFixture()
+        let old = try await RawClient(port: f.server.port)
+        #expect(try await old.call(.hello, Hello(minVersion: 1, maxVersion: 2, client: "v2"), as: HelloReply.self).version == 2)
+        let now = SystemWheelClock().wallNow()
+        let publish = Publish(
+            topic: "t", partition: 0,
+            records: [OutgoingRecord(body: [1]), OutgoingRecord(due: .at(now + 3_600_000), body: [2]), OutgoingRecord(due: .at(now - 1), body: [3])],
+            version: 2)
+        let outcomes = try await old.call(.publish, publish, as: PublishReply.self).outcomes
+        #expect(outcomes.map { $0.id?.kind } == [0, 1, 0], "due now, in an hour, overdue")
+        let moved = try await old.call(.reschedule, ScheduleChange(id: outcomes[1].id!, due: .at(now + 7_200_000), version: 2), as: WireMessageID.self)
+        #expect(try await f.broker.partitionStats(topic: "t").map(\.scheduled).reduce(0, +) == 1)
+        _ = try await old.call(.cancel, ScheduleChange(id: moved, version: 2), as: Empty.self)
+        #expect(try await f.broker.partitionStats(topic: "t").map(\.scheduled).reduce(0, +) == 0)
         await f.shutdown()
     }
 

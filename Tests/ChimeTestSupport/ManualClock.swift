@@ -2,12 +2,14 @@ import ChimeWheel
 import Foundation
 
 /// A `WheelClock` the test moves by hand: its time changes only through `set(_:)` and
-/// `advance(by:)`. A sleep ends when the clock reaches its deadline or when the sleeping
+/// `advance(by:)`; its wall clock moves with it, and alone by `stepWall(by:)`. A sleep ends when the clock reaches its deadline or when the sleeping
 /// task is cancelled (a sleep with no deadline, only then). A broker on manual firing never
 /// sleeps on it; a firing loop does, and `deadlines` shows until when.
 public final class ManualClock: WheelClock, @unchecked Sendable {
     private let lock = NSLock()
     private var current: Int64
+    /// The wall clock minus broker time (ms): changed only by `stepWall(by:)`.
+    private var wallAhead: Int64 = 0
     private var sleepers: [Int: (deadline: Int64?, continuation: CheckedContinuation<Void, Never>)] = [:]
     private var cancelled = Set<Int>()
     private var nextID = 0
@@ -16,6 +18,12 @@ public final class ManualClock: WheelClock, @unchecked Sendable {
     public init(_ start: Int64) { current = start }
 
     public func now() -> Int64 { lock.withLock { current } }
+
+    public func wallNow() -> Int64 { lock.withLock { current + wallAhead } }
+
+    /// Steps the wall clock by `ms` (either way) without moving broker time: what an
+    /// operator or NTP does to a machine's clock.
+    public func stepWall(by ms: Int64) { lock.withLock { wallAhead += ms } }
 
     /// Deadlines of the sleeps in progress (nil = idle sleep).
     public var deadlines: [Int64?] { lock.withLock { sleepers.values.map(\.deadline) } }

@@ -13,10 +13,17 @@ public final class ServeProcess: @unchecked Sendable {
     /// Everything it printed up to "Ctrl-C to stop" (and the admin port's line, when waited for).
     public let banner: String
 
-    public init(data: String, port: Int, extra: [String] = [], environment: [String: String]? = nil, waitForAdmin: Bool = false) throws {
-        process.executableURL = URL(fileURLWithPath: builtProduct("chime"))
+    /// `launcher`: a command that runs the server (its path and arguments follow), such as
+    /// a shell that `exec`s it.
+    public init(
+        data: String, port: Int, extra: [String] = [], environment: [String: String]? = nil, waitForAdmin: Bool = false,
+        launcher: [String] = []
+    ) throws {
         // The admin port on any free port: tests run side by side.
-        process.arguments = ["serve", "--data", data, "--port", "\(port)", "--admin-port", "0"] + extra
+        let command = [builtProduct("chime"), "serve", "--data", data, "--port", "\(port)", "--admin-port", "0"] + extra
+        let full = launcher + command
+        process.executableURL = URL(fileURLWithPath: full[0])
+        process.arguments = Array(full.dropFirst())
         if let environment { process.environment = environment }
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

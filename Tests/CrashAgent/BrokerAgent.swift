@@ -99,7 +99,7 @@ enum BrokerAgent {
                 let body = "\(seed).\(n).\(due)"
                 n += 1
                 let keyed = rng.next() % 2 == 0
-                batch.append(OutgoingMessage(key: keyed ? Array(body.utf8) : nil, body: Array(body.utf8), deliverAt: scheduled ? due : nil))
+                batch.append(OutgoingMessage(key: keyed ? Array(body.utf8) : nil, body: Array(body.utf8), due: scheduled ? .at(due) : nil))
             }
             do {
                 let results = try await broker.publish(topic: topic, batch)
@@ -117,7 +117,7 @@ enum BrokerAgent {
                     // Due from the clock now, not from the batch's `t`: on a loaded machine the
                     // batch's publish can take longer than 300 ms, and a due time already
                     // past makes a message for immediate delivery, which cannot be cancelled.
-                    let id = try await broker.publish(topic: topic, [OutgoingMessage(body: Array(body.utf8), deliverAt: now() + 300 + Int64(rng.next() % 501))])[0].id!
+                    let id = try await broker.publish(topic: topic, [OutgoingMessage(body: Array(body.utf8), due: .at(now() + 300 + Int64(rng.next() % 501)))])[0].id!
                     try await broker.cancel(id)
                 } catch { fail("cancel", error) }
                 emit(["C \(body)"])

@@ -123,7 +123,7 @@ func run(scheduled: Bool) async throws -> RunResult {
                         let n = min(batch, perPartition - sent)
                         let now = clock.now()
                         let messages = (0..<n).map { _ in
-                            OutgoingMessage(body: body, deliverAt: scheduled ? now + Int64.random(in: 0...1_000, using: &rng) : nil)
+                            OutgoingMessage(body: body, due: scheduled ? .at(now + Int64.random(in: 0...1_000, using: &rng)) : nil)
                         }
                         inflight.addTask { _ = try await broker.publish(topic: "bench", messages, partition: p) }
                         running += 1

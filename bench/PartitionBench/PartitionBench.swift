@@ -148,11 +148,11 @@ struct Trickle: AsyncParsableCommand {
                     let topic = bench.name(k / Int(bench.partitions))
                     let partition = Int32(k % Int(bench.partitions))
                     let c = clients[next % clients.count]
-                    let deliverAt: Int64? = j % 2 == 1 ? ChimeClient.nowMilliseconds() + 2_000 + Int64(k % 3_000) : nil
+                    let due: WireDue? = j % 2 == 1 ? .at(ChimeClient.nowMilliseconds() + 2_000 + Int64(k % 3_000)) : nil
                     group.addTask {
                         let sent = ContinuousClock.now
                         do {
-                            _ = try await c.publish([OutgoingRecord(deliverAt: deliverAt, body: body)], to: topic, partition: partition)
+                            _ = try await c.publish([OutgoingRecord(due: due, body: body)], to: topic, partition: partition)
                             stats.published(milliseconds: sent.duration(to: .now).seconds * 1_000)
                         } catch {
                             stats.failed("\(error)")

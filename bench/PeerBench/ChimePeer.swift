@@ -62,7 +62,7 @@ struct ChimePeer: Peer {
         let client: ChimeClient
         let body: [UInt8]
         func publish(_ dueTimes: [Int64?]) async throws {
-            _ = try await client.publish(dueTimes.map { OutgoingRecord(deliverAt: $0, body: body) }, to: ChimePeer.topic)
+            _ = try await client.publish(dueTimes.map { OutgoingRecord(due: $0.map(WireDue.at), body: body) }, to: ChimePeer.topic)
         }
         func close() async { await client.close() }
     }
