@@ -55,11 +55,13 @@ final class DataFile: @unchecked Sendable {
         try cache.keepOpen(self)
     }
 
-    func size() throws -> Int64 {
+    func size() throws -> Int64 { try status().size }
+
+    func status() throws -> FileStatus {
         var st = stat()
         let r = try withDescriptor { fstat($0, &st) }
         guard r == 0 else { throw StoreError.system("fstat", errno: errno, file: path) }
-        return Int64(st.st_size)
+        return FileStatus(size: Int64(st.st_size), changeTime: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec))
     }
 
     /// Writes all of `iov` at `offset`, retrying short writes. On failure nothing is
@@ -245,4 +247,12 @@ package enum Directory {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
+}
+
+/// What an index remembers of its segment file: its size, and when its content or
+/// metadata last changed (`st_ctim`, ns since the epoch; writes and truncates move it, and
+/// unlike the modification time no call can set it back).
+struct FileStatus: Sendable, Equatable {
+    var size: Int64
+    var changeTime: Int64
 }

@@ -92,7 +92,8 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
     ) throws -> (LogSegment, SegmentRecovery) {
         let path = directory + "/" + fileName(baseOffset, Format.fileExtension)
         let file = try DataFile.open(path, create: false, readOnly: readOnly, calls: calls, cache: configuration.descriptors)
-        let size = try file.size()
+        let status = try file.status()
+        let size = status.size
         let segment = LogSegment(
             baseOffset: baseOffset, file: file, indexPath: directory + "/" + fileName(baseOffset, "index"),
             size: size, intervalBytes: configuration.indexIntervalBytes)
@@ -100,7 +101,7 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
 
         if let bytes = try? DataFile.open(segment.indexPath, create: false, readOnly: true, calls: calls, cache: configuration.descriptors),
             let content = try? bytes.read(count: Int(min(try bytes.size(), 1 << 30)), at: 0),
-            let loaded = SegmentIndex.decode(content, baseOffset: baseOffset, segmentSize: size, intervalBytes: configuration.indexIntervalBytes)
+            let loaded = SegmentIndex.decode(content, baseOffset: baseOffset, segment: status, intervalBytes: configuration.indexIntervalBytes)
         {
             segment.index = loaded.index
             segment.nextOffset = loaded.nextOffset
@@ -160,14 +161,18 @@ final class LogSegment<Format: SegmentEntryFormat>: @unchecked Sendable {
         return (segment, report)
     }
 
-    /// Writes the index atomically, stamped with the data size it covers.
+    /// Writes the index atomically, stamped with the segment file's size and change time.
     func writeIndex() throws {
-        try Directory.writeAtomically(encodedIndex(), to: indexPath, calls: file.calls)
+        try Directory.writeAtomically(try encodedIndex(), to: indexPath, calls: file.calls)
     }
 
-    /// The index file's bytes, stamped with the data size they cover.
-    func encodedIndex() -> [UInt8] {
-        index.encode(nextOffset: nextOffset, maxTimestamp: maxTimestamp, coveredBytes: size)
+    /// The index file's bytes, stamped with the segment file's size and change time as they
+    /// are now (after its last write: a segment is sealed or the log closing).
+    func encodedIndex() throws -> [UInt8] {
+        // The segment's size, not the file's: a file longer than its segment (a failed
+        // append not cut back) makes the index stale, and the next open scans.
+        let changed = try file.status().changeTime
+        return index.encode(nextOffset: nextOffset, maxTimestamp: maxTimestamp, covered: FileStatus(size: size, changeTime: changed))
     }
 
     func removeFiles() throws {

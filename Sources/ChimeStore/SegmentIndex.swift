@@ -2,11 +2,17 @@
 /// for the first batch after every `intervalBytes` of data. Lookups give a position at or
 /// before the wanted batch; the segment's own bytes always have the last word.
 ///
-/// On disk (`<base>.index`, format version 1, docs/formats.md):
+/// On disk (`<base>.index`, format version 2, docs/formats.md):
 ///
 ///     0  u32 magic "CIDX"   4  u32 crc32c of [8, end)   8 u16 version  10 u16 reserved
 ///    12  u32 entryCount    16  i64 baseOffset          24 i64 nextOffset
-///    32  i64 maxTimestamp  40  u64 coveredBytes        48 entries: (u32 relativeOffset, u32 position)
+///    32  i64 maxTimestamp  40  u64 coveredBytes        48 i64 segmentChangeTime
+///    56  entries: (u32 relativeOffset, u32 position)
+///
+/// An index vouches for its segment only while the segment's size and status-change time
+/// (`st_ctim`, which every write and truncate moves and no user call can set back) are
+/// those it was written with: bytes changed since are scanned again when the log opens,
+/// and damage in them is reported then.
 struct SegmentIndex: Sendable, Equatable {
     struct Entry: Sendable, Equatable {
         var relativeOffset: UInt32
@@ -14,8 +20,8 @@ struct SegmentIndex: Sendable, Equatable {
     }
 
     static let magic: UInt32 = 0x5844_4943  // "CIDX" little-endian
-    static let version: UInt16 = 1
-    static let headerSize = 48
+    static let version: UInt16 = 2
+    static let headerSize = 56
 
     let baseOffset: Int64
     let intervalBytes: Int
@@ -65,7 +71,7 @@ struct SegmentIndex: Sendable, Equatable {
         bytesSinceEntry = intervalBytes
     }
 
-    func encode(nextOffset: Int64, maxTimestamp: Int64, coveredBytes: Int64) -> [UInt8] {
+    func encode(nextOffset: Int64, maxTimestamp: Int64, covered: FileStatus) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(Self.headerSize + entries.count * 8)
         LittleEndian.append(Self.magic, to: &out)
@@ -76,7 +82,8 @@ struct SegmentIndex: Sendable, Equatable {
         LittleEndian.append(baseOffset, to: &out)
         LittleEndian.append(nextOffset, to: &out)
         LittleEndian.append(maxTimestamp, to: &out)
-        LittleEndian.append(UInt64(coveredBytes), to: &out)
+        LittleEndian.append(UInt64(covered.size), to: &out)
+        LittleEndian.append(covered.changeTime, to: &out)
         for e in entries {
             LittleEndian.append(e.relativeOffset, to: &out)
             LittleEndian.append(e.position, to: &out)
@@ -92,10 +99,12 @@ struct SegmentIndex: Sendable, Equatable {
         var maxTimestamp: Int64
     }
 
-    /// Decodes an index file; nil when it is damaged, of another version, for another
-    /// segment, or stale (it covers a different number of bytes than the segment holds).
-    static func decode(_ bytes: [UInt8], baseOffset: Int64, segmentSize: Int64, intervalBytes: Int) -> Loaded? {
-        bytes.withUnsafeBytes { raw -> Loaded? in
+    /// Decodes an index file; nil when it is damaged, of another version (version 1 had no
+    /// change time: its segment is scanned once and the index rewritten), for another
+    /// segment, or stale (the segment's size or change time differs from what it covers).
+    static func decode(_ bytes: [UInt8], baseOffset: Int64, segment: FileStatus, intervalBytes: Int) -> Loaded? {
+        let segmentSize = segment.size
+        return bytes.withUnsafeBytes { raw -> Loaded? in
             guard raw.count >= headerSize,
                 LittleEndian.load(UInt32.self, raw, 0) == magic,
                 LittleEndian.load(UInt16.self, raw, 8) == version
@@ -104,7 +113,8 @@ struct SegmentIndex: Sendable, Equatable {
             guard raw.count == headerSize + count * 8,
                 LittleEndian.load(UInt32.self, raw, 4) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8...])),
                 LittleEndian.load(Int64.self, raw, 16) == baseOffset,
-                LittleEndian.load(UInt64.self, raw, 40) == UInt64(segmentSize)
+                LittleEndian.load(UInt64.self, raw, 40) == UInt64(segmentSize),
+                LittleEndian.load(Int64.self, raw, 48) == segment.changeTime
             else { return nil }
             let nextOffset = LittleEndian.load(Int64.self, raw, 24)
             guard nextOffset >= baseOffset else { return nil }

@@ -73,12 +73,13 @@ public enum SegmentInspector {
             throw StoreError(.invalidArgument, "\(path) is not named like a segment file (<20 digits>.\(Format.fileExtension))")
         }
         let file = try DataFile.open(path, create: false, readOnly: true, calls: .system)
-        let size = try file.size()
+        let status = try file.status()
+        let size = status.size
         let indexPath = String(path.dropLast(Format.fileExtension.count + 1)) + ".index"
         var summary = SegmentSummary(file: path, baseOffset: base, bytes: size, index: .missing, batches: 0, records: 0, damaged: [])
         if let indexFile = try? DataFile.open(indexPath, create: false, readOnly: true, calls: .system) {
             let bytes = try indexFile.read(count: Int(min(try indexFile.size(), 1 << 30)), at: 0)
-            summary.index = SegmentIndex.decode(bytes, baseOffset: base, segmentSize: size, intervalBytes: 4096) != nil ? .ok : .stale
+            summary.index = SegmentIndex.decode(bytes, baseOffset: base, segment: status, intervalBytes: 4096) != nil ? .ok : .stale
         }
         var scanner = SegmentScanner<Format>(file: file, fileSize: size, from: 0, expectedOffset: base, limits: limits)
         while let event = try scanner.next() {

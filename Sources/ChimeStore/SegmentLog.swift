@@ -355,7 +355,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     /// `sealQueue`. Under `lock`.
     private func sealInBackground(_ segment: LogSegment<Format>) {
         let file = segment.file
-        let index = (bytes: segment.encodedIndex(), path: segment.indexPath)
+        // Stamped now, under the lock, after the segment's last write. Without it (its
+        // status unreadable) the next open scans the segment instead.
+        let index = (bytes: try? segment.encodedIndex(), path: segment.indexPath)
         let directory = self.directory
         sealsInFlight += 1
         runInBackground { [self] in
@@ -363,7 +365,8 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             do {
                 try file.sync()
                 do {
-                    try Directory.writeAtomically(index.bytes, to: index.path, calls: file.calls) { publish in
+                    guard let bytes = index.bytes else { throw StoreError(.io, "the sealed segment's status could not be read for its index") }
+                    try Directory.writeAtomically(bytes, to: index.path, calls: file.calls) { publish in
                         // Only for a segment still sealed: an append that failed after
                         // the roll undoes it (`rollBack`), and the index would then
                         // describe bytes that are gone. Checked and renamed under the lock.

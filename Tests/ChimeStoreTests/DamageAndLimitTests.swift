@@ -108,9 +108,14 @@ import Testing
         // The index has an entry for every ~4 KiB; pick the second entry's batch.
         let loaded = try #require(SegmentIndex.decode(
             try [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("00000000000000000000.index")))),
-            baseOffset: 0, segmentSize: fileSize(file), intervalBytes: 4096))
+            baseOffset: 0, segment: try DataFile.open(file, create: false, calls: .system).status(), intervalBytes: 4096))
         let entry = loaded.index.entries[1]
         try flipBit(file, at: Int64(entry.position) + 1)
+        // Silent corruption: the index still vouches for the segment (stamped again with the
+        // file's new change time), so the open does not scan it and the read must notice.
+        try Directory.writeAtomically(
+            loaded.index.encode(nextOffset: loaded.nextOffset, maxTimestamp: loaded.maxTimestamp, covered: try DataFile.open(file, create: false, calls: .system).status()),
+            to: dir.file("00000000000000000000.index"), calls: .system)
         let reopened = try RecordLog.open(directory: dir.path, configuration: single, logger: testLogger)
         let victim = Int64(entry.relativeOffset)
         let error = #expect(throws: StoreError.self) { try reopened.read(from: victim) }

@@ -34,25 +34,31 @@ import Testing
         #expect(index.position(atOrBefore: 1_000_000) == 18_400)
     }
 
+    /// The segment file the sample index describes.
+    static let covered = FileStatus(size: 18_510, changeTime: 1_796_000_000_123_456_789)
+
     @Test func encodeDecodeRoundTrip() throws {
         let index = sample()
-        let bytes = index.encode(nextOffset: 1080, maxTimestamp: 77, coveredBytes: 18_510)
-        let loaded = try #require(SegmentIndex.decode(bytes, baseOffset: 1000, segmentSize: 18_510, intervalBytes: 4096))
+        let bytes = index.encode(nextOffset: 1080, maxTimestamp: 77, covered: Self.covered)
+        let loaded = try #require(SegmentIndex.decode(bytes, baseOffset: 1000, segment: Self.covered, intervalBytes: 4096))
         #expect(loaded.index.entries == index.entries)
         #expect(loaded.nextOffset == 1080)
         #expect(loaded.maxTimestamp == 77)
     }
 
     @Test func staleDamagedOrForeignIndexesAreRejected() {
-        let bytes = sample().encode(nextOffset: 1080, maxTimestamp: 77, coveredBytes: 18_510)
-        #expect(SegmentIndex.decode(bytes, baseOffset: 1000, segmentSize: 18_511, intervalBytes: 4096) == nil, "stale: segment grew")
-        #expect(SegmentIndex.decode(bytes, baseOffset: 999, segmentSize: 18_510, intervalBytes: 4096) == nil, "another segment's index")
-        #expect(SegmentIndex.decode(Array(bytes.dropLast()), baseOffset: 1000, segmentSize: 18_510, intervalBytes: 4096) == nil)
-        #expect(SegmentIndex.decode([], baseOffset: 1000, segmentSize: 18_510, intervalBytes: 4096) == nil)
+        let bytes = sample().encode(nextOffset: 1080, maxTimestamp: 77, covered: Self.covered)
+        #expect(SegmentIndex.decode(bytes, baseOffset: 1000, segment: FileStatus(size: 18_511, changeTime: Self.covered.changeTime), intervalBytes: 4096) == nil, "stale: segment grew")
+        #expect(
+            SegmentIndex.decode(bytes, baseOffset: 1000, segment: FileStatus(size: 18_510, changeTime: Self.covered.changeTime + 1), intervalBytes: 4096) == nil,
+            "stale: the segment file changed since (a write moved its change time)")
+        #expect(SegmentIndex.decode(bytes, baseOffset: 999, segment: Self.covered, intervalBytes: 4096) == nil, "another segment's index")
+        #expect(SegmentIndex.decode(Array(bytes.dropLast()), baseOffset: 1000, segment: Self.covered, intervalBytes: 4096) == nil)
+        #expect(SegmentIndex.decode([], baseOffset: 1000, segment: Self.covered, intervalBytes: 4096) == nil)
         for position in 0..<bytes.count {
             var damaged = bytes
             damaged[position] ^= 0x04
-            #expect(SegmentIndex.decode(damaged, baseOffset: 1000, segmentSize: 18_510, intervalBytes: 4096) == nil, "flip at \(position)")
+            #expect(SegmentIndex.decode(damaged, baseOffset: 1000, segment: Self.covered, intervalBytes: 4096) == nil, "flip at \(position)")
         }
     }
 
