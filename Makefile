@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test deps test-deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
+.PHONY: run test soak deps test-deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -24,6 +24,15 @@ test: deps test-deps
 	$(SWIFT) test --disable-xctest
 	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_TEST_SECONDS)
 	bash bench/suite.sh --quick
+
+## The seeded whole-broker simulation of `make test` (BrokerSimulationTests: publish,
+## fire, consume, restarts, crash images, full disks, failed syncs, wall-clock steps),
+## longer and over more seeds: `make soak SOAK_STEPS=20000 SOAK_SEEDS=1,2,3,4`.
+SOAK_STEPS ?= 20000
+SOAK_SEEDS ?= 101,102,103,104,105,106,107,108
+soak: deps
+	$(SWIFT) build --build-tests
+	CHIME_SIMULATION_STEPS=$(SOAK_STEPS) CHIME_SIMULATION_SEEDS=$(SOAK_SEEDS) $(SWIFT) test --skip-build --disable-xctest --filter BrokerSimulationTests
 
 ## libFuzzer on the frame decoder and payload codecs (Fuzz/README.md): `make fuzz
 ## FUZZ_SECONDS=3600`; `make fuzz-smoke` for a minute.
