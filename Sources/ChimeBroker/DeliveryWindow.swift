@@ -276,6 +276,34 @@ struct DeliveryWindow {
         waiting.append(offset)
     }
 
+    /// Traps unless the counters agree with the slots: `inFlight` counts the leased slots,
+    /// `ackedAbove` the acked ones, the frontier stops at the first slot not acked, and under
+    /// key ordering exactly the keys of leased slots are in flight, once each. O(window):
+    /// tests call it after every step of their random models.
+    func checkInvariants() {
+        var leased = 0
+        var acked = 0
+        var keys: [UInt64: Int] = [:]
+        for s in slots {
+            switch s.state {
+            case .leased:
+                leased += 1
+                if keyOrdering && s.keyed { keys[s.keyHash, default: 0] += 1 }
+            case .acked:
+                acked += 1
+            case .waiting, .parked:
+                break
+            }
+        }
+        precondition(leased == inFlight, "\(leased) slots leased, inFlight says \(inFlight)")
+        precondition(acked == ackedAbove, "\(acked) slots acked, ackedAbove says \(ackedAbove)")
+        precondition(slots.first?.state != .acked, "the frontier stopped at an acked offset")
+        if keyOrdering {
+            precondition(keys == keysInFlight, "keys in flight \(keysInFlight) are not the leased slots' \(keys)")
+            precondition(keys.values.allSatisfy { $0 == 1 }, "two messages of one key in flight")
+        }
+    }
+
     /// Whether a message with this key is leased from this window (key ordering only).
     func isKeyInFlight(_ keyHash: UInt64) -> Bool { keysInFlight[keyHash, default: 0] > 0 }
 

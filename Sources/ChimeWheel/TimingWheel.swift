@@ -362,7 +362,9 @@ public final class TimingWheel {
         }
         let i = Int(chunk - liveBase)
         if i >= live.count { live.append(contentsOf: repeatElement(0, count: i - live.count + 1)) }
-        live[i] = max(0, live[i] + delta)
+        let updated = live[i] + delta
+        assert(updated >= 0, "live bytes of chunk \(chunk) went negative (\(live[i]) \(delta)): an entry retired twice or never counted")
+        live[i] = updated
     }
 
     private func loadLive(_ chunks: [Int64: Int32]) {
@@ -741,7 +743,8 @@ public final class TimingWheel {
         } else {
             slots[i].head = cursor
             slots[i].count = max(1, slots[i].count - Int32(dropped.count))
-            slots[i].cancels = max(0, slots[i].cancels - cancels)
+            assert(slots[i].cancels >= cancels, "slot \(i) dropped \(cancels) cancels of \(slots[i].cancels)")
+            slots[i].cancels -= cancels
         }
     }
 
@@ -1137,7 +1140,9 @@ public final class TimingWheel {
         for e in rewritten { liveAdd(e.position, -Int32(e.size)) }
         for t in movedTargets { liveAdd(t.position, -Int32(t.size)) }
         slots[i].count = max(1, slots[i].count - Int32(rewritten.count))
-        slots[i].cancels = max(0, slots[i].cancels - Int32(rewritten.reduce(0) { $0 + ($1.kind == .cancel ? 1 : 0) }))
+        let rewrittenCancels = Int32(rewritten.reduce(0) { $0 + ($1.kind == .cancel ? 1 : 0) })
+        assert(slots[i].cancels >= rewrittenCancels, "slot \(i) compacted \(rewrittenCancels) cancels of \(slots[i].cancels)")
+        slots[i].cancels -= rewrittenCancels
         slots[i].cut = cut
         slots[i].oldest = oldest
     }

@@ -155,6 +155,7 @@ import Testing
                 }
             }
             // Invariants.
+            w.checkInvariants()
             let leased = (0..<w.span).filter { w.slots[$0].state == .leased }
             #expect(leased.count == w.inFlight)
             let keys = leased.map { w.slots[$0].keyHash }
@@ -245,6 +246,7 @@ import Testing
                 }
             }
             // Invariants.
+            w.checkInvariants()
             let leased = (0..<w.span).filter { w.slots[$0].state == .leased }
             #expect(leased.count == w.inFlight)
             #expect(Set(leased.map { w.frontier + Int64($0) }) == Set(live.keys), "leased slots are the leases the member holds")
