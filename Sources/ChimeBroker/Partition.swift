@@ -215,19 +215,9 @@ actor Partition {
     func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: dueLimit, asBroker: asBroker)
-        await takePublishTurn()
-        var holdingTurn = true
-        defer { if holdingTurn { endPublishTurn() } }
-        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
-        let now = clock.now()
-        let dues = try Self.brokerDueTimes(messages, now: now, wallNow: clock.wallNow(), dueLimit: dueLimit)
-        var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
-        let previousSequence: Int32?
-        switch try claimSequence(producer, count: messages.count, now: now) {
-        case .repeated(let answer): return answer
-        case .claimed(let previous): previousSequence = previous
-        }
-        do {
+        return try await publishInTurn(producer: producer, count: messages.count, asBroker: asBroker) { now in
+            let dues = try Self.brokerDueTimes(messages, now: now, wallNow: clock.wallNow(), dueLimit: dueLimit)
+            var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
             producers.prune(now: now)
             // Dedup within the window, and within this batch.
             var stored: [Int] = []
@@ -310,34 +300,7 @@ actor Partition {
             }
             // In-batch dedup duplicates point at the message stored first.
             for (d, first) in sameBatch { out[d].id = out[first].id }
-            if let producer { producers.record(producer, count: messages.count, ids: out.map(\.id), now: now) }
-            // The turn ends before the sync, so that concurrent publishes share it.
-            holdingTurn = false
-            endPublishTurn()
-            // Durable before the acknowledgement (both logs share their syncs with concurrent publishes).
-            do {
-                // The broker's own publishes (dead letters, re-drives) are moves: the group
-                // acks the original once this returns, so the copy must be on disk first,
-                // whatever the policy lets a client's publish skip.
-                if let readyEnd {
-                    if asBroker { try await ready.log.waitUntilDurable(readyEnd) } else { try await ready.log.waitForAcknowledgement(readyEnd) }
-                }
-                if !scheduled.isEmpty {
-                    if asBroker {
-                        try await timerLog.waitUntilDurable(timerLog.endOffset)
-                    } else {
-                        try await timerLog.waitForAcknowledgement(timerLog.endOffset)
-                    }
-                }
-            } catch {
-                throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
-            }
-            published.increment(by: stored.count)
-            return out
-        } catch {
-            // Nothing of this publish is acknowledged: a retry must not count as a duplicate.
-            if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
-            throw error
+            return Stored(outcomes: out, readyEnd: readyEnd, timerEnd: scheduled.isEmpty ? nil : timerLog.endOffset, count: stored.count)
         }
     }
 
@@ -383,6 +346,41 @@ actor Partition {
             bytes, limits: ready.log.configuration.limits, maxMessageBytes: settings.maxMessageBytes, receivedAt: clock.wallNow())
         let count = records.count
         let producer = batch.header.producerId >= 0 ? ProducerStamp(producerID: batch.header.producerId, sequence: batch.header.baseSequence) : nil
+        return try await publishInTurn(producer: producer, count: count, asBroker: false) { _ in
+            let result: AppendResult
+            do {
+                result = try ready.log.append(bytes)
+            } catch {
+                throw BrokerError.wrapping(error, "appending to \(topic)/\(index)")
+            }
+            let out = (0..<count).map {
+                PublishedMessage(id: MessageID(topicID: topicID, partition: index, kind: .ready, value: result.baseOffset + Int64($0)), partition: index, duplicate: false)
+            }
+            return Stored(outcomes: out, readyEnd: result.nextOffset, timerEnd: nil, count: count)
+        }
+    }
+
+    /// What a publish stored while it held the turn: one outcome per message, the ends of
+    /// the logs it appended to (nil: untouched), and how many messages are new.
+    private struct Stored {
+        var outcomes: [PublishedMessage]
+        var readyEnd: Int64?
+        var timerEnd: Int64?
+        var count: Int
+    }
+
+    /// The one path of every publish. Takes the partition's publish turn; claims the
+    /// producer's sequence (a repeat gets the answer its first copy got); lets `store`
+    /// append, at broker time `now`, while no other publish can; records the producer; ends
+    /// the turn so that publishes behind it share the sync; then waits until what was
+    /// appended is as durable as an acknowledgement needs. The broker's own publishes (dead
+    /// letters, re-drives) are moves: the group acks the original once this returns, so the
+    /// copy is on disk first whatever the policy lets a client's publish skip. When anything
+    /// throws nothing is acknowledged, and the producer's sequence is rolled back so a
+    /// retry is not taken for a duplicate.
+    private func publishInTurn(
+        producer: ProducerStamp?, count: Int, asBroker: Bool, store: (_ now: Int64) async throws -> Stored
+    ) async throws -> [PublishedMessage] {
         await takePublishTurn()
         var holdingTurn = true
         defer { if holdingTurn { endPublishTurn() } }
@@ -394,25 +392,22 @@ actor Partition {
         case .claimed(let previous): previousSequence = previous
         }
         do {
-            let result: AppendResult
-            do {
-                result = try ready.log.append(bytes)
-            } catch {
-                throw BrokerError.wrapping(error, "appending to \(topic)/\(index)")
-            }
-            let out = (0..<count).map {
-                PublishedMessage(id: MessageID(topicID: topicID, partition: index, kind: .ready, value: result.baseOffset + Int64($0)), partition: index, duplicate: false)
-            }
-            if let producer { producers.record(producer, count: count, ids: out.map(\.id), now: now) }
+            let stored = try await store(now)
+            if let producer { producers.record(producer, count: count, ids: stored.outcomes.map(\.id), now: now) }
             holdingTurn = false
             endPublishTurn()
             do {
-                try await ready.log.waitForAcknowledgement(result.nextOffset)
+                if let end = stored.readyEnd {
+                    if asBroker { try await ready.log.waitUntilDurable(end) } else { try await ready.log.waitForAcknowledgement(end) }
+                }
+                if let end = stored.timerEnd {
+                    if asBroker { try await timerLog.waitUntilDurable(end) } else { try await timerLog.waitForAcknowledgement(end) }
+                }
             } catch {
                 throw BrokerError.wrapping(error, "syncing \(topic)/\(index)")
             }
-            published.increment(by: count)
-            return out
+            published.increment(by: stored.count)
+            return stored.outcomes
         } catch {
             if let producer { producers.rollBack(producer.producerID, to: previousSequence) }
             throw error
