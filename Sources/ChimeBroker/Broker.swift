@@ -63,6 +63,9 @@ public final class Broker: GroupHost, @unchecked Sendable {
         /// the files of a topic created again meanwhile (and the closing partitions would
         /// write their snapshots into its directory).
         var deleting: Set<String> = []
+        /// Topics being created, by partition count: their names are taken and their
+        /// partitions count against the limits while their files are opened outside the lock.
+        var creating: [String: Int] = [:]
     }
 
     /// `meta.json`: topics and groups (docs/formats.md).
@@ -235,35 +238,43 @@ public final class Broker: GroupHost, @unchecked Sendable {
         try Names.validate(name, what: "topic")
         let settings = settings ?? options.defaultTopic
         try settings.validate()
-        return try state.withLock { s in
-            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
-            guard s.topics[name] == nil else { throw BrokerError(.topicExists, "topic \(name) already exists") }
-            guard !s.deleting.contains(name) else { throw BrokerError(.topicExists, "topic \(name) is being deleted; create it again once that is done") }
-            return try create(name, settings, &s)
-        }
+        return try create(name, settings)
     }
 
-    /// Under the state lock: creates the topic's partitions and records it.
-    private func create(_ name: String, _ settings: TopicSettings, _ s: inout State) throws -> TopicInfo {
-        try checkLimits(adding: settings.partitions, s)
-        let id = s.nextTopicID
+    /// Creates a topic in three steps, so that its files are made without holding the state
+    /// lock every partition lookup takes: under the lock the name and an id are reserved;
+    /// outside it the partitions are opened (directories, files, syncs); under the lock
+    /// again the topic is recorded in meta.json and becomes visible. Recorded on disk
+    /// before it is visible: a topic the metadata does not name would take acknowledged
+    /// publishes and be gone after a restart. A failure at any step leaves nothing behind.
+    private func create(_ name: String, _ settings: TopicSettings) throws -> TopicInfo {
+        let (id, groups): (UInt32, Set<UInt32>) = try state.withLock { s in
+            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+            guard s.topics[name] == nil, s.creating[name] == nil else { throw BrokerError(.topicExists, "topic \(name) already exists") }
+            guard !s.deleting.contains(name) else { throw BrokerError(.topicExists, "topic \(name) is being deleted; create it again once that is done") }
+            try checkLimits(adding: settings.partitions, s)
+            s.creating[name] = settings.partitions
+            defer { s.nextTopicID += 1 }
+            return (s.nextTopicID, Set(s.groups.values.map(\.id)))
+        }
         let geometry = options.wheelGeometry
         let dir = options.directory + "/topics/\(name)"
-        try? Directory.removeTree(dir)  // leftovers of a deletion cut short
-        var partitions: [Partition] = []
         let info = TopicInfo(name: name, id: id, settings: settings, wheel: "\(geometry)")
+        var partitions: [Partition] = []
         do {
-            try openPartitions(name: name, id: id, settings: settings, geometry: geometry, groups: Set(s.groups.values.map(\.id)), into: &partitions)
-            // Recorded on disk first: a topic the metadata does not name would take
-            // acknowledged publishes and be gone after a restart.
-            var next = s
-            next.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
-            next.topicsByID[id] = name
-            next.nextTopicID += 1
-            try saveMetadata(next)
-            s = next
+            try? Directory.removeTree(dir)  // leftovers of a deletion cut short
+            try openPartitions(name: name, id: id, settings: settings, geometry: geometry, groups: groups, into: &partitions)
+            try state.withLock { s in
+                guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+                var next = s
+                next.creating[name] = nil
+                next.topics[name] = TopicState(info: info, slotBits: geometry.slotBits, levels: geometry.levels, partitions: partitions)
+                next.topicsByID[id] = name
+                try saveMetadata(next)
+                s = next
+            }
         } catch {
-            discard(name, opened: partitions, directory: dir, &s)
+            state.withLock { s in discard(name, opened: partitions, directory: dir, &s) }
             throw BrokerError.wrapping(error, "creating topic \(name)")
         }
         if options.firing == .automatic {
@@ -275,10 +286,10 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     /// Under the state lock: refuses a topic (or `adding` partitions) past the broker's limits.
     private func checkLimits(adding partitionCount: Int, _ s: State) throws {
-        guard s.topics.count + s.deleting.count < options.maxTopics else {
+        guard s.topics.count + s.creating.count + s.deleting.count < options.maxTopics else {
             throw BrokerError(.limitReached, "the broker holds \(s.topics.count) topics, its limit (maxTopics \(options.maxTopics))")
         }
-        let held = s.topics.values.reduce(0) { $0 + $1.partitions.count }
+        let held = s.topics.values.reduce(0) { $0 + $1.partitions.count } + s.creating.values.reduce(0, +)
         guard held + partitionCount <= options.maxPartitions else {
             throw BrokerError(
                 .limitReached,
@@ -290,6 +301,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// closed and its directory removed; meanwhile the name counts as being deleted, so a
     /// second create cannot open files that are about to be removed.
     private func discard(_ name: String, opened: [Partition], directory: String, _ s: inout State) {
+        s.creating[name] = nil
         s.deleting.insert(name)
         Task {
             for p in opened { await p.close() }
@@ -387,18 +399,34 @@ public final class Broker: GroupHost, @unchecked Sendable {
         ofTopic name: String, create: Bool, check: (TopicSettings, WheelGeometry) throws -> Void
     ) async throws -> [Partition] {
         try Names.validate(name, what: "topic")
-        return try state.withLock { s in
-            if let t = s.topics[name] { return t.partitions }
-            guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
-            guard !s.deleting.contains(name) else { throw BrokerError(.unknownTopic, "topic \(name) is being deleted") }
-            // A group's dead-letter topic exists on demand even with auto-create off.
-            let deadLetters = name.hasSuffix(".dlq") && s.groups[String(name.dropLast(4))] != nil
-            guard create, options.autoCreateTopics || deadLetters else {
-                throw BrokerError(.unknownTopic, "topic \(name) does not exist (auto-create is off)")
+        while true {
+            enum Next { case found([Partition]), wait, create }
+            let next: Next = try state.withLock { s in
+                if let t = s.topics[name] { return .found(t.partitions) }
+                guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
+                guard !s.deleting.contains(name) else { throw BrokerError(.unknownTopic, "topic \(name) is being deleted") }
+                if s.creating[name] != nil { return .wait }
+                // A group's dead-letter topic exists on demand even with auto-create off.
+                let deadLetters = name.hasSuffix(".dlq") && s.groups[String(name.dropLast(4))] != nil
+                guard create, options.autoCreateTopics || deadLetters else {
+                    throw BrokerError(.unknownTopic, "topic \(name) does not exist (auto-create is off)")
+                }
+                return .create
             }
-            try check(options.defaultTopic, options.wheelGeometry)
-            _ = try self.create(name, options.defaultTopic, &s)
-            return s.topics[name]!.partitions
+            switch next {
+            case .found(let partitions):
+                return partitions
+            case .wait:
+                // Another request is creating it: its files take milliseconds.
+                try await Task.sleep(for: .milliseconds(1))
+            case .create:
+                try check(options.defaultTopic, options.wheelGeometry)
+                do {
+                    _ = try self.create(name, options.defaultTopic)
+                } catch let error as BrokerError where error.code == .topicExists {
+                    continue  // created by another request meanwhile
+                }
+            }
         }
     }
 

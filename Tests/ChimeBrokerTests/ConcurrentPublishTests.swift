@@ -26,6 +26,40 @@ import Testing
         await s.broker.close()
     }
 
+    /// A topic's files are opened outside the broker's state lock: publishes that
+    /// auto-create one new topic together, and explicit creates racing them, make it once,
+    /// and every publish is stored.
+    @Test func concurrentAutoCreatingPublishesMakeTheTopicOnceAndStoreEverything() async throws {
+        let s = try await Scenario.make()
+        let broker = s.broker
+        for round in 0..<10 {
+            let topic = "new-\(round)"
+            let created = try await withThrowingTaskGroup(of: Int.self) { group in
+                for k in 0..<8 {
+                    group.addTask {
+                        if k == 3 {
+                            do {
+                                try broker.createTopic(topic)
+                                return 1
+                            } catch let error as BrokerError where error.code == .topicExists {
+                                return 0
+                            }
+                        }
+                        _ = try await broker.publish(topic: topic, [.text("\(round)-\(k)")])
+                        return 0
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            #expect(broker.listTopics().filter { $0.name == topic }.count == 1)
+            #expect(created <= 1)
+            #expect(try await broker.partitionStats(topic: topic).reduce(0) { $0 + $1.logEnd } == 7, "round \(round)")
+        }
+        try await s.restart()
+        #expect(s.broker.listTopics().count == 10, "every topic was recorded in meta.json")
+        await s.broker.close()
+    }
+
     @Test func concurrentRetriesOfOneProducerBatchStoreOnce() async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
