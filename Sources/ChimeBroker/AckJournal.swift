@@ -40,18 +40,9 @@ final class AckJournal: @unchecked Sendable {
             }
             from = max(from, journal)
         }
-        var offset = from
-        while offset < log.endOffset {
-            let batches: [RecordBatch]
-            do {
-                batches = try log.read(from: offset, maxBytes: 4 << 20)
-            } catch let error as StoreError where error.resumeOffset != nil {
-                offset = error.resumeOffset!
-                continue
-            }
-            guard !batches.isEmpty else { break }
+        try log.scan(from: from) { batches, readFrom in
             for b in batches {
-                for r in try b.records() where r.offset >= offset {
+                for r in try b.records() where r.offset >= readFrom {
                     Self.decode(r.record.body) { source, first, count in
                         for o in first..<(first + Int64(count)) {
                             if source == .ready { p.readyAcked.append(o) } else { p.retryAcked.append(o) }
@@ -59,7 +50,6 @@ final class AckJournal: @unchecked Sendable {
                     }
                 }
             }
-            offset = max(offset + 1, batches.last!.nextOffset)
         }
         return p
     }

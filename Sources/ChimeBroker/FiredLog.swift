@@ -28,21 +28,12 @@ final class FiredLog: @unchecked Sendable {
             if offset >= start && offset <= log.endOffset { start = offset } else { found = nil }
         }
         // Scan what came after the mark; only the wheel's batches are decoded.
-        var offset = start
-        while offset < log.endOffset {
-            let batches: [RecordBatch]
-            do {
-                batches = try log.read(from: offset, maxBytes: 4 << 20)
-            } catch let error as StoreError where error.resumeOffset != nil {
-                logger.warning("damaged batch while looking for fire marks", metadata: ["error": "\(error)"])
-                offset = error.resumeOffset!
-                continue
-            }
-            guard !batches.isEmpty else { break }
-            for b in batches where b.header.producerId == Self.firedProducerID && b.nextOffset > offset {
+        try log.scan(from: start, damaged: { error in
+            logger.warning("damaged batch while looking for fire marks", metadata: ["error": "\(error)"])
+        }) { batches, from in
+            for b in batches where b.header.producerId == Self.firedProducerID && b.nextOffset > from {
                 if let first = try b.records().first, let t = RecordMeta.split(first.record.headers).meta.fire { found = t }
             }
-            offset = max(offset + 1, batches.last!.nextOffset)
         }
         tag = Mutex(found)
     }

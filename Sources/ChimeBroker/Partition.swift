@@ -150,17 +150,8 @@ actor Partition {
         func id(_ kind: MessageID.Kind, _ value: Int64) -> MessageID {
             MessageID(topicID: topicID, partition: partition, kind: kind, value: value)
         }
-        var offset = max(ready.startOffset, snapshot?.readyOffset ?? 0)
-        while offset < ready.endOffset {
-            let batches: [RecordBatch]
-            do {
-                batches = try ready.read(from: offset, maxBytes: 4 << 20)
-            } catch let error as StoreError where error.resumeOffset != nil {
-                offset = error.resumeOffset!
-                continue
-            }
-            guard !batches.isEmpty else { break }
-            for b in batches where b.nextOffset > offset {
+        try ready.scan(from: max(ready.startOffset, snapshot?.readyOffset ?? 0)) { batches, from in
+            for b in batches where b.nextOffset > from {
                 if b.header.producerId >= 0 {
                     state.restore(producer: b.header.producerId, lastSequence: b.header.baseSequence &+ Int32(b.recordCount - 1), seenAt: b.header.maxTimestamp)
                 }
@@ -173,19 +164,9 @@ actor Partition {
                     state.remember(KeyHash.of(key), expiry: published.saturatingAdd(window), id: recordID)
                 }
             }
-            offset = max(offset + 1, batches.last!.nextOffset)
         }
-        var position = max(timer.startOffset, snapshot?.timerPosition ?? 0)
-        while position < timer.endOffset {
-            let entries: [TimerEntry]
-            do {
-                entries = try timer.read(from: position, maxBytes: 4 << 20)
-            } catch let error as StoreError where error.resumeOffset != nil {
-                position = error.resumeOffset!
-                continue
-            }
-            guard !entries.isEmpty else { break }
-            for e in entries where e.kind == .message && e.position >= position {
+        try timer.scan(from: max(timer.startOffset, snapshot?.timerPosition ?? 0)) { entries, from in
+            for e in entries where e.kind == .message && e.position >= from {
                 guard let m = try? e.message(), m.destination == 0 else { continue }
                 let meta = RecordMeta.split(m.headers).meta
                 if let p = meta.producer { state.restore(producer: p.id, lastSequence: p.sequence &+ Int32(p.count - 1), seenAt: m.publishedAt) }
@@ -193,8 +174,6 @@ actor Partition {
                     state.remember(KeyHash.of(key), expiry: m.publishedAt.saturatingAdd(window), id: id(.scheduled, e.position))
                 }
             }
-            let last = entries.last!
-            position = max(position + 1, last.position + Int64(last.bytes.count))
         }
         logger.debug("producer state restored", metadata: ["producers": "\(state.producers.count)", "dedupKeys": "\(state.dedup.count)"])
         return state

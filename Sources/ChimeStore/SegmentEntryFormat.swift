@@ -57,6 +57,9 @@ public protocol SegmentEntryFormat: Sendable {
 
     /// The entry over bytes that passed `check`.
     static func entry(checked bytes: [UInt8], frame: EntryFrame) -> Entry
+
+    /// The address just past `entry`: where the next one starts.
+    static func nextAddress(after entry: Entry) -> Int64
 }
 
 extension SegmentEntryFormat {
@@ -98,6 +101,8 @@ public enum RecordBatchFormat: SegmentEntryFormat {
         guard configuration.validateRecordsOnAppend else { return }
         try entry(checked: bytes, frame: frame).validateRecords()
     }
+
+    public static func nextAddress(after batch: RecordBatch) -> Int64 { batch.nextOffset }
 
     public static func entry(checked bytes: [UInt8], frame: EntryFrame) -> RecordBatch {
         RecordBatch(checked: bytes, header: bytes.withUnsafeBytes { RecordBatchHeader($0) })

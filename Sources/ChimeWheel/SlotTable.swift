@@ -5,7 +5,7 @@
 /// with thousands of mostly idle partitions, most of each wheel's 12 pages are never there.
 /// An absent page reads as empty slots.
 struct SlotTable {
-    typealias Slot = TimingWheel.Slot
+    typealias Slot = WheelSlot
     private var pages: [[Slot]?]
     private let shift: Int
     private let mask: Int

@@ -58,12 +58,38 @@ public struct ScheduledMessage: Sendable, Equatable {
 ///    64 (72 when moved)  varint keyLength + 1 (0 = no key), key, varint headerCount,
 ///        per header: varint nameLength, name, varint valueLength, value; then the body
 public struct TimerEntry: Sendable, Equatable {
+    /// Byte offsets of the fields above, the one place they are written down.
+    public enum Layout {
+        public static let position = 0
+        public static let length = 8
+        public static let crc = 12
+        /// Where the CRC starts covering.
+        public static let checked = 16
+        public static let magic = 16
+        public static let kind = 17
+        public static let level = 18
+        public static let continues = 19
+        public static let slot = 20
+        public static let reserved = 22
+        public static let dueAt = 24
+        public static let next = 32
+        public static let reference = 40
+        /// Message entries only.
+        public static let destination = 48
+        public static let messageReserved = 52
+        public static let publishedAt = 56
+        /// Moved messages only.
+        public static let originalID = 64
+    }
+
     public enum Kind: UInt8, Sendable, CaseIterable {
         case message = 2, link = 3, cancel = 4, slotCleared = 5, slotFired = 6, cascadeProgress = 7, movedMessage = 8, slotCompacted = 9,
             fireSequence = 10, handOver = 11, slotMoved = 12, slotMovedAhead = 13
 
         /// Carries a scheduled record: an original `message` or a compaction's `movedMessage`.
         public var carriesMessage: Bool { self == .message || self == .movedMessage }
+        /// Linked into a slot's list (the rest are markers about a slot or the wheel).
+        public var isListed: Bool { self == .message || self == .movedMessage || self == .link || self == .cancel }
     }
 
     /// The format version written: 4 added kinds 12 and 13 (slot moved, slot moved ahead),
@@ -79,17 +105,17 @@ public struct TimerEntry: Sendable, Equatable {
     public let bytes: [UInt8]
     public let kind: Kind
 
-    public var position: Int64 { field(Int64.self, 0) }
-    public var level: Int { Int(bytes[18]) }
-    public var slot: Int { Int(field(UInt16.self, 20)) }
-    public var dueAt: Int64 { field(Int64.self, 24) }
-    public var next: Int64 { field(Int64.self, 32) }
-    public var reference: Int64 { field(Int64.self, 40) }
+    public var position: Int64 { field(Int64.self, Layout.position) }
+    public var level: Int { Int(bytes[Layout.level]) }
+    public var slot: Int { Int(field(UInt16.self, Layout.slot)) }
+    public var dueAt: Int64 { field(Int64.self, Layout.dueAt) }
+    public var next: Int64 { field(Int64.self, Layout.next) }
+    public var reference: Int64 { field(Int64.self, Layout.reference) }
     /// The entry holding the message: a message (original or moved) is its own; a link
     /// refers to one. (A cancel's `reference` is a message id, not a position to read.)
     public var target: Int64 { kind.carriesMessage ? position : reference }
     /// A moved message's id: the position of the original `message` entry.
-    public var originalID: Int64? { kind == .movedMessage ? field(Int64.self, 64) : nil }
+    public var originalID: Int64? { kind == .movedMessage ? field(Int64.self, Layout.originalID) : nil }
     /// The id of the message an entry is about, when the entry alone tells it.
     public var messageID: Int64? {
         switch kind {
@@ -102,7 +128,7 @@ public struct TimerEntry: Sendable, Equatable {
     /// For a message: the wheel time when it was placed.
     public var placedAt: Int64 { reference }
     /// More entries of the same append follow this one.
-    public var continues: Bool { bytes[19] == 1 }
+    public var continues: Bool { bytes[Layout.continues] == 1 }
 
     @inline(__always)
     private func field<T: FixedWidthInteger>(_ type: T.Type, _ at: Int) -> T {
@@ -111,7 +137,7 @@ public struct TimerEntry: Sendable, Equatable {
 
     init(checked bytes: [UInt8]) {
         self.bytes = bytes
-        kind = Kind(rawValue: bytes[17])!
+        kind = Kind(rawValue: bytes[Layout.kind])!
     }
 
     /// The scheduled message of a `message` entry.
@@ -199,14 +225,14 @@ public struct TimerEntry: Sendable, Equatable {
 
     /// Sets or clears an encoded entry's `continues` flag (and seals it again).
     static func setContinues(_ continues: Bool, _ entry: inout [UInt8]) {
-        entry[19] = continues ? 1 : 0
+        entry[Layout.continues] = continues ? 1 : 0
         seal(&entry, from: 0)
     }
 
     private static func seal(_ out: inout [UInt8], from start: Int) {
         out.withUnsafeMutableBytes { b in
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[(start + 16)...]))
-            LittleEndian.store(crc, b, start + 12)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[(start + Layout.checked)...]))
+            LittleEndian.store(crc, b, start + Layout.crc)
         }
     }
 
@@ -217,13 +243,13 @@ public struct TimerEntry: Sendable, Equatable {
     static func recordStart(_ kind: Kind) -> Int { kind == .movedMessage ? messageFixedSize + 8 : messageFixedSize }
 
     static func parseMessage(_ raw: UnsafeRawBufferPointer) -> ScheduledMessage? {
-        guard raw.count >= 18, let kind = Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= recordStart(kind),
+        guard raw.count > Layout.kind, let kind = Kind(rawValue: raw[Layout.kind]), kind.carriesMessage, raw.count >= recordStart(kind),
             let parts = decodePayload(UnsafeRawBufferPointer(rebasing: raw[recordStart(kind)...]))
         else { return nil }
         return ScheduledMessage(
-            dueAt: LittleEndian.load(Int64.self, raw, 24),
-            publishedAt: LittleEndian.load(Int64.self, raw, 56),
-            destination: LittleEndian.load(UInt32.self, raw, 48),
+            dueAt: LittleEndian.load(Int64.self, raw, Layout.dueAt),
+            publishedAt: LittleEndian.load(Int64.self, raw, Layout.publishedAt),
+            destination: LittleEndian.load(UInt32.self, raw, Layout.destination),
             key: parts.key, headers: parts.headers, body: parts.body)
     }
 
@@ -282,17 +308,19 @@ public enum TimerEntryFormat: SegmentEntryFormat {
 
     @inline(__always)
     public static func peek(_ raw: UnsafeRawBufferPointer, at: Int, limits: BatchLimits) -> EntryFrame? {
-        let length = Int(LittleEndian.load(UInt32.self, raw, at + 8))
-        let total = length + 12
-        let version = raw[at + 16]
-        guard version == TimerEntry.magic || (version == 3 && raw[at + 17] <= 11) || (version == 2 && raw[at + 17] <= 10)
-            || (version == 1 && raw[at + 17] <= 6 && raw[at + 19] == 0),
-            let kind = TimerEntry.Kind(rawValue: raw[at + 17]),
-            Int(raw[at + 18]) <= TimerEntry.maxLevel, raw[at + 19] <= 1, LittleEndian.load(UInt16.self, raw, at + 22) == 0,
+        typealias L = TimerEntry.Layout
+        let length = Int(LittleEndian.load(UInt32.self, raw, at + L.length))
+        let total = length + L.crc
+        let version = raw[at + L.magic]
+        let kindByte = raw[at + L.kind]
+        guard version == TimerEntry.magic || (version == 3 && kindByte <= 11) || (version == 2 && kindByte <= 10)
+            || (version == 1 && kindByte <= 6 && raw[at + L.continues] == 0),
+            let kind = TimerEntry.Kind(rawValue: kindByte),
+            Int(raw[at + L.level]) <= TimerEntry.maxLevel, raw[at + L.continues] <= 1, LittleEndian.load(UInt16.self, raw, at + L.reserved) == 0,
             total <= limits.maxBatchBytes,
             kind.carriesMessage ? total >= TimerEntry.recordStart(kind) + 2 : total == TimerEntry.frameSize
         else { return nil }
-        let position = LittleEndian.load(Int64.self, raw, at)
+        let position = LittleEndian.load(Int64.self, raw, at + L.position)
         return EntryFrame(address: position, totalSize: total, span: Int64(total), maxTimestamp: .min)
     }
 
@@ -301,17 +329,17 @@ public enum TimerEntryFormat: SegmentEntryFormat {
             throw StoreError(.malformedBatch, "\(raw.count) bytes is shorter than the \(headerSize)-byte timer entry frame")
         }
         guard let frame = peek(raw, at: 0, limits: limits) else {
-            throw StoreError(.malformedBatch, "not a timer entry header (version \(raw[16]), kind \(raw[17]))")
+            throw StoreError(.malformedBatch, "not a timer entry header (version \(raw[TimerEntry.Layout.magic]), kind \(raw[TimerEntry.Layout.kind]))")
         }
         guard frame.address >= 0 else { throw StoreError(.malformedBatch, "negative position \(frame.address)") }
         guard raw.count >= frame.totalSize else {
             throw StoreError(.malformedBatch, "timer entry declares \(frame.totalSize) bytes, only \(raw.count) present")
         }
-        if TimerEntry.Kind(rawValue: raw[17])!.carriesMessage && LittleEndian.load(UInt32.self, raw, 52) != 0 {
+        if TimerEntry.Kind(rawValue: raw[TimerEntry.Layout.kind])!.carriesMessage && LittleEndian.load(UInt32.self, raw, TimerEntry.Layout.messageReserved) != 0 {
             throw StoreError(.malformedBatch, "reserved bytes of a message entry are not zero")
         }
-        let stored = LittleEndian.load(UInt32.self, raw, 12)
-        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[16..<frame.totalSize]))
+        let stored = LittleEndian.load(UInt32.self, raw, TimerEntry.Layout.crc)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[TimerEntry.Layout.checked..<frame.totalSize]))
         guard crc == stored else {
             throw StoreError(.corruptBatch, "CRC mismatch: stored 0x\(String(stored, radix: 16)), computed 0x\(String(crc, radix: 16))")
         }
@@ -319,7 +347,7 @@ public enum TimerEntryFormat: SegmentEntryFormat {
     }
 
     public static func validateForAppend(_ bytes: [UInt8], frame: EntryFrame, configuration: LogConfiguration) throws {
-        let kind = TimerEntry.Kind(rawValue: bytes[17])!
+        let kind = TimerEntry.Kind(rawValue: bytes[TimerEntry.Layout.kind])!
         guard kind.carriesMessage else { return }
         // Walked in place: nothing is decoded into arrays.
         let ok = bytes.withUnsafeBytes { raw in
@@ -328,6 +356,8 @@ public enum TimerEntryFormat: SegmentEntryFormat {
         }
         if !ok { throw StoreError(.malformedBatch, "message entry payload is malformed") }
     }
+
+    public static func nextAddress(after entry: TimerEntry) -> Int64 { entry.position + Int64(entry.bytes.count) }
 
     public static func entry(checked bytes: [UInt8], frame: EntryFrame) -> TimerEntry {
         TimerEntry(checked: bytes)

@@ -1,6 +1,8 @@
 import ChimeStore
 
-/// The fixed fields of a timer entry, read without copying its bytes.
+/// The fixed fields of a timer entry, read without copying its bytes. `next` and
+/// `reference` hold different things by kind: read them through the accessor named for
+/// what the kind keeps there.
 struct TimerEntryFields: Equatable {
     var kind: TimerEntry.Kind
     var position: Int64
@@ -13,6 +15,39 @@ struct TimerEntryFields: Equatable {
     var size: Int
     /// A moved message's id (its original position); -1 for other kinds.
     var originalID: Int64
+
+    init(
+        kind: TimerEntry.Kind, position: Int64, level: Int, slot: Int, dueAt: Int64, next: Int64, reference: Int64, size: Int,
+        originalID: Int64 = -1
+    ) {
+        self.kind = kind
+        self.position = position
+        self.level = level
+        self.slot = slot
+        self.dueAt = dueAt
+        self.next = next
+        self.reference = reference
+        self.size = size
+        self.originalID = originalID
+    }
+
+    /// The fields of the checked entry `raw`, which lies at `address`.
+    init(_ raw: UnsafeRawBufferPointer, at address: Int64) {
+        let kind = TimerEntry.Kind(rawValue: raw[L.kind])!
+        self.init(
+            kind: kind, position: address, level: Int(raw[L.level]), slot: Int(LittleEndian.load(UInt16.self, raw, L.slot)),
+            dueAt: LittleEndian.load(Int64.self, raw, L.dueAt), next: LittleEndian.load(Int64.self, raw, L.next),
+            reference: LittleEndian.load(Int64.self, raw, L.reference), size: raw.count,
+            originalID: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, L.originalID) : -1)
+    }
+
+    /// The fields of a decoded entry.
+    init(_ e: TimerEntry) {
+        self.init(
+            kind: e.kind, position: e.position, level: e.level, slot: e.slot, dueAt: e.dueAt, next: e.next, reference: e.reference,
+            size: e.bytes.count, originalID: e.originalID ?? -1)
+    }
+
     /// The entry holding the message (see `TimerEntry.target`).
     var target: Int64 { kind.carriesMessage ? position : reference }
     /// The message id when the entry alone tells it (not for links).
@@ -24,7 +59,54 @@ struct TimerEntryFields: Equatable {
         default: nil
         }
     }
+    /// Message, moved message: the wheel time when it was placed.
+    var placedAt: Int64 {
+        assert(kind.carriesMessage)
+        return reference
+    }
+    /// Cancel: the id of the message it cancels.
+    var cancelledID: Int64 {
+        assert(kind == .cancel)
+        return reference
+    }
+    /// Link: the position of the message entry it reads.
+    var linkedMessage: Int64 {
+        assert(kind == .link)
+        return reference
+    }
+    /// Markers: the start of the slot they are about.
+    var slotStart: Int64 {
+        assert(!kind.isListed)
+        return dueAt
+    }
+    /// Slot fired, hand-over, fire sequence: the number of the hand-over.
+    var fireSequence: UInt64 {
+        assert(kind == .slotFired || kind == .handOver || kind == .fireSequence)
+        return UInt64(bitPattern: reference)
+    }
+    /// Cascade progress: the first entry of the slot's list not yet cascaded (-1: none left).
+    var cascadeCursor: Int64 {
+        assert(kind == .cascadeProgress)
+        return reference
+    }
+    /// Slot compacted: the new cut (entries below it were rewritten).
+    var compactedCut: Int64 {
+        assert(kind == .slotCompacted)
+        return reference
+    }
+    /// Slot compacted: the lowest position the slot refers to afterwards.
+    var compactedOldest: Int64 {
+        assert(kind == .slotCompacted)
+        return next
+    }
+    /// Slot moved (ahead): the slot the list moved to.
+    var moveTarget: SlotAddress {
+        assert(kind == .slotMoved || kind == .slotMovedAhead)
+        return SlotAddress(level: Int(truncatingIfNeeded: next), start: reference)
+    }
 }
+
+private typealias L = TimerEntry.Layout
 
 /// Reads timer entries in place through the timer log's mapping, checking each entry's
 /// CRC and position. Walking a list costs no system call and no allocation per entry;
@@ -64,12 +146,7 @@ struct TimerEntryReader {
 
     func fields(at address: Int64) throws -> TimerEntryFields {
         try withEntry(at: address) { raw in
-            let kind = TimerEntry.Kind(rawValue: raw[17])!
-            return TimerEntryFields(
-                kind: kind, position: address, level: Int(raw[18]),
-                slot: Int(LittleEndian.load(UInt16.self, raw, 20)), dueAt: LittleEndian.load(Int64.self, raw, 24),
-                next: LittleEndian.load(Int64.self, raw, 32), reference: LittleEndian.load(Int64.self, raw, 40), size: raw.count,
-                originalID: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : -1)
+            TimerEntryFields(raw, at: address)
         }
     }
 
@@ -78,8 +155,8 @@ struct TimerEntryReader {
     /// even that cannot be read or is out of bounds.
     func declaredSize(at address: Int64) -> Int? {
         try? log.withMappedBytes(at: address) { rest -> Int? in
-            guard rest.count >= 12 else { return nil }
-            let total = Int(LittleEndian.load(UInt32.self, rest, 8)) + 12
+            guard rest.count >= L.crc else { return nil }
+            let total = Int(LittleEndian.load(UInt32.self, rest, L.length)) + L.crc
             return total >= TimerEntry.frameSize && total <= rest.count && total <= limits.maxBatchBytes ? total : nil
         }
     }
@@ -88,7 +165,7 @@ struct TimerEntryReader {
     /// record part copied as it is (one allocation), with the entry's size.
     func fired(at address: Int64, verified: Bool = false) throws -> (message: FiredMessage, size: Int) {
         try withEntry(at: address, verified: verified) { raw in
-            guard let kind = TimerEntry.Kind(rawValue: raw[17]), kind.carriesMessage, raw.count >= TimerEntry.recordStart(kind) else {
+            guard let kind = TimerEntry.Kind(rawValue: raw[L.kind]), kind.carriesMessage, raw.count >= TimerEntry.recordStart(kind) else {
                 throw StoreError(.invalidArgument, "entry at \(address) is not a message")
             }
             let payload = UnsafeRawBufferPointer(rebasing: raw[TimerEntry.recordStart(kind)...])
@@ -96,9 +173,9 @@ struct TimerEntryReader {
                 throw StoreError(.malformedBatch, "message entry at \(address) is malformed")
             }
             let fired = FiredMessage(
-                id: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : address,
-                dueAt: LittleEndian.load(Int64.self, raw, 24), publishedAt: LittleEndian.load(Int64.self, raw, 56),
-                destination: LittleEndian.load(UInt32.self, raw, 48), payload: Array(payload))
+                id: kind == .movedMessage ? LittleEndian.load(Int64.self, raw, L.originalID) : address,
+                dueAt: LittleEndian.load(Int64.self, raw, L.dueAt), publishedAt: LittleEndian.load(Int64.self, raw, L.publishedAt),
+                destination: LittleEndian.load(UInt32.self, raw, L.destination), payload: Array(payload))
             return (fired, raw.count)
         }
     }
@@ -107,13 +184,13 @@ struct TimerEntryReader {
     /// entry's size.
     func message(at address: Int64, verified: Bool = false) throws -> (message: ScheduledMessage, id: Int64, size: Int) {
         try withEntry(at: address, verified: verified) { raw in
-            guard let kind = TimerEntry.Kind(rawValue: raw[17]), kind.carriesMessage else {
+            guard let kind = TimerEntry.Kind(rawValue: raw[L.kind]), kind.carriesMessage else {
                 throw StoreError(.invalidArgument, "entry at \(address) is not a message")
             }
             guard let m = TimerEntry.parseMessage(raw) else {
                 throw StoreError(.malformedBatch, "message entry at \(address) is malformed")
             }
-            return (m, kind == .movedMessage ? LittleEndian.load(Int64.self, raw, 64) : address, raw.count)
+            return (m, kind == .movedMessage ? LittleEndian.load(Int64.self, raw, L.originalID) : address, raw.count)
         }
     }
 }

@@ -167,6 +167,11 @@ final class RecordingDestination: FireDestination, @unchecked Sendable {
             let step = Int64(pow(10.0, Double(rng.next() % 1100) / 100))
             now += step
             try wheel.advance(to: now)
+            wheel.checkInvariants()
+            if !ahead {
+                // Live operations and replay change the state through the same transition.
+                #expect(ReplayComparable(wheel.state) == ReplayComparable(try wheel.stateReplayedFromLog()), "round \(round)")
+            }
             if restarts && round % 10 == 9 {
                 try wheel.log.close()
                 wheel = try reopen()

@@ -6,7 +6,7 @@ import Testing
 /// promises (10,000 partitions' wheels), and a field added without updating the docs fails here.
 @Suite struct WheelLayoutTests {
     @Test func aWheelSlotIs48Bytes() {
-        #expect(MemoryLayout<TimingWheel.Slot>.size == 48)
-        #expect(MemoryLayout<TimingWheel.Slot>.stride == 48)
+        #expect(MemoryLayout<WheelSlot>.size == 48)
+        #expect(MemoryLayout<WheelSlot>.stride == 48)
     }
 }

@@ -16,6 +16,30 @@ struct WheelSnapshot: Equatable {
     }
 }
 
+/// What a replay of the whole log rebuilds of a wheel's state: every occupied slot's list
+/// and counts, the fire numbering and the live bytes (not the wheel time past the last
+/// entry, nor compaction's tightened bounds, which the log does not record).
+struct ReplayComparable: Equatable {
+    struct SlotLine: Equatable {
+        var address: SlotAddress
+        var head: Int64
+        var count: Int32
+        var cancels: Int32
+        var cut: Int64
+    }
+    var slots: [SlotLine] = []
+    var nextFireSequence: UInt64
+    var live: [Int64: Int32]
+
+    init(_ state: WheelState) {
+        nextFireSequence = state.nextFireSequence
+        live = state.live.chunks
+        state.forEachOccupied { address, _, s in
+            slots.append(SlotLine(address: address, head: s.head, count: s.count, cancels: s.cancels, cut: s.cut))
+        }
+    }
+}
+
 /// Hand-overs in due order, and within one due time in id (publish) order.
 func inDueThenIDOrder(_ fired: some Collection<(id: Int64, at: Int64, message: ScheduledMessage)>) -> Bool {
     zip(fired, fired.dropFirst()).allSatisfy { a, b in
