@@ -215,7 +215,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     private var allPartitions: [Partition] { state.withLock { $0.topics.values.flatMap(\.partitions) } }
 
+    /// Writes `meta.json` from `s`; call under the state lock. Refused once the broker is
+    /// closed: the directory lock is released then, and another broker may own the file.
     private func saveMetadata(_ s: State) throws {
+        guard !s.closed else {
+            throw BrokerError(.closed, "the broker is closed: \(metadataPath) is no longer this process's to write")
+        }
         let meta = Metadata(
             nextTopicID: s.nextTopicID, nextGroupID: s.nextGroupID,
             topics: s.topics.values.sorted { $0.info.id < $1.info.id }.map {
@@ -354,7 +359,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
             }
         }
         do {
-            for entry in try Directory.entries(removing) { try Directory.removeTree(removing + "/" + entry) }
+            for entry in try Directory.entries(removing) {
+                // A broker closed meanwhile has released the data directory: what is left
+                // is for the next start (`finishDeletions`), not for this process.
+                if state.withLock({ $0.closed }) { throw BrokerError(.closed, "the broker closed during the deletion") }
+                try Directory.removeTree(removing + "/" + entry)
+            }
             try state.withLock { try saveMetadata($0) }
             try Directory.removeTree(removing)
         } catch {
@@ -591,7 +601,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// decompressed or allocated for them.
     public static let maxRecordsPerPublish = 100_000
 
-    private func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
+    func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
         try Names.validate(name, what: "group")
         return try state.withLock { s in
             guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }

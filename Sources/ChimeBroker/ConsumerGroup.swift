@@ -3,6 +3,10 @@ import ChimeWheel
 import CoreMetrics
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A member's view of the group after join or heartbeat.
 public struct Membership: Sendable, Equatable {
     public var memberID: UInt64
@@ -67,7 +71,13 @@ final class GroupPartition {
         delivered = Counter(label: "chime_delivered_messages_total", dimensions: labels)
         acked = Counter(label: "chime_acked_messages_total", dimensions: labels)
         let dir = Partition.groupDirectory(partition.directory, group: group.id)
-        try Directory.create(dir)
+        // Only inside the partition's directory as it is: a topic deleted meanwhile (its
+        // directory moved aside) must not grow a stray `groups/<id>` back.
+        do {
+            try Directory.createChild(dir)
+        } catch let error as StoreError where error.errno == ENOENT {
+            throw BrokerError(.unknownTopic, "topic \(partition.topic) was deleted")
+        }
         retryLog = try partition.sink.log(for: group.id)
         journal = try AckJournal(directory: dir, configuration: configuration, calls: calls, logger: logger)
         var position = try journal.restore(readyStart: partition.ready.log.startOffset)
@@ -214,10 +224,14 @@ actor ConsumerGroup {
             } catch let error as BrokerError where error.code == .unknownTopic {
                 continue  // deleted since the member subscribed
             }
+            do {
+                for p in partitions where parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil { _ = try open(p) }
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                continue  // deleted while its partitions were being opened
+            }
             for p in partitions {
                 topicNames[p.topicID] = p.topic
                 all.append((PartitionKey(topicID: p.topicID, partition: p.index), t))
-                if parts[PartitionKey(topicID: p.topicID, partition: p.index)] == nil { _ = try open(p) }
             }
         }
         for change in membership.rebalance(all) where change.previous != nil {
@@ -227,6 +241,12 @@ actor ConsumerGroup {
                 if revoked > 0 { logger.info("partition moved; leases revoked", metadata: ["partition": "\(change.key)", "leases": "\(revoked)"]) }
             }
         }
+    }
+
+    /// Opens the group's state in `p` (its directory, journal and retry log) if it is not
+    /// open yet; a partition of a topic deleted meanwhile is `unknownTopic`.
+    func prepare(_ p: Partition) throws {
+        _ = try open(p)
     }
 
     private func open(_ p: Partition) throws -> GroupPartition {

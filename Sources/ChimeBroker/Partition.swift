@@ -94,7 +94,7 @@ actor Partition {
             segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
         let openRetryLog: @Sendable (UInt32) throws -> FiredLog = { [directory, logger] group in
             let dir = Partition.groupDirectory(directory, group: group)
-            try Directory.create(dir)
+            try Directory.createChild(dir)  // not in a partition deleted meanwhile (see GroupPartition)
             let log = try RecordLog.open(directory: dir + "/retry", configuration: groupLogConfiguration, calls: calls, logger: logger)
             return try FiredLog(log: log, markPath: dir + "/retry.mark", logger: logger)
         }

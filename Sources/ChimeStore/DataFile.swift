@@ -169,6 +169,12 @@ package enum Directory {
         }
     }
 
+    /// Creates the directory `path` whose parent must exist (unlike `create`, which makes
+    /// every missing parent): a directory moved away meanwhile is not made again.
+    package static func createChild(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw StoreError.system("mkdir", errno: errno, file: path) }
+    }
+
     package static func sync(_ path: String) throws {
         let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw StoreError.system("open directory", errno: errno, file: path) }
