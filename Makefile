@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test soak deps test-deps build release bench bench-quick bench-broker bench-net bench-suite bench-partitions clean fuzz fuzz-smoke
+.PHONY: run test soak deps test-deps build release bench bench-quick bench-broker bench-net bench-consume bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -74,6 +74,10 @@ bench-broker: deps
 ## The broker over loopback TCP: `chime bench` against `chime serve` (bench/README.md).
 bench-net: deps
 	bash bench/net.sh
+
+## The consumer loop: plain loop, batch API and `chime consume`, one consumer, acks on.
+bench-consume: deps
+	bash bench/consume.sh
 
 ## Chime beside beanstalkd and Redis, same machine, same run (bench/README.md).
 bench-suite: deps

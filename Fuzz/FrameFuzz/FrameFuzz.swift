@@ -83,11 +83,12 @@ func decodePayload(_ frame: Frame) {
         if let r = try? PublishRecords(payload: frame.payload) { checkBatch(r.batch) }
     case (.cancel, false), (.reschedule, false): checkEveryLayout(ScheduleChange.self, frame.payload)
     case (.reschedule, true): check(WireMessageID.self, frame.payload)
-    case (.join, false): check(Join.self, frame.payload)
+    case (.join, false): checkEveryLayout(Join.self, frame.payload)
     case (.join, true), (.heartbeat, true): check(WireMembership.self, frame.payload)
     case (.heartbeat, false), (.leave, false): check(MemberRef.self, frame.payload)
     case (.fetch, false): check(Fetch.self, frame.payload)
-    case (.fetch, true): check(Deliveries.self, frame.payload)
+    case (.fetch, true), (.peek, true): check(Deliveries.self, frame.payload)
+    case (.peek, false): check(Peek.self, frame.payload)
     case (.ack, false), (.nack, false), (.extend, false), (.term, false): check(Settle.self, frame.payload)
     case (.ack, true), (.nack, true), (.extend, true), (.term, true): check(SettleReply.self, frame.payload)
     case (.stats, false): check(StatsRequest.self, frame.payload)
@@ -210,11 +211,15 @@ struct FrameFuzzSeeds {
             ("reschedule-v2", frame(.reschedule, ScheduleChange(id: id, due: .at(1_764_000_060_000), version: 2))),
             ("reschedule-reply", reply(.reschedule, id)),
             ("join", frame(.join, Join(group: "mailers", member: "host-a", topics: ["emails", "sms"]))),
+            ("join-no-create", frame(.join, Join(group: "mailers", member: "host-a", topics: ["emails"], createTopics: false))),
+            ("join-v3", frame(.join, Join(group: "mailers", member: "host-a", topics: ["emails"], version: 3))),
             ("membership", reply(.join, membership)),
             ("heartbeat", frame(.heartbeat, MemberRef(group: "mailers", memberID: 7))),
             ("leave", frame(.leave, MemberRef(group: "mailers", memberID: 7))),
             ("fetch", frame(.fetch, Fetch(group: "mailers", memberID: 7, max: 100, waitMilliseconds: 1_000))),
             ("deliveries", reply(.fetch, Deliveries(deliveries: [delivery]))),
+            ("peek", frame(.peek, Peek(topic: "emails", partition: 1, fromOffset: 40, group: "mailers", max: 100))),
+            ("peek-start", frame(.peek, Peek(topic: "emails", partition: 0, max: .max))),
             ("ack", frame(.ack, Settle(group: "mailers", memberID: 7, receipts: [receipt]))),
             ("nack", frame(.nack, settle)),
             ("extend", frame(.extend, settle)),

@@ -25,7 +25,7 @@ public struct PartitionStats: Sendable, Equatable {
     public var readyBytes: Int64
     /// Scheduled messages (and group retries) pending in the wheel.
     public var scheduled: Int
-    /// Start of the next wheel slot due, ms since the epoch.
+    /// Start of the next wheel slot due, ms since the epoch; nil when nothing is scheduled.
     public var nextDue: Int64?
     public var timerBytes: Int64
 }
@@ -631,12 +631,16 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     /// Joins `member` to a group (created with `settings`, or the defaults, if new),
     /// subscribed to `topics`. Returns its id, the generation, and its partitions.
-    public func join(group: String, member: String, topics: [String], settings: GroupSettings? = nil) async throws -> Membership {
+    /// `createTopics`: topics that do not exist are created (with the defaults, where the
+    /// broker auto-creates); false: they are `unknownTopic`, and nothing is joined.
+    public func join(
+        group: String, member: String, topics: [String], settings: GroupSettings? = nil, createTopics: Bool = true
+    ) async throws -> Membership {
         // The subscription is checked before the group is created: a refused join must not
         // leave a group behind in the metadata.
         try Names.validate(group, what: "group")
         guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
-        for t in topics { _ = try await partitions(ofTopic: t, create: true) }
+        for t in topics { _ = try await partitions(ofTopic: t, create: createTopics) }
         return try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
     }
 
@@ -666,6 +670,48 @@ public final class Broker: GroupHost, @unchecked Sendable {
     public func fetch(group: String, member: UInt64, max: Int, maxBytes: Int = .max) async throws -> [Delivery] {
         guard max > 0 else { return [] }
         return try await self.group(group).fetch(member: member, max: max, maxBytes: maxBytes)
+    }
+
+    /// Messages of partition `partition` of `topic` read without leasing them (a browse;
+    /// nothing changes): from `offset` on, or without one from the start of the log — with
+    /// `group`, from that group's committed offset (or `offset`, if later: the next page),
+    /// skipping what it acked above it (its backlog, in flight included). Up to `max` messages whose `sizeBound`s add up to at
+    /// most `maxBytes` (the first is always taken). Receipts carry lease 0, which no settle
+    /// accepts; `attempt` counts only earlier, finished attempts. Does not create the topic.
+    public func peek(
+        topic: String, partition: Int, from offset: Int64? = nil, group: String? = nil, max: Int, maxBytes: Int = .max
+    ) async throws -> [Delivery] {
+        guard max > 0 else { return [] }
+        let partitions = try await partitions(ofTopic: topic, create: false)
+        guard partition >= 0, partition < partitions.count else {
+            throw BrokerError(.badPartition, "topic \(topic) has \(partitions.count) partitions; there is no partition \(partition)")
+        }
+        let p = partitions[partition]
+        let log = p.ready.log
+        var start = offset ?? log.startOffset
+        var acked = Set<Int64>()
+        if let group, let position = try await self.group(group).position(in: p) {
+            start = Swift.max(offset ?? position.committed, position.committed)
+            acked = position.ackedAbove
+        }
+        start = Swift.max(start, log.startOffset)
+        let now = options.clock.now()
+        var out: [Delivery] = []
+        var bytes = 0
+        try log.scan(from: start, chunkBytes: 1 << 20, while: { out.count < max && bytes < maxBytes }) { batches, from in
+            for b in batches where b.nextOffset > from {
+                for r in try b.records() where r.offset >= from && !acked.contains(r.offset) {
+                    let size = Delivery.sizeBound(topic: topic, record: r.record)
+                    guard out.count < max, out.isEmpty || bytes + size <= maxBytes else {
+                        bytes = maxBytes  // full: the scan stops
+                        return
+                    }
+                    bytes += size
+                    out.append(Delivery(r, of: p, source: .ready, deliveredAt: now, attempt: 0, lease: 0, leaseDeadline: 0))
+                }
+            }
+        }
+        return out
     }
 
     /// Acks deliveries; one result per receipt (nil = acked), the refused ones with why.

@@ -163,16 +163,21 @@ actor ConsumerGroup {
 
     // MARK: - Membership
 
+    /// Member ids are random below 2^53 (the integers a double holds exactly).
+    static let memberIDMask: UInt64 = (1 << 53) - 1
+
     func join(memberName: String, topics: [String]) async throws -> Membership {
         guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
         let host = try hostOrThrow()
         for t in topics {
             try Names.validate(t, what: "topic")
-            for p in try await host.partitions(ofTopic: t, create: true) { topicNames[p.topicID] = p.topic }
+            // The broker's join made them (or found them) already: one deleted since is unknown.
+            for p in try await host.partitions(ofTopic: t, create: false) { topicNames[p.topicID] = p.topic }
         }
         let now = clock.now()
         var memberID: UInt64 = 0
-        while memberID == 0 || membership.members[memberID] != nil { memberID = random.next() }
+        // Below 2^53: exact as a JSON number in JavaScript and jq too.
+        while memberID == 0 || membership.members[memberID] != nil { memberID = random.next() & Self.memberIDMask }
         membership.join(.init(id: memberID, name: memberName, topics: Set(topics), lastSeen: now))
         try await rebalance()
         logger.info("member joined", metadata: ["member": "\(memberName)", "id": "\(memberID)", "generation": "\(membership.generation)"])
@@ -187,6 +192,10 @@ actor ConsumerGroup {
 
     func leave(member: UInt64) async throws {
         guard membership.leave(member) else { throw unknownMember(member) }
+        // What it still holds is delivered again at once, and not as another attempt.
+        var handedBack = 0
+        for gp in parts.values { handedBack += gp.ready.handBack(member: member) + gp.retry.handBack(member: member) }
+        if handedBack > 0 { logger.info("member left; its leases handed back", metadata: ["member": "\(member)", "messages": "\(handedBack)"]) }
         try await rebalance()
     }
 
@@ -389,22 +398,24 @@ actor ConsumerGroup {
         _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, member: UInt64, now: Int64, deadline: Int64,
         into out: inout [Delivery]
     ) {
-        let r = stored.record
-        let (user, meta) = RecordMeta.split(r.headers)
-        let keyHash = r.key.map(KeyHash.of)
+        let keyHash = stored.record.key.map(KeyHash.of)
         guard let lease = gp.withWindow(source, { $0.lease(stored.offset, keyHash: keyHash, member: member, deadline: deadline) }) else {
             return  // held back behind another message with its key
         }
-        let p = gp.partition
-        let id = meta.idKind.map { MessageID(topicID: p.topicID, partition: p.index, kind: $0, value: meta.idValue) }
-            ?? MessageID(topicID: p.topicID, partition: p.index, kind: .ready, value: stored.offset)
-        out.append(
-            Delivery(
-                topic: p.topic, partition: p.index, source: source, offset: stored.offset, id: id, key: r.key, headers: user, body: r.body,
-                publishedAt: meta.publishedAt ?? r.timestamp, dueAt: meta.dueAt ?? r.timestamp, deliveredAt: now,
-                attempt: meta.attempts + lease.attempt, lastError: meta.error,
-                receipt: DeliveryReceipt(topicID: p.topicID, partition: p.index, source: source, offset: stored.offset, lease: lease.lease),
-                leaseDeadline: deadline))
+        out.append(Delivery(stored, of: gp.partition, source: source, deliveredAt: now, attempt: lease.attempt, lease: lease.lease, leaseDeadline: deadline))
+    }
+
+    /// Where this group stands in `p`'s ready log: its committed offset and the offsets it
+    /// acked above it; nil when it never consumed there.
+    func position(in p: Partition) throws -> (committed: Int64, ackedAbove: Set<Int64>)? {
+        let key = PartitionKey(topicID: p.topicID, partition: p.index)
+        if parts[key] == nil {
+            guard Directory.isDirectory(Partition.groupDirectory(p.directory, group: id)) else { return nil }
+            topicNames[p.topicID] = p.topic
+            _ = try open(p)
+        }
+        let window = parts[key]!.ready
+        return (window.frontier, Set(window.ackedOffsets))
     }
 
     private func maxAttempts(_ gp: GroupPartition) -> Int {

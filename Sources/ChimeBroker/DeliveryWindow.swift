@@ -253,6 +253,22 @@ struct DeliveryWindow {
         return count
     }
 
+    /// Hands back every lease `member` holds (it is leaving): the messages wait again, and
+    /// the delivery does not count as an attempt — the member gave them back unprocessed,
+    /// so leaving never moves a message towards its dead letter. Returns how many.
+    mutating func handBack(member: UInt64) -> Int {
+        var count = 0
+        for i in slots.indices where slots[i].state == .leased && slots[i].member == member {
+            let offset = frontier + Int64(i)
+            endLease(offset, requeued: true)
+            assert(slots[i].attempt > 0, "a leased message was delivered at least once")
+            slots[i].attempt -= 1
+            setWaiting(offset)
+            count += 1
+        }
+        return count
+    }
+
     /// Offsets acked above the frontier (for the snapshot).
     var ackedOffsets: [Int64] {
         slots.indices.compactMap { slots[$0].state == .acked ? frontier + Int64($0) : nil }

@@ -128,6 +128,26 @@ public struct DeliveryReceipt: Hashable, Sendable {
     }
 }
 
+extension Delivery {
+    /// The delivery of a stored record of `p`: the broker's own headers taken out and read
+    /// (id, publish and due times, earlier attempts, last error). `attempt`: this lease's
+    /// (0 for a peek, which leases nothing).
+    init(
+        _ stored: StoredRecord, of p: Partition, source: DeliverySource, deliveredAt: Int64, attempt: Int, lease: UInt32, leaseDeadline: Int64
+    ) {
+        let r = stored.record
+        let (user, meta) = RecordMeta.split(r.headers)
+        let id = meta.idKind.map { MessageID(topicID: p.topicID, partition: p.index, kind: $0, value: meta.idValue) }
+            ?? MessageID(topicID: p.topicID, partition: p.index, kind: .ready, value: stored.offset)
+        self.init(
+            topic: p.topic, partition: p.index, source: source, offset: stored.offset, id: id, key: r.key, headers: user, body: r.body,
+            publishedAt: meta.publishedAt ?? r.timestamp, dueAt: meta.dueAt ?? r.timestamp, deliveredAt: deliveredAt,
+            attempt: meta.attempts + attempt, lastError: meta.error,
+            receipt: DeliveryReceipt(topicID: p.topicID, partition: p.index, source: source, offset: stored.offset, lease: lease),
+            leaseDeadline: leaseDeadline)
+    }
+}
+
 /// A message handed to a member under a lease.
 public struct Delivery: Sendable {
     public var topic: String

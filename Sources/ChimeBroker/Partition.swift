@@ -634,7 +634,8 @@ actor Partition {
         let wheel = loop.gauges
         return Stats(
             readyStart: ready.log.startOffset, readyEnd: ready.log.endOffset, readyBytes: ready.log.totalBytes,
-            scheduled: wheel.pending, nextDue: wheel.nextDue, timerBytes: timerLog.totalBytes)
+            // The wheel's next slot can hold only cancels: nothing is due then.
+            scheduled: wheel.pending, nextDue: wheel.pending > 0 ? wheel.nextDue : nil, timerBytes: timerLog.totalBytes)
     }
 
     /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns

@@ -75,7 +75,7 @@ public final class ChimeClient: Service, Sendable {
     var acker: AckBatcher {
         ackerBox.withLock { a in
             if let a { return a }
-            let made = AckBatcher(client: self)
+            let made = AckBatcher(client: self, logger: logger)
             a = made
             return made
         }
@@ -104,9 +104,22 @@ public final class ChimeClient: Service, Sendable {
         }
     }
 
-    /// Closes the connection; the client does not connect again. Publishes and acks still
-    /// waiting fail with a lost-connection error; await them before closing.
+    /// Acks queued by `ConsumedMessage.ack()` and not accepted by the broker so far (each
+    /// such message is delivered again).
+    public var ackFailures: AckFailures {
+        get async { await ackerBox.withLock { $0 }?.failures ?? AckFailures() }
+    }
+
+    /// Waits until every ack queued so far has been answered by the broker.
+    public func flushAcks() async {
+        await ackerBox.withLock { $0 }?.flushAll()
+    }
+
+    /// Sends the acks still queued and waits for their answers, then closes the
+    /// connection; the client does not connect again. Publishes still waiting fail with a
+    /// lost-connection error; await them before closing.
     public func close() async {
+        await flushAcks()
         // The producer and acker hold the client: drop them so the cycle ends.
         producerBox.withLock { $0 = nil }
         ackerBox.withLock { $0 = nil }
@@ -179,6 +192,20 @@ public final class ChimeClient: Service, Sendable {
     /// Counts for topics and groups (all of them when none are named).
     public func stats(topics: [String] = [], groups: [String] = [], includeMembers: Bool = false) async throws -> StatsReply {
         try await call(.stats, StatsRequest(topics: topics, groups: groups, includeMembers: includeMembers), as: StatsReply.self)
+    }
+
+    /// Messages of one partition read without leasing them (a browse: nothing changes,
+    /// nothing is delivered to anyone): from `offset`, else from the start of the partition
+    /// — or, with `group`, from that group's position, skipping what it acked (its backlog,
+    /// messages in flight included). At most `max` (and what fits one answer). Their
+    /// receipts cannot be settled; `attempt` counts only finished earlier attempts. Needs a
+    /// broker of protocol version 4.
+    public func peek(topic: String, partition: Int, from offset: Int64? = nil, group: String? = nil, max: Int = 100) async throws -> [WireDelivery] {
+        guard partition >= 0, partition <= Int(UInt32.max) else { throw ClientError(code: WireErrorCode.badPartition.rawValue, message: "no partition \(partition)") }
+        guard (offset ?? 0) >= 0 else { throw ClientError(code: WireErrorCode.invalidArgument.rawValue, message: "offsets are 0 or more, not \(offset!)") }
+        let request = Peek(
+            topic: topic, partition: UInt32(partition), fromOffset: offset ?? -1, group: group ?? "", max: UInt32(Swift.min(Swift.max(0, max), Int(UInt32.max))))
+        return try await call(.peek, request, as: Deliveries.self).deliveries
     }
 
     // MARK: - Publish
@@ -299,10 +326,13 @@ public final class ChimeClient: Service, Sendable {
 
     /// Messages of `topics` for this member of `group`, as they become deliverable. Each is
     /// leased until acked, nacked, extended or terminated. The member joins on first use,
-    /// keeps at most `prefetch` messages it has not handed out, and leaves when the
-    /// iteration ends (or joins again if the broker dropped it).
-    public func consume(group: String, topics: [String], member: String? = nil, prefetch: Int = 100) -> Consumer {
-        Consumer(client: self, group: group, topics: topics, member: member ?? connector.optionsName, prefetch: prefetch)
+    /// keeps at most `prefetch` messages it has not handed out, and joins again if the
+    /// broker dropped it; `leave()` on the iterator (or closing the client after the acks)
+    /// ends it. A topic that does not exist yet is waited for — consuming never creates a
+    /// topic by accident — unless `createTopics` (a broker older than protocol version 4
+    /// creates it either way).
+    public func consume(group: String, topics: [String], member: String? = nil, prefetch: Int = 100, createTopics: Bool = false) -> Consumer {
+        Consumer(client: self, group: group, topics: topics, member: member ?? connector.optionsName, prefetch: prefetch, createTopics: createTopics)
     }
 }
 

@@ -5,6 +5,10 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One TCP connection to the broker (over TLS when `tls` is given): frames out, responses
 /// routed back to their request by correlation id, so any number of requests can be in
 /// flight at once.
@@ -43,7 +47,7 @@ final class Connection: Sendable {
                 .connect(host: host, port: port)
                 .get()
         } catch {
-            throw ClientError.disconnected("cannot connect to \(host):\(port): \(error)")
+            throw ClientError.disconnected("cannot reach the broker at \(host):\(port) (\(connectFailure(error)))")
         }
         let connection = Connection(channel: channel, router: router)
         do {
@@ -141,4 +145,17 @@ final class ResponseRouter: ChannelInboundHandler, Sendable {
         }
         for p in waiting { p.fail(error) }
     }
+}
+
+/// Why a connection attempt failed, in a few words ("connection refused"), not the
+/// transport library's description of its attempts.
+func connectFailure(_ error: any Error) -> String {
+    if let e = error as? NIOConnectionError {
+        if e.dnsAError != nil || e.dnsAAAAError != nil, e.connectionErrors.isEmpty { return "cannot resolve \(e.host)" }
+        if let first = e.connectionErrors.first { return connectFailure(first.error) }
+        return "no address to connect to"
+    }
+    if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
+    if let e = error as? ChannelError, case .connectTimeout(let after) = e { return "no answer within \(after.nanoseconds / 1_000_000_000) s" }
+    return "\(error)"
 }

@@ -20,9 +20,22 @@ public struct ConsumedMessage: Sendable {
         if let refused = reply.results.first ?? nil { throw ClientError(refused) }
     }
 
-    /// Done: it will not be delivered again. Acks of one member travel together (one
-    /// request per round trip), each with its own result.
-    public func ack() async throws { try await client.acker.ack(group: group, memberID: memberID, receipt: delivery.receipt) }
+    /// Done: queues the ack and returns. Queued acks go to the broker in the background,
+    /// together (one request per round trip), and the broker records them durably before
+    /// answering. Until it has, a crash of this process or of the broker, or a lease that
+    /// ran out meanwhile, means the message is delivered again: at least once, never lost.
+    /// `ChimeClient.close()` and `Iterator.leave()` wait for the queued acks;
+    /// `ChimeClient.ackFailures` counts the ones the broker refused. Waits only when
+    /// 20,000 acks of this member are queued already.
+    public func ack() async throws {
+        try await client.acker.ack(group: group, memberID: memberID, receipt: delivery.receipt, waitForBroker: false)
+    }
+    /// Done, and returns only once the broker has recorded the ack durably; throws if it
+    /// refused it (the lease had ended: the message is delivered again). Acks waiting this
+    /// way still travel together with the others.
+    public func ackDurably() async throws {
+        try await client.acker.ack(group: group, memberID: memberID, receipt: delivery.receipt, waitForBroker: true)
+    }
     /// Deliver again: at once, or after `delay` milliseconds (through the broker's wheel).
     public func nack(delay: Int64 = 0, reason: String? = nil) async throws { try await settle(.nack, milliseconds: delay, reason: reason) }
     /// Keep the lease `milliseconds` longer (a long task's heartbeat).
@@ -40,6 +53,8 @@ public struct Consumer: AsyncSequence, Sendable {
     let topics: [String]
     let member: String
     let prefetch: Int
+    /// Joining creates topics that do not exist; else the consumer waits for them.
+    let createTopics: Bool
 
     public func makeAsyncIterator() -> Iterator {
         Iterator(consumer: self)
@@ -54,6 +69,10 @@ public struct Consumer: AsyncSequence, Sendable {
         private var fetchedOn = -1
 
         init(consumer: Consumer) { self.consumer = consumer }
+
+        /// Messages already fetched and not handed out yet: `next()` returns the next one
+        /// without a round trip (a consumer can write its output when this turns false).
+        public var hasBuffered: Bool { index < buffered.count }
 
         /// Everything buffered (at least one message, at most `prefetch`), waiting for a fetch
         /// when nothing is: for consumers that work on batches and ack them with
@@ -106,19 +125,33 @@ public struct Consumer: AsyncSequence, Sendable {
             return ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!)
         }
 
-        /// Leaves the group (its partitions go to the other members at once, instead of
-        /// after the session timeout). Call when done iterating by hand.
+        /// Waits for this member's queued acks, then leaves the group (its partitions go to
+        /// the other members at once, instead of after the session timeout). Call when done
+        /// iterating by hand.
         public mutating func leave() async {
             guard let member = memberID else { return }
             memberID = nil
+            await consumer.client.acker.flush(group: consumer.group, memberID: member)
             _ = try? await consumer.client.call(.leave, MemberRef(group: consumer.group, memberID: member), as: Empty.self)
         }
 
+        /// Joins the group unless joined. A topic that does not exist yet is waited for
+        /// (checked again every second) unless the consumer creates topics.
         private mutating func joined() async throws -> UInt64 {
             if let memberID { return memberID }
-            let m = try await consumer.client.call(.join, Join(group: consumer.group, member: consumer.member, topics: consumer.topics), as: WireMembership.self)
-            memberID = m.memberID
-            return m.memberID
+            while true {
+                let connection = try await consumer.client.connector.connection()
+                let join = Join(
+                    group: consumer.group, member: consumer.member, topics: consumer.topics, createTopics: consumer.createTopics,
+                    version: connection.version.withLock { $0 })
+                do {
+                    let m = try await connection.request(.join, join, as: WireMembership.self)
+                    memberID = m.memberID
+                    return m.memberID
+                } catch let error as ClientError where error.wireCode == .unknownTopic && !consumer.createTopics {
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
         }
     }
 }

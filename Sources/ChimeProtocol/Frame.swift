@@ -71,12 +71,15 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case stats = 16
     /// Version 2: records already in the store's batch format.
     case publishRecords = 17
+    /// Version 4: read messages without leasing them (a browse).
+    case peek = 18
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
     public var sinceVersion: UInt16 {
         switch self {
         case .publishRecords: 2
+        case .peek: 4
         default: 1
         }
     }

@@ -9,9 +9,12 @@ public enum ProtocolVersion {
     /// 2 adds `publishRecords` (opcode 17); everything of 1 is unchanged.
     /// 3 writes due times as `WireDue` (a kind byte, then the time): a delay travels as a
     /// delay and the broker stamps it on receipt.
-    public static let current: UInt16 = 3
+    /// 4 adds `peek` (opcode 18) and a join's `createTopics` flag (a byte at its end).
+    public static let current: UInt16 = 4
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
+    /// The first version whose join says whether to create the topics.
+    public static let joinWithoutCreating: UInt16 = 4
     public static let oldest: UInt16 = 1
 }
 
@@ -445,21 +448,37 @@ public struct Join: WireMessage {
     public var group: String
     public var member: String
     public var topics: [String]
-    public init(group: String, member: String, topics: [String]) {
+    /// Whether joining creates the topics that do not exist (version 4 on; before, it always
+    /// did). Without it an unknown topic is refused (100), and the client waits for it.
+    public var createTopics: Bool
+    /// The protocol version `encode` writes for.
+    public var version: UInt16
+    public init(group: String, member: String, topics: [String], createTopics: Bool = true, version: UInt16 = ProtocolVersion.current) {
         self.group = group
         self.member = member
         self.topics = topics
+        self.createTopics = createTopics
+        self.version = version
     }
     public init(from r: inout WireReader) throws {
         group = try r.string("group")
         member = try r.string("member")
         topics = try (0..<r.count("topics", minimumItemBytes: 2, limit: 1_000)).map { _ in try r.string("topic") }
+        version = r.version
+        if r.version >= ProtocolVersion.joinWithoutCreating {
+            let flag = try r.u8("create topics")
+            guard flag <= 1 else { throw ProtocolError(.malformed, "create topics is 0 or 1, not \(flag)") }
+            createTopics = flag == 1
+        } else {
+            createTopics = true
+        }
     }
     public func encode(into b: inout ByteBuffer) {
         b.writeWire(group)
         b.writeWire(member)
         b.writeWire(UInt32(topics.count))
         for t in topics { b.writeWire(t) }
+        if version >= ProtocolVersion.joinWithoutCreating { b.writeWire(UInt8(createTopics ? 1 : 0)) }
     }
 }
 
@@ -533,6 +552,40 @@ public struct Fetch: WireMessage {
         b.writeWire(memberID)
         b.writeWire(max)
         b.writeWire(waitMilliseconds)
+    }
+}
+
+/// Opcode 18 (version 4): messages of a partition's ready log read without leasing them,
+/// from `fromOffset` on, or (`fromOffset` -1) from the start of the log — with a `group`,
+/// from that group's position, skipping what it acked. At most `max`. Answered with
+/// `Deliveries` whose receipts carry lease 0 (no settle accepts them) and attempt 0.
+public struct Peek: WireMessage {
+    public var topic: String
+    public var partition: UInt32
+    public var fromOffset: Int64
+    /// Empty: no group.
+    public var group: String
+    public var max: UInt32
+    public init(topic: String, partition: UInt32, fromOffset: Int64 = -1, group: String = "", max: UInt32) {
+        self.topic = topic
+        self.partition = partition
+        self.fromOffset = fromOffset
+        self.group = group
+        self.max = max
+    }
+    public init(from r: inout WireReader) throws {
+        topic = try r.string("topic")
+        partition = try r.u32("partition")
+        fromOffset = try r.i64("from offset")
+        group = try r.string("group")
+        max = try r.u32("max")
+    }
+    public func encode(into b: inout ByteBuffer) {
+        b.writeWire(topic)
+        b.writeWire(partition)
+        b.writeWire(fromOffset)
+        b.writeWire(group)
+        b.writeWire(max)
     }
 }
 

@@ -1,4 +1,5 @@
 import ChimeBroker
+import ChimeProtocol
 import Hummingbird
 import NIOCore
 import Prometheus
@@ -35,16 +36,19 @@ struct AdminRoutes: Sendable {
             body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
     }
 
-    /// `{"status":"ok"}`, or 503 `{"status":"degraded","failedPartitions":[…]}` while a
-    /// partition refuses appends after a failed write or sync (a restart reopens its logs).
+    /// `{"status":"ok","version":"…"}`, or 503 `{"status":"degraded","failedPartitions":[…],"version":"…"}`
+    /// while a partition refuses appends after a failed write or sync (a restart reopens its logs).
     func health() -> Response {
         let failed = broker.failedPartitions
         guard failed.isEmpty else {
             return Self.json(
-                .object([("status", .string("degraded")), ("failedPartitions", .array(failed.map { .string($0) }))]),
+                .object([
+                    ("status", .string("degraded")), ("failedPartitions", .array(failed.map { .string($0) })),
+                    ("version", .string(ChimeVersion.current)),
+                ]),
                 status: .serviceUnavailable)
         }
-        return Self.json(.object([("status", .string("ok"))]))
+        return Self.json(.object([("status", .string("ok")), ("version", .string(ChimeVersion.current))]))
     }
 
     // MARK: - Topics

@@ -64,8 +64,9 @@ struct RequestHandler: Sendable {
             guard let due = r.due else { throw ProtocolError(.malformed, "reschedule needs a due time") }
             return WireMessageID(try await broker.reschedule(r.id.messageID, to: Due(due))).payload(allocator: allocator)
         case .join:
-            let r = try Join(payload: frame.payload)
-            return WireMembership(try await broker.join(group: r.group, member: r.member, topics: r.topics)).payload(allocator: allocator)
+            let r = try Join(payload: frame.payload, version: version)
+            return WireMembership(try await broker.join(group: r.group, member: r.member, topics: r.topics, createTopics: r.createTopics))
+                .payload(allocator: allocator)
         case .heartbeat:
             let r = try MemberRef(payload: frame.payload)
             return WireMembership(try await broker.heartbeat(group: r.group, member: r.memberID)).payload(allocator: allocator)
@@ -98,6 +99,14 @@ struct RequestHandler: Sendable {
                 .payload(allocator: allocator)
         case .stats:
             return try await stats(try StatsRequest(payload: frame.payload)).payload(allocator: allocator)
+        case .peek:
+            let r = try Peek(payload: frame.payload)
+            guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }
+            let deliveries = try await broker.peek(
+                topic: r.topic, partition: Int(r.partition), from: r.fromOffset == -1 ? nil : r.fromOffset, group: r.group.isEmpty ? nil : r.group,
+                max: Int(min(r.max, 65_536)), maxBytes: maxReplyBytes)
+            let size = deliveries.reduce(4) { $0 + 160 + $1.topic.utf8.count + ($1.key?.count ?? 0) + $1.body.count + 32 * $1.headers.count }
+            return Deliveries.payload(deliveries, allocator: allocator, estimatedSize: size, WireDelivery.init)
         }
     }
 

@@ -1,3 +1,5 @@
+import ChimeProtocol
+
 /// How the server listens and what it allows. Limits are checked before anything is
 /// allocated for what they limit.
 public struct ServerOptions: Sendable {
@@ -59,7 +61,7 @@ public struct ServerOptions: Sendable {
         host: String = "127.0.0.1", port: Int = 7420, tokens: [String] = [], maxFrameBytes: Int = 16 << 20, maxHelloBytes: Int = 4_096,
         maxConnections: Int = 1_024, maxUnauthenticatedConnections: Int = 64, helloTimeoutMilliseconds: Int64 = 10_000,
         maxInFlightPerConnection: Int = 256, maxBufferedBytesPerConnection: Int = 64 << 20, idleTimeoutSeconds: Int64 = 300,
-        serverName: String = "chime", tls: TLS? = nil
+        serverName: String = "chime \(ChimeVersion.current)", tls: TLS? = nil
     ) {
         self.maxHelloBytes = maxHelloBytes
         self.maxUnauthenticatedConnections = maxUnauthenticatedConnections

@@ -3,13 +3,14 @@ extension SegmentLog {
     /// Reads every entry from `address` to the end of the log, about `chunkBytes` at a
     /// time, and hands each chunk to `body` with the address it was read from (the first
     /// entry of a chunk can start before it). Damage in the way is reported to `damaged`
-    /// and skipped: reading resumes where the log says it can. Other errors end the scan.
+    /// and skipped: reading resumes where the log says it can. Other errors end the scan;
+    /// so does `goOn` turning false (checked before each chunk).
     public func scan(
-        from address: Int64, chunkBytes: Int = 4 << 20, damaged: (StoreError) -> Void = { _ in },
+        from address: Int64, chunkBytes: Int = 4 << 20, while goOn: () -> Bool = { true }, damaged: (StoreError) -> Void = { _ in },
         _ body: (_ entries: [Format.Entry], _ readFrom: Int64) throws -> Void
     ) throws {
         var at = address
-        while at < endOffset {
+        while at < endOffset && goOn() {
             let entries: [Format.Entry]
             do {
                 entries = try read(from: at, maxBytes: chunkBytes)

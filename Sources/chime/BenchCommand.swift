@@ -23,10 +23,14 @@ struct BenchCommand: AsyncParsableCommand {
               e2e          one producer and one consumer at once: publish → deliver → ack
               lateness     --rate messages per second falling due for --seconds seconds,
                            consumed as they fire; lateness = receive time − due time
+              consume      --messages N published first, then consumed by one consumer: the
+                           plain loop (`for try await m in consume(…) { try await m.ack() }`),
+                           then the batch API (`nextBatch()` and one `ack(batch)` per batch)
 
             Examples:
               chime bench
               chime bench --only lateness --rate 50000 --seconds 10
+              chime bench --only consume --messages 200000
               chime bench --messages 200000 --json
             """)
 
@@ -39,16 +43,16 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Partitions of each bench topic.") var partitions: UInt32 = 4
     @Option(name: .long, help: "Due messages per second in the lateness case.") var rate: Int = 50_000
     @Option(name: .long, help: "Seconds the lateness case spreads its due times over.") var seconds: Int = 10
-    @Option(name: .long, help: "Cases to run, comma-separated: publish,scheduled,e2e,lateness.") var only: String = "publish,scheduled,e2e,lateness"
+    @Option(name: .long, help: "Cases to run, comma-separated: publish,scheduled,e2e,lateness,consume.") var only: String = "publish,scheduled,e2e,lateness"
     @Flag(name: .long, help: "One JSON object per case on standard output.") var json = false
 
     func validate() throws {
         guard messages > 0, size >= 0, batch > 0, batch <= Publish.maxRecords, inFlight > 0, connections > 0, rate > 0, seconds > 0 else {
             throw ValidationError("--messages, --batch, --in-flight, --connections, --rate and --seconds must be positive (--batch at most \(Publish.maxRecords))")
         }
-        let known: Set<String> = ["publish", "scheduled", "e2e", "lateness"]
+        let known: Set<String> = ["publish", "scheduled", "e2e", "lateness", "consume"]
         for c in only.split(separator: ",") where !known.contains(String(c)) {
-            throw ValidationError("unknown case '\(c)'; cases are publish, scheduled, e2e, lateness")
+            throw ValidationError("unknown case '\(c)'; cases are publish, scheduled, e2e, lateness, consume")
         }
     }
 
@@ -72,6 +76,10 @@ struct BenchCommand: AsyncParsableCommand {
             }
             if cases.contains("lateness") {
                 try await lateness(topic: "bench-lateness-\(stamp)", body: body)
+            }
+            if cases.contains("consume") {
+                report(try await consumeCase(plainLoop: true, topic: "bench-loop-\(stamp)", body: body), target: 100_000)
+                report(try await consumeCase(plainLoop: false, topic: "bench-batch-\(stamp)", body: body), target: 100_000)
             }
         } catch let e as ClientError {
             throw clientFailure(e)
@@ -199,6 +207,38 @@ struct BenchCommand: AsyncParsableCommand {
             try await acks.waitForAll()
         }
         await iterator.leave()
+    }
+
+    /// `messages` published first (untimed), then consumed and acked by one consumer: the
+    /// plain loop a newcomer writes, one `ack()` per message; or the batch API.
+    private func consumeCase(plainLoop: Bool, topic: String, body: [UInt8]) async throws -> Throughput {
+        let name = plainLoop ? "consume-loop" : "consume-batch"
+        let producer = try client("chime-bench-producer")
+        try await makeTopic(producer, topic)
+        _ = try await producer.topics()
+        try await publish(messages, via: producer, topic: topic, body: body, deliverIn: nil, progress: Progress(nil, total: messages))
+        let consumer = try client("chime-bench-consumer")
+        let group = "bench-\(name)-\(topic)"
+        let progress = Progress(name, total: messages)
+        let started = ContinuousClock.now
+        if plainLoop {
+            var got = 0
+            for try await m in consumer.consume(group: group, topics: [topic]) {
+                try await m.ack()
+                got += 1
+                if got % 10_000 == 0 { progress.add(10_000) }
+                if got == messages { break }
+            }
+            await consumer.flushAcks()  // timed until the broker has every ack
+        } else {
+            try await consume(messages, via: consumer, group: group, topic: topic, progress: progress) { _ in }
+        }
+        let elapsed = started.duration(to: .now)
+        progress.finish()
+        await consumer.close()
+        try await producer.deleteTopic(topic)
+        await producer.close()
+        return Throughput(name: name, messages: messages, seconds: elapsed.seconds)
     }
 
     /// `rate` messages a second due over `seconds` seconds (published ahead of time),

@@ -51,6 +51,18 @@ func parseDuration(_ text: String) -> Int64? {
 
 func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
+/// The id a publish prints. A resend of a batch whose answer was lost can find it stored
+/// by a broker that no longer remembers its ids (a restart in between): the message is
+/// stored once, and that is what is said.
+func idLine(_ outcome: PublishReply.Outcome) -> String {
+    outcome.id?.text ?? "stored (sent again after a lost answer; the broker no longer has its id)"
+}
+
+/// What `--delay -5s` (or `--delay=-5s`) is told.
+func negativeDelay(_ value: String) -> String {
+    "--delay \(value): a delay cannot be negative (to deliver now, leave --delay out; for a time, use --at)"
+}
+
 /// A client command's failure: one clear line and exit status 1 (no usage text: the
 /// command line was fine).
 struct CommandFailure: Error, CustomStringConvertible {
@@ -59,7 +71,9 @@ struct CommandFailure: Error, CustomStringConvertible {
 
 func clientFailure(_ error: any Error) -> any Error {
     if let e = error as? ClientError {
-        return CommandFailure(description: e.isDisconnected ? "cannot reach the broker: \(e.message)" : "the broker refused: \(e.message) (code \(e.code))")
+        guard e.isDisconnected else { return CommandFailure(description: "the broker refused: \(e.message) (code \(e.code))") }
+        if e.message.hasPrefix("cannot reach the broker") { return CommandFailure(description: "\(e.message) — is `chime serve` running?") }
+        return CommandFailure(description: "cannot reach the broker: \(e.message)")
     }
     if let e = error as? ClientTLSError {
         let hint =
@@ -69,6 +83,25 @@ func clientFailure(_ error: any Error) -> any Error {
         return CommandFailure(description: "\(e.message)\(hint)")
     }
     return error
+}
+
+/// One message as `consume` and `peek` print it, with its newline: a line of text, or one
+/// JSON object (`topic, partition, offset, id, key, publishedAt, dueAt, deliveredAt,
+/// attempt, body`).
+func deliveryLine(_ d: WireDelivery, json: Bool) -> String {
+    guard json else {
+        return "\(d.topic)/\(d.partition)@\(d.offset) \(d.id.text) attempt \(d.attempt): \(String(decoding: d.body, as: UTF8.self))\n"
+    }
+    let key = d.key.map { Format.json(String(decoding: $0, as: UTF8.self)) } ?? "null"
+    return "{\"topic\":\(Format.json(d.topic)),\"partition\":\(d.partition),\"offset\":\(d.offset),\"id\":\"\(d.id.text)\",\"key\":\(key),"
+        + "\"publishedAt\":\(d.publishedAt),\"dueAt\":\(d.dueAt),\"deliveredAt\":\(d.deliveredAt),\"attempt\":\(d.attempt),"
+        + "\"body\":\(Format.json(String(decoding: d.body, as: UTF8.self)))}\n"
+}
+
+/// Writes `bytes` to standard output at once (and flushes, so a reader sees whole batches).
+func writeStandardOutput(_ bytes: [UInt8]) {
+    guard !bytes.isEmpty else { return }
+    FileHandle.standardOutput.write(Data(bytes))
 }
 
 /// Ends the process when nothing arrives for `ms` (cancelled when something does).
@@ -117,11 +150,16 @@ struct PublishCommand: AsyncParsableCommand {
         let due: WireDue?
         switch (delay, at) {
         case (let delay?, nil):
+            if delay.hasPrefix("-") { throw ValidationError(negativeDelay(delay)) }
             guard let ms = parseDuration(delay) else { throw ValidationError("--delay must look like 250ms, 5s, 2m, 1h or 3d, not '\(delay)'") }
             due = .after(ms)
         case (nil, let at?):
             guard let date = ISO8601DateFormatter().date(from: at) else { throw ValidationError("--at must be an ISO 8601 time like 2026-12-01T10:00:00Z") }
-            due = .at(Int64(date.timeIntervalSince1970 * 1000))
+            let ms = Int64(date.timeIntervalSince1970 * 1000)
+            if ms < nowMilliseconds() {
+                FileHandle.standardError.write(Data("chime: warning: --at \(at) is in the past; the message is due now\n".utf8))
+            }
+            due = .at(ms)
         case (nil, nil):
             due = nil
         case (_?, _?):
@@ -162,10 +200,11 @@ struct PublishCommand: AsyncParsableCommand {
                 let seconds = Date().timeIntervalSince(started)
                 print("published \(count) messages of \(size) B to \(topic) in \(String(format: "%.2f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-6))) messages/s)")
             } else if let body {
-                print(try await client.publish(Array(body.utf8), to: topic, key: key, due: due).text)
+                print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, body: Array(body.utf8))], to: topic)[0]))
             } else {
                 while let line = readLine(strippingNewline: true) {
-                    print(try await client.publish(Array(line.utf8), to: topic, key: key, due: due).text)
+                    print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, body: Array(line.utf8))], to: topic)[0]))
+                    fflush(nil)
                 }
             }
         } catch {
@@ -181,7 +220,8 @@ struct ConsumeCommand: AsyncParsableCommand {
         discussion: """
             With --count, exits after that many messages (waiting for scheduled ones to fall \
             due); without it, runs until interrupted. --timeout gives up (exit status 1) when \
-            nothing arrives for that long.
+            nothing arrives for that long. A topic that does not exist yet is waited for (it \
+            is never created by accident); --create creates it.
 
             Examples:
               chime consume --topic emails --group mailers
@@ -193,8 +233,12 @@ struct ConsumeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Consumer group: members share its partitions.") var group: String
     @Option(name: .long, help: "Exit after this many messages.") var count: Int?
     @Option(name: .long, help: "Give up when nothing arrives for this long (e.g. 30s).") var timeout: String?
+    @Flag(name: .long, help: "Create the topic if it does not exist (else consume waits for it).") var create = false
     @Flag(name: .long, help: "One JSON object per line.") var json = false
-    @Flag(name: .customLong("no-ack"), help: "Do not ack: the messages are delivered again when their leases expire.") var noAck = false
+    @Flag(
+        name: .customLong("no-ack"),
+        help: "Do not ack: what is printed stays leased until consume leaves, then goes back, not counted as an attempt (to look without leasing: chime peek).")
+    var noAck = false
 
     func run() async throws {
         let limit = try timeout.map { t -> Int64 in
@@ -203,33 +247,115 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
         let client = try broker.client(name: "chime-consume")
         var got = 0
-        do {
-            let stream = client.consume(group: group, topics: [topic], prefetch: min(100, count ?? 100))
-            var timer = inactivityTimer(limit)
-            var messages = stream.makeAsyncIterator()
-            defer { timer?.cancel() }
-            while let m = try await messages.next() {
-                let d = m.delivery
-                if json {
-                    let key = d.key.map { Format.json(String(decoding: $0, as: UTF8.self)) } ?? "null"
-                    print(
-                        "{\"topic\":\(Format.json(d.topic)),\"partition\":\(d.partition),\"offset\":\(d.offset),\"id\":\"\(d.id.text)\",\"key\":\(key),"
-                            + "\"publishedAt\":\(d.publishedAt),\"dueAt\":\(d.dueAt),\"deliveredAt\":\(d.deliveredAt),\"attempt\":\(d.attempt),"
-                            + "\"body\":\(Format.json(String(decoding: d.body, as: UTF8.self)))}")
-                } else {
-                    print("\(d.topic)/\(d.partition)@\(d.offset) \(d.id.text) attempt \(d.attempt): \(String(decoding: d.body, as: UTF8.self))")
+        var timer = inactivityTimer(limit)
+        if !create {
+            do {
+                if try await !client.topics().contains(where: { $0.name == topic }) {
+                    FileHandle.standardError.write(
+                        Data("chime: topic \(topic) does not exist yet; waiting for it (--create makes it, --timeout gives up)\n".utf8))
                 }
-                fflush(nil)
+            } catch {
+                timer?.cancel()
+                await client.close()
+                throw clientFailure(error)
+            }
+        }
+        var messages = client.consume(group: group, topics: [topic], prefetch: min(1_000, count ?? 1_000), createTopics: create).makeAsyncIterator()
+        defer { timer?.cancel() }
+        // Written a fetched batch at a time: one write, not one per message.
+        var output: [UInt8] = []
+        do {
+            while let m = try await messages.next() {
+                output.append(contentsOf: deliveryLine(m.delivery, json: json).utf8)
+                // Queued: acks go to the broker together in the background (see ConsumedMessage.ack).
                 if !noAck { try await m.ack() }
                 got += 1
-                if let count, got >= count { break }
-                // Something arrived: the inactivity timeout starts again.
-                timer?.cancel()
-                timer = inactivityTimer(limit)
+                let done = count.map { got >= $0 } ?? false
+                if done || !messages.hasBuffered {
+                    writeStandardOutput(output)
+                    output.removeAll(keepingCapacity: true)
+                    // Something arrived: the inactivity timeout starts again.
+                    timer?.cancel()
+                    timer = inactivityTimer(limit)
+                }
+                if done { break }
             }
             timer?.cancel()
+            // Waits for the queued acks, then hands the partitions to the other members at once.
             await messages.leave()
         } catch {
+            writeStandardOutput(output)
+            timer?.cancel()
+            await messages.leave()
+            await client.close()
+            throw clientFailure(error)
+        }
+        let failures = await client.ackFailures
+        await client.close()
+        if failures.count > 0 {
+            throw CommandFailure(
+                description: "\(failures.count) of \(got) acks were not accepted (\(failures.last.map { "\($0)" } ?? "")); those messages will be delivered again")
+        }
+    }
+}
+
+struct PeekCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peek",
+        abstract: "Show messages of a topic without consuming them: nothing is leased, acked or delivered.",
+        discussion: """
+            Reads each partition of the topic (or only --partition) from its start, from \
+            --from OFFSET, or with --group from where that group stands: its backlog, the \
+            messages it has not acked (in flight included). Prints up to --count messages in \
+            all, partition by partition, in the format of `chime consume`. A scheduled \
+            message shows once it is due (it is in its partition's log from then on); `chime \
+            topics` counts the ones still waiting. The topic is never created.
+
+            Examples:
+              chime peek --topic emails
+              chime peek --topic emails --group mailers --count 100 --json
+              chime peek --topic emails --partition 2 --from 1500
+            """)
+
+    @OptionGroup var broker: BrokerAddress
+    @Option(name: .long, help: "Topic to read.") var topic: String
+    @Option(name: .long, help: "Only this partition (default: every partition, in order).") var partition: Int?
+    @Option(name: .long, help: "Start at this offset of each partition read.") var from: Int64?
+    @Option(name: .long, help: "Start where this group stands, skipping what it acked.") var group: String?
+    @Option(name: .long, help: "Messages to print at most.") var count: Int = 20
+    @Flag(name: .long, help: "One JSON object per line.") var json = false
+
+    func validate() throws {
+        guard count > 0 else { throw ValidationError("--count must be at least 1, not \(count)") }
+        if let from, from < 0 { throw ValidationError("--from is an offset: 0 or more, not \(from)") }
+        if let partition, partition < 0 { throw ValidationError("--partition is 0 or more, not \(partition)") }
+    }
+
+    func run() async throws {
+        let client = try broker.client(name: "chime-peek")
+        do {
+            guard let info = try await client.topics().first(where: { $0.name == topic }) else {
+                throw CommandFailure(description: "topic \(topic) does not exist")
+            }
+            if let partition, partition >= Int(info.settings.partitions) {
+                throw CommandFailure(description: "topic \(topic) has \(info.settings.partitions) partitions (0 to \(info.settings.partitions - 1)); there is no partition \(partition)")
+            }
+            var left = count
+            for p in partition.map({ [$0] }) ?? Array(0..<Int(info.settings.partitions)) where left > 0 {
+                var next = from
+                while left > 0 {
+                    let page = try await client.peek(topic: topic, partition: p, from: next, group: group, max: min(left, 1_000))
+                    guard let last = page.last else { break }
+                    writeStandardOutput(Array(page.map { deliveryLine($0, json: json) }.joined().utf8))
+                    left -= page.count
+                    next = last.offset + 1
+                }
+            }
+        } catch let failure as CommandFailure {
+            await client.close()
+            throw failure
+        } catch {
+            await client.close()
             throw clientFailure(error)
         }
         await client.close()

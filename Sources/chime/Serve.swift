@@ -1,9 +1,11 @@
 import ArgumentParser
 import ChimeBroker
+import ChimeProtocol
 import ChimeServer
 import ChimeStore
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 struct Serve: AsyncParsableCommand {
@@ -249,12 +251,15 @@ struct Serve: AsyncParsableCommand {
             server = try await ChimeServer.start(broker: broker, options: serverOptions, logger: logger)
         } catch let error as ServerTLSError {
             await broker.close()
-            throw ValidationError("cannot serve TLS: \(error)")
+            throw CommandFailure(description: "cannot serve TLS: \(error)")
         } catch {
             await broker.close()
-            throw ValidationError("cannot listen on \(host):\(port): \(error)")
+            if (error as? IOError)?.errnoCode == EADDRINUSE || "\(error)".contains("Address already in use") {
+                throw CommandFailure(description: "port \(port) on \(host) is already in use (another chime serve? choose one with --port)")
+            }
+            throw CommandFailure(description: "cannot listen on \(host):\(port): \(error)")
         }
-        say("chime: serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        say("chime \(ChimeVersion.current): serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
         // Shut down in reverse order: the admin port stops, the server drains its
         // connections, then the broker writes its checkpoints and closes.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]

@@ -46,6 +46,40 @@ import Testing
         #expect(nowhere.status != 0)
     }
 
+    /// `chime peek` shows messages and changes nothing: after it, and after a `consume
+    /// --no-ack` that gave its messages back by leaving, a consumer gets every message as its
+    /// first attempt.
+    @Test func peekAndNoAckLookWithoutConsuming() async throws {
+        let dir = TemporaryDirectory()
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        let chime = builtProduct("chime")
+        let at = ["--port", "\(server.port)"]
+        #expect(try run(chime, ["topics", "create", "jobs", "--partitions", "1"] + at).status == 0)
+        #expect(try run(chime, ["publish", "--topic", "jobs", "--count", "30", "--size", "5"] + at).status == 0)
+
+        let peeked = try run(chime, ["peek", "--topic", "jobs", "--count", "25", "--json"] + at)
+        #expect(peeked.status == 0)
+        let offsets = peeked.output.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["offset"] as? Int
+        }
+        #expect(offsets == Array(0..<25))
+        let browsed = try run(chime, ["consume", "--topic", "jobs", "--group", "g", "--count", "10", "--no-ack", "--json"] + at)
+        #expect(browsed.status == 0)
+        let backlog = try run(chime, ["peek", "--topic", "jobs", "--group", "g", "--count", "100"] + at)
+        #expect(backlog.output.split(separator: "\n").count == 30, "nothing was acked")
+
+        let consumed = try run(chime, ["consume", "--topic", "jobs", "--group", "g", "--count", "30", "--json", "--timeout", "10s"] + at)
+        let attempts = consumed.output.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["attempt"] as? Int
+        }
+        #expect(attempts == Array(repeating: 1, count: 30), "peeks and a browse that left are no attempts")
+        #expect(try run(chime, ["peek", "--topic", "jobs", "--group", "g"] + at).output.isEmpty, "everything acked")
+        let missing = try run(chime, ["peek", "--topic", "nope"] + at, withErrors: true)
+        #expect(missing.status == 1)
+        #expect(missing.output.contains("topic nope does not exist"))
+    }
+
     @Test func topicsGroupsStatsAndCancelFromTheCommandLine() async throws {
         let dir = TemporaryDirectory()
         let server = try ServeProcess(data: dir.path, port: 0)

@@ -58,6 +58,17 @@ import Testing
         await broker.close()
     }
 
+    /// `chime --version`, the banner of `serve` and the hello name one version.
+    @Test func theVersionIsTheSameEverywhere() throws {
+        let chime = builtProduct("chime")
+        let printed = try run(chime, ["--version"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(printed.range(of: #"^chime \d+\.\d+\.\d+$"#, options: .regularExpression) != nil, "\(printed)")
+        let dir = TemporaryDirectory()
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        #expect(server.banner.contains("\(printed): serving the broker protocol on"))
+    }
+
     @Test func badOptionsAreRefusedWithAMessage() throws {
         #expect(try run(builtProduct("chime"), ["serve", "--durability", "sometimes"]).status != 0)
         #expect(try run(builtProduct("chime"), ["serve", "--partitions", "0"]).status != 0)

@@ -107,6 +107,21 @@ import Testing
         #expect(try await s.advance(by: 1) == 1)
         await s.broker.close()
     }
+
+    /// A cancelled message leaves its slot in the wheel (the cancel beside it) until the
+    /// slot's time: nothing is due then, and no next due time is shown.
+    @Test func aPartitionWithNothingScheduledHasNoNextDueTime() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        try await s.broker.fireDue()
+        let published = try await s.broker.publish(topic: "jobs", [.text("later", at: s.now + 60_000)])
+        #expect(try await s.broker.partitionStats(topic: "jobs")[0].nextDue != nil)
+        try await s.broker.cancel(published[0].id!)
+        let p = try await s.broker.partitionStats(topic: "jobs")[0]
+        #expect(p.scheduled == 0)
+        #expect(p.nextDue == nil)
+        await s.broker.close()
+    }
 }
 
 @Suite struct StatsAfterTimeTests {

@@ -41,6 +41,8 @@ import Testing
         try roundTrip(MemberRef(group: "workers", memberID: .max))
         try roundTrip(WireMembership(memberID: 5, generation: 9, assignment: [("a", 0), ("b", 3)]))
         try roundTrip(Fetch(group: "workers", memberID: 5, max: 100, waitMilliseconds: 30_000))
+        try roundTrip(Peek(topic: "emails", partition: 3, fromOffset: .max, group: "workers", max: .max))
+        try roundTrip(Peek(topic: "emails", partition: .max, fromOffset: -1, max: 0))
         let delivery = WireDelivery(
             topic: "orders", partition: 1, offset: 99, id: id, key: nil, headers: [WireHeader(name: "x", value: [])], body: [1, 2, 3],
             publishedAt: 1, dueAt: 2, deliveredAt: 3, attempt: 2, lastError: "timeout", receipt: receipt, leaseDeadline: 30_003)

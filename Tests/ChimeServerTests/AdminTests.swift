@@ -196,6 +196,7 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         #expect(health.status == 200)
         #expect(health.headers["content-type"]?.hasPrefix("application/json") == true)
         #expect(str(health.json, "status") == "ok")
+        #expect(str(health.json, "version") == ChimeVersion.current)
 
         try f.broker.createTopic("orders", settings: TopicSettings(partitions: 2))
         _ = try await f.broker.publish(topic: "orders", [text("a"), text("b"), text("c")], partition: 0)

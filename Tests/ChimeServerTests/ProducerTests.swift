@@ -166,11 +166,12 @@ import Testing
             for m in messages { group.addTask { try await m.ack() } }
             try await group.waitForAll()
         }
+        await client.flushAcks()
         let stats = try await client.stats(groups: ["g"])
         #expect(stats.groups.first?.lag == 0 && stats.groups.first?.inFlight == 0)
         // Acking again is refused, for that message alone.
         do {
-            try await messages[0].ack()
+            try await messages[0].ackDurably()
             Issue.record("a second ack succeeded")
         } catch let e as ClientError {
             #expect(e.code == 113 || e.code == 112, "already acked / unknown delivery: \(e)")
@@ -215,6 +216,7 @@ import Testing
         }
         try await held[0].ack()
         try await held[1].ack()
+        await client.flushAcks()
 
         let s = try await client.stats(includeMembers: true)
         let jobs = try #require(s.topics.first { $0.topic.name == "jobs" })
