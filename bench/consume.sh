@@ -47,7 +47,7 @@ for _ in $(seq 1 100); do grep -q "Ctrl-C to stop" "$DATA.log" 2>/dev/null && br
         lines=$(wc -l <"$DATA.jsonl")
         awk -v n="$lines" -v ns="$((end - start))" 'BEGIN {
             rate = n / (ns / 1e9)
-            printf "chime consume --json > file: %d messages in %.2f s: %d messages/s (target ≥ 100000: %s)\n", n, ns / 1e9, rate, rate >= 100000 ? "met" : "NOT met"
+            printf "chime consume --json > file: %d messages in %.2f s: %d messages/s (target ≥ 100000: %s)\n", n, ns / 1e9, rate, (rate >= 100000 ? "met" : "NOT met")
         }'
     done
 } | tee "$OUT"

@@ -310,7 +310,7 @@ private func pad(_ cells: [String]) -> String {
 func topicJSON(_ t: WireTopicStats) -> String {
     let parts = t.partitions.map { p in
         "{\"partition\":\(p.partition),\"readyStart\":\(p.readyStart),\"logEnd\":\(p.logEnd),\"readyBytes\":\(p.readyBytes),"
-            + "\"scheduled\":\(p.scheduled),\"nextDue\":\(p.nextDue.map(String.init) ?? "null"),\"timerBytes\":\(p.timerBytes)}"
+            + "\"scheduled\":\(p.scheduled),\"nextDueAt\":\(p.nextDue.map(String.init) ?? "null"),\"timerBytes\":\(p.timerBytes)}"
     }
     let s = t.topic.settings
     return "{\"topic\":\(Format.json(t.topic.name)),\"id\":\(t.topic.id),\"settings\":{\"partitions\":\(s.partitions),"

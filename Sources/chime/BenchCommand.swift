@@ -293,7 +293,7 @@ struct BenchCommand: AsyncParsableCommand {
         } else {
             let verdict = t.rate >= target ? "met" : "NOT met"
             print(
-                "\(t.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(t.messages) messages of \(size) B in \(String(format: "%.2f", t.seconds)) s: \(Int(t.rate)) messages/s (target ≥ \(Int(target)): \(verdict))"
+                "\(t.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(t.messages) messages of \(size) B in \(String(format: "%.2f", t.seconds)) s: \(Int(t.rate)) messages/s (target ≥ \(Int(target)): \(verdict))"
             )
         }
         fflush(nil)

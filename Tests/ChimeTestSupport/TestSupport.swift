@@ -31,15 +31,22 @@ public func builtProduct(_ name: String) -> String {
     return dir.appendingPathComponent(name).path
 }
 
-/// Runs a program to completion, returning exit status and standard output.
-public func run(_ executable: String, _ arguments: [String], withErrors: Bool = false) throws -> (status: Int32, output: String) {
+/// Runs a program to completion, returning exit status and standard output (with
+/// standard error mixed in when `withErrors`); `input` is its standard input.
+public func run(_ executable: String, _ arguments: [String], withErrors: Bool = false, input: String? = nil) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = withErrors ? pipe : FileHandle.nullDevice
+    let stdin = Pipe()
+    process.standardInput = input == nil ? FileHandle.nullDevice : stdin
     try process.run()
+    if let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
