@@ -336,7 +336,10 @@ public final class Broker: GroupHost, @unchecked Sendable {
         defer { _ = state.withLock { $0.deleting.remove(name) } }
         let id = removed.info.id
         for g in groups { await g.drop(topicID: id) }
-        for p in removed.partitions { await p.close() }
+        for p in removed.partitions {
+            await p.close()
+            p.forgetMetrics()
+        }
         let directory = options.directory + "/topics/\(name)"
         let aside = options.directory + "/deleting/\(id)"
         var removing = aside

@@ -146,6 +146,7 @@ actor ConsumerGroup {
         self.id = id
         self.settings = settings
         self.clock = options.clock
+        membership = GroupMembership(generation: max(0, options.clock.now()))
         self.host = host
         var logger = logger
         logger[metadataKey: "group"] = "\(name)"
@@ -770,7 +771,11 @@ actor ConsumerGroup {
     /// Forgets a deleted topic's partitions.
     func drop(topicID: UInt32) {
         for key in parts.keys where key.topicID == topicID {
-            if let gp = parts.removeValue(forKey: key) { try? gp.journal.log.close() }
+            guard let gp = parts.removeValue(forKey: key) else { continue }
+            try? gp.journal.log.close()
+            // Its series go with the topic.
+            gp.delivered.destroy()
+            gp.acked.destroy()
         }
         layout += 1
     }

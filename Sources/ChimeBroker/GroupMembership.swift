@@ -28,7 +28,14 @@ struct GroupMembership {
     }
 
     private(set) var members: [UInt64: Member] = [:]
-    private(set) var generation: Int64 = 0
+    /// Starts where the broker's clock is (ms) when the group is loaded, so that it keeps
+    /// growing across restarts (a member or monitor comparing generations never sees one
+    /// go back) without being written anywhere on every change.
+    private(set) var generation: Int64
+
+    init(generation: Int64 = 0) {
+        self.generation = generation
+    }
     private(set) var assignment: [PartitionKey: UInt64] = [:]
 
     var topics: Set<String> { members.values.reduce(into: Set()) { $0.formUnion($1.topics) } }

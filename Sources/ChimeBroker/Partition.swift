@@ -24,6 +24,8 @@ actor Partition {
     /// `chime_published_messages_total{topic}`: stepped once per publish call, by the
     /// messages it stored (duplicates not counted), once they are durable.
     private let published: Counter
+    /// The firing loop's series, labelled with this topic.
+    private let firingMetrics: FiringMetrics
     let loop: FiringLoop
     private var settings: TopicSettings
     private var producers: ProducerState
@@ -82,6 +84,7 @@ actor Partition {
         self.dueLimit = geometry.limit
         self.clock = options.clock
         published = Counter(label: "chime_published_messages_total", dimensions: [("topic", topic)])
+        firingMetrics = FiringMetrics(topic: topic)
         var logger = logger
         logger[metadataKey: "partition"] = "\(topic)/\(index)"
         self.logger = logger
@@ -125,7 +128,7 @@ actor Partition {
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
             checkpointPolicy: options.firing == .automatic ? options.checkpoints : nil,
-            metrics: FiringMetrics(topic: topic), logger: logger)
+            metrics: firingMetrics, logger: logger)
         producerExpiry = options.producerExpiryMilliseconds
         lastCheckpoint = options.clock.now()
         producers = try Self.restoreProducers(
@@ -641,6 +644,13 @@ actor Partition {
     /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns
     /// what could not be written or closed (a stop that could not save its state says so).
     @discardableResult
+    /// Removes this topic's metric series from the backend: after a deletion `/metrics`
+    /// no longer lists the topic (a topic made again under the name starts new series).
+    nonisolated func forgetMetrics() {
+        published.destroy()
+        firingMetrics.destroy()
+    }
+
     func close() async -> [String] {
         guard !closed else { return [] }
         var problems: [String] = []

@@ -20,4 +20,11 @@ public struct FiringMetrics: Sendable {
         lateness = CoreMetrics.Timer(label: "chime_fire_lateness_seconds", dimensions: labels)
         fired = Counter(label: "chime_fired_messages_total", dimensions: labels)
     }
+
+    /// Removes the series from the backend (their topic was deleted: `/metrics` stops
+    /// listing it).
+    public func destroy() {
+        lateness.destroy()
+        fired.destroy()
+    }
 }

@@ -12,9 +12,10 @@ struct BenchCommand: AsyncParsableCommand {
             Runs against the broker at --host:--port (start one with `chime serve`; \
             bench/net.sh does both and records the results). Each case uses a topic of its \
             own (bench-<case>-<time>) and deletes it after, so a broker with real data keeps \
-            no bench messages; the consumer groups of the e2e and lateness cases \
-            (bench-e2e-…, bench-lateness-…) stay, as groups cannot be deleted. A case that \
-            fails leaves its topic.
+            no bench messages; the consumer group of a case that consumes is named like its \
+            topic and stays, as groups cannot be deleted yet. A case that fails leaves its \
+            topic. Each case prints a verdict against its target; with --strict a missed \
+            target makes the exit status 1 (without it the verdicts are information only).
 
             Cases:
               publish      --messages N in batches of --batch, --in-flight batches at once, one
@@ -45,6 +46,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds the lateness case spreads its due times over.") var seconds: Int = 10
     @Option(name: .long, help: "Cases to run, comma-separated: publish,scheduled,e2e,lateness,consume.") var only: String = "publish,scheduled,e2e,lateness"
     @Flag(name: .long, help: "One JSON object per case on standard output.") var json = false
+    @Flag(name: .long, help: "Exit with status 1 when a case misses its target.") var strict = false
 
     func validate() throws {
         guard messages > 0, size >= 0, batch > 0, batch <= Publish.maxRecords, inFlight > 0, connections > 0, rate > 0, seconds > 0 else {
@@ -60,30 +62,33 @@ struct BenchCommand: AsyncParsableCommand {
         let cases = Set(only.split(separator: ",").map(String.init))
         let stamp = Int(Date().timeIntervalSince1970)
         let body = [UInt8](repeating: 0x62, count: size)
+        var verdicts: [Bool] = []
         do {
             if cases.contains("publish") {
                 let one = try await publishCase("publish-1", topic: "bench-publish-\(stamp)", connections: 1, body: body, deliverIn: nil)
-                report(one, target: 1_000_000)
+                verdicts.append(report(one, target: 1_000_000))
                 let many = try await publishCase("publish-\(connections)", topic: "bench-publish\(connections)-\(stamp)", connections: connections, body: body, deliverIn: nil)
-                report(many, target: 1_000_000)
+                verdicts.append(report(many, target: 1_000_000))
             }
             if cases.contains("scheduled") {
                 let s = try await publishCase("scheduled", topic: "bench-scheduled-\(stamp)", connections: 1, body: body, deliverIn: 3_600_000)
-                report(s, target: 500_000)
+                verdicts.append(report(s, target: 500_000))
             }
             if cases.contains("e2e") {
-                report(try await endToEnd(topic: "bench-e2e-\(stamp)", body: body), target: 300_000)
+                verdicts.append(report(try await endToEnd(topic: "bench-e2e-\(stamp)", body: body), target: 300_000))
             }
             if cases.contains("lateness") {
-                try await lateness(topic: "bench-lateness-\(stamp)", body: body)
+                verdicts.append(try await lateness(topic: "bench-lateness-\(stamp)", body: body))
             }
             if cases.contains("consume") {
-                report(try await consumeCase(plainLoop: true, topic: "bench-loop-\(stamp)", body: body), target: 100_000)
-                report(try await consumeCase(plainLoop: false, topic: "bench-batch-\(stamp)", body: body), target: 100_000)
+                verdicts.append(report(try await consumeCase(plainLoop: true, topic: "bench-loop-\(stamp)", body: body), target: 100_000))
+                verdicts.append(report(try await consumeCase(plainLoop: false, topic: "bench-batch-\(stamp)", body: body), target: 100_000))
             }
         } catch let e as ClientError {
             throw clientFailure(e)
         }
+        let missed = verdicts.filter { !$0 }.count
+        if strict && missed > 0 { throw CommandFailure(description: "\(missed) of \(verdicts.count) cases missed their target") }
     }
 
     // MARK: - Cases
@@ -159,7 +164,7 @@ struct BenchCommand: AsyncParsableCommand {
         let consumer = try client("chime-bench-consumer")
         try await makeTopic(producer, topic)
         _ = try await producer.topics()
-        let group = "bench-e2e-\(topic)"
+        let group = topic
         let progress = Progress("e2e", total: messages)
         let started = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -218,7 +223,7 @@ struct BenchCommand: AsyncParsableCommand {
         _ = try await producer.topics()
         try await publish(messages, via: producer, topic: topic, body: body, deliverIn: nil, progress: Progress(nil, total: messages))
         let consumer = try client("chime-bench-consumer")
-        let group = "bench-\(name)-\(topic)"
+        let group = topic
         let progress = Progress(name, total: messages)
         let started = ContinuousClock.now
         if plainLoop {
@@ -243,7 +248,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// `rate` messages a second due over `seconds` seconds (published ahead of time),
     /// consumed as they fall due.
-    private func lateness(topic: String, body: [UInt8]) async throws {
+    /// Returns whether the target (p99 ≤ 5 ms, nothing early) was met.
+    private func lateness(topic: String, body: [UInt8]) async throws -> Bool {
         let producer = try client("chime-bench-producer")
         let consumer = try client("chime-bench-consumer")
         try await makeTopic(producer, topic)
@@ -263,7 +269,7 @@ struct BenchCommand: AsyncParsableCommand {
         if ChimeClient.nowMilliseconds() >= start { say("lateness: warning: publishing took longer than the lead; early messages count late") }
         let samples = Samples(capacity: total)
         let progress = Progress("lateness", total: total)
-        try await consume(total, via: consumer, group: "bench-lateness-\(topic)", topic: topic, progress: progress) { d in
+        try await consume(total, via: consumer, group: topic, topic: topic, progress: progress) { d in
             samples.add(received: ChimeClient.nowMilliseconds(), due: d.dueAt, delivered: d.deliveredAt)
         }
         progress.finish()
@@ -285,9 +291,12 @@ struct BenchCommand: AsyncParsableCommand {
         await consumer.close()
         try await producer.deleteTopic(topic)
         await producer.close()
+        return pct(received, 0.99) <= 5 && early == 0
     }
 
-    private func report(_ t: Throughput, target: Double) {
+    /// Prints a case's result with its verdict; returns whether the target was met.
+    private func report(_ t: Throughput, target: Double) -> Bool {
+        defer { fflush(nil) }
         if json {
             print("{\"case\":\"\(t.name)\",\"messages\":\(t.messages),\"bytes\":\(size),\"seconds\":\(String(format: "%.3f", t.seconds)),\"messagesPerSecond\":\(Int(t.rate))}")
         } else {
@@ -296,7 +305,7 @@ struct BenchCommand: AsyncParsableCommand {
                 "\(t.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(t.messages) messages of \(size) B in \(String(format: "%.2f", t.seconds)) s: \(Int(t.rate)) messages/s (target ≥ \(Int(target)): \(verdict))"
             )
         }
-        fflush(nil)
+        return t.rate >= target
     }
 }
 

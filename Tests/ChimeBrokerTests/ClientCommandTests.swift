@@ -80,6 +80,26 @@ import Testing
         #expect(missing.output.contains("topic nope does not exist"))
     }
 
+    /// `chime bench` removes its topics, names its groups like them, and with --strict a
+    /// missed target is the exit status (two messages cannot be consumed at 100,000/s: the
+    /// join alone takes longer).
+    @Test func benchCleansUpAndStrictVerdictsSetTheExitStatus() async throws {
+        let dir = TemporaryDirectory()
+        let server = try ServeProcess(data: dir.path, port: 0)
+        defer { server.stop() }
+        let chime = builtProduct("chime")
+        let at = ["--port", "\(server.port)"]
+        let informative = try run(chime, ["bench", "--only", "consume", "--messages", "2"] + at)
+        #expect(informative.status == 0)
+        #expect(informative.output.contains("consume-loop") && informative.output.contains("NOT met"))
+        let strict = try run(chime, ["bench", "--only", "consume", "--messages", "2", "--strict"] + at, withErrors: true)
+        #expect(strict.status == 1)
+        #expect(strict.output.contains("chime: 2 of 2 cases missed their target"), "\(strict.output)")
+        #expect(!(try run(chime, ["topics"] + at).output.contains("bench-")), "no bench topic is left")
+        let groups = try run(chime, ["groups"] + at).output
+        #expect(groups.range(of: #"bench-loop-\d+ "#, options: .regularExpression) != nil, "\(groups)")
+    }
+
     @Test func topicsGroupsStatsAndCancelFromTheCommandLine() async throws {
         let dir = TemporaryDirectory()
         let server = try ServeProcess(data: dir.path, port: 0)

@@ -220,6 +220,21 @@ import Testing
         await s.broker.close()
     }
 
+    /// A group's generation keeps growing across a restart: a member or a monitor holding
+    /// the generation from before never sees a later one that is lower.
+    @Test func theGenerationGrowsAcrossARestart() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 2))
+        _ = try await s.broker.join(group: "g", member: "a", topics: ["jobs"])
+        let before = try await s.broker.join(group: "g", member: "b", topics: ["jobs"]).generation
+        s.clock.advance(by: 10)
+        try await s.restart()
+        let after = try await s.broker.join(group: "g", member: "a", topics: ["jobs"]).generation
+        #expect(after > before, "generation \(before) before the restart, \(after) after")
+        #expect(after < 1 << 53, "and still exact in JSON")
+        await s.broker.close()
+    }
+
     /// Member ids travel in JSON (`chime groups --json`, the admin port): below 2^53 they
     /// are read exactly by JavaScript and jq, whose numbers are doubles.
     @Test func memberIDsFitInADouble() async throws {

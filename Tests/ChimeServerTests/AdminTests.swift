@@ -370,6 +370,9 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         s = try await f.get("/metrics").samples
         #expect(s["chime_disk_bytes{\(t)}"] == nil)
         #expect(s["chime_scheduled_messages{\(t)}"] == nil)
+        // And so do its counted series (published, fired, lateness, delivered, acked).
+        let left = s.keys.filter { $0.contains(t) }
+        #expect(left.isEmpty, "series of the deleted topic: \(left.sorted())")
         _ = client
         await f.shutdown()
     }
