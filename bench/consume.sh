@@ -22,15 +22,9 @@ N=200000
 RUNS=3
 if [ "${1:-}" = "--quick" ]; then N=50000; RUNS=1; fi
 mkdir -p bench/results
-rm -rf "$DATA"
-echo "[consume.sh] build chime (release)"
-swift build -c release --scratch-path .build-bench --product chime 2>&1 | grep -E "error|Compiling|Build" | tail -3
-CHIME=.build-bench/release/chime
 PORT="${BENCH_PORT:-7492}"
-"$CHIME" serve --data "$DATA" --port "$PORT" --no-admin >"$DATA.log" 2>&1 &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA" "$DATA.log" "$DATA.jsonl"' EXIT
-for _ in $(seq 1 100); do grep -q "Ctrl-C to stop" "$DATA.log" 2>/dev/null && break; sleep 0.1; done
+source bench/serve.sh
+start_chime_server consume.sh "$DATA" "$PORT" "$DATA.jsonl"
 {
     echo "consumer loop, one consumer, acks on, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores; client and server share them)"

@@ -20,15 +20,9 @@ for a in "$@"; do
     if [ "$a" = "--quick" ]; then RUNS=1; ARGS+=(--messages 200000 --seconds 5); else ARGS+=("$a"); fi
 done
 mkdir -p bench/results
-rm -rf "$DATA"
-echo "[net.sh] build chime (release)"
-swift build -c release --scratch-path .build-bench --product chime 2>&1 | grep -E "error|Compiling|Build" | tail -3
-CHIME=.build-bench/release/chime
 PORT="${BENCH_PORT:-7491}"
-"$CHIME" serve --data "$DATA" --port "$PORT" --no-admin >"$DATA.log" 2>&1 &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$DATA" "$DATA.log"' EXIT
-for _ in $(seq 1 100); do grep -q "Ctrl-C to stop" "$DATA.log" 2>/dev/null && break; sleep 0.1; done
+source bench/serve.sh
+start_chime_server net.sh "$DATA" "$PORT"
 {
     echo "chime bench over loopback TCP, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores; client and server share them)"

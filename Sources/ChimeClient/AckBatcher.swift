@@ -84,11 +84,12 @@ actor AckBatcher {
         while let q = queues[member], !q.receipts.isEmpty {
             let n = min(q.receipts.count, Self.maxReceipts)
             let receipts = Array(q.receipts.prefix(n))
-            let waiters = Array(q.waiters.prefix(n))
+            var waiters = Array(q.waiters.prefix(n))
             queues[member]!.receipts.removeFirst(n)
             queues[member]!.waiters.removeFirst(n)
             queues[member]!.inFlight = n
-            let results: [Result<Void, any Error>]
+            var results: [Result<Void, any Error>]
+            var connectionLost = false
             do {
                 let reply = try await client.call(
                     .ack, Settle(group: member.group, memberID: member.memberID, receipts: receipts), as: SettleReply.self)
@@ -100,6 +101,15 @@ actor AckBatcher {
                 }
             } catch {
                 results = Array(repeating: .failure(error), count: n)
+                connectionLost = (error as? ClientError)?.isDisconnected == true
+            }
+            if connectionLost, let rest = queues[member], !rest.receipts.isEmpty {
+                // The broker is out of reach (the client already tried to connect again):
+                // what queued behind fails with it now, rather than a request at a time.
+                waiters.append(contentsOf: rest.waiters)
+                results.append(contentsOf: Array(repeating: results[0], count: rest.receipts.count))
+                queues[member]!.receipts.removeAll()
+                queues[member]!.waiters.removeAll()
             }
             var refused = 0
             for (waiter, result) in zip(waiters, results) {

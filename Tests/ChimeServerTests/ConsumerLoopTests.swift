@@ -71,6 +71,28 @@ import Testing
         await f.shutdown()
     }
 
+    /// Acks queued when the broker goes away are all accounted for as failures (their
+    /// messages are delivered again): nothing waits forever, nothing is silently dropped.
+    /// They fail together once the client has tried to reach the broker again.
+    @Test func acksQueuedWhenTheBrokerIsGoneFailTogether() async throws {
+        let f = try await ServerFixture()
+        let client = ChimeClient(ClientOptions(port: f.server.port, connectAttempts: 2), logger: logger)
+        try await topic(client, "jobs")
+        _ = try await client.publish((0..<9_000).map { OutgoingRecord(body: Array("m\($0)".utf8)) }, to: "jobs")
+        var held: [ConsumedMessage] = []
+        var it = client.consume(group: "g", topics: ["jobs"], prefetch: 1_000).makeAsyncIterator()
+        // Held unacked: within the group's in-flight limit (10,000 by default).
+        while held.count < 9_000, let m = try await it.next() { held.append(m) }
+        await f.shutdown()
+        // Queued against no broker.
+        for m in held { try await m.ack() }
+        await client.flushAcks()
+        let failures = await client.ackFailures
+        #expect(failures.count == held.count, "every queued ack is accounted for")
+        #expect((failures.last as? ClientError)?.isDisconnected == true)
+        await client.close()
+    }
+
     /// `peek` over the wire: messages without leases, the group's backlog, typed refusals.
     @Test func peekOverTheWireLeasesNothing() async throws {
         let f = try await ServerFixture()

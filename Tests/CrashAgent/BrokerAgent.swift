@@ -12,8 +12,9 @@
 //     parent gives every run its own seed. Once publish returns: `P <body>` per message.
 //     About every fourth batch also publishes `<seed>.c<n>.0` due 300-800 ms ahead and
 //     cancels it at once; once the cancel returned: `C <body>`.
-//   consumer: member of group "g"; fetches, prints `D <body> <attempt> <now>` per delivery
-//     (now = the wall clock in ms after fetch returned), then acks most of them and nacks
+//   consumer: member of group "g"; fetches, prints `D <body> <attempt> <now> <dueAt>` per
+//     delivery (now = the broker's clock after fetch returned; dueAt = the delivery's due
+//     time on that clock), then acks most of them and nacks
 //     about one in eight (attempts 1-2 only) with a 20-150 ms delay, through the wheel.
 //     Before a nack call: `n <body> <notBefore>` (notBefore = the clock before the call
 //     plus the delay); after it returned without refusal: `N <body>`. Before an ack call:
@@ -52,7 +53,7 @@ enum BrokerAgent {
     static func options(_ directory: String, seed: UInt64) -> BrokerOptions {
         BrokerOptions(
             directory: directory, durability: .always, readySegmentBytes: 16 << 10, timerSegmentBytes: 16 << 10,
-            groupSegmentBytes: 4 << 10, checkpoints: .every(150), clock: SystemWheelClock(), firing: .automatic,
+            groupSegmentBytes: 4 << 10, checkpoints: .every(150), clock: clock, firing: .automatic,
             randomSeed: seed)
     }
 
@@ -85,7 +86,12 @@ enum BrokerAgent {
         _ = await (publisher.value, consumer.value)
     }
 
-    static func now() -> Int64 { SystemWheelClock().now() }
+    /// The broker's own clock: its time is the wall clock when it starts plus the steady
+    /// clock since, raised to the wheels' time at opening, so a fresh reading of the wall
+    /// clock can differ from it by the drift between the two (a millisecond or so).
+    /// Delivery and due times are compared on this one clock, as the broker promises them.
+    static let clock = SystemWheelClock()
+    static func now() -> Int64 { clock.now() }
 
     static func publish(_ broker: Broker, seed: UInt64) async {
         var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ 1)
@@ -138,7 +144,7 @@ enum BrokerAgent {
                 continue
             }
             let at = now()
-            emit(got.map { "D \(text($0)) \($0.attempt) \(at)" })
+            emit(got.map { "D \(text($0)) \($0.attempt) \(at) \($0.dueAt)" })
             var acks: [Delivery] = []
             var nacks: [Delivery] = []
             for d in got {
@@ -180,7 +186,7 @@ enum BrokerAgent {
                 continue
             }
             let at = now()
-            emit(got.map { "D \(text($0)) \($0.attempt) \(at)" })
+            emit(got.map { "D \(text($0)) \($0.attempt) \(at) \($0.dueAt)" })
             let results: [BrokerError?]
             emit(got.map { "a \(text($0))" })
             do {
@@ -194,7 +200,7 @@ enum BrokerAgent {
         while now() < linger {
             if let got = try? await broker.fetch(group: group, member: member, max: 100), !got.isEmpty {
                 let at = now()
-                emit(got.map { "D \(text($0)) \($0.attempt) \(at)" } + got.map { "a \(text($0))" })
+                emit(got.map { "D \(text($0)) \($0.attempt) \(at) \($0.dueAt)" } + got.map { "a \(text($0))" })
                 if let results = try? await broker.ack(group: group, member: member, got.map(\.receipt)) {
                     emit(zip(got, results).map { d, r in r == nil ? "A \(text(d))" : "E \(text(d)) ack \(r!)" })
                 }
