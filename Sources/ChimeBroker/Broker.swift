@@ -678,8 +678,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Messages of partition `partition` of `topic` read without leasing them (a browse;
     /// nothing changes): from `offset` on, or without one from the start of the log — with
     /// `group`, from that group's committed offset (or `offset`, if later: the next page),
-    /// skipping what it acked above it (its backlog, in flight included). Up to `max` messages whose `sizeBound`s add up to at
-    /// most `maxBytes` (the first is always taken). Receipts carry lease 0, which no settle
+    /// skipping what it acked above it (its backlog, in flight included). Up to `max`
+    /// messages whose `sizeBound`s add up to at most `maxBytes` (the first is always taken). Receipts carry lease 0, which no settle
     /// accepts; `attempt` counts only earlier, finished attempts. Does not create the topic.
     public func peek(
         topic: String, partition: Int, from offset: Int64? = nil, group: String? = nil, max: Int, maxBytes: Int = .max
@@ -701,12 +701,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
         let now = options.clock.now()
         var out: [Delivery] = []
         var bytes = 0
-        try log.scan(from: start, chunkBytes: 1 << 20, while: { out.count < max && bytes < maxBytes }) { batches, from in
+        var full = false
+        try log.scan(from: start, chunkBytes: 1 << 20, while: { !full }) { batches, from in
             for b in batches where b.nextOffset > from {
                 for r in try b.records() where r.offset >= from && !acked.contains(r.offset) {
                     let size = Delivery.sizeBound(topic: topic, record: r.record)
                     guard out.count < max, out.isEmpty || bytes + size <= maxBytes else {
-                        bytes = maxBytes  // full: the scan stops
+                        full = true
                         return
                     }
                     bytes += size

@@ -32,11 +32,11 @@ struct GroupMembership {
     /// growing across restarts (a member or monitor comparing generations never sees one
     /// go back) without being written anywhere on every change.
     private(set) var generation: Int64
+    private(set) var assignment: [PartitionKey: UInt64] = [:]
 
     init(generation: Int64 = 0) {
         self.generation = generation
     }
-    private(set) var assignment: [PartitionKey: UInt64] = [:]
 
     var topics: Set<String> { members.values.reduce(into: Set()) { $0.formUnion($1.topics) } }
 

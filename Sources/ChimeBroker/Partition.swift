@@ -641,9 +641,6 @@ actor Partition {
             scheduled: wheel.pending, nextDue: wheel.pending > 0 ? wheel.nextDue : nil, timerBytes: timerLog.totalBytes)
     }
 
-    /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns
-    /// what could not be written or closed (a stop that could not save its state says so).
-    @discardableResult
     /// Removes this topic's metric series from the backend: after a deletion `/metrics`
     /// no longer lists the topic (a topic made again under the name starts new series).
     nonisolated func forgetMetrics() {
@@ -651,6 +648,9 @@ actor Partition {
         firingMetrics.destroy()
     }
 
+    /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns
+    /// what could not be written or closed (a stop that could not save its state says so).
+    @discardableResult
     func close() async -> [String] {
         guard !closed else { return [] }
         var problems: [String] = []

@@ -213,7 +213,7 @@ public final class TimingWheel {
 
     /// The state a replay of the whole log (no checkpoint) builds: what the running wheel
     /// must agree with, apart from what the log does not record (the wheel time past its
-    /// last entry, compaction's tightened `oldest` bounds). For tests and `inspect`.
+    /// last entry, compaction's tightened `oldest` bounds). For tests.
     func stateReplayedFromLog() throws -> WheelState {
         var replayed = WheelState(geometry: geometry, chunkShift: chunkShift, logger: logger)
         try log.scan(from: log.startOffset) { entries, _ in

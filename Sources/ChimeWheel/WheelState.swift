@@ -413,7 +413,7 @@ struct WheelState {
             let i = index(address)
             slots[i].head = cursor
             assert(slots[i].count > Int32(dropped.count), "slot \(address) dropped \(dropped.count) of \(slots[i].count) entries and kept some")
-            slots[i].count = max(1, slots[i].count - Int32(dropped.count))
+            slots[i].count -= Int32(dropped.count)
             assert(slots[i].cancels >= cancels, "slot \(address) dropped \(cancels) cancels of \(slots[i].cancels)")
             slots[i].cancels -= cancels
         }

@@ -98,7 +98,7 @@ func deliveryLine(_ d: WireDelivery, json: Bool) -> String {
         + "\"body\":\(Format.json(String(decoding: d.body, as: UTF8.self)))}\n"
 }
 
-/// Writes `bytes` to standard output at once (and flushes, so a reader sees whole batches).
+/// Writes `bytes` to standard output in one unbuffered write, so a reader sees whole batches.
 func writeStandardOutput(_ bytes: [UInt8]) {
     guard !bytes.isEmpty else { return }
     FileHandle.standardOutput.write(Data(bytes))
