@@ -21,7 +21,7 @@ run: deps release
 ## peer suite's quick mode as a smoke test (installs beanstalkd and redis-server if missing).
 test: deps test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --disable-xctest
+	$(SWIFT) test --skip-build --disable-xctest
 	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_TEST_SECONDS)
 	bash bench/suite.sh --quick
 

@@ -184,7 +184,7 @@ let package = Package(
         // normal build compiles only a stub main (see Fuzz/FrameFuzz/FrameFuzz.swift).
         .executableTarget(
             name: "FrameFuzz",
-            dependencies: ["ChimeProtocol", "ChimeBroker", "ChimeStore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["ChimeProtocol", "ChimeStore", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/FrameFuzz"
         ),
         // A child process the crash tests start and kill with SIGKILL.

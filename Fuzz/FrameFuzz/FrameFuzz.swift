@@ -2,7 +2,6 @@
 // Only the fuzz build (Fuzz/build.sh: -sanitize=fuzzer,address and -DCHIME_FUZZ) compiles
 // the entry point; a normal `swift build` compiles the stub at the end, so this target
 // costs the everyday build next to nothing and needs no libFuzzer.
-import ChimeBroker
 import ChimeProtocol
 import ChimeStore
 import NIOCore
@@ -97,17 +96,17 @@ func decodePayload(_ frame: Frame) {
     }
 }
 
-/// The broker's checks of a client-encoded batch, as `publishRecords` runs them before it
-/// stores anything: whatever the header fields say (counts, timestamps, sizes at their
-/// extremes), the answer is a record count or a `BrokerError`, never a trap.
+/// The checks a broker runs on a client-encoded batch before it stores anything
+/// (`ClientBatchRules`, with the broker's limits): whatever the header fields say (counts,
+/// timestamps, sizes at their extremes), the answer is the records or a violation, never a
+/// trap.
 private func checkBatch(_ batch: [UInt8]) {
+    let rules = ClientBatchRules(maxRecords: 100_000, maxTimestampSkewMilliseconds: 3_600_000, maxMessageBytes: 1 << 20, reservedHeaderPrefix: "chime-")
     do {
-        let count = try Broker.checkClientBatch(batch, maxMessageBytes: 1 << 20, receivedAt: FrameFuzzClock.now)
-        precondition(count > 0 && count <= Broker.maxRecordsPerPublish, "a batch of \(count) records passed")
-    } catch is BrokerError {
-        return
+        let count = try rules.check(batch, receivedAt: FrameFuzzClock.now).records.count
+        precondition(count > 0 && count <= rules.maxRecords, "a batch of \(count) records passed")
     } catch {
-        preconditionFailure("the batch check threw something other than a BrokerError: \(error)")
+        return
     }
 }
 

@@ -505,14 +505,6 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try await partitions[partition].publishRecords(batch)
     }
 
-    /// The checks a record batch a client encoded passes before `publishRecords` stores it
-    /// (CRC, structure, record limit, timestamps within an hour of `receivedAt`, sizes,
-    /// headers); the records it holds. A `BrokerError` for anything else. Public for the
-    /// protocol fuzzer, which feeds it every batch it can make.
-    public static func checkClientBatch(_ bytes: [UInt8], maxMessageBytes: Int, receivedAt: Int64) throws -> Int {
-        try Partition.checkClientBatch(bytes, limits: BatchLimits(), maxMessageBytes: maxMessageBytes, receivedAt: receivedAt).records.count
-    }
-
     private static func checkPartition(_ partition: Int, of topic: String, count: Int) throws {
         guard partition >= 0, partition < count else {
             throw BrokerError(.badPartition, "topic \(topic) has partitions 0...\(count - 1), not \(partition)")

@@ -85,3 +85,17 @@ extension BrokerError {
         }
     }
 }
+
+extension BrokerError {
+    /// A client batch's broken rule as the broker reports it: damage on the way is a
+    /// corrupt batch, bytes that are no batch a malformed one, an oversized message too
+    /// large; the rest are the client's invalid arguments.
+    init(_ violation: ClientBatchViolation) {
+        switch violation {
+        case .corrupt: self.init(.corruptBatch, violation.description)
+        case .malformed: self.init(.malformedBatch, violation.description)
+        case .messageTooLarge: self.init(.messageTooLarge, violation.description)
+        case .tooManyRecords, .timestampSkew, .reservedHeader: self.init(.invalidArgument, violation.description)
+        }
+    }
+}

@@ -396,46 +396,21 @@ actor Partition {
         }
     }
 
-    /// Checks a record batch a client encoded: CRC, structure (the record count, first and
-    /// largest timestamps must be what the records say), at most `Broker.maxRecordsPerPublish`
-    /// records, timestamps within `maxTimestampSkewMilliseconds` of `receivedAt`, sizes,
-    /// and no header in the broker's namespace. Returns the batch and its records.
+    /// Checks a record batch a client encoded against `ClientBatchRules`: CRC, structure,
+    /// at most `Broker.maxRecordsPerPublish` records, timestamps within
+    /// `maxTimestampSkewMilliseconds` of `receivedAt`, sizes, and no header in the broker's
+    /// namespace. Returns the batch and its records.
     static func checkClientBatch(
         _ bytes: [UInt8], limits: BatchLimits, maxMessageBytes: Int, receivedAt: Int64
     ) throws -> (batch: RecordBatch, records: [StoredRecord]) {
-        let batch: RecordBatch
-        let records: [StoredRecord]
+        let rules = ClientBatchRules(
+            limits: limits, maxRecords: Broker.maxRecordsPerPublish, maxTimestampSkewMilliseconds: maxTimestampSkewMilliseconds,
+            maxMessageBytes: maxMessageBytes, reservedHeaderPrefix: ReservedHeader.prefixString)
         do {
-            batch = try RecordBatch(validating: bytes, limits: limits)
-            // Counted from the header, before the section is decompressed: a few hundred KB
-            // of LZ4 can hold millions of small records.
-            guard batch.recordCount <= Broker.maxRecordsPerPublish else {
-                throw BrokerError(.invalidArgument, "a batch of \(batch.recordCount) records is over the limit of \(Broker.maxRecordsPerPublish) per publish")
-            }
-            records = try batch.validatedRecords()
-        } catch let error as StoreError {
-            throw BrokerError(error.code == .corruptBatch ? .corruptBatch : .malformedBatch, "the record batch: \(error.message)")
+            return try rules.check(bytes, receivedAt: receivedAt)
+        } catch {
+            throw BrokerError(error)
         }
-        // The records' timestamps become their publish and due times and drive retention: a
-        // client clock far from the broker's is refused rather than trusted. The bounds come
-        // from the broker's wall clock, never from the client's value, so nothing can overflow.
-        let earliest = receivedAt - maxTimestampSkewMilliseconds
-        let latest = receivedAt + maxTimestampSkewMilliseconds
-        for r in records.map(\.record) {
-            guard r.timestamp >= earliest, r.timestamp <= latest else {
-                throw BrokerError(
-                    .invalidArgument,
-                    "a record's timestamp \(r.timestamp) is more than \(maxTimestampSkewMilliseconds / 1_000) s from the broker's wall clock (\(receivedAt))")
-            }
-            let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
-            guard size <= maxMessageBytes else {
-                throw BrokerError(.messageTooLarge, "a message of \(size) bytes is over the topic's limit of \(maxMessageBytes)")
-            }
-            for h in r.headers where ReservedHeader.isReserved(h.name) {
-                throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
-            }
-        }
-        return (batch, records)
     }
 
     /// Refuses a publish with a message over the size limit, a due time past the wheel's

@@ -5,7 +5,8 @@ import ChimeStore
 /// `Delivery`, not as headers. Values are little-endian integers unless noted
 /// (docs/formats.md, "Broker headers").
 enum ReservedHeader {
-    static let prefix: [UInt8] = Array("chime-".utf8)
+    static let prefixString = "chime-"
+    static let prefix: [UInt8] = Array(prefixString.utf8)
     /// kind u8 + value i64: the message's id at publish (kept through fires and retries).
     static let id = "chime-id"
     /// i64 publish time.

@@ -75,7 +75,9 @@ import Testing
         let httpDrip = Drip(httpDrippers, sending: Array("GET /v1/topics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".utf8), every: .milliseconds(100))
 
         // All the while, the good client publishes and consumes, round after round (joining
-        // in each: a loaded machine may stretch the rounds past the session timeout).
+        // in each, and leaving at its end so that no member of an earlier round holds the
+        // partition the next message goes to: a loaded machine may stretch the rounds past
+        // the session timeout).
         for round in 0..<10 {
             let member = try await good.call(.join, Join(group: "g", member: "good", topics: ["jobs"]), as: WireMembership.self).memberID
             let body = Array("round \(round)".utf8)
@@ -83,6 +85,7 @@ import Testing
             let got = try await good.call(.fetch, Fetch(group: "g", memberID: member, max: 10, waitMilliseconds: 10_000), as: Deliveries.self)
             #expect(got.deliveries.map(\.body) == [body], "round \(round): the good client gets its message")
             _ = try await good.call(.ack, Settle(group: "g", memberID: member, receipts: got.deliveries.map(\.receipt)), as: SettleReply.self)
+            _ = try? await good.call(.leave, MemberRef(group: "g", memberID: member), as: Empty.self)
             try await Task.sleep(for: .milliseconds(500))
         }
 

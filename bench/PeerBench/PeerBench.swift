@@ -175,7 +175,7 @@ struct Suite {
         /// Time to publish `n` messages ahead of their due time, with room to spare.
         func lead(_ peer: any Peer, _ n: Int) -> Int64 {
             let rate = scheduledRate[peer.label] ?? 20_000
-            return Int64(Double(n) / rate * 1_500) + 2_000
+            return Int64(Double(n) / rate * 1_500) + scale.leadMilliseconds
         }
 
         if workloads.contains("burst") {
