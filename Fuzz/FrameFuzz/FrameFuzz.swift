@@ -92,7 +92,11 @@ func decodePayload(_ frame: Frame) {
     case (.ack, true), (.nack, true), (.extend, true), (.term, true): check(SettleReply.self, frame.payload)
     case (.stats, false): check(StatsRequest.self, frame.payload)
     case (.stats, true): check(StatsReply.self, frame.payload)
-    case (.deleteTopic, true), (.cancel, true), (.leave, true): check(Empty.self, frame.payload)
+    case (.createGroup, false): check(CreateGroup.self, frame.payload)
+    case (.configureGroup, false): check(ConfigureGroup.self, frame.payload)
+    case (.describeGroup, false), (.deleteGroup, false): check(GroupRef.self, frame.payload)
+    case (.createGroup, true), (.configureGroup, true), (.describeGroup, true): check(WireGroupSettings.self, frame.payload)
+    case (.deleteTopic, true), (.cancel, true), (.leave, true), (.deleteGroup, true): check(Empty.self, frame.payload)
     }
 }
 
@@ -230,6 +234,13 @@ struct FrameFuzzSeeds {
             ("publish-records-lz4", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch(Array(repeating: now, count: 200), compression: .lz4)))),
             ("publish-records-min", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch([.min, .max])))),
             ("publish-records-max", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: batch([now, .max], producerId: .max)))),
+            ("create-group", frame(.createGroup, CreateGroup(name: "mailers", ifAbsent: true, settings: WireGroupSettings(mode: .shared, keyConcurrency: 2)))),
+            ("configure-group", frame(.configureGroup, ConfigureGroup(name: "mailers", settings: WireGroupSettings(maxAttempts: -1, keyRateLimitMillis: 2_500)))),
+            ("describe-group", frame(.describeGroup, GroupRef(name: "mailers"))),
+            ("delete-group", frame(.deleteGroup, GroupRef(name: "mailers"))),
+            ("group-settings", reply(.describeGroup, WireGroupSettings(
+                mode: .partitioned, maxInFlight: 10_000, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 10_000, maxAttempts: -1, keyOrdering: false,
+                keyConcurrency: -1, rateLimitMillis: -1, rateBurstMillis: -1, keyRateLimitMillis: 1_000, keyRateBurstMillis: -1, maxWindow: 100_000))),
             ("pipelined", frame(.hello, Hello(client: "seed")) + frame(.publish, publish, id: 2) + frame(.fetch, Fetch(group: "g", memberID: 1, max: 10), id: 3)),
         ]
     }

@@ -57,6 +57,9 @@ public final class Broker: GroupHost, @unchecked Sendable {
         var groups: [String: (id: UInt32, settings: GroupSettings, actor: ConsumerGroup?)] = [:]
         var nextTopicID: UInt32 = 1
         var nextGroupID: UInt32 = 1
+        /// Counts settings changes: a group applies a change only if it is newer than the
+        /// last it applied (two configurations race to their group's actor).
+        var settingsChanges: UInt64 = 0
         var closed = false
         /// Topics whose deletion is under way: their names stay taken until the old
         /// partitions are closed and their directory removed, or the deletion would remove
@@ -639,15 +642,89 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try await self.group(group, create: settings ?? options.defaultGroup).join(memberName: member, topics: topics)
     }
 
-    /// Changes a group's settings (persisted; leases already granted keep their deadline).
-    public func configure(group name: String, _ settings: GroupSettings) async throws {
+    /// Creates group `name` with `settings` (the broker's defaults for groups when nil) and
+    /// returns them. A group of that name already there is `groupExists`, unless
+    /// `ifAbsent`: then its settings are returned unchanged.
+    @discardableResult
+    public func createGroup(_ name: String, settings: GroupSettings? = nil, ifAbsent: Bool = false) throws -> GroupSettings {
+        try Names.validate(name, what: "group")
+        let settings = settings ?? options.defaultGroup
         try settings.validate()
-        let g = try group(name)
-        try state.withLock { s in
-            s.groups[name]!.settings = settings
-            try saveMetadata(s)
+        if let existing = state.withLock({ $0.groups[name]?.settings }) {
+            guard ifAbsent else { throw BrokerError(.groupExists, "group \(name) exists already") }
+            return existing
         }
-        await g.update(settings: settings)
+        _ = try group(name, create: settings)
+        return try groupSettings(name)
+    }
+
+    /// A group's settings as they are now.
+    public func groupSettings(_ name: String) throws -> GroupSettings {
+        try Names.validate(name, what: "group")
+        guard let settings = state.withLock({ $0.groups[name]?.settings }) else {
+            throw BrokerError(.unknownGroup, "group \(name) does not exist")
+        }
+        return settings
+    }
+
+    /// Changes a group's settings (persisted; leases already granted keep their deadline,
+    /// except when the mode changes: every lease then ends and its message is delivered
+    /// again).
+    public func configure(group name: String, _ settings: GroupSettings) async throws {
+        try await configure(group: name) { $0 = settings }
+    }
+
+    /// Changes some of a group's settings: `change` edits them as they are at that moment
+    /// (two configurations at once each keep the other's fields). Returns the new settings.
+    @discardableResult
+    public func configure(group name: String, _ change: (inout GroupSettings) throws -> Void) async throws -> GroupSettings {
+        let g = try group(name)
+        let (settings, number) = try state.withLock { s in
+            guard let current = s.groups[name], current.id == g.id else { throw BrokerError(.unknownGroup, "group \(name) does not exist") }
+            var settings = current.settings
+            try change(&settings)
+            try settings.validate()
+            var next = s
+            next.groups[name]!.settings = settings
+            next.settingsChanges += 1
+            try saveMetadata(next)
+            s = next
+            return (settings, s.settingsChanges)
+        }
+        try await g.update(settings: settings, change: number)
+        return settings
+    }
+
+    /// Deletes a group that has no live member and no position in a topic that still exists
+    /// (its positions go with their topics: delete those first). Its name is free at once;
+    /// a group created with it again starts from nothing.
+    public func deleteGroup(_ name: String) async throws {
+        let g = try group(name)
+        try await g.retire()
+        let holding: [String] = state.withLock { s in
+            s.topics.values.filter { t in
+                t.partitions.contains { Directory.isDirectory(Partition.groupDirectory($0.directory, group: g.id)) }
+            }.map(\.info.name).sorted()
+        }
+        do {
+            guard holding.isEmpty else {
+                throw BrokerError(
+                    .groupInUse,
+                    "group \(name) has positions in \(holding.joined(separator: ", ")): a group's positions go with their topics; delete those first")
+            }
+            try state.withLock { s in
+                guard s.groups[name]?.id == g.id else { return }  // deleted meanwhile by another call
+                var next = s
+                next.groups[name] = nil
+                try saveMetadata(next)
+                s = next
+            }
+        } catch {
+            await g.unretire()
+            throw error
+        }
+        _ = await g.close()
+        logger.info("group deleted", metadata: ["group": "\(name)"])
     }
 
     public func heartbeat(group: String, member: UInt64) async throws -> Membership {

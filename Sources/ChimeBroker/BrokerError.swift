@@ -8,7 +8,7 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         fileprivate enum Base: String {
             case unknownTopic, topicExists, invalidName, badPartition, messageTooLarge, malformedBatch, corruptBatch
             case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
-            case leaseExpired, invalidArgument, storage, closed, limitReached
+            case leaseExpired, invalidArgument, storage, closed, limitReached, groupExists, groupInUse
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -45,6 +45,10 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A limit of the broker's (topics, partitions, groups, file descriptors) would be
         /// passed; the message names it. Nothing was created.
         public static let limitReached = Code(base: .limitReached)
+        public static let groupExists = Code(base: .groupExists)
+        /// The group cannot be deleted yet: it has live members, or positions in a topic
+        /// that still exists.
+        public static let groupInUse = Code(base: .groupInUse)
     }
 
     public let code: Code

@@ -48,8 +48,20 @@ public struct TopicSettings: Sendable, Codable, Equatable {
 }
 
 /// Per-group settings, persisted with the group.
+/// How a group hands out its topics' partitions.
+public enum GroupMode: String, Sendable, Codable, CaseIterable {
+    /// Each partition is owned by one live member at a time (sticky assignment): order
+    /// within a partition, parallelism up to the partition count.
+    case partitioned
+    /// Every live member fetches from every partition of the topics it subscribes to; the
+    /// per-message lease alone gives exclusivity. Any number of workers on one queue.
+    case shared
+}
+
 public struct GroupSettings: Sendable, Codable, Equatable {
-    /// Messages a member may hold unacknowledged per assigned partition.
+    public var mode: GroupMode
+    /// Messages in flight at once per partition: per member per assigned partition in a
+    /// partitioned group; for all members together in a shared one.
     public var maxInFlight: Int
     /// Visibility timeout: a delivery not acked, nacked or extended within it is redelivered.
     public var leaseMilliseconds: Int64
@@ -57,29 +69,69 @@ public struct GroupSettings: Sendable, Codable, Equatable {
     public var sessionTimeoutMilliseconds: Int64
     /// Overrides the topic's `maxAttempts` when set.
     public var maxAttempts: Int?
-    /// Two messages with the same key are never in flight at the same time.
+    /// Two messages with the same key are never in flight at the same time, and they are
+    /// delivered in order (a redelivery stays first of its key).
     public var keyOrdering: Bool
+    /// At most this many messages of one key in flight at once (nil: no limit), without an
+    /// order between them. `keyOrdering` is 1 with the order kept.
+    public var keyConcurrency: Int?
     /// Deliveries per second for the whole group, shared by all its members (nil: no limit).
     public var rateLimit: Double?
     /// Deliveries the bucket can hold (default: one second's worth).
     public var rateBurst: Double?
+    /// Deliveries per second of one key, across all members (nil: no limit).
+    public var keyRateLimit: Double?
+    /// Deliveries of one key the bucket can hold (default: one second's worth, at least 1).
+    public var keyRateBurst: Double?
     /// Most offsets one partition's window may span between the oldest unacked message and
     /// the newest delivered one: bounds the memory a stuck message can pin.
     public var maxWindow: Int
 
     public init(
-        maxInFlight: Int = 10_000, leaseMilliseconds: Int64 = 30_000, sessionTimeoutMilliseconds: Int64 = 10_000,
-        maxAttempts: Int? = nil, keyOrdering: Bool = false, rateLimit: Double? = nil, rateBurst: Double? = nil,
+        mode: GroupMode = .partitioned, maxInFlight: Int = 10_000, leaseMilliseconds: Int64 = 30_000,
+        sessionTimeoutMilliseconds: Int64 = 10_000, maxAttempts: Int? = nil, keyOrdering: Bool = false, keyConcurrency: Int? = nil,
+        rateLimit: Double? = nil, rateBurst: Double? = nil, keyRateLimit: Double? = nil, keyRateBurst: Double? = nil,
         maxWindow: Int = 100_000
     ) {
+        self.mode = mode
         self.maxInFlight = maxInFlight
         self.leaseMilliseconds = leaseMilliseconds
         self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.maxAttempts = maxAttempts
         self.keyOrdering = keyOrdering
+        self.keyConcurrency = keyConcurrency
         self.rateLimit = rateLimit
         self.rateBurst = rateBurst
+        self.keyRateLimit = keyRateLimit
+        self.keyRateBurst = keyRateBurst
         self.maxWindow = maxWindow
+    }
+
+    /// The most messages of one key in flight at once: 1 under key ordering, nil for none.
+    var keyLimit: Int? { keyOrdering ? 1 : keyConcurrency }
+
+    private enum CodingKeys: String, CodingKey {
+        case mode, maxInFlight, leaseMilliseconds, sessionTimeoutMilliseconds, maxAttempts, keyOrdering, keyConcurrency
+        case rateLimit, rateBurst, keyRateLimit, keyRateBurst, maxWindow
+    }
+
+    /// meta.json written before a setting existed reads as that setting's default (a group
+    /// of an older broker is partitioned, without per-key limits).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = GroupSettings()
+        mode = try c.decodeIfPresent(GroupMode.self, forKey: .mode) ?? d.mode
+        maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? d.maxInFlight
+        leaseMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .leaseMilliseconds) ?? d.leaseMilliseconds
+        sessionTimeoutMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .sessionTimeoutMilliseconds) ?? d.sessionTimeoutMilliseconds
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts)
+        keyOrdering = try c.decodeIfPresent(Bool.self, forKey: .keyOrdering) ?? d.keyOrdering
+        keyConcurrency = try c.decodeIfPresent(Int.self, forKey: .keyConcurrency)
+        rateLimit = try c.decodeIfPresent(Double.self, forKey: .rateLimit)
+        rateBurst = try c.decodeIfPresent(Double.self, forKey: .rateBurst)
+        keyRateLimit = try c.decodeIfPresent(Double.self, forKey: .keyRateLimit)
+        keyRateBurst = try c.decodeIfPresent(Double.self, forKey: .keyRateBurst)
+        maxWindow = try c.decodeIfPresent(Int.self, forKey: .maxWindow) ?? d.maxWindow
     }
 
     func validate() throws {
@@ -89,8 +141,15 @@ public struct GroupSettings: Sendable, Codable, Equatable {
         }
         guard sessionTimeoutMilliseconds >= 1 else { throw BrokerError(.invalidArgument, "session timeout must be at least 1 ms") }
         guard maxAttempts.map({ $0 >= 1 }) ?? true else { throw BrokerError(.invalidArgument, "maxAttempts must be at least 1") }
+        guard keyConcurrency.map({ $0 >= 1 }) ?? true else { throw BrokerError(.invalidArgument, "keyConcurrency must be at least 1") }
+        guard !keyOrdering || (keyConcurrency ?? 1) == 1 else {
+            throw BrokerError(.invalidArgument, "keyOrdering is keyConcurrency 1 with the order kept: set one or the other")
+        }
         guard rateLimit.map({ $0 > 0 && $0.isFinite }) ?? true, rateBurst.map({ $0 >= 1 && $0.isFinite }) ?? true else {
             throw BrokerError(.invalidArgument, "rate limit must be positive and its burst at least 1")
+        }
+        guard keyRateLimit.map({ $0 > 0 && $0.isFinite }) ?? true, keyRateBurst.map({ $0 >= 1 && $0.isFinite }) ?? true else {
+            throw BrokerError(.invalidArgument, "key rate limit must be positive and its burst at least 1")
         }
         guard maxWindow >= maxInFlight else { throw BrokerError(.invalidArgument, "maxWindow must be at least maxInFlight") }
     }

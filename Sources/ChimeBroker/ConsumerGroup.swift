@@ -63,7 +63,7 @@ final class GroupPartition {
     var key: PartitionKey { PartitionKey(topicID: partition.topicID, partition: partition.index) }
 
     init(
-        partition: Partition, group: ConsumerGroup, configuration: LogConfiguration, calls: FileSystemCalls, keyOrdering: Bool, logger: Logger
+        partition: Partition, group: ConsumerGroup, configuration: LogConfiguration, calls: FileSystemCalls, keyLimit: Int?, logger: Logger
     ) throws {
         self.group = group
         self.partition = partition
@@ -82,8 +82,8 @@ final class GroupPartition {
         journal = try AckJournal(directory: dir, configuration: configuration, calls: calls, logger: logger)
         var position = try journal.restore(readyStart: partition.ready.log.startOffset)
         if position.readyFrontier == 0 && position.readyAcked.isEmpty { position.readyFrontier = partition.ready.log.startOffset }
-        ready = DeliveryWindow(frontier: position.readyFrontier, acked: position.readyAcked, keyOrdering: keyOrdering)
-        retry = DeliveryWindow(frontier: position.retryFrontier, acked: position.retryAcked, keyOrdering: keyOrdering)
+        ready = DeliveryWindow(frontier: position.readyFrontier, acked: position.readyAcked, keyLimit: keyLimit)
+        retry = DeliveryWindow(frontier: position.retryFrontier, acked: position.retryAcked, keyLimit: keyLimit)
         ready.skip(to: partition.ready.log.startOffset)
         retry.skip(to: retryLog.log.startOffset)
         readyCursor = RecordCursor(log: partition.ready.log)
@@ -130,6 +130,7 @@ actor ConsumerGroup {
     private var layout = 0
     private var topicNames: [UInt32: String] = [:]
     private var bucket: TokenBucket?
+    private var keyRates: KeyRateLimiter?
     private var random: any RandomNumberGenerator
     private let clock: any WheelClock
     private let logConfiguration: LogConfiguration
@@ -146,7 +147,7 @@ actor ConsumerGroup {
         self.id = id
         self.settings = settings
         self.clock = options.clock
-        membership = GroupMembership(generation: max(0, options.clock.now()))
+        membership = GroupMembership(generation: max(0, options.clock.now()), mode: settings.mode)
         self.host = host
         var logger = logger
         logger[metadataKey: "group"] = "\(name)"
@@ -155,6 +156,7 @@ actor ConsumerGroup {
         logConfiguration = LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
         fileSystem = options.fileSystem
         if let rate = settings.rateLimit { bucket = TokenBucket(rate: rate, burst: settings.rateBurst, now: options.clock.now()) }
+        keyRates = settings.keyRateLimit.map { KeyRateLimiter(rate: $0, burst: settings.keyRateBurst) }
     }
 
     private func hostOrThrow() throws -> any GroupHost {
@@ -162,12 +164,36 @@ actor ConsumerGroup {
         return host
     }
 
+    /// Set while the group is being deleted, and for good once it is: every call is refused.
+    private var retired = false
+
+    private func checkNotRetired() throws {
+        guard !retired else { throw BrokerError(.unknownGroup, "group \(name) was deleted") }
+    }
+
+    /// Takes the group out of service for its deletion; `groupInUse` while a member is live
+    /// (members past their session timeout leave first).
+    func retire() async throws {
+        try checkNotRetired()
+        try await catchUp()
+        guard membership.members.isEmpty else {
+            throw BrokerError(
+                .groupInUse,
+                "group \(name) has \(membership.members.count) live member(s): stop them, or wait for their session timeout (\(settings.sessionTimeoutMilliseconds) ms)")
+        }
+        retired = true
+    }
+
+    /// The deletion did not go through: the group serves again.
+    func unretire() { retired = false }
+
     // MARK: - Membership
 
     /// Member ids are random below 2^53 (the integers a double holds exactly).
     static let memberIDMask: UInt64 = (1 << 53) - 1
 
     func join(memberName: String, topics: [String]) async throws -> Membership {
+        try checkNotRetired()
         guard !topics.isEmpty else { throw BrokerError(.invalidArgument, "a member must subscribe to at least one topic") }
         let host = try hostOrThrow()
         for t in topics {
@@ -219,9 +245,27 @@ actor ConsumerGroup {
     /// too late to keep partitions another member may already have been given — then
     /// records `member`'s sign of life. False when `member` is not (or no longer) in the group.
     private func expireMembers(touching member: UInt64) async throws -> Bool {
+        try checkNotRetired()
         let now = clock.now()
-        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        try await expireMembers(now: now)
         return membership.touch(member, now: now)
+    }
+
+    /// Members silent past the session timeout leave; what they held is delivered again at
+    /// once (as an attempt: the member may have died of the message), not when each lease
+    /// runs out.
+    private func expireMembers(now: Int64) async throws {
+        let gone = membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds)
+        guard !gone.isEmpty else { return }
+        let dead = Set(gone)
+        var released = 0
+        try await endLeases { w in
+            let ended = w.release(members: dead)
+            released += ended.count
+            return ended
+        }
+        logger.info("members timed out; their leases released", metadata: ["members": "\(gone)", "messages": "\(released)"])
+        try await rebalance()
     }
 
     private func rebalance() async throws {
@@ -244,7 +288,7 @@ actor ConsumerGroup {
                 all.append((PartitionKey(topicID: p.topicID, partition: p.index), t))
             }
         }
-        for change in membership.rebalance(all) where change.previous != nil {
+        for change in membership.rebalance(all) where change.previous != nil && membership.mode == .partitioned {
             // The old owner's leases end: its acks are refused from now on (fenced).
             if let gp = parts[change.key] {
                 let revoked = gp.ready.revokeAll() + gp.retry.revokeAll()
@@ -263,7 +307,7 @@ actor ConsumerGroup {
         let key = PartitionKey(topicID: p.topicID, partition: p.index)
         if let gp = parts[key] { return gp }
         let gp = try GroupPartition(
-            partition: p, group: self, configuration: logConfiguration, calls: fileSystem, keyOrdering: settings.keyOrdering, logger: logger)
+            partition: p, group: self, configuration: logConfiguration, calls: fileSystem, keyLimit: settings.keyLimit, logger: logger)
         parts[key] = gp
         layout += 1
         return gp
@@ -273,6 +317,9 @@ actor ConsumerGroup {
 
     /// Up to `max` deliveries from the member's partitions: redeliveries first, then the
     /// retry log, then the ready log; each partition up to `maxInFlight` leased at once.
+    /// Over several topics, the topics take turns in an order shuffled per fetch, each turn
+    /// an even share of what is still wanted, until the fetch is full or every topic is
+    /// empty: one busy topic does not starve the others, and none is always drained first.
     func fetch(member: UInt64, max wanted: Int, maxBytes: Int = .max) async throws -> [Delivery] {
         try await live(member)
         let now = clock.now()
@@ -293,15 +340,20 @@ actor ConsumerGroup {
         rotation &+= 1
         let deadline = now + settings.leaseMilliseconds
         var size = FetchSize(limit: maxBytes)
-        for k in 0..<owned.count where out.count < budget && !size.isFull {
-            guard let gp = parts[owned[(k + rotation) % owned.count]] else { continue }
-            let share = (budget - out.count + (owned.count - k) - 1) / (owned.count - k)
-            let limit = out.count + share
-            let before = out.count
-            for source in [DeliverySource.retry, .ready] {
-                fill(gp, source, member: member, now: now, deadline: deadline, limit: limit, size: &size, into: &out)
+        var topics = Self.byTopic(owned)
+        // Fisher–Yates on the group's generator (seeded in tests).
+        for i in stride(from: topics.count - 1, to: 0, by: -1) { topics.swapAt(i, Int(random.next() % UInt64(i + 1))) }
+        // Turns until the fetch is full or a whole round delivered nothing.
+        while out.count < budget && !size.isFull && !topics.isEmpty {
+            var active: [[PartitionKey]] = []
+            for (t, partitions) in topics.enumerated() where out.count < budget && !size.isFull {
+                let before = out.count
+                let share = (budget - out.count + (topics.count - t) - 1) / (topics.count - t)
+                fill(partitions, member: member, now: now, deadline: deadline, limit: out.count + share, size: &size, into: &out)
+                if out.count > before { active.append(partitions) }
             }
-            if out.count > before { gp.delivered.increment(by: out.count - before) }
+            // A topic that filled its share may have more; one that fell short is empty.
+            topics = active
         }
         if bucket != nil { bucket!.giveBack(budget - out.count) }
         // Handed over now: the firing loop may have appended (and this call read) messages
@@ -309,6 +361,36 @@ actor ConsumerGroup {
         let handedOver = clock.now()
         for k in out.indices { out[k].deliveredAt = handedOver }
         return out
+    }
+
+    /// The partitions grouped by topic, each group in key order.
+    private static func byTopic(_ partitions: [PartitionKey]) -> [[PartitionKey]] {
+        var groups: [[PartitionKey]] = []
+        for key in partitions {
+            if let last = groups.last?.last, last.topicID == key.topicID {
+                groups[groups.count - 1].append(key)
+            } else {
+                groups.append([key])
+            }
+        }
+        return groups
+    }
+
+    /// Fills `out` up to `limit` from one topic's partitions, starting at a partition that
+    /// rotates from fetch to fetch, each an even share of what is left.
+    private func fill(
+        _ partitions: [PartitionKey], member: UInt64, now: Int64, deadline: Int64, limit: Int, size: inout FetchSize,
+        into out: inout [Delivery]
+    ) {
+        for k in 0..<partitions.count where out.count < limit && !size.isFull {
+            guard let gp = parts[partitions[(k + rotation) % partitions.count]] else { continue }
+            let share = (limit - out.count + (partitions.count - k) - 1) / (partitions.count - k)
+            let before = out.count
+            for source in [DeliverySource.retry, .ready] {
+                fill(gp, source, member: member, now: now, deadline: deadline, limit: before + share, size: &size, into: &out)
+            }
+            if out.count > before { gp.delivered.increment(by: out.count - before) }
+        }
     }
 
     private func fill(
@@ -328,6 +410,7 @@ actor ConsumerGroup {
             if out.count > before { size.add(bound) }
             return true
         }
+        gp.withWindow(source) { $0.releaseHeld(now: now) }
         // Held back by a key in flight from the other log; waiting again after this fill.
         var deferred: [Int64] = []
         defer { gp.withWindow(source) { w in for offset in deferred.reversed() { w.putBack(offset) } } }
@@ -370,12 +453,15 @@ actor ConsumerGroup {
         }
     }
 
-    /// With key ordering, a message whose key is in flight from the partition's other log
-    /// (a retry while a newer message is out, or the reverse) waits: each window only knows
-    /// the keys it leased itself.
+    /// With a key limit, a message whose key is in flight from the partition's other log
+    /// (a retry while a newer message is out, or the reverse) waits when the two logs
+    /// together are at the limit: each window only counts the keys it leased itself.
     private func heldByOtherLog(_ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord) -> Bool {
-        guard gp.ready.keyOrdering, let key = stored.record.key else { return false }
-        return gp.withWindow(reading: source == .ready ? .retry : .ready) { $0.isKeyInFlight(KeyHash.of(key)) }
+        guard let limit = gp.ready.keyLimit, let key = stored.record.key else { return false }
+        let hash = KeyHash.of(key)
+        let other = gp.withWindow(reading: source == .ready ? .retry : .ready) { $0.keyCount(hash) }
+        guard other > 0 else { return false }
+        return other + gp.withWindow(reading: source) { $0.keyCount(hash) } >= limit
     }
 
     /// The record at `offset`, or nil when damage or retention took it (it then counts as
@@ -400,7 +486,13 @@ actor ConsumerGroup {
         into out: inout [Delivery]
     ) {
         let keyHash = stored.record.key.map(KeyHash.of)
+        // The key's rate first: a message without a token waits, unread, until one is there.
+        if keyRates != nil, let keyHash, let until = keyRates!.take(keyHash, now: now) {
+            gp.withWindow(source) { $0.hold(stored.offset, until: until) }
+            return
+        }
         guard let lease = gp.withWindow(source, { $0.lease(stored.offset, keyHash: keyHash, member: member, deadline: deadline) }) else {
+            if keyRates != nil, let keyHash { keyRates!.giveBack(keyHash) }
             return  // held back behind another message with its key
         }
         out.append(Delivery(stored, of: gp.partition, source: source, deliveredAt: now, attempt: lease.attempt, lease: lease.lease, leaseDeadline: deadline))
@@ -425,11 +517,18 @@ actor ConsumerGroup {
 
     /// Ends expired leases; messages past their attempts go to the dead-letter topic.
     private func expireLeases(now: Int64) async throws {
+        try await endLeases { $0.expire(now: now) }
+    }
+
+    /// Ends the leases `end` picks in each window (each returned with the deliveries it
+    /// had): the messages wait again, and those past their attempts go to the dead-letter
+    /// topic.
+    private func endLeases(_ end: (inout DeliveryWindow) -> [(offset: Int64, attempt: Int)]) async throws {
         var dead: [(GroupPartition, DeliverySource, Int64)] = []
         for gp in parts.values {
             let limit = maxAttempts(gp)
             for source in [DeliverySource.ready, .retry] {
-                let expired = gp.withWindow(source) { $0.expire(now: now) }
+                let expired = gp.withWindow(source) { end(&$0) }
                 for e in expired {
                     let prior = source == .retry ? priorAttempts(gp, source, e.offset) : 0
                     if prior + e.attempt >= limit {
@@ -440,7 +539,7 @@ actor ConsumerGroup {
             }
         }
         for (gp, source, offset) in dead {
-            try? await deadLetter(gp, source, offset, reason: "lease expired \(maxAttempts(gp)) times")
+            try? await deadLetter(gp, source, offset, reason: "lease ended unsettled \(maxAttempts(gp)) times (expired, or its member timed out)")
         }
     }
 
@@ -498,12 +597,20 @@ actor ConsumerGroup {
                     results[i] = BrokerError(.unknownDelivery, "group \(name) never delivered from partition \(key)")
                     continue
                 }
-                guard membership.assignment[key] == member else {
+                guard membership.mayFetch(member, from: key) else {
                     results[i] = BrokerError(.fenced, "partition \(topicNames[key.topicID] ?? "?")/\(key.partition) is no longer assigned to member \(member) (generation \(membership.generation))")
                     continue
                 }
                 gp = found
                 run = (key, layout, membership.generation, found, false)
+            }
+            // In a shared group the lease says whose a message is: another member's receipt
+            // is refused as if the lease had ended.
+            if membership.mode == .shared, let s = gp.withWindow(reading: r.source, { $0.slot(r.offset) }), s.state == .leased,
+                s.lease == r.lease, s.member != member
+            {
+                results[i] = BrokerError(.unknownDelivery, "lease \(r.lease) on offset \(r.offset) of partition \(topicNames[key.topicID] ?? "?")/\(key.partition) is held by another member")
+                continue
             }
             do {
                 let settledOffset = try await body(self, gp, r)
@@ -780,20 +887,48 @@ actor ConsumerGroup {
         layout += 1
     }
 
-    func update(settings: GroupSettings) {
+    /// The broker's count of the settings change applied last.
+    private var appliedChange: UInt64 = 0
+
+    /// Applies settings change number `change` (numbered by the broker), unless a later
+    /// one was applied already.
+    func update(settings: GroupSettings, change: UInt64) async throws {
+        guard change > appliedChange else { return }
+        appliedChange = change
         // The bucket is built from the settings: a new rate or burst (or none) must replace
         // it, else the old limit would hold until the broker restarts.
         if settings.rateLimit != self.settings.rateLimit || settings.rateBurst != self.settings.rateBurst {
             bucket = settings.rateLimit.map { TokenBucket(rate: $0, burst: settings.rateBurst, now: clock.now()) }
         }
+        if settings.keyRateLimit != self.settings.keyRateLimit || settings.keyRateBurst != self.settings.keyRateBurst {
+            keyRates = settings.keyRateLimit.map { KeyRateLimiter(rate: $0, burst: settings.keyRateBurst) }
+        }
+        if settings.keyLimit != self.settings.keyLimit {
+            for gp in parts.values {
+                gp.withWindow(.ready) { $0.setKeyLimit(settings.keyLimit) }
+                gp.withWindow(.retry) { $0.setKeyLimit(settings.keyLimit) }
+            }
+        }
+        let modeChanged = settings.mode != self.settings.mode
         self.settings = settings
+        if modeChanged {
+            // Who may settle what changes with the mode: every lease ends and its message is
+            // delivered again (the delivery counted as an attempt), as when partitions move.
+            var revoked = 0
+            for gp in parts.values {
+                revoked += gp.withWindow(.ready) { $0.revokeAll() } + gp.withWindow(.retry) { $0.revokeAll() }
+            }
+            membership.setMode(settings.mode)
+            try await rebalance()
+            logger.info("group mode changed; leases revoked", metadata: ["mode": "\(settings.mode)", "leases": "\(revoked)"])
+        }
     }
 
     /// What the clock says happened since the last call, for the read-only calls: silent
     /// members leave, expired leases end (as any other call would have done first).
     private func catchUp() async throws {
         let now = clock.now()
-        if !membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds).isEmpty { try await rebalance() }
+        try await expireMembers(now: now)
         try await expireLeases(now: now)
     }
 

@@ -47,13 +47,19 @@ struct DeliveryWindow {
         case expired
     }
 
-    let keyOrdering: Bool
+    /// The most messages of one key leased at once (nil: keys are not tracked). Under 1 —
+    /// key ordering — a message delivered and waiting again stays first of its key; above
+    /// 1 the messages of a key go in any order.
+    private(set) var keyLimit: Int?
+    var keyOrdering: Bool { keyLimit == 1 }
     private(set) var frontier: Int64
     private(set) var slots: Deque<Slot> = []
     private var waiting: Deque<Int64> = []
     private var blocked: [UInt64: Deque<Int64>] = [:]
     private var keysInFlight: [UInt64: Int] = [:]
     private var timers = Heap<LeaseTimer>()
+    /// Waiting messages held back until a time (their key's rate): out of `waiting` until then.
+    private var held = Heap<LeaseTimer>()
     private(set) var inFlight = 0
     private(set) var ackedAbove = 0
     private var nextLease: UInt32 = 1
@@ -69,9 +75,10 @@ struct DeliveryWindow {
 
     /// A window restored from the committed position: offsets between the frontier and the
     /// highest acked one that are not acked wait for delivery.
-    init(frontier: Int64, acked: [Int64] = [], keyOrdering: Bool = false) {
+    init(frontier: Int64, acked: [Int64] = [], keyLimit: Int? = nil) {
+        precondition(keyLimit.map { $0 >= 1 } ?? true, "a key limit is at least 1")
         self.frontier = frontier
-        self.keyOrdering = keyOrdering
+        self.keyLimit = keyLimit
         for offset in acked.sorted() where offset >= readEnd || (offset >= frontier && slots[Int(offset - frontier)].state != .acked) {
             while readEnd <= offset {
                 waiting.append(readEnd)
@@ -107,7 +114,7 @@ struct DeliveryWindow {
         // Acked offsets just above the new start count too: the frontier stops only at an
         // offset not acked.
         passAckedPrefix()
-        for key in freed where keysInFlight[key] == nil { unblockNext(key) }
+        for key in freed { unblockNext(key) }
     }
 
     /// Takes the message at `readEnd` (just read from the log) into the window, waiting.
@@ -128,6 +135,25 @@ struct DeliveryWindow {
     /// Puts an offset taken by `nextWaiting` back at the front (the caller could not deliver it).
     mutating func putBack(_ offset: Int64) { waiting.prepend(offset) }
 
+    /// Holds a waiting message out of delivery until `until` (its key has no token yet):
+    /// it is not looked at again before then.
+    mutating func hold(_ offset: Int64, until: Int64) {
+        precondition(slot(offset)?.state == .waiting, "only a waiting message is held back")
+        held.insert(LeaseTimer(deadline: until, offset: offset, lease: 0))
+    }
+
+    /// Messages held back until `now` or before wait for delivery again, first in line in
+    /// offset order.
+    mutating func releaseHeld(now: Int64) {
+        guard let first = held.min, first.deadline <= now else { return }
+        var due: [Int64] = []
+        while let t = held.min, t.deadline <= now {
+            held.removeMin()
+            due.append(t.offset)
+        }
+        for offset in due.sorted().reversed() where slot(offset)?.state == .waiting { waiting.prepend(offset) }
+    }
+
     /// Leases a waiting offset to `member` until `deadline`: nil when key ordering holds it
     /// back (another message with its key is in flight; it is delivered once that one is
     /// done). Returns the lease serial and the attempt number (1 for the first delivery).
@@ -137,7 +163,7 @@ struct DeliveryWindow {
         if let keyHash {
             slots[i].keyed = true
             slots[i].keyHash = keyHash
-            if keyOrdering, keysInFlight[keyHash, default: 0] > 0 {
+            if let keyLimit, keysInFlight[keyHash, default: 0] >= keyLimit {
                 blocked[keyHash, default: []].append(offset)
                 return nil
             }
@@ -151,7 +177,7 @@ struct DeliveryWindow {
         slots[i].member = member
         slots[i].deadline = deadline
         inFlight += 1
-        if keyOrdering, let keyHash { keysInFlight[keyHash, default: 0] += 1 }
+        if keyLimit != nil, let keyHash { keysInFlight[keyHash, default: 0] += 1 }
         timers.insert(LeaseTimer(deadline: deadline, offset: offset, lease: serial))
         return (serial, Int(slots[i].attempt))
     }
@@ -253,6 +279,20 @@ struct DeliveryWindow {
         return count
     }
 
+    /// Ends every lease held by one of `members` (they timed out): the messages wait again,
+    /// each delivery counted as an attempt. Returns them with the deliveries they had.
+    mutating func release(members: Set<UInt64>) -> [(offset: Int64, attempt: Int)] {
+        guard inFlight > 0 else { return [] }
+        var out: [(Int64, Int)] = []
+        for i in slots.indices where slots[i].state == .leased && members.contains(slots[i].member) {
+            let offset = frontier + Int64(i)
+            endLease(offset, requeued: true)
+            setWaiting(offset)
+            out.append((offset, Int(slots[i].attempt)))
+        }
+        return out
+    }
+
     /// Hands back every lease `member` holds (it is leaving): the messages wait again, and
     /// the delivery does not count as an attempt — the member gave them back unprocessed,
     /// so leaving never moves a message towards its dead letter. Returns how many.
@@ -292,10 +332,28 @@ struct DeliveryWindow {
         waiting.append(offset)
     }
 
+    /// Changes the key limit of a window in use (the group's settings changed): the keys in
+    /// flight are counted again from the leased slots, and every message held back behind
+    /// a key goes back to waiting (each is checked against the new limit when it is
+    /// leased). Messages leased before may exceed a lower limit until they are done.
+    mutating func setKeyLimit(_ limit: Int?) {
+        precondition(limit.map { $0 >= 1 } ?? true, "a key limit is at least 1")
+        guard limit != keyLimit else { return }
+        keyLimit = limit
+        keysInFlight = [:]
+        for i in slots.indices {
+            slots[i].holdsKey = false
+            if limit != nil, slots[i].state == .leased, slots[i].keyed { keysInFlight[slots[i].keyHash, default: 0] += 1 }
+        }
+        let held = blocked.values.flatMap { $0 }.sorted()
+        blocked = [:]
+        for offset in held.reversed() where slot(offset)?.state == .waiting { waiting.prepend(offset) }
+    }
+
     /// Traps unless the counters agree with the slots: `inFlight` counts the leased slots,
-    /// `ackedAbove` the acked ones, the frontier stops at the first slot not acked, and under
-    /// key ordering exactly the keys of leased slots are in flight, once each. O(window):
-    /// tests call it after every step of their random models.
+    /// `ackedAbove` the acked ones, the frontier stops at the first slot not acked, and with
+    /// a key limit exactly the keys of leased slots are in flight, each at most the limit's
+    /// number of times. O(window): tests call it after every step of their random models.
     func checkInvariants() {
         var leased = 0
         var acked = 0
@@ -304,7 +362,7 @@ struct DeliveryWindow {
             switch s.state {
             case .leased:
                 leased += 1
-                if keyOrdering && s.keyed { keys[s.keyHash, default: 0] += 1 }
+                if keyLimit != nil && s.keyed { keys[s.keyHash, default: 0] += 1 }
             case .acked:
                 acked += 1
             case .waiting, .parked:
@@ -314,41 +372,39 @@ struct DeliveryWindow {
         precondition(leased == inFlight, "\(leased) slots leased, inFlight says \(inFlight)")
         precondition(acked == ackedAbove, "\(acked) slots acked, ackedAbove says \(ackedAbove)")
         precondition(slots.first?.state != .acked, "the frontier stopped at an acked offset")
-        if keyOrdering {
+        if let keyLimit {
             precondition(keys == keysInFlight, "keys in flight \(keysInFlight) are not the leased slots' \(keys)")
-            precondition(keys.values.allSatisfy { $0 == 1 }, "two messages of one key in flight")
+            precondition(keys.values.allSatisfy { $0 <= keyLimit }, "more than \(keyLimit) messages of one key in flight")
         }
     }
 
-    /// Whether a message with this key is leased from this window (key ordering only).
-    func isKeyInFlight(_ keyHash: UInt64) -> Bool { keysInFlight[keyHash, default: 0] > 0 }
+    /// Messages with this key leased from this window (0 without a key limit).
+    func keyCount(_ keyHash: UInt64) -> Int { keysInFlight[keyHash, default: 0] }
 
     /// Bookkeeping of a lease that ends (acked, released, parked, expired). `requeued`: the
-    /// message waits for delivery again (released, expired, revoked), so it stays first of
-    /// its key and the next one held back behind it stays held back.
+    /// message waits for delivery again (released, expired, revoked); under key ordering it
+    /// stays first of its key and the next one held back behind it stays held back. Above
+    /// a limit of 1 there is no order to keep: the next one held back may go.
     private mutating func endLease(_ offset: Int64, requeued: Bool = false) {
         let s = slots[Int(offset - frontier)]
         guard s.state == .leased else { return }
         inFlight -= 1
         slots[Int(offset - frontier)].state = .waiting  // the caller sets the final state
-        guard keyOrdering, s.keyed else { return }
+        guard let keyLimit, s.keyed else { return }
         let left = keysInFlight[s.keyHash, default: 1] - 1
-        if left > 0 {
-            keysInFlight[s.keyHash] = left
-            return
-        }
-        keysInFlight[s.keyHash] = nil
-        if requeued {
+        keysInFlight[s.keyHash] = left > 0 ? left : nil
+        if requeued && keyLimit == 1 {
             slots[Int(offset - frontier)].holdsKey = true
             return
         }
         unblockNext(s.keyHash)
     }
 
-    /// The next message held back behind `keyHash` is first in line now (once nothing of
-    /// that key is leased). Offsets acked or skipped while held back are passed over.
+    /// The next message held back behind `keyHash` is first in line now (once fewer than
+    /// the limit of that key are leased). Offsets acked or skipped while held back are
+    /// passed over.
     private mutating func unblockNext(_ keyHash: UInt64) {
-        guard keysInFlight[keyHash] == nil, var queue = blocked[keyHash] else { return }
+        guard keysInFlight[keyHash, default: 0] < (keyLimit ?? .max), var queue = blocked[keyHash] else { return }
         while let next = queue.popFirst() {
             if let s = slot(next), s.state == .waiting {
                 waiting.prepend(next)

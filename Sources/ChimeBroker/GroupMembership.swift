@@ -12,9 +12,10 @@ public struct PartitionKey: Hashable, Sendable, Comparable, CustomStringConverti
     public var description: String { "\(topicID)/\(partition)" }
 }
 
-/// Who is in a group and which partitions each member owns: a pure state machine.
+/// Who is in a group and which partitions each member fetches from: a pure state machine.
 ///
-/// Assignment is sticky: a partition stays with its owner while that member lives and
+/// In a shared group every member fetches from every partition of the topics it
+/// subscribes to, and no partition has an owner. In a partitioned group assignment is sticky: a partition stays with its owner while that member lives and
 /// still subscribes to its topic; partitions without an owner go to the least-loaded
 /// eligible member, and partitions then move one at a time from the most to the least
 /// loaded member until no two eligible members differ by more than one. Every change of
@@ -33,15 +34,44 @@ struct GroupMembership {
     /// go back) without being written anywhere on every change.
     private(set) var generation: Int64
     private(set) var assignment: [PartitionKey: UInt64] = [:]
+    private(set) var mode: GroupMode
+    /// Every partition of the topics the members subscribe to, as the last rebalance saw
+    /// them, in key order.
+    private(set) var subscribed: [(key: PartitionKey, topic: String)] = []
 
-    init(generation: Int64 = 0) {
+    init(generation: Int64 = 0, mode: GroupMode = .partitioned) {
         self.generation = generation
+        self.mode = mode
     }
 
     var topics: Set<String> { members.values.reduce(into: Set()) { $0.formUnion($1.topics) } }
 
+    /// The partitions `member` fetches from: those it owns, or in a shared group all of
+    /// its topics'.
     func partitions(of member: UInt64) -> [PartitionKey] {
-        assignment.compactMap { $0.value == member ? $0.key : nil }.sorted()
+        switch mode {
+        case .partitioned:
+            return assignment.compactMap { $0.value == member ? $0.key : nil }.sorted()
+        case .shared:
+            guard let topics = members[member]?.topics else { return [] }
+            return subscribed.compactMap { topics.contains($0.topic) ? $0.key : nil }
+        }
+    }
+
+    /// Whether `member` may settle what it holds in `partition`: its owner in a partitioned
+    /// group; any member in a shared one (the lease then says whose a message is).
+    func mayFetch(_ member: UInt64, from partition: PartitionKey) -> Bool {
+        switch mode {
+        case .partitioned: return assignment[partition] == member
+        case .shared: return members[member] != nil
+        }
+    }
+
+    /// A new mode takes effect at the next `rebalance` (which the caller runs).
+    mutating func setMode(_ mode: GroupMode) {
+        guard mode != self.mode else { return }
+        self.mode = mode
+        generation += 1
     }
 
     mutating func join(_ member: Member) {
@@ -71,10 +101,12 @@ struct GroupMembership {
         return gone
     }
 
-    /// Reassigns `partitions` (each with its topic name) to the live members. Returns the
-    /// partitions whose owner changed, with the owner they had.
+    /// Reassigns `partitions` (each with its topic name) to the live members (in a shared
+    /// group: to none). Returns the partitions whose owner changed, with the owner they had.
     mutating func rebalance(_ partitions: [(key: PartitionKey, topic: String)]) -> [(key: PartitionKey, previous: UInt64?)] {
+        subscribed = partitions.sorted { $0.key < $1.key }
         var next: [PartitionKey: UInt64] = [:]
+        guard mode == .partitioned else { return reassign(next) }
         var load: [UInt64: Int] = members.mapValues { _ in 0 }
         let sorted = partitions.sorted { $0.key < $1.key }
         let eligible: [PartitionKey: [UInt64]] = Dictionary(uniqueKeysWithValues: sorted.map { p in
@@ -105,6 +137,10 @@ struct GroupMembership {
                 moved = true
             }
         }
+        return reassign(next)
+    }
+
+    private mutating func reassign(_ next: [PartitionKey: UInt64]) -> [(key: PartitionKey, previous: UInt64?)] {
         var changes: [(PartitionKey, UInt64?)] = []
         for key in Set(next.keys).union(assignment.keys).sorted() where next[key] != assignment[key] {
             changes.append((key, assignment[key]))

@@ -189,6 +189,34 @@ public final class ChimeClient: Service, Sendable {
         await producer.forget(name)
     }
 
+    // MARK: - Groups
+
+    /// Creates a group: the broker's defaults for groups with `settings` over them (say
+    /// `WireGroupSettings(mode: .shared)` for a job queue any number of workers share).
+    /// A group of that name is `groupExists`, unless `ifAbsent`: then its settings come
+    /// back as they are. Returns the group's settings, all of them.
+    @discardableResult
+    public func createGroup(_ name: String, settings: WireGroupSettings = WireGroupSettings(), ifAbsent: Bool = false) async throws -> WireGroupSettings {
+        try await call(.createGroup, CreateGroup(name: name, ifAbsent: ifAbsent, settings: settings), as: WireGroupSettings.self)
+    }
+
+    /// Changes the settings present in `settings`; the others stay. Returns them all.
+    @discardableResult
+    public func configureGroup(_ name: String, _ settings: WireGroupSettings) async throws -> WireGroupSettings {
+        try await call(.configureGroup, ConfigureGroup(name: name, settings: settings), as: WireGroupSettings.self)
+    }
+
+    /// A group's settings.
+    public func groupSettings(_ name: String) async throws -> WireGroupSettings {
+        try await call(.describeGroup, GroupRef(name: name), as: WireGroupSettings.self)
+    }
+
+    /// Deletes a group that has no live member and no position in a topic that still
+    /// exists (`groupInUse` otherwise: a group's positions go with their topics).
+    public func deleteGroup(_ name: String) async throws {
+        _ = try await call(.deleteGroup, GroupRef(name: name), as: Empty.self)
+    }
+
     /// Counts for topics and groups (all of them when none are named).
     public func stats(topics: [String] = [], groups: [String] = [], includeMembers: Bool = false) async throws -> StatsReply {
         try await call(.stats, StatsRequest(topics: topics, groups: groups, includeMembers: includeMembers), as: StatsReply.self)

@@ -73,6 +73,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case publishRecords = 17
     /// Version 4: read messages without leasing them (a browse).
     case peek = 18
+    /// Version 5: groups as objects of their own.
+    case createGroup = 19
+    case configureGroup = 20
+    case describeGroup = 21
+    case deleteGroup = 22
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -80,6 +85,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         switch self {
         case .publishRecords: 2
         case .peek: 4
+        case .createGroup, .configureGroup, .describeGroup, .deleteGroup: 5
         default: 1
         }
     }

@@ -10,7 +10,9 @@ public enum ProtocolVersion {
     /// 3 writes due times as `WireDue` (a kind byte, then the time): a delay travels as a
     /// delay and the broker stamps it on receipt.
     /// 4 adds `peek` (opcode 18) and a join's `createTopics` flag (a byte at its end).
-    public static let current: UInt16 = 4
+    /// 5 adds groups as objects: `createGroup`, `configureGroup`, `describeGroup` and
+    /// `deleteGroup` (opcodes 19–22) with their settings (`WireGroupSettings`).
+    public static let current: UInt16 = 5
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
     /// The first version whose join says whether to create the topics.

@@ -43,6 +43,10 @@ public struct WireErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let closed = WireErrorCode(rawValue: 117)
     /// A broker limit (topics, partitions, groups, file descriptors) would be passed.
     public static let limitReached = WireErrorCode(rawValue: 118)
+    public static let groupExists = WireErrorCode(rawValue: 119)
+    /// A group with live members, or with positions in a topic that still exists, cannot
+    /// be deleted.
+    public static let groupInUse = WireErrorCode(rawValue: 120)
     /// Anything else that went wrong inside the server.
     public static let internalError = WireErrorCode(rawValue: 199)
 

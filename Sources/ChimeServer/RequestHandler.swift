@@ -99,6 +99,19 @@ struct RequestHandler: Sendable {
                 .payload(allocator: allocator)
         case .stats:
             return try await stats(try StatsRequest(payload: frame.payload)).payload(allocator: allocator)
+        case .createGroup:
+            let r = try CreateGroup(payload: frame.payload)
+            let settings = try r.settings.applied(to: broker.options.defaultGroup)
+            return WireGroupSettings(try broker.createGroup(r.name, settings: settings, ifAbsent: r.ifAbsent)).payload(allocator: allocator)
+        case .configureGroup:
+            let r = try ConfigureGroup(payload: frame.payload)
+            let settings = try await broker.configure(group: r.name) { $0 = try r.settings.applied(to: $0) }
+            return WireGroupSettings(settings).payload(allocator: allocator)
+        case .describeGroup:
+            return WireGroupSettings(try broker.groupSettings(try GroupRef(payload: frame.payload).name)).payload(allocator: allocator)
+        case .deleteGroup:
+            try await broker.deleteGroup(try GroupRef(payload: frame.payload).name)
+            return Empty().payload(allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)
             guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }

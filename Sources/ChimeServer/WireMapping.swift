@@ -11,6 +11,7 @@ enum ErrorCodes {
         (.sequenceGap, .sequenceGap), (.unknownMessage, .unknownMessage), (.unknownGroup, .unknownGroup),
         (.unknownMember, .unknownMember), (.fenced, .fenced), (.unknownDelivery, .unknownDelivery), (.alreadyAcked, .alreadyAcked),
         (.leaseExpired, .leaseExpired), (.invalidArgument, .invalidArgument), (.storage, .storage), (.closed, .closed), (.limitReached, .limitReached),
+        (.groupExists, .groupExists), (.groupInUse, .groupInUse),
     ]
 
     static func reply(_ error: any Error) -> ErrorReply {
@@ -92,5 +93,49 @@ extension Due {
         case .at(let time): self = .at(time)
         case .after(let ms): self = .after(ms)
         }
+    }
+}
+
+extension WireGroupSettings {
+    /// All of `s`.
+    init(_ s: GroupSettings) {
+        func millis(_ v: Double?) -> Int64 { v.map { Int64(($0 * 1000).rounded()) } ?? -1 }
+        self.init(
+            mode: s.mode == .shared ? .shared : .partitioned, maxInFlight: UInt32(clamping: s.maxInFlight), leaseMilliseconds: s.leaseMilliseconds,
+            sessionTimeoutMilliseconds: s.sessionTimeoutMilliseconds, maxAttempts: s.maxAttempts.map(Int64.init) ?? -1, keyOrdering: s.keyOrdering,
+            keyConcurrency: s.keyConcurrency.map(Int64.init) ?? -1, rateLimitMillis: millis(s.rateLimit), rateBurstMillis: millis(s.rateBurst),
+            keyRateLimitMillis: millis(s.keyRateLimit), keyRateBurstMillis: millis(s.keyRateBurst), maxWindow: UInt32(clamping: s.maxWindow))
+    }
+
+    /// `base` with the fields present here: -1 for none where a setting may be none. A value
+    /// no setting can take is `invalidArgument`; the result is checked as a whole by the
+    /// engine (`GroupSettings.validate`).
+    func applied(to base: GroupSettings) throws -> GroupSettings {
+        var s = base
+        func count(_ v: Int64, _ what: String) throws -> Int? {
+            guard v == -1 || (v >= 1 && v <= Int64(Int32.max)) else {
+                throw BrokerError(.invalidArgument, "\(what) is -1 (none) or 1...\(Int32.max), not \(v)")
+            }
+            return v == -1 ? nil : Int(v)
+        }
+        func rate(_ v: Int64, _ what: String) throws -> Double? {
+            guard v == -1 || (v >= 1 && v <= 1_000_000_000_000) else {
+                throw BrokerError(.invalidArgument, "\(what) is -1 (none) or 1...10^12 thousandths, not \(v)")
+            }
+            return v == -1 ? nil : Double(v) / 1000
+        }
+        if let mode { s.mode = mode == .shared ? .shared : .partitioned }
+        if let maxInFlight { s.maxInFlight = Int(maxInFlight) }
+        if let leaseMilliseconds { s.leaseMilliseconds = leaseMilliseconds }
+        if let sessionTimeoutMilliseconds { s.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds }
+        if let maxAttempts { s.maxAttempts = try count(maxAttempts, "max attempts") }
+        if let keyOrdering { s.keyOrdering = keyOrdering }
+        if let keyConcurrency { s.keyConcurrency = try count(keyConcurrency, "key concurrency") }
+        if let rateLimitMillis { s.rateLimit = try rate(rateLimitMillis, "rate limit") }
+        if let rateBurstMillis { s.rateBurst = try rate(rateBurstMillis, "rate burst") }
+        if let keyRateLimitMillis { s.keyRateLimit = try rate(keyRateLimitMillis, "key rate limit") }
+        if let keyRateBurstMillis { s.keyRateBurst = try rate(keyRateBurstMillis, "key rate burst") }
+        if let maxWindow { s.maxWindow = Int(maxWindow) }
+        return s
     }
 }

@@ -135,64 +135,6 @@ struct TopicsCommand: AsyncParsableCommand {
     }
 }
 
-struct GroupsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "groups",
-        abstract: "List consumer groups and show one in detail.",
-        subcommands: [List.self, Show.self],
-        defaultSubcommand: List.self)
-
-    struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List groups: members, lag (unacked messages), in flight, retries, dead letters.")
-        @OptionGroup var broker: BrokerAddress
-        @Flag(name: .long, help: "One JSON object per group and line.") var json = false
-
-        func run() async throws {
-            let s = try await withBroker(broker, name: "chime-groups") { try await $0.stats() }
-            if json {
-                for g in s.groups { print(groupJSON(g)) }
-                return
-            }
-            if s.groups.isEmpty {
-                print("no groups")
-                return
-            }
-            print(pad(["GROUP", "MEMBERS", "GENERATION", "LAG", "IN FLIGHT", "RETRIES", "DEAD"]))
-            for g in s.groups {
-                let retries = g.partitions.reduce(0) { $0 + $1.retriesPending }
-                let dead = g.partitions.reduce(0) { $0 + $1.deadLettered }
-                print(pad([g.name, "\(g.memberCount)", "\(g.generation)", "\(g.lag)", "\(g.inFlight)", "\(retries)", "\(dead)"]))
-            }
-        }
-    }
-
-    struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One group: its members and each partition's position, lag and owner.")
-        @OptionGroup var broker: BrokerAddress
-        @Argument(help: "Group name.") var name: String
-        @Flag(name: .long, help: "One JSON object.") var json = false
-
-        func run() async throws {
-            let s = try await withBroker(broker, name: "chime-groups") { try await $0.stats(topics: [], groups: [name], includeMembers: true) }
-            guard let g = s.groups.first else { throw CommandFailure(description: "no group \(name)") }
-            if json {
-                print(groupJSON(g))
-                return
-            }
-            print("group \(g.name): generation \(g.generation), \(g.memberCount) member(s), lag \(g.lag), in flight \(g.inFlight)")
-            let names = Dictionary(g.members.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
-            for m in g.members {
-                print("  member \(m.name) (id \(m.id)): last seen \(relative(m.lastSeen, now: s.takenAt)), \(m.assignment.count) partition(s)")
-            }
-            print(pad(["  TOPIC", "PARTITION", "COMMITTED", "LAG", "IN FLIGHT", "RETRIES", "DEAD", "OWNER"]))
-            for p in g.partitions {
-                let owner = p.owner.map { names[$0] ?? "\($0)" } ?? "-"
-                print(pad(["  \(p.topic)", "\(p.partition)", "\(p.committed)", "\(p.lag)", "\(p.inFlight)", "\(p.retriesPending)", "\(p.deadLettered)", owner]))
-            }
-        }
-    }
-}
-
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
@@ -297,7 +239,7 @@ extension WireMessageID {
 }
 
 /// Columns padded to a fixed width, for terminal tables.
-private func pad(_ cells: [String]) -> String {
+func pad(_ cells: [String]) -> String {
     let widths = [22, 11, 12, 11, 12, 11, 11, 12]
     var line = ""
     for (i, c) in cells.enumerated() {
@@ -319,7 +261,7 @@ func topicJSON(_ t: WireTopicStats) -> String {
         + "\"partitions\":[\(parts.joined(separator: ","))]}"
 }
 
-func groupJSON(_ g: WireGroupStats) -> String {
+func groupJSON(_ g: WireGroupStats, settings: WireGroupSettings? = nil) -> String {
     let parts = g.partitions.map { p in
         "{\"topic\":\(Format.json(p.topic)),\"partition\":\(p.partition),\"committed\":\(p.committed),\"lag\":\(p.lag),\"inFlight\":\(p.inFlight),"
             + "\"retriesPending\":\(p.retriesPending),\"deadLettered\":\(p.deadLettered),\"owner\":\(p.owner.map(String.init) ?? "null")}"
@@ -329,5 +271,6 @@ func groupJSON(_ g: WireGroupStats) -> String {
             + m.assignment.map { "{\"topic\":\(Format.json($0.topic)),\"partition\":\($0.partition)}" }.joined(separator: ",") + "]}"
     }
     return "{\"group\":\(Format.json(g.name)),\"generation\":\(g.generation),\"members\":\(g.memberCount),\"lag\":\(g.lag),\"inFlight\":\(g.inFlight),"
-        + "\"partitions\":[\(parts.joined(separator: ","))],\"memberList\":[\(members.joined(separator: ","))]}"
+        + "\"partitions\":[\(parts.joined(separator: ","))],\"memberList\":[\(members.joined(separator: ","))]"
+        + (settings.map { ",\"settings\":\(settingsJSON($0))" } ?? "") + "}"
 }

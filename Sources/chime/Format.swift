@@ -14,6 +14,15 @@ enum Format {
         return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
     }
 
+    /// A number without a needless fraction: 2, 2.5, 0.001 (thousandths at most).
+    static func number(_ v: Double) -> String {
+        let thousandths = (v * 1000).rounded()
+        if thousandths.truncatingRemainder(dividingBy: 1000) == 0 { return String(Int64(thousandths / 1000)) }
+        var text = String(format: "%.3f", thousandths / 1000)
+        while text.hasSuffix("0") { text.removeLast() }
+        return text
+    }
+
     /// A JSON string literal (the admin port's encoder).
     static func json(_ s: String) -> String {
         var out = ""

@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func keyOrderingHoldsTheNextOfAKeyUntilTheFirstIsDone() throws {
-        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
         let a = deliverNext(&w, key: 7)!
         #expect(deliverNext(&w, key: 7) == nil, "same key: held back")
         let c = deliverNext(&w, key: 8)!
@@ -68,7 +68,7 @@ import Testing
     }
 
     @Test func anExpiredMessageStaysFirstOfItsKey() throws {
-        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
         _ = deliverNext(&w, key: 7, deadline: 10)!
         #expect(deliverNext(&w, key: 7) == nil)
         _ = w.expire(now: 10)
@@ -78,7 +78,7 @@ import Testing
     }
 
     @Test func retentionPassingALeasedMessageFreesItsKey() throws {
-        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
         _ = deliverNext(&w, key: 7)!
         #expect(deliverNext(&w, key: 7) == nil)
         w.skip(to: 1)  // offset 0 deleted by retention while leased
@@ -125,7 +125,7 @@ import Testing
     /// Random operations: the invariants hold after every step.
     @Test(arguments: [1, 2, 3, 4] as [UInt64]) func invariantsUnderRandomOperations(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
-        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
         var live: [Int64: UInt32] = [:]  // offset → lease the "member" holds
         var now: Int64 = 0
         var acked = Set<Int64>()
@@ -173,7 +173,7 @@ import Testing
     /// slot is the one lease the member holds: nothing is delivered twice while leased.
     @Test(arguments: [11, 12, 13, 14] as [UInt64]) func invariantsUnderRandomOperationsWithRetentionAndMoves(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
-        var w = DeliveryWindow(frontier: 0, keyOrdering: true)
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
         var live: [Int64: UInt32] = [:]  // offset → lease the member holds
         var parked = Set<Int64>()
         var acked = Set<Int64>()
