@@ -343,17 +343,20 @@ actor ConsumerGroup {
         var topics = Self.byTopic(owned)
         // Fisher–Yates on the group's generator (seeded in tests).
         for i in stride(from: topics.count - 1, to: 0, by: -1) { topics.swapAt(i, Int(random.next() % UInt64(i + 1))) }
-        // Turns until the fetch is full or a whole round delivered nothing.
+        // Rounds until the fetch is full or every topic fell short: in each round every
+        // topic still in it takes a turn of the same size, an even share of what is still
+        // wanted. A topic that gave its whole turn may have more; one that fell short is
+        // empty (or at its limits) and leaves. (Turns sized anew for each topic would let
+        // the topics after a short one take its share, and split unevenly.)
         while out.count < budget && !size.isFull && !topics.isEmpty {
-            var active: [[PartitionKey]] = []
-            for (t, partitions) in topics.enumerated() where out.count < budget && !size.isFull {
+            let turn = (budget - out.count + topics.count - 1) / topics.count
+            var more: [[PartitionKey]] = []
+            for partitions in topics where out.count < budget && !size.isFull {
                 let before = out.count
-                let share = (budget - out.count + (topics.count - t) - 1) / (topics.count - t)
-                fill(partitions, member: member, now: now, deadline: deadline, limit: out.count + share, size: &size, into: &out)
-                if out.count > before { active.append(partitions) }
+                fill(partitions, member: member, now: now, deadline: deadline, limit: min(budget, before + turn), size: &size, into: &out)
+                if out.count - before == turn { more.append(partitions) }
             }
-            // A topic that filled its share may have more; one that fell short is empty.
-            topics = active
+            topics = more
         }
         if bucket != nil { bucket!.giveBack(budget - out.count) }
         // Handed over now: the firing loop may have appended (and this call read) messages

@@ -258,4 +258,62 @@ import Testing
             #expect(acked.allSatisfy { $0 < w.frontier || w.slot($0)?.state == .acked })
         }
     }
+
+    @Test func aKeyLimitAboveOneLetsThatManyOfAKeyOutAndTheNextGoesWhenAnyIsDone() throws {
+        var w = DeliveryWindow(frontier: 0, keyLimit: 2)
+        let a = deliverNext(&w, key: 7)!
+        let b = deliverNext(&w, key: 7)!
+        #expect(deliverNext(&w, key: 7) == nil, "a third of the key waits")
+        #expect(w.keyCount(7) == 2)
+        w.checkInvariants()
+        // An expired one goes back without keeping its place: no order to keep above one.
+        _ = w.expire(now: 100)
+        #expect(w.keyCount(7) == 0)
+        #expect(Set([w.nextWaiting(), w.nextWaiting(), w.nextWaiting()].compactMap { $0 }) == [0, 1, 2])
+        _ = (a, b)
+        w.checkInvariants()
+    }
+
+    @Test func anAckAtTheKeyLimitReleasesTheNextHeldBack() throws {
+        var w = DeliveryWindow(frontier: 0, keyLimit: 2)
+        let a = deliverNext(&w, key: 7)!
+        _ = deliverNext(&w, key: 7)!
+        #expect(deliverNext(&w, key: 7) == nil)
+        #expect(w.nextWaiting() == nil)
+        try w.ack(a.offset, lease: a.lease)
+        #expect(w.nextWaiting() == 2)
+        #expect(w.lease(2, keyHash: 7, member: 1, deadline: 100) != nil)
+        w.checkInvariants()
+    }
+
+    @Test func raisingTheKeyLimitLetsWhatWasHeldBackGo() throws {
+        var w = DeliveryWindow(frontier: 0, keyLimit: 1)
+        _ = deliverNext(&w, key: 7)!
+        #expect(deliverNext(&w, key: 7) == nil)
+        #expect(deliverNext(&w, key: 7) == nil)
+        w.setKeyLimit(3)
+        #expect(w.nextWaiting() == 1)
+        #expect(w.lease(1, keyHash: 7, member: 1, deadline: 100) != nil)
+        #expect(w.nextWaiting() == 2)
+        #expect(w.lease(2, keyHash: 7, member: 1, deadline: 100) != nil)
+        #expect(w.keyCount(7) == 3)
+        w.checkInvariants()
+        w.setKeyLimit(nil)
+        #expect(w.keyCount(7) == 0, "without a limit no key is counted")
+        w.checkInvariants()
+    }
+
+    @Test func aHeldMessageIsNotOfferedBeforeItsTimeAndThenFirstInOffsetOrder() throws {
+        var w = DeliveryWindow(frontier: 0)
+        let first = w.admitNext(), second = w.admitNext(), third = w.admitNext()
+        w.hold(second, until: 50)
+        w.hold(first, until: 50)
+        _ = w.lease(third, keyHash: nil, member: 1, deadline: 100)
+        w.releaseHeld(now: 49)
+        #expect(w.nextWaiting() == nil)
+        w.releaseHeld(now: 50)
+        #expect(w.nextWaiting() == first)
+        #expect(w.nextWaiting() == second)
+        #expect(w.nextWaiting() == nil)
+    }
 }

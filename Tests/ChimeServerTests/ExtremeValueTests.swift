@@ -34,7 +34,7 @@ import Testing
         mutating func uint16() -> UInt16 { UInt16(truncatingIfNeeded: int64()) }
         mutating func uint64() -> UInt64 { UInt64(bitPattern: int64()) }
         mutating func bool() -> Bool { rng.next() & 1 == 0 }
-        mutating func optional(_ value: Int64) -> Int64? { bool() ? value : nil }
+        mutating func optional<T>(_ value: T) -> T? { bool() ? value : nil }
         /// No due time, or a time or a delay of any value.
         mutating func due() -> WireDue? {
             guard bool() else { return nil }
@@ -77,6 +77,15 @@ import Testing
             dedupWindowMilliseconds: v.int64())
     }
 
+    /// A group settings patch whose fields, where present, are at their extremes.
+    static func groupSettings(_ v: inout Values) -> WireGroupSettings {
+        WireGroupSettings(
+            mode: v.optional(v.bool() ? .shared : .partitioned), maxInFlight: v.optional(v.uint32()), leaseMilliseconds: v.optional(v.int64()),
+            sessionTimeoutMilliseconds: v.optional(v.int64()), maxAttempts: v.optional(v.int64()), keyOrdering: v.optional(v.bool()),
+            keyConcurrency: v.optional(v.int64()), rateLimitMillis: v.optional(v.int64()), rateBurstMillis: v.optional(v.int64()),
+            keyRateLimitMillis: v.optional(v.int64()), keyRateBurstMillis: v.optional(v.int64()), maxWindow: v.optional(v.uint32()))
+    }
+
     @Test(arguments: [UInt64(1), 2, 3])
     func extremeValuesInEveryRequestTypeLeaveTheServerUpAndRestartable(seed: UInt64) async throws {
         let dir = TemporaryDirectory("chime-extreme")
@@ -103,7 +112,7 @@ import Testing
         for round in 0..<300 {
             let topic = v.pick(topics)
             let id: UInt32
-            switch round % 9 {
+            switch round % 10 {
             case 0:
                 let records = (0..<(1 + Int(v.rng.next() % 3))).map { _ in
                     OutgoingRecord(
@@ -130,6 +139,13 @@ import Testing
                 id = await c.send(v.bool() ? .heartbeat : .leave, MemberRef(group: v.bool() ? "g" : "h", memberID: v.bool() ? member.memberID : v.uint64()))
             case 7:
                 id = await c.send(.createTopic, CreateTopic(name: "x\(round)", settings: Self.settings(&v)))
+            case 8:
+                let name = v.pick(["g", "shared", "h\(round % 3)"])
+                switch v.rng.next() % 3 {
+                case 0: id = await c.send(.createGroup, CreateGroup(name: name, ifAbsent: v.bool(), settings: Self.groupSettings(&v)))
+                case 1: id = await c.send(.configureGroup, ConfigureGroup(name: name, settings: Self.groupSettings(&v)))
+                default: id = await c.send(.deleteGroup, GroupRef(name: name))
+                }
             default:
                 id = await c.send(.stats, StatsRequest(topics: v.bool() ? [] : [topic], groups: v.bool() ? [] : ["g"], includeMembers: v.bool()))
             }
