@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "chime", targets: ["chime"]),
         .library(name: "ChimeStore", targets: ["ChimeStore"]),
         .library(name: "ChimeBroker", targets: ["ChimeBroker"]),
+        .library(name: "ChimeClient", targets: ["ChimeClient"]),
+        .library(name: "ChimeWorker", targets: ["ChimeWorker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -123,6 +125,18 @@ let package = Package(
             ],
             swiftSettings: releaseSettings
         ),
+        // Workers on the client: typed jobs, pools, retries, leases kept while a job runs,
+        // graceful shutdown (README "Workers", docs/architecture.md).
+        .target(
+            name: "ChimeWorker",
+            dependencies: [
+                "ChimeClient", "ChimeProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: releaseSettings
+        ),
         .executableTarget(
             name: "chime",
             dependencies: [
@@ -132,6 +146,7 @@ let package = Package(
                 "ChimeServer",
                 "ChimeClient",
                 "ChimeProtocol",
+                "ChimeWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -159,7 +174,7 @@ let package = Package(
         .executableTarget(
             name: "PeerBench",
             dependencies: [
-                "ChimeClient", "ChimeProtocol",
+                "ChimeClient", "ChimeProtocol", "ChimeWorker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -230,6 +245,14 @@ let package = Package(
             ],
             // TLS certificates for TLSTests (how they were made: Fixtures/README.md).
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "ChimeWorkerTests",
+            dependencies: [
+                "ChimeWorker", "ChimeClient", "ChimeProtocol", "ChimeTestSupport", "chime",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "ChimeBrokerTests",

@@ -88,8 +88,8 @@ func decodePayload(_ frame: Frame) {
     case (.fetch, false): check(Fetch.self, frame.payload)
     case (.fetch, true), (.peek, true): check(Deliveries.self, frame.payload)
     case (.peek, false): check(Peek.self, frame.payload)
-    case (.ack, false), (.nack, false), (.extend, false), (.term, false): check(Settle.self, frame.payload)
-    case (.ack, true), (.nack, true), (.extend, true), (.term, true): check(SettleReply.self, frame.payload)
+    case (.ack, false), (.nack, false), (.extend, false), (.term, false), (.release, false): check(Settle.self, frame.payload)
+    case (.ack, true), (.nack, true), (.extend, true), (.term, true), (.release, true): check(SettleReply.self, frame.payload)
     case (.stats, false): check(StatsRequest.self, frame.payload)
     case (.stats, true): check(StatsReply.self, frame.payload)
     case (.createGroup, false): check(CreateGroup.self, frame.payload)
@@ -227,6 +227,7 @@ struct FrameFuzzSeeds {
             ("nack", frame(.nack, settle)),
             ("extend", frame(.extend, settle)),
             ("term", frame(.term, settle)),
+            ("release", frame(.release, Settle(group: "mailers", memberID: 7, receipts: [receipt]))),
             ("settle-reply", reply(.ack, SettleReply(results: [nil, ErrorReply(code: 113, message: "already acked")]))),
             ("stats", frame(.stats, StatsRequest(topics: ["t"], groups: [], includeMembers: true))),
             ("publish-records", frame(.publishRecords, PublishRecords(topic: "t", partition: 0, batch: [1, 2, 3]))),

@@ -599,11 +599,15 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// decompressed or allocated for them.
     public static let maxRecordsPerPublish = 100_000
 
-    func group(_ name: String, create settings: GroupSettings? = nil) throws -> ConsumerGroup {
+    /// The group `name`; created with `settings` if there is none and `settings` are given.
+    /// `exclusive`: one that exists already is `groupExists` (checked under the same lock
+    /// as the creation, so two creates of one name cannot both succeed).
+    func group(_ name: String, create settings: GroupSettings? = nil, exclusive: Bool = false) throws -> ConsumerGroup {
         try Names.validate(name, what: "group")
         return try state.withLock { s in
             guard !s.closed else { throw BrokerError(.closed, "the broker is closed") }
             if let g = s.groups[name] {
+                if exclusive { throw BrokerError(.groupExists, "group \(name) exists already") }
                 if let actor = g.actor { return actor }
                 let actor = ConsumerGroup(name: name, id: g.id, settings: g.settings, options: options, host: self, logger: logger)
                 s.groups[name]!.actor = actor
@@ -650,12 +654,12 @@ public final class Broker: GroupHost, @unchecked Sendable {
         try Names.validate(name, what: "group")
         let settings = settings ?? options.defaultGroup
         try settings.validate()
-        if let existing = state.withLock({ $0.groups[name]?.settings }) {
-            guard ifAbsent else { throw BrokerError(.groupExists, "group \(name) exists already") }
-            return existing
+        do {
+            _ = try group(name, create: settings, exclusive: true)
+            return settings
+        } catch let error as BrokerError where error.code == .groupExists && ifAbsent {
+            return try groupSettings(name)
         }
-        _ = try group(name, create: settings)
-        return try groupSettings(name)
     }
 
     /// A group's settings as they are now.
@@ -803,6 +807,14 @@ public final class Broker: GroupHost, @unchecked Sendable {
         }
         defer { changes.bump() }
         return try await self.group(group).nack(member: member, receipts, delay: delay, reason: reason)
+    }
+
+    /// Gives leased messages back unprocessed: delivered again at once, the delivery not
+    /// counted as an attempt (a worker shutting down with messages it had not started).
+    @discardableResult
+    public func release(group: String, member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
+        defer { changes.bump() }
+        return try await self.group(group).release(member: member, receipts)
     }
 
     /// Extends leases to `milliseconds` from now.

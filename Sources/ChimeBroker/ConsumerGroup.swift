@@ -733,6 +733,15 @@ actor ConsumerGroup {
         }
     }
 
+    /// Gives messages back unprocessed (a worker shutting down with messages it had not
+    /// started): delivered again at once, the delivery not counted as an attempt.
+    func release(member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
+        try await settle(member: member, receipts) { _, gp, r in
+            try gp.withWindow(r.source) { w in try w.handBack(r.offset, lease: r.lease) }
+            return nil
+        }
+    }
+
     func extend(member: UInt64, _ receipts: [DeliveryReceipt], by milliseconds: Int64) async throws -> [BrokerError?] {
         let deadline = clock.now() + max(1, milliseconds)
         return try await settle(member: member, receipts) { _, gp, r in

@@ -293,6 +293,17 @@ struct DeliveryWindow {
         return out
     }
 
+    /// Hands back one lease (the member did not start on the message): it waits again at
+    /// once, and the delivery does not count as an attempt.
+    mutating func handBack(_ offset: Int64, lease: UInt32) throws {
+        _ = try check(offset, lease: lease)
+        endLease(offset, requeued: true)
+        let i = Int(offset - frontier)
+        assert(slots[i].attempt > 0, "a leased message was delivered at least once")
+        slots[i].attempt -= 1
+        setWaiting(offset)
+    }
+
     /// Hands back every lease `member` holds (it is leaving): the messages wait again, and
     /// the delivery does not count as an attempt — the member gave them back unprocessed,
     /// so leaving never moves a message towards its dead letter. Returns how many.

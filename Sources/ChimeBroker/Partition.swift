@@ -405,7 +405,8 @@ actor Partition {
     ) throws -> (batch: RecordBatch, records: [StoredRecord]) {
         let rules = ClientBatchRules(
             limits: limits, maxRecords: Broker.maxRecordsPerPublish, maxTimestampSkewMilliseconds: maxTimestampSkewMilliseconds,
-            maxMessageBytes: maxMessageBytes, reservedHeaderPrefix: ReservedHeader.prefixString)
+            maxMessageBytes: maxMessageBytes, reservedHeaderPrefix: ReservedHeader.prefixString,
+            headersAllowedWithThePrefix: ReservedHeader.settableByProducers)
         do {
             return try rules.check(bytes, receivedAt: receivedAt)
         } catch {
@@ -422,7 +423,7 @@ actor Partition {
             guard m.size <= maxMessageBytes else {
                 throw BrokerError(.messageTooLarge, "a message of \(m.size) bytes is over the topic's limit of \(maxMessageBytes)")
             }
-            for h in m.headers where !asBroker && ReservedHeader.isReserved(h.name) {
+            for h in m.headers where !asBroker && ReservedHeader.isForbiddenToProducers(h.name) {
                 throw BrokerError(.invalidArgument, "header \"\(h.name)\": the chime- prefix is reserved for the broker")
             }
         }

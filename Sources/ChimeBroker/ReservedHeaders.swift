@@ -37,6 +37,16 @@ enum ReservedHeader {
     /// own in the dead-letter topic; redrive gives the original back.
     static let dlqID = "chime-dlq-id"
 
+    /// The job's name (`ChimeWorker`): set by producers — any producer, in any language, can
+    /// enqueue a job — and read by workers. Kept with the message's headers.
+    static let job = "chime-job"
+
+    /// The `chime-` headers a producer may set.
+    static let settableByProducers: Set<String> = [job]
+
+    /// Whether a producer is refused this header name.
+    static func isForbiddenToProducers(_ name: String) -> Bool { isReserved(name) && !settableByProducers.contains(name) }
+
     static func isReserved(_ name: String) -> Bool {
         var it = name.utf8.makeIterator()
         for b in prefix {

@@ -317,6 +317,25 @@ public final class ChimeClient: Service, Sendable {
     /// may or may not have landed).
     @discardableResult
     public func ack(_ messages: [ConsumedMessage]) async throws -> [ClientError?] {
+        try await settle(.ack, messages)
+    }
+
+    /// Extends the leases of many messages by `milliseconds` from now, in one request per
+    /// member (a worker keeping its running jobs' leases); one result per message.
+    @discardableResult
+    public func extend(_ messages: [ConsumedMessage], by milliseconds: Int64) async throws -> [ClientError?] {
+        try await settle(.extend, messages, milliseconds: milliseconds)
+    }
+
+    /// Gives messages back unprocessed, in one request per member: delivered again at once
+    /// (to any member), the delivery not counted as an attempt. For messages fetched and not
+    /// started (a worker shutting down). Needs a broker of protocol version 5.
+    @discardableResult
+    public func release(_ messages: [ConsumedMessage]) async throws -> [ClientError?] {
+        try await settle(.release, messages)
+    }
+
+    private func settle(_ opcode: Opcode, _ messages: [ConsumedMessage], milliseconds: Int64 = 0) async throws -> [ClientError?] {
         var results = [ClientError?](repeating: nil, count: messages.count)
         var byMember: [MemberKey: [Int]] = [:]
         if let first = messages.first, messages.allSatisfy({ $0.memberID == first.memberID && $0.group == first.group }) {
@@ -331,12 +350,15 @@ public final class ChimeClient: Service, Sendable {
                 // requests' results are kept (an ack of another member may have landed).
                 do {
                     let reply = try await call(
-                        .ack, Settle(group: member.group, memberID: member.memberID, receipts: part.map { messages[$0].delivery.receipt }),
+                        opcode,
+                        Settle(
+                            group: member.group, memberID: member.memberID, receipts: part.map { messages[$0].delivery.receipt },
+                            milliseconds: milliseconds),
                         as: SettleReply.self)
                     for (k, i) in part.enumerated() {
                         results[i] = k < reply.results.count
                             ? reply.results[k].map(ClientError.init)
-                            : ClientError.protocolViolation("the broker answered \(reply.results.count) results for \(part.count) acks")
+                            : ClientError.protocolViolation("the broker answered \(reply.results.count) results for \(part.count) receipts")
                     }
                 } catch {
                     let failure = error as? ClientError ?? ClientError.protocolViolation("\(error)")

@@ -42,6 +42,9 @@ public struct ConsumedMessage: Sendable {
     public func extend(by milliseconds: Int64) async throws { try await settle(.extend, milliseconds: milliseconds) }
     /// Give up: to the group's dead-letter topic.
     public func term(reason: String) async throws { try await settle(.term, reason: reason) }
+    /// Give it back unprocessed: delivered again at once, the delivery not counted as an
+    /// attempt (protocol version 5).
+    public func release() async throws { try await settle(.release) }
 }
 
 /// `for try await message in client.consume(group:topics:)`. Fetches wait on the broker

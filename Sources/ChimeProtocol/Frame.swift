@@ -78,6 +78,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case configureGroup = 20
     case describeGroup = 21
     case deleteGroup = 22
+    /// Version 5: give leased messages back unprocessed (no attempt counted).
+    case release = 23
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -85,7 +87,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         switch self {
         case .publishRecords: 2
         case .peek: 4
-        case .createGroup, .configureGroup, .describeGroup, .deleteGroup: 5
+        case .createGroup, .configureGroup, .describeGroup, .deleteGroup, .release: 5
         default: 1
         }
     }

@@ -11,7 +11,8 @@ public enum ProtocolVersion {
     /// delay and the broker stamps it on receipt.
     /// 4 adds `peek` (opcode 18) and a join's `createTopics` flag (a byte at its end).
     /// 5 adds groups as objects: `createGroup`, `configureGroup`, `describeGroup` and
-    /// `deleteGroup` (opcodes 19–22) with their settings (`WireGroupSettings`).
+    /// `deleteGroup` (opcodes 19–22) with their settings (`WireGroupSettings`), and `release`
+    /// (23: a settle that gives messages back without counting an attempt).
     public static let current: UInt16 = 5
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
@@ -193,6 +194,9 @@ public struct TopicName: WireMessage {
 // MARK: - Publish
 
 public struct WireMessageID: WireMessage, Hashable {
+    /// As the CLI prints and takes it: `<topic id>-<partition>-r<offset>` for a message
+    /// stored ready, `…-s<position>` for one scheduled.
+    public var text: String { "\(topicID)-\(partition)-\(kind == 1 ? "s" : "r")\(value)" }
     public var topicID: UInt32
     public var partition: UInt32
     /// 0 ready-log offset, 1 scheduled (timer-log position).

@@ -79,7 +79,7 @@ struct RequestHandler: Sendable {
             let deliveries = try await fetch(r)
             let size = deliveries.reduce(4) { $0 + 160 + $1.topic.utf8.count + ($1.key?.count ?? 0) + $1.body.count + 32 * $1.headers.count }
             return Deliveries.payload(deliveries, allocator: allocator, estimatedSize: size, WireDelivery.init)
-        case .ack, .nack, .extend, .term:
+        case .ack, .nack, .extend, .term, .release:
             let r = try Settle(payload: frame.payload)
             let receipts = r.receipts.map(\.receipt)
             let results: [BrokerError?]
@@ -87,6 +87,7 @@ struct RequestHandler: Sendable {
             case .ack: results = try await broker.ack(group: r.group, member: r.memberID, receipts)
             case .nack: results = try await broker.nack(group: r.group, member: r.memberID, receipts, delay: r.milliseconds, reason: r.reason)
             case .extend: results = try await broker.extend(group: r.group, member: r.memberID, receipts, by: r.milliseconds)
+            case .release: results = try await broker.release(group: r.group, member: r.memberID, receipts)
             default: results = try await broker.term(group: r.group, member: r.memberID, receipts, reason: r.reason ?? "terminated")
             }
             let replies = results.map { $0.map { ErrorCodes.reply($0) } }

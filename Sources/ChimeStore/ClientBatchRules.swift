@@ -12,10 +12,12 @@ public struct ClientBatchRules: Sendable, Equatable {
     public var maxTimestampSkewMilliseconds: Int64
     public var maxMessageBytes: Int
     public var reservedHeaderPrefix: String
+    /// Names with the reserved prefix that clients may set all the same.
+    public var headersAllowedWithThePrefix: Set<String>
 
     public init(
         limits: BatchLimits = BatchLimits(), maxRecords: Int, maxTimestampSkewMilliseconds: Int64, maxMessageBytes: Int,
-        reservedHeaderPrefix: String
+        reservedHeaderPrefix: String, headersAllowedWithThePrefix: Set<String> = []
     ) {
         precondition(maxRecords > 0 && maxTimestampSkewMilliseconds >= 0 && maxMessageBytes >= 0)
         self.limits = limits
@@ -23,6 +25,7 @@ public struct ClientBatchRules: Sendable, Equatable {
         self.maxTimestampSkewMilliseconds = maxTimestampSkewMilliseconds
         self.maxMessageBytes = maxMessageBytes
         self.reservedHeaderPrefix = reservedHeaderPrefix
+        self.headersAllowedWithThePrefix = headersAllowedWithThePrefix
     }
 
     /// The batch and its records, or the first rule it breaks. `receivedAt` is the broker's
@@ -52,7 +55,7 @@ public struct ClientBatchRules: Sendable, Equatable {
             }
             let size = (r.key?.count ?? 0) + r.body.count + r.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
             guard size <= maxMessageBytes else { throw .messageTooLarge(size, limit: maxMessageBytes) }
-            for h in r.headers where h.name.utf8.starts(with: reservedHeaderPrefix.utf8) {
+            for h in r.headers where h.name.utf8.starts(with: reservedHeaderPrefix.utf8) && !headersAllowedWithThePrefix.contains(h.name) {
                 throw .reservedHeader(h.name, prefix: reservedHeaderPrefix)
             }
         }

@@ -116,10 +116,6 @@ func inactivityTimer(_ ms: Int64?) -> Task<Void, Never>? {
     }
 }
 
-extension WireMessageID {
-    var text: String { "\(topicID)-\(partition)-\(kind == 1 ? "s" : "r")\(value)" }
-}
-
 struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "publish",
@@ -134,6 +130,8 @@ struct PublishCommand: AsyncParsableCommand {
               chime publish --topic reports --at 2026-12-01T10:00:00Z monthly
               tail -f app.log | chime publish --topic lines
               chime publish --topic load --count 100000 --size 100
+              chime publish --topic emails --job send-email '{"to":"a@b.c"}'   # for a worker
+              chime publish --topic emails --header trace=abc12 hello
             """)
 
     @OptionGroup var broker: BrokerAddress
@@ -143,7 +141,22 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Deliver at this time (ISO 8601, e.g. 2026-12-01T10:00:00Z).") var at: String?
     @Option(name: .long, help: "Publish this many generated messages (with --size).") var count: Int?
     @Option(name: .long, help: "Body size of generated messages in bytes.") var size: Int = 100
+    @Option(name: .long, help: "A header NAME=VALUE on every message (repeat for several).") var header: [String] = []
+    @Option(name: .long, help: "A job for a worker: sets the chime-job header to this job name; the body is the job's JSON.") var job: String?
     @Argument(help: "The message body (omit to read one message per line of standard input).") var body: String?
+
+    /// The headers every message gets: --header's, and --job's `chime-job`.
+    func headers() throws -> [WireHeader] {
+        var out: [WireHeader] = try header.map { h in
+            guard let eq = h.firstIndex(of: "="), eq != h.startIndex else { throw ValidationError("--header is NAME=VALUE, not '\(h)'") }
+            return WireHeader(name: String(h[..<eq]), value: Array(h[h.index(after: eq)...].utf8))
+        }
+        if let job {
+            guard !job.isEmpty else { throw ValidationError("--job names a job, e.g. --job send-email") }
+            out.append(WireHeader(name: "chime-job", value: Array(job.utf8)))
+        }
+        return out
+    }
 
     func run() async throws {
         // A delay travels as a delay: the broker starts counting when each message arrives.
@@ -166,6 +179,7 @@ struct PublishCommand: AsyncParsableCommand {
             throw ValidationError("give --delay or --at, not both")
         }
         if let count { guard count > 0, size >= 0 else { throw ValidationError("--count must be positive and --size not negative") } }
+        let headers = try self.headers()
         let client = try broker.client(name: "chime-publish")
         defer { Task { await client.close() } }
         let key = self.key.map { Array($0.utf8) }
@@ -185,7 +199,7 @@ struct PublishCommand: AsyncParsableCommand {
                             queued += n
                             inFlight += 1
                             group.addTask {
-                                _ = try await client.publish((0..<n).map { _ in OutgoingRecord(due: due, key: key, body: body) }, to: topic)
+                                _ = try await client.publish((0..<n).map { _ in OutgoingRecord(due: due, key: key, headers: headers, body: body) }, to: topic)
                                 return n
                             }
                         }
@@ -200,10 +214,10 @@ struct PublishCommand: AsyncParsableCommand {
                 let seconds = Date().timeIntervalSince(started)
                 print("published \(count) messages of \(size) B to \(topic) in \(String(format: "%.2f", seconds)) s (\(Int(Double(count) / max(seconds, 1e-6))) messages/s)")
             } else if let body {
-                print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, body: Array(body.utf8))], to: topic)[0]))
+                print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, headers: headers, body: Array(body.utf8))], to: topic)[0]))
             } else {
                 while let line = readLine(strippingNewline: true) {
-                    print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, body: Array(line.utf8))], to: topic)[0]))
+                    print(idLine(try await client.publish([OutgoingRecord(due: due, key: key, headers: headers, body: Array(line.utf8))], to: topic)[0]))
                     fflush(nil)
                 }
             }

@@ -1,0 +1,250 @@
+import ChimeClient
+import ChimeProtocol
+import Foundation
+import Logging
+import Synchronization
+
+/// One pool at work: a consumer in the pool's group fetching as slots free up, each message
+/// run as a child task, the leases of running jobs extended together, and the shutdown.
+struct PoolRunner: Sendable {
+    let pool: WorkerPool
+    let client: ChimeClient
+    let registrations: [String: ChimeWorker.Registration]
+    let fallback: ChimeWorker.Registration?
+    let middleware: [any JobMiddleware]
+    let shutdown: WorkerShutdown
+    let memberName: String
+    let logger: Logger
+
+    func run() async throws {
+        let running = RunningJobs()
+        let work = Task { try await fetchAndRun(running) }
+        // At the end of the grace period what still runs is cancelled: its messages are
+        // handed back when the member leaves.
+        let watcher = Task {
+            while !Task.isCancelled && !shutdown.isGraceOver { try? await Task.sleep(for: .milliseconds(100)) }
+            if shutdown.isGraceOver { work.cancel() }
+        }
+        let extender = Task { await extendLeases(running) }
+        defer {
+            watcher.cancel()
+            extender.cancel()
+        }
+        try await withTaskCancellationHandler {
+            try await work.value
+        } onCancel: {
+            work.cancel()
+        }
+    }
+
+    private func fetchAndRun(_ running: RunningJobs) async throws {
+        var messages = client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch).makeAsyncIterator()
+        let slots = Slots(pool.concurrency)
+        var unstarted: [ConsumedMessage] = []
+        await withDiscardingTaskGroup { jobs in
+            while !shutdown.isStopping && !Task.isCancelled {
+                await slots.acquire()
+                let message: ConsumedMessage
+                do {
+                    guard !shutdown.isStopping, let next = try await messages.next() else {
+                        slots.release()
+                        break
+                    }
+                    message = next
+                } catch {
+                    slots.release()
+                    if Task.isCancelled || shutdown.isStopping { break }
+                    logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                if shutdown.isStopping {
+                    unstarted.append(message)
+                    slots.release()
+                    break
+                }
+                jobs.addTask {
+                    await execute(message, running)
+                    slots.release()
+                }
+            }
+            // Fetched and not started: back to the group at once, not counted as attempts.
+            while messages.hasBuffered, let m = try? await messages.next() { unstarted.append(m) }
+            if !unstarted.isEmpty {
+                do {
+                    try await client.release(unstarted)
+                    logger.info("gave back messages not started", metadata: ["group": "\(pool.group)", "messages": "\(unstarted.count)"])
+                } catch {
+                    logger.warning("giving back messages not started failed; they come again when their leases end", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        // Every job has ended (or was cancelled at the end of the grace period): acks are
+        // flushed, and leaving hands back whatever is still leased.
+        await messages.leave()
+    }
+
+    /// Runs one message's job and settles it.
+    private func execute(_ message: ConsumedMessage, _ running: RunningJobs) async {
+        let d = message.delivery
+        let named = JobHeader.jobName(of: d)
+        guard let registration = named.flatMap({ registrations[$0] }) ?? fallback else {
+            await deadLetter(message, reason: named.map { "unknown job \($0): no worker registered for it" } ?? "no \(JobHeader.name) header: not a job")
+            return
+        }
+        let name = named ?? ""
+        let metrics = registration.metrics
+        let context = JobContext(d, name: name, logger: logger)
+        let ticket = running.add(message)
+        metrics.started()
+        let start = ContinuousClock.now
+        let outcome: Result<Void, any Error>
+        do {
+            try await withTimeout(registration.timeout, ticket: ticket, running: running) {
+                try await runThroughMiddleware(context) { try await registration.run(d.body, $0) }
+            }
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        running.remove(ticket)
+        metrics.finished(after: ContinuousClock.now - start)
+        switch outcome {
+        case .success:
+            metrics.succeeded()
+            do {
+                try await message.ack()
+            } catch {
+                context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
+            }
+        case .failure(let error) where Task.isCancelled && !(error is JobTimedOut):
+            // The grace period ended: the member's leave hands it back, not as an attempt.
+            context.logger.info("cancelled at shutdown; delivered again", metadata: ["error": "\(error)"])
+        case .failure(let error as UndecodableJob):
+            metrics.failed()
+            metrics.deadLettered()
+            await deadLetter(message, reason: error.description)
+        case .failure(let error as NonRetryableError):
+            metrics.failed()
+            metrics.deadLettered()
+            await deadLetter(message, reason: "\(error)")
+        case .failure(let error):
+            metrics.failed()
+            if let delay = registration.retry.delay(afterAttempt: context.attempt, random: Double.random(in: 0..<1)) {
+                metrics.retried()
+                context.logger.info("job failed; tried again later", metadata: ["error": "\(error)", "delay-ms": "\(milliseconds(delay))"])
+                do {
+                    try await message.nack(delay: milliseconds(delay), reason: "\(error)")
+                } catch {
+                    context.logger.warning("nack failed; delivered again when its lease ends", metadata: ["error": "\(error)"])
+                }
+            } else {
+                metrics.deadLettered()
+                await deadLetter(message, reason: "failed \(context.attempt) time(s), the last: \(error)")
+            }
+        }
+    }
+
+    private func deadLetter(_ message: ConsumedMessage, reason: String) async {
+        logger.warning("job dead-lettered", metadata: ["id": "\(message.id.text)", "reason": "\(reason)"])
+        do {
+            try await message.term(reason: reason)
+        } catch {
+            logger.warning("dead-lettering failed; delivered again when its lease ends", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func runThroughMiddleware(_ context: JobContext, _ job: @escaping @Sendable (JobContext) async throws -> Void) async throws {
+        var next = job
+        for m in middleware.reversed() {
+            let inner = next
+            next = { context in try await m.run(context, next: inner) }
+        }
+        try await next(context)
+    }
+
+    /// Runs `body`; past `timeout`, cancels it and throws `JobTimedOut`. The lease stops
+    /// being extended at the timeout, so a job that ignores its cancellation is delivered
+    /// again once its lease ends, while its slot stays taken until it returns.
+    private func withTimeout(
+        _ timeout: Duration?, ticket: Int, running: RunningJobs, _ body: @escaping @Sendable () async throws -> Void
+    ) async throws {
+        guard let timeout else { return try await body() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                running.remove(ticket)
+                throw JobTimedOut(timeout: timeout)
+            }
+            defer { group.cancelAll() }
+            try await group.next()
+        }
+    }
+
+    /// Keeps the leases of running jobs: every third of the lease, those past a third of
+    /// their lease are extended by a whole lease, in one request for all of them.
+    private func extendLeases(_ running: RunningJobs) async {
+        while !Task.isCancelled {
+            let lease = running.leaseMilliseconds ?? 30_000
+            let interval = max(50, lease / 3)
+            try? await Task.sleep(for: .milliseconds(interval))
+            let due = running.dueForExtension(now: ContinuousClock.now, leaseMilliseconds: lease)
+            guard !due.isEmpty else { continue }
+            do {
+                let results = try await client.extend(due.map(\.message), by: lease)
+                running.extended(due.map(\.ticket), at: ContinuousClock.now, results: results)
+            } catch {
+                logger.warning("extending leases failed", metadata: ["group": "\(pool.group)", "jobs": "\(due.count)", "error": "\(error)"])
+            }
+        }
+    }
+}
+
+func milliseconds(_ d: Duration) -> Int64 {
+    max(0, d.components.seconds * 1_000 + d.components.attoseconds / 1_000_000_000_000_000)
+}
+
+/// The pool's running jobs and when each lease was last renewed.
+final class RunningJobs: Sendable {
+    struct Entry {
+        var message: ConsumedMessage
+        var renewedAt: ContinuousClock.Instant
+    }
+    private struct State {
+        var next = 0
+        var entries: [Int: Entry] = [:]
+        var leaseMilliseconds: Int64?
+    }
+    private let state = Mutex(State())
+
+    /// The group's lease, as the first delivery showed it.
+    var leaseMilliseconds: Int64? { state.withLock { $0.leaseMilliseconds } }
+
+    func add(_ message: ConsumedMessage) -> Int {
+        let lease = message.delivery.leaseDeadline - message.delivery.deliveredAt
+        return state.withLock { s in
+            s.next += 1
+            // Counted as renewed a third of a lease ago: the lease began when the message was
+            // fetched, which may be a while before it started (waiting for a slot), so the
+            // next round of extensions takes it.
+            s.entries[s.next] = Entry(message: message, renewedAt: .now - .milliseconds(max(0, lease) / 3))
+            if s.leaseMilliseconds == nil && lease > 0 { s.leaseMilliseconds = lease }
+            return s.next
+        }
+    }
+
+    func remove(_ ticket: Int) { _ = state.withLock { $0.entries.removeValue(forKey: ticket) } }
+
+    /// Jobs whose lease was last renewed more than a third of a lease ago.
+    func dueForExtension(now: ContinuousClock.Instant, leaseMilliseconds: Int64) -> [(ticket: Int, message: ConsumedMessage)] {
+        let third = Duration.milliseconds(leaseMilliseconds / 3)
+        return state.withLock { s in s.entries.compactMap { now - $0.value.renewedAt >= third ? ($0.key, $0.value.message) : nil } }
+    }
+
+    func extended(_ tickets: [Int], at time: ContinuousClock.Instant, results: [ClientError?]) {
+        state.withLock { s in
+            for (ticket, result) in zip(tickets, results) where result == nil { s.entries[ticket]?.renewedAt = time }
+        }
+    }
+}
