@@ -131,6 +131,7 @@ let package = Package(
             name: "ChimeWorker",
             dependencies: [
                 "ChimeClient", "ChimeProtocol",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -36,12 +36,20 @@ public final class ChimeWorker: Service, Sendable {
         }
     }
 
-    struct Registration: Sendable {
+    /// A class: looked up and held for every job, never copied field by field.
+    final class Registration: Sendable {
         let retry: RetryStrategy
         let timeout: Duration?
         let metrics: JobMetrics
         /// Decodes the body (throwing `UndecodableJob`) and runs the handler.
         let run: @Sendable ([UInt8], JobContext) async throws -> Void
+
+        init(retry: RetryStrategy, timeout: Duration?, metrics: JobMetrics, run: @escaping @Sendable ([UInt8], JobContext) async throws -> Void) {
+            self.retry = retry
+            self.timeout = timeout
+            self.metrics = metrics
+            self.run = run
+        }
     }
 
     private struct Setup {

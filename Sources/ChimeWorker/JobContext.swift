@@ -24,8 +24,16 @@ public struct JobContext: Sendable {
     public let headers: [WireHeader]
     /// The error of the attempt before, if it failed.
     public let lastError: String?
-    /// The worker's logger with the job's id, name and attempt as metadata.
-    public let logger: Logger
+    /// The worker's logger with the job's id, name and attempt as metadata (made when asked
+    /// for: a job that does not log does not pay for its metadata).
+    public var logger: Logger {
+        var logger = workerLogger
+        logger[metadataKey: "job"] = "\(name)"
+        logger[metadataKey: "job-id"] = "\(id)"
+        logger[metadataKey: "attempt"] = "\(attempt)"
+        return logger
+    }
+    private let workerLogger: Logger
 
     init(_ d: WireDelivery, name: String, logger: Logger) {
         id = d.id.text
@@ -39,11 +47,7 @@ public struct JobContext: Sendable {
         key = d.key
         headers = d.headers
         lastError = d.lastError
-        var logger = logger
-        logger[metadataKey: "job"] = "\(name)"
-        logger[metadataKey: "job-id"] = "\(id)"
-        logger[metadataKey: "attempt"] = "\(attempt)"
-        self.logger = logger
+        workerLogger = logger
     }
 }
 

@@ -4,7 +4,7 @@ import Metrics
 /// backend): `chime_worker_jobs_{started,succeeded,failed,retried,dead_lettered}_total`,
 /// `chime_worker_job_duration_seconds` and `chime_worker_jobs_running`, each labelled with
 /// `job`. Made once per registration, not per job.
-struct JobMetrics: Sendable {
+final class JobMetrics: Sendable {
     private let startedCount: Counter
     private let succeededCount: Counter
     private let failedCount: Counter

@@ -6,7 +6,8 @@ import Synchronization
 
 /// One pool at work: a consumer in the pool's group fetching as slots free up, each message
 /// run as a child task, the leases of running jobs extended together, and the shutdown.
-struct PoolRunner: Sendable {
+/// A class: each job's task holds one reference to it, not a copy of its fields.
+final class PoolRunner: Sendable {
     let pool: WorkerPool
     let client: ChimeClient
     let registrations: [String: ChimeWorker.Registration]
@@ -15,6 +16,20 @@ struct PoolRunner: Sendable {
     let shutdown: WorkerShutdown
     let memberName: String
     let logger: Logger
+
+    init(
+        pool: WorkerPool, client: ChimeClient, registrations: [String: ChimeWorker.Registration], fallback: ChimeWorker.Registration?,
+        middleware: [any JobMiddleware], shutdown: WorkerShutdown, memberName: String, logger: Logger
+    ) {
+        self.pool = pool
+        self.client = client
+        self.registrations = registrations
+        self.fallback = fallback
+        self.middleware = middleware
+        self.shutdown = shutdown
+        self.memberName = memberName
+        self.logger = logger
+    }
 
     func run() async throws {
         let running = RunningJobs()
@@ -37,51 +52,50 @@ struct PoolRunner: Sendable {
         }
     }
 
+    /// `concurrency` runners, each taking the next fetched message and running it, one of
+    /// them fetching when the buffer runs low; then the shutdown: what was fetched and not
+    /// started goes back, acks are flushed, the member leaves.
     private func fetchAndRun(_ running: RunningJobs) async throws {
-        var messages = client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch).makeAsyncIterator()
-        let slots = Slots(pool.concurrency)
-        var unstarted: [ConsumedMessage] = []
-        await withDiscardingTaskGroup { jobs in
-            while !shutdown.isStopping && !Task.isCancelled {
-                await slots.acquire()
-                let message: ConsumedMessage
-                do {
-                    guard !shutdown.isStopping, let next = try await messages.next() else {
-                        slots.release()
-                        break
-                    }
-                    message = next
-                } catch {
-                    slots.release()
-                    if Task.isCancelled || shutdown.isStopping { break }
-                    logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
-                    try? await Task.sleep(for: .seconds(1))
-                    continue
-                }
-                if shutdown.isStopping {
-                    unstarted.append(message)
-                    slots.release()
-                    break
-                }
-                jobs.addTask {
-                    await execute(message, running)
-                    slots.release()
-                }
+        let source = FetchedMessages(
+            client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch), prefetch: pool.prefetch)
+        await withDiscardingTaskGroup { runners in
+            for _ in 0..<pool.concurrency {
+                runners.addTask { await self.runJobs(from: source, running) }
             }
-            // Fetched and not started: back to the group at once, not counted as attempts.
-            while messages.hasBuffered, let m = try? await messages.next() { unstarted.append(m) }
-            if !unstarted.isEmpty {
-                do {
-                    try await client.release(unstarted)
-                    logger.info("gave back messages not started", metadata: ["group": "\(pool.group)", "messages": "\(unstarted.count)"])
-                } catch {
-                    logger.warning("giving back messages not started failed; they come again when their leases end", metadata: ["error": "\(error)"])
-                }
+        }
+        // Fetched and not started: back to the group at once, not counted as attempts.
+        let unstarted = source.drain()
+        if !unstarted.isEmpty {
+            do {
+                try await client.release(unstarted)
+                logger.info("gave back messages not started", metadata: ["group": "\(pool.group)", "messages": "\(unstarted.count)"])
+            } catch {
+                logger.warning("giving back messages not started failed; they come again when their leases end", metadata: ["error": "\(error)"])
             }
         }
         // Every job has ended (or was cancelled at the end of the grace period): acks are
         // flushed, and leaving hands back whatever is still leased.
-        await messages.leave()
+        await source.leave()
+    }
+
+    /// One runner: a job at a time, no task per job.
+    private func runJobs(from source: FetchedMessages, _ running: RunningJobs) async {
+        while !shutdown.isStopping && !Task.isCancelled {
+            switch source.next() {
+            case .message(let message):
+                await execute(message, running)
+            case .fetch:
+                do {
+                    _ = try await source.fetch()
+                } catch {
+                    if Task.isCancelled || shutdown.isStopping { return }
+                    logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            case .wait:
+                await source.waitForFetch()
+            }
+        }
     }
 
     /// Runs one message's job and settles it.
@@ -101,7 +115,7 @@ struct PoolRunner: Sendable {
         let outcome: Result<Void, any Error>
         do {
             try await withTimeout(registration.timeout, ticket: ticket, running: running) {
-                try await runThroughMiddleware(context) { try await registration.run(d.body, $0) }
+                try await self.runThroughMiddleware(context) { try await registration.run(d.body, $0) }
             }
             outcome = .success(())
         } catch {

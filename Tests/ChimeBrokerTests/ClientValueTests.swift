@@ -158,6 +158,26 @@ import Testing
         #expect(s.broker.listTopics().map(\.name) == ["crc"])
     }
 
+    /// `chime-job` is the one broker-namespace header a producer may set (any producer can
+    /// enqueue a job); the rest of the namespace stays refused, on both publish paths.
+    @Test func theJobHeaderIsTheOneChimeHeaderAProducerMaySet() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        var job = OutgoingMessage.text("{}")
+        job.headers = [RecordHeader(name: "chime-job", value: Array("send-email".utf8))]
+        _ = try await s.broker.publish(topic: "jobs", [job])
+        var b = RecordBatchBuilder()
+        b.append(Record(timestamp: s.now, headers: [RecordHeader(name: "chime-job", value: Array("resize".utf8))], body: Array("{}".utf8)))
+        _ = try await s.broker.publishRecords(topic: "jobs", partition: 0, batch: try b.build())
+        var other = RecordBatchBuilder()
+        other.append(Record(timestamp: s.now, headers: [RecordHeader(name: "chime-jobs", value: [1])], body: []))
+        await expectBrokerError(.invalidArgument) { try await s.broker.publishRecords(topic: "jobs", partition: 0, batch: try other.build()) }
+        let m = try await s.broker.join(group: "g", member: "m", topics: ["jobs"])
+        let got = try await s.consumeAll("g", m.memberID)
+        #expect(got.map { $0.header("chime-job") } == ["send-email", "resize"], "the consumer sees the header as it was set")
+        await s.broker.close()
+    }
+
     @Test func groupSettingsThatWouldOverflowTheClockAreRefused() async throws {
         let s = try await Scenario.make()
         try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))

@@ -15,7 +15,8 @@ struct PeerBench: AsyncParsableCommand {
             Workloads (100-byte bodies): publish (1 and 4 connections), scheduled publish
             (delays 1 s – 1 h), end to end (1 and 4 consumers), burst (all due in one second),
             lateness (a steady rate falling due), memory with messages pending, restart with
-            them (clean stop and SIGKILL).
+            them (clean stop and SIGKILL), workers (jobs published, then run by 1 and 4
+            worker processes).
             """)
 
     @Flag(help: "Smoke run for CI: small counts, one run; figures mean nothing.") var quick = false
@@ -24,11 +25,18 @@ struct PeerBench: AsyncParsableCommand {
     @Option(help: "Scratch directory for the servers' data (emptied as it goes).") var work = "bench/.suite-data"
     @Option(help: "Where results go.") var out = "bench/results"
     @Option(help: "fio's figures as JSON (sequentialWriteMBps, fdatasyncP50Microseconds, fdatasyncP99Microseconds).") var disk: String?
-    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart.")
-    var only = "publish,scheduled,e2e,burst,lateness,memory,restart"
+    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart,workers.")
+    var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers"
     @Option(help: "Systems to run, comma-separated: chime,beanstalkd,redis.") var systems = "chime,beanstalkd,redis"
 
+    @Option(help: .hidden) var workerProcess: String?
+    @Option(help: .hidden) var workerPort: Int?
+
     func run() async throws {
+        if let system = workerProcess, let port = workerPort {
+            try await WorkerWorkload.workerProcess(system: system, port: port, bodySize: (quick ? Scale.quick : Scale.full).bodySize)
+            return
+        }
         var suite = try Suite(options: self)
         try await suite.run()
     }
@@ -168,6 +176,24 @@ struct Suite {
                         rates.append(t.rate)
                     }
                     add("3. end to end: publish → deliver → ack", "\(consumers) consumer\(consumers == 1 ? "" : "s")", unit: "msg/s", peer, runs: rates, higherIsBetter: true)
+                }
+            }
+        }
+
+        if workloads.contains("workers") {
+            for processes in [1, 4] {
+                for peer in each {
+                    var rates: [Double] = []
+                    for _ in 0..<runs {
+                        let t = try await withServer(peer) { s in
+                            try await WorkerWorkload.publishJobs(peer, port: s.port, scale: scale, count: scale.workerJobs)
+                            return try await WorkerWorkload.run(peer, port: s.port, processes: processes, expected: scale.workerJobs, work: work)
+                        }
+                        rates.append(t.rate)
+                    }
+                    add(
+                        "8. workers: \(scale.workerJobs) jobs published, then run and acked", "\(processes) worker process\(processes == 1 ? "" : "es")",
+                        unit: "jobs/s", peer, runs: rates, higherIsBetter: true)
                 }
             }
         }

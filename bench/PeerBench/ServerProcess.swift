@@ -45,7 +45,7 @@ final class ServerProcess: @unchecked Sendable {
         return server
     }
 
-    private static func spawn(_ path: String, _ arguments: [String], log: String) throws -> pid_t {
+    static func spawn(_ path: String, _ arguments: [String], log: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

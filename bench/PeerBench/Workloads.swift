@@ -14,13 +14,16 @@ struct Scale: Sendable {
     /// Time to publish a scheduled workload before its first message falls due, beyond
     /// what the peer's measured publish rate needs.
     var leadMilliseconds: Int64
+    /// Jobs per run of the worker workload.
+    var workerJobs: Int
 
     static let full = Scale(
         messages: 1_000_000, timeCap: .seconds(10), batch: 1_000, inFlight: 16, burst: 1_000_000, latenessRate: 50_000, latenessSeconds: 30,
-        memoryCounts: [1_000_000, 10_000_000], bodySize: 100, leadMilliseconds: 2_000)
+        memoryCounts: [1_000_000, 10_000_000], bodySize: 100, leadMilliseconds: 2_000,
+        workerJobs: 500_000)
     static let quick = Scale(
         messages: 10_000, timeCap: .seconds(1), batch: 500, inFlight: 4, burst: 5_000, latenessRate: 5_000, latenessSeconds: 1,
-        memoryCounts: [20_000], bodySize: 100, leadMilliseconds: 500)
+        memoryCounts: [20_000], bodySize: 100, leadMilliseconds: 500, workerJobs: 5_000)
 }
 
 /// Messages done over the time they took.

@@ -1,0 +1,166 @@
+import ChimeClient
+import ChimeProtocol
+import ChimeWorker
+import Foundation
+import Logging
+
+/// Workload 8: jobs published first, then executed by worker processes, each job's body a
+/// JSON object decoded by the worker and acked. Chime runs `ChimeWorker` (the real runtime:
+/// shared group, pools, leases, queued acks); beanstalkd and Redis run their consumers'
+/// best pattern (the same batches and pipelining as workload 3) with the same JSON decode
+/// per job. The worker processes are this executable started with `--worker-process`.
+enum WorkerWorkload {
+    /// The job every worker runs: decoded, nothing done.
+    struct NoOp: ChimeJob {
+        static let jobName = "noop"
+        var n: Int
+        var pad: String
+    }
+
+    static let topic = "suite-jobs"
+    static let group = "suite-jobs"
+
+    /// A job's JSON, padded to about `size` bytes (the other workloads' body size).
+    static func body(_ n: Int, size: Int) -> [UInt8] {
+        let head = "{\"n\":\(n),\"pad\":\""
+        let pad = String(repeating: "a", count: max(0, size - head.utf8.count - 2))
+        return Array((head + pad + "\"}").utf8)
+    }
+
+    /// Publishes `count` jobs on `peer` (Chime: with the `chime-job` header, through the
+    /// client's batched publish).
+    static func publishJobs(_ peer: any Peer, port: Int, scale: Scale, count: Int) async throws {
+        if peer.system == "chime" {
+            var logger = Logger(label: "peer-bench")
+            logger.logLevel = .critical
+            let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-jobs", connectAttempts: 1), logger: logger)
+            let header = [WireHeader(name: JobHeader.name, value: Array(NoOp.jobName.utf8))]
+            let tally = Tally()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<scale.inFlight {
+                    group.addTask {
+                        while true {
+                            let numbers = tally.claim(scale.batch, limit: count)
+                            guard !numbers.isEmpty else { return }
+                            _ = try await client.publish(numbers.map { OutgoingRecord(headers: header, body: body($0, size: scale.bodySize)) }, to: topic)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            await client.close()
+        } else {
+            var all = scale
+            all.messages = count
+            all.timeCap = .seconds(86_400)
+            _ = try await Workloads.publish(peer, port: port, scale: all, connections: 1) { _ in nil }
+        }
+    }
+
+    /// Starts `processes` worker processes, waits for them, and returns the jobs done over
+    /// the time from their start to the last job's end.
+    static func run(_ peer: any Peer, port: Int, processes: Int, expected: Int, work: String) async throws -> Throughput {
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let started = nowMicroseconds()
+        var children: [(pid: pid_t, out: String)] = []
+        for i in 0..<processes {
+            let out = "\(work)/worker-\(peer.system)-\(i).out"
+            try? FileManager.default.removeItem(atPath: out)
+            let pid = try ServerProcess.spawn(exe, ["--worker-process", peer.system, "--worker-port", "\(port)"], log: out)
+            children.append((pid, out))
+        }
+        var jobs = 0
+        var last: Int64 = started
+        for child in children {
+            var status: Int32 = 0
+            while waitpid(child.pid, &status, 0) == -1 && errno == EINTR {}
+            let text = (try? String(contentsOfFile: child.out, encoding: .utf8)) ?? ""
+            guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                let result = try? JSONDecoder().decode(Result.self, from: Data(line.utf8))
+            else { throw PeerProtocolError("worker process \(child.pid) of \(peer.label) ended without a result (status \(status)): \(text.suffix(2_000))") }
+            jobs += result.jobs
+            last = max(last, result.lastMicros)
+        }
+        guard jobs >= expected else { throw PeerProtocolError("\(peer.label): workers did \(jobs) of \(expected) jobs") }
+        return Throughput(messages: jobs, seconds: Double(last - started) / 1e6)
+    }
+
+    struct Result: Codable {
+        var jobs: Int
+        var lastMicros: Int64
+    }
+
+    /// The worker process: works until no job came for `idle` once it has done some (or
+    /// for 10 s from the start), prints its `Result` as one JSON line.
+    static func workerProcess(system: String, port: Int, bodySize: Int) async throws {
+        let done = JobTally()
+        let idle: Int64 = 1_000_000
+        if system == "chime" {
+            var logger = Logger(label: "peer-bench-worker")
+            logger.logLevel = .critical
+            let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-worker", connectAttempts: 3), logger: logger)
+            let worker = ChimeWorker(client: client, options: .init(gracePeriod: .seconds(5), name: "peer-bench-worker"), logger: logger)
+            worker.register(NoOp.self, retry: .never) { _, _ in done.add(1) }
+            worker.addPool(WorkerPool(group: group, topics: [topic], concurrency: 64, prefetch: 2_000))
+            let running = Task { try await worker.run() }
+            try await done.waitUntilIdle(idle)
+            running.cancel()
+            _ = try? await running.value
+            await client.close()
+        } else {
+            let peer: any Peer = system == "beanstalkd" ? BeanstalkPeer(fsyncMilliseconds: 50, bodySize: bodySize) : RedisPeer(appendfsync: "everysec", bodySize: bodySize)
+            let consumer = try await peer.consumer(port: port, index: 0)
+            let mover = try await peer.mover(port: port)
+            let json = Data(body(1, size: bodySize))
+            let decoder = JSONDecoder()
+            let stop = Once()
+            let watcher = Task {
+                try? await done.waitUntilIdle(idle)
+                stop.set()
+            }
+            while !stop.isSet {
+                let taken = try await consumer.take(max: 1_000)
+                guard !taken.dueTimes.isEmpty else { continue }
+                // The same work per job as Chime's worker: the job's JSON decoded.
+                for _ in taken.dueTimes { _ = try decoder.decode(NoOp.self, from: json) }
+                done.add(try await consumer.ack(taken))
+            }
+            watcher.cancel()
+            await mover?.stop()
+            await consumer.close()
+        }
+        let result = Result(jobs: done.count, lastMicros: done.lastMicros)
+        print(String(decoding: try JSONEncoder().encode(result), as: UTF8.self))
+        fflush(nil)
+    }
+}
+
+/// Jobs done and when the last one ended.
+final class JobTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = 0
+    private var last: Int64 = 0
+    private let started = nowMicroseconds()
+
+    func add(_ n: Int) {
+        guard n > 0 else { return }
+        let now = nowMicroseconds()
+        lock.withLock {
+            done += n
+            last = now
+        }
+    }
+    var count: Int { lock.withLock { done } }
+    var lastMicros: Int64 { lock.withLock { last } }
+
+    /// Returns once nothing was added for `idle` µs after the first job, or for 10 s from
+    /// the start when no job came at all.
+    func waitUntilIdle(_ idle: Int64) async throws {
+        while true {
+            try await Task.sleep(for: .milliseconds(50))
+            let (n, l) = lock.withLock { (done, last) }
+            let now = nowMicroseconds()
+            if n > 0 ? now - l > idle : now - started > 10_000_000 { return }
+        }
+    }
+}
