@@ -13,8 +13,7 @@ struct BenchCommand: AsyncParsableCommand {
             bench/net.sh does both and records the results). Each case uses a topic of its \
             own (bench-<case>-<time>) and deletes it after, so a broker with real data keeps \
             no bench messages; the consumer group of a case that consumes is named like its \
-            topic and stays, as groups cannot be deleted yet. A case that fails leaves its \
-            topic. Each case prints a verdict against its target; with --strict a missed \
+            topic and is deleted with it. A case that fails leaves its topic (and group). Each case prints a verdict against its target; with --strict a missed \
             target makes the exit status 1 (without it the verdicts are information only).
 
             Cases:
@@ -129,7 +128,7 @@ struct BenchCommand: AsyncParsableCommand {
         let elapsed = started.duration(to: .now)
         progress.finish()
         for c in clients { await c.close() }
-        try await admin.deleteTopic(topic)
+        try await cleanUp(topic, via: admin)
         await admin.close()
         return Throughput(name: name, messages: messages, seconds: elapsed.seconds)
     }
@@ -179,9 +178,19 @@ struct BenchCommand: AsyncParsableCommand {
         let elapsed = started.duration(to: .now)
         progress.finish()
         await consumer.close()
-        try await producer.deleteTopic(topic)
+        try await cleanUp(topic, via: producer)
         await producer.close()
         return Throughput(name: "e2e", messages: messages, seconds: elapsed.seconds)
+    }
+
+    /// Deletes a case's topic, then its group (named like the topic; a case that consumed
+    /// nothing has none).
+    private func cleanUp(_ topic: String, via c: ChimeClient) async throws {
+        try await c.deleteTopic(topic)
+        do {
+            try await c.deleteGroup(topic)
+        } catch let error as ClientError where error.wireCode == .unknownGroup {
+        }
     }
 
     /// Consumes `count` messages a fetched batch at a time, acking each batch in one request
@@ -228,20 +237,22 @@ struct BenchCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         if plainLoop {
             var got = 0
-            for try await m in consumer.consume(group: group, topics: [topic]) {
+            var messagesIn = consumer.consume(group: group, topics: [topic]).makeAsyncIterator()
+            while let m = try await messagesIn.next() {
                 try await m.ack()
                 got += 1
                 if got % 10_000 == 0 { progress.add(10_000) }
                 if got == messages { break }
             }
             await consumer.flushAcks()  // timed until the broker has every ack
+            await messagesIn.leave()
         } else {
             try await consume(messages, via: consumer, group: group, topic: topic, progress: progress) { _ in }
         }
         let elapsed = started.duration(to: .now)
         progress.finish()
         await consumer.close()
-        try await producer.deleteTopic(topic)
+        try await cleanUp(topic, via: producer)
         await producer.close()
         return Throughput(name: name, messages: messages, seconds: elapsed.seconds)
     }
@@ -289,7 +300,7 @@ struct BenchCommand: AsyncParsableCommand {
         }
         fflush(nil)
         await consumer.close()
-        try await producer.deleteTopic(topic)
+        try await cleanUp(topic, via: producer)
         await producer.close()
         return pct(received, 0.99) <= 5 && early == 0
     }

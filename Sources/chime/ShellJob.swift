@@ -25,29 +25,61 @@ final class ShellJob: @unchecked Sendable {
     /// Starts `command` (resolved through PATH) with `arguments` and `environment` added to
     /// this process's.
     init(command: String, arguments: [String], environment: [String: String]) throws {
-        // Pipes are made close-on-exec and children spawned under one lock: a pipe made by
-        // one job must not leak into another job's child spawned at the same moment, which
-        // would hold it open (and its job would never see the end of its output).
-        let (child, fds) = try Self.spawnLock.withLock { _ in try Self.spawn(command, arguments, environment) }
+        // Arguments and environment are made before any pipe exists.
+        var env = Self.inherited
+        for (k, v) in environment { env[k] = v }
+        let argv = ([command] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let (child, fds): (pid_t, (stdin: Int32, stdout: Int32, stderr: Int32))
+        if Self.pipe2 != nil {
+            (child, fds) = try Self.spawn(command, argv, envp)
+        } else {
+            // Without pipe2, pipes are made and marked close-on-exec in two steps: children
+            // are spawned under one lock so that a pipe of one job cannot leak into another
+            // job's child spawned in between (it would hold it open, and its job would never
+            // see the end of its output).
+            (child, fds) = try Self.spawnLock.withLock { _ in try Self.spawn(command, argv, envp) }
+        }
         pid = child
         stdinFD = fds.stdin
         stdoutFD = fds.stdout
         stderrFD = fds.stderr
     }
 
+    /// This process's environment, read once.
+    private static let inherited = ProcessInfo.processInfo.environment
     private static let spawnLock = Mutex(())
+    /// pipe2(2), which makes both ends close-on-exec at once (looked up at run time: the C
+    /// module does not declare it).
+    private static let pipe2: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32)? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self)
+    }()
 
     private static func spawn(
-        _ command: String, _ arguments: [String], _ environment: [String: String]
+        _ command: String, _ argv: [UnsafeMutablePointer<CChar>?], _ envp: [UnsafeMutablePointer<CChar>?]
     ) throws -> (pid_t, (stdin: Int32, stdout: Int32, stderr: Int32)) {
         var pipes: [[Int32]] = []
         for _ in 0..<3 {
             var fds: [Int32] = [0, 0]
-            guard pipe(&fds) == 0 else {
-                for p in pipes { close(p[0]); close(p[1]) }
+            let made: Int32
+            if let pipe2 {
+                made = pipe2(&fds, O_CLOEXEC)
+            } else {
+                made = pipe(&fds)
+                if made == 0 { for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) } }
+            }
+            guard made == 0 else {
+                for p in pipes {
+                    close(p[0])
+                    close(p[1])
+                }
                 throw CommandFailure(description: "cannot make a pipe: \(String(cString: strerror(errno)))")
             }
-            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             pipes.append(fds)
         }
         var actions = posix_spawn_file_actions_t()
@@ -68,14 +100,6 @@ final class ShellJob: @unchecked Sendable {
         sigemptyset(&none)
         posix_spawnattr_setsigmask(&attributes, &none)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        let argv = ([command] + arguments).map { strdup($0) } + [nil]
-        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
         var child: pid_t = 0
         let rc = posix_spawnp(&child, command, &actions, &attributes, argv, envp)
         close(pipes[0][0])
@@ -106,31 +130,39 @@ final class ShellJob: @unchecked Sendable {
     }
 
     private func pump(input: [UInt8], line: (String, Bool) -> Void) -> Outcome {
-        // Standard input first, from a thread of its own: a child that writes a lot before
-        // reading must not stall on a full output pipe while this one waits to write.
-        let writer = Thread { [stdinFD] in
-            var sent = 0
-            input.withUnsafeBytes { raw in
-                while sent < raw.count {
-                    let n = write(stdinFD, raw.baseAddress! + sent, raw.count - sent)
-                    if n <= 0 { break }  // the child closed its input (EPIPE): it does not want it
-                    sent += n
-                }
-            }
+        // One poll over the three pipes: the input goes in as the child takes it while its
+        // output is read, so a child that writes a lot before it reads cannot stall on a
+        // full pipe while this thread waits to write (and the reverse).
+        var sent = 0
+        var inputOpen = true
+        if input.isEmpty {
             close(stdinFD)
+            inputOpen = false
+        } else {
+            _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
         }
-        writer.start()
         var pending: [Int32: [UInt8]] = [stdoutFD: [], stderrFD: []]
         var tail: [UInt8] = []
         var open: Set<Int32> = [stdoutFD, stderrFD]
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        while !open.isEmpty {
+        while !open.isEmpty || inputOpen {
             var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if inputOpen { fds.append(pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)) }
             guard poll(&fds, nfds_t(fds.count), -1) >= 0 else {
                 if errno == EINTR { continue }
                 break
             }
             for p in fds where p.revents != 0 {
+                if p.fd == stdinFD {
+                    let n = input.withUnsafeBytes { raw in write(stdinFD, raw.baseAddress! + sent, raw.count - sent) }
+                    if n > 0 { sent += n }
+                    // Done, or the child closed its input (EPIPE): it does not want the rest.
+                    if sent == input.count || (n < 0 && errno != EAGAIN && errno != EINTR) || p.revents & Int16(POLLERR | POLLHUP) != 0 {
+                        close(stdinFD)
+                        inputOpen = false
+                    }
+                    continue
+                }
                 let n = read(p.fd, &buffer, buffer.count)
                 if n <= 0 {
                     open.remove(p.fd)

@@ -80,7 +80,7 @@ import Testing
         #expect(missing.output.contains("topic nope does not exist"))
     }
 
-    /// `chime bench` removes its topics, names its groups like them, and with --strict a
+    /// `chime bench` removes its topics and their groups, and with --strict a
     /// missed target is the exit status (two messages cannot be consumed at 100,000/s: the
     /// join alone takes longer).
     @Test func benchCleansUpAndStrictVerdictsSetTheExitStatus() async throws {
@@ -97,7 +97,7 @@ import Testing
         #expect(strict.output.contains("chime: 2 of 2 cases missed their target"), "\(strict.output)")
         #expect(!(try run(chime, ["topics"] + at).output.contains("bench-")), "no bench topic is left")
         let groups = try run(chime, ["groups"] + at).output
-        #expect(groups.range(of: #"bench-loop-\d+ "#, options: .regularExpression) != nil, "\(groups)")
+        #expect(!groups.contains("bench-"), "no bench group is left: \(groups)")
     }
 
     @Test func topicsGroupsStatsAndCancelFromTheCommandLine() async throws {
