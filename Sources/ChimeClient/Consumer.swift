@@ -92,40 +92,59 @@ public struct Consumer: AsyncSequence, Sendable {
         }
 
         public mutating func next() async throws -> ConsumedMessage? {
-            // Deliveries fetched on a connection that has gone are stale: the broker may
-            // have restarted and handed them to someone else. They are dropped (and the
-            // member joins again: the broker may not know it any more).
+            dropStale()
+            while index >= buffered.count {
+                try Task.checkCancellation()
+                try await fetch()
+            }
+            defer { index += 1 }
+            return ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!)
+        }
+
+        /// What is buffered, or else what one fetch brings (it waits up to 2 s on the broker
+        /// for the first message): possibly nothing. For a caller that must look up between
+        /// fetches (a worker pool noticing its shutdown).
+        public mutating func fetchBatch() async throws -> [ConsumedMessage] {
+            dropStale()
+            if index >= buffered.count { try await fetch() }
+            defer { index = buffered.count }
+            return buffered[index...].map { ConsumedMessage(delivery: $0, client: consumer.client, group: consumer.group, memberID: memberID!) }
+        }
+
+        /// Deliveries fetched on a connection that has gone are stale: the broker may have
+        /// restarted and handed them to someone else. They are dropped (and the member joins
+        /// again: the broker may not know it any more).
+        private mutating func dropStale() {
             if index < buffered.count, consumer.client.connector.liveGeneration() != fetchedOn {
                 buffered = []
                 index = 0
                 memberID = nil
             }
-            while index >= buffered.count {
-                try Task.checkCancellation()
-                let member = try await joined()
-                do {
-                    // The connection the fetch goes out on, noted before: one opened while it
-                    // was out must not make what came over the old one look fresh.
-                    _ = try await consumer.client.connector.connection()
-                    let generation = consumer.client.connector.liveGeneration() ?? -1
-                    let deliveries = try await consumer.client.call(
-                        .fetch, Fetch(group: consumer.group, memberID: member, max: UInt32(Swift.max(1, consumer.prefetch)), waitMilliseconds: 2_000),
-                        as: Deliveries.self
-                    ).deliveries
-                    // Fetched over a connection that has gone: stale. (The member id is kept:
-                    // the broker says 110 if it no longer knows it, and the member joins again.)
-                    guard generation == consumer.client.connector.liveGeneration() else { continue }
-                    buffered = deliveries
-                    index = 0
-                    fetchedOn = generation
-                } catch let error as ClientError where error.wireCode == .unknownMember || error.isDisconnected {
-                    memberID = nil  // dropped by the broker, or the connection went: join again
-                    buffered = []
-                    index = 0
-                }
+        }
+
+        /// One fetch (joining first if needed) into the buffer; nothing is fine.
+        private mutating func fetch() async throws {
+            let member = try await joined()
+            do {
+                // The connection the fetch goes out on, noted before: one opened while it was
+                // out must not make what came over the old one look fresh.
+                _ = try await consumer.client.connector.connection()
+                let generation = consumer.client.connector.liveGeneration() ?? -1
+                let deliveries = try await consumer.client.call(
+                    .fetch, Fetch(group: consumer.group, memberID: member, max: UInt32(Swift.max(1, consumer.prefetch)), waitMilliseconds: 2_000),
+                    as: Deliveries.self
+                ).deliveries
+                // Fetched over a connection that has gone: stale. (The member id is kept: the
+                // broker says 110 if it no longer knows it, and the member joins again.)
+                guard generation == consumer.client.connector.liveGeneration() else { return }
+                buffered = deliveries
+                index = 0
+                fetchedOn = generation
+            } catch let error as ClientError where error.wireCode == .unknownMember || error.isDisconnected {
+                memberID = nil  // dropped by the broker, or the connection went: join again
+                buffered = []
+                index = 0
             }
-            defer { index += 1 }
-            return ConsumedMessage(delivery: buffered[index], client: consumer.client, group: consumer.group, memberID: memberID!)
         }
 
         /// Waits for this member's queued acks, then leaves the group (its partitions go to

@@ -2,98 +2,100 @@ import ChimeClient
 import DequeModule
 import Synchronization
 
-/// The messages a pool has fetched and not started, shared by its runners. One runner at a
-/// time fetches (the consumer's iterator is not shared), the others take what it brought:
-/// a runner that finds the buffer below half the prefetch fetches the next batch while the
-/// rest keep working, so fetching overlaps running.
+/// The messages a pool has fetched and not started: filled by the pool's one fetcher,
+/// emptied by its runners. The fetcher fetches again as soon as the buffer is below half
+/// the prefetch, while the runners keep working on what is there, so fetching overlaps
+/// running; a runner that finds the buffer empty waits for the next fetch.
 final class FetchedMessages: Sendable {
-    private struct State {
+    fileprivate struct State {
         var buffer: Deque<ConsumedMessage> = []
-        var fetching = false
-        /// Runners waiting for a fetch to bring something.
-        var waiters: [CheckedContinuation<Void, Never>] = []
+        var stopped = false
+        /// Runners waiting for a message.
+        var runners: Deque<CheckedContinuation<ConsumedMessage?, Never>> = []
+        /// The fetcher, waiting for the buffer to run low.
+        var fetcher: CheckedContinuation<Void, Never>?
     }
     private let state = Mutex(State())
     private let refillBelow: Int
-    /// Used only by the runner that holds the fetch (`fetching`).
-    private nonisolated(unsafe) var iterator: Consumer.Iterator
 
-    init(_ consumer: Consumer, prefetch: Int) {
-        iterator = consumer.makeAsyncIterator()
+    init(prefetch: Int) {
         refillBelow = max(1, prefetch / 2)
     }
 
-    enum Next {
-        case message(ConsumedMessage)
-        /// This runner is to fetch (and then call `fetched` or `fetchFailed`).
-        case fetch
-        /// Another runner is fetching: wait, then ask again.
-        case wait
-    }
-
-    /// What a runner does next: run a message, fetch, or wait for a fetch.
-    func next() -> Next {
-        state.withLock { s in
-            if !s.fetching && s.buffer.count < refillBelow {
-                s.fetching = true
-                return .fetch
+    /// The next message for a runner, waiting for one if none is buffered; nil once the
+    /// pool stops.
+    func take() async -> ConsumedMessage? {
+        let (now, wake) = state.withLock { s -> (ConsumedMessage??, CheckedContinuation<Void, Never>?) in
+            if s.stopped { return (.some(nil), nil) }
+            guard let m = s.buffer.popFirst() else { return (nil, nil) }
+            return (.some(m), s.buffer.count < refillBelow ? s.takeFetcher() : nil)
+        }
+        wake?.resume()
+        if let now { return now }
+        return await withCheckedContinuation { (c: CheckedContinuation<ConsumedMessage?, Never>) in
+            let (ready, wake) = state.withLock { s -> (ConsumedMessage??, CheckedContinuation<Void, Never>?) in
+                if s.stopped { return (.some(nil), nil) }
+                if let m = s.buffer.popFirst() { return (.some(m), s.buffer.count < refillBelow ? s.takeFetcher() : nil) }
+                s.runners.append(c)
+                return (nil, s.takeFetcher())
             }
-            if let m = s.buffer.popFirst() { return .message(m) }
-            return .wait
+            wake?.resume()
+            if let ready { c.resume(returning: ready) }
         }
     }
 
-    /// Waits until the fetch under way has ended (at once if none is).
-    func waitForFetch() async {
+    /// For the fetcher: returns once the buffer is below half the prefetch (at once if it
+    /// is) or the pool stops; false when it stopped.
+    func waitUntilWanted() async -> Bool {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
-                guard s.fetching && s.buffer.isEmpty else { return true }
-                s.waiters.append(c)
+                if s.stopped || s.buffer.count < refillBelow { return true }
+                s.fetcher = c
                 return false
             }
             if now { c.resume() }
         }
+        return state.withLock { !$0.stopped }
     }
 
-    /// The fetch: for the runner `next()` told to fetch.
-    func fetch() async throws -> Int {
-        let batch: [ConsumedMessage]
-        do {
-            batch = try await iterator.nextBatch()
-        } catch {
-            finishFetch([])
-            throw error
+    /// For the fetcher: what a fetch brought, handed straight to waiting runners first.
+    func deliver(_ batch: [ConsumedMessage]) {
+        var handed: [(CheckedContinuation<ConsumedMessage?, Never>, ConsumedMessage)] = []
+        state.withLock { s in
+            var rest = batch[...]
+            while let r = s.runners.first, let m = rest.first {
+                s.runners.removeFirst()
+                rest = rest.dropFirst()
+                handed.append((r, m))
+            }
+            s.buffer.append(contentsOf: rest)
         }
-        finishFetch(batch)
-        return batch.count
+        for (runner, message) in handed { runner.resume(returning: message) }
     }
 
-    private func finishFetch(_ batch: [ConsumedMessage]) {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.buffer.append(contentsOf: batch)
-            s.fetching = false
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-
-    /// Everything fetched and not started (the pool is stopping); no more is handed out.
-    func drain() -> [ConsumedMessage] {
-        let (taken, waiters) = state.withLock { s -> ([ConsumedMessage], [CheckedContinuation<Void, Never>]) in
+    /// The pool stops: waiting runners get nil, the fetcher is woken, and what was fetched
+    /// and not started is returned (to be given back). Messages delivered after this are
+    /// returned by the next call.
+    @discardableResult
+    func stop() -> [ConsumedMessage] {
+        let (taken, runners, fetcher) = state.withLock { s in
+            s.stopped = true
             defer {
                 s.buffer = []
-                s.waiters = []
+                s.runners = []
+                s.fetcher = nil
             }
-            return (Array(s.buffer), s.waiters)
+            return (Array(s.buffer), s.runners, s.fetcher)
         }
-        for w in waiters { w.resume() }
+        for r in runners { r.resume(returning: nil) }
+        fetcher?.resume()
         return taken
     }
+}
 
-    /// Flushes the member's queued acks and leaves the group (whatever it still holds goes
-    /// back, not counted as attempts). Once every runner has stopped.
-    func leave() async {
-        await iterator.leave()
+extension FetchedMessages.State {
+    fileprivate mutating func takeFetcher() -> CheckedContinuation<Void, Never>? {
+        defer { fetcher = nil }
+        return fetcher
     }
 }

@@ -52,19 +52,39 @@ final class PoolRunner: Sendable {
         }
     }
 
-    /// `concurrency` runners, each taking the next fetched message and running it, one of
-    /// them fetching when the buffer runs low; then the shutdown: what was fetched and not
+    /// One fetcher and `concurrency` runners, each runner taking the next fetched message
+    /// and running it (no task per job); then the shutdown: what was fetched and not
     /// started goes back, acks are flushed, the member leaves.
     private func fetchAndRun(_ running: RunningJobs) async throws {
-        let source = FetchedMessages(
-            client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch), prefetch: pool.prefetch)
-        await withDiscardingTaskGroup { runners in
+        let source = FetchedMessages(prefetch: pool.prefetch)
+        var messages = client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch).makeAsyncIterator()
+        var unstarted: [ConsumedMessage] = []
+        await withDiscardingTaskGroup { tasks in
             for _ in 0..<pool.concurrency {
-                runners.addTask { await self.runJobs(from: source, running) }
+                tasks.addTask {
+                    while let message = await source.take() { await self.execute(message, running) }
+                }
             }
+            // Shutdown (or cancellation) stops the runners and the fetcher.
+            tasks.addTask {
+                while !self.shutdown.isStopping && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+                source.stop()
+            }
+            // The fetcher: a fetch whenever the buffer runs low; one fetch waits at most 2 s,
+            // so a stop is noticed within that.
+            while await source.waitUntilWanted() {
+                do {
+                    source.deliver(try await messages.fetchBatch())
+                } catch {
+                    if Task.isCancelled || shutdown.isStopping { break }
+                    logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+            unstarted = source.stop()
         }
+        unstarted += source.stop()
         // Fetched and not started: back to the group at once, not counted as attempts.
-        let unstarted = source.drain()
         if !unstarted.isEmpty {
             do {
                 try await client.release(unstarted)
@@ -75,27 +95,7 @@ final class PoolRunner: Sendable {
         }
         // Every job has ended (or was cancelled at the end of the grace period): acks are
         // flushed, and leaving hands back whatever is still leased.
-        await source.leave()
-    }
-
-    /// One runner: a job at a time, no task per job.
-    private func runJobs(from source: FetchedMessages, _ running: RunningJobs) async {
-        while !shutdown.isStopping && !Task.isCancelled {
-            switch source.next() {
-            case .message(let message):
-                await execute(message, running)
-            case .fetch:
-                do {
-                    _ = try await source.fetch()
-                } catch {
-                    if Task.isCancelled || shutdown.isStopping { return }
-                    logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
-                    try? await Task.sleep(for: .seconds(1))
-                }
-            case .wait:
-                await source.waitForFetch()
-            }
-        }
+        await messages.leave()
     }
 
     /// Runs one message's job and settles it.
@@ -200,9 +200,13 @@ final class PoolRunner: Sendable {
     /// their lease are extended by a whole lease, in one request for all of them.
     private func extendLeases(_ running: RunningJobs) async {
         while !Task.isCancelled {
-            let lease = running.leaseMilliseconds ?? 30_000
-            let interval = max(50, lease / 3)
-            try? await Task.sleep(for: .milliseconds(interval))
+            // The group's lease is known from the first job; until then, look often (a first
+            // sleep of a third of some default lease would outlast a short real one).
+            guard let lease = running.leaseMilliseconds else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            try? await Task.sleep(for: .milliseconds(max(50, lease / 3)))
             let due = running.dueForExtension(now: ContinuousClock.now, leaseMilliseconds: lease)
             guard !due.isEmpty else { continue }
             do {

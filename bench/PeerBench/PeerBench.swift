@@ -16,7 +16,7 @@ struct PeerBench: AsyncParsableCommand {
             (delays 1 s – 1 h), end to end (1 and 4 consumers), burst (all due in one second),
             lateness (a steady rate falling due), memory with messages pending, restart with
             them (clean stop and SIGKILL), workers (jobs published, then run by 1 and 4
-            worker processes).
+            worker processes), failover (Chime: a worker SIGKILLed holding 1,000 jobs).
             """)
 
     @Flag(help: "Smoke run for CI: small counts, one run; figures mean nothing.") var quick = false
@@ -25,8 +25,8 @@ struct PeerBench: AsyncParsableCommand {
     @Option(help: "Scratch directory for the servers' data (emptied as it goes).") var work = "bench/.suite-data"
     @Option(help: "Where results go.") var out = "bench/results"
     @Option(help: "fio's figures as JSON (sequentialWriteMBps, fdatasyncP50Microseconds, fdatasyncP99Microseconds).") var disk: String?
-    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart,workers.")
-    var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers"
+    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover.")
+    var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover"
     @Option(help: "Systems to run, comma-separated: chime,beanstalkd,redis.") var systems = "chime,beanstalkd,redis"
 
     @Option(help: .hidden) var workerProcess: String?
@@ -34,7 +34,11 @@ struct PeerBench: AsyncParsableCommand {
 
     func run() async throws {
         if let system = workerProcess, let port = workerPort {
-            try await WorkerWorkload.workerProcess(system: system, port: port, bodySize: (quick ? Scale.quick : Scale.full).bodySize)
+            if system.hasPrefix("chime-") {
+                try await FailoverWorkload.workerProcess(holding: system == "chime-hold", port: port)
+            } else {
+                try await WorkerWorkload.workerProcess(system: system, port: port, bodySize: (quick ? Scale.quick : Scale.full).bodySize)
+            }
             return
         }
         var suite = try Suite(options: self)
@@ -196,6 +200,18 @@ struct Suite {
                         unit: "jobs/s", peer, runs: rates, higherIsBetter: true)
                 }
             }
+        }
+
+        if workloads.contains("failover"), let peer = each.first(where: { $0.system == "chime" }) {
+            let session: Duration = .seconds(2)
+            var seconds: [Double] = []
+            for _ in 0..<runs {
+                seconds.append(try await withServer(peer) { s in try await FailoverWorkload.run(port: s.port, work: work, sessionTimeout: session) })
+            }
+            add(
+                "9. failover: a worker SIGKILLed holding \(FailoverWorkload.jobs) leased jobs", "SIGKILL to the last job running elsewhere",
+                unit: "s", peer, runs: seconds, higherIsBetter: false,
+                note: "session timeout \(session.seconds) s; target ≤ session timeout + 1 s")
         }
 
         /// Time to publish `n` messages ahead of their due time, with room to spare.

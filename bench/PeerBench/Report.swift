@@ -59,6 +59,9 @@ struct Report: Codable, Sendable {
         }
         var workloads: [String] = []
         for r in rows where !workloads.contains(r.workload) { workloads.append(r.workload) }
+        // In the order of their numbers ("8. workers" runs before "4. burst").
+        func number(_ w: String) -> Int { Int(w.prefix { $0.isNumber }) ?? .max }
+        workloads.sort { number($0) < number($1) }
         for w in workloads {
             let rs = rows.filter { $0.workload == w }
             out += "\n## \(w)\n\n| metric | system | durability | median | min–max | Chime / peer | |\n| --- | --- | --- | ---: | ---: | ---: | --- |\n"

@@ -135,6 +135,92 @@ enum WorkerWorkload {
     }
 }
 
+/// Workload 9 (Chime only): a worker process killed with SIGKILL while it holds 1,000
+/// leased jobs (each running, none finishing); a second worker, already in the group and
+/// idle, runs every one of them once the broker has noticed the first is gone. The figure
+/// is the time from the SIGKILL to the last of the 1,000 starting again, beside the
+/// group's session timeout.
+enum FailoverWorkload {
+    static let jobs = 1_000
+    static let group = "suite-failover"
+
+    /// Returns the seconds from the SIGKILL to the last job started by the second worker.
+    static func run(port: Int, work: String, sessionTimeout: Duration) async throws -> Double {
+        var logger = Logger(label: "peer-bench")
+        logger.logLevel = .critical
+        let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-failover", connectAttempts: 1), logger: logger)
+        try await client.createGroup(
+            group, settings: WireGroupSettings(mode: .shared, leaseMilliseconds: 3_600_000, sessionTimeoutMilliseconds: Int64(sessionTimeout.seconds * 1000)))
+        let header = [WireHeader(name: JobHeader.name, value: Array(WorkerWorkload.NoOp.jobName.utf8))]
+        _ = try await client.publish((0..<jobs).map { OutgoingRecord(headers: header, body: WorkerWorkload.body($0, size: 100)) }, to: WorkerWorkload.topic)
+        await client.close()
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let holderOut = "\(work)/failover-holder.out"
+        let takerOut = "\(work)/failover-taker.out"
+        for f in [holderOut, takerOut] { try? FileManager.default.removeItem(atPath: f) }
+        let holder = try ServerProcess.spawn(exe, ["--worker-process", "chime-hold", "--worker-port", "\(port)"], log: holderOut)
+        try await waitForLine("holding", in: holderOut, timeout: .seconds(60))
+        let taker = try ServerProcess.spawn(exe, ["--worker-process", "chime-take", "--worker-port", "\(port)"], log: takerOut)
+        try await waitForLine("joined", in: takerOut, timeout: .seconds(60))
+        let killedAt = nowMicroseconds()
+        kill(holder, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(holder, &status, 0) == -1 && errno == EINTR {}
+        while waitpid(taker, &status, 0) == -1 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: takerOut, encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+            let result = try? JSONDecoder().decode(WorkerWorkload.Result.self, from: Data(line.utf8)), result.jobs >= jobs
+        else { throw PeerProtocolError("the second worker did not start every job: \(text.suffix(2_000))") }
+        return Double(result.lastMicros - killedAt) / 1e6
+    }
+
+    static func waitForLine(_ needle: String, in file: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8), text.contains(needle) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw PeerProtocolError("no \"\(needle)\" in \(file) within \(timeout)")
+    }
+
+    /// The worker processes: `chime-hold` starts every job and never finishes one (says
+    /// "holding" once it runs them all); `chime-take` says "joined", then exits with its
+    /// `Result` once it has started every job.
+    static func workerProcess(holding: Bool, port: Int) async throws {
+        var logger = Logger(label: "peer-bench-worker")
+        logger.logLevel = .critical
+        let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-failover", connectAttempts: 3), logger: logger)
+        let started = JobTally()
+        let worker = ChimeWorker(client: client, options: .init(gracePeriod: .seconds(1), name: holding ? "holder" : "taker"), logger: logger)
+        worker.register(WorkerWorkload.NoOp.self, retry: .never) { _, _ in
+            started.add(1)
+            try await Task.sleep(for: .seconds(3_600))
+        }
+        worker.addPool(WorkerPool(group: group, topics: [WorkerWorkload.topic], concurrency: jobs, prefetch: jobs))
+        let running = Task { try await worker.run() }
+        if holding {
+            while started.count < jobs { try await Task.sleep(for: .milliseconds(10)) }
+            print("holding")
+            fflush(nil)
+            try await Task.sleep(for: .seconds(3_600))
+        } else {
+            // Joined once the group lists a second member.
+            while true {
+                let stats = try await client.stats(groups: [group], includeMembers: true)
+                if (stats.groups.first?.memberCount ?? 0) >= 2 { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            print("joined")
+            fflush(nil)
+            while started.count < jobs { try await Task.sleep(for: .milliseconds(2)) }
+            print(String(decoding: try JSONEncoder().encode(WorkerWorkload.Result(jobs: started.count, lastMicros: started.lastMicros)), as: UTF8.self))
+            fflush(nil)
+            running.cancel()
+            exit(0)
+        }
+    }
+}
+
 /// Jobs done and when the last one ended.
 final class JobTally: @unchecked Sendable {
     private let lock = NSLock()
@@ -153,14 +239,14 @@ final class JobTally: @unchecked Sendable {
     var count: Int { lock.withLock { done } }
     var lastMicros: Int64 { lock.withLock { last } }
 
-    /// Returns once nothing was added for `idle` µs after the first job, or for 10 s from
-    /// the start when no job came at all.
+    /// Returns once nothing was added for `idle` µs after the first job, or for 3 s from
+    /// the start when no job came at all (the other worker processes took them all).
     func waitUntilIdle(_ idle: Int64) async throws {
         while true {
             try await Task.sleep(for: .milliseconds(50))
             let (n, l) = lock.withLock { (done, last) }
             let now = nowMicroseconds()
-            if n > 0 ? now - l > idle : now - started > 10_000_000 { return }
+            if n > 0 ? now - l > idle : now - started > 3_000_000 { return }
         }
     }
 }
