@@ -111,6 +111,20 @@ public struct Consumer: AsyncSequence, Sendable {
             return buffered[index...].map { ConsumedMessage(delivery: $0, client: consumer.client, group: consumer.group, memberID: memberID!) }
         }
 
+        /// Tells the broker this member is alive (a member that neither fetches nor settles
+        /// for its group's session timeout is dropped, and its leases released). Nothing if
+        /// it has not joined; if the broker dropped it already, the next fetch joins again.
+        public mutating func heartbeat() async throws {
+            guard let member = memberID else { return }
+            do {
+                _ = try await consumer.client.call(.heartbeat, MemberRef(group: consumer.group, memberID: member), as: WireMembership.self)
+            } catch let error as ClientError where error.wireCode == .unknownMember {
+                memberID = nil
+                buffered = []
+                index = 0
+            }
+        }
+
         /// Deliveries fetched on a connection that has gone are stale: the broker may have
         /// restarted and handed them to someone else. They are dropped (and the member joins
         /// again: the broker may not know it any more).

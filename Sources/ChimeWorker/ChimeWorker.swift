@@ -132,8 +132,10 @@ public final class ChimeWorker: Service, Sendable {
         }
         guard !pools.isEmpty else { throw WorkerError("the worker has no pool: call addPool before run") }
         guard !registrations.isEmpty || fallback != nil else { throw WorkerError("the worker has no job registered: call register before run") }
+        var sessionTimeouts: [String: Int64] = [:]
         for group in Set(pools.map(\.group)) {
             let settings = try await client.createGroup(group, settings: WireGroupSettings(mode: .shared), ifAbsent: true)
+            sessionTimeouts[group] = settings.sessionTimeoutMilliseconds
             if settings.mode != .shared {
                 logger.warning(
                     "group is partitioned: workers beyond its partition count stay idle (chime groups configure \(group) --mode shared)",
@@ -144,7 +146,7 @@ public final class ChimeWorker: Service, Sendable {
         let runners = pools.map {
             PoolRunner(
                 pool: $0, client: client, registrations: registrations, fallback: fallback, middleware: middleware, shutdown: shutdown,
-                memberName: options.name,
+                memberName: options.name, sessionTimeoutMilliseconds: sessionTimeouts[$0.group],
                 logger: logger)
         }
         let grace = options.gracePeriod

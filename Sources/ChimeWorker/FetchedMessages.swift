@@ -2,16 +2,22 @@ import ChimeClient
 import DequeModule
 import Synchronization
 
+/// A message fetched and held by the pool, with its ticket in the pool's `HeldMessages`.
+struct Fetched: Sendable {
+    let ticket: Int
+    let message: ConsumedMessage
+}
+
 /// The messages a pool has fetched and not started: filled by the pool's one fetcher,
 /// emptied by its runners. The fetcher fetches again as soon as the buffer is below half
 /// the prefetch, while the runners keep working on what is there, so fetching overlaps
 /// running; a runner that finds the buffer empty waits for the next fetch.
 final class FetchedMessages: Sendable {
     fileprivate struct State {
-        var buffer: Deque<ConsumedMessage> = []
+        var buffer: Deque<Fetched> = []
         var stopped = false
         /// Runners waiting for a message.
-        var runners: Deque<CheckedContinuation<ConsumedMessage?, Never>> = []
+        var runners: Deque<CheckedContinuation<Fetched?, Never>> = []
         /// The fetcher, waiting for the buffer to run low.
         var fetcher: CheckedContinuation<Void, Never>?
     }
@@ -24,16 +30,16 @@ final class FetchedMessages: Sendable {
 
     /// The next message for a runner, waiting for one if none is buffered; nil once the
     /// pool stops.
-    func take() async -> ConsumedMessage? {
-        let (now, wake) = state.withLock { s -> (ConsumedMessage??, CheckedContinuation<Void, Never>?) in
+    func take() async -> Fetched? {
+        let (now, wake) = state.withLock { s -> (Fetched??, CheckedContinuation<Void, Never>?) in
             if s.stopped { return (.some(nil), nil) }
             guard let m = s.buffer.popFirst() else { return (nil, nil) }
             return (.some(m), s.buffer.count < refillBelow ? s.takeFetcher() : nil)
         }
         wake?.resume()
         if let now { return now }
-        return await withCheckedContinuation { (c: CheckedContinuation<ConsumedMessage?, Never>) in
-            let (ready, wake) = state.withLock { s -> (ConsumedMessage??, CheckedContinuation<Void, Never>?) in
+        return await withCheckedContinuation { (c: CheckedContinuation<Fetched?, Never>) in
+            let (ready, wake) = state.withLock { s -> (Fetched??, CheckedContinuation<Void, Never>?) in
                 if s.stopped { return (.some(nil), nil) }
                 if let m = s.buffer.popFirst() { return (.some(m), s.buffer.count < refillBelow ? s.takeFetcher() : nil) }
                 s.runners.append(c)
@@ -44,9 +50,17 @@ final class FetchedMessages: Sendable {
         }
     }
 
+    enum Wanted {
+        /// The buffer is below half the prefetch: fetch.
+        case fetch
+        /// Woken with the buffer still full (`wakeFetcher`): time for a sign of life.
+        case heartbeat
+        case stopped
+    }
+
     /// For the fetcher: returns once the buffer is below half the prefetch (at once if it
-    /// is) or the pool stops; false when it stopped.
-    func waitUntilWanted() async -> Bool {
+    /// is), when `wakeFetcher` is called, or when the pool stops.
+    func waitUntilWanted() async -> Wanted {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let now = state.withLock { s -> Bool in
                 if s.stopped || s.buffer.count < refillBelow { return true }
@@ -55,12 +69,18 @@ final class FetchedMessages: Sendable {
             }
             if now { c.resume() }
         }
-        return state.withLock { !$0.stopped }
+        return state.withLock { s in s.stopped ? .stopped : s.buffer.count < refillBelow ? .fetch : .heartbeat }
+    }
+
+    /// Wakes the fetcher if it waits (its member must show a sign of life while the
+    /// buffer stays full behind long jobs).
+    func wakeFetcher() {
+        state.withLock { $0.takeFetcher() }?.resume()
     }
 
     /// For the fetcher: what a fetch brought, handed straight to waiting runners first.
-    func deliver(_ batch: [ConsumedMessage]) {
-        var handed: [(CheckedContinuation<ConsumedMessage?, Never>, ConsumedMessage)] = []
+    func deliver(_ batch: [Fetched]) {
+        var handed: [(CheckedContinuation<Fetched?, Never>, Fetched)] = []
         state.withLock { s in
             var rest = batch[...]
             while let r = s.runners.first, let m = rest.first {
@@ -77,7 +97,7 @@ final class FetchedMessages: Sendable {
     /// and not started is returned (to be given back). Messages delivered after this are
     /// returned by the next call.
     @discardableResult
-    func stop() -> [ConsumedMessage] {
+    func stop() -> [Fetched] {
         let (taken, runners, fetcher) = state.withLock { s in
             s.stopped = true
             defer {

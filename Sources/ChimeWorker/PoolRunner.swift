@@ -15,12 +15,15 @@ final class PoolRunner: Sendable {
     let middleware: [any JobMiddleware]
     let shutdown: WorkerShutdown
     let memberName: String
+    /// The group's session timeout, when known: the heartbeat interval is a third of it.
+    let sessionTimeoutMilliseconds: Int64?
     let logger: Logger
 
     init(
         pool: WorkerPool, client: ChimeClient, registrations: [String: ChimeWorker.Registration], fallback: ChimeWorker.Registration?,
-        middleware: [any JobMiddleware], shutdown: WorkerShutdown, memberName: String, logger: Logger
+        middleware: [any JobMiddleware], shutdown: WorkerShutdown, memberName: String, sessionTimeoutMilliseconds: Int64?, logger: Logger
     ) {
+        self.sessionTimeoutMilliseconds = sessionTimeoutMilliseconds
         self.pool = pool
         self.client = client
         self.registrations = registrations
@@ -32,7 +35,7 @@ final class PoolRunner: Sendable {
     }
 
     func run() async throws {
-        let running = RunningJobs()
+        let running = HeldMessages()
         let work = Task { try await fetchAndRun(running) }
         // At the end of the grace period what still runs is cancelled: its messages are
         // handed back when the member leaves.
@@ -55,28 +58,48 @@ final class PoolRunner: Sendable {
     /// One fetcher and `concurrency` runners, each runner taking the next fetched message
     /// and running it (no task per job); then the shutdown: what was fetched and not
     /// started goes back, acks are flushed, the member leaves.
-    private func fetchAndRun(_ running: RunningJobs) async throws {
+    private func fetchAndRun(_ running: HeldMessages) async throws {
         let source = FetchedMessages(prefetch: pool.prefetch)
         var messages = client.consume(group: pool.group, topics: pool.topics, member: memberName, prefetch: pool.prefetch).makeAsyncIterator()
-        var unstarted: [ConsumedMessage] = []
+        var unstarted: [Fetched] = []
         await withDiscardingTaskGroup { tasks in
             for _ in 0..<pool.concurrency {
                 tasks.addTask {
-                    while let message = await source.take() { await self.execute(message, running) }
+                    while let next = await source.take() { await self.execute(next.message, ticket: next.ticket, running) }
                 }
             }
-            // Shutdown (or cancellation) stops the runners and the fetcher.
+            // Shutdown (or cancellation) stops the runners and the fetcher; until then the
+            // fetcher is woken for a heartbeat every third of the session timeout, so the
+            // member stays in the group while long jobs keep the buffer full.
             tasks.addTask {
-                while !self.shutdown.isStopping && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+                var lastWake = ContinuousClock.now
+                let heartbeat = Duration.milliseconds(max(100, (self.sessionTimeoutMilliseconds ?? 10_000) / 3))
+                while !self.shutdown.isStopping && !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(20))
+                    if ContinuousClock.now - lastWake >= heartbeat {
+                        source.wakeFetcher()
+                        lastWake = .now
+                    }
+                }
                 source.stop()
             }
             // The fetcher: a fetch whenever the buffer runs low; one fetch waits at most 2 s,
             // so a stop is noticed within that.
-            while await source.waitUntilWanted() {
+            loop: while true {
+                switch await source.waitUntilWanted() {
+                case .stopped:
+                    break loop
+                case .heartbeat:
+                    try? await messages.heartbeat()
+                    continue loop
+                case .fetch:
+                    break
+                }
                 do {
-                    source.deliver(try await messages.fetchBatch())
+                    // Held from now on: their leases are kept while they wait, not only once they run.
+                    source.deliver(try await messages.fetchBatch().map { Fetched(ticket: running.add($0), message: $0) })
                 } catch {
-                    if Task.isCancelled || shutdown.isStopping { break }
+                    if Task.isCancelled || shutdown.isStopping { break loop }
                     logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
                 }
@@ -84,10 +107,11 @@ final class PoolRunner: Sendable {
             unstarted = source.stop()
         }
         unstarted += source.stop()
+        for f in unstarted { running.remove(f.ticket) }
         // Fetched and not started: back to the group at once, not counted as attempts.
         if !unstarted.isEmpty {
             do {
-                try await client.release(unstarted)
+                try await client.release(unstarted.map(\.message))
                 logger.info("gave back messages not started", metadata: ["group": "\(pool.group)", "messages": "\(unstarted.count)"])
             } catch {
                 logger.warning("giving back messages not started failed; they come again when their leases end", metadata: ["error": "\(error)"])
@@ -99,7 +123,8 @@ final class PoolRunner: Sendable {
     }
 
     /// Runs one message's job and settles it.
-    private func execute(_ message: ConsumedMessage, _ running: RunningJobs) async {
+    private func execute(_ message: ConsumedMessage, ticket: Int, _ running: HeldMessages) async {
+        defer { running.remove(ticket) }
         let d = message.delivery
         let named = JobHeader.jobName(of: d)
         guard let registration = named.flatMap({ registrations[$0] }) ?? fallback else {
@@ -109,7 +134,6 @@ final class PoolRunner: Sendable {
         let name = named ?? ""
         let metrics = registration.metrics
         let context = JobContext(d, name: name, logger: logger)
-        let ticket = running.add(message)
         metrics.started()
         let start = ContinuousClock.now
         let outcome: Result<Void, any Error>
@@ -121,7 +145,6 @@ final class PoolRunner: Sendable {
         } catch {
             outcome = .failure(error)
         }
-        running.remove(ticket)
         metrics.finished(after: ContinuousClock.now - start)
         switch outcome {
         case .success:
@@ -181,7 +204,7 @@ final class PoolRunner: Sendable {
     /// being extended at the timeout, so a job that ignores its cancellation is delivered
     /// again once its lease ends, while its slot stays taken until it returns.
     private func withTimeout(
-        _ timeout: Duration?, ticket: Int, running: RunningJobs, _ body: @escaping @Sendable () async throws -> Void
+        _ timeout: Duration?, ticket: Int, running: HeldMessages, _ body: @escaping @Sendable () async throws -> Void
     ) async throws {
         guard let timeout else { return try await body() }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -198,7 +221,7 @@ final class PoolRunner: Sendable {
 
     /// Keeps the leases of running jobs: every third of the lease, those past a third of
     /// their lease are extended by a whole lease, in one request for all of them.
-    private func extendLeases(_ running: RunningJobs) async {
+    private func extendLeases(_ running: HeldMessages) async {
         while !Task.isCancelled {
             // The group's lease is known from the first job; until then, look often (a first
             // sleep of a third of some default lease would outlast a short real one).
@@ -223,8 +246,10 @@ func milliseconds(_ d: Duration) -> Int64 {
     max(0, d.components.seconds * 1_000 + d.components.attoseconds / 1_000_000_000_000_000)
 }
 
-/// The pool's running jobs and when each lease was last renewed.
-final class RunningJobs: Sendable {
+/// The messages a pool holds — waiting in its buffer or running — and when each lease was
+/// last renewed: all of them are extended, so a message waiting behind long jobs keeps its
+/// lease too.
+final class HeldMessages: Sendable {
     struct Entry {
         var message: ConsumedMessage
         var renewedAt: ContinuousClock.Instant
@@ -243,10 +268,8 @@ final class RunningJobs: Sendable {
         let lease = message.delivery.leaseDeadline - message.delivery.deliveredAt
         return state.withLock { s in
             s.next += 1
-            // Counted as renewed a third of a lease ago: the lease began when the message was
-            // fetched, which may be a while before it started (waiting for a slot), so the
-            // next round of extensions takes it.
-            s.entries[s.next] = Entry(message: message, renewedAt: .now - .milliseconds(max(0, lease) / 3))
+            // Added as it is fetched: its lease began a moment ago.
+            s.entries[s.next] = Entry(message: message, renewedAt: .now)
             if s.leaseMilliseconds == nil && lease > 0 { s.leaseMilliseconds = lease }
             return s.next
         }
@@ -254,7 +277,7 @@ final class RunningJobs: Sendable {
 
     func remove(_ ticket: Int) { _ = state.withLock { $0.entries.removeValue(forKey: ticket) } }
 
-    /// Jobs whose lease was last renewed more than a third of a lease ago.
+    /// Messages whose lease was last renewed more than a third of a lease ago.
     func dueForExtension(now: ContinuousClock.Instant, leaseMilliseconds: Int64) -> [(ticket: Int, message: ConsumedMessage)] {
         let third = Duration.milliseconds(leaseMilliseconds / 3)
         return state.withLock { s in s.entries.compactMap { now - $0.value.renewedAt >= third ? ($0.key, $0.value.message) : nil } }
