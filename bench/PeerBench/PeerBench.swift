@@ -37,7 +37,7 @@ struct PeerBench: AsyncParsableCommand {
             if system.hasPrefix("chime-") {
                 try await FailoverWorkload.workerProcess(holding: system == "chime-hold", port: port)
             } else {
-                try await WorkerWorkload.workerProcess(system: system, port: port, bodySize: (quick ? Scale.quick : Scale.full).bodySize)
+                try await WorkerWorkload.workerProcess(system: system, port: port, bodySize: (quick ? Scale.quick : Scale.full).bodySize, quick: quick)
             }
             return
         }
@@ -191,7 +191,8 @@ struct Suite {
                     for _ in 0..<runs {
                         let t = try await withServer(peer) { s in
                             try await WorkerWorkload.publishJobs(peer, port: s.port, scale: scale, count: scale.workerJobs)
-                            return try await WorkerWorkload.run(peer, port: s.port, processes: processes, expected: scale.workerJobs, work: work)
+                            return try await WorkerWorkload.run(
+                                peer, port: s.port, processes: processes, expected: scale.workerJobs, work: work, quick: scale.workerJobs == Scale.quick.workerJobs)
                         }
                         rates.append(t.rate)
                     }

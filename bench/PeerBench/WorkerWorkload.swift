@@ -59,14 +59,14 @@ enum WorkerWorkload {
 
     /// Starts `processes` worker processes, waits for them, and returns the jobs done over
     /// the time from their start to the last job's end.
-    static func run(_ peer: any Peer, port: Int, processes: Int, expected: Int, work: String) async throws -> Throughput {
+    static func run(_ peer: any Peer, port: Int, processes: Int, expected: Int, work: String, quick: Bool) async throws -> Throughput {
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let started = nowMicroseconds()
         var children: [(pid: pid_t, out: String)] = []
         for i in 0..<processes {
             let out = "\(work)/worker-\(peer.system)-\(i).out"
             try? FileManager.default.removeItem(atPath: out)
-            let pid = try ServerProcess.spawn(exe, ["--worker-process", peer.system, "--worker-port", "\(port)"], log: out)
+            let pid = try ServerProcess.spawn(exe, ["--worker-process", peer.system, "--worker-port", "\(port)"] + (quick ? ["--quick"] : []), log: out)
             children.append((pid, out))
         }
         var jobs = 0
@@ -90,11 +90,11 @@ enum WorkerWorkload {
         var lastMicros: Int64
     }
 
-    /// The worker process: works until no job came for `idle` once it has done some (or
-    /// for 10 s from the start), prints its `Result` as one JSON line.
-    static func workerProcess(system: String, port: Int, bodySize: Int) async throws {
-        let done = JobTally()
-        let idle: Int64 = 1_000_000
+    /// The worker process: works until no job came for a second once it has done some (or
+    /// for 3 s from the start; quick: 0.3 s and 1 s), prints its `Result` as one JSON line.
+    static func workerProcess(system: String, port: Int, bodySize: Int, quick: Bool) async throws {
+        let done = JobTally(noJobMicros: quick ? 1_000_000 : 3_000_000)
+        let idle: Int64 = quick ? 300_000 : 1_000_000
         if system == "chime" {
             var logger = Logger(label: "peer-bench-worker")
             logger.logLevel = .critical
@@ -227,6 +227,9 @@ final class JobTally: @unchecked Sendable {
     private var done = 0
     private var last: Int64 = 0
     private let started = nowMicroseconds()
+    private let noJobMicros: Int64
+
+    init(noJobMicros: Int64 = 3_000_000) { self.noJobMicros = noJobMicros }
 
     func add(_ n: Int) {
         guard n > 0 else { return }
@@ -239,14 +242,15 @@ final class JobTally: @unchecked Sendable {
     var count: Int { lock.withLock { done } }
     var lastMicros: Int64 { lock.withLock { last } }
 
-    /// Returns once nothing was added for `idle` µs after the first job, or for 3 s from
-    /// the start when no job came at all (the other worker processes took them all).
+    /// Returns once nothing was added for `idle` µs after the first job, or for
+    /// `noJobMicros` from the start when no job came at all (the other worker processes
+    /// took them all).
     func waitUntilIdle(_ idle: Int64) async throws {
         while true {
             try await Task.sleep(for: .milliseconds(50))
             let (n, l) = lock.withLock { (done, last) }
             let now = nowMicroseconds()
-            if n > 0 ? now - l > idle : now - started > 3_000_000 { return }
+            if n > 0 ? now - l > idle : now - started > noJobMicros { return }
         }
     }
 }
