@@ -150,7 +150,7 @@ final class PoolRunner: Sendable {
         case .success:
             metrics.succeeded()
             do {
-                try await message.ack()
+                if pool.durableAcks { try await message.ackDurably() } else { try await message.ack() }
             } catch {
                 context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
             }

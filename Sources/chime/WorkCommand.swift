@@ -80,7 +80,9 @@ struct WorkCommand: AsyncParsableCommand {
         ) { body, context in
             try await Self.runCommand(program, arguments, body: body, context: context, group: group)
         }
-        worker.addPool(WorkerPool(group: group, topics: topic, concurrency: concurrency, prefetch: prefetch))
+        // A command acts outside this process: one that finished must not run again after
+        // a crash of chime work, so its ack is recorded before its slot moves on.
+        worker.addPool(WorkerPool(group: group, topics: topic, concurrency: concurrency, prefetch: prefetch, durableAcks: true))
         logger.info(
             "working", metadata: ["topics": "\(topic.joined(separator: ","))", "group": "\(group)", "concurrency": "\(concurrency)", "command": "\(command.joined(separator: " "))"])
         let services = ServiceGroup(
