@@ -96,8 +96,12 @@ final class PoolRunner: Sendable {
                     break
                 }
                 do {
-                    // Held from now on: their leases are kept while they wait, not only once they run.
-                    source.deliver(try await messages.fetchBatch().map { Fetched(ticket: running.add($0), message: $0) })
+                    // Held from now on: their leases are kept while they wait, not only once
+                    // they run. Their leases began after the fetch was sent, and they count
+                    // from then (a fetch that waited on the broker only makes the first
+                    // extension come sooner).
+                    let sent = ContinuousClock.now
+                    source.deliver(try await messages.fetchBatch().map { Fetched(ticket: running.add($0, leasedAfter: sent), message: $0) })
                 } catch {
                     if Task.isCancelled || shutdown.isStopping { break loop }
                     logger.warning("fetching failed; trying again in a second", metadata: ["group": "\(pool.group)", "error": "\(error)"])
@@ -219,8 +223,10 @@ final class PoolRunner: Sendable {
         }
     }
 
-    /// Keeps the leases of running jobs: every third of the lease, those past a third of
-    /// their lease are extended by a whole lease, in one request for all of them.
+    /// Keeps the leases of held messages: every sixth of the lease, those renewed more than
+    /// a third of a lease ago are extended by a whole lease, in one request for all of them.
+    /// A lease is so renewed at the latest half way through, which leaves half a lease for a
+    /// process (or a broker) that is slow to be scheduled.
     private func extendLeases(_ running: HeldMessages) async {
         while !Task.isCancelled {
             // The group's lease is known from the first job; until then, look often (a first
@@ -229,12 +235,14 @@ final class PoolRunner: Sendable {
                 try? await Task.sleep(for: .milliseconds(50))
                 continue
             }
-            try? await Task.sleep(for: .milliseconds(max(50, lease / 3)))
-            let due = running.dueForExtension(now: ContinuousClock.now, leaseMilliseconds: lease)
+            try? await Task.sleep(for: .milliseconds(max(50, lease / 6)))
+            let now = ContinuousClock.now
+            let due = running.dueForExtension(now: now, leaseMilliseconds: lease)
             guard !due.isEmpty else { continue }
             do {
                 let results = try await client.extend(due.map(\.message), by: lease)
-                running.extended(due.map(\.ticket), at: ContinuousClock.now, results: results)
+                // Counted from before the request: the broker renewed them no earlier.
+                running.extended(due.map(\.ticket), at: now, results: results)
             } catch {
                 logger.warning("extending leases failed", metadata: ["group": "\(pool.group)", "jobs": "\(due.count)", "error": "\(error)"])
             }
@@ -264,12 +272,12 @@ final class HeldMessages: Sendable {
     /// The group's lease, as the first delivery showed it.
     var leaseMilliseconds: Int64? { state.withLock { $0.leaseMilliseconds } }
 
-    func add(_ message: ConsumedMessage) -> Int {
+    /// Holds `message`, whose lease the broker began no earlier than `leasedAfter`.
+    func add(_ message: ConsumedMessage, leasedAfter: ContinuousClock.Instant) -> Int {
         let lease = message.delivery.leaseDeadline - message.delivery.deliveredAt
         return state.withLock { s in
             s.next += 1
-            // Added as it is fetched: its lease began a moment ago.
-            s.entries[s.next] = Entry(message: message, renewedAt: .now)
+            s.entries[s.next] = Entry(message: message, renewedAt: leasedAfter)
             if s.leaseMilliseconds == nil && lease > 0 { s.leaseMilliseconds = lease }
             return s.next
         }

@@ -250,11 +250,11 @@ import Testing
         await producer.close()
     }
 
-    /// A long job (5 s) and `quick` quick ones behind it under `settings`, in a pool of one
+    /// A long job (`seconds`) and `quick` quick ones behind it under `settings`, in a pool of one
     /// slot that prefetches `prefetch`. Returns the attempts each job's handler saw, whether
     /// the group ended with nothing left, how many acks the broker refused and how many
     /// dead letters there are.
-    private func runLongJob(_ settings: WireGroupSettings, prefetch: Int, quick: Int) async throws -> (
+    private func runLongJob(_ settings: WireGroupSettings, seconds: Int, prefetch: Int, quick: Int) async throws -> (
         attempts: [Int: [Int]], done: Bool, ackFailures: Int, deadLetters: Int
     ) {
         let server = try WorkerTestServer()
@@ -270,7 +270,7 @@ import Testing
         let worker = makeWorker(client)
         worker.register(Numbered.self, retry: .fixed(.milliseconds(50), maxAttempts: 2)) { job, context in
             runs.withLock { $0[job.n, default: []].append(context.attempt) }
-            if job.n == 0 { try await Task.sleep(for: .seconds(5)) }
+            if job.n == 0 { try await Task.sleep(for: .seconds(seconds)) }
             finished.withLock { $0 += 1 }
         }
         worker.addPool(WorkerPool(group: "g", topics: ["jobs"], concurrency: 1, prefetch: prefetch))
@@ -285,7 +285,10 @@ import Testing
     }
 
     @Test func aJobLongerThanTheLeaseIsNotDeliveredTwice() async throws {
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 2_000, sessionTimeoutMilliseconds: 3_000), prefetch: 1, quick: 0)
+        // Timings that leave 2 s of slack for a test process that is slow to be scheduled
+        // (the whole suite runs at once on two cores): a lease is renewed half way through
+        // at the latest.
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 4_000, sessionTimeoutMilliseconds: 6_000), seconds: 10, prefetch: 1, quick: 0)
         #expect(r.done)
         #expect(r.attempts == [0: [1]], "delivered once, its lease extended while it ran")
         #expect(r.ackFailures == 0, "the ack came within the lease")
@@ -295,7 +298,7 @@ import Testing
     @Test func messagesPrefetchedBehindALongJobAreNotRunTwice() async throws {
         // Three more fetched while the long job runs in the only slot, for longer than the
         // lease: they must not be delivered again meanwhile and then run from a stale lease.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 2_000, sessionTimeoutMilliseconds: 3_000), prefetch: 4, quick: 3)
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 4_000, sessionTimeoutMilliseconds: 6_000), seconds: 10, prefetch: 4, quick: 3)
         #expect(r.done)
         #expect(r.attempts == [0: [1], 1: [1], 2: [1], 3: [1]], "each delivered once")
         #expect(r.ackFailures == 0, "every ack was accepted")
@@ -307,7 +310,8 @@ import Testing
         // 30 s and 10 s, a third of the lease is the session timeout). The slot is busy and
         // the prefetched messages fill the buffer, so nothing is fetched: the extensions must
         // come often enough for the session too.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 2_000), prefetch: 4, quick: 3)
+        // A heartbeat every third of the session timeout leaves 2.6 s of slack.
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 4_000), seconds: 10, prefetch: 4, quick: 3)
         #expect(r.done)
         #expect(r.attempts == [0: [1], 1: [1], 2: [1], 3: [1]], "each delivered once: the member was not timed out while its only slot was busy")
         #expect(r.ackFailures == 0, "every ack was accepted")
