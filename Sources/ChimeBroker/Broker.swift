@@ -583,6 +583,49 @@ public final class Broker: GroupHost, @unchecked Sendable {
         try await partition(of: id).cancel(id)
     }
 
+    /// Where the message `id` stands — a job's status: scheduled, cancelled, or per group
+    /// (`group`, or every group that consumes its partition) ready, running, retrying,
+    /// succeeded or dead. Not a hot path: it may read the partition's logs (a scheduled
+    /// message that fired is looked up in the ready log by its due time, a retry in the
+    /// group's retry log, a dead letter in the dead-letter topic), at most
+    /// `MessageSearch.maxBytes` each. `unknownMessage` when the id names nothing, or
+    /// nothing any more (removed by retention).
+    public func jobStatus(_ id: MessageID, group: String? = nil) async throws -> [JobStatus] {
+        let p = try partition(of: id)
+        let groups = try group.map { [try self.group($0)] } ?? state.withLock { s in s.groups.keys.sorted() }.compactMap { try? self.group($0) }
+        let readyOffset: Int64
+        switch id.kind {
+        case .ready:
+            guard id.value >= 0, id.value < p.ready.log.endOffset else { throw BrokerError(.unknownMessage, "message \(id): no such offset") }
+            guard id.value >= p.ready.log.startOffset else { throw BrokerError(.unknownMessage, "message \(id) was removed by the topic's retention") }
+            readyOffset = id.value
+        case .scheduled:
+            let dueAt: Int64?
+            switch try await p.scheduledState(id.value) {
+            case .pending(let due): return [JobStatus(group: nil, state: .scheduled(dueAt: due))]
+            case .cancelled: return [JobStatus(group: nil, state: .cancelled)]
+            case .beingFired: return [JobStatus(group: group, state: .ready)]
+            case .gone(let due): dueAt = due
+            }
+            // Fired (stamped with its due time in the ready log), or cancelled and past due.
+            if let fired = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, id: id, timestamp: dueAt) {
+                readyOffset = fired.offset
+            } else if let dueAt, p.ready.log.startOffset == 0 || (try? p.ready.log.read(from: p.ready.log.startOffset, maxBytes: 1))?.first.map({ $0.header.firstTimestamp <= dueAt }) == true {
+                return [JobStatus(group: nil, state: .cancelled)]
+            } else {
+                throw BrokerError(.unknownMessage, "message \(id) is no longer in the wheel or the ready log (removed by retention)")
+            }
+        }
+        var out: [JobStatus] = []
+        for g in groups {
+            if let state = try await g.jobState(PartitionKey(topicID: id.topicID, partition: id.partition), readyOffset: readyOffset, id: id) {
+                out.append(JobStatus(group: g.name, state: state))
+            }
+        }
+        // Consumed by no group (yet): ready.
+        return out.isEmpty ? [JobStatus(group: group, state: .ready)] : out
+    }
+
     /// Moves a scheduled message to another due time; returns its new id.
     public func reschedule(_ id: MessageID, to due: Due) async throws -> MessageID {
         try await partition(of: id).reschedule(id, to: due)

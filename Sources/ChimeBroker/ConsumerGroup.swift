@@ -52,6 +52,9 @@ final class GroupPartition {
     var retry: DeliveryWindow
     var readyCursor: RecordCursor
     var retryCursor: RecordCursor
+    /// Ready offsets from here on were acked (if at all) since this partition was opened;
+    /// below, they may have been acked before the broker started (see `JobState.finished`).
+    let ackedSinceOpenFrom: Int64
     /// Retries handed to the wheel (since opening) and not yet read from the retry log;
     /// those already fired but not read are in both counts until then (see `stats`).
     var retriesScheduled = 0
@@ -82,6 +85,7 @@ final class GroupPartition {
         journal = try AckJournal(directory: dir, configuration: configuration, calls: calls, logger: logger)
         var position = try journal.restore(readyStart: partition.ready.log.startOffset)
         if position.readyFrontier == 0 && position.readyAcked.isEmpty { position.readyFrontier = partition.ready.log.startOffset }
+        ackedSinceOpenFrom = max(position.readyFrontier, (position.readyAcked.max() ?? -1) + 1)
         ready = DeliveryWindow(frontier: position.readyFrontier, acked: position.readyAcked, keyLimit: keyLimit)
         retry = DeliveryWindow(frontier: position.retryFrontier, acked: position.retryAcked, keyLimit: keyLimit)
         ready.skip(to: partition.ready.log.startOffset)
@@ -138,6 +142,8 @@ actor ConsumerGroup {
     private let logger: Logger
     private weak var host: (any GroupHost)?
     private var rotation = 0
+    /// Retries and dead letters, for job status queries (see `JobOutcomes`).
+    var outcomes = JobOutcomes()
 
     var dlqTopic: String { Self.deadLetterTopic(of: name) }
     static func deadLetterTopic(of group: String) -> String { group + ".dlq" }
@@ -779,10 +785,13 @@ actor ConsumerGroup {
                 headers.append(RecordHeader(name: ReservedHeader.readyOffset, value: ReservedHeader.int64(origin)))
             }
             if let reason { headers.append(RecordHeader(name: ReservedHeader.error, value: Array(reason.utf8))) }
-            try await p.scheduleRetry([
+            let timerIDs = try await p.scheduleRetry([
                 ScheduledMessage(dueAt: due, publishedAt: meta.publishedAt ?? r.timestamp, destination: id, key: r.key, headers: headers, body: r.body)
             ])
             gp.retriesScheduled += 1
+            outcomes.record(
+                .retrying(timerID: timerIDs[0], nextAttemptAt: due, attempts: attempts, lastError: reason),
+                for: .init(partition: gp.key, readyOffset: source == .ready ? offset : meta.readyOffset ?? offset))
             try finish(gp, source, offset)
         } catch {
             gp.withWindow(source) { $0.unpark(offset) }
@@ -816,6 +825,7 @@ actor ConsumerGroup {
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             try await host.publishInternal(topic: dlqTopic, messages: [OutgoingMessage(key: r.key, headers: headers, body: r.body)])
             gp.deadLettered += 1
+            outcomes.record(.dead(reason: reason, attempts: attempts), for: .init(partition: gp.key, readyOffset: source == .ready ? offset : meta.readyOffset ?? offset))
             logger.info("message dead-lettered", metadata: ["partition": "\(p.topic)/\(p.index)", "offset": "\(offset)", "reason": "\(reason)"])
             try finish(gp, source, offset)
         } catch {
@@ -860,6 +870,96 @@ actor ConsumerGroup {
         parts[PartitionKey(topicID: p.topicID, partition: p.index)]?.retriesScheduled += 1
     }
 
+    // MARK: - Job status
+
+    /// The state in this group of the message first stored at `readyOffset` of partition
+    /// `key` (its id `id`): nil when the group has never consumed that partition.
+    func jobState(_ key: PartitionKey, readyOffset: Int64, id: MessageID) async throws -> JobState? {
+        try checkNotRetired()
+        guard let gp = try parts[key] ?? openIfStored(key) else { return nil }
+        try await expireLeases(now: clock.now())
+        if let slot = gp.ready.slot(readyOffset) {
+            switch slot.state {
+            case .leased: return .running(member: slot.member, attempt: Int(slot.attempt), leaseDeadline: slot.deadline)
+            case .waiting, .parked: return .ready
+            case .acked: break
+            }
+        } else if readyOffset >= gp.ready.readEnd {
+            return .ready
+        }
+        // Acked here: a success, or moved out — to the wheel for a retry, or to the dead letters.
+        switch outcomes[.init(partition: key, readyOffset: readyOffset)] {
+        case .dead(let reason, let attempts):
+            return .dead(reason: reason, attempts: attempts)
+        case .retrying(let timerID, let nextAttemptAt, let attempts, let lastError):
+            switch try await gp.partition.scheduledState(timerID) {
+            case .pending, .cancelled:
+                return .retrying(nextAttemptAt: nextAttemptAt, attempts: attempts, lastError: lastError)
+            case .beingFired:
+                return .retrying(nextAttemptAt: nil, attempts: attempts, lastError: lastError)
+            case .gone:
+                break
+            }
+            // Fired into the retry log: waiting there, running, or done (a further retry or
+            // dead letter would have replaced this outcome). Not in the log from its
+            // frontier on: acked.
+            guard let copy = try MessageSearch.find(in: gp.retryLog.log, from: gp.retry.frontier, id: nil, readyOffset: readyOffset, last: true) else {
+                return .succeeded
+            }
+            guard let slot = gp.retry.slot(copy.offset) else {
+                return copy.offset >= gp.retry.readEnd ? .retrying(nextAttemptAt: nil, attempts: attempts, lastError: lastError) : .succeeded
+            }
+            switch slot.state {
+            case .leased: return .running(member: slot.member, attempt: attempts + Int(slot.attempt), leaseDeadline: slot.deadline)
+            case .waiting, .parked: return .retrying(nextAttemptAt: nil, attempts: attempts, lastError: lastError)
+            case .acked: return .succeeded
+            }
+        case nil:
+            if let letter = try await deadLetter(of: id) { return letter }
+            return readyOffset >= gp.ackedSinceOpenFrom && !outcomes.forgotSome ? .succeeded : .finished
+        }
+    }
+
+    /// The group's state in partition `key` as stored, when it has consumed it before (after
+    /// a restart, nothing is open until a member joins).
+    private func openIfStored(_ key: PartitionKey) throws -> GroupPartition? {
+        guard let p = host?.partition(key), Directory.isDirectory(Partition.groupDirectory(p.directory, group: id)) else { return nil }
+        return try open(p)
+    }
+
+    /// The dead letter of message `id` in this group's dead-letter topic, if there is one
+    /// (found by its `chime-dlq-id` header).
+    private func deadLetter(of id: MessageID) async throws -> JobState? {
+        guard let host else { throw BrokerError(.closed, "the broker is closed") }
+        let partitions: [Partition]
+        do {
+            partitions = try await host.partitions(ofTopic: dlqTopic, create: false)
+        } catch let error as BrokerError where error.code == .unknownTopic {
+            return nil
+        }
+        let wanted = Array(id.description.utf8)
+        for p in partitions {
+            var state: JobState?
+            var read = 0
+            try p.ready.log.scan(from: p.ready.log.startOffset, chunkBytes: 1 << 20, while: { state == nil && read < MessageSearch.maxBytes }) { batches, from in
+                for b in batches where state == nil {
+                    read += b.bytes.count
+                    for r in try b.records() where r.offset >= from {
+                        let headers = r.record.headers
+                        guard headers.contains(where: { $0.name == ReservedHeader.dlqID && $0.value == wanted }) else { continue }
+                        func text(_ name: String) -> String? {
+                            headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
+                        }
+                        state = .dead(reason: text(ReservedHeader.dlqError) ?? "", attempts: text(ReservedHeader.dlqAttempts).flatMap(Int.init) ?? 0)
+                        break
+                    }
+                }
+            }
+            if let state { return state }
+        }
+        return nil
+    }
+
     // MARK: - Upkeep and stats
 
     /// Snapshots every partition's committed position and trims its journal and retry log.
@@ -889,6 +989,7 @@ actor ConsumerGroup {
 
     /// Forgets a deleted topic's partitions.
     func drop(topicID: UInt32) {
+        outcomes.drop(topicID: topicID)
         for key in parts.keys where key.topicID == topicID {
             guard let gp = parts.removeValue(forKey: key) else { continue }
             try? gp.journal.log.close()

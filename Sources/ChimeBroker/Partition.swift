@@ -498,6 +498,16 @@ actor Partition {
         return MessageID(topicID: topicID, partition: index, kind: .scheduled, value: moved)
     }
 
+    /// Where the message at timer position `position` stands in the wheel (a scheduled
+    /// message's id, or a retry's position).
+    func scheduledState(_ position: Int64) async throws -> TimingWheel.MessageState {
+        do {
+            return try await loop.state(of: position)
+        } catch {
+            throw BrokerError.wrapping(error, "looking up \(topic)/\(index) timer position \(position)")
+        }
+    }
+
     private func checkScheduled(_ id: MessageID) throws {
         guard id.kind == .scheduled else {
             throw BrokerError(.unknownMessage, "message \(id) was published for immediate delivery; only scheduled messages can be cancelled or rescheduled")
@@ -506,10 +516,13 @@ actor Partition {
 
     /// A group's retry: into the wheel, destined for that group's retry log. Synced under
     /// every policy: the group acks the original once this returns (a move, not a publish).
-    func scheduleRetry(_ messages: [ScheduledMessage]) async throws {
+    /// Returns their timer positions.
+    @discardableResult
+    func scheduleRetry(_ messages: [ScheduledMessage]) async throws -> [Int64] {
         do {
-            _ = try await loop.schedule(messages)
+            let ids = try await loop.schedule(messages)
             try await timerLog.waitUntilDurable(timerLog.endOffset)
+            return ids
         } catch {
             throw BrokerError.wrapping(error, "scheduling retries into \(topic)/\(index)")
         }

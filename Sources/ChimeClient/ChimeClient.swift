@@ -292,6 +292,13 @@ public final class ChimeClient: Service, Sendable {
         _ = try await connection.request(.cancel, ScheduleChange(id: id, version: connection.version.withLock { $0 }), as: Empty.self)
     }
 
+    /// Where the message (job) `id` stands: scheduled or cancelled, or in each group that
+    /// consumes it (or in `group`) ready, running, retrying, succeeded or dead. Times are
+    /// the broker's, ms since the epoch. Needs a broker of protocol version 6.
+    public func jobStatus(_ id: WireMessageID, group: String? = nil) async throws -> [WireJobStatus] {
+        try await call(.jobStatus, JobStatusRequest(id: id, group: group ?? ""), as: JobStatusReply.self).statuses
+    }
+
     /// Moves a scheduled message to `dueAt` (ms since the epoch on the broker's wall clock);
     /// returns its new id.
     public func reschedule(_ id: WireMessageID, to dueAt: Int64) async throws -> WireMessageID {

@@ -80,6 +80,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case deleteGroup = 22
     /// Version 5: give leased messages back unprocessed (no attempt counted).
     case release = 23
+    /// Version 6: where a job stands, by its message id.
+    case jobStatus = 24
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -88,6 +90,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .publishRecords: 2
         case .peek: 4
         case .createGroup, .configureGroup, .describeGroup, .deleteGroup, .release: 5
+        case .jobStatus: 6
         default: 1
         }
     }

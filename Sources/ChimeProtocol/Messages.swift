@@ -13,7 +13,8 @@ public enum ProtocolVersion {
     /// 5 adds groups as objects: `createGroup`, `configureGroup`, `describeGroup` and
     /// `deleteGroup` (opcodes 19–22) with their settings (`WireGroupSettings`), and `release`
     /// (23: a settle that gives messages back without counting an attempt).
-    public static let current: UInt16 = 5
+    /// 6 adds `jobStatus` (opcode 24): where a message stands, by its id.
+    public static let current: UInt16 = 6
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
     /// The first version whose join says whether to create the topics.

@@ -139,3 +139,20 @@ extension WireGroupSettings {
         return s
     }
 }
+
+extension WireJobStatus {
+    init(_ status: JobStatus) {
+        let state: WireJobState =
+            switch status.state {
+            case .scheduled(let dueAt): .scheduled(dueAt: dueAt)
+            case .ready: .ready
+            case .running(let member, let attempt, let deadline): .running(member: member, attempt: attempt, leaseDeadline: deadline)
+            case .retrying(let next, let attempts, let error): .retrying(nextAttemptAt: next, attempts: attempts, lastError: error)
+            case .succeeded: .succeeded
+            case .finished: .finished
+            case .dead(let reason, let attempts): .dead(reason: reason, attempts: attempts)
+            case .cancelled: .cancelled
+            }
+        self.init(group: status.group, state: state)
+    }
+}

@@ -141,6 +141,11 @@ public actor FiringLoop {
         try wheel.cancel(id, dueAt: dueAt)
     }
 
+    /// Where a scheduled message stands (see `TimingWheel.state(of:)`).
+    public func state(of id: Int64) throws -> TimingWheel.MessageState {
+        try wheel.state(of: id)
+    }
+
     /// Moves a pending message to `newDueAt` (see `TimingWheel.reschedule`); returns its
     /// new id, and wakes the loop if it is now due before the loop planned to wake.
     @discardableResult

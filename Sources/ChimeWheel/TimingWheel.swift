@@ -464,6 +464,52 @@ public final class TimingWheel {
         return found
     }
 
+    /// Where a scheduled message stands, for a status query: found in the slot of its due
+    /// time (`locate`), or not.
+    public enum MessageState: Sendable, Equatable {
+        /// Waiting in the wheel for its due time.
+        case pending(dueAt: Int64)
+        /// Cancelled, its slot not yet reached (the tombstone is still in it).
+        case cancelled(dueAt: Int64)
+        /// In a hand-over under way: on its way to its destination.
+        case beingFired(dueAt: Int64)
+        /// No longer in the wheel: fired, or cancelled and its slot passed. The due time is
+        /// nil when the original entry was compacted away.
+        case gone(dueAt: Int64?)
+    }
+
+    /// Where the message with id `id` (a timer-log position) stands. A `WheelError`
+    /// `.unknownMessage` for a position that never held a message. Walks the slot (or two)
+    /// the message can be in, like `cancel`.
+    public func state(of id: Int64) throws -> MessageState {
+        guard id >= 0, id < log.endOffset else { throw WheelError(.unknownMessage, "no scheduled message has id \(id)") }
+        // Compacted away: it was there, and is long gone.
+        if id < log.startOffset { return .gone(dueAt: nil) }
+        guard let entry = try? reader.fields(at: id), entry.kind == .message, entry.position == id else {
+            throw WheelError(.unknownMessage, "no scheduled message has id \(id)")
+        }
+        let due = entry.dueAt
+        do {
+            return .pending(dueAt: try locate(id, dueAt: due).dueAt)
+        } catch let error as WheelError where error.code == .beingFired {
+            return .beingFired(dueAt: due)
+        } catch let error as WheelError where error.code == .notPending {
+            return isCancelInSlot(id, dueAt: due) ? .cancelled(dueAt: due) : .gone(dueAt: due)
+        }
+    }
+
+    /// Whether a tombstone for `id` waits in a slot its due time can be in.
+    private func isCancelInSlot(_ id: Int64, dueAt due: Int64) -> Bool {
+        guard due >= 0, due < geometry.limit else { return false }
+        let at = max(due, state.time)
+        for level in 0...geometry.level(now: state.time, due: due) {
+            let address = SlotAddress(level: level, start: at & ~(geometry.slotSpan(level) - 1))
+            guard let slot = state.slot(at: address) else { continue }
+            if walker.walk(from: slot.head, floor: slot.cut).entries.contains(where: { $0.kind == .cancel && $0.cancelledID == id }) { return true }
+        }
+        return false
+    }
+
     /// The id of the message a list entry stands for; a link's is read from its target
     /// (-1 when that cannot be read).
     private func messageID(of e: TimerEntryFields) -> Int64 {
