@@ -42,11 +42,16 @@ fuzz:
 fuzz-smoke:
 	SWIFT=$(SWIFT) bash Fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
 
-## Debian packages the build needs: liblz4-dev (and pkg-config to find it).
+## Debian packages the build needs: liblz4-dev (and pkg-config to find it); tzdata, the
+## time zone database schedules in a zone are computed with.
 deps:
 	@if ! pkg-config --exists liblz4 2>/dev/null; then \
 		echo "installing liblz4-dev and pkg-config (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq liblz4-dev pkg-config; \
+	fi
+	@if [ ! -e /usr/share/zoneinfo/America/New_York ]; then \
+		echo "installing tzdata (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tzdata; \
 	fi
 
 ## What the tests need beyond the build: faketime (libfaketime steps a real server's wall

@@ -71,6 +71,12 @@ let package = Package(
             ],
             swiftSettings: releaseSettings
         ),
+        // Schedules as pure functions (design.md §9): cron parsing, next occurrences through DST,
+        // intervals, jitter. Foundation only, for the time zone database.
+        .target(
+            name: "ChimeSchedule",
+            swiftSettings: releaseSettings
+        ),
         // The engine without sockets: topics, partitions, groups, leases, retries (docs/architecture.md, ChimeBroker).
         .target(
             name: "ChimeBroker",
@@ -254,6 +260,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        .testTarget(
+            name: "ChimeScheduleTests",
+            dependencies: ["ChimeSchedule"]
         ),
         .testTarget(
             name: "ChimeBrokerTests",
