@@ -97,6 +97,8 @@ func decodePayload(_ frame: Frame) {
     case (.describeGroup, false), (.deleteGroup, false): check(GroupRef.self, frame.payload)
     case (.createGroup, true), (.configureGroup, true), (.describeGroup, true): check(WireGroupSettings.self, frame.payload)
     case (.deleteTopic, true), (.cancel, true), (.leave, true), (.deleteGroup, true): check(Empty.self, frame.payload)
+    case (.jobStatus, false): check(JobStatusRequest.self, frame.payload)
+    case (.jobStatus, true): check(JobStatusReply.self, frame.payload)
     }
 }
 
@@ -238,6 +240,14 @@ struct FrameFuzzSeeds {
             ("create-group", frame(.createGroup, CreateGroup(name: "mailers", ifAbsent: true, settings: WireGroupSettings(mode: .shared, keyConcurrency: 2)))),
             ("configure-group", frame(.configureGroup, ConfigureGroup(name: "mailers", settings: WireGroupSettings(maxAttempts: -1, keyRateLimitMillis: 2_500)))),
             ("describe-group", frame(.describeGroup, GroupRef(name: "mailers"))),
+            ("job-status", frame(.jobStatus, JobStatusRequest(id: WireMessageID(topicID: 3, partition: 1, kind: 1, value: 4_096), group: "mailers"))),
+            ("job-status-reply", reply(.jobStatus, JobStatusReply(statuses: [
+                WireJobStatus(group: nil, state: .scheduled(dueAt: now)),
+                WireJobStatus(group: "a", state: .running(member: .max, attempt: 3, leaseDeadline: now)),
+                WireJobStatus(group: "b", state: .retrying(nextAttemptAt: nil, attempts: 2, lastError: "boom")),
+                WireJobStatus(group: "c", state: .dead(reason: "poison", attempts: 5)),
+                WireJobStatus(group: "d", state: .succeeded),
+            ]))),
             ("delete-group", frame(.deleteGroup, GroupRef(name: "mailers"))),
             ("group-settings", reply(.describeGroup, WireGroupSettings(
                 mode: .partitioned, maxInFlight: 10_000, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 10_000, maxAttempts: -1, keyOrdering: false,
