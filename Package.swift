@@ -154,6 +154,7 @@ let package = Package(
                 "ChimeClient",
                 "ChimeProtocol",
                 "ChimeWorker",
+                "ChimeSchedule",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
