@@ -68,12 +68,34 @@ struct JobOutcomes {
 
     subscript(key: Key) -> Outcome? { outcomes[key] }
 
+    /// The most UTF-8 bytes of an error text kept (a client's reason can be 64 KiB; the
+    /// whole text stays in the message's headers and dead letter).
+    static let maxTextBytes = 200
+
     mutating func record(_ outcome: Outcome, for key: Key) {
-        if outcomes.updateValue(outcome, forKey: key) == nil { order.append(key) }
+        let kept: Outcome =
+            switch outcome {
+            case .retrying(let timerID, let next, let attempts, let error):
+                .retrying(timerID: timerID, nextAttemptAt: next, attempts: attempts, lastError: error.map(Self.shortened))
+            case .dead(let reason, let attempts):
+                .dead(reason: Self.shortened(reason), attempts: attempts)
+            }
+        if outcomes.updateValue(kept, forKey: key) == nil { order.append(key) }
         while outcomes.count > capacity, let oldest = order.popFirst() {
             outcomes[oldest] = nil
             forgotSome = true
         }
+    }
+
+    /// `text` cut to `maxTextBytes` at a character boundary, with "…" when cut.
+    static func shortened(_ text: String) -> String {
+        guard text.utf8.count > maxTextBytes else { return text }
+        var out = ""
+        for c in text {
+            guard out.utf8.count + c.utf8.count <= maxTextBytes - 3 else { break }
+            out.append(c)
+        }
+        return out + "…"
     }
 
     /// A topic deleted: its entries go.

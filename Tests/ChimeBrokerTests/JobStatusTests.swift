@@ -1,4 +1,4 @@
-import ChimeBroker
+@testable import ChimeBroker
 import ChimeStore
 import Testing
 
@@ -131,5 +131,23 @@ import Testing
         }
         await expectBrokerError(.unknownGroup) { _ = try await s.broker.jobStatus(id, group: "nobody") }
         await s.broker.close()
+    }
+}
+
+/// The in-memory record of retries and dead letters stays bounded in entries and in bytes.
+@Suite struct JobOutcomesTests {
+    @Test func theOldestOutcomesGoPastTheCapacityAndLongTextsAreCut() {
+        var outcomes = JobOutcomes(capacity: 2)
+        let p = PartitionKey(topicID: 1, partition: 0)
+        let long = String(repeating: "é", count: 40_000)
+        for offset in Int64(0)..<3 { outcomes.record(.dead(reason: long, attempts: 1), for: .init(partition: p, readyOffset: offset)) }
+        #expect(outcomes.count == 2)
+        #expect(outcomes.forgotSome)
+        #expect(outcomes[.init(partition: p, readyOffset: 0)] == nil)
+        guard case .dead(let reason, _) = outcomes[.init(partition: p, readyOffset: 2)] else {
+            Issue.record("the newest outcome is kept")
+            return
+        }
+        #expect(reason.utf8.count <= JobOutcomes.maxTextBytes && reason.hasSuffix("…") && reason.hasPrefix("éé"))
     }
 }
