@@ -27,6 +27,9 @@ struct AdminRoutes: Sendable {
         router.get("/v1/topics/:topic") { _, context in Self.json(try await topic(try context.parameters.require("topic"))) }
         router.get("/v1/groups") { _, _ in Self.json(try await groups()) }
         router.get("/v1/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"))) }
+        router.get("/v1/jobs/:id") { request, context in
+            Self.json(try await job(try context.parameters.require("id"), group: request.uri.queryParameters["group"].map(String.init)))
+        }
         router.get("/metrics") { _, _ in try await metrics() }
     }
 
@@ -100,6 +103,40 @@ struct AdminRoutes: Sendable {
             ("nextDueAt", .int(nextDue)), ("nextDueAtISO", .iso8601(nextDue)),
             ("diskBytes", .int(partitions.reduce(Int64(0)) { $0 + $1.readyBytes + $1.timerBytes })),
         ]
+    }
+
+    // MARK: - Jobs
+
+    /// Where a message (a job) stands, per group: `Broker.jobStatus`.
+    func job(_ text: String, group: String?) async throws -> JSONValue {
+        guard let id = MessageID(text) else {
+            throw BrokerError(.invalidArgument, "'\(text)' is not a message id (they look like 3-1-s4096)")
+        }
+        let statuses = try await broker.jobStatus(id, group: group)
+        return .object([("id", .string(id.description)), ("statuses", .array(statuses.map(Self.json)))])
+    }
+
+    private static func json(_ status: JobStatus) -> JSONValue {
+        var fields: [(String, JSONValue)] = [("group", status.group.map(JSONValue.string) ?? .null)]
+        func time(_ name: String, _ ms: Int64?) { fields += [(name, .int(ms)), (name + "ISO", .iso8601(ms))] }
+        switch status.state {
+        case .scheduled(let dueAt):
+            fields.append(("state", .string("scheduled")))
+            time("dueAt", dueAt)
+        case .ready: fields.append(("state", .string("ready")))
+        case .running(let member, let attempt, let deadline):
+            fields += [("state", .string("running")), ("member", .id(member)), ("attempt", .int(attempt))]
+            time("leaseDeadlineAt", deadline)
+        case .retrying(let next, let attempts, let error):
+            fields.append(("state", .string("retrying")))
+            time("nextAttemptAt", next)
+            fields += [("attempts", .int(attempts)), ("lastError", error.map(JSONValue.string) ?? .null)]
+        case .succeeded: fields.append(("state", .string("succeeded")))
+        case .finished: fields.append(("state", .string("finished")))
+        case .dead(let reason, let attempts): fields += [("state", .string("dead")), ("reason", .string(reason)), ("attempts", .int(attempts))]
+        case .cancelled: fields.append(("state", .string("cancelled")))
+        }
+        return .object(fields)
     }
 
     // MARK: - Groups
@@ -269,7 +306,7 @@ struct AdminError: Error {
     init(_ error: BrokerError) {
         let status: HTTPResponse.Status =
             switch error.code {
-            case .unknownTopic, .unknownGroup: .notFound
+            case .unknownTopic, .unknownGroup, .unknownMessage: .notFound
             case .invalidName, .invalidArgument: .badRequest
             case .closed: .serviceUnavailable
             default: .internalServerError

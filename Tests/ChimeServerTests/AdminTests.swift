@@ -263,6 +263,35 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         await f.shutdown()
     }
 
+    @Test func aJobsStatusIsJSONPerGroupAndBadIdsAreTypedErrors() async throws {
+        let f = try await AdminFixture()
+        try f.broker.createTopic("orders", settings: TopicSettings(partitions: 1))
+        let due = AdminFixture.epoch + 60_000
+        let later = try #require(try await f.broker.publish(topic: "orders", [text("later", at: due)]).first?.id)
+        let scheduled = try await f.get("/v1/jobs/\(later)")
+        #expect(scheduled.status == 200)
+        #expect(str(scheduled.json, "id") == later.description)
+        let only = try #require((scheduled.json["statuses"] as? [[String: Any]])?.first)
+        #expect(str(only, "state") == "scheduled" && int(only, "dueAt") == Int(due) && only["group"] is NSNull)
+        #expect(str(only, "dueAtISO") == "2027-01-15T08:01:00.000Z")
+
+        let m = try await f.broker.join(group: "billing", member: "w", topics: ["orders"])
+        let now = try #require(try await f.broker.publish(topic: "orders", [text("now")]).first?.id)
+        let leased = try await f.broker.fetch(group: "billing", member: m.memberID, max: 1)
+        #expect(leased.count == 1)
+        let running = try await f.get("/v1/jobs/\(now)?group=billing")
+        let status = try #require((running.json["statuses"] as? [[String: Any]])?.first)
+        #expect(str(status, "group") == "billing" && str(status, "state") == "running")
+        #expect(str(status, "member") == String(m.memberID) && int(status, "attempt") == 1)
+
+        let malformed = try await f.get("/v1/jobs/nonsense")
+        #expect(malformed.status == 400 && malformed.errorCode == "invalidArgument")
+        let missing = try await f.get("/v1/jobs/\(later.topicID)-0-r999")
+        #expect(missing.status == 404 && missing.errorCode == "unknownMessage")
+        #expect(try await f.get("/v1/jobs/\(now)?group=nobody").status == 404)
+        await f.shutdown()
+    }
+
     @Test func unknownNamesAndPathsAreJSON404s() async throws {
         let f = try await AdminFixture()
         let topic = try await f.get("/v1/topics/nope")
