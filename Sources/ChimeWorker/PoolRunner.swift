@@ -65,7 +65,9 @@ final class PoolRunner: Sendable {
         await withDiscardingTaskGroup { tasks in
             for _ in 0..<pool.concurrency {
                 tasks.addTask {
-                    while let next = await source.take() { await self.execute(next.message, ticket: next.ticket, running) }
+                    // Checked before each take too: once the shutdown began, a runner whose
+                    // job just ended takes nothing more, even before the buffer is stopped.
+                    while !self.shutdown.isStopping, let next = await source.take() { await self.execute(next.message, ticket: next.ticket, running) }
                 }
             }
             // Shutdown (or cancellation) stops the runners and the fetcher; until then the

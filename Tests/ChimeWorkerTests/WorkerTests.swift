@@ -370,7 +370,8 @@ import Testing
         try await producer.createGroup("g", settings: WireGroupSettings(mode: .shared))
         for n in 0..<4 { try await producer.enqueue(Numbered(n: n), to: "jobs") }
 
-        // The first worker: one slot, four prefetched; job 0 takes a second.
+        // The first worker: one slot, four prefetched; job 0 runs until the shutdown has
+        // begun (a fixed second was too short for a test process starved by the whole suite).
         struct Run: Equatable {
             var n: Int
             var attempt: Int
@@ -381,7 +382,9 @@ import Testing
         let first = makeWorker(firstClient, name: "first", grace: .seconds(20))
         first.register(Numbered.self, retry: .fixed(.milliseconds(50), maxAttempts: 5)) { job, context in
             firstRuns.withLock { $0.append(Run(n: job.n, attempt: context.attempt)) }
-            try await Task.sleep(for: .seconds(1))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while !Task.isShuttingDownGracefully && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(100))
             firstFinished.withLock { $0.append(job.n) }
         }
         first.addPool(WorkerPool(group: "g", topics: ["jobs"], concurrency: 1, prefetch: 4))
