@@ -608,7 +608,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             case .gone(let due): dueAt = due
             }
             // Fired (stamped with its due time in the ready log), or cancelled and past due.
-            if let fired = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, id: id, timestamp: dueAt) {
+            if let fired = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, timestamp: dueAt, { MessageSearch.carries(id, $0) }) {
                 readyOffset = fired.offset
             } else if let dueAt, p.ready.log.startOffset == 0 || (try? p.ready.log.read(from: p.ready.log.startOffset, maxBytes: 1))?.first.map({ $0.header.firstTimestamp <= dueAt }) == true {
                 return [JobStatus(group: nil, state: .cancelled)]

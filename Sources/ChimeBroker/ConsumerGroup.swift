@@ -143,7 +143,7 @@ actor ConsumerGroup {
     private weak var host: (any GroupHost)?
     private var rotation = 0
     /// Retries and dead letters, for job status queries (see `JobOutcomes`).
-    var outcomes = JobOutcomes()
+    private var outcomes = JobOutcomes()
 
     var dlqTopic: String { Self.deadLetterTopic(of: name) }
     static func deadLetterTopic(of group: String) -> String { group + ".dlq" }
@@ -903,7 +903,7 @@ actor ConsumerGroup {
             // Fired into the retry log: waiting there, running, or done (a further retry or
             // dead letter would have replaced this outcome). Not in the log from its
             // frontier on: acked.
-            guard let copy = try MessageSearch.find(in: gp.retryLog.log, from: gp.retry.frontier, id: nil, readyOffset: readyOffset, last: true) else {
+            guard let copy = try MessageSearch.find(in: gp.retryLog.log, from: gp.retry.frontier, last: true, { RecordMeta.split($0.headers).meta.readyOffset == readyOffset }) else {
                 return .succeeded
             }
             guard let slot = gp.retry.slot(copy.offset) else {
@@ -939,23 +939,11 @@ actor ConsumerGroup {
         }
         let wanted = Array(id.description.utf8)
         for p in partitions {
-            var state: JobState?
-            var read = 0
-            try p.ready.log.scan(from: p.ready.log.startOffset, chunkBytes: 1 << 20, while: { state == nil && read < MessageSearch.maxBytes }) { batches, from in
-                for b in batches where state == nil {
-                    read += b.bytes.count
-                    for r in try b.records() where r.offset >= from {
-                        let headers = r.record.headers
-                        guard headers.contains(where: { $0.name == ReservedHeader.dlqID && $0.value == wanted }) else { continue }
-                        func text(_ name: String) -> String? {
-                            headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
-                        }
-                        state = .dead(reason: text(ReservedHeader.dlqError) ?? "", attempts: text(ReservedHeader.dlqAttempts).flatMap(Int.init) ?? 0)
-                        break
-                    }
-                }
+            guard let letter = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, { $0.headers.contains { $0.name == ReservedHeader.dlqID && $0.value == wanted } }) else { continue }
+            func text(_ name: String) -> String? {
+                letter.record.headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) }
             }
-            if let state { return state }
+            return .dead(reason: text(ReservedHeader.dlqError) ?? "", attempts: text(ReservedHeader.dlqAttempts).flatMap(Int.init) ?? 0)
         }
         return nil
     }

@@ -111,14 +111,12 @@ enum MessageSearch {
     /// The most bytes one search reads before it gives up.
     static let maxBytes = 256 << 20
 
-    /// The offset and record of the message `id` in `log` from `start` on: a record whose
-    /// `chime-id` header names it or, for `matchReadyOffset`, whose `chime-offset` names
-    /// that ready offset. `timestamp`: the record's timestamp, when known (fired messages
-    /// are stamped with their due time), to skip batches that cannot hold it.
-    /// `last`: the last such record rather than the first (a retry log can hold several
-    /// copies of one message, one per retry).
+    /// The first record of `log` from `start` on that `matches` (the last, for `last`: a
+    /// retry log can hold several copies of one message, one per retry). `timestamp`: the
+    /// record's timestamp, when known (fired messages are stamped with their due time), to
+    /// skip batches that cannot hold it and records that do not have it.
     static func find(
-        in log: RecordLog, from start: Int64, id: MessageID?, readyOffset: Int64? = nil, timestamp: Int64? = nil, last: Bool = false
+        in log: RecordLog, from start: Int64, timestamp: Int64? = nil, last: Bool = false, _ matches: (Record) -> Bool
     ) throws -> StoredRecord? {
         var found: StoredRecord?
         var read = 0
@@ -129,18 +127,18 @@ enum MessageSearch {
                 if let t = timestamp, t > b.header.maxTimestamp { continue }
                 for r in try b.records() where r.offset >= from {
                     if let t = timestamp, r.record.timestamp != t { continue }
-                    let meta = RecordMeta.split(r.record.headers).meta
-                    if let id, meta.idKind == id.kind, meta.idValue == id.value {
-                        found = r
-                        if !last { break }
-                    }
-                    if let readyOffset, meta.readyOffset == readyOffset {
-                        found = r
-                        if !last { break }
-                    }
+                    guard matches(r.record) else { continue }
+                    found = r
+                    if !last { break }
                 }
             }
         }
         return found
+    }
+
+    /// Whether `record` carries the broker's id header naming `id`.
+    static func carries(_ id: MessageID, _ record: Record) -> Bool {
+        let meta = RecordMeta.split(record.headers).meta
+        return meta.idKind == id.kind && meta.idValue == id.value
     }
 }
