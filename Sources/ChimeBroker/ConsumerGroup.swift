@@ -274,10 +274,33 @@ actor ConsumerGroup {
         try await rebalance()
     }
 
+    /// Reassigns the partitions of the members' topics. Reading them waits for the broker,
+    /// and the actor takes other calls meanwhile: when a join or leave changed the topics
+    /// by then, they are read again. A result applied for the members as they were would,
+    /// applied after a newer rebalance, leave the newer member's topics unserved until the
+    /// group changes again.
     private func rebalance() async throws {
+        var topics = membership.topics
+        var all = try await partitions(of: topics)
+        while membership.topics != topics {
+            topics = membership.topics
+            all = try await partitions(of: topics)
+        }
+        for change in membership.rebalance(all) where change.previous != nil && membership.mode == .partitioned {
+            // The old owner's leases end: its acks are refused from now on (fenced).
+            if let gp = parts[change.key] {
+                let revoked = gp.ready.revokeAll() + gp.retry.revokeAll()
+                if revoked > 0 { logger.info("partition moved; leases revoked", metadata: ["partition": "\(change.key)", "leases": "\(revoked)"]) }
+            }
+        }
+    }
+
+    /// Every partition of `topics` that still exist, with its topic, the group's state in
+    /// each opened.
+    private func partitions(of topics: Set<String>) async throws -> [(key: PartitionKey, topic: String)] {
         let host = try hostOrThrow()
         var all: [(key: PartitionKey, topic: String)] = []
-        for t in membership.topics.sorted() {
+        for t in topics.sorted() {
             let partitions: [Partition]
             do {
                 partitions = try await host.partitions(ofTopic: t, create: false)
@@ -294,13 +317,7 @@ actor ConsumerGroup {
                 all.append((PartitionKey(topicID: p.topicID, partition: p.index), t))
             }
         }
-        for change in membership.rebalance(all) where change.previous != nil && membership.mode == .partitioned {
-            // The old owner's leases end: its acks are refused from now on (fenced).
-            if let gp = parts[change.key] {
-                let revoked = gp.ready.revokeAll() + gp.retry.revokeAll()
-                if revoked > 0 { logger.info("partition moved; leases revoked", metadata: ["partition": "\(change.key)", "leases": "\(revoked)"]) }
-            }
-        }
+        return all
     }
 
     /// Opens the group's state in `p` (its directory, journal and retry log) if it is not
