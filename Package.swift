@@ -81,7 +81,7 @@ let package = Package(
         .target(
             name: "ChimeBroker",
             dependencies: [
-                "ChimeStore", "ChimeWheel",
+                "ChimeStore", "ChimeWheel", "ChimeSchedule",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -268,7 +268,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimeBrokerTests",
-            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "CrashAgent", "chime"]
+            dependencies: ["ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeSchedule", "ChimeTestSupport", "CrashAgent", "chime"]
         ),
     ]
 )

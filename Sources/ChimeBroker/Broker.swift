@@ -38,7 +38,9 @@ public final class Broker: GroupHost, @unchecked Sendable {
     public let options: BrokerOptions
     /// Bumped when something may have become deliverable: long-polling fetches wait on it.
     public let changes = ChangeSignal()
-    private let logger: Logger
+    let logger: Logger
+    /// Where each schedule lives (`Broker+Schedules.swift`).
+    let schedulesDirectory = ScheduleDirectory()
     private let lockFD: Int32
     private let state: Mutex<State>
     private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -172,7 +174,13 @@ public final class Broker: GroupHost, @unchecked Sendable {
         } catch {
             logger.warning("could not finish deleting topics; the next start tries again", metadata: ["error": "\(error)"])
         }
-        if options.firing == .automatic { await broker.start() }
+        await broker.loadScheduleDirectory(broker.allPartitions)
+        if options.firing == .automatic {
+            await broker.start()
+        } else {
+            // An owner driving time itself fires through `fireDue`; schedules recover now.
+            for p in broker.allPartitions { await p.recoverSchedules() }
+        }
         logger.info("broker open", metadata: ["directory": "\(options.directory)", "topics": "\(topics.count)"])
         return broker
     }
@@ -216,7 +224,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         maintenance.withLock { $0 = task }
     }
 
-    private var allPartitions: [Partition] { state.withLock { $0.topics.values.flatMap(\.partitions) } }
+    var allPartitions: [Partition] { state.withLock { $0.topics.values.flatMap(\.partitions) } }
 
     /// Writes `meta.json` from `s`; call under the state lock. Refused once the broker is
     /// closed: the directory lock is released then, and another broker may own the file.

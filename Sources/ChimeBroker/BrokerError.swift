@@ -9,6 +9,7 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
             case unknownTopic, topicExists, invalidName, badPartition, messageTooLarge, malformedBatch, corruptBatch
             case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
             case leaseExpired, invalidArgument, storage, closed, limitReached, groupExists, groupInUse
+            case unknownSchedule, scheduleExists, badSchedule, unknownTimeZone
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -49,6 +50,14 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The group cannot be deleted yet: it has live members, or positions in a topic
         /// that still exists.
         public static let groupInUse = Code(base: .groupInUse)
+        public static let unknownSchedule = Code(base: .unknownSchedule)
+        /// A create of a schedule whose name is taken by a different definition.
+        public static let scheduleExists = Code(base: .scheduleExists)
+        /// A spec that does not parse (the message gives the position and the reason) or
+        /// options out of range.
+        public static let badSchedule = Code(base: .badSchedule)
+        /// A time zone that is not an IANA name the machine knows.
+        public static let unknownTimeZone = Code(base: .unknownTimeZone)
     }
 
     public let code: Code

@@ -130,12 +130,27 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
         return complete ? top : (top > 1 ? top - 1 : nil)
     }
 
+    /// Told of every schedule occurrence handed over (after its append), in fire order.
+    let occurrencesFired: Mutex<(@Sendable ([FiredMessage]) -> Void)?> = Mutex(nil)
+
+    /// The log a destination's messages go to: a schedule's occurrence goes to the ready log.
+    private static func log(of destination: UInt32) -> UInt32 { destination == scheduleOccurrence ? 0 : destination }
+
+    /// Destination of a schedule's occurrence: into the ready log like destination 0, and
+    /// the partition's schedules are told, to plan the next one.
+    static let scheduleOccurrence = UInt32.max
+
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
         var byDestination: [UInt32: [FiredMessage]] = [:]
+        var occurrences: [FiredMessage] = []
         if let first = messages.first?.destination, messages.allSatisfy({ $0.destination == first }) {
-            byDestination[first] = messages  // one destination, the usual case: no copy of each message
+            byDestination[Self.log(of: first)] = messages  // one destination, the usual case: no copy of each message
+            if first == Self.scheduleOccurrence { occurrences = messages }
         } else {
-            for m in messages { byDestination[m.destination, default: []].append(m) }
+            for m in messages {
+                byDestination[Self.log(of: m.destination), default: []].append(m)
+                if m.destination == Self.scheduleOccurrence { occurrences.append(m) }
+            }
         }
         let destinations = byDestination.keys.sorted()
         var counts: [UInt32: Int] = [:]
@@ -148,5 +163,6 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             counts[d] = part.count
         }
         if let notify = delivered.withLock({ $0 }) { notify(counts) }
+        if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
     }
 }

@@ -3,6 +3,7 @@ import ChimeWheel
 import CoreMetrics
 import DequeModule
 import Logging
+import Synchronization
 
 /// One partition of a topic: its ready log, its timer log and wheel, its producer state.
 /// Publishes are serialised through this actor (one writer); the firing loop, its own
@@ -27,13 +28,23 @@ actor Partition {
     /// The firing loop's series, labelled with this topic.
     private let firingMetrics: FiringMetrics
     let loop: FiringLoop
+    /// This partition's schedules (`Partition+Schedules.swift`).
+    let schedules: ScheduleTable
+    let plannerCache = SchedulePlannerCache()
+    let scheduleMetrics: ScheduleMetrics
+    /// Occurrences the sink handed over, in order, waiting for their next ones to be
+    /// planned, and the signal that wakes the planning task for them.
+    private let firedOccurrences = FiredOccurrences()
+    private let occurrences: AsyncStream<Void>
+    private let occurrencesContinuation: AsyncStream<Void>.Continuation
+    private var planning: Task<Void, Never>?
     private var settings: TopicSettings
     private var producers: ProducerState
     private let producerExpiry: Int64
-    private let clock: any WheelClock
-    private let logger: Logger
+    let clock: any WheelClock
+    let logger: Logger
     private var running: Task<Void, Never>?
-    private var closed = false
+    var closed = false
     /// Checkpoints in progress, and `close()` waiting for them: a checkpoint suspends
     /// between its writes, and one still writing after a close would put files back into
     /// the directory a topic deletion is removing.
@@ -131,6 +142,19 @@ actor Partition {
             metrics: firingMetrics, logger: logger)
         producerExpiry = options.producerExpiryMilliseconds
         lastCheckpoint = options.clock.now()
+        let clock = options.clock
+        schedules = try ScheduleTable(
+            directory: directory + "/schedules",
+            configuration: LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false),
+            calls: calls, clock: { clock.now() }, logger: logger)
+        scheduleMetrics = ScheduleMetrics(topic: topic)
+        (occurrences, occurrencesContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        sink.occurrencesFired.withLock { [occurrencesContinuation, firedOccurrences] in
+            $0 = { fired in
+                firedOccurrences.add(fired)
+                occurrencesContinuation.yield()
+            }
+        }
         producers = try Self.restoreProducers(
             directory: directory, ready: readyLog, timer: timerLog, topicID: topicID, partition: index,
             window: settings.dedupWindowMilliseconds, now: options.clock.now(), logger: logger)
@@ -182,8 +206,15 @@ actor Partition {
         return state
     }
 
-    func run() {
+    /// Recovers the schedules, then starts the firing loop and the planning of occurrences.
+    func run() async {
+        guard running == nil, planning == nil, !closed else { return }
+        await recoverSchedules()
         guard running == nil, !closed else { return }
+        let stream = occurrences
+        planning = Task { [weak self] in
+            for await _ in stream { await self?.planAfterFiredOccurrences() }
+        }
         let loop = self.loop
         running = Task { [logger] in
             do { try await loop.run() } catch { logger.error("firing loop ended", metadata: ["error": "\(error)"]) }
@@ -532,7 +563,16 @@ actor Partition {
 
     /// Fires what is due now (manual firing).
     func fireDue() async throws -> Int {
-        try await loop.fireDue()
+        let fired = try await loop.fireDue()
+        await planAfterFiredOccurrences()
+        return fired
+    }
+
+    /// Plans the next occurrences of those fired so far (the planning task's work; a
+    /// manual `fireDue` does it before returning).
+    func planAfterFiredOccurrences() async {
+        let fired = firedOccurrences.take()
+        if !fired.isEmpty { await occurrencesFired(fired) }
     }
 
     /// Producer snapshot, wheel checkpoint (unless the running loop takes its own), fire
@@ -648,6 +688,9 @@ actor Partition {
             problems.append("\(topic)/\(index): \(what): \(error)")
         }
         closed = true
+        // Planning in progress ends before the logs close; later occurrences plan nothing.
+        occurrencesContinuation.finish()
+        if let planning { await planning.value }
         if checkpointsRunning > 0 { await withCheckedContinuation { checkpointsDone.append($0) } }
         // Let a publish holding the turn finish its appends before the producer snapshot
         // below (see `checkpoint`); those waiting for it see `closed` and stop.
@@ -684,6 +727,7 @@ actor Partition {
             }
         }
         do { try timerLog.close() } catch { failed("closing the timer log", error) }
+        do { try schedules.close() } catch { failed("closing the schedule table", error) }
         return problems
     }
 }

@@ -40,6 +40,14 @@ enum ReservedHeader {
     /// The job's name (`ChimeWorker`): set by producers — any producer, in any language, can
     /// enqueue a job — and read by workers. Kept with the message's headers.
     static let job = "chime-job"
+    /// On a schedule's occurrence: the schedule's name.
+    static let schedule = "chime-schedule"
+    /// On a schedule's occurrence: its nominal time (ms since the epoch, in decimal), the
+    /// one its dedup key `schedule/<name>/<ms>` names; jitter moves when it fires, not this.
+    static let occurrence = "chime-occurrence"
+    /// On a schedule's occurrence in the timer log: the revision of the schedule it was
+    /// planned under (8 bytes), so that a restart tells a plan made before an update.
+    static let scheduleRevision = "chime-schedule-rev"
 
     /// The `chime-` headers a producer may set.
     static let settableByProducers: Set<String> = [job]

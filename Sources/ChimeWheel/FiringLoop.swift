@@ -141,6 +141,9 @@ public actor FiringLoop {
         try wheel.cancel(id, dueAt: dueAt)
     }
 
+    /// Every message due before this has been handed over (`TimingWheel.time`).
+    public var wheelTime: Int64 { wheel.time }
+
     /// Where a scheduled message stands (see `TimingWheel.state(of:)`).
     public func state(of id: Int64) throws -> TimingWheel.MessageState {
         try wheel.state(of: id)

@@ -1,0 +1,334 @@
+import ChimeSchedule
+import ChimeStore
+import ChimeWheel
+import CoreMetrics
+import Synchronization
+
+/// A partition's schedules at work: each has one pending timer entry, its next occurrence,
+/// whose destination is "schedule occurrence". The wheel hands it into the ready log
+/// exactly once (its hand-over number goes with the append, like every fired message);
+/// the sink then tells the partition, which plans the next occurrence: one timer append,
+/// then a `planned` record in the table. A crash between the two leaves the new entry in
+/// the timer log's tail, where `recoverSchedules` finds it; a crash before the timer
+/// append leaves the fired plan gone from the wheel, and recovery plans the next one.
+extension Partition {
+    /// The occurrence entry for `occurrence` of `schedule`, due at `fireAt`.
+    static func occurrenceMessage(_ schedule: Schedule, occurrence: Int64, fireAt: Int64, now: Int64) -> ScheduledMessage {
+        var headers = schedule.target.headers.map { RecordHeader(name: $0.name, value: $0.value) }
+        headers.append(RecordHeader(name: ReservedHeader.schedule, value: Array(schedule.name.utf8)))
+        headers.append(RecordHeader(name: ReservedHeader.occurrence, value: Array(String(occurrence).utf8)))
+        headers.append(RecordHeader(name: ReservedHeader.dedup, value: Schedule.dedupKey(name: schedule.name, occurrence: occurrence)))
+        var revision: [UInt8] = []
+        LittleEndian.append(schedule.revision, to: &revision)
+        headers.append(RecordHeader(name: ReservedHeader.scheduleRevision, value: revision))
+        return ScheduledMessage(
+            dueAt: fireAt, publishedAt: now, destination: PartitionFireSink.scheduleOccurrence, key: schedule.target.key, headers: headers,
+            body: schedule.target.body)
+    }
+
+    /// Name, occurrence and revision of an occurrence entry, from its headers.
+    static func occurrenceFields(_ headers: [RecordHeader]) -> (name: String, occurrence: Int64, revision: Int64)? {
+        var name: String?
+        var occurrence: Int64?
+        var revision: Int64?
+        for h in headers {
+            switch h.name {
+            case ReservedHeader.schedule: name = String(validating: h.value, as: UTF8.self)
+            case ReservedHeader.occurrence: occurrence = String(validating: h.value, as: UTF8.self).flatMap { Int64($0) }
+            case ReservedHeader.scheduleRevision where h.value.count == 8:
+                revision = h.value.withUnsafeBytes { LittleEndian.load(Int64.self, $0, 0) }
+            default: break
+            }
+        }
+        guard let name, let occurrence, let revision else { return nil }
+        return (name, occurrence, revision)
+    }
+
+    // MARK: - Planning
+
+    /// Plans the next occurrence of each named schedule after `after` (nil: after now), in
+    /// one timer append and one table append; the misfire policy's decisions are logged
+    /// with their counts.
+    func planSchedules(_ requests: [(name: String, after: Int64?)]) async throws {
+        guard !requests.isEmpty else { return }
+        let now = clock.now()
+        var messages: [ScheduledMessage] = []
+        var plans: [(name: String, plan: ScheduleTable.Plan)] = []
+        var skipped: [MisfirePolicy: Int] = [:]
+        var late = 0
+        var capped = false
+        for r in requests {
+            guard let row = schedules.rows[r.name], !row.schedule.options.paused, row.plan == nil else { continue }
+            let planner: SchedulePlanner
+            do {
+                planner = try plannerCache.planner(for: row.schedule)
+            } catch {
+                logger.error("a stored schedule no longer parses; not planned", metadata: ["schedule": "\(r.name)", "error": "\(error)"])
+                continue
+            }
+            let decision = planner.next(after: r.after, now: now)
+            if decision.skipped > 0 { skipped[row.schedule.options.misfire, default: 0] += decision.skipped }
+            capped = capped || decision.countCapped
+            guard case .plan(let occurrence, let fireAt) = decision.outcome else { continue }
+            guard fireAt < dueLimit else {
+                logger.warning("a schedule's next occurrence is past the wheel's range; not planned", metadata: ["schedule": "\(r.name)"])
+                continue
+            }
+            if decision.catchingUp { late += 1 }
+            messages.append(Self.occurrenceMessage(row.schedule, occurrence: occurrence, fireAt: fireAt, now: now))
+            plans.append((r.name, ScheduleTable.Plan(occurrence: occurrence, fireAt: fireAt, timerID: -1, revision: row.schedule.revision)))
+        }
+        for (policy, count) in skipped {
+            scheduleMetrics.missed(policy: policy, count: count)
+            logger.info(
+                "missed schedule occurrences skipped by the misfire policy",
+                metadata: ["policy": "\(policy.rawValue)", "occurrences": "\(capped ? "at least " : "")\(count)"])
+        }
+        if late > 0 { logger.info("missed schedule occurrences fired late by the misfire policy", metadata: ["occurrences": "\(late)"]) }
+        guard !messages.isEmpty else { return }
+        let ids = try await loop.schedule(messages)
+        for k in plans.indices { plans[k].plan.timerID = ids[k] }
+        try schedules.planned(plans)
+    }
+
+    /// The sink handed these occurrences into the ready log: the next ones are planned.
+    /// One whose entry is no longer its schedule's plan (updated, deleted meanwhile) plans nothing.
+    func occurrencesFired(_ fired: [FiredMessage]) async {
+        guard !closed else { return }
+        let now = clock.now()
+        var next: [(name: String, after: Int64?)] = []
+        for f in fired {
+            guard let fields = Self.occurrenceFields(f.message.headers), let row = schedules.rows[fields.name], row.plan?.timerID == f.id else { continue }
+            schedules.fired(fields.name, occurrence: fields.occurrence)
+            scheduleMetrics.fired(lateness: now - f.dueAt)
+            next.append((fields.name, fields.occurrence))
+        }
+        do {
+            try await planSchedules(next)
+        } catch {
+            // Each is planned again at the next start (recovery finds its plan gone).
+            logger.error("planning the next schedule occurrences failed", metadata: ["schedules": "\(next.count)", "error": "\(error)"])
+        }
+    }
+
+    /// Brings every schedule back to one pending occurrence after opening, before the
+    /// firing loop runs: plans found in the timer log's tail are adopted, cancels begun are
+    /// done again, fired plans are followed by the next occurrence, and plans of a time
+    /// that passed while the broker was down go through the misfire policy.
+    func recoverSchedules() async {
+        guard !schedules.rows.isEmpty || !schedules.orphans.isEmpty else { return }
+        do {
+            try await recoverSchedulesOrThrow()
+        } catch {
+            logger.error("recovering schedules failed; they fire again after the next start", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func recoverSchedulesOrThrow() async throws {
+        // Plans whose `planned` record did not reach the disk.
+        var adopted: [(name: String, plan: ScheduleTable.Plan)] = []
+        let from = max(timerLog.startOffset, schedules.lastPlannedTimerID)
+        let lastRecorded = schedules.lastPlannedTimerID
+        try timerLog.scan(from: from) { entries, readFrom in
+            for e in entries where e.kind == .message && e.position >= readFrom && e.position > lastRecorded {
+                guard let m = try? e.message(), m.destination == PartitionFireSink.scheduleOccurrence,
+                    let fields = Self.occurrenceFields(m.headers), schedules.rows[fields.name] != nil
+                else { continue }
+                adopted.append(
+                    (fields.name, ScheduleTable.Plan(occurrence: fields.occurrence, fireAt: m.dueAt, timerID: e.position, revision: fields.revision)))
+            }
+        }
+        for a in adopted { schedules.adopt(a.name, a.plan) }
+        let latest = Dictionary(adopted.map { ($0.name, $0) }, uniquingKeysWith: { $0.plan.timerID > $1.plan.timerID ? $0 : $1 })
+        try schedules.planned(Array(latest.values))
+        for id in schedules.takeOrphans() { try? await loop.cancel(id) }
+
+        let now = clock.now()
+        let wheelTime = await loop.wheelTime
+        var replan: [(name: String, after: Int64?)] = []
+        var cancels: [String] = []
+        for (name, row) in schedules.rows.sorted(by: { $0.key < $1.key }) {
+            if let id = row.cancelling {
+                try? await loop.cancel(id)
+                schedules.cancelled(name)
+            }
+            guard let plan = row.plan else {
+                if !row.schedule.options.paused { replan.append((name, nil)) }
+                continue
+            }
+            if row.schedule.options.paused || plan.revision != row.schedule.revision {
+                cancels.append(name)
+                if !row.schedule.options.paused { replan.append((name, nil)) }
+                continue
+            }
+            // An entry due after the wheel time has not fired; one at or before it may have.
+            let state = plan.fireAt > wheelTime ? .pending(dueAt: plan.fireAt) : try await loop.state(of: plan.timerID)
+            switch state {
+            case .pending, .beingFired:
+                guard plan.fireAt < now - Schedule.misfireThresholdMilliseconds else { continue }
+                // Missed while the broker was down: does the policy keep this occurrence?
+                let planner = try plannerCache.planner(for: row.schedule)
+                if case .plan(let occurrence, _) = planner.next(after: plan.occurrence - 1, now: now).outcome, occurrence == plan.occurrence {
+                    continue
+                }
+                cancels.append(name)
+                replan.append((name, plan.occurrence - 1))
+            case .cancelled, .gone:
+                schedules.fired(name, occurrence: plan.occurrence)
+                replan.append((name, plan.occurrence))
+            }
+        }
+        try await cancelPlans(cancels)
+        try await planSchedules(replan)
+        if !schedules.rows.isEmpty {
+            logger.info("schedules recovered", metadata: ["schedules": "\(schedules.rows.count)", "replanned": "\(replan.count)"])
+        }
+    }
+
+    /// Cancels the named schedules' plans: `unplanned` first, then the wheel's cancel (one
+    /// already firing fires; its occurrence is then no longer the plan and plans nothing).
+    func cancelPlans(_ names: [String]) async throws {
+        let plans = names.compactMap { name in schedules.rows[name]?.plan.map { (name, $0) } }
+        guard !plans.isEmpty else { return }
+        try schedules.unplanned(plans.map(\.0))
+        for (name, plan) in plans {
+            do {
+                try await loop.cancel(plan.timerID, dueAt: plan.fireAt)
+            } catch let error as WheelError where error.code == .notPending || error.code == .beingFired {
+                // Fired, or firing: nothing left to cancel.
+            }
+            schedules.cancelled(name)
+        }
+    }
+
+    // MARK: - Operations (the broker serialises them per schedule name)
+
+    /// Stores `schedule` (a create or an update): a plan made under an older revision is
+    /// replaced by the new definition's first occurrence after now.
+    func defineSchedule(_ schedule: Schedule) async throws -> ScheduleInfo {
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        try schedules.define(schedule)
+        plannerCache.forget(schedule.name)
+        try await cancelPlans([schedule.name])
+        if !schedule.options.paused { try await planSchedules([(schedule.name, nil)]) }
+        return scheduleInfo(schedule.name, upcoming: 0)!
+    }
+
+    func deleteSchedule(_ name: String) async throws {
+        guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
+        guard schedules.rows[name] != nil else { throw BrokerError(.unknownSchedule, "no schedule is named \(name)") }
+        try await cancelPlans([name])
+        try schedules.delete(name)
+        plannerCache.forget(name)
+    }
+
+    /// Publishes occurrence messages now (trigger: one at `now`; backfill: those of a past
+    /// range), each with its dedup key: within the topic's dedup window an occurrence is
+    /// published once, however often it is asked for.
+    func publishOccurrences(_ name: String, _ occurrences: [Int64]) async throws -> [PublishedMessage] {
+        guard let row = schedules.rows[name] else { throw BrokerError(.unknownSchedule, "no schedule is named \(name)") }
+        let messages = occurrences.map { occurrence in
+            var headers = row.schedule.target.headers.map { RecordHeader(name: $0.name, value: $0.value) }
+            headers.append(RecordHeader(name: ReservedHeader.schedule, value: Array(name.utf8)))
+            headers.append(RecordHeader(name: ReservedHeader.occurrence, value: Array(String(occurrence).utf8)))
+            return OutgoingMessage(
+                key: row.schedule.target.key, headers: headers, body: row.schedule.target.body,
+                dedupKey: Schedule.dedupKey(name: name, occurrence: occurrence))
+        }
+        return try await publish(messages, producer: nil, asBroker: true)
+    }
+
+    /// The occurrences of `name` in `from...to` (at most `limit`).
+    func scheduleOccurrences(_ name: String, from: Int64, to: Int64, limit: Int) throws -> [Int64] {
+        guard let row = schedules.rows[name] else { throw BrokerError(.unknownSchedule, "no schedule is named \(name)") }
+        let timetable = try plannerCache.planner(for: row.schedule).timetable
+        var out: [Int64] = []
+        var cursor = from - 1
+        while out.count < limit, let next = timetable.next(after: cursor), next <= to {
+            out.append(next)
+            cursor = next
+        }
+        return out
+    }
+
+    var scheduleNames: [String] { Array(schedules.rows.keys) }
+
+    func scheduleInfo(_ name: String, upcoming: Int) -> ScheduleInfo? {
+        guard let row = schedules.rows[name] else { return nil }
+        var info = ScheduleInfo(
+            schedule: row.schedule, partition: index, nextOccurrence: row.plan?.occurrence, nextFireAt: row.plan?.fireAt,
+            lastOccurrence: row.lastOccurrence, upcoming: [], idle: nil)
+        if row.schedule.options.paused {
+            info.idle = "paused"
+        } else if row.plan == nil {
+            info.idle = (try? plannerCache.planner(for: row.schedule).timetable.isTimeBased) == false ? "waiting for an ack" : "ended"
+        }
+        if upcoming > 0, let plan = row.plan, let timetable = try? plannerCache.planner(for: row.schedule).timetable {
+            info.upcoming = timetable.nextOccurrences(after: plan.occurrence, count: min(upcoming, Timetable.maximumListedOccurrences))
+            if let end = row.schedule.options.endAt { info.upcoming.removeAll { $0 > end } }
+        }
+        return info
+    }
+
+    func scheduleInfos(upcoming: Int) -> [ScheduleInfo] {
+        schedules.rows.keys.sorted().compactMap { scheduleInfo($0, upcoming: upcoming) }
+    }
+}
+
+/// Checked timetables of the schedules planned lately, so that planning a busy schedule
+/// does not parse its spec every time: bounded, emptied when full (memory does not grow
+/// with the number of schedules).
+final class SchedulePlannerCache {
+    static let capacity = 4_096
+    private var planners: [String: SchedulePlanner] = [:]
+
+    func planner(for schedule: Schedule) throws -> SchedulePlanner {
+        if let p = planners[schedule.name], p.schedule == schedule { return p }
+        let p: SchedulePlanner
+        do {
+            p = try SchedulePlanner(schedule)
+        } catch {
+            throw BrokerError(.badSchedule, "schedule \(schedule.name): \(error)")
+        }
+        if planners.count >= Self.capacity { planners.removeAll(keepingCapacity: true) }
+        planners[schedule.name] = p
+        return p
+    }
+
+    func forget(_ name: String) { planners[name] = nil }
+}
+
+/// `chime_schedule_occurrences_total{topic}`, `chime_schedule_missed_total{topic,policy}`
+/// and the lateness of occurrences (`chime_schedule_lateness_seconds{topic}`).
+struct ScheduleMetrics {
+    private let occurrences: Counter
+    private let lateness: CoreMetrics.Timer
+    private let topic: String
+
+    init(topic: String) {
+        self.topic = topic
+        occurrences = Counter(label: "chime_schedule_occurrences_total", dimensions: [("topic", topic)])
+        lateness = CoreMetrics.Timer(label: "chime_schedule_lateness_seconds", dimensions: [("topic", topic)])
+    }
+
+    func fired(lateness ms: Int64) {
+        occurrences.increment()
+        lateness.recordMilliseconds(max(0, ms))
+    }
+
+    func missed(policy: MisfirePolicy, count: Int) {
+        Counter(label: "chime_schedule_missed_total", dimensions: [("topic", topic), ("policy", policy.rawValue)]).increment(by: count)
+    }
+}
+
+/// Occurrences handed over by the sink (on the firing loop) and not yet planned after.
+final class FiredOccurrences: Sendable {
+    private let fired = Mutex<[FiredMessage]>([])
+    func add(_ more: [FiredMessage]) { fired.withLock { $0.append(contentsOf: more) } }
+    func take() -> [FiredMessage] {
+        fired.withLock { f in
+            defer { f = [] }
+            return f
+        }
+    }
+}

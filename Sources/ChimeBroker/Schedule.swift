@@ -1,0 +1,116 @@
+import ChimeSchedule
+import ChimeStore
+
+/// What happens to occurrences that fell due while the broker was down (or so far behind
+/// that they are more than `Schedule.misfireThresholdMilliseconds` late).
+public enum MisfirePolicy: String, Sendable, Codable, CaseIterable {
+    /// Every missed occurrence within the catch-up window fires, in order, at once.
+    case all
+    /// One occurrence, the latest missed, fires at once; the others are skipped. The default.
+    case latest
+    /// Missed occurrences are skipped; the schedule goes on with the next one to come.
+    case none
+}
+
+/// A recurring (or one-off) message the broker publishes itself (design.md §9): a name,
+/// when (`spec`), what (`target`), and options. Stored in its partition's schedule table;
+/// `revision` grows with every change.
+public struct Schedule: Sendable, Equatable, Codable {
+    /// Occurrences later than this when they come to be planned or fired are "missed", and
+    /// the misfire policy decides about them.
+    public static let misfireThresholdMilliseconds: Int64 = 1_000
+
+    public var name: String
+    public var spec: ScheduleSpec
+    public var target: ScheduleTarget
+    public var options: ScheduleOptions
+    /// 1 when created; every update adds one.
+    public var revision: Int64
+    public var createdAt: Int64
+
+    public init(name: String, spec: ScheduleSpec, target: ScheduleTarget, options: ScheduleOptions = ScheduleOptions(), revision: Int64 = 1, createdAt: Int64 = 0) {
+        self.name = name
+        self.spec = spec
+        self.target = target
+        self.options = options
+        self.revision = revision
+        self.createdAt = createdAt
+    }
+
+    /// Same spec, target and options (what a create of an existing schedule compares).
+    public func sameDefinition(as other: Schedule) -> Bool {
+        spec == other.spec && target == other.target && options == other.options
+    }
+
+    /// The dedup key of an occurrence: `schedule/<name>/<occurrence ms>`.
+    public static func dedupKey(name: String, occurrence: Int64) -> [UInt8] { Array("schedule/\(name)/\(occurrence)".utf8) }
+}
+
+/// What an occurrence publishes: a message to `topic`, with the schedule's headers added.
+public struct ScheduleTarget: Sendable, Equatable, Codable {
+    public var topic: String
+    public var key: [UInt8]?
+    public var headers: [ScheduleHeader]
+    public var body: [UInt8]
+
+    public init(topic: String, key: [UInt8]? = nil, headers: [ScheduleHeader] = [], body: [UInt8] = []) {
+        self.topic = topic
+        self.key = key
+        self.headers = headers
+        self.body = body
+    }
+}
+
+public struct ScheduleHeader: Sendable, Equatable, Codable {
+    public var name: String
+    public var value: [UInt8]
+    public init(name: String, value: [UInt8]) {
+        self.name = name
+        self.value = value
+    }
+}
+
+public struct ScheduleOptions: Sendable, Equatable, Codable {
+    public var misfire: MisfirePolicy
+    /// With `.all`: how far back missed occurrences are still fired (ms).
+    public var catchUpWindowMilliseconds: Int64
+    /// No occurrence before this (ms since the epoch).
+    public var startAt: Int64?
+    /// No occurrence after this.
+    public var endAt: Int64?
+    /// Each occurrence fires up to this much later (deterministic per occurrence, and
+    /// always before the next occurrence).
+    public var jitterMilliseconds: Int64
+    public var paused: Bool
+
+    public init(
+        misfire: MisfirePolicy = .latest, catchUpWindowMilliseconds: Int64 = 3_600_000, startAt: Int64? = nil, endAt: Int64? = nil,
+        jitterMilliseconds: Int64 = 0, paused: Bool = false
+    ) {
+        self.misfire = misfire
+        self.catchUpWindowMilliseconds = catchUpWindowMilliseconds
+        self.startAt = startAt
+        self.endAt = endAt
+        self.jitterMilliseconds = jitterMilliseconds
+        self.paused = paused
+    }
+
+    /// At most a year of catch-up, and of jitter.
+    static let maximumWindowMilliseconds: Int64 = 366 * 86_400_000
+}
+
+/// A schedule as listed: its definition, its planned occurrence and the last one fired.
+public struct ScheduleInfo: Sendable, Equatable {
+    public var schedule: Schedule
+    public var partition: Int
+    /// The occurrence waiting in the wheel (nominal time) and when it fires (with jitter);
+    /// nil when paused, ended, or fixed delay waiting for an ack.
+    public var nextOccurrence: Int64?
+    public var nextFireAt: Int64?
+    /// The last occurrence this broker fired since it started (nil if none yet).
+    public var lastOccurrence: Int64?
+    /// The occurrences after the planned one, as many as asked for.
+    public var upcoming: [Int64]
+    /// Why nothing is planned: "paused", "ended", or nil.
+    public var idle: String?
+}

@@ -1,0 +1,181 @@
+import ChimeStore
+import Foundation
+import Logging
+
+/// A partition's schedules: an append-only record log (`schedules/`) of definitions,
+/// deletions and plans, read whole when the partition opens. Each record's key is the
+/// schedule's name and its `op` header (one byte) says what it is (docs/formats.md):
+///
+/// - 1 define: the body is the schedule as JSON (every create and update);
+/// - 2 delete: no body;
+/// - 3 planned: the occurrence waiting in the wheel — occurrence, fire time, timer id and
+///   the revision it was planned under, four little-endian Int64;
+/// - 4 unplanned: the timer id of a plan about to be cancelled (Int64), written before the
+///   cancel so that a restart in between cancels it again instead of trusting it.
+///
+/// A plan is written after its timer entry is durable; a restart finds one whose record
+/// was lost in the timer log's tail (`Partition.recoverSchedules`). Owned by its
+/// partition's actor.
+final class ScheduleTable {
+    enum Op: UInt8 {
+        case define = 1, delete = 2, planned = 3, unplanned = 4
+    }
+
+    struct Plan: Equatable {
+        var occurrence: Int64
+        var fireAt: Int64
+        var timerID: Int64
+        var revision: Int64
+    }
+
+    struct Row {
+        var schedule: Schedule
+        var plan: Plan?
+        /// A plan whose cancel was begun (`unplanned`) and maybe not done.
+        var cancelling: Int64?
+        /// The last occurrence fired since the partition opened.
+        var lastOccurrence: Int64?
+    }
+
+    static let opHeader = "op"
+    private let log: RecordLog
+    private(set) var rows: [String: Row] = [:]
+    /// The highest timer id any planned record names: a restart looks for plans made after
+    /// it in the timer log.
+    private(set) var lastPlannedTimerID: Int64 = -1
+    private let clock: () -> Int64
+
+    init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, clock: @escaping () -> Int64, logger: Logger) throws {
+        log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+        self.clock = clock
+        let decoder = JSONDecoder()
+        try log.scan(from: log.startOffset, damaged: { error in
+            logger.error("damaged batch in the schedule table; the schedules it held are lost", metadata: ["error": "\(error)"])
+        }) { batches, from in
+            for b in batches where b.nextOffset > from {
+                for r in try b.records() where r.offset >= from {
+                    guard let keyBytes = r.record.key, let name = String(validating: keyBytes, as: UTF8.self),
+                        let opByte = r.record.headers.first(where: { $0.name == Self.opHeader })?.value.first, let op = Op(rawValue: opByte)
+                    else {
+                        logger.error("unreadable record in the schedule table, skipped", metadata: ["offset": "\(r.offset)"])
+                        continue
+                    }
+                    apply(op, name: name, body: r.record.body, decoder: decoder, logger: logger)
+                }
+            }
+        }
+    }
+
+    private func apply(_ op: Op, name: String, body: [UInt8], decoder: JSONDecoder, logger: Logger) {
+        switch op {
+        case .define:
+            guard let schedule = try? decoder.decode(Schedule.self, from: Data(body)) else {
+                logger.error("unreadable schedule definition, skipped", metadata: ["schedule": "\(name)"])
+                return
+            }
+            if rows[name] != nil { rows[name]!.schedule = schedule } else { rows[name] = Row(schedule: schedule) }
+        case .delete:
+            // The plan's cancel is done by the deletion before this record; a restart
+            // cancels again what the table still names (`takeOrphans`).
+            if let row = rows.removeValue(forKey: name), let id = row.plan?.timerID ?? row.cancelling { orphans.append(id) }
+        case .planned:
+            guard body.count == 32, rows[name] != nil else { return }
+            let plan = body.withUnsafeBytes { b in
+                Plan(
+                    occurrence: LittleEndian.load(Int64.self, b, 0), fireAt: LittleEndian.load(Int64.self, b, 8),
+                    timerID: LittleEndian.load(Int64.self, b, 16), revision: LittleEndian.load(Int64.self, b, 24))
+            }
+            rows[name]!.plan = plan
+            rows[name]!.cancelling = nil
+            lastPlannedTimerID = max(lastPlannedTimerID, plan.timerID)
+        case .unplanned:
+            guard body.count == 8, rows[name] != nil else { return }
+            rows[name]!.cancelling = body.withUnsafeBytes { LittleEndian.load(Int64.self, $0, 0) }
+            rows[name]!.plan = nil
+        }
+    }
+
+    /// Timer ids of plans of deleted schedules, found while reading the table: cancelled
+    /// again at recovery (the cancel may not have reached the disk).
+    private(set) var orphans: [Int64] = []
+    func takeOrphans() -> [Int64] {
+        defer { orphans = [] }
+        return orphans
+    }
+
+    // MARK: - Writes (durable on return, as the log's policy says)
+
+    func define(_ schedule: Schedule) throws {
+        let body = Array(try JSONEncoder().encode(schedule))
+        try append([(schedule.name, .define, body)])
+        if rows[schedule.name] != nil { rows[schedule.name]!.schedule = schedule } else { rows[schedule.name] = Row(schedule: schedule) }
+    }
+
+    func delete(_ name: String) throws {
+        try append([(name, .delete, [])])
+        rows[name] = nil
+    }
+
+    /// Records plans made (their timer entries durable already), in one append.
+    func planned(_ plans: [(name: String, plan: Plan)]) throws {
+        guard !plans.isEmpty else { return }
+        try append(
+            plans.map { p in
+                var body: [UInt8] = []
+                body.reserveCapacity(32)
+                for v in [p.plan.occurrence, p.plan.fireAt, p.plan.timerID, p.plan.revision] { LittleEndian.append(v, to: &body) }
+                return (p.name, .planned, body)
+            })
+        for p in plans where rows[p.name] != nil {
+            rows[p.name]!.plan = p.plan
+            rows[p.name]!.cancelling = nil
+            lastPlannedTimerID = max(lastPlannedTimerID, p.plan.timerID)
+        }
+    }
+
+    /// Records that these plans are about to be cancelled.
+    func unplanned(_ names: [String]) throws {
+        let cancels = names.compactMap { name in rows[name]?.plan.map { (name, $0.timerID) } }
+        guard !cancels.isEmpty else { return }
+        try append(
+            cancels.map { c in
+                var body: [UInt8] = []
+                LittleEndian.append(c.1, to: &body)
+                return (c.0, .unplanned, body)
+            })
+        for c in cancels {
+            rows[c.0]!.plan = nil
+            rows[c.0]!.cancelling = c.1
+        }
+    }
+
+    /// A cancel begun by `unplanned` is done.
+    func cancelled(_ name: String) { rows[name]?.cancelling = nil }
+
+    func fired(_ name: String, occurrence: Int64) {
+        guard rows[name] != nil else { return }
+        rows[name]!.lastOccurrence = max(rows[name]!.lastOccurrence ?? .min, occurrence)
+        rows[name]!.plan = nil
+    }
+
+    /// A plan found in the timer log's tail, newer than the table's: taken as the plan (and
+    /// recorded again by the caller).
+    func adopt(_ name: String, _ plan: Plan) {
+        guard rows[name] != nil else { return }
+        rows[name]!.plan = plan
+        rows[name]!.cancelling = nil
+    }
+
+    private func append(_ records: [(name: String, op: Op, body: [UInt8])]) throws {
+        var builder = RecordBatchBuilder(capacity: records.reduce(64) { $0 + $1.name.utf8.count + $1.body.count + 32 })
+        let now = clock()
+        for r in records {
+            builder.append(Record(timestamp: now, key: Array(r.name.utf8), headers: [RecordHeader(name: Self.opHeader, value: [r.op.rawValue])], body: r.body))
+        }
+        _ = try log.append(try builder.build())
+        if log.configuration.durability != .never { try log.flush() }
+    }
+
+    func close() throws { try log.close() }
+    var bytes: Int64 { log.totalBytes }
+}
