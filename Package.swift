@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "ChimeServer",
             dependencies: [
-                "ChimeBroker", "ChimeProtocol", "ChimeStore", "ChimeWheel",
+                "ChimeBroker", "ChimeProtocol", "ChimeSchedule", "ChimeStore", "ChimeWheel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -244,7 +244,7 @@ let package = Package(
         .testTarget(
             name: "ChimeServerTests",
             dependencies: [
-                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "ChimeClient", "chime",
+                "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeSchedule", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "ChimeClient", "chime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

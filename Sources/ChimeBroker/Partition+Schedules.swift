@@ -97,12 +97,14 @@ extension Partition {
         guard !closed else { return }
         let now = clock.now()
         var next: [(name: String, after: Int64?)] = []
+        var latest: Int64 = 0
         for f in fired {
             guard let fields = Self.occurrenceFields(f.message.headers), let row = schedules.rows[fields.name], row.plan?.timerID == f.id else { continue }
             schedules.fired(fields.name, occurrence: fields.occurrence)
-            scheduleMetrics.fired(lateness: now - f.dueAt)
+            latest = max(latest, now - f.dueAt)
             next.append((fields.name, fields.occurrence))
         }
+        scheduleMetrics.fired(count: next.count, latestMilliseconds: latest)
         do {
             try await planSchedules(next)
         } catch {
@@ -299,25 +301,36 @@ final class SchedulePlannerCache {
 }
 
 /// `chime_schedule_occurrences_total{topic}`, `chime_schedule_missed_total{topic,policy}`
-/// and the lateness of occurrences (`chime_schedule_lateness_seconds{topic}`).
+/// and `chime_schedule_lateness_seconds{topic}`: per batch of occurrences planned after,
+/// how late the latest of them was handed over (one observation per batch, like the
+/// wheel's own lateness, never one lock per occurrence).
 struct ScheduleMetrics {
     private let occurrences: Counter
     private let lateness: CoreMetrics.Timer
-    private let topic: String
+    private let missed: [MisfirePolicy: Counter]
 
     init(topic: String) {
-        self.topic = topic
         occurrences = Counter(label: "chime_schedule_occurrences_total", dimensions: [("topic", topic)])
         lateness = CoreMetrics.Timer(label: "chime_schedule_lateness_seconds", dimensions: [("topic", topic)])
+        missed = Dictionary(
+            uniqueKeysWithValues: MisfirePolicy.allCases.map {
+                ($0, Counter(label: "chime_schedule_missed_total", dimensions: [("topic", topic), ("policy", $0.rawValue)]))
+            })
     }
 
-    func fired(lateness ms: Int64) {
-        occurrences.increment()
+    func fired(count: Int, latestMilliseconds ms: Int64) {
+        guard count > 0 else { return }
+        occurrences.increment(by: count)
         lateness.recordMilliseconds(max(0, ms))
     }
 
-    func missed(policy: MisfirePolicy, count: Int) {
-        Counter(label: "chime_schedule_missed_total", dimensions: [("topic", topic), ("policy", policy.rawValue)]).increment(by: count)
+    func missed(policy: MisfirePolicy, count: Int) { missed[policy]!.increment(by: count) }
+
+    /// Removes the series (their topic was deleted).
+    func destroy() {
+        occurrences.destroy()
+        lateness.destroy()
+        for c in missed.values { c.destroy() }
     }
 }
 

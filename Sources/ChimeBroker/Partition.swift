@@ -675,6 +675,7 @@ actor Partition {
     nonisolated func forgetMetrics() {
         published.destroy()
         firingMetrics.destroy()
+        scheduleMetrics.destroy()
     }
 
     /// Stops the firing loop (it writes a last checkpoint), then closes every log. Returns

@@ -47,6 +47,13 @@ public struct WireErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     /// A group with live members, or with positions in a topic that still exists, cannot
     /// be deleted.
     public static let groupInUse = WireErrorCode(rawValue: 120)
+    public static let unknownSchedule = WireErrorCode(rawValue: 121)
+    /// A create of a schedule whose name is taken by another definition.
+    public static let scheduleExists = WireErrorCode(rawValue: 122)
+    /// A schedule spec that does not parse (the message gives where and why), or options
+    /// out of range.
+    public static let badSchedule = WireErrorCode(rawValue: 123)
+    public static let unknownTimeZone = WireErrorCode(rawValue: 124)
     /// Anything else that went wrong inside the server.
     public static let internalError = WireErrorCode(rawValue: 199)
 

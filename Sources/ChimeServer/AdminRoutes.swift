@@ -1,4 +1,5 @@
 import ChimeBroker
+import ChimeSchedule
 import ChimeProtocol
 import Hummingbird
 import NIOCore
@@ -29,6 +30,11 @@ struct AdminRoutes: Sendable {
         router.get("/v1/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"))) }
         router.get("/v1/jobs/:id") { request, context in
             Self.json(try await job(try context.parameters.require("id"), group: request.uri.queryParameters["group"].map(String.init)))
+        }
+        router.get("/v1/schedules") { _, _ in Self.json(await schedules()) }
+        router.get("/v1/schedules/:name") { request, context in
+            let upcoming = request.uri.queryParameters["upcoming"].flatMap { Int(String($0)) } ?? 5
+            return Self.json(try await schedule(try context.parameters.require("name"), upcoming: upcoming))
         }
         router.get("/metrics") { _, _ in try await metrics() }
     }
@@ -136,6 +142,44 @@ struct AdminRoutes: Sendable {
         case .dead(let reason, let attempts): fields += [("state", .string("dead")), ("reason", .string(reason)), ("attempts", .int(attempts))]
         case .cancelled: fields.append(("state", .string("cancelled")))
         }
+        return .object(fields)
+    }
+
+    // MARK: - Schedules
+
+    func schedules() async -> JSONValue {
+        .object([("schedules", .array(await broker.schedules().map(Self.json)))])
+    }
+
+    /// One schedule with its next `upcoming` (0–1,000) occurrences after the planned one.
+    func schedule(_ name: String, upcoming: Int) async throws -> JSONValue {
+        guard (0...1_000).contains(upcoming) else { throw BrokerError(.invalidArgument, "upcoming must be 0 to 1000") }
+        return Self.json(try await broker.schedule(name, upcoming: upcoming))
+    }
+
+    private static func json(_ info: ScheduleInfo) -> JSONValue {
+        let s = info.schedule
+        let o = s.options
+        var fields: [(String, JSONValue)] = [("name", .string(s.name))]
+        switch s.spec {
+        case .cron(let expression, let zone): fields += [("cron", .string(expression)), ("timeZone", .string(zone))]
+        case .every(let interval, let anchor): fields += [("everyMs", .int(interval)), ("anchorMs", .int(anchor))]
+        case .fixedRate(let interval, let delay, let anchor):
+            fields += [("fixedRateMs", .int(interval)), ("initialDelayMs", .int(delay)), ("anchorMs", .int(anchor))]
+        case .fixedDelay(let interval, let group): fields += [("fixedDelayMs", .int(interval)), ("group", .string(group))]
+        case .once(let at): fields += [("onceAt", .int(at)), ("onceAtISO", .iso8601(at))]
+        }
+        func time(_ name: String, _ ms: Int64?) { fields += [(name, .int(ms)), (name + "ISO", .iso8601(ms))] }
+        fields += [("topic", .string(s.target.topic)), ("partition", .int(info.partition)), ("revision", .int(s.revision))]
+        fields += [("misfire", .string(o.misfire.rawValue)), ("catchUpWindowMs", .int(o.catchUpWindowMilliseconds)), ("jitterMs", .int(o.jitterMilliseconds))]
+        time("startAt", o.startAt)
+        time("endAt", o.endAt)
+        fields.append(("paused", .bool(o.paused)))
+        time("nextOccurrence", info.nextOccurrence)
+        time("nextFireAt", info.nextFireAt)
+        time("lastOccurrence", info.lastOccurrence)
+        fields.append(("idle", info.idle.map(JSONValue.string) ?? .null))
+        if !info.upcoming.isEmpty { fields.append(("upcoming", .array(info.upcoming.map { .iso8601($0) }))) }
         return .object(fields)
     }
 
@@ -306,8 +350,8 @@ struct AdminError: Error {
     init(_ error: BrokerError) {
         let status: HTTPResponse.Status =
             switch error.code {
-            case .unknownTopic, .unknownGroup, .unknownMessage: .notFound
-            case .invalidName, .invalidArgument: .badRequest
+            case .unknownTopic, .unknownGroup, .unknownMessage, .unknownSchedule: .notFound
+            case .invalidName, .invalidArgument, .badSchedule, .unknownTimeZone: .badRequest
             case .closed: .serviceUnavailable
             default: .internalServerError
             }

@@ -11,7 +11,8 @@ enum ErrorCodes {
         (.sequenceGap, .sequenceGap), (.unknownMessage, .unknownMessage), (.unknownGroup, .unknownGroup),
         (.unknownMember, .unknownMember), (.fenced, .fenced), (.unknownDelivery, .unknownDelivery), (.alreadyAcked, .alreadyAcked),
         (.leaseExpired, .leaseExpired), (.invalidArgument, .invalidArgument), (.storage, .storage), (.closed, .closed), (.limitReached, .limitReached),
-        (.groupExists, .groupExists), (.groupInUse, .groupInUse),
+        (.groupExists, .groupExists), (.groupInUse, .groupInUse), (.unknownSchedule, .unknownSchedule), (.scheduleExists, .scheduleExists),
+        (.badSchedule, .badSchedule), (.unknownTimeZone, .unknownTimeZone),
     ]
 
     static func reply(_ error: any Error) -> ErrorReply {

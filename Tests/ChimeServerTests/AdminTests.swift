@@ -1,4 +1,5 @@
 import ChimeBroker
+import ChimeSchedule
 import ChimeProtocol
 import ChimeServer
 import ChimeStore
@@ -289,6 +290,29 @@ private func unique(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString
         let missing = try await f.get("/v1/jobs/\(later.topicID)-0-r999")
         #expect(missing.status == 404 && missing.errorCode == "unknownMessage")
         #expect(try await f.get("/v1/jobs/\(now)?group=nobody").status == 404)
+        await f.shutdown()
+    }
+
+    @Test func schedulesAreListedAndShownWithTheirNextOccurrences() async throws {
+        let f = try await AdminFixture()
+        try f.broker.createTopic("reports", settings: TopicSettings(partitions: 2))
+        let schedule = Schedule(
+            name: "nightly", spec: .cron(expression: "0 3 * * *", zone: "Europe/Berlin"), target: ScheduleTarget(topic: "reports", body: Array("run".utf8)),
+            options: ScheduleOptions(misfire: .all))
+        _ = try await f.broker.writeSchedule(schedule, .create)
+        let list = try await f.get("/v1/schedules")
+        #expect(list.status == 200)
+        let only = try #require((list.json["schedules"] as? [[String: Any]])?.first)
+        #expect(str(only, "name") == "nightly" && str(only, "cron") == "0 3 * * *" && str(only, "timeZone") == "Europe/Berlin")
+        #expect(str(only, "misfire") == "all" && str(only, "topic") == "reports" && only["paused"] as? Bool == false)
+        // 03:00 in Berlin (UTC+1 in January) the day after the fixture's 2027-01-15T08:00Z.
+        #expect(str(only, "nextOccurrenceISO") == "2027-01-16T02:00:00.000Z")
+        let shown = try await f.get("/v1/schedules/nightly?upcoming=2")
+        #expect(shown.status == 200)
+        #expect(shown.json["upcoming"] as? [String] == ["2027-01-17T02:00:00.000Z", "2027-01-18T02:00:00.000Z"])
+        let missing = try await f.get("/v1/schedules/nope")
+        #expect(missing.status == 404 && missing.errorCode == "unknownSchedule")
+        #expect(try await f.get("/v1/schedules/nightly?upcoming=5000").status == 400)
         await f.shutdown()
     }
 
