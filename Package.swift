@@ -122,7 +122,7 @@ let package = Package(
             name: "ChimeClient",
             dependencies: [
                 // The record batch codec: immediate publishes go in the store's format.
-                "ChimeProtocol", "ChimeStore",
+                "ChimeProtocol", "ChimeSchedule", "ChimeStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -136,7 +136,7 @@ let package = Package(
         .target(
             name: "ChimeWorker",
             dependencies: [
-                "ChimeClient", "ChimeProtocol",
+                "ChimeClient", "ChimeProtocol", "ChimeSchedule",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -257,7 +257,7 @@ let package = Package(
         .testTarget(
             name: "ChimeWorkerTests",
             dependencies: [
-                "ChimeWorker", "ChimeClient", "ChimeProtocol", "ChimeTestSupport", "chime",
+                "ChimeWorker", "ChimeClient", "ChimeProtocol", "ChimeSchedule", "ChimeTestSupport", "chime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

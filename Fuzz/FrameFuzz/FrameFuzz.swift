@@ -99,6 +99,11 @@ func decodePayload(_ frame: Frame) {
     case (.deleteTopic, true), (.cancel, true), (.leave, true), (.deleteGroup, true): check(Empty.self, frame.payload)
     case (.jobStatus, false): check(JobStatusRequest.self, frame.payload)
     case (.jobStatus, true): check(JobStatusReply.self, frame.payload)
+    case (.scheduleWrite, false): check(ScheduleWriteRequest.self, frame.payload)
+    case (.scheduleControl, false): check(ScheduleControlRequest.self, frame.payload)
+    case (.scheduleBackfill, false): check(ScheduleBackfillRequest.self, frame.payload)
+    case (.scheduleList, false): check(ScheduleListRequest.self, frame.payload)
+    case (.scheduleWrite, true), (.scheduleControl, true), (.scheduleBackfill, true), (.scheduleList, true): check(ScheduleReply.self, frame.payload)
     }
 }
 
@@ -248,6 +253,12 @@ struct FrameFuzzSeeds {
                 WireJobStatus(group: "c", state: .dead(reason: "poison", attempts: 5)),
                 WireJobStatus(group: "d", state: .succeeded),
             ]))),
+            ("schedule-write", frame(.scheduleWrite, ScheduleWriteRequest(mode: 2, definition: Array(
+                #"{"name":"nightly","spec":{"cron":{"expression":"0 3 * * *","zone":"Europe/Berlin"}},"target":{"topic":"reports","body":[114,117,110]},"options":{"misfire":"all"}}"#.utf8)))),
+            ("schedule-control", frame(.scheduleControl, ScheduleControlRequest(name: "nightly", action: ScheduleControlRequest.trigger))),
+            ("schedule-backfill", frame(.scheduleBackfill, ScheduleBackfillRequest(name: "nightly", from: .min, to: .max))),
+            ("schedule-list", frame(.scheduleList, ScheduleListRequest(name: "", upcoming: 1_000))),
+            ("schedule-reply", reply(.scheduleList, ScheduleReply(document: Array(#"{"schedules":[]}"#.utf8)))),
             ("delete-group", frame(.deleteGroup, GroupRef(name: "mailers"))),
             ("group-settings", reply(.describeGroup, WireGroupSettings(
                 mode: .partitioned, maxInFlight: 10_000, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 10_000, maxAttempts: -1, keyOrdering: false,

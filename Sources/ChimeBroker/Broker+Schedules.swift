@@ -1,22 +1,6 @@
 import ChimeSchedule
 import ChimeStore
 
-/// How a schedule write treats a name that is taken.
-public enum ScheduleWrite: String, Sendable, CaseIterable {
-    /// A new schedule; an existing one with the same definition is answered as it is (a
-    /// create repeated, or made by ten workers at once), a different one is `scheduleExists`.
-    case create
-    /// An existing schedule; `unknownSchedule` otherwise.
-    case update
-    /// Whichever applies (what a worker registering its schedule at start does).
-    case createOrUpdate
-}
-
-/// What a schedule operation on one schedule does.
-public enum ScheduleAction: String, Sendable, CaseIterable {
-    case pause, resume, delete
-}
-
 /// Schedules, broker-wide: their names are unique, each lives in the partition of its
 /// target topic that its name hashes to, and writes to one name are made one at a time.
 actor ScheduleDirectory {

@@ -1,3 +1,4 @@
+import ChimeSchedule
 import ChimeStore
 import Foundation
 import Logging
@@ -38,7 +39,14 @@ final class ScheduleTable {
     }
 
     static let opHeader = "op"
-    private let log: RecordLog
+    private var log: RecordLog
+    private let directory: String
+    private let configuration: LogConfiguration
+    private let calls: FileSystemCalls
+    private let logger: Logger
+    /// Records in the log (read at opening, then appended): a compaction rewrites it as two
+    /// per row once it holds many more (a planned record is added per occurrence).
+    private(set) var records = 0
     private(set) var rows: [String: Row] = [:]
     /// The highest timer id any planned record names: a restart looks for plans made after
     /// it in the timer log.
@@ -46,7 +54,12 @@ final class ScheduleTable {
     private let clock: () -> Int64
 
     init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, clock: @escaping () -> Int64, logger: Logger) throws {
+        try Self.finishCompaction(directory)
         log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+        self.directory = directory
+        self.configuration = configuration
+        self.calls = calls
+        self.logger = logger
         self.clock = clock
         let decoder = JSONDecoder()
         try log.scan(from: log.startOffset, damaged: { error in
@@ -61,6 +74,7 @@ final class ScheduleTable {
                         continue
                     }
                     apply(op, name: name, body: r.record.body, decoder: decoder, logger: logger)
+                    records += 1
                 }
             }
         }
@@ -120,12 +134,7 @@ final class ScheduleTable {
     func planned(_ plans: [(name: String, plan: Plan)]) throws {
         guard !plans.isEmpty else { return }
         try append(
-            plans.map { p in
-                var body: [UInt8] = []
-                body.reserveCapacity(32)
-                for v in [p.plan.occurrence, p.plan.fireAt, p.plan.timerID, p.plan.revision] { LittleEndian.append(v, to: &body) }
-                return (p.name, .planned, body)
-            })
+            plans.map { p in (p.name, .planned, Self.encode(p.plan)) })
         for p in plans where rows[p.name] != nil {
             rows[p.name]!.plan = p.plan
             rows[p.name]!.cancelling = nil
@@ -166,14 +175,99 @@ final class ScheduleTable {
         rows[name]!.cancelling = nil
     }
 
-    private func append(_ records: [(name: String, op: Op, body: [UInt8])]) throws {
-        var builder = RecordBatchBuilder(capacity: records.reduce(64) { $0 + $1.name.utf8.count + $1.body.count + 32 })
+    private func append(_ entries: [(name: String, op: Op, body: [UInt8])]) throws {
+        var builder = RecordBatchBuilder(capacity: entries.reduce(64) { $0 + $1.name.utf8.count + $1.body.count + 32 })
         let now = clock()
-        for r in records {
+        for r in entries {
             builder.append(Record(timestamp: now, key: Array(r.name.utf8), headers: [RecordHeader(name: Self.opHeader, value: [r.op.rawValue])], body: r.body))
         }
         _ = try log.append(try builder.build())
         if log.configuration.durability != .never { try log.flush() }
+        records += entries.count
+    }
+
+    // MARK: - Compaction
+
+    /// Whether the log holds over four times the records its rows need (and 10,000 at least).
+    var worthCompacting: Bool { records > max(10_000, 8 * rows.count) }
+
+    /// Rewrites the log as its rows: a define and, if planned, a planned (or an unplanned)
+    /// record each, into `schedules.new/`, synced, then swapped in by two renames. A crash
+    /// at any point leaves one whole table (`finishCompaction`).
+    func compact() throws {
+        let fresh = directory + ".new"
+        if Directory.isDirectory(fresh) { try Directory.removeTree(fresh) }
+        let encoder = JSONEncoder()
+        var written = 0
+        do {
+            let log = try RecordLog.open(directory: fresh, configuration: configuration, calls: calls, logger: logger)
+            var builder = RecordBatchBuilder(capacity: 1 << 20)
+            let now = clock()
+            func add(_ name: String, _ op: Op, _ body: [UInt8]) throws {
+                builder.append(Record(timestamp: now, key: Array(name.utf8), headers: [RecordHeader(name: Self.opHeader, value: [op.rawValue])], body: body))
+                written += 1
+                if builder.sectionSize >= 1 << 20 {
+                    _ = try log.append(try builder.build())
+                    builder.reset()
+                }
+            }
+            for (name, row) in rows.sorted(by: { $0.key < $1.key }) {
+                try add(name, .define, Array(try encoder.encode(row.schedule)))
+                if let plan = row.plan {
+                    try add(name, .planned, Self.encode(plan))
+                } else if let id = row.cancelling {
+                    var body: [UInt8] = []
+                    LittleEndian.append(id, to: &body)
+                    try add(name, .unplanned, body)
+                }
+            }
+            if !builder.isEmpty { _ = try log.append(try builder.build()) }
+            try log.flush()
+            try log.close()
+        }
+        // The old log's plans of deleted schedules were cancelled already (`takeOrphans`
+        // ran at opening, deletions cancel first): nothing of it is needed any more.
+        try self.log.close()
+        do {
+            try Directory.rename(directory, to: directory + ".old")
+            try Directory.rename(fresh, to: directory)
+            try Directory.sync(String(directory[..<(directory.lastIndex(of: "/") ?? directory.startIndex)]))
+            try Directory.removeTree(directory + ".old")
+        } catch {
+            // Whichever whole table is there serves on (the same rows either way).
+            try Self.finishCompaction(directory)
+            self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+            throw error
+        }
+        self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+        logger.debug("schedule table compacted", metadata: ["records": "\(records)", "now": "\(written)"])
+        records = written
+    }
+
+    /// Completes or undoes a compaction a crash cut short: without the table, the new copy
+    /// (whole: it is renamed only once synced) or else the old one takes its place; beside
+    /// the table, leftover copies go.
+    static func finishCompaction(_ directory: String) throws {
+        let fresh = directory + ".new"
+        let old = directory + ".old"
+        if !Directory.isDirectory(directory) {
+            // Between the two renames: the new copy is whole.
+            if Directory.isDirectory(fresh) {
+                try Directory.rename(fresh, to: directory)
+            } else if Directory.isDirectory(old) {
+                try Directory.rename(old, to: directory)
+            }
+        }
+        // Beside the table, a new copy is one cut short, an old one is done with.
+        if Directory.isDirectory(fresh) { try Directory.removeTree(fresh) }
+        if Directory.isDirectory(old) { try Directory.removeTree(old) }
+    }
+
+    private static func encode(_ plan: Plan) -> [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(32)
+        for v in [plan.occurrence, plan.fireAt, plan.timerID, plan.revision] { LittleEndian.append(v, to: &body) }
+        return body
     }
 
     func close() throws { try log.close() }

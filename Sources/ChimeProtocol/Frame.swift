@@ -82,6 +82,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case release = 23
     /// Version 6: where a job stands, by its message id.
     case jobStatus = 24
+    /// Version 7: schedules.
+    case scheduleWrite = 25
+    case scheduleControl = 26
+    case scheduleBackfill = 27
+    case scheduleList = 28
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -91,6 +96,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .peek: 4
         case .createGroup, .configureGroup, .describeGroup, .deleteGroup, .release: 5
         case .jobStatus: 6
+        case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList: 7
         default: 1
         }
     }

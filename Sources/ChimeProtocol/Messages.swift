@@ -14,7 +14,9 @@ public enum ProtocolVersion {
     /// `deleteGroup` (opcodes 19–22) with their settings (`WireGroupSettings`), and `release`
     /// (23: a settle that gives messages back without counting an attempt).
     /// 6 adds `jobStatus` (opcode 24): where a message stands, by its id.
-    public static let current: UInt16 = 6
+    /// 7 adds schedules: `scheduleWrite`, `scheduleControl`, `scheduleBackfill` and
+    /// `scheduleList` (opcodes 25–28), whose documents are JSON.
+    public static let current: UInt16 = 7
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
     /// The first version whose join says whether to create the topics.

@@ -117,6 +117,8 @@ struct RequestHandler: Sendable {
             let r = try JobStatusRequest(payload: frame.payload)
             let statuses = try await broker.jobStatus(r.id.messageID, group: r.group.isEmpty ? nil : r.group)
             return JobStatusReply(statuses: statuses.map(WireJobStatus.init)).payload(allocator: allocator)
+        case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList:
+            return try await scheduleRequest(frame.opcode, frame.payload).payload(allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)
             guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }

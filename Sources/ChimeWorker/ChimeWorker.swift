@@ -1,5 +1,6 @@
 import ChimeClient
 import ChimeProtocol
+import ChimeSchedule
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -57,6 +58,7 @@ public final class ChimeWorker: Service, Sendable {
         var pools: [WorkerPool] = []
         var middleware: [any JobMiddleware] = []
         var fallback: Registration?
+        var schedules: [Schedule] = []
         var started = false
     }
 
@@ -105,6 +107,15 @@ public final class ChimeWorker: Service, Sendable {
         }
     }
 
+    /// A schedule the worker creates or updates on the broker when it runs. Call before `run`.
+    func addSchedule(_ schedule: Schedule) {
+        setup.withLock { s in
+            precondition(!s.started, "add schedules before the worker runs")
+            s.schedules.removeAll { $0.name == schedule.name }
+            s.schedules.append(schedule)
+        }
+    }
+
     /// Adds a pool. Call before `run`.
     public func addPool(_ pool: WorkerPool) {
         setup.withLock { s in
@@ -126,12 +137,13 @@ public final class ChimeWorker: Service, Sendable {
     /// running jobs get the grace period to finish, and what still runs after it is
     /// cancelled (and delivered again, not counted as an attempt).
     public func run() async throws {
-        let (registrations, fallback, pools, middleware) = setup.withLock { s in
+        let (registrations, fallback, pools, middleware, schedules) = setup.withLock { s in
             s.started = true
-            return (s.registrations, s.fallback, s.pools, s.middleware)
+            return (s.registrations, s.fallback, s.pools, s.middleware, s.schedules)
         }
         guard !pools.isEmpty else { throw WorkerError("the worker has no pool: call addPool before run") }
         guard !registrations.isEmpty || fallback != nil else { throw WorkerError("the worker has no job registered: call register before run") }
+        try await ensureSchedules(schedules)
         var sessionTimeouts: [String: Int64] = [:]
         for group in Set(pools.map(\.group)) {
             let settings = try await client.createGroup(group, settings: WireGroupSettings(mode: .shared), ifAbsent: true)

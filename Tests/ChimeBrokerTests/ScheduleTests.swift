@@ -1,6 +1,8 @@
 import ChimeBroker
 import ChimeSchedule
 import ChimeStore
+import ChimeTestSupport
+import Foundation
 import Testing
 
 /// Schedules fired by the broker through its wheel, on an injected clock: every occurrence
@@ -56,6 +58,58 @@ import Testing
         let got = try await Self.occurrences(s).map(\.at)
         let expected = Array(stride(from: start + 1_000, through: s.now, by: 1_000))
         #expect(got == expected, "occurrences \(got.map { $0 - start }) against \(expected.map { $0 - start })")
+        await s.broker.close()
+    }
+
+    /// The crash between planning's two appends: the next occurrence's timer entry is on
+    /// disk, the table's `planned` record is not. Made by putting back the table as it was
+    /// before the fire, beside everything else as it was after it. The next start finds the
+    /// entry in the timer log's tail and takes it as the plan, instead of planning the
+    /// occurrence a second time.
+    @Test func aPlanWhoseTableRecordWasLostIsFoundInTheTimerLog() async throws {
+        let s = try await Scenario.make { $0.durability = .always }
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1, dedupWindowMilliseconds: 0))
+        let start = s.now
+        _ = try await s.broker.writeSchedule(Self.every(1_000), .create)
+        let table = s.dir.path + "/topics/jobs/0/schedules"
+        let before = TemporaryDirectory("chime-schedule-table")
+        try FileManager.default.removeItem(atPath: before.path)
+        try FileManager.default.copyItem(atPath: table, toPath: before.path)
+        try await s.advance(by: 1_000)  // occurrence 1 fires; occurrence 2 is planned
+        try await s.restart {
+            try FileManager.default.removeItem(atPath: table)
+            try FileManager.default.copyItem(atPath: before.path, toPath: table)
+        }
+        try await Self.run(s, for: 3_000)
+        #expect(try await Self.occurrences(s).map { ($0.at - start) / 1_000 } == [1, 2, 3, 4])
+        await s.broker.close()
+    }
+
+    /// The table is rewritten as its rows once it holds many planned records, and a restart
+    /// reads the rewritten table: nothing fires twice or goes missing.
+    @Test func theTableIsCompactedAndStillServesAfterARestart() async throws {
+        let s = try await Scenario.make()
+        try s.broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        let start = s.now
+        for n in 0..<10 { _ = try await s.broker.writeSchedule(Self.every(10, name: "fast-\(n)"), .create) }
+        let table = s.dir.path + "/topics/jobs/0/schedules"
+        func tableBytes() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: table).reduce(0) { sum, name in
+                sum + ((try FileManager.default.attributesOfItem(atPath: table + "/" + name)[.size] as? Int) ?? 0)
+            }
+        }
+        try await Self.run(s, for: 12_000, step: 10)  // 12,000 planned records
+        let grown = try tableBytes()
+        try await s.broker.checkpoint()
+        let compacted = try tableBytes()
+        #expect(compacted * 10 < grown, "table \(grown) bytes before the compaction, \(compacted) after")
+        try await s.restart()
+        try await Self.run(s, for: 100, step: 10)
+        let got = try await Self.occurrences(s)
+        for n in 0..<10 {
+            let times = got.filter { $0.name == "fast-\(n)" }.map(\.at)
+            #expect(times == Array(stride(from: start + 10, through: s.now, by: 10)), "fast-\(n): \(times.count) occurrences")
+        }
         await s.broker.close()
     }
 

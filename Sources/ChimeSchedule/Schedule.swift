@@ -1,6 +1,3 @@
-import ChimeSchedule
-import ChimeStore
-
 /// What happens to occurrences that fell due while the broker was down (or so far behind
 /// that they are more than `Schedule.misfireThresholdMilliseconds` late).
 public enum MisfirePolicy: String, Sendable, Codable, CaseIterable {
@@ -37,6 +34,19 @@ public struct Schedule: Sendable, Equatable, Codable {
         self.createdAt = createdAt
     }
 
+    private enum CodingKeys: String, CodingKey { case name, spec, target, options, revision, createdAt }
+
+    /// Lenient for what a client may leave out: options, revision and creation time.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        spec = try c.decode(ScheduleSpec.self, forKey: .spec)
+        target = try c.decode(ScheduleTarget.self, forKey: .target)
+        options = try c.decodeIfPresent(ScheduleOptions.self, forKey: .options) ?? ScheduleOptions()
+        revision = try c.decodeIfPresent(Int64.self, forKey: .revision) ?? 0
+        createdAt = try c.decodeIfPresent(Int64.self, forKey: .createdAt) ?? 0
+    }
+
     /// Same spec, target and options (what a create of an existing schedule compares).
     public func sameDefinition(as other: Schedule) -> Bool {
         spec == other.spec && target == other.target && options == other.options
@@ -52,6 +62,16 @@ public struct ScheduleTarget: Sendable, Equatable, Codable {
     public var key: [UInt8]?
     public var headers: [ScheduleHeader]
     public var body: [UInt8]
+
+    private enum CodingKeys: String, CodingKey { case topic, key, headers, body }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        topic = try c.decode(String.self, forKey: .topic)
+        key = try c.decodeIfPresent([UInt8].self, forKey: .key)
+        headers = try c.decodeIfPresent([ScheduleHeader].self, forKey: .headers) ?? []
+        body = try c.decodeIfPresent([UInt8].self, forKey: .body) ?? []
+    }
 
     public init(topic: String, key: [UInt8]? = nil, headers: [ScheduleHeader] = [], body: [UInt8] = []) {
         self.topic = topic
@@ -95,12 +115,28 @@ public struct ScheduleOptions: Sendable, Equatable, Codable {
         self.paused = paused
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case misfire, catchUpWindowMilliseconds, startAt, endAt, jitterMilliseconds, paused
+    }
+
+    /// Every option may be left out (its default).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ScheduleOptions()
+        misfire = try c.decodeIfPresent(MisfirePolicy.self, forKey: .misfire) ?? d.misfire
+        catchUpWindowMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .catchUpWindowMilliseconds) ?? d.catchUpWindowMilliseconds
+        startAt = try c.decodeIfPresent(Int64.self, forKey: .startAt)
+        endAt = try c.decodeIfPresent(Int64.self, forKey: .endAt)
+        jitterMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .jitterMilliseconds) ?? d.jitterMilliseconds
+        paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? d.paused
+    }
+
     /// At most a year of catch-up, and of jitter.
-    static let maximumWindowMilliseconds: Int64 = 366 * 86_400_000
+    public static let maximumWindowMilliseconds: Int64 = 366 * 86_400_000
 }
 
 /// A schedule as listed: its definition, its planned occurrence and the last one fired.
-public struct ScheduleInfo: Sendable, Equatable {
+public struct ScheduleInfo: Sendable, Equatable, Codable {
     public var schedule: Schedule
     public var partition: Int
     /// The occurrence waiting in the wheel (nominal time) and when it fires (with jitter);
@@ -113,4 +149,31 @@ public struct ScheduleInfo: Sendable, Equatable {
     public var upcoming: [Int64]
     /// Why nothing is planned: "paused", "ended", or nil.
     public var idle: String?
+
+    public init(schedule: Schedule, partition: Int, nextOccurrence: Int64?, nextFireAt: Int64?, lastOccurrence: Int64?, upcoming: [Int64], idle: String?) {
+        self.schedule = schedule
+        self.partition = partition
+        self.nextOccurrence = nextOccurrence
+        self.nextFireAt = nextFireAt
+        self.lastOccurrence = lastOccurrence
+        self.upcoming = upcoming
+        self.idle = idle
+    }
 }
+
+/// How a schedule write treats a name that is taken.
+public enum ScheduleWrite: String, Sendable, Codable, CaseIterable {
+    /// A new schedule; an existing one with the same definition is answered as it is (a
+    /// create repeated, or made by ten workers at once), a different one is `scheduleExists`.
+    case create
+    /// An existing schedule; `unknownSchedule` otherwise.
+    case update
+    /// Whichever applies (what a worker registering its schedule at start does).
+    case createOrUpdate
+}
+
+/// What a schedule operation on one schedule does.
+public enum ScheduleAction: String, Sendable, Codable, CaseIterable {
+    case pause, resume, delete
+}
+
