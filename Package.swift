@@ -182,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "PeerBench",
             dependencies: [
-                "ChimeClient", "ChimeProtocol", "ChimeWorker",
+                "ChimeClient", "ChimeProtocol", "ChimeSchedule", "ChimeWorker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),

@@ -412,9 +412,22 @@ actor Connector {
         self.logger = logger
     }
 
+    /// The connection being opened: callers that ask meanwhile wait for it instead of
+    /// opening their own (32 requests sent at once by a new client used to open 32
+    /// connections, of which 31 were never closed).
+    private var opening: Task<Connection, any Error>?
+
     func connection() async throws -> Connection {
         guard !closed else { throw ClientError.disconnected("the client is closed") }
         if let current, current.isOpen { return current }
+        if let opening { return try await opening.value }
+        let task = Task { try await self.open() }
+        opening = task
+        defer { opening = nil }
+        return try await task.value
+    }
+
+    private func open() async throws -> Connection {
         var delay = 50
         var lastError: any Error = ClientError.disconnected("not connected")
         for attempt in 1...max(1, options.connectAttempts) {

@@ -14,6 +14,20 @@ import Testing
         return l
     }
 
+    /// A new client asked 32 things at once opens one connection, not one per request
+    /// (the extra ones were never closed).
+    @Test func concurrentFirstRequestsShareOneConnection() async throws {
+        let f = try await ServerFixture()
+        let client = ChimeClient(ClientOptions(port: f.server.port), logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for _ in 0..<32 { tasks.addTask { _ = try await client.topics() } }
+            try await tasks.waitForAll()
+        }
+        #expect(f.server.connectionCount == 1, "\(f.server.connectionCount) connections for one client")
+        await client.close()
+        await f.shutdown()
+    }
+
     @Test func publishAndConsumeWithTwoConsumersInOneGroup() async throws {
         let f = try await ServerFixture()
         let client = ChimeClient(ClientOptions(port: f.server.port), logger: logger)

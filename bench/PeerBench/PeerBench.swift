@@ -16,7 +16,9 @@ struct PeerBench: AsyncParsableCommand {
             (delays 1 s – 1 h), end to end (1 and 4 consumers), burst (all due in one second),
             lateness (a steady rate falling due), memory with messages pending, restart with
             them (clean stop and SIGKILL), workers (jobs published, then run by 1 and 4
-            worker processes), failover (Chime: a worker SIGKILLed holding 1,000 jobs).
+            worker processes), failover (Chime: a worker SIGKILLed holding 1,000 jobs),
+            schedules (Chime: 100,000 schedules firing every second for 60 s; memory and
+            restart with them).
             """)
 
     @Flag(help: "Smoke run for CI: small counts, one run; figures mean nothing.") var quick = false
@@ -25,8 +27,10 @@ struct PeerBench: AsyncParsableCommand {
     @Option(help: "Scratch directory for the servers' data (emptied as it goes).") var work = "bench/.suite-data"
     @Option(help: "Where results go.") var out = "bench/results"
     @Option(help: "fio's figures as JSON (sequentialWriteMBps, fdatasyncP50Microseconds, fdatasyncP99Microseconds).") var disk: String?
-    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover.")
-    var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover"
+    @Option(help: "Workloads to run, comma-separated: publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover,schedules.")
+    var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover,schedules"
+    @Option(help: "Schedules of the schedules workload (default 100,000; 1,000 with --quick).") var schedules: Int?
+    @Option(help: "Seconds the schedules workload consumes their occurrences (default 60; 3 with --quick).") var scheduleSeconds: Int?
     @Option(help: "Systems to run, comma-separated: chime,beanstalkd,redis.") var systems = "chime,beanstalkd,redis"
 
     @Option(help: .hidden) var workerProcess: String?
@@ -51,6 +55,8 @@ struct Suite {
     let scale: Scale
     let runs: Int
     let workloads: Set<String>
+    let schedules: Int
+    let scheduleSeconds: Int
     let work: String
     let out: String
     let chime: ChimePeer
@@ -67,6 +73,8 @@ struct Suite {
         scale = o.quick ? .quick : .full
         runs = o.runs ?? (o.quick ? 1 : 3)
         workloads = Set(o.only.split(separator: ",").map(String.init))
+        schedules = o.schedules ?? (o.quick ? 1_000 : 100_000)
+        scheduleSeconds = o.scheduleSeconds ?? (o.quick ? 3 : 60)
         work = o.work
         out = o.quick ? o.out + "/quick" : o.out
         let systems = Set(o.systems.split(separator: ",").map(String.init))
@@ -213,6 +221,27 @@ struct Suite {
                 "9. failover: a worker SIGKILLed holding \(FailoverWorkload.jobs) leased jobs", "SIGKILL to the last job running elsewhere",
                 unit: "s", peer, runs: seconds, higherIsBetter: false,
                 note: "session timeout \(session.seconds) s; target ≤ session timeout + 1 s")
+        }
+
+        if workloads.contains("schedules"), let peer = each.first(where: { $0.system == "chime" }) as? ChimePeer {
+            var results: [ScheduleWorkload.Result] = []
+            for _ in 0..<runs {
+                results.append(try await ScheduleWorkload.run(peer, work: work, count: schedules, seconds: scheduleSeconds) { say($0) })
+            }
+            let name = "10. schedules: \(schedules) firing every second for \(scheduleSeconds) s"
+            let judged = results.map { "\($0.occurrences) occurrences, \($0.missing) missing, \($0.duplicates) twice" }.joined(separator: "; ")
+            add(name, "lateness p50 (received − occurrence)", unit: "ms", peer, runs: results.map(\.latenessMs.p50), higherIsBetter: false, note: judged)
+            add(name, "lateness p99", unit: "ms", peer, runs: results.map(\.latenessMs.p99), higherIsBetter: false, note: "goal ≤ 5 ms, 0 missing, 0 twice")
+            add(name, "lateness max", unit: "ms", peer, runs: results.map(\.latenessMs.max), higherIsBetter: false)
+            add(name, "schedules created", unit: "/s", peer, runs: results.map(\.createdPerSecond), higherIsBetter: true, note: "8 connections × 32 requests in flight")
+            add(
+                name, "resident memory per schedule (after creating)", unit: "B", peer,
+                runs: results.map { Double($0.rssCreated - $0.rssBefore) / Double(schedules) }, higherIsBetter: false)
+            add(
+                name, "resident memory per schedule (after the run)", unit: "B", peer,
+                runs: results.map { Double($0.rssRun - $0.rssBefore) / Double(schedules) }, higherIsBetter: false)
+            add(name, "restart after a clean stop, to serving", unit: "s", peer, runs: results.map(\.restartSeconds), higherIsBetter: false)
+            add(name, "resident memory after the restart", unit: "MB", peer, runs: results.map { Double($0.rssRestarted) / 1e6 }, higherIsBetter: false)
         }
 
         /// Time to publish `n` messages ahead of their due time, with room to spare.
