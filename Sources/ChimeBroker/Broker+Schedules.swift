@@ -1,5 +1,6 @@
 import ChimeSchedule
 import ChimeStore
+import ChimeWheel
 
 /// Schedules, broker-wide: their names are unique, each lives in the partition of its
 /// target topic that its name hashes to, and writes to one name are made one at a time.
@@ -51,6 +52,40 @@ extension Broker {
         }
     }
 
+    /// Has the watch hand settled occurrences to `occurrencesSettled`, off the group's actor.
+    func actOnSettledOccurrences() {
+        occurrenceWatch.onSettled.withLock { slot in
+            slot = { [weak self] freed in
+                guard let broker = self else { return }
+                Task { await broker.occurrencesSettled(freed) }
+            }
+        }
+    }
+
+    /// Occurrences their groups settled: each schedule's partition acts on it (fixed delay
+    /// plans the next, `bufferOne` publishes the one it held).
+    func occurrencesSettled(_ freed: [(schedule: String, buffered: FiredMessage?)]) async {
+        for f in freed {
+            await scheduleHome(f.schedule)?.occurrenceSettled(f.schedule, buffered: f.buffered)
+        }
+    }
+
+    /// Whether `group` has settled message `id` (acked it, or dead-lettered it); false for a
+    /// group that does not exist yet (nobody took it), nil when the broker cannot say.
+    func isSettled(_ id: MessageID, in group: String) async -> Bool? {
+        do {
+            guard let status = try await jobStatus(id, group: group).first else { return nil }
+            switch status.state {
+            case .succeeded, .finished, .dead, .cancelled: return true
+            case .scheduled, .ready, .running, .retrying: return false
+            }
+        } catch let error as BrokerError where error.code == .unknownGroup {
+            return false
+        } catch {
+            return nil
+        }
+    }
+
     /// The partition holding `name`'s schedule, or nil (also when its topic was deleted).
     private func scheduleHome(_ name: String) async -> Partition? {
         guard let home = await schedulesDirectory.home(name) else { return nil }
@@ -78,6 +113,13 @@ extension Broker {
         guard window.contains(o.jitterMilliseconds) else { throw BrokerError(.badSchedule, "jitter must be within 0 ms to 366 days") }
         guard window.contains(o.catchUpWindowMilliseconds) else { throw BrokerError(.badSchedule, "the catch-up window must be within 0 ms to 366 days") }
         if let start = o.startAt, let end = o.endAt, end < start { throw BrokerError(.badSchedule, "the end (\(end) ms) is before the start (\(start) ms)") }
+        if o.overlap != .allow {
+            guard let group = o.group else {
+                throw BrokerError(.badSchedule, "overlap \(o.overlap.rawValue) needs the group whose acks settle an occurrence")
+            }
+            try Names.validate(group, what: "group")
+        }
+        if case .fixedDelay(_, let group) = schedule.spec { try Names.validate(group, what: "group") }
         let t = schedule.target
         let size = t.body.count + (t.key?.count ?? 0) + t.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.count }
         guard size <= maxMessageBytes else {

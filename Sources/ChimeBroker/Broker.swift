@@ -41,6 +41,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     let logger: Logger
     /// Where each schedule lives (`Broker+Schedules.swift`).
     let schedulesDirectory = ScheduleDirectory()
+    /// Occurrences out, awaiting their group (overlap policies, fixed delay).
+    let occurrenceWatch = OccurrenceWatch()
     private let lockFD: Int32
     private let state: Mutex<State>
     private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -175,6 +177,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             logger.warning("could not finish deleting topics; the next start tries again", metadata: ["error": "\(error)"])
         }
         await broker.loadScheduleDirectory(broker.allPartitions)
+        broker.actOnSettledOccurrences()
         if options.firing == .automatic {
             await broker.start()
         } else {
@@ -195,7 +198,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             do {
                 partition = try Partition(
                     topic: name, topicID: id, index: p, directory: options.directory + "/topics/\(name)/\(p)", settings: settings,
-                    geometry: geometry, groups: groups, options: options, logger: logger)
+                    geometry: geometry, groups: groups, options: options, watch: occurrenceWatch, logger: logger)
             } catch let error as StoreError where error.isOutOfDescriptors {
                 throw BrokerError(
                     .limitReached, "opening \(name)/\(p): the process is out of file descriptors (raise its limit, ulimit -n, or lower maxPartitions)",
@@ -203,6 +206,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
             }
             // Fired messages (and retries) in a log: fetches waiting for them look again.
             partition.sink.delivered.withLock { [changes] in $0 = { _ in changes.bump() } }
+            partition.settledCheck.withLock { $0 = { [weak self] id, group in await self?.isSettled(id, in: group) } }
             opened.append(partition)
         }
     }

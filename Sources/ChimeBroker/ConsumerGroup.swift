@@ -35,6 +35,8 @@ protocol GroupHost: AnyObject, Sendable {
     func topicSettings(_ topicID: UInt32) -> TopicSettings?
     /// Publishes on the broker's behalf (reserved headers allowed), to any partition.
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws
+    /// Schedules' occurrences out, told when this group settles one.
+    var occurrenceWatch: OccurrenceWatch { get }
 }
 
 /// One partition as one group consumes it: delivery windows over the ready log and the
@@ -715,6 +717,16 @@ actor ConsumerGroup {
         // Counted once durable. Only acks return an offset here; nack, extend and term
         // settle through other paths.
         for (key, count) in applied { touched[key]?.acked.increment(by: count) }
+        if let watch = host?.occurrenceWatch, watch.watches(group: name) {
+            for (key, entries) in acked {
+                guard let gp = touched[key] else { continue }
+                // A retry names the ready-log offset it came from.
+                let offsets = entries.compactMap { a -> Int64? in
+                    a.source == .ready ? a.offset : (try? gp.record(.retry, at: a.offset)).flatMap { RecordMeta.split($0.record.headers).meta.readyOffset }
+                }
+                watch.settled(group: name, partition: key, offsets: offsets)
+            }
+        }
         return results
     }
 
@@ -845,6 +857,9 @@ actor ConsumerGroup {
             outcomes.record(.dead(reason: reason, attempts: attempts), for: .init(partition: gp.key, readyOffset: source == .ready ? offset : meta.readyOffset ?? offset))
             logger.info("message dead-lettered", metadata: ["partition": "\(p.topic)/\(p.index)", "offset": "\(offset)", "reason": "\(reason)"])
             try finish(gp, source, offset)
+            if let origin = source == .ready ? offset : meta.readyOffset, host.occurrenceWatch.watches(group: name) {
+                host.occurrenceWatch.settled(group: name, partition: gp.key, offsets: [origin])
+            }
         } catch {
             gp.withWindow(source) { $0.unpark(offset) }
             throw error

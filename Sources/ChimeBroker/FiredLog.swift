@@ -45,7 +45,9 @@ final class FiredLog: @unchecked Sendable {
     /// Each record is the fired message's own bytes (`FiredMessage.payload`) with the
     /// record timestamp set to its due time; `withID` adds the `chime-id` header (id and
     /// publish time) that a message fired into the ready log carries.
-    func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag) throws {
+    /// Returns the offset of the first record appended.
+    @discardableResult
+    func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag) throws -> Int64 {
         var batches: [[UInt8]] = []
         var builder = RecordBatchBuilder(producerId: Self.firedProducerID, capacity: min(1 << 20, messages.count * 200 + 256))
         for (i, f) in messages.enumerated() {
@@ -61,12 +63,13 @@ final class FiredLog: @unchecked Sendable {
         if !builder.isEmpty { batches.append(try builder.build()) }
         // Under the tag's lock: a mark taken meanwhile must not cover this batch and name
         // the tag before it (`saveMark`).
-        try tag.withLock { last in
-            try log.append(contentsOf: batches)
+        return try tag.withLock { last in
+            let appended = try log.append(contentsOf: batches)
             // (Under `never` nothing is promised across a power loss; the process dying is
             // covered, the page cache keeps what was written.)
             if log.configuration.durability != .never { try log.flush() }
             last = newTag
+            return appended.baseOffset
         }
     }
 
@@ -101,8 +104,10 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
     /// Called after each hand-over with the number of messages per destination.
     let delivered: Mutex<(@Sendable ([UInt32: Int]) -> Void)?> = Mutex(nil)
 
-    init(ready: FiredLog, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog, logger: Logger) {
+    init(ready: FiredLog, partition: PartitionKey, watch: OccurrenceWatch, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog, logger: Logger) {
         logs = Mutex([0: ready])
+        partitionKey = partition
+        self.watch = watch
         self.openRetryLog = openRetryLog
         self.logger = logger
     }
@@ -130,26 +135,47 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
         return complete ? top : (top > 1 ? top - 1 : nil)
     }
 
-    /// Told of every schedule occurrence handed over (after its append), in fire order.
-    let occurrencesFired: Mutex<(@Sendable ([FiredMessage]) -> Void)?> = Mutex(nil)
+    /// Told of every schedule occurrence handed over (after its append), in fire order,
+    /// with what became of it.
+    let occurrencesFired: Mutex<(@Sendable ([FiredOccurrence]) -> Void)?> = Mutex(nil)
+    /// Which schedules have an occurrence out (the broker's), and this partition's key.
+    private let watch: OccurrenceWatch
+    private let partitionKey: PartitionKey
 
     /// The log a destination's messages go to: a schedule's occurrence goes to the ready log.
-    private static func log(of destination: UInt32) -> UInt32 { destination == scheduleOccurrence ? 0 : destination }
+    private static func log(of destination: UInt32) -> UInt32 {
+        destination == scheduleOccurrence || destination == watchedOccurrence ? 0 : destination
+    }
 
     /// Destination of a schedule's occurrence: into the ready log like destination 0, and
     /// the partition's schedules are told, to plan the next one.
     static let scheduleOccurrence = UInt32.max
+    /// The same, for a schedule whose group's acks count (overlap policy, fixed delay): its
+    /// overlap policy is applied here, and the message it publishes is watched.
+    static let watchedOccurrence = UInt32.max - 1
 
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws {
         var byDestination: [UInt32: [FiredMessage]] = [:]
-        var occurrences: [FiredMessage] = []
-        if let first = messages.first?.destination, messages.allSatisfy({ $0.destination == first }) {
+        var occurrences: [FiredOccurrence] = []
+        /// Watched occurrences appended to the ready log: their place in its part.
+        var watched: [(name: String, occurrence: Int64, group: String, index: Int, told: Int)] = []
+        if let first = messages.first?.destination, first != Self.watchedOccurrence, messages.allSatisfy({ $0.destination == first }) {
             byDestination[Self.log(of: first)] = messages  // one destination, the usual case: no copy of each message
-            if first == Self.scheduleOccurrence { occurrences = messages }
+            if first == Self.scheduleOccurrence { occurrences = messages.map { FiredOccurrence(message: $0, fate: .published) } }
         } else {
             for m in messages {
+                if m.destination == Self.watchedOccurrence, let w = Partition.watchFields(m.message.headers) {
+                    if w.overlap != .allow && watch.isOut(w.name) {
+                        let held = w.overlap == .bufferOne && watch.buffer(w.name, m)
+                        occurrences.append(FiredOccurrence(message: m, fate: held ? .buffered : .skipped))
+                        continue
+                    }
+                    watched.append((w.name, w.occurrence, w.group, byDestination[0]?.count ?? 0, occurrences.count))
+                }
                 byDestination[Self.log(of: m.destination), default: []].append(m)
-                if m.destination == Self.scheduleOccurrence { occurrences.append(m) }
+                if m.destination == Self.scheduleOccurrence || m.destination == Self.watchedOccurrence {
+                    occurrences.append(FiredOccurrence(message: m, fate: .published))
+                }
             }
         }
         let destinations = byDestination.keys.sorted()
@@ -159,10 +185,26 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
             let part = byDestination[d]!
             // Into the ready log with their id; retries carry theirs in their own headers.
-            try log.appendFired(part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
+            let first = try log.appendFired(part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
             counts[d] = part.count
+            if d == 0 {
+                for w in watched {
+                    let offset = first + Int64(w.index)
+                    watch.published(w.name, occurrence: w.occurrence, as: OccurrenceWatch.Key(group: w.group, partition: partitionKey, offset: offset))
+                    occurrences[w.told].readyOffset = offset
+                }
+            }
         }
         if let notify = delivered.withLock({ $0 }) { notify(counts) }
         if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
     }
+}
+
+/// A schedule's occurrence handed over by the wheel, and what became of it.
+struct FiredOccurrence: Sendable {
+    enum Fate: Sendable { case published, skipped, buffered }
+    var message: FiredMessage
+    var fate: Fate
+    /// Where a watched occurrence's message went in the ready log.
+    var readyOffset: Int64? = nil
 }

@@ -21,9 +21,30 @@ extension Partition {
         var revision: [UInt8] = []
         LittleEndian.append(schedule.revision, to: &revision)
         headers.append(RecordHeader(name: ReservedHeader.scheduleRevision, value: revision))
+        var destination = PartitionFireSink.scheduleOccurrence
+        if let group = schedule.watchedGroup {
+            headers.append(RecordHeader(name: ReservedHeader.scheduleWatch, value: [overlapCode(schedule.options.overlap)] + Array(group.utf8)))
+            destination = PartitionFireSink.watchedOccurrence
+        }
         return ScheduledMessage(
-            dueAt: fireAt, publishedAt: now, destination: PartitionFireSink.scheduleOccurrence, key: schedule.target.key, headers: headers,
-            body: schedule.target.body)
+            dueAt: fireAt, publishedAt: now, destination: destination, key: schedule.target.key, headers: headers, body: schedule.target.body)
+    }
+
+    private static func overlapCode(_ p: OverlapPolicy) -> UInt8 {
+        switch p {
+        case .allow: 0
+        case .skip: 1
+        case .bufferOne: 2
+        }
+    }
+
+    /// A watched occurrence's name, time, overlap policy and group, from its headers.
+    static func watchFields(_ headers: [RecordHeader]) -> (name: String, occurrence: Int64, overlap: OverlapPolicy, group: String)? {
+        guard let fields = occurrenceFields(headers), let w = headers.first(where: { $0.name == ReservedHeader.scheduleWatch }), let code = w.value.first,
+            let group = String(validating: w.value.dropFirst(), as: UTF8.self)
+        else { return nil }
+        let overlap: OverlapPolicy = code == 1 ? .skip : code == 2 ? .bufferOne : .allow
+        return (fields.name, fields.occurrence, overlap, group)
     }
 
     /// Name, occurrence and revision of an occurrence entry, from its headers.
@@ -91,25 +112,68 @@ extension Partition {
         try schedules.planned(plans)
     }
 
-    /// The sink handed these occurrences into the ready log: the next ones are planned.
-    /// One whose entry is no longer its schedule's plan (updated, deleted meanwhile) plans nothing.
-    func occurrencesFired(_ fired: [FiredMessage]) async {
+    /// The sink handed these occurrences over (into the ready log, or held back or skipped
+    /// by an overlap policy): the next ones are planned — for fixed delay, once the group
+    /// settles this one. One whose entry is no longer its schedule's plan (updated, deleted
+    /// meanwhile) plans nothing.
+    func occurrencesFired(_ fired: [FiredOccurrence]) async {
         guard !closed else { return }
         let now = clock.now()
         var next: [(name: String, after: Int64?)] = []
+        var published: [(name: String, occurrence: Int64, offset: Int64)] = []
         var latest: Int64 = 0
-        for f in fired {
+        var skipped = 0
+        for o in fired {
+            let f = o.message
             guard let fields = Self.occurrenceFields(f.message.headers), let row = schedules.rows[fields.name], row.plan?.timerID == f.id else { continue }
             schedules.fired(fields.name, occurrence: fields.occurrence)
-            latest = max(latest, now - f.dueAt)
+            switch o.fate {
+            case .published:
+                latest = max(latest, now - f.dueAt)
+                if let offset = o.readyOffset { published.append((fields.name, fields.occurrence, offset)) }
+            case .skipped: skipped += 1
+            case .buffered: break
+            }
+            // Fixed delay plans from the settling of this occurrence (`occurrenceSettled`).
+            if case .fixedDelay = row.schedule.spec, o.fate == .published { continue }
             next.append((fields.name, fields.occurrence))
         }
-        scheduleMetrics.fired(count: next.count, latestMilliseconds: latest)
+        scheduleMetrics.fired(count: fired.count - skipped, latestMilliseconds: latest)
+        if skipped > 0 {
+            scheduleMetrics.skipped(count: skipped)
+            logger.info("schedule occurrences skipped: the previous ones are not settled (overlap skip)", metadata: ["occurrences": "\(skipped)"])
+        }
+        do {
+            try schedules.published(published)
+        } catch {
+            logger.error("recording published occurrences failed", metadata: ["error": "\(error)"])
+        }
         do {
             try await planSchedules(next)
         } catch {
             // Each is planned again at the next start (recovery finds its plan gone).
             logger.error("planning the next schedule occurrences failed", metadata: ["schedules": "\(next.count)", "error": "\(error)"])
+        }
+    }
+
+    /// A watched occurrence of `name` was settled by its group: fixed delay plans the next
+    /// one now; `bufferOne` publishes the one it held back, and watches it in turn.
+    func occurrenceSettled(_ name: String, buffered: FiredMessage?) async {
+        guard !closed, let row = schedules.rows[name], let group = row.schedule.watchedGroup else { return }
+        do {
+            if case .fixedDelay = row.schedule.spec {
+                guard row.plan == nil else { return }
+                try await planSchedules([(name, clock.now())])
+                return
+            }
+            guard let held = buffered, let fields = Self.occurrenceFields(held.message.headers) else { return }
+            let published = try await publishOccurrences(name, [fields.occurrence])
+            if let id = published.first?.id, id.kind == .ready, !(published.first?.duplicate ?? true) {
+                watch.published(name, occurrence: fields.occurrence, as: OccurrenceWatch.Key(group: group, partition: PartitionKey(topicID: topicID, partition: index), offset: id.value))
+                try schedules.published([(name, fields.occurrence, id.value)])
+            }
+        } catch {
+            logger.error("acting on a settled occurrence failed", metadata: ["schedule": "\(name)", "error": "\(error)"])
         }
     }
 
@@ -154,6 +218,21 @@ extension Partition {
                 try? await loop.cancel(id)
                 schedules.cancelled(name)
             }
+            // A watched schedule's last occurrence: out again until its group settles it.
+            let settled = await restoreWatch(name, row)
+            if case .fixedDelay = row.schedule.spec, !row.schedule.options.paused {
+                // Waiting for its group: planned once the occurrence out is settled.
+                var waiting = row.plan == nil
+                if let plan = row.plan, plan.fireAt <= wheelTime {
+                    let state = try? await loop.state(of: plan.timerID)
+                    waiting = state.map(Self.isGone) ?? true
+                }
+                if waiting {
+                    if row.plan != nil { schedules.fired(name, occurrence: row.plan!.occurrence) }
+                    if settled != false { replan.append((name, row.published == nil ? nil : now)) }
+                    continue
+                }
+            }
             guard let plan = row.plan else {
                 if !row.schedule.options.paused { replan.append((name, nil)) }
                 continue
@@ -187,6 +266,26 @@ extension Partition {
         }
     }
 
+    private static func isGone(_ state: TimingWheel.MessageState) -> Bool {
+        switch state {
+        case .gone, .cancelled: true
+        case .pending, .beingFired: false
+        }
+    }
+
+    /// Puts a watched schedule's last published occurrence back in the watch unless its
+    /// group has settled it; returns whether it was settled (nil: nothing to ask about).
+    private func restoreWatch(_ name: String, _ row: ScheduleTable.Row) async -> Bool? {
+        guard let group = row.schedule.watchedGroup, let published = row.published, let check = settledCheck.withLock({ $0 }) else { return nil }
+        let id = MessageID(topicID: topicID, partition: index, kind: .ready, value: published.offset)
+        guard let settled = await check(id, group) else { return nil }
+        if !settled {
+            watch.published(
+                name, occurrence: published.occurrence, as: OccurrenceWatch.Key(group: group, partition: PartitionKey(topicID: topicID, partition: index), offset: published.offset))
+        }
+        return settled
+    }
+
     /// Cancels the named schedules' plans: `unplanned` first, then the wheel's cancel (one
     /// already firing fires; its occurrence is then no longer the plan and plans nothing).
     func cancelPlans(_ names: [String]) async throws {
@@ -211,6 +310,7 @@ extension Partition {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         try schedules.define(schedule)
         plannerCache.forget(schedule.name)
+        watch.forget(schedule.name)
         try await cancelPlans([schedule.name])
         if !schedule.options.paused { try await planSchedules([(schedule.name, nil)]) }
         return scheduleInfo(schedule.name, upcoming: 0)!
@@ -222,6 +322,7 @@ extension Partition {
         try await cancelPlans([name])
         try schedules.delete(name)
         plannerCache.forget(name)
+        watch.forget(name)
     }
 
     /// Publishes occurrence messages now (trigger: one at `now`; backfill: those of a past
@@ -263,7 +364,7 @@ extension Partition {
         if row.schedule.options.paused {
             info.idle = "paused"
         } else if row.plan == nil {
-            info.idle = (try? plannerCache.planner(for: row.schedule).timetable.isTimeBased) == false ? "waiting for an ack" : "ended"
+            info.idle = (try? plannerCache.planner(for: row.schedule).timetable.isTimeBased) == false ? "waiting for its group to settle the last occurrence" : "ended"
         }
         if upcoming > 0, let plan = row.plan, let timetable = try? plannerCache.planner(for: row.schedule).timetable {
             info.upcoming = timetable.nextOccurrences(after: plan.occurrence, count: min(upcoming, Timetable.maximumListedOccurrences))
@@ -308,10 +409,12 @@ struct ScheduleMetrics {
     private let occurrences: Counter
     private let lateness: CoreMetrics.Timer
     private let missed: [MisfirePolicy: Counter]
+    private let skippedByOverlap: Counter
 
     init(topic: String) {
         occurrences = Counter(label: "chime_schedule_occurrences_total", dimensions: [("topic", topic)])
         lateness = CoreMetrics.Timer(label: "chime_schedule_lateness_seconds", dimensions: [("topic", topic)])
+        skippedByOverlap = Counter(label: "chime_schedule_skipped_total", dimensions: [("topic", topic)])
         missed = Dictionary(
             uniqueKeysWithValues: MisfirePolicy.allCases.map {
                 ($0, Counter(label: "chime_schedule_missed_total", dimensions: [("topic", topic), ("policy", $0.rawValue)]))
@@ -326,19 +429,22 @@ struct ScheduleMetrics {
 
     func missed(policy: MisfirePolicy, count: Int) { missed[policy]!.increment(by: count) }
 
+    func skipped(count: Int) { skippedByOverlap.increment(by: count) }
+
     /// Removes the series (their topic was deleted).
     func destroy() {
         occurrences.destroy()
         lateness.destroy()
+        skippedByOverlap.destroy()
         for c in missed.values { c.destroy() }
     }
 }
 
 /// Occurrences handed over by the sink (on the firing loop) and not yet planned after.
 final class FiredOccurrences: Sendable {
-    private let fired = Mutex<[FiredMessage]>([])
-    func add(_ more: [FiredMessage]) { fired.withLock { $0.append(contentsOf: more) } }
-    func take() -> [FiredMessage] {
+    private let fired = Mutex<[FiredOccurrence]>([])
+    func add(_ more: [FiredOccurrence]) { fired.withLock { $0.append(contentsOf: more) } }
+    func take() -> [FiredOccurrence] {
         fired.withLock { f in
             defer { f = [] }
             return f

@@ -31,6 +31,11 @@ actor Partition {
     /// This partition's schedules (`Partition+Schedules.swift`).
     let schedules: ScheduleTable
     let plannerCache = SchedulePlannerCache()
+    /// The broker's record of occurrences out (overlap policies, fixed delay).
+    let watch: OccurrenceWatch
+    /// Whether a group has settled a message (acked or dead-lettered): asked at recovery
+    /// about watched schedules' last occurrences; nil when it cannot say.
+    nonisolated let settledCheck = Mutex<(@Sendable (MessageID, String) async -> Bool?)?>(nil)
     let scheduleMetrics: ScheduleMetrics
     /// Occurrences the sink handed over, in order, waiting for their next ones to be
     /// planned, and the signal that wakes the planning task for them.
@@ -85,7 +90,7 @@ actor Partition {
     /// later group given that id would start from its acks and skip messages.
     init(
         topic: String, topicID: UInt32, index: Int, directory: String, settings: TopicSettings, geometry: WheelGeometry,
-        groups: Set<UInt32>, options: BrokerOptions, logger: Logger
+        groups: Set<UInt32>, options: BrokerOptions, watch: OccurrenceWatch, logger: Logger
     ) throws {
         self.topic = topic
         self.topicID = topicID
@@ -112,7 +117,9 @@ actor Partition {
             let log = try RecordLog.open(directory: dir + "/retry", configuration: groupLogConfiguration, calls: calls, logger: logger)
             return try FiredLog(log: log, markPath: dir + "/retry.mark", logger: logger)
         }
-        sink = PartitionFireSink(ready: ready, openRetryLog: openRetryLog, logger: logger)
+        sink = PartitionFireSink(
+            ready: ready, partition: PartitionKey(topicID: topicID, partition: index), watch: watch, openRetryLog: openRetryLog, logger: logger)
+        self.watch = watch
         // Every group's retry log takes part in deciding which hand-over was applied last.
         for name in try Directory.entries(directory + "/groups") where name.hasPrefix("g") {
             guard let id = UInt32(name.dropFirst()) else { continue }

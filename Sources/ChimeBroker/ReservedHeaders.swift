@@ -48,6 +48,9 @@ enum ReservedHeader {
     /// On a schedule's occurrence in the timer log: the revision of the schedule it was
     /// planned under (8 bytes), so that a restart tells a plan made before an update.
     static let scheduleRevision = "chime-schedule-rev"
+    /// On a watched schedule's occurrence: u8 overlap policy (0 allow, 1 skip, 2 bufferOne)
+    /// and the UTF-8 name of the group whose acks settle it.
+    static let scheduleWatch = "chime-schedule-watch"
 
     /// The `chime-` headers a producer may set.
     static let settableByProducers: Set<String> = [job]

@@ -12,8 +12,6 @@ struct SchedulePlanner {
         case plan(occurrence: Int64, fireAt: Int64)
         /// No occurrence is left (past the end, a one-off that fired, a spec that never matches).
         case ended
-        /// Planned from acks (fixed delay): nothing to plan from the clock.
-        case waitsForAck
     }
 
     struct Decision: Equatable {
@@ -36,7 +34,12 @@ struct SchedulePlanner {
     /// The occurrence after `last` (nil: none yet, so the first one after `now`), with the
     /// misfire policy applied when it is more than the threshold late.
     func next(after last: Int64?, now: Int64) -> Decision {
-        guard timetable.isTimeBased else { return Decision(outcome: .waitsForAck) }
+        guard timetable.isTimeBased else {
+            // Fixed delay: `last` is when the previous occurrence was settled (nil: the
+            // first, counted from now).
+            guard let occurrence = timetable.next(afterAckAtMs: last ?? now) else { return Decision(outcome: .ended) }
+            return Decision(outcome: .plan(occurrence: occurrence, fireAt: occurrence))
+        }
         let options = schedule.options
         var from = last ?? now
         if let start = options.startAt, start - 1 > from { from = start - 1 }

@@ -12,14 +12,16 @@ import Logging
 /// - 3 planned: the occurrence waiting in the wheel — occurrence, fire time, timer id and
 ///   the revision it was planned under, four little-endian Int64;
 /// - 4 unplanned: the timer id of a plan about to be cancelled (Int64), written before the
-///   cancel so that a restart in between cancels it again instead of trusting it.
+///   cancel so that a restart in between cancels it again instead of trusting it;
+/// - 5 published: a watched schedule's occurrence (overlap policy, fixed delay) and the
+///   ready-log offset of its message, two Int64: a restart asks the group about it.
 ///
 /// A plan is written after its timer entry is durable; a restart finds one whose record
 /// was lost in the timer log's tail (`Partition.recoverSchedules`). Owned by its
 /// partition's actor.
 final class ScheduleTable {
     enum Op: UInt8 {
-        case define = 1, delete = 2, planned = 3, unplanned = 4
+        case define = 1, delete = 2, planned = 3, unplanned = 4, published = 5
     }
 
     struct Plan: Equatable {
@@ -36,6 +38,8 @@ final class ScheduleTable {
         var cancelling: Int64?
         /// The last occurrence fired since the partition opened.
         var lastOccurrence: Int64?
+        /// A watched schedule's last occurrence published, and its ready-log offset.
+        var published: (occurrence: Int64, offset: Int64)?
     }
 
     static let opHeader = "op"
@@ -102,6 +106,9 @@ final class ScheduleTable {
             rows[name]!.plan = plan
             rows[name]!.cancelling = nil
             lastPlannedTimerID = max(lastPlannedTimerID, plan.timerID)
+        case .published:
+            guard body.count == 16, rows[name] != nil else { return }
+            rows[name]!.published = body.withUnsafeBytes { (LittleEndian.load(Int64.self, $0, 0), LittleEndian.load(Int64.self, $0, 8)) }
         case .unplanned:
             guard body.count == 8, rows[name] != nil else { return }
             rows[name]!.cancelling = body.withUnsafeBytes { LittleEndian.load(Int64.self, $0, 0) }
@@ -140,6 +147,20 @@ final class ScheduleTable {
             rows[p.name]!.cancelling = nil
             lastPlannedTimerID = max(lastPlannedTimerID, p.plan.timerID)
         }
+    }
+
+    /// Records the messages watched schedules' occurrences were published as.
+    func published(_ entries: [(name: String, occurrence: Int64, offset: Int64)]) throws {
+        let known = entries.filter { rows[$0.name] != nil }
+        guard !known.isEmpty else { return }
+        try append(
+            known.map { e in
+                var body: [UInt8] = []
+                LittleEndian.append(e.occurrence, to: &body)
+                LittleEndian.append(e.offset, to: &body)
+                return (e.name, .published, body)
+            })
+        for e in known { rows[e.name]!.published = (e.occurrence, e.offset) }
     }
 
     /// Records that these plans are about to be cancelled.
@@ -213,6 +234,12 @@ final class ScheduleTable {
             }
             for (name, row) in rows.sorted(by: { $0.key < $1.key }) {
                 try add(name, .define, Array(try encoder.encode(row.schedule)))
+                if let p = row.published {
+                    var body: [UInt8] = []
+                    LittleEndian.append(p.occurrence, to: &body)
+                    LittleEndian.append(p.offset, to: &body)
+                    try add(name, .published, body)
+                }
                 if let plan = row.plan {
                     try add(name, .planned, Self.encode(plan))
                 } else if let id = row.cancelling {

@@ -9,6 +9,18 @@ public enum MisfirePolicy: String, Sendable, Codable, CaseIterable {
     case none
 }
 
+/// What happens when an occurrence comes while the previous one's message is still
+/// unsettled (not acked, not dead-lettered) in the schedule's group.
+public enum OverlapPolicy: String, Sendable, Codable, CaseIterable {
+    /// Published all the same. The default.
+    case allow
+    /// Not published (counted as skipped); the schedule goes on with the next occurrence.
+    case skip
+    /// Held back and published once the previous one is settled; one at most is held,
+    /// further ones are skipped.
+    case bufferOne
+}
+
 /// A recurring (or one-off) message the broker publishes itself (design.md §9): a name,
 /// when (`spec`), what (`target`), and options. Stored in its partition's schedule table;
 /// `revision` grows with every change.
@@ -50,6 +62,13 @@ public struct Schedule: Sendable, Equatable, Codable {
     /// Same spec, target and options (what a create of an existing schedule compares).
     public func sameDefinition(as other: Schedule) -> Bool {
         spec == other.spec && target == other.target && options == other.options
+    }
+
+    /// The group whose acks an occurrence waits for: fixed delay's, or the overlap
+    /// policy's. Nil when occurrences are fired and forgotten.
+    public var watchedGroup: String? {
+        if case .fixedDelay(_, let group) = spec { return group }
+        return options.overlap == .allow ? nil : options.group
     }
 
     /// The dedup key of an occurrence: `schedule/<name>/<occurrence ms>`.
@@ -102,10 +121,13 @@ public struct ScheduleOptions: Sendable, Equatable, Codable {
     /// always before the next occurrence).
     public var jitterMilliseconds: Int64
     public var paused: Bool
+    public var overlap: OverlapPolicy
+    /// The group whose acks settle an occurrence, for `overlap` skip and bufferOne.
+    public var group: String?
 
     public init(
         misfire: MisfirePolicy = .latest, catchUpWindowMilliseconds: Int64 = 3_600_000, startAt: Int64? = nil, endAt: Int64? = nil,
-        jitterMilliseconds: Int64 = 0, paused: Bool = false
+        jitterMilliseconds: Int64 = 0, paused: Bool = false, overlap: OverlapPolicy = .allow, group: String? = nil
     ) {
         self.misfire = misfire
         self.catchUpWindowMilliseconds = catchUpWindowMilliseconds
@@ -113,10 +135,12 @@ public struct ScheduleOptions: Sendable, Equatable, Codable {
         self.endAt = endAt
         self.jitterMilliseconds = jitterMilliseconds
         self.paused = paused
+        self.overlap = overlap
+        self.group = group
     }
 
     private enum CodingKeys: String, CodingKey {
-        case misfire, catchUpWindowMilliseconds, startAt, endAt, jitterMilliseconds, paused
+        case misfire, catchUpWindowMilliseconds, startAt, endAt, jitterMilliseconds, paused, overlap, group
     }
 
     /// Every option may be left out (its default).
@@ -129,6 +153,8 @@ public struct ScheduleOptions: Sendable, Equatable, Codable {
         endAt = try c.decodeIfPresent(Int64.self, forKey: .endAt)
         jitterMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .jitterMilliseconds) ?? d.jitterMilliseconds
         paused = try c.decodeIfPresent(Bool.self, forKey: .paused) ?? d.paused
+        overlap = try c.decodeIfPresent(OverlapPolicy.self, forKey: .overlap) ?? d.overlap
+        group = try c.decodeIfPresent(String.self, forKey: .group)
     }
 
     /// At most a year of catch-up, and of jitter.

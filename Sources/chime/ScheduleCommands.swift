@@ -61,8 +61,11 @@ struct SchedulesCommand: AsyncParsableCommand {
             abstract: "Create a schedule (or with --update/--upsert change one).",
             discussion: """
                 Give exactly one spec: --cron (5 fields, or 6 with seconds first; @daily-style
-                macros; @every 30s) with --tz, --every, --fixed-rate (with --initial-delay), or
-                --at (once). Creating a schedule that exists with the same definition changes
+                macros; @every 30s) with --tz, --every, --fixed-rate (with --initial-delay),
+                --fixed-delay with --group (the next occurrence comes this long after the group
+                acks the previous one), or --at (once). --overlap skip or bufferOne with --group:
+                while the previous occurrence is unacked in the group, an occurrence is skipped,
+                or one is held and published when the previous one is acked. Creating a schedule that exists with the same definition changes
                 nothing; with another definition it is refused unless --update or --upsert. An
                 update takes effect from the next occurrence.
 
@@ -71,6 +74,8 @@ struct SchedulesCommand: AsyncParsableCommand {
                   chime schedules create sweep --cron '0 */5 * * * *' --tz Asia/Shanghai --topic jobs --key shard-1 --header kind=sweep
                   chime schedules create poll --every 30s --topic jobs --jitter 5s --misfire none
                   chime schedules create launch --at 2027-01-01T00:00:00Z --topic jobs
+                  chime schedules create sync --every 1m --topic jobs --overlap skip --group syncers
+                  chime schedules create drain --fixed-delay 30s --group drainers --topic jobs
                 """)
         @OptionGroup var broker: BrokerAddress
         @Argument(help: "The schedule's name ([A-Za-z0-9._-], unique on the broker).") var name: String
@@ -81,6 +86,9 @@ struct SchedulesCommand: AsyncParsableCommand {
         @Option(name: .customLong("fixed-rate"), help: "Every <duration>, from now plus --initial-delay.") var fixedRate: String?
         @Option(name: .customLong("initial-delay"), help: "With --fixed-rate: the first occurrence's delay.") var initialDelay = "0s"
         @Option(name: .long, help: "Once, at this time (ISO 8601).") var at: String?
+        @Option(name: .customLong("fixed-delay"), help: "This long after the previous occurrence is acked by --group (the first: from now).") var fixedDelay: String?
+        @Option(name: .long, help: "The group whose acks settle an occurrence (--fixed-delay, --overlap).") var group: String?
+        @Option(name: .long, help: "While the previous occurrence is unacked in --group: allow, skip, or bufferOne (hold one).") var overlap = "allow"
         @Option(name: .long, help: "The topic the occurrences are published to.") var topic: String
         @Option(name: .long, help: "The messages' key.") var key: String?
         @Option(name: .long, help: "A header name=value for the messages (repeatable).") var header: [String] = []
@@ -95,8 +103,12 @@ struct SchedulesCommand: AsyncParsableCommand {
         @Flag(name: .long, help: "Print the schedule as JSON.") var json = false
 
         func validate() throws {
-            let specs = [cron, every, fixedRate, at].compactMap { $0 }
-            guard specs.count == 1 else { throw ValidationError("give exactly one of --cron, --every, --fixed-rate, --at") }
+            let specs = [cron, every, fixedRate, fixedDelay, at].compactMap { $0 }
+            guard specs.count == 1 else { throw ValidationError("give exactly one of --cron, --every, --fixed-rate, --fixed-delay, --at") }
+            guard let policy = OverlapPolicy(rawValue: overlap) else { throw ValidationError("--overlap must be allow, skip or bufferOne, not '\(overlap)'") }
+            if (policy != .allow || fixedDelay != nil) && group == nil {
+                throw ValidationError("--group names the group whose acks settle an occurrence (needed by --fixed-delay and --overlap \(overlap))")
+            }
             guard MisfirePolicy(rawValue: misfire) != nil else { throw ValidationError("--misfire must be latest, all or none, not '\(misfire)'") }
             guard !(update && upsert) else { throw ValidationError("--update and --upsert exclude each other") }
             for h in header where !h.contains("=") { throw ValidationError("--header '\(h)' is not name=value") }
@@ -117,6 +129,8 @@ struct SchedulesCommand: AsyncParsableCommand {
                 do { spec = try ScheduleSpec.parse(cron, zone: zone) } catch { throw CommandFailure(description: "--cron '\(cron)': \(error)") }
             } else if let every {
                 spec = .every(intervalMs: try duration(every, "--every"), anchorMs: 0)
+            } else if let fixedDelay {
+                spec = .fixedDelay(intervalMs: try duration(fixedDelay, "--fixed-delay"), group: group!)
             } else if let fixedRate {
                 spec = .fixedRate(intervalMs: try duration(fixedRate, "--fixed-rate"), initialDelayMs: try duration(initialDelay, "--initial-delay"), anchorMs: now)
             } else {
@@ -129,7 +143,8 @@ struct SchedulesCommand: AsyncParsableCommand {
             let options = ScheduleOptions(
                 misfire: MisfirePolicy(rawValue: misfire)!, catchUpWindowMilliseconds: try duration(catchUp, "--catch-up"),
                 startAt: try start.map { try time($0, "--start") }, endAt: try end.map { try time($0, "--end") },
-                jitterMilliseconds: try duration(jitter, "--jitter"), paused: paused)
+                jitterMilliseconds: try duration(jitter, "--jitter"), paused: paused, overlap: OverlapPolicy(rawValue: overlap)!,
+                group: OverlapPolicy(rawValue: overlap)! == .allow ? nil : group)
             let schedule = Schedule(
                 name: name, spec: spec, target: ScheduleTarget(topic: topic, key: key.map { Array($0.utf8) }, headers: headers, body: Array(body.utf8)),
                 options: options)

@@ -38,6 +38,7 @@ import Testing
         func publishInternal(topic: String, messages: [OutgoingMessage]) async throws {
             try await broker.publishInternal(topic: topic, messages: messages)
         }
+        var occurrenceWatch: OccurrenceWatch { broker.occurrenceWatch }
     }
 
     /// The first member's rebalance is held while it reads its topics; the second member

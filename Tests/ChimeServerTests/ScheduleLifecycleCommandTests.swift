@@ -67,6 +67,10 @@ import Testing
         #expect(try Self.chime(["schedules", "create", "x", "--every", "1s", "--cron", "@daily", "--topic", "t"], server, withErrors: true).status == 64)
         #expect(try Self.chime(["schedules", "create", "x", "--every", "soon", "--topic", "t"], server, withErrors: true).status == 64)
         #expect(try Self.chime(["schedules", "create", "x", "--every", "1s", "--topic", "t", "--misfire", "sometimes"], server, withErrors: true).status == 64)
+        #expect(try Self.chime(["schedules", "create", "x", "--every", "1s", "--topic", "t", "--overlap", "skip"], server, withErrors: true).status == 64, "no group")
+        #expect(try Self.chime(["schedules", "create", "x", "--fixed-delay", "10s", "--topic", "t"], server, withErrors: true).status == 64, "no group")
         #expect(try Self.chime(["schedules"], server).output.hasPrefix("no schedules"), "nothing was made")
+        let watched = try Self.chime(["schedules", "create", "drain", "--fixed-delay", "10s", "--group", "drainers", "--topic", "t"], server)
+        #expect(watched.status == 0 && watched.output.hasPrefix("drain: fixed delay 10s after acks in drainers → t, next "), "\(watched.output)")
     }
 }
