@@ -309,7 +309,6 @@ extension Partition {
     func defineSchedule(_ schedule: Schedule) async throws -> ScheduleInfo {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         try schedules.define(schedule)
-        plannerCache.forget(schedule.name)
         watch.forget(schedule.name)
         try await cancelPlans([schedule.name])
         if !schedule.options.paused { try await planSchedules([(schedule.name, nil)]) }
@@ -321,7 +320,6 @@ extension Partition {
         guard schedules.rows[name] != nil else { throw BrokerError(.unknownSchedule, "no schedule is named \(name)") }
         try await cancelPlans([name])
         try schedules.delete(name)
-        plannerCache.forget(name)
         watch.forget(name)
     }
 
@@ -378,27 +376,25 @@ extension Partition {
     }
 }
 
-/// Checked timetables of the schedules planned lately, so that planning a busy schedule
-/// does not parse its spec every time: bounded, emptied when full (memory does not grow
-/// with the number of schedules).
+/// Checked timetables by spec, so that planning does not parse a spec for every
+/// occurrence: schedules sharing a spec (a thousand `@every 1s`) share one. Bounded,
+/// emptied when full: memory does not grow with the number of schedules.
 final class SchedulePlannerCache {
     static let capacity = 4_096
-    private var planners: [String: SchedulePlanner] = [:]
+    private var timetables: [ScheduleSpec: Timetable] = [:]
 
     func planner(for schedule: Schedule) throws -> SchedulePlanner {
-        if let p = planners[schedule.name], p.schedule == schedule { return p }
-        let p: SchedulePlanner
+        if let t = timetables[schedule.spec] { return SchedulePlanner(schedule, timetable: t) }
+        let t: Timetable
         do {
-            p = try SchedulePlanner(schedule)
+            t = try schedule.spec.timetable()
         } catch {
             throw BrokerError(.badSchedule, "schedule \(schedule.name): \(error)")
         }
-        if planners.count >= Self.capacity { planners.removeAll(keepingCapacity: true) }
-        planners[schedule.name] = p
-        return p
+        if timetables.count >= Self.capacity { timetables.removeAll(keepingCapacity: true) }
+        timetables[schedule.spec] = t
+        return SchedulePlanner(schedule, timetable: t)
     }
-
-    func forget(_ name: String) { planners[name] = nil }
 }
 
 /// `chime_schedule_occurrences_total{topic}`, `chime_schedule_missed_total{topic,policy}`

@@ -195,6 +195,9 @@ actor Partition {
                     // Windows are counted from the publish; a fired record carries its publish time.
                     let published = meta.publishedAt ?? r.record.timestamp
                     let recordID = meta.idKind.map { id($0, meta.idValue) } ?? id(.ready, r.offset)
+                    // An expired key would only be pruned again (every schedule occurrence
+                    // carries one: millions after a long run).
+                    guard published.saturatingAdd(window) > now else { continue }
                     state.remember(KeyHash.of(key), expiry: published.saturatingAdd(window), id: recordID)
                 }
             }

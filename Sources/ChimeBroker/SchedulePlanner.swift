@@ -23,12 +23,19 @@ struct SchedulePlanner {
         var catchingUp = false
     }
 
-    let schedule: Schedule
+    let name: String
+    let options: ScheduleOptions
     let timetable: Timetable
 
     init(_ schedule: Schedule) throws(ScheduleSpecError) {
-        self.schedule = schedule
-        timetable = try schedule.spec.timetable()
+        self.init(schedule, timetable: try schedule.spec.timetable())
+    }
+
+    /// With the timetable of the schedule's spec, made already (`SchedulePlannerCache`).
+    init(_ schedule: Schedule, timetable: Timetable) {
+        name = schedule.name
+        options = schedule.options
+        self.timetable = timetable
     }
 
     /// The occurrence after `last` (nil: none yet, so the first one after `now`), with the
@@ -40,7 +47,6 @@ struct SchedulePlanner {
             guard let occurrence = timetable.next(afterAckAtMs: last ?? now) else { return Decision(outcome: .ended) }
             return Decision(outcome: .plan(occurrence: occurrence, fireAt: occurrence))
         }
-        let options = schedule.options
         var from = last ?? now
         if let start = options.startAt, start - 1 > from { from = start - 1 }
         guard var candidate = timetable.next(after: from) else { return Decision(outcome: .ended) }
@@ -100,8 +106,8 @@ struct SchedulePlanner {
     /// When an occurrence fires: with jitter, deterministic per schedule and occurrence and
     /// before the following occurrence.
     func fireTime(of occurrence: Int64) -> Int64 {
-        let jitter = schedule.options.jitterMilliseconds
+        let jitter = options.jitterMilliseconds
         guard jitter > 0 else { return occurrence }
-        return jittered(occurrence: occurrence, next: timetable.next(after: occurrence), maxJitterMs: jitter, seed: schedule.name)
+        return jittered(occurrence: occurrence, next: timetable.next(after: occurrence), maxJitterMs: jitter, seed: name)
     }
 }

@@ -31,15 +31,19 @@ final class ScheduleTable {
         var revision: Int64
     }
 
-    struct Row {
-        var schedule: Schedule
-        var plan: Plan?
+    /// A class: looked up for every occurrence, never copied field by field (a struct of a
+    /// schedule's strings and arrays cost a retain per field per lookup).
+    final class Row {
+        fileprivate(set) var schedule: Schedule
+        fileprivate(set) var plan: Plan?
         /// A plan whose cancel was begun (`unplanned`) and maybe not done.
-        var cancelling: Int64?
+        fileprivate(set) var cancelling: Int64?
         /// The last occurrence fired since the partition opened.
-        var lastOccurrence: Int64?
+        fileprivate(set) var lastOccurrence: Int64?
         /// A watched schedule's last occurrence published, and its ready-log offset.
-        var published: (occurrence: Int64, offset: Int64)?
+        fileprivate(set) var published: (occurrence: Int64, offset: Int64)?
+
+        init(schedule: Schedule) { self.schedule = schedule }
     }
 
     static let opHeader = "op"
