@@ -32,11 +32,9 @@ actor ScheduleDirectory {
 }
 
 extension Broker {
-    /// The partition of `topic` a schedule named `name` lives in: FNV-1a of the name.
+    /// The partition of `topic` a schedule named `name` lives in: the name's key hash.
     static func schedulePartition(_ name: String, of count: Int) -> Int {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return Int(h % UInt64(count))
+        Int(KeyHash.of(Array(name.utf8)) % UInt64(count))
     }
 
     /// Reads every partition's schedule names into the directory (at opening).

@@ -14,9 +14,7 @@ import Synchronization
 extension Partition {
     /// The occurrence entry for `occurrence` of `schedule`, due at `fireAt`.
     static func occurrenceMessage(_ schedule: Schedule, occurrence: Int64, fireAt: Int64, now: Int64) -> ScheduledMessage {
-        var headers = schedule.target.headers.map { RecordHeader(name: $0.name, value: $0.value) }
-        headers.append(RecordHeader(name: ReservedHeader.schedule, value: Array(schedule.name.utf8)))
-        headers.append(RecordHeader(name: ReservedHeader.occurrence, value: Array(String(occurrence).utf8)))
+        var headers = occurrenceHeaders(schedule, occurrence)
         headers.append(RecordHeader(name: ReservedHeader.dedup, value: Schedule.dedupKey(name: schedule.name, occurrence: occurrence)))
         var revision: [UInt8] = []
         LittleEndian.append(schedule.revision, to: &revision)
@@ -45,6 +43,15 @@ extension Partition {
         else { return nil }
         let overlap: OverlapPolicy = code == 1 ? .skip : code == 2 ? .bufferOne : .allow
         return (fields.name, fields.occurrence, overlap, group)
+    }
+
+    /// What every occurrence's message carries: the target's headers, the schedule's name
+    /// and the occurrence's time.
+    static func occurrenceHeaders(_ schedule: Schedule, _ occurrence: Int64) -> [RecordHeader] {
+        var headers = schedule.target.headers.map { RecordHeader(name: $0.name, value: $0.value) }
+        headers.append(RecordHeader(name: ReservedHeader.schedule, value: Array(schedule.name.utf8)))
+        headers.append(RecordHeader(name: ReservedHeader.occurrence, value: Array(String(occurrence).utf8)))
+        return headers
     }
 
     /// Name, occurrence and revision of an occurrence entry, from its headers.
@@ -204,7 +211,6 @@ extension Partition {
                     (fields.name, ScheduleTable.Plan(occurrence: fields.occurrence, fireAt: m.dueAt, timerID: e.position, revision: fields.revision)))
             }
         }
-        for a in adopted { schedules.adopt(a.name, a.plan) }
         let latest = Dictionary(adopted.map { ($0.name, $0) }, uniquingKeysWith: { $0.plan.timerID > $1.plan.timerID ? $0 : $1 })
         try schedules.planned(Array(latest.values))
         for id in schedules.takeOrphans() { try? await loop.cancel(id) }
@@ -329,11 +335,8 @@ extension Partition {
     func publishOccurrences(_ name: String, _ occurrences: [Int64]) async throws -> [PublishedMessage] {
         guard let row = schedules.rows[name] else { throw BrokerError(.unknownSchedule, "no schedule is named \(name)") }
         let messages = occurrences.map { occurrence in
-            var headers = row.schedule.target.headers.map { RecordHeader(name: $0.name, value: $0.value) }
-            headers.append(RecordHeader(name: ReservedHeader.schedule, value: Array(name.utf8)))
-            headers.append(RecordHeader(name: ReservedHeader.occurrence, value: Array(String(occurrence).utf8)))
-            return OutgoingMessage(
-                key: row.schedule.target.key, headers: headers, body: row.schedule.target.body,
+            OutgoingMessage(
+                key: row.schedule.target.key, headers: Self.occurrenceHeaders(row.schedule, occurrence), body: row.schedule.target.body,
                 dedupKey: Schedule.dedupKey(name: name, occurrence: occurrence))
         }
         return try await publish(messages, producer: nil, asBroker: true)

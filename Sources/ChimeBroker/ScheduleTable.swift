@@ -192,14 +192,6 @@ final class ScheduleTable {
         rows[name]!.plan = nil
     }
 
-    /// A plan found in the timer log's tail, newer than the table's: taken as the plan (and
-    /// recorded again by the caller).
-    func adopt(_ name: String, _ plan: Plan) {
-        guard rows[name] != nil else { return }
-        rows[name]!.plan = plan
-        rows[name]!.cancelling = nil
-    }
-
     private func append(_ entries: [(name: String, op: Op, body: [UInt8])]) throws {
         var builder = RecordBatchBuilder(capacity: entries.reduce(64) { $0 + $1.name.utf8.count + $1.body.count + 32 })
         let now = clock()
