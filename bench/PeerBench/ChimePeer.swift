@@ -1,3 +1,4 @@
+import Foundation
 import ChimeClient
 import ChimeProtocol
 import Logging
@@ -14,7 +15,7 @@ struct ChimePeer: Peer {
     static let group = "suite-workers"
 
     func command(data: String, port: Int) -> (executable: String, arguments: [String]) {
-        (executable, ["serve", "--data", data, "--port", "\(port)", "--no-admin"])
+        (executable, ["serve", "--data", data, "--port", "\(port)"] + (ProcessInfo.processInfo.environment["CHIME_BENCH_ADMIN"].map { ["--admin-port", $0] } ?? ["--no-admin"]))
     }
 
     private func client(port: Int, name: String) -> ChimeClient {

@@ -233,6 +233,8 @@ struct Suite {
             add(name, "lateness p50 (received − occurrence)", unit: "ms", peer, runs: results.map(\.latenessMs.p50), higherIsBetter: false, note: judged)
             add(name, "lateness p99", unit: "ms", peer, runs: results.map(\.latenessMs.p99), higherIsBetter: false, note: "goal ≤ 5 ms, 0 missing, 0 twice")
             add(name, "lateness max", unit: "ms", peer, runs: results.map(\.latenessMs.max), higherIsBetter: false)
+            add(name, "lateness at delivery p50 (broker's deliveredAt − occurrence)", unit: "ms", peer, runs: results.map(\.deliveredMs.p50), higherIsBetter: false)
+            add(name, "lateness at delivery p99", unit: "ms", peer, runs: results.map(\.deliveredMs.p99), higherIsBetter: false)
             add(name, "schedules created", unit: "/s", peer, runs: results.map(\.createdPerSecond), higherIsBetter: true, note: "8 connections × 32 requests in flight")
             add(
                 name, "resident memory per schedule (after creating)", unit: "B", peer,

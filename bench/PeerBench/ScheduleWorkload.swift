@@ -16,6 +16,8 @@ enum ScheduleWorkload {
     struct Result {
         var createdPerSecond: Double
         var latenessMs: (p50: Double, p99: Double, max: Double)
+        /// The broker's side of it: deliveredAt (when a fetch took it) − occurrence.
+        var deliveredMs: (p50: Double, p99: Double)
         var occurrences: Int
         var missing: Int
         var duplicates: Int
@@ -84,6 +86,7 @@ enum ScheduleWorkload {
         let endMs = startMs + Int64(seconds) * 1000
         let seen = Shared<[Int: [Int64]]>([:])
         let lateness = Shared<[Int64]>([])
+        let delivered = Shared<[Int64]>([])
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for c in 0..<2 {
                 tasks.addTask {
@@ -93,6 +96,7 @@ enum ScheduleWorkload {
                         let batch = try await it.fetchBatch()
                         let now = Int64(Date().timeIntervalSince1970 * 1000)
                         var late: [Int64] = []
+                        var atDelivery: [Int64] = []
                         var got: [(Int, Int64)] = []
                         late.reserveCapacity(batch.count)
                         for m in batch {
@@ -100,10 +104,14 @@ enum ScheduleWorkload {
                                 let n = Int(String(decoding: m.body, as: UTF8.self))
                             else { continue }
                             got.append((n, at))
-                            if at >= startMs && at < endMs { late.append(now - at) }
+                            if at >= startMs && at < endMs {
+                                late.append(now - at)
+                                atDelivery.append(m.delivery.deliveredAt - at)
+                            }
                         }
                         seen.value.withLock { s in for (n, at) in got { s[n, default: []].append(at) } }
                         lateness.value.withLock { $0.append(contentsOf: late) }
+                        delivered.value.withLock { $0.append(contentsOf: atDelivery) }
                         if !batch.isEmpty { _ = try await consumer.ack(batch) }
                     }
                     await it.leave()
@@ -129,6 +137,8 @@ enum ScheduleWorkload {
         }
         let sorted = lateness.value.withLock { $0 }.sorted()
         func p(_ q: Double) -> Double { sorted.isEmpty ? .nan : Double(percentile(sorted, q)) }
+        let sortedDelivered = delivered.value.withLock { $0 }.sorted()
+        func d(_ q: Double) -> Double { sortedDelivered.isEmpty ? .nan : Double(percentile(sortedDelivered, q)) }
         await admin.close()
 
         // A clean stop, then the time until the server answers again, every schedule loaded.
@@ -139,7 +149,7 @@ enum ScheduleWorkload {
         let rssRestarted = server.residentBytes()
         finished = true
         return Result(
-            createdPerSecond: Double(count) / createSeconds, latenessMs: (p(0.50), p(0.99), Double(sorted.last ?? 0)), occurrences: occurrences,
+            createdPerSecond: Double(count) / createSeconds, latenessMs: (p(0.50), p(0.99), Double(sorted.last ?? 0)), deliveredMs: (d(0.50), d(0.99)), occurrences: occurrences,
             missing: missing, duplicates: duplicates, rssBefore: rssBefore, rssCreated: rssCreated, rssRun: rssRun, restartSeconds: restart,
             rssRestarted: rssRestarted)
     }
