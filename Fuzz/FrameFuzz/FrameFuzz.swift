@@ -104,6 +104,13 @@ func decodePayload(_ frame: Frame) {
     case (.scheduleBackfill, false): check(ScheduleBackfillRequest.self, frame.payload)
     case (.scheduleList, false): check(ScheduleListRequest.self, frame.payload)
     case (.scheduleWrite, true), (.scheduleControl, true), (.scheduleBackfill, true), (.scheduleList, true): check(ScheduleReply.self, frame.payload)
+    case (.lockAcquire, false): check(LockAcquire.self, frame.payload)
+    case (.lockRenew, false): check(LockRenew.self, frame.payload)
+    case (.lockRelease, false): check(LockRelease.self, frame.payload)
+    case (.lockList, false): check(LockListRequest.self, frame.payload)
+    case (.lockAcquire, true), (.lockRenew, true): check(LockGrantReply.self, frame.payload)
+    case (.lockRelease, true): check(Empty.self, frame.payload)
+    case (.lockList, true): check(LockListReply.self, frame.payload)
     }
 }
 
@@ -259,6 +266,15 @@ struct FrameFuzzSeeds {
             ("schedule-backfill", frame(.scheduleBackfill, ScheduleBackfillRequest(name: "nightly", from: .min, to: .max))),
             ("schedule-list", frame(.scheduleList, ScheduleListRequest(name: "", upcoming: 1_000))),
             ("schedule-reply", reply(.scheduleList, ScheduleReply(document: Array(#"{"schedules":[]}"#.utf8)))),
+            ("lock-acquire", frame(.lockAcquire, LockAcquire(name: "report/2026-12-05", holder: "worker-1", ttlMilliseconds: .max, waitMilliseconds: .min))),
+            ("lock-renew", frame(.lockRenew, LockRenew(name: "report/2026-12-05", token: .max, ttlMilliseconds: 30_000))),
+            ("lock-release", frame(.lockRelease, LockRelease(name: "report/2026-12-05", token: 7, force: true))),
+            ("lock-list", frame(.lockList, LockListRequest(name: ""))),
+            ("lock-grant", reply(.lockAcquire, LockGrantReply(token: 42, expiresAt: .max))),
+            ("lock-list-reply", reply(.lockList, LockListReply(locks: [
+                WireLock(name: "a", holder: "w", token: 3, expiresAt: 1_000, waiters: 2, partition: 7),
+                WireLock(name: "b", holder: nil, token: 0, expiresAt: 0, waiters: .max, partition: 0),
+            ]))),
             ("delete-group", frame(.deleteGroup, GroupRef(name: "mailers"))),
             ("group-settings", reply(.describeGroup, WireGroupSettings(
                 mode: .partitioned, maxInFlight: 10_000, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 10_000, maxAttempts: -1, keyOrdering: false,

@@ -43,6 +43,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
     let schedulesDirectory = ScheduleDirectory()
     /// Occurrences out, awaiting their group (overlap policies, fixed delay).
     let occurrenceWatch = OccurrenceWatch()
+    /// The partitions of `__locks` (`Broker+Locks.swift`).
+    let lockPartitions: [LockPartition]
     private let lockFD: Int32
     private let state: Mutex<State>
     private let maintenance: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -98,7 +100,8 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     private var metadataPath: String { options.directory + "/meta.json" }
 
-    private init(options: BrokerOptions, logger: Logger, lockFD: Int32, state: State) {
+    private init(options: BrokerOptions, logger: Logger, lockFD: Int32, state: State, lockPartitions: [LockPartition]) {
+        self.lockPartitions = lockPartitions
         self.options = options
         self.logger = logger
         self.lockFD = lockFD
@@ -146,7 +149,14 @@ public final class Broker: GroupHost, @unchecked Sendable {
             throw BrokerError.wrapping(error, "finishing topic deletions in \(options.directory)/deleting")
         }
         let groupIDs = Set(state.groups.values.map(\.id))
-        let broker = Broker(options: options, logger: logger, lockFD: fd, state: state)
+        let lockPartitions: [LockPartition]
+        do {
+            lockPartitions = try openLockPartitions(options, logger: logger)
+        } catch {
+            Glibc.close(fd)
+            throw BrokerError.wrapping(error, "opening the lock partitions in \(options.directory)/locks")
+        }
+        let broker = Broker(options: options, logger: logger, lockFD: fd, state: state, lockPartitions: lockPartitions)
         do {
             for t in topics {
                 var partitions: [Partition] = []
@@ -967,6 +977,9 @@ public final class Broker: GroupHost, @unchecked Sendable {
         }
         var problems: [String] = []
         for g in groups { problems += await g.close() }
+        for p in lockPartitions {
+            do { try await p.close() } catch { problems.append("lock partition \(p.index): \(error)") }
+        }
         // Partitions close side by side, a few at a time: each waits for its last syncs.
         problems += await withTaskGroup(of: [String].self) { closing in
             var found: [String] = []

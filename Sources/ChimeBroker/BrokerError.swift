@@ -10,6 +10,7 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
             case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
             case leaseExpired, invalidArgument, storage, closed, limitReached, groupExists, groupInUse
             case unknownSchedule, scheduleExists, badSchedule, unknownTimeZone
+            case lockHeld, lockLost, staleToken
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -58,6 +59,15 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let badSchedule = Code(base: .badSchedule)
         /// A time zone that is not an IANA name the machine knows.
         public static let unknownTimeZone = Code(base: .unknownTimeZone)
+        /// An acquire that could not have the lock: held (the message names the holder and
+        /// until when), at once or when its wait ran out.
+        public static let lockHeld = Code(base: .lockHeld)
+        /// A renew or release under a token that is not the lock's live grant any more: it
+        /// expired, was released, or was granted anew.
+        public static let lockLost = Code(base: .lockLost)
+        /// A write fenced by a lock's token that is not the live grant (a newer one was
+        /// given, or the lock expired or was released): refused, nothing written.
+        public static let staleToken = Code(base: .staleToken)
     }
 
     public let code: Code

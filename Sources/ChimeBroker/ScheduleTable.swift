@@ -62,7 +62,7 @@ final class ScheduleTable {
     private let clock: () -> Int64
 
     init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, clock: @escaping () -> Int64, logger: Logger) throws {
-        try Self.finishCompaction(directory)
+        try TableSwap.finish(directory)
         log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         self.directory = directory
         self.configuration = configuration
@@ -210,7 +210,7 @@ final class ScheduleTable {
 
     /// Rewrites the log as its rows: a define and, if planned, a planned (or an unplanned)
     /// record each, into `schedules.new/`, synced, then swapped in by two renames. A crash
-    /// at any point leaves one whole table (`finishCompaction`).
+    /// at any point leaves one whole table (`TableSwap`).
     func compact() throws {
         let fresh = directory + ".new"
         if Directory.isDirectory(fresh) { try Directory.removeTree(fresh) }
@@ -252,38 +252,16 @@ final class ScheduleTable {
         // ran at opening, deletions cancel first): nothing of it is needed any more.
         try self.log.close()
         do {
-            try Directory.rename(directory, to: directory + ".old")
-            try Directory.rename(fresh, to: directory)
-            try Directory.sync(String(directory[..<(directory.lastIndex(of: "/") ?? directory.startIndex)]))
-            try Directory.removeTree(directory + ".old")
+            try TableSwap.swapIn(directory)
         } catch {
             // Whichever whole table is there serves on (the same rows either way).
-            try Self.finishCompaction(directory)
+            try TableSwap.finish(directory)
             self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
             throw error
         }
         self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         logger.debug("schedule table compacted", metadata: ["records": "\(records)", "now": "\(written)"])
         records = written
-    }
-
-    /// Completes or undoes a compaction a crash cut short: without the table, the new copy
-    /// (whole: it is renamed only once synced) or else the old one takes its place; beside
-    /// the table, leftover copies go.
-    static func finishCompaction(_ directory: String) throws {
-        let fresh = directory + ".new"
-        let old = directory + ".old"
-        if !Directory.isDirectory(directory) {
-            // Between the two renames: the new copy is whole.
-            if Directory.isDirectory(fresh) {
-                try Directory.rename(fresh, to: directory)
-            } else if Directory.isDirectory(old) {
-                try Directory.rename(old, to: directory)
-            }
-        }
-        // Beside the table, a new copy is one cut short, an old one is done with.
-        if Directory.isDirectory(fresh) { try Directory.removeTree(fresh) }
-        if Directory.isDirectory(old) { try Directory.removeTree(old) }
     }
 
     private static func encode(_ plan: Plan) -> [UInt8] {

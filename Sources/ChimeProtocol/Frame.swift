@@ -87,6 +87,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case scheduleControl = 26
     case scheduleBackfill = 27
     case scheduleList = 28
+    /// Version 8: locks with fencing tokens.
+    case lockAcquire = 29
+    case lockRenew = 30
+    case lockRelease = 31
+    case lockList = 32
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -97,6 +102,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .createGroup, .configureGroup, .describeGroup, .deleteGroup, .release: 5
         case .jobStatus: 6
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList: 7
+        case .lockAcquire, .lockRenew, .lockRelease, .lockList: 8
         default: 1
         }
     }

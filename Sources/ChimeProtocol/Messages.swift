@@ -16,7 +16,9 @@ public enum ProtocolVersion {
     /// 6 adds `jobStatus` (opcode 24): where a message stands, by its id.
     /// 7 adds schedules: `scheduleWrite`, `scheduleControl`, `scheduleBackfill` and
     /// `scheduleList` (opcodes 25–28), whose documents are JSON.
-    public static let current: UInt16 = 7
+    /// 8 adds locks with fencing tokens: `lockAcquire`, `lockRenew`, `lockRelease` and
+    /// `lockList` (opcodes 29–32).
+    public static let current: UInt16 = 8
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
     /// The first version whose join says whether to create the topics.

@@ -54,6 +54,13 @@ public struct WireErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     /// out of range.
     public static let badSchedule = WireErrorCode(rawValue: 123)
     public static let unknownTimeZone = WireErrorCode(rawValue: 124)
+    /// The lock is held (by whom and until when in the message); the acquire's wait, if
+    /// any, ran out.
+    public static let lockHeld = WireErrorCode(rawValue: 125)
+    /// A renew or release under a token that is no longer the lock's live grant.
+    public static let lockLost = WireErrorCode(rawValue: 126)
+    /// A fenced write whose lock token is not the live grant: nothing was written.
+    public static let staleToken = WireErrorCode(rawValue: 127)
     /// Anything else that went wrong inside the server.
     public static let internalError = WireErrorCode(rawValue: 199)
 

@@ -352,6 +352,7 @@ struct AdminError: Error {
             switch error.code {
             case .unknownTopic, .unknownGroup, .unknownMessage, .unknownSchedule: .notFound
             case .invalidName, .invalidArgument, .badSchedule, .unknownTimeZone: .badRequest
+            case .lockHeld, .lockLost, .staleToken: .conflict
             case .closed: .serviceUnavailable
             default: .internalServerError
             }

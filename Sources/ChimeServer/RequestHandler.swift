@@ -119,6 +119,8 @@ struct RequestHandler: Sendable {
             return JobStatusReply(statuses: statuses.map(WireJobStatus.init)).payload(allocator: allocator)
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList:
             return try await scheduleRequest(frame.opcode, frame.payload).payload(allocator: allocator)
+        case .lockAcquire, .lockRenew, .lockRelease, .lockList:
+            return try await lockRequest(frame.opcode, frame.payload, allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)
             guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }

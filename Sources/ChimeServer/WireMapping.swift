@@ -13,6 +13,7 @@ enum ErrorCodes {
         (.leaseExpired, .leaseExpired), (.invalidArgument, .invalidArgument), (.storage, .storage), (.closed, .closed), (.limitReached, .limitReached),
         (.groupExists, .groupExists), (.groupInUse, .groupInUse), (.unknownSchedule, .unknownSchedule), (.scheduleExists, .scheduleExists),
         (.badSchedule, .badSchedule), (.unknownTimeZone, .unknownTimeZone),
+        (.lockHeld, .lockHeld), (.lockLost, .lockLost), (.staleToken, .staleToken),
     ]
 
     static func reply(_ error: any Error) -> ErrorReply {

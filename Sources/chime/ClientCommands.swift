@@ -39,11 +39,13 @@ struct BrokerAddress: ParsableArguments {
     }
 }
 
-/// "250ms", "5s", "2m", "1h", "3d".
+/// "250ms", "5s", "2m", "1h", "3d", or "0"; nil for anything else, and for more
+/// milliseconds than an Int64 holds.
 func parseDuration(_ text: String) -> Int64? {
+    if text == "0" { return 0 }
     let units: [(String, Int64)] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
     for (suffix, factor) in units where text.hasSuffix(suffix) {
-        guard let n = Double(text.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
+        guard let n = Double(text.dropLast(suffix.count)), n >= 0, n.isFinite, n * Double(factor) < 9.2e18 else { return nil }
         return Int64(n * Double(factor))
     }
     return nil

@@ -90,7 +90,10 @@ import Testing
             }
             let isInspect = args.first == "inspect"
             if let i = args.firstIndex(of: "--timeout") { args[i + 1] = "1s" }
-            let result = try run(chime, args + (isInspect ? [] : at), input: input)
+            // The broker's address goes before a `--` (what follows is a command to run).
+            let address = isInspect ? [] : at
+            let full = args.firstIndex(of: "--").map { Array(args[..<$0]) + address + Array(args[$0...]) } ?? args + address
+            let result = try run(chime, full, input: input)
             switch line {
             case let l where l.contains("--timeout 30s"):
                 // Ten coupons within the timeout: there is one, due in 30 s, so it gives up.
