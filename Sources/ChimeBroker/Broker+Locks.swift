@@ -60,7 +60,7 @@ extension Broker {
     }
 
     public func lock(_ name: String) async throws -> LockInfo {
-        try LockPartition.check(name: name, holder: "", ttl: 1, wait: 0)
+        try LockPartition.check(name: name)
         let p = lockPartition(name)
         return LockInfo(await p.inspect(name), partition: p.index)
     }
@@ -74,9 +74,10 @@ extension Broker {
 
     /// Refuses a write fenced by (`name`, `token`) unless `token` is the lock's live grant.
     public func checkFence(lock name: String, token: Int64) async throws {
-        try LockPartition.check(name: name, holder: "", ttl: 1, wait: 0)
-        guard await lockPartition(name).isCurrent(name, token: token) else {
-            let info = await lockPartition(name).inspect(name)
+        try LockPartition.check(name: name)
+        let p = lockPartition(name)
+        guard await p.isCurrent(name, token: token) else {
+            let info = await p.inspect(name)
             let now = info.token.map { "; the live grant is token \($0)" } ?? "; nobody holds it"
             throw BrokerError(.staleToken, "lock \(name): token \(token) is not the live grant\(now); nothing was written")
         }

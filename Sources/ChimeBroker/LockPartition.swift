@@ -150,7 +150,7 @@ actor LockPartition {
     /// Releases `name`: its live grant `token`, or whoever holds it with `force` (token
     /// nil). The next waiter is granted it at once.
     func release(_ name: String, token: Int64?) async throws {
-        try Self.check(name: name, holder: "", ttl: 1, wait: 0)
+        try Self.check(name: name)
         try checkOpen()
         let now = clock.now()
         switch table.release(name, token: token, now: now) {
@@ -356,10 +356,14 @@ actor LockPartition {
 
     // MARK: - Checks and errors
 
-    static func check(name: String, holder: String, ttl: Int64, wait: Int64) throws {
+    static func check(name: String) throws {
         guard !name.isEmpty, name.utf8.count <= maximumNameBytes else {
             throw BrokerError(.invalidArgument, "a lock name is 1 to \(maximumNameBytes) bytes of UTF-8 (this one is \(name.utf8.count))")
         }
+    }
+
+    static func check(name: String, holder: String, ttl: Int64, wait: Int64) throws {
+        try check(name: name)
         guard holder.utf8.count <= maximumHolderBytes else {
             throw BrokerError(.invalidArgument, "a lock holder's name is at most \(maximumHolderBytes) bytes (this one is \(holder.utf8.count))")
         }

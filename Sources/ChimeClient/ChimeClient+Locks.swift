@@ -34,7 +34,7 @@ extension ChimeClient {
             let slice = min(max(left, .zero), Self.longestBrokerWait)
             do {
                 let reply = try await call(
-                    .lockAcquire, LockAcquire(name: name, holder: connector.optionsName, ttlMilliseconds: ttl.milliseconds, waitMilliseconds: slice.milliseconds),
+                    .lockAcquire, LockAcquire(name: name, holder: connector.optionsName, ttlMilliseconds: Self.milliseconds(ttl), waitMilliseconds: Self.milliseconds(slice)),
                     as: LockGrantReply.self)
                 return LockLease(name: name, token: reply.token, expiresAt: reply.expiresAt)
             } catch let error as ClientError where error.wireCode == .lockHeld && ContinuousClock.now < deadline {
@@ -48,7 +48,7 @@ extension ChimeClient {
     public func tryAcquire(_ name: String, ttl: Duration) async throws -> LockLease? {
         do {
             let reply = try await call(
-                .lockAcquire, LockAcquire(name: name, holder: connector.optionsName, ttlMilliseconds: ttl.milliseconds, waitMilliseconds: 0), as: LockGrantReply.self)
+                .lockAcquire, LockAcquire(name: name, holder: connector.optionsName, ttlMilliseconds: Self.milliseconds(ttl), waitMilliseconds: 0), as: LockGrantReply.self)
             return LockLease(name: name, token: reply.token, expiresAt: reply.expiresAt)
         } catch let error as ClientError where error.wireCode == .lockHeld {
             return nil
@@ -57,7 +57,7 @@ extension ChimeClient {
 
     /// Extends `lease` to `ttl` from now; `lockLost` when it is no longer the live grant.
     public func renew(_ lease: LockLease, ttl: Duration) async throws -> LockLease {
-        let reply = try await call(.lockRenew, LockRenew(name: lease.name, token: lease.token, ttlMilliseconds: ttl.milliseconds), as: LockGrantReply.self)
+        let reply = try await call(.lockRenew, LockRenew(name: lease.name, token: lease.token, ttlMilliseconds: Self.milliseconds(ttl)), as: LockGrantReply.self)
         return LockLease(name: lease.name, token: reply.token, expiresAt: reply.expiresAt)
     }
 
@@ -122,13 +122,11 @@ extension ChimeClient {
                 }
                 return nil
             }
+            // The first to end — the body (done) or the renewer (lost) — stops the other.
             var outcome: Result<T, any Error>?
             for await r in tasks {
-                // The first to end: the body (done), or the renewer (lost): either way the
-                // other stops.
                 tasks.cancelAll()
                 if let r { outcome = r }
-                if outcome == nil, lost.reason != nil { continue }
             }
             return outcome ?? .failure(CancellationError())
         }
@@ -138,7 +136,7 @@ extension ChimeClient {
         return try result.get()
     }
 
-    /// `operation`'s result, or a `LockLostError`-bound timeout at `deadline`.
+    /// `operation`'s result, or `CancellationError` if it has none by `deadline`.
     private func withDeadline<R: Sendable>(_ deadline: ContinuousClock.Instant, _ operation: @escaping @Sendable () async throws -> R) async throws -> R {
         try await withThrowingTaskGroup(of: R?.self) { tasks in
             tasks.addTask { try await operation() }
@@ -159,13 +157,4 @@ private final class LostFlag: @unchecked Sendable {
     private var value: String?
     var reason: String? { lock.withLock { value } }
     func set(_ reason: String) { lock.withLock { if value == nil { value = reason } } }
-}
-
-extension Duration {
-    /// Whole milliseconds, saturating.
-    var milliseconds: Int64 {
-        let (s, a) = components
-        let (ms, overflow) = s.multipliedReportingOverflow(by: 1_000)
-        return overflow ? (s < 0 ? .min : .max) : ms.addingReportingOverflow(a / 1_000_000_000_000_000).partialValue
-    }
 }

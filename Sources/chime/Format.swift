@@ -23,6 +23,15 @@ enum Format {
         return text
     }
 
+    /// A table's lines: columns as wide as their widest cell and two spaces, the last one
+    /// unpadded.
+    static func table(_ header: [String], _ rows: [[String]]) -> [String] {
+        let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! + 2 }
+        return ([header] + rows).map { row in
+            row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined()
+        }
+    }
+
     /// A JSON string literal (the admin port's encoder).
     static func json(_ s: String) -> String {
         var out = ""

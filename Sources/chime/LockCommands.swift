@@ -50,10 +50,7 @@ struct LocksCommand: AsyncParsableCommand {
                 [l.name, l.holder ?? "-", l.token == 0 ? "-" : "\(l.token)", l.token == 0 ? "-" : relative(l.expiresAt, now: now), "\(l.waiters)"]
             }
             let header = ["NAME", "HOLDER", "TOKEN", "EXPIRES", "WAITERS"]
-            let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! + 2 }
-            for row in [header] + rows {
-                print(row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined())
-            }
+            for line in Format.table(header, rows) { print(line) }
         }
     }
 

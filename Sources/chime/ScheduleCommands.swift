@@ -47,12 +47,8 @@ struct SchedulesCommand: AsyncParsableCommand {
                 [i.schedule.name, specText(i.schedule.spec), zoneText(i.schedule.spec).isEmpty ? "-" : zoneText(i.schedule.spec), i.schedule.target.topic,
                     i.nextOccurrence.map(isoTime) ?? "-", i.lastOccurrence.map(isoTime) ?? "-", i.idle ?? "active"]
             }
-            // Columns as wide as their widest cell.
             let header = ["NAME", "SPEC", "ZONE", "TOPIC", "NEXT", "LAST", "STATE"]
-            let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max()! + 2 }
-            for row in [header] + rows {
-                print(row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined())
-            }
+            for line in Format.table(header, rows) { print(line) }
         }
     }
 

@@ -16,7 +16,7 @@ import Testing
     /// grant's writes were made while it was live.
     @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func staleHoldersWritesAreRefusedByToken(seed: UInt64) {
-        var random = SeededRandom(seed)
+        var random = SplitMix64(seed: seed)
         var table = LockTable()
         var now: Int64 = 1_000_000
         struct Holder {
@@ -203,17 +203,4 @@ private func eventually(_ condition: () async throws -> Bool) async throws {
         try await Task.sleep(for: .milliseconds(5))
     }
     Issue.record("the condition never held")
-}
-
-/// SplitMix64: a seeded generator, the same sequence for a seed everywhere.
-private struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
