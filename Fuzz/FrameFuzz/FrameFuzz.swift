@@ -88,7 +88,7 @@ func decodePayload(_ frame: Frame) {
     case (.fetch, false): check(Fetch.self, frame.payload)
     case (.fetch, true), (.peek, true): check(Deliveries.self, frame.payload)
     case (.peek, false): check(Peek.self, frame.payload)
-    case (.ack, false), (.nack, false), (.extend, false), (.term, false), (.release, false): check(Settle.self, frame.payload)
+    case (.ack, false), (.nack, false), (.extend, false), (.term, false), (.release, false): checkEveryLayout(Settle.self, frame.payload)
     case (.ack, true), (.nack, true), (.extend, true), (.term, true), (.release, true): check(SettleReply.self, frame.payload)
     case (.stats, false): check(StatsRequest.self, frame.payload)
     case (.stats, true): check(StatsReply.self, frame.payload)
@@ -111,6 +111,14 @@ func decodePayload(_ frame: Frame) {
     case (.lockAcquire, true), (.lockRenew, true): check(LockGrantReply.self, frame.payload)
     case (.lockRelease, true): check(Empty.self, frame.payload)
     case (.lockList, true): check(LockListReply.self, frame.payload)
+    case (.jobAbort, false): check(JobAbort.self, frame.payload)
+    case (.jobAbort, true): check(JobAbortReply.self, frame.payload)
+    case (.abortNotices, false): check(MemberRef.self, frame.payload)
+    case (.abortNotices, true): check(AbortNotices.self, frame.payload)
+    case (.jobSnooze, false): check(JobSnooze.self, frame.payload)
+    case (.jobSnooze, true): check(JobSnoozeReply.self, frame.payload)
+    case (.callbackComplete, false): check(CallbackComplete.self, frame.payload)
+    case (.callbackComplete, true): check(Empty.self, frame.payload)
     }
 }
 
@@ -259,6 +267,8 @@ struct FrameFuzzSeeds {
                 WireJobStatus(group: "b", state: .retrying(nextAttemptAt: nil, attempts: 2, lastError: "boom")),
                 WireJobStatus(group: "c", state: .dead(reason: "poison", attempts: 5)),
                 WireJobStatus(group: "d", state: .succeeded),
+                WireJobStatus(group: "e", state: .aborted(whileRunning: true, reason: "stop")),
+                WireJobStatus(group: "f", state: .waiting(until: .max, callback: true)),
             ]))),
             ("schedule-write", frame(.scheduleWrite, ScheduleWriteRequest(mode: 2, definition: Array(
                 #"{"name":"nightly","spec":{"cron":{"expression":"0 3 * * *","zone":"Europe/Berlin"}},"target":{"topic":"reports","body":[114,117,110]},"options":{"misfire":"all"}}"#.utf8)))),
@@ -270,6 +280,15 @@ struct FrameFuzzSeeds {
             ("lock-renew", frame(.lockRenew, LockRenew(name: "report/2026-12-05", token: .max, ttlMilliseconds: 30_000))),
             ("lock-release", frame(.lockRelease, LockRelease(name: "report/2026-12-05", token: 7, force: true))),
             ("lock-list", frame(.lockList, LockListRequest(name: ""))),
+            ("fenced-publish", frame(.publish, Publish(topic: "ledger", records: [record], fence: WireFence(lock: "ledger/7", token: .max)))),
+            ("fenced-ack", frame(.ack, Settle(group: "g", memberID: 1, receipts: [receipt], fence: WireFence(lock: "ledger/7", token: -1)))),
+            ("job-abort", frame(.jobAbort, JobAbort(id: WireMessageID(topicID: 3, partition: 1, kind: 0, value: .max), reason: "customer cancelled"))),
+            ("job-abort-reply", reply(.jobAbort, JobAbortReply(outcome: .signalled))),
+            ("abort-notices", frame(.abortNotices, MemberRef(group: "g", memberID: .max))),
+            ("abort-notices-reply", reply(.abortNotices, AbortNotices(receipts: [receipt, receipt]))),
+            ("job-snooze", frame(.jobSnooze, JobSnooze(group: "g", memberID: 1, receipt: receipt, milliseconds: .max, callback: true, state: [1, 2, 3]))),
+            ("job-snooze-reply", reply(.jobSnooze, JobSnoozeReply(id: WireMessageID(topicID: 3, partition: 1, kind: 1, value: 8_191), token: "3-1-s8191.9f86d081884c7d65"))),
+            ("callback-complete", frame(.callbackComplete, CallbackComplete(token: "3-1-s8191.9f86d081884c7d65", payload: Array("approved".utf8)))),
             ("lock-grant", reply(.lockAcquire, LockGrantReply(token: 42, expiresAt: .max))),
             ("lock-list-reply", reply(.lockList, LockListReply(locks: [
                 WireLock(name: "a", holder: "w", token: 3, expiresAt: 1_000, waiters: 2, partition: 7),

@@ -74,8 +74,8 @@ extension Broker {
         do {
             guard let status = try await jobStatus(id, group: group).first else { return nil }
             switch status.state {
-            case .succeeded, .finished, .dead, .cancelled: return true
-            case .scheduled, .ready, .running, .retrying: return false
+            case .succeeded, .finished, .dead, .cancelled, .aborted: return true
+            case .scheduled, .ready, .running, .retrying, .waiting: return false
             }
         } catch let error as BrokerError where error.code == .unknownGroup {
             return false

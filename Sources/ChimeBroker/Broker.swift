@@ -593,7 +593,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return out
     }
 
-    private func partition(of id: MessageID) throws -> Partition {
+    func partition(of id: MessageID) throws -> Partition {
         guard let p = partition(PartitionKey(topicID: id.topicID, partition: id.partition)) else {
             throw BrokerError(.unknownMessage, "message \(id): no such topic or partition")
         }
@@ -614,29 +614,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// nothing any more (removed by retention).
     public func jobStatus(_ id: MessageID, group: String? = nil) async throws -> [JobStatus] {
         let p = try partition(of: id)
-        let groups = try group.map { [try self.group($0)] } ?? state.withLock { s in s.groups.keys.sorted() }.compactMap { try? self.group($0) }
+        let groups = try group.map { [try self.group($0)] } ?? allGroups()
         let readyOffset: Int64
-        switch id.kind {
-        case .ready:
-            guard id.value >= 0, id.value < p.ready.log.endOffset else { throw BrokerError(.unknownMessage, "message \(id): no such offset") }
-            guard id.value >= p.ready.log.startOffset else { throw BrokerError(.unknownMessage, "message \(id) was removed by the topic's retention") }
-            readyOffset = id.value
-        case .scheduled:
-            let dueAt: Int64?
-            switch try await p.scheduledState(id.value) {
-            case .pending(let due): return [JobStatus(group: nil, state: .scheduled(dueAt: due))]
-            case .cancelled: return [JobStatus(group: nil, state: .cancelled)]
-            case .beingFired: return [JobStatus(group: group, state: .ready)]
-            case .gone(let due): dueAt = due
-            }
-            // Fired (stamped with its due time in the ready log), or cancelled and past due.
-            if let fired = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, timestamp: dueAt, { MessageSearch.carries(id, $0) }) {
-                readyOffset = fired.offset
-            } else if let dueAt, p.ready.log.startOffset == 0 || (try? p.ready.log.read(from: p.ready.log.startOffset, maxBytes: 1))?.first.map({ $0.header.firstTimestamp <= dueAt }) == true {
-                return [JobStatus(group: nil, state: .cancelled)]
-            } else {
-                throw BrokerError(.unknownMessage, "message \(id) is no longer in the wheel or the ready log (removed by retention)")
-            }
+        switch try await locate(id, in: p) {
+        case .inWheel(let state): return [JobStatus(group: state == .ready ? group : nil, state: state)]
+        case .ready(let offset): readyOffset = offset
         }
         var out: [JobStatus] = []
         for g in groups {
@@ -646,6 +628,43 @@ public final class Broker: GroupHost, @unchecked Sendable {
         }
         // Consumed by no group (yet): ready.
         return out.isEmpty ? [JobStatus(group: group, state: .ready)] : out
+    }
+
+    /// Every group, by name.
+    func allGroups() -> [ConsumerGroup] {
+        state.withLock { s in s.groups.keys.sorted() }.compactMap { try? group($0) }
+    }
+
+    /// Where a message is, by its id: in the ready log at an offset, or still in the wheel
+    /// (or cancelled there) with the state that says so.
+    enum Located: Equatable {
+        case ready(Int64)
+        case inWheel(JobState)
+    }
+
+    func locate(_ id: MessageID, in p: Partition) async throws -> Located {
+        switch id.kind {
+        case .ready:
+            guard id.value >= 0, id.value < p.ready.log.endOffset else { throw BrokerError(.unknownMessage, "message \(id): no such offset") }
+            guard id.value >= p.ready.log.startOffset else { throw BrokerError(.unknownMessage, "message \(id) was removed by the topic's retention") }
+            return .ready(id.value)
+        case .scheduled:
+            let dueAt: Int64?
+            switch try await p.scheduledState(id.value) {
+            case .pending(let due): return .inWheel(.scheduled(dueAt: due))
+            case .cancelled: return .inWheel(.cancelled)
+            case .beingFired: return .inWheel(.ready)
+            case .gone(let due): dueAt = due
+            }
+            // Fired (stamped with its due time in the ready log), or cancelled and past due.
+            if let fired = try MessageSearch.find(in: p.ready.log, from: p.ready.log.startOffset, timestamp: dueAt, { MessageSearch.carries(id, $0) }) {
+                return .ready(fired.offset)
+            } else if let dueAt, p.ready.log.startOffset == 0 || (try? p.ready.log.read(from: p.ready.log.startOffset, maxBytes: 1))?.first.map({ $0.header.firstTimestamp <= dueAt }) == true {
+                return .inWheel(.cancelled)
+            } else {
+                throw BrokerError(.unknownMessage, "message \(id) is no longer in the wheel or the ready log (removed by retention)")
+            }
+        }
     }
 
     /// Moves a scheduled message to another due time; returns its new id.

@@ -10,7 +10,7 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
             case sequenceGap, unknownMessage, unknownGroup, unknownMember, fenced, unknownDelivery, alreadyAcked
             case leaseExpired, invalidArgument, storage, closed, limitReached, groupExists, groupInUse
             case unknownSchedule, scheduleExists, badSchedule, unknownTimeZone
-            case lockHeld, lockLost, staleToken
+            case lockHeld, lockLost, staleToken, callbackClosed
         }
         fileprivate let base: Base
         public var description: String { base.rawValue }
@@ -68,6 +68,9 @@ public struct BrokerError: Error, Sendable, Equatable, CustomStringConvertible {
         /// A write fenced by a lock's token that is not the live grant (a newer one was
         /// given, or the lock expired or was released): refused, nothing written.
         public static let staleToken = Code(base: .staleToken)
+        /// A complete whose callback waits no more: completed already, timed out, or never
+        /// issued (a token names one parked job, once).
+        public static let callbackClosed = Code(base: .callbackClosed)
     }
 
     public let code: Code

@@ -130,7 +130,7 @@ actor ConsumerGroup {
     let id: UInt32
     private(set) var settings: GroupSettings
     private var membership = GroupMembership()
-    private var parts: [PartitionKey: GroupPartition] = [:]
+    var parts: [PartitionKey: GroupPartition] = [:]
     /// Bumped whenever `parts` changes — a partition opened, dropped with its topic, or all
     /// of them closed — so that `settle` looks a partition up again (see there).
     private var layout = 0
@@ -138,14 +138,16 @@ actor ConsumerGroup {
     private var bucket: TokenBucket?
     private var keyRates: KeyRateLimiter?
     private var random: any RandomNumberGenerator
-    private let clock: any WheelClock
+    let clock: any WheelClock
     private let logConfiguration: LogConfiguration
     private let fileSystem: FileSystemCalls
-    private let logger: Logger
+    let logger: Logger
     private weak var host: (any GroupHost)?
     private var rotation = 0
     /// Retries and dead letters, for job status queries (see `JobOutcomes`).
-    private var outcomes = JobOutcomes()
+    var outcomes = JobOutcomes()
+    /// Leases aborted while their members ran them, to tell each member once (`abortNotices`).
+    var abortNotices: [UInt64: [DeliveryReceipt]] = [:]
 
     var dlqTopic: String { Self.deadLetterTopic(of: name) }
     static func deadLetterTopic(of group: String) -> String { group + ".dlq" }
@@ -175,7 +177,7 @@ actor ConsumerGroup {
     /// Set while the group is being deleted, and for good once it is: every call is refused.
     private var retired = false
 
-    private func checkNotRetired() throws {
+    func checkNotRetired() throws {
         guard !retired else { throw BrokerError(.unknownGroup, "group \(name) was deleted") }
     }
 
@@ -227,6 +229,7 @@ actor ConsumerGroup {
 
     func leave(member: UInt64) async throws {
         guard membership.leave(member) else { throw unknownMember(member) }
+        abortNotices[member] = nil
         // What it still holds is delivered again at once, and not as another attempt.
         var handedBack = 0
         for gp in parts.values { handedBack += gp.ready.handBack(member: member) + gp.retry.handBack(member: member) }
@@ -252,7 +255,7 @@ actor ConsumerGroup {
     /// Drops members silent past the session timeout — `member` included: its call comes
     /// too late to keep partitions another member may already have been given — then
     /// records `member`'s sign of life. False when `member` is not (or no longer) in the group.
-    private func expireMembers(touching member: UInt64) async throws -> Bool {
+    func expireMembers(touching member: UInt64) async throws -> Bool {
         try checkNotRetired()
         let now = clock.now()
         try await expireMembers(now: now)
@@ -266,6 +269,7 @@ actor ConsumerGroup {
         let gone = membership.expire(now: now, timeout: settings.sessionTimeoutMilliseconds)
         guard !gone.isEmpty else { return }
         let dead = Set(gone)
+        for m in gone { abortNotices[m] = nil }
         var released = 0
         try await endLeases { w in
             let ended = w.release(members: dead)
@@ -544,7 +548,7 @@ actor ConsumerGroup {
     }
 
     /// Ends expired leases; messages past their attempts go to the dead-letter topic.
-    private func expireLeases(now: Int64) async throws {
+    func expireLeases(now: Int64) async throws {
         try await endLeases { $0.expire(now: now) }
     }
 
@@ -571,7 +575,7 @@ actor ConsumerGroup {
         }
     }
 
-    private func priorAttempts(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) -> Int {
+    func priorAttempts(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) -> Int {
         guard let r = try? gp.record(source, at: offset), r.offset == offset else { return 0 }
         return RecordMeta.split(r.record.headers).meta.attempts
     }
@@ -594,7 +598,7 @@ actor ConsumerGroup {
     /// (ack's, extend's) changed the windows there, beside a fetch running on the actor,
     /// and the window broke (a trap indexing its slots in `lease`). Isolated, it runs on the
     /// actor, whatever it captures.
-    private func settle(
+    func settle(
         member: UInt64, _ receipts: [DeliveryReceipt],
         _ body: (isolated ConsumerGroup, GroupPartition, DeliveryReceipt) async throws -> Int64?
     ) async throws -> [BrokerError?] {
@@ -730,7 +734,7 @@ actor ConsumerGroup {
         return results
     }
 
-    private func error(_ refusal: DeliveryWindow.Refusal, _ r: DeliveryReceipt) -> BrokerError {
+    func error(_ refusal: DeliveryWindow.Refusal, _ r: DeliveryReceipt) -> BrokerError {
         let what = "\(r.source == .ready ? "message" : "retry") at offset \(r.offset) of partition \(topicNames[r.topicID] ?? "?")/\(r.partition)"
         switch refusal {
         case .alreadyAcked: return BrokerError(.alreadyAcked, "\(what) is already acked")
@@ -798,7 +802,13 @@ actor ConsumerGroup {
 
     /// Moves a parked message into the wheel, bound for this group's retry log; acks it
     /// here once the wheel has it. On failure it waits for delivery again.
-    private func retry(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, attempts: Int, at due: Int64, reason: String?) async throws {
+    /// `parked`: a snooze (`snooze`) rather than a retry — its headers edited by `edit`, its
+    /// outcome recorded as waiting. Returns the message's timer position.
+    @discardableResult
+    func retry(
+        _ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, attempts: Int, at due: Int64, reason: String?,
+        parked: (callback: Bool, edit: ([RecordHeader]) -> [RecordHeader])? = nil
+    ) async throws -> Int64 {
         do {
             guard let stored = try gp.record(source, at: offset), stored.offset == offset else {
                 throw BrokerError(.storage, "message at offset \(offset) can no longer be read")
@@ -814,14 +824,17 @@ actor ConsumerGroup {
                 headers.append(RecordHeader(name: ReservedHeader.readyOffset, value: ReservedHeader.int64(origin)))
             }
             if let reason { headers.append(RecordHeader(name: ReservedHeader.error, value: Array(reason.utf8))) }
+            if let parked { headers = parked.edit(headers) }
             let timerIDs = try await p.scheduleRetry([
                 ScheduledMessage(dueAt: due, publishedAt: meta.publishedAt ?? r.timestamp, destination: id, key: r.key, headers: headers, body: r.body)
             ])
             gp.retriesScheduled += 1
             outcomes.record(
-                .retrying(timerID: timerIDs[0], nextAttemptAt: due, attempts: attempts, lastError: reason),
+                parked.map { .waiting(timerID: timerIDs[0], until: due, callback: $0.callback) }
+                    ?? .retrying(timerID: timerIDs[0], nextAttemptAt: due, attempts: attempts, lastError: reason),
                 for: .init(partition: gp.key, readyOffset: source == .ready ? offset : meta.readyOffset ?? offset))
             try finish(gp, source, offset)
+            return timerIDs[0]
         } catch {
             gp.withWindow(source) { $0.unpark(offset) }
             throw error
@@ -867,7 +880,7 @@ actor ConsumerGroup {
     }
 
     /// Acks a message moved elsewhere, durably in the journal.
-    private func finish(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) throws {
+    func finish(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64) throws {
         _ = gp.withWindow(source) { $0.markAcked(offset) }
         _ = try gp.journal.append([(source, offset)], now: clock.now())
     }
@@ -923,6 +936,22 @@ actor ConsumerGroup {
         switch outcomes[.init(partition: key, readyOffset: readyOffset)] {
         case .dead(let reason, let attempts):
             return .dead(reason: reason, attempts: attempts)
+        case .aborted(let whileRunning, let reason):
+            return .aborted(whileRunning: whileRunning, reason: reason)
+        case .waiting(let timerID, let until, let callback):
+            let parked = try await gp.partition.scheduledState(timerID)
+            if case .pending = parked { return .waiting(until: until, callback: callback) }
+            // Fired: waiting in the retry log, running, or done. (A completed callback's move
+            // to now is followed by `callbackCompleted`.)
+            guard let copy = try MessageSearch.find(in: gp.retryLog.log, from: gp.retry.frontier, last: true, { RecordMeta.split($0.headers).meta.readyOffset == readyOffset }) else {
+                return .succeeded
+            }
+            guard let slot = gp.retry.slot(copy.offset) else { return copy.offset >= gp.retry.readEnd ? .ready : .succeeded }
+            switch slot.state {
+            case .leased: return .running(member: slot.member, attempt: RecordMeta.split(copy.record.headers).meta.attempts + Int(slot.attempt), leaseDeadline: slot.deadline)
+            case .waiting, .parked: return .ready
+            case .acked: return .succeeded
+            }
         case .retrying(let timerID, let nextAttemptAt, let attempts, let lastError):
             switch try await gp.partition.scheduledState(timerID) {
             case .pending, .cancelled:
@@ -954,7 +983,7 @@ actor ConsumerGroup {
 
     /// The group's state in partition `key` as stored, when it has consumed it before (after
     /// a restart, nothing is open until a member joins).
-    private func openIfStored(_ key: PartitionKey) throws -> GroupPartition? {
+    func openIfStored(_ key: PartitionKey) throws -> GroupPartition? {
         guard let p = host?.partition(key), Directory.isDirectory(Partition.groupDirectory(p.directory, group: id)) else { return nil }
         return try open(p)
     }

@@ -80,10 +80,7 @@ struct DeliveryWindow {
         self.frontier = frontier
         self.keyLimit = keyLimit
         for offset in acked.sorted() where offset >= readEnd || (offset >= frontier && slots[Int(offset - frontier)].state != .acked) {
-            while readEnd <= offset {
-                waiting.append(readEnd)
-                slots.append(Slot(state: .waiting, attempt: 1))
-            }
+            admit(through: offset, attempt: 1)
             markAcked(offset)
         }
     }
@@ -115,6 +112,17 @@ struct DeliveryWindow {
         // offset not acked.
         passAckedPrefix()
         for key in freed { unblockNext(key) }
+    }
+
+    /// Takes every offset up to `offset` into the window, waiting, as if read (a message
+    /// aborted before the group read it: its slot is then acked). They are delivered by
+    /// `nextWaiting`, in offset order. `attempt`: the deliveries each is taken to have had
+    /// (a window restored from a snapshot cannot tell, and counts one).
+    mutating func admit(through offset: Int64, attempt: UInt16 = 0) {
+        while readEnd <= offset {
+            waiting.append(readEnd)
+            slots.append(Slot(state: .waiting, attempt: attempt))
+        }
     }
 
     /// Takes the message at `readEnd` (just read from the log) into the window, waiting.

@@ -23,6 +23,12 @@ public enum JobState: Sendable, Equatable {
     case dead(reason: String, attempts: Int)
     /// Cancelled before it was due.
     case cancelled
+    /// Aborted (`Broker.abort`): while a member ran it, or before it ran. Remembered in
+    /// memory, as retries are.
+    case aborted(whileRunning: Bool, reason: String)
+    /// Parked in the wheel until `until`, not as a failed attempt: a continuation, or a job
+    /// awaiting its callback (`until` is then its timeout).
+    case waiting(until: Int64, callback: Bool)
 }
 
 /// A job's state in one group (`group` nil: the same for every group, as before it is due).
@@ -46,6 +52,9 @@ struct JobOutcomes {
         /// Handed to the wheel at timer position `timerID`, due at `nextAttemptAt`.
         case retrying(timerID: Int64, nextAttemptAt: Int64, attempts: Int, lastError: String?)
         case dead(reason: String, attempts: Int)
+        case aborted(whileRunning: Bool, reason: String)
+        /// Parked in the wheel at timer position `timerID` until `until` (`Broker.snooze`).
+        case waiting(timerID: Int64, until: Int64, callback: Bool)
     }
     struct Key: Hashable {
         var partition: PartitionKey
@@ -79,6 +88,9 @@ struct JobOutcomes {
                 .retrying(timerID: timerID, nextAttemptAt: next, attempts: attempts, lastError: error.map(Self.shortened))
             case .dead(let reason, let attempts):
                 .dead(reason: Self.shortened(reason), attempts: attempts)
+            case .aborted(let whileRunning, let reason):
+                .aborted(whileRunning: whileRunning, reason: Self.shortened(reason))
+            case .waiting: outcome
             }
         if outcomes.updateValue(kept, forKey: key) == nil { order.append(key) }
         while outcomes.count > capacity, let oldest = order.popFirst() {

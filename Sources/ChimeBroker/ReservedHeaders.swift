@@ -52,6 +52,17 @@ enum ReservedHeader {
     /// and the UTF-8 name of the group whose acks settle it.
     static let scheduleWatch = "chime-schedule-watch"
 
+    /// On a parked job (`Broker.snooze`, `Broker.awaitCallback`): the state it asked to be
+    /// delivered again with (its bytes as given). Kept, visible to consumers, until it parks again.
+    static let state = "chime-state"
+    /// On a job that awaited a callback: `waiting` while parked (and when delivered at its
+    /// timeout), `completed` once completed (UTF-8).
+    static let callback = "chime-callback"
+    /// u64: the secret half of the callback's token.
+    static let callbackNonce = "chime-callback-nonce"
+    /// The payload its completion gave (bytes as given).
+    static let callbackPayload = "chime-callback-payload"
+
     /// The `chime-` headers a producer may set.
     static let settableByProducers: Set<String> = [job]
 

@@ -66,6 +66,18 @@ final class Connection: Sendable {
     var isOpen: Bool { channel.isActive && !router.isClosed }
 
     func request<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
+        var message = message
+        if var versioned = message as? any VersionedRequest {
+            let spoken = version.withLock { $0 }
+            // A fence is a promise not to write under a stale token: never dropped silently.
+            if versioned.fence != nil && spoken < ProtocolVersion.fences {
+                throw ClientError(
+                    code: WireErrorCode.unsupportedVersion.rawValue,
+                    message: "the broker speaks protocol version \(spoken); fenced writes need \(ProtocolVersion.fences)")
+            }
+            versioned.version = min(versioned.version, spoken)
+            message = versioned as! M
+        }
         let promise = channel.eventLoop.makePromise(of: Frame.self)
         let id = router.register(promise)
         let frame = Frame(opcode: opcode, correlationID: id, payload: message.payload(allocator: channel.allocator))

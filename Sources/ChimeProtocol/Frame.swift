@@ -92,6 +92,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case lockRenew = 30
     case lockRelease = 31
     case lockList = 32
+    /// Version 9: job events.
+    case jobAbort = 33
+    case abortNotices = 34
+    case jobSnooze = 35
+    case callbackComplete = 36
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -103,6 +108,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .jobStatus: 6
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList: 7
         case .lockAcquire, .lockRenew, .lockRelease, .lockList: 8
+        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete: 9
         default: 1
         }
     }

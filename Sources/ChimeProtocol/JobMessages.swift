@@ -33,6 +33,11 @@ public enum WireJobState: Sendable, Equatable {
     case finished
     case dead(reason: String, attempts: Int)
     case cancelled
+    /// Version 9: aborted — while it ran, or before.
+    case aborted(whileRunning: Bool, reason: String)
+    /// Version 9: parked in the wheel until `until` — a continuation, or a job awaiting its
+    /// callback (then `until` is the timeout).
+    case waiting(until: Int64, callback: Bool)
 
     /// Its name as the CLI and JSON show it.
     public var name: String {
@@ -45,6 +50,19 @@ public enum WireJobState: Sendable, Equatable {
         case .finished: "finished"
         case .dead: "dead"
         case .cancelled: "cancelled"
+        case .aborted: "aborted"
+        case .waiting(_, let callback): callback ? "awaiting-callback" : "snoozed"
+        }
+    }
+
+    /// As a connection of `version` can read it: the states of version 9 as the nearest of
+    /// version 8 (an aborted job as cancelled, a parked one as retrying).
+    public func laidOut(for version: UInt16) -> WireJobState {
+        guard version < ProtocolVersion.fences else { return self }
+        switch self {
+        case .aborted: return .cancelled
+        case .waiting(let until, _): return .retrying(nextAttemptAt: until, attempts: 0, lastError: nil)
+        default: return self
         }
     }
 }
@@ -75,6 +93,15 @@ public struct WireJobStatus: Sendable, Equatable {
         case 5: state = .finished
         case 6: state = .dead(reason: try r.string("reason"), attempts: Int(try r.u32("attempts")))
         case 7: state = .cancelled
+        case 8:
+            let flag = try r.u8("while running")
+            guard flag <= 1 else { throw ProtocolError(.malformed, "while-running flag is 0 or 1, not \(flag)") }
+            state = .aborted(whileRunning: flag == 1, reason: try r.string("reason"))
+        case 9:
+            let until = try r.i64("until")
+            let flag = try r.u8("callback")
+            guard flag <= 1 else { throw ProtocolError(.malformed, "callback flag is 0 or 1, not \(flag)") }
+            state = .waiting(until: until, callback: flag == 1)
         case let other: throw ProtocolError(.malformed, "unknown job state \(other)")
         }
     }
@@ -103,6 +130,14 @@ public struct WireJobStatus: Sendable, Equatable {
             b.writeWire(reason)
             b.writeWire(UInt32(clamping: attempts))
         case .cancelled: b.writeWire(UInt8(7))
+        case .aborted(let whileRunning, let reason):
+            b.writeWire(UInt8(8))
+            b.writeWire(UInt8(whileRunning ? 1 : 0))
+            b.writeWire(reason)
+        case .waiting(let until, let callback):
+            b.writeWire(UInt8(9))
+            b.writeWire(until)
+            b.writeWire(UInt8(callback ? 1 : 0))
         }
     }
 }

@@ -18,7 +18,11 @@ public enum ProtocolVersion {
     /// `scheduleList` (opcodes 25–28), whose documents are JSON.
     /// 8 adds locks with fencing tokens: `lockAcquire`, `lockRenew`, `lockRelease` and
     /// `lockList` (opcodes 29–32).
-    public static let current: UInt16 = 8
+    /// 9 adds job events: a fence (lock, token) at the end of `publish` and of a settle,
+    /// `jobAbort`, `abortNotices`, `jobSnooze` and `callbackComplete` (opcodes 33–36).
+    public static let current: UInt16 = 9
+    /// The first version whose publish and settle end with a fence.
+    public static let fences: UInt16 = 9
     /// The first version whose due times can be relative.
     public static let relativeDueTimes: UInt16 = 3
     /// The first version whose join says whether to create the topics.
@@ -339,17 +343,20 @@ public struct Publish: WireMessage {
     public var producerID: Int64
     public var sequence: Int32
     public var records: [OutgoingRecord]
+    /// Version 9: written only while `fence` names the live grant of its lock.
+    public var fence: WireFence?
     /// The protocol version `encode` writes for (the records' due times change in 3).
     public var version: UInt16
     public init(
         topic: String, partition: Int32 = -1, producerID: Int64 = -1, sequence: Int32 = -1, records: [OutgoingRecord],
-        version: UInt16 = ProtocolVersion.current
+        fence: WireFence? = nil, version: UInt16 = ProtocolVersion.current
     ) {
         self.topic = topic
         self.partition = partition
         self.producerID = producerID
         self.sequence = sequence
         self.records = records
+        self.fence = fence
         self.version = version
     }
     public init(from r: inout WireReader) throws {
@@ -361,6 +368,7 @@ public struct Publish: WireMessage {
         records = []
         records.reserveCapacity(n)
         for _ in 0..<n { records.append(try OutgoingRecord(from: &r)) }
+        fence = r.version >= ProtocolVersion.fences ? try WireFence.read(&r) : nil
         version = r.version
     }
     public func encode(into b: inout ByteBuffer) {
@@ -370,6 +378,7 @@ public struct Publish: WireMessage {
         b.writeWire(sequence)
         b.writeWire(UInt32(records.count))
         for rec in records { rec.encode(into: &b, version: version) }
+        if version >= ProtocolVersion.fences { WireFence.write(fence, into: &b) }
     }
 }
 
@@ -745,12 +754,21 @@ public struct Settle: WireMessage {
     public var receipts: [WireReceipt]
     public var milliseconds: Int64
     public var reason: String?
-    public init(group: String, memberID: UInt64, receipts: [WireReceipt], milliseconds: Int64 = 0, reason: String? = nil) {
+    /// Version 9: settled only while `fence` names the live grant of its lock.
+    public var fence: WireFence?
+    /// The protocol version `encode` writes for (9 adds the fence).
+    public var version: UInt16
+    public init(
+        group: String, memberID: UInt64, receipts: [WireReceipt], milliseconds: Int64 = 0, reason: String? = nil, fence: WireFence? = nil,
+        version: UInt16 = ProtocolVersion.current
+    ) {
         self.group = group
         self.memberID = memberID
         self.receipts = receipts
         self.milliseconds = milliseconds
         self.reason = reason
+        self.fence = fence
+        self.version = version
     }
     public init(from r: inout WireReader) throws {
         group = try r.string("group")
@@ -764,6 +782,8 @@ public struct Settle: WireMessage {
         self.receipts = receipts
         milliseconds = try r.i64("milliseconds")
         reason = try r.u8("reason flag") == 1 ? try r.string("reason") : nil
+        fence = r.version >= ProtocolVersion.fences ? try WireFence.read(&r) : nil
+        version = r.version
     }
     public var estimatedSize: Int { 32 + group.utf8.count + receipts.count * WireReceipt.size + (reason?.utf8.count ?? 0) }
     public func encode(into b: inout ByteBuffer) {
@@ -780,6 +800,7 @@ public struct Settle: WireMessage {
         } else {
             b.writeWire(UInt8(0))
         }
+        if version >= ProtocolVersion.fences { WireFence.write(fence, into: &b) }
     }
 }
 

@@ -61,6 +61,8 @@ public struct WireErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let lockLost = WireErrorCode(rawValue: 126)
     /// A fenced write whose lock token is not the live grant: nothing was written.
     public static let staleToken = WireErrorCode(rawValue: 127)
+    /// Version 9: a callback completed twice, after its timeout, or never issued.
+    public static let callbackClosed = WireErrorCode(rawValue: 128)
     /// Anything else that went wrong inside the server.
     public static let internalError = WireErrorCode(rawValue: 199)
 

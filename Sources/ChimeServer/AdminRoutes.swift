@@ -141,6 +141,11 @@ struct AdminRoutes: Sendable {
         case .finished: fields.append(("state", .string("finished")))
         case .dead(let reason, let attempts): fields += [("state", .string("dead")), ("reason", .string(reason)), ("attempts", .int(attempts))]
         case .cancelled: fields.append(("state", .string("cancelled")))
+        case .aborted(let whileRunning, let reason):
+            fields += [("state", .string("aborted")), ("whileRunning", .bool(whileRunning)), ("reason", .string(reason))]
+        case .waiting(let until, let callback):
+            fields.append(("state", .string(callback ? "awaiting-callback" : "snoozed")))
+            time(callback ? "timeoutAt" : "wakesAt", until)
         }
         return .object(fields)
     }
@@ -352,7 +357,7 @@ struct AdminError: Error {
             switch error.code {
             case .unknownTopic, .unknownGroup, .unknownMessage, .unknownSchedule: .notFound
             case .invalidName, .invalidArgument, .badSchedule, .unknownTimeZone: .badRequest
-            case .lockHeld, .lockLost, .staleToken: .conflict
+            case .lockHeld, .lockLost, .staleToken, .callbackClosed: .conflict
             case .closed: .serviceUnavailable
             default: .internalServerError
             }

@@ -50,6 +50,7 @@ struct RequestHandler: Sendable {
             return Empty().payload(allocator: allocator)
         case .publish:
             let r = try Publish(payload: frame.payload, version: version)
+            if let fence = r.fence { try await broker.checkFence(lock: fence.lock, token: fence.token) }
             let producer = r.producerID >= 0 ? ProducerStamp(producerID: r.producerID, sequence: r.sequence) : nil
             let results = try await broker.publish(
                 topic: r.topic, r.records.map(\.message), partition: r.partition >= 0 ? Int(r.partition) : nil, producer: producer)
@@ -80,7 +81,8 @@ struct RequestHandler: Sendable {
             let size = deliveries.reduce(4) { $0 + 160 + $1.topic.utf8.count + ($1.key?.count ?? 0) + $1.body.count + 32 * $1.headers.count }
             return Deliveries.payload(deliveries, allocator: allocator, estimatedSize: size, WireDelivery.init)
         case .ack, .nack, .extend, .term, .release:
-            let r = try Settle(payload: frame.payload)
+            let r = try Settle(payload: frame.payload, version: version)
+            if let fence = r.fence { try await broker.checkFence(lock: fence.lock, token: fence.token) }
             let receipts = r.receipts.map(\.receipt)
             let results: [BrokerError?]
             switch frame.opcode {
@@ -116,11 +118,17 @@ struct RequestHandler: Sendable {
         case .jobStatus:
             let r = try JobStatusRequest(payload: frame.payload)
             let statuses = try await broker.jobStatus(r.id.messageID, group: r.group.isEmpty ? nil : r.group)
-            return JobStatusReply(statuses: statuses.map(WireJobStatus.init)).payload(allocator: allocator)
+            return JobStatusReply(statuses: statuses.map { s in
+                var w = WireJobStatus(s)
+                w.state = w.state.laidOut(for: version)
+                return w
+            }).payload(allocator: allocator)
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList:
             return try await scheduleRequest(frame.opcode, frame.payload).payload(allocator: allocator)
         case .lockAcquire, .lockRenew, .lockRelease, .lockList:
             return try await lockRequest(frame.opcode, frame.payload, allocator: allocator)
+        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete:
+            return try await jobEventRequest(frame.opcode, frame.payload, allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)
             guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }

@@ -13,7 +13,7 @@ enum ErrorCodes {
         (.leaseExpired, .leaseExpired), (.invalidArgument, .invalidArgument), (.storage, .storage), (.closed, .closed), (.limitReached, .limitReached),
         (.groupExists, .groupExists), (.groupInUse, .groupInUse), (.unknownSchedule, .unknownSchedule), (.scheduleExists, .scheduleExists),
         (.badSchedule, .badSchedule), (.unknownTimeZone, .unknownTimeZone),
-        (.lockHeld, .lockHeld), (.lockLost, .lockLost), (.staleToken, .staleToken),
+        (.lockHeld, .lockHeld), (.lockLost, .lockLost), (.staleToken, .staleToken), (.callbackClosed, .callbackClosed),
     ]
 
     static func reply(_ error: any Error) -> ErrorReply {
@@ -154,6 +154,8 @@ extension WireJobStatus {
             case .finished: .finished
             case .dead(let reason, let attempts): .dead(reason: reason, attempts: attempts)
             case .cancelled: .cancelled
+            case .aborted(let whileRunning, let reason): .aborted(whileRunning: whileRunning, reason: reason)
+            case .waiting(let until, let callback): .waiting(until: until, callback: callback)
             }
         self.init(group: status.group, state: state)
     }

@@ -152,9 +152,11 @@ public actor FiringLoop {
     /// Moves a pending message to `newDueAt` (see `TimingWheel.reschedule`); returns its
     /// new id, and wakes the loop if it is now due before the loop planned to wake.
     @discardableResult
-    public func reschedule(_ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64) throws -> Int64 {
+    public func reschedule(
+        _ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64, edit: @Sendable (inout ScheduledMessage) throws -> Void = { _ in }
+    ) throws -> Int64 {
         defer { publishGauges() }
-        let moved = try wheel.reschedule(id, dueAt: dueAt, to: newDueAt)
+        let moved = try wheel.reschedule(id, dueAt: dueAt, to: newDueAt, edit: edit)
         if let due = wheel.nextDue, let sleeping = sleepingUntil, due < sleeping { sleeper?.cancel() }
         return moved
     }

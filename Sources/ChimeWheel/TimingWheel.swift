@@ -541,9 +541,14 @@ public final class TimingWheel {
     /// the same record land in one append (so neither happens without the other). Returns
     /// the new id. The same rules as `cancel` apply to `id`.
     @discardableResult
-    public func reschedule(_ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64) throws -> Int64 {
+    public func reschedule(
+        _ id: Int64, dueAt: Int64? = nil, to newDueAt: Int64, edit: (inout ScheduledMessage) throws -> Void = { _ in }
+    ) throws -> Int64 {
         let home = try locate(id, dueAt: dueAt)
         var message = try reader.message(at: home.holder).message
+        // `edit` may refuse the move (a message that is not what the caller expected):
+        // nothing is written then.
+        try edit(&message)
         message.dueAt = newDueAt
         var pending = PendingAppend(at: log.endOffset, capacity: 2)
         addCancel(id, at: home, to: &pending)

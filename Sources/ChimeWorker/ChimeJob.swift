@@ -18,6 +18,10 @@ public protocol ChimeJob: Codable, Sendable {
 /// The header that names a message's job.
 public enum JobHeader {
     public static let name = "chime-job"
+    /// Set by the broker on a job that parked: its state, and how its callback ended.
+    static let state = "chime-state"
+    static let callback = "chime-callback"
+    static let callbackPayload = "chime-callback-payload"
 
     /// The job name a delivery carries, if any.
     public static func jobName(of delivery: WireDelivery) -> String? {

@@ -43,9 +43,9 @@ public final class ChimeWorker: Service, Sendable {
         let timeout: Duration?
         let metrics: JobMetrics
         /// Decodes the body (throwing `UndecodableJob`) and runs the handler.
-        let run: @Sendable ([UInt8], JobContext) async throws -> Void
+        let run: @Sendable ([UInt8], JobContext) async throws -> JobResult
 
-        init(retry: RetryStrategy, timeout: Duration?, metrics: JobMetrics, run: @escaping @Sendable ([UInt8], JobContext) async throws -> Void) {
+        init(retry: RetryStrategy, timeout: Duration?, metrics: JobMetrics, run: @escaping @Sendable ([UInt8], JobContext) async throws -> JobResult) {
             self.retry = retry
             self.timeout = timeout
             self.metrics = metrics
@@ -79,6 +79,18 @@ public final class ChimeWorker: Service, Sendable {
         _ type: J.Type, retry: RetryStrategy = .exponentialJitter(), timeout: Duration? = nil,
         _ handler: @escaping @Sendable (J, JobContext) async throws -> Void
     ) {
+        registerResumable(type, retry: retry, timeout: timeout) { job, context in
+            try await handler(job, context)
+            return .done
+        }
+    }
+
+    /// Registers a handler of job type `J` that returns a `JobResult`: done, run again
+    /// later with a state (a continuation), or wait for a callback. Call before `run`.
+    public func registerResumable<J: ChimeJob>(
+        _ type: J.Type, retry: RetryStrategy = .exponentialJitter(), timeout: Duration? = nil,
+        _ handler: @escaping @Sendable (J, JobContext) async throws -> JobResult
+    ) {
         let registration = Registration(retry: retry, timeout: timeout, metrics: JobMetrics(job: J.jobName)) { body, context in
             let job: J
             do {
@@ -86,7 +98,7 @@ public final class ChimeWorker: Service, Sendable {
             } catch {
                 throw UndecodableJob(name: J.jobName, error: error)
             }
-            try await handler(job, context)
+            return try await handler(job, context)
         }
         setup.withLock { s in
             precondition(!s.started, "register jobs before the worker runs")
@@ -100,7 +112,10 @@ public final class ChimeWorker: Service, Sendable {
     public func registerFallback(
         retry: RetryStrategy = .exponentialJitter(), timeout: Duration? = nil, _ handler: @escaping @Sendable ([UInt8], JobContext) async throws -> Void
     ) {
-        let registration = Registration(retry: retry, timeout: timeout, metrics: JobMetrics(job: "*"), run: handler)
+        let registration = Registration(retry: retry, timeout: timeout, metrics: JobMetrics(job: "*")) { body, context in
+            try await handler(body, context)
+            return .done
+        }
         setup.withLock { s in
             precondition(!s.started, "register jobs before the worker runs")
             s.fallback = registration

@@ -24,6 +24,15 @@ public struct JobContext: Sendable {
     public let headers: [WireHeader]
     /// The error of the attempt before, if it failed.
     public let lastError: String?
+    /// The state the job gave when it last parked (`JobResult.continueAfter`,
+    /// `JobResult.awaitCallback`), nil on its first run.
+    public let state: [UInt8]?
+    /// How its callback ended, when it parked awaiting one.
+    public let callback: CallbackOutcome?
+    /// `state` decoded from JSON (as `JobResult.continueAfter(_:state:)` encodes it).
+    public func state<S: Decodable>(as type: S.Type) throws -> S? {
+        try state.map { try JobCoding.decoder.decode(S.self, from: Data($0)) }
+    }
     /// The worker's logger with the job's id, name and attempt as metadata (made when asked
     /// for: a job that does not log does not pay for its metadata).
     public var logger: Logger {
@@ -47,6 +56,13 @@ public struct JobContext: Sendable {
         key = d.key
         headers = d.headers
         lastError = d.lastError
+        func header(_ name: String) -> [UInt8]? { d.headers.first { $0.name == name }?.value }
+        state = header(JobHeader.state)
+        switch header(JobHeader.callback).map({ String(decoding: $0, as: UTF8.self) }) {
+        case "completed"?: callback = .completed(payload: header(JobHeader.callbackPayload) ?? [])
+        case "waiting"?: callback = .timedOut
+        default: callback = nil
+        }
         workerLogger = logger
     }
 }

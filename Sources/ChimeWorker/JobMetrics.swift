@@ -1,7 +1,7 @@
 import Metrics
 
 /// A job type's series (swift-metrics; Prometheus names through the process's metrics
-/// backend): `chime_worker_jobs_{started,succeeded,failed,retried,dead_lettered}_total`,
+/// backend): `chime_worker_jobs_{started,succeeded,failed,retried,dead_lettered,parked}_total`,
 /// `chime_worker_job_duration_seconds` and `chime_worker_jobs_running`, each labelled with
 /// `job`. Made once per registration, not per job.
 final class JobMetrics: Sendable {
@@ -10,6 +10,7 @@ final class JobMetrics: Sendable {
     private let failedCount: Counter
     private let retriedCount: Counter
     private let deadLetteredCount: Counter
+    private let parkedCount: Counter
     private let duration: Metrics.Timer
     private let running: Gauge
     private let runningCount = RunningCount()
@@ -21,6 +22,7 @@ final class JobMetrics: Sendable {
         failedCount = Counter(label: "chime_worker_jobs_failed_total", dimensions: labels)
         retriedCount = Counter(label: "chime_worker_jobs_retried_total", dimensions: labels)
         deadLetteredCount = Counter(label: "chime_worker_jobs_dead_lettered_total", dimensions: labels)
+        parkedCount = Counter(label: "chime_worker_jobs_parked_total", dimensions: labels)
         duration = Metrics.Timer(label: "chime_worker_job_duration_seconds", dimensions: labels, preferredDisplayUnit: .seconds)
         running = Gauge(label: "chime_worker_jobs_running", dimensions: labels)
     }
@@ -39,6 +41,8 @@ final class JobMetrics: Sendable {
     func failed() { failedCount.increment() }
     func retried() { retriedCount.increment() }
     func deadLettered() { deadLetteredCount.increment() }
+    /// Parked in the broker's wheel: a continuation, or waiting for a callback.
+    func parked() { parkedCount.increment() }
 }
 
 import Synchronization

@@ -44,9 +44,11 @@ final class PoolRunner: Sendable {
             if shutdown.isGraceOver { work.cancel() }
         }
         let extender = Task { await extendLeases(running) }
+        let aborts = Task { await watchAborts(running) }
         defer {
             watcher.cancel()
             extender.cancel()
+            aborts.cancel()
         }
         try await withTaskCancellationHandler {
             try await work.value
@@ -140,26 +142,31 @@ final class PoolRunner: Sendable {
         let name = named ?? ""
         let metrics = registration.metrics
         let context = JobContext(d, name: name, logger: logger)
+        // Aborted while it waited in the buffer: the broker has ended it already.
+        guard !running.isAborted(ticket) else {
+            context.logger.info("job aborted before it started")
+            return
+        }
         metrics.started()
         let start = ContinuousClock.now
-        let outcome: Result<Void, any Error>
-        do {
-            try await withTimeout(registration.timeout, ticket: ticket, running: running) {
-                try await self.runThroughMiddleware(context) { try await registration.run(d.body, $0) }
+        // Its own task, so that an abort cancels this job alone.
+        let job = Task {
+            try await self.withTimeout(registration.timeout, ticket: ticket, running: running) {
+                let result = ResultBox()
+                try await self.runThroughMiddleware(context) { result.set(try await registration.run(d.body, $0)) }
+                return result.value
             }
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
         }
+        running.attach(ticket, job)
+        let outcome = await withTaskCancellationHandler { await job.result } onCancel: { job.cancel() }
         metrics.finished(after: ContinuousClock.now - start)
+        if running.isAborted(ticket) {
+            context.logger.info("job aborted while it ran; its task was cancelled", metadata: ["outcome": "\(outcome)"])
+            return
+        }
         switch outcome {
-        case .success:
-            metrics.succeeded()
-            do {
-                if pool.durableAcks { try await message.ackDurably() } else { try await message.ack() }
-            } catch {
-                context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
-            }
+        case .success(let result):
+            await settle(message, result, context, metrics)
         case .failure(let error) where Task.isCancelled && !(error is JobTimedOut):
             // The grace period ended: the member's leave hands it back, not as an attempt.
             context.logger.info("cancelled at shutdown; delivered again", metadata: ["error": "\(error)"])
@@ -188,6 +195,42 @@ final class PoolRunner: Sendable {
         }
     }
 
+    /// A job returned: done (acked), or parked in the broker's wheel (a continuation, a
+    /// callback). A park that fails leaves the message leased: delivered again when its
+    /// lease ends.
+    private func settle(_ message: ConsumedMessage, _ result: JobResult, _ context: JobContext, _ metrics: JobMetrics) async {
+        switch result.kind {
+        case .done:
+            metrics.succeeded()
+            do {
+                if pool.durableAcks { try await message.ackDurably() } else { try await message.ack() }
+            } catch {
+                context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
+            }
+        case .snooze(let delay, let state):
+            metrics.parked()
+            do {
+                try await message.snooze(for: delay, state: state)
+            } catch {
+                context.logger.warning("continuing the job later failed; it runs again when its lease ends", metadata: ["error": "\(error)"])
+            }
+        case .callback(let timeout, let state, let parked):
+            metrics.parked()
+            let token: String
+            do {
+                token = try await message.awaitCallback(timeout: timeout, state: state)
+            } catch {
+                context.logger.warning("parking the job for its callback failed; it runs again when its lease ends", metadata: ["error": "\(error)"])
+                return
+            }
+            do {
+                try await parked(token)
+            } catch {
+                context.logger.warning("the job parked for its callback, but handing out its token failed; it waits until its timeout", metadata: ["token": "\(token)", "error": "\(error)"])
+            }
+        }
+    }
+
     private func deadLetter(_ message: ConsumedMessage, reason: String) async {
         logger.warning("job dead-lettered", metadata: ["id": "\(message.id.text)", "reason": "\(reason)"])
         do {
@@ -209,11 +252,11 @@ final class PoolRunner: Sendable {
     /// Runs `body`; past `timeout`, cancels it and throws `JobTimedOut`. The lease stops
     /// being extended at the timeout, so a job that ignores its cancellation is delivered
     /// again once its lease ends, while its slot stays taken until it returns.
-    private func withTimeout(
-        _ timeout: Duration?, ticket: Int, running: HeldMessages, _ body: @escaping @Sendable () async throws -> Void
-    ) async throws {
+    private func withTimeout<T: Sendable>(
+        _ timeout: Duration?, ticket: Int, running: HeldMessages, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         guard let timeout else { return try await body() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: timeout)
@@ -221,7 +264,24 @@ final class PoolRunner: Sendable {
                 throw JobTimedOut(timeout: timeout)
             }
             defer { group.cancelAll() }
-            try await group.next()
+            guard let first = try await group.next(), let value = first else { throw CancellationError() }
+            return value
+        }
+    }
+
+    /// Asks the broker for aborted leases every quarter second while the pool holds any,
+    /// and cancels those jobs' tasks (one request per member, whatever it holds).
+    private func watchAborts(_ running: HeldMessages) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            let held = running.all()
+            guard !held.isEmpty else { continue }
+            do {
+                let aborted = Set(try await client.abortedLeases(among: held.map(\.message)).map(\.delivery.receipt))
+                for h in held where aborted.contains(h.message.delivery.receipt) { running.abort(h.ticket) }
+            } catch {
+                logger.debug("asking for aborted jobs failed", metadata: ["group": "\(pool.group)", "error": "\(error)"])
+            }
         }
     }
 
@@ -263,6 +323,9 @@ final class HeldMessages: Sendable {
     struct Entry {
         var message: ConsumedMessage
         var renewedAt: ContinuousClock.Instant
+        /// The job's task, once it runs.
+        var task: Task<JobResult, any Error>?
+        var aborted = false
     }
     private struct State {
         var next = 0
@@ -287,10 +350,36 @@ final class HeldMessages: Sendable {
 
     func remove(_ ticket: Int) { _ = state.withLock { $0.entries.removeValue(forKey: ticket) } }
 
+    /// Every message held, with its ticket.
+    func all() -> [(ticket: Int, message: ConsumedMessage)] {
+        state.withLock { s in s.entries.map { ($0.key, $0.value.message) } }
+    }
+
+    /// The job of `ticket` runs as `task` (cancelled at once if it was aborted meanwhile).
+    func attach(_ ticket: Int, _ task: Task<JobResult, any Error>) {
+        let aborted = state.withLock { s -> Bool in
+            s.entries[ticket]?.task = task
+            return s.entries[ticket]?.aborted ?? false
+        }
+        if aborted { task.cancel() }
+    }
+
+    /// The broker aborted the message of `ticket`: its job's task is cancelled (or never
+    /// started), its lease no longer extended.
+    func abort(_ ticket: Int) {
+        let task = state.withLock { s -> Task<JobResult, any Error>? in
+            s.entries[ticket]?.aborted = true
+            return s.entries[ticket]?.task
+        }
+        task?.cancel()
+    }
+
+    func isAborted(_ ticket: Int) -> Bool { state.withLock { $0.entries[ticket]?.aborted ?? false } }
+
     /// Messages whose lease was last renewed more than a third of a lease ago.
     func dueForExtension(now: ContinuousClock.Instant, leaseMilliseconds: Int64) -> [(ticket: Int, message: ConsumedMessage)] {
         let third = Duration.milliseconds(leaseMilliseconds / 3)
-        return state.withLock { s in s.entries.compactMap { now - $0.value.renewedAt >= third ? ($0.key, $0.value.message) : nil } }
+        return state.withLock { s in s.entries.compactMap { !$0.value.aborted && now - $0.value.renewedAt >= third ? ($0.key, $0.value.message) : nil } }
     }
 
     func extended(_ tickets: [Int], at time: ContinuousClock.Instant, results: [ClientError?]) {
@@ -298,4 +387,11 @@ final class HeldMessages: Sendable {
             for (ticket, result) in zip(tickets, results) where result == nil { s.entries[ticket]?.renewedAt = time }
         }
     }
+}
+
+/// The value a job returned, carried out through the middleware (whose `next` returns nothing).
+final class ResultBox: Sendable {
+    private let result = Mutex(JobResult.done)
+    func set(_ value: JobResult) { result.withLock { $0 = value } }
+    var value: JobResult { result.withLock { $0 } }
 }

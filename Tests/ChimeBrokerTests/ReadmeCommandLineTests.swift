@@ -65,6 +65,7 @@ import Testing
         let chime = builtProduct("chime")
         let at = ["--port", "\(server.port)"]
         var scheduledID: String?
+        var lastPublishedID: String?
         for line in runnable {
             var args = Self.arguments(line)
             var input: String? = nil
@@ -83,6 +84,8 @@ import Testing
                 args = args.map { $0.hasPrefix("data/") ? dir.path + "/" + $0 : $0 }
             case "cancel":
                 args = ["cancel", try #require(scheduledID, "a scheduled id from the delayed publish")]
+            case "jobs" where args.count > 2 && args[1] == "abort":
+                args[2] = try #require(lastPublishedID, "an id from the publish before")
             case "consume" where !args.contains("--count"):
                 args += ["--count", "1", "--timeout", "10s"]  // "until Ctrl-C"
             default:
@@ -101,6 +104,7 @@ import Testing
             default:
                 #expect(result.status == 0, "\(line): \(result.output)")
             }
+            if args.first == "publish" { lastPublishedID = result.output.split(separator: "\n").last.map(String.init) }
             if line.contains("--delay 30s") {
                 scheduledID = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
                 #expect(scheduledID?.range(of: #"^\d+-\d+-s\d+$"#, options: .regularExpression) != nil, "\(line) prints a scheduled id")
