@@ -191,6 +191,16 @@ let package = Package(
             ],
             path: "bench/PeerBench"
         ),
+        // Locks, callbacks and aborts against a real server (bench/coordination.sh, issue 18).
+        .executableTarget(
+            name: "CoordinationBench",
+            dependencies: [
+                "ChimeClient", "ChimeProtocol", "ChimeWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/CoordinationBench"
+        ),
         // Many partitions on one broker (bench/partitions.sh): creates the topics and runs the
         // trickle through the client; the script starts and samples the server.
         .executableTarget(

@@ -224,6 +224,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
     /// Starts the firing loops and the periodic checkpoint.
     private func start() async {
         for p in allPartitions { await p.run() }
+        await resumeFlows()
         let policy = options.checkpoints
         let clock = options.clock
         let task = Task { [weak self] in
@@ -541,7 +542,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
         _ = try await publish(topic: topic, messages, partition: nil, producer: nil, asBroker: true)
     }
 
-    private func publish(
+    func publish(
         topic: String, _ messages: [OutgoingMessage], partition: Int?, producer: ProducerStamp?, asBroker: Bool
     ) async throws -> [PublishedMessage] {
         guard !messages.isEmpty else { return [] }
@@ -877,9 +878,14 @@ public final class Broker: GroupHost, @unchecked Sendable {
 
     /// Acks deliveries; one result per receipt (nil = acked), the refused ones with why.
     @discardableResult
-    public func ack(group: String, member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
+    /// `result`: what a flow's child gives its flow (at most `FlowTable.maxResultBytes`;
+    /// ignored for other messages).
+    public func ack(group: String, member: UInt64, _ receipts: [DeliveryReceipt], result: [UInt8]? = nil) async throws -> [BrokerError?] {
+        if let result, result.count > FlowTable.maxResultBytes {
+            throw BrokerError(.messageTooLarge, "a job's result is at most \(FlowTable.maxResultBytes) bytes, not \(result.count)")
+        }
         defer { changes.bump() }  // room in the in-flight window
-        return try await self.group(group).ack(member: member, receipts)
+        return try await self.group(group).ack(member: member, receipts, result: result)
     }
 
     /// Nacks deliveries: delivered again at once (`delay` 0) or after `delay` ms through the

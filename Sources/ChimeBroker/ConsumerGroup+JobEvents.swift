@@ -75,6 +75,8 @@ extension ConsumerGroup {
         case .waiting:
             outcome = .cancelled
         }
+        // A flow's child ends as failed (before its ack is journaled, as any outcome).
+        try await flowChildEnded(gp, source, offset, succeeded: false, detail: Array("aborted: \(reason)".utf8))
         // As an ack: durable in the journal, and never after the message itself (see `settle`).
         let log = gp.partition.ready.log
         if source == .ready, log.configuration.durability != .always { try await log.waitUntilDurableShared(offset + 1) }

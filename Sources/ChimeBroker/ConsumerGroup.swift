@@ -37,6 +37,8 @@ protocol GroupHost: AnyObject, Sendable {
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws
     /// Schedules' occurrences out, told when this group settles one.
     var occurrenceWatch: OccurrenceWatch { get }
+    /// A child of a flow ended in the group its flow counts (`Broker+Flows.swift`).
+    func flowChildEnded(_ m: FlowMembership, succeeded: Bool, detail: [UInt8]) async throws
 }
 
 /// One partition as one group consumes it: delivery windows over the ready log and the
@@ -61,6 +63,9 @@ final class GroupPartition {
     /// those already fired but not read are in both counts until then (see `stats`).
     var retriesScheduled = 0
     var deadLettered = 0
+    /// Offsets of flows' children delivered and not yet ended here, per log: an ack of one
+    /// of them reads it to record its outcome (other acks read nothing).
+    var flowChildren: [DeliverySource: Set<Int64>] = [:]
     /// `chime_delivered_messages_total` and `chime_acked_messages_total`, labelled with
     /// topic and group: stepped once per fetch or ack call by what it did here.
     let delivered: Counter
@@ -142,7 +147,7 @@ actor ConsumerGroup {
     private let logConfiguration: LogConfiguration
     private let fileSystem: FileSystemCalls
     let logger: Logger
-    private weak var host: (any GroupHost)?
+    private(set) weak var host: (any GroupHost)?
     private var rotation = 0
     /// Retries and dead letters, for job status queries (see `JobOutcomes`).
     var outcomes = JobOutcomes()
@@ -527,6 +532,7 @@ actor ConsumerGroup {
             if keyRates != nil, let keyHash { keyRates!.giveBack(keyHash) }
             return  // held back behind another message with its key
         }
+        if stored.record.headers.contains(where: { $0.name == ReservedHeader.flow }) { gp.flowChildren[source, default: []].insert(stored.offset) }
         out.append(Delivery(stored, of: gp.partition, source: source, deliveredAt: now, attempt: lease.attempt, lease: lease.lease, leaseDeadline: deadline))
     }
 
@@ -743,10 +749,14 @@ actor ConsumerGroup {
         }
     }
 
-    /// Acks: checked here, applied by `settle` once journaled.
-    func ack(member: UInt64, _ receipts: [DeliveryReceipt]) async throws -> [BrokerError?] {
-        try await settle(member: member, receipts) { _, gp, r in
+    /// Acks: checked here, applied by `settle` once journaled. A flow's child has its
+    /// outcome recorded (with `result`) before its ack is journaled.
+    func ack(member: UInt64, _ receipts: [DeliveryReceipt], result: [UInt8]? = nil) async throws -> [BrokerError?] {
+        try await settle(member: member, receipts) { group, gp, r in
             _ = try gp.withWindow(reading: r.source) { w in try w.check(r.offset, lease: r.lease) }
+            if gp.flowChildren[r.source]?.contains(r.offset) == true {
+                try await group.flowChildEnded(gp, r.source, r.offset, succeeded: true, detail: result ?? [])
+            }
             return r.offset
         }
     }
@@ -842,7 +852,7 @@ actor ConsumerGroup {
     }
 
     /// Moves a parked message to the group's dead-letter topic, then acks it here.
-    private func deadLetter(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, reason: String) async throws {
+    func deadLetter(_ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, reason: String) async throws {
         do {
             guard let host else { throw BrokerError(.closed, "the broker is closed") }
             guard let stored = try gp.record(source, at: offset), stored.offset == offset else {
@@ -866,6 +876,7 @@ actor ConsumerGroup {
             text(ReservedHeader.dlqID, original.description)
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             try await host.publishInternal(topic: dlqTopic, messages: [OutgoingMessage(key: r.key, headers: headers, body: r.body)])
+            try await flowChildEnded(gp, source, offset, succeeded: false, detail: Array(reason.utf8), record: r)
             gp.deadLettered += 1
             outcomes.record(.dead(reason: reason, attempts: attempts), for: .init(partition: gp.key, readyOffset: source == .ready ? offset : meta.readyOffset ?? offset))
             logger.info("message dead-lettered", metadata: ["partition": "\(p.topic)/\(p.index)", "offset": "\(offset)", "reason": "\(reason)"])

@@ -30,6 +30,13 @@ actor Partition {
     let loop: FiringLoop
     /// This partition's schedules (`Partition+Schedules.swift`).
     let schedules: ScheduleTable
+    /// The flows spawned by jobs of this partition (`Partition+Flows.swift`): opened when the
+    /// partition has any, created by its first spawn.
+    var flowTable: FlowTable?
+    /// Flows whose continuation is being published (not twice at once).
+    var flowsClosing: Set<Int64> = []
+    let flowConfiguration: LogConfiguration
+    let fileCalls: FileSystemCalls
     let plannerCache = SchedulePlannerCache()
     /// The broker's record of occurrences out (overlap policies, fixed delay).
     let watch: OccurrenceWatch
@@ -154,6 +161,11 @@ actor Partition {
             directory: directory + "/schedules",
             configuration: LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false),
             calls: calls, clock: { clock.now() }, logger: logger)
+        flowConfiguration = LogConfiguration(segmentBytes: options.groupSegmentBytes, durability: options.durability, validateRecordsOnAppend: false)
+        fileCalls = calls
+        if Directory.isDirectory(directory + "/flows") {
+            flowTable = try FlowTable(directory: directory + "/flows", configuration: flowConfiguration, calls: calls, clock: { clock.now() }, logger: logger)
+        }
         scheduleMetrics = ScheduleMetrics(topic: topic)
         (occurrences, occurrencesContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         sink.occurrencesFired.withLock { [occurrencesContinuation, firedOccurrences] in
@@ -743,6 +755,7 @@ actor Partition {
         }
         do { try timerLog.close() } catch { failed("closing the timer log", error) }
         do { try schedules.close() } catch { failed("closing the schedule table", error) }
+        do { try flowTable?.close() } catch { failed("closing the flow table", error) }
         return problems
     }
 }

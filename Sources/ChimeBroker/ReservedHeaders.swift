@@ -63,6 +63,14 @@ enum ReservedHeader {
     /// The payload its completion gave (bytes as given).
     static let callbackPayload = "chime-callback-payload"
 
+    /// On a flow's child: its place in the flow (`FlowMembership`, 24 bytes); on a
+    /// continuation of a flow that is itself a child, that place, passed on.
+    static let flow = "chime-flow"
+    /// On a flow's continuation: the flow (UTF-8, `<topic id>-<partition>-f<id>`).
+    static let flowDone = "chime-flow-done"
+    /// On a flow's continuation: children succeeded and failed, two u32.
+    static let flowCounts = "chime-flow-counts"
+
     /// The `chime-` headers a producer may set.
     static let settableByProducers: Set<String> = [job]
 

@@ -86,7 +86,7 @@ struct RequestHandler: Sendable {
             let receipts = r.receipts.map(\.receipt)
             let results: [BrokerError?]
             switch frame.opcode {
-            case .ack: results = try await broker.ack(group: r.group, member: r.memberID, receipts)
+            case .ack: results = try await broker.ack(group: r.group, member: r.memberID, receipts, result: r.reason.map { Array($0.utf8) })
             case .nack: results = try await broker.nack(group: r.group, member: r.memberID, receipts, delay: r.milliseconds, reason: r.reason)
             case .extend: results = try await broker.extend(group: r.group, member: r.memberID, receipts, by: r.milliseconds)
             case .release: results = try await broker.release(group: r.group, member: r.memberID, receipts)

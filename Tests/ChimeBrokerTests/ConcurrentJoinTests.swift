@@ -39,6 +39,9 @@ import Testing
             try await broker.publishInternal(topic: topic, messages: messages)
         }
         var occurrenceWatch: OccurrenceWatch { broker.occurrenceWatch }
+        func flowChildEnded(_ m: FlowMembership, succeeded: Bool, detail: [UInt8]) async throws {
+            try await broker.flowChildEnded(m, succeeded: succeeded, detail: detail)
+        }
     }
 
     /// The first member's rebalance is held while it reads its topics; the second member

@@ -4,6 +4,7 @@ import ChimeTestSupport
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import Testing
 
 /// Locks over real sockets with real processes: fencing tokens across SIGKILLs of the
@@ -28,22 +29,24 @@ import Testing
             // A client of its own per round: the kill cuts it off, and it does not wait long
             // to reconnect. Grants answered before the kill count; the rest are not judged.
             let contender = Self.client(port, "contender-\(round)")
+            let got = Mutex<[(String, Int64)]>([])
             let work = Task {
-                var got: [(String, Int64)] = []
                 var n = 0
                 while !Task.isCancelled {
                     let name = "name-\(n % 20)"
                     n += 1
                     guard let lease = try? await contender.tryAcquire(name, ttl: .seconds(5)) else { continue }
-                    got.append((name, lease.token))
+                    got.withLock { $0.append((name, lease.token)) }
                     _ = try? await contender.release(lease)
                 }
-                return got
             }
-            try await Task.sleep(for: .milliseconds(400 + 300 * round))
+            // Killed in the middle of the traffic, once some grants went through (however
+            // slow the machine), a different number each round.
+            while got.withLock({ $0.count }) < 30 + 20 * round { try await Task.sleep(for: .milliseconds(10)) }
             server.kill9()
             work.cancel()
-            for (name, token) in await work.value { tokens[name, default: []].append(token) }
+            await work.value
+            for (name, token) in got.withLock({ $0 }) { tokens[name, default: []].append(token) }
             await contender.close()
             server = try await Task.detached { try ServeProcess(data: data, port: port) }.value
         }

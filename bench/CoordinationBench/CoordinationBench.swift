@@ -1,0 +1,328 @@
+import ArgumentParser
+import ChimeClient
+import ChimeProtocol
+import ChimeWorker
+import Foundation
+import Logging
+import Synchronization
+
+/// Issue 18's figures against a real `chime serve` (started here, on a fresh data
+/// directory, from the `chime` built beside this program): lock acquire/release pairs per
+/// second, callbacks parked and completed per second, the broker's memory for many parked
+/// callbacks (each completed exactly once), how late callback timeouts fire, and the time
+/// from `abort` to the job's task seeing its cancellation. Progress goes to standard error;
+/// the report (text, then one JSON line) to standard output. Nothing here judges a figure:
+/// goals are printed beside them.
+@main
+struct CoordinationBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "CoordinationBench",
+        abstract: "Locks, callbacks and aborts against a real chime serve (bench/coordination.sh runs it).")
+
+    @Option(help: "Lock names (each acquired and released once per pass).") var lockNames = 20_000
+    @Option(help: "Requests in flight at once, on one client.") var inFlight = 64
+    @Option(help: "Callbacks parked, then completed.") var callbacks = 100_000
+    @Option(help: "Callbacks parked with a short timeout, to see how late timeouts fire.") var timeouts = 2_000
+    @Option(help: "Jobs aborted while running.") var aborts = 100
+    @Option(help: "The chime binary (default: beside this program).") var chime: String?
+    @Option(help: "Where the broker's data directory goes (a fresh one inside).") var work = NSTemporaryDirectory()
+
+    func run() async throws {
+        let binary = chime ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("chime").path
+        let dir = URL(fileURLWithPath: work).appendingPathComponent("coordination-bench-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: dir)
+        let server = try Server(binary: binary, data: dir + "/data")
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        var logger = Logger(label: "coordination-bench")
+        logger.logLevel = .warning
+        let client = ChimeClient(ClientOptions(port: server.port, name: "coordination-bench"), logger: logger)
+        var report = Report()
+        report.add("machine", "\(ProcessInfo.processInfo.activeProcessorCount) cores, \(ProcessInfo.processInfo.physicalMemory >> 30) GiB")
+
+        try await lockPairs(client, &report)
+        try await parkedCallbacks(client, server, &report)
+        try await callbackTimeouts(client, &report)
+        try await abortLatency(client, logger, &report)
+        await client.close()
+        report.print()
+    }
+
+    // MARK: - Locks
+
+    /// Acquire and release of `lockNames` names, `inFlight` pairs at once.
+    func lockPairs(_ client: ChimeClient, _ report: inout Report) async throws {
+        progress("locks: \(lockNames) acquire/release pairs, \(inFlight) in flight")
+        let names = (0..<lockNames).map { "bench-lock-\($0)" }
+        let started = ContinuousClock.now
+        let failures = try await forEach(names, inFlight: inFlight) { name in
+            let lease = try await client.acquire(name, ttl: .seconds(30), wait: .zero)
+            try await client.release(lease)
+        }
+        let seconds = seconds(ContinuousClock.now - started)
+        report.add("lock acquire/release pairs per second", Double(lockNames) / seconds, unit: "/s")
+        report.add("lock pairs refused or failed", Double(failures), unit: "")
+    }
+
+    // MARK: - Callbacks
+
+    /// Parks `callbacks` jobs awaiting their callbacks, measures the broker's memory, then
+    /// completes every token and consumes the resumed jobs: each exactly once, with its payload.
+    func parkedCallbacks(_ client: ChimeClient, _ server: Server, _ report: inout Report) async throws {
+        let topic = "bench-callbacks"
+        _ = try await client.createTopic(topic, settings: WireTopicSettings(
+            partitions: 4, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 0))
+        _ = try await client.createGroup("parkers", settings: WireGroupSettings(leaseMilliseconds: 600_000))
+        progress("callbacks: publishing \(callbacks) jobs")
+        for start in stride(from: 0, to: callbacks, by: 10_000) {
+            let records = (start..<min(start + 10_000, callbacks)).map { OutgoingRecord(body: Array("job \($0)".utf8)) }
+            _ = try await client.publish(records, to: topic)
+        }
+        let rssBefore = server.rssKiB()
+        progress("callbacks: parking them (broker RSS \(rssBefore / 1024) MiB)")
+        var messages = client.consume(group: "parkers", topics: [topic], prefetch: 2_000).makeAsyncIterator()
+        var tokens: [String: String] = [:]  // token → job body
+        tokens.reserveCapacity(callbacks)
+        let parkStarted = ContinuousClock.now
+        while tokens.count < callbacks {
+            let batch = try await messages.fetchBatch()
+            let parked = Mutex<[(String, String)]>([])
+            _ = try await forEach(batch, inFlight: inFlight) { m in
+                let token = try await m.awaitCallback(timeout: .seconds(3_600))
+                parked.withLock { $0.append((token, String(decoding: m.body, as: UTF8.self))) }
+            }
+            for (token, body) in parked.withLock({ $0 }) { tokens[token] = body }
+            if tokens.count % 20_000 < batch.count { progress("  parked \(tokens.count)") }
+        }
+        let parkSeconds = seconds(ContinuousClock.now - parkStarted)
+        // A moment for the broker's allocator to settle, then its resident set.
+        try await Task.sleep(for: .seconds(2))
+        let rssParked = server.rssKiB()
+        report.add("callbacks parked per second (fetch + park, \(inFlight) in flight)", Double(callbacks) / parkSeconds, unit: "/s")
+        report.add("broker RSS growth for \(callbacks) parked callbacks", Double(rssParked - rssBefore) / 1024, unit: "MiB", goal: "≤ 64 MiB for 1,000,000")
+
+        progress("callbacks: completing \(tokens.count) tokens")
+        let completeStarted = ContinuousClock.now
+        let entries = Array(tokens)
+        let refused = try await forEach(entries, inFlight: inFlight) { token, body in
+            try await client.complete(callback: token, payload: Array(body.utf8))
+        }
+        let completeSeconds = seconds(ContinuousClock.now - completeStarted)
+        report.add("callback completions per second (\(inFlight) in flight)", Double(entries.count) / completeSeconds, unit: "/s")
+        report.add("completions refused", Double(refused), unit: "")
+        let again = try await forEach(Array(entries.prefix(1_000)), inFlight: inFlight) { token, _ in
+            try await client.complete(callback: token, payload: [])
+        }
+        report.add("second completions refused (of 1,000 tried)", Double(again), unit: "", goal: "all 1,000")
+
+        progress("callbacks: consuming the resumed jobs")
+        var seen: [String: Int] = [:]
+        var wrongPayload = 0
+        while seen.count < callbacks {
+            let batch = try await messages.fetchBatch()
+            for m in batch {
+                let body = String(decoding: m.body, as: UTF8.self)
+                seen[body, default: 0] += 1
+                let payload = m.delivery.headers.first { $0.name == "chime-callback-payload" }.map { String(decoding: $0.value, as: UTF8.self) }
+                if payload != body { wrongPayload += 1 }
+            }
+            _ = try await client.ack(batch)
+        }
+        let twice = seen.values.filter { $0 > 1 }.count
+        report.add("resumed jobs: each once", Double(seen.count), unit: "", goal: "\(callbacks), none twice (twice: \(twice), wrong payload: \(wrongPayload))")
+        await messages.leave()
+    }
+
+    /// Parks `timeouts` jobs with a 2 s timeout and measures how late each comes back:
+    /// delivered-at minus (parked-at + 2 s), on the broker's clock.
+    func callbackTimeouts(_ client: ChimeClient, _ report: inout Report) async throws {
+        let topic = "bench-timeouts"
+        _ = try await client.createTopic(topic, settings: WireTopicSettings(
+            partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 0))
+        progress("timeouts: \(timeouts) callbacks with a 2 s timeout")
+        for start in stride(from: 0, to: timeouts, by: 10_000) {
+            _ = try await client.publish((start..<min(start + 10_000, timeouts)).map { OutgoingRecord(body: Array("t \($0)".utf8)) }, to: topic)
+        }
+        var messages = client.consume(group: "timeouts", topics: [topic], prefetch: 2_000).makeAsyncIterator()
+        var dueAt: [String: Int64] = [:]
+        while dueAt.count < timeouts {
+            let batch = try await messages.fetchBatch()
+            let parked = Mutex<[(String, Int64)]>([])
+            _ = try await forEach(batch, inFlight: inFlight) { m in
+                let sent = ChimeClient.nowMilliseconds()
+                _ = try await m.awaitCallback(timeout: .seconds(2))
+                parked.withLock { $0.append((String(decoding: m.body, as: UTF8.self), sent + 2_000)) }
+            }
+            for (body, due) in parked.withLock({ $0 }) { dueAt[body] = due }
+        }
+        var lateness: [Double] = []
+        while lateness.count < timeouts {
+            let batch = try await messages.fetchBatch()
+            for m in batch {
+                guard let due = dueAt[String(decoding: m.body, as: UTF8.self)] else { continue }
+                lateness.append(Double(m.delivery.deliveredAt - due))
+            }
+            _ = try await client.ack(batch)
+        }
+        lateness.sort()
+        report.add("callback timeout lateness p50 (delivered − parked + timeout)", percentile(lateness, 0.5), unit: "ms")
+        report.add("callback timeout lateness p99", percentile(lateness, 0.99), unit: "ms")
+        await messages.leave()
+    }
+
+    // MARK: - Abort
+
+    struct Sleeper: ChimeJob {
+        static let jobName = "bench-sleeper"
+        var n: Int
+    }
+
+    /// A ChimeWorker runs sleeping jobs; each is aborted by id, and the time from the
+    /// abort's request to the job's task seeing its cancellation is measured.
+    func abortLatency(_ client: ChimeClient, _ logger: Logger, _ report: inout Report) async throws {
+        let topic = "bench-aborts"
+        _ = try await client.createTopic(topic, settings: WireTopicSettings(
+            partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 0))
+        progress("aborts: \(aborts) running jobs aborted one by one (default settings)")
+        var ids: [Int: WireMessageID] = [:]
+        for n in 0..<aborts { ids[n] = try await client.enqueue(Sleeper(n: n), to: topic) }
+        let running = Mutex<Set<Int>>([])
+        let cancelledAt = Mutex<[Int: ContinuousClock.Instant]>([:])
+        let worker = ChimeWorker(client: client, options: .init(gracePeriod: .seconds(1), name: "bench-aborts"), logger: logger)
+        worker.register(Sleeper.self, retry: .never) { job, _ in
+            running.withLock { _ = $0.insert(job.n) }
+            do {
+                try await Task.sleep(for: .seconds(3_600))
+            } catch {
+                cancelledAt.withLock { $0[job.n] = .now }
+                throw error
+            }
+        }
+        worker.addPool(WorkerPool(group: "abort-bench", topics: [topic], concurrency: 8))
+        let runner = Task { try await worker.run() }
+        var latencies: [Double] = []
+        for n in 0..<aborts {
+            while !running.withLock({ $0.contains(n) }) { try await Task.sleep(for: .milliseconds(5)) }
+            // Anywhere in the worker's polling cycle.
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0..<250)))
+            let sent = ContinuousClock.now
+            _ = try await client.abort(ids[n]!, reason: "bench")
+            while cancelledAt.withLock({ $0[n] }) == nil { try await Task.sleep(for: .milliseconds(1)) }
+            latencies.append(seconds(cancelledAt.withLock { $0[n]! } - sent) * 1_000)
+        }
+        runner.cancel()
+        _ = try? await runner.value
+        latencies.sort()
+        report.add("abort → job task cancelled p50", percentile(latencies, 0.5), unit: "ms")
+        report.add("abort → job task cancelled p99", percentile(latencies, 0.99), unit: "ms", goal: "≤ 1,000 ms")
+    }
+
+    // MARK: - Helpers
+
+    /// Runs `body` for each item, `inFlight` at a time; returns how many threw.
+    func forEach<T: Sendable>(_ items: [T], inFlight: Int, _ body: @escaping @Sendable (T) async throws -> Void) async throws -> Int {
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            var next = 0
+            var failed = 0
+            func add() {
+                let item = items[next]
+                next += 1
+                group.addTask {
+                    do {
+                        try await body(item)
+                        return 0
+                    } catch {
+                        return 1
+                    }
+                }
+            }
+            while next < min(inFlight, items.count) { add() }
+            while let f = try await group.next() {
+                failed += f
+                if next < items.count { add() }
+            }
+            return failed
+        }
+    }
+}
+
+func progress(_ line: String) {
+    FileHandle.standardError.write(Data("[coordination] \(line)\n".utf8))
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))]
+}
+
+/// Figures in order, printed as aligned text and one JSON line.
+struct Report {
+    struct Row {
+        var name: String
+        var value: String
+        var number: Double?
+        var goal: String?
+    }
+    var rows: [Row] = []
+
+    mutating func add(_ name: String, _ text: String) { rows.append(Row(name: name, value: text)) }
+
+    mutating func add(_ name: String, _ value: Double, unit: String, goal: String? = nil) {
+        let shown = value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value)
+        rows.append(Row(name: name, value: unit.isEmpty ? shown : "\(shown) \(unit)", number: value, goal: goal))
+    }
+
+    func print() {
+        let width = rows.map(\.name.count).max() ?? 0
+        for r in rows {
+            Swift.print(r.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + r.value + (r.goal.map { "   (goal: \($0))" } ?? ""))
+        }
+        var json: [String: Any] = [:]
+        for r in rows { json[r.name] = r.number ?? r.value }
+        let data = try! JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        Swift.print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// `chime serve` on a free port, its admin port off.
+final class Server: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+
+    init(binary: String, data: String) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--data", data, "--port", "0", "--no-admin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var output = ""
+        while !output.contains("Ctrl-C to stop") {
+            let chunk = pipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            output += String(decoding: chunk, as: UTF8.self)
+        }
+        let line = output.split(separator: "\n").first { $0.contains("serving the broker protocol on") } ?? ""
+        let address = line.components(separatedBy: "protocol on ").last?.split(separator: " ").first ?? ""
+        port = Int(address.split(separator: ":").last?.prefix { $0.isNumber } ?? "") ?? -1
+        guard port > 0 else { throw ValidationError("chime serve did not start: \(output)") }
+    }
+
+    /// Its resident set (VmRSS), KiB.
+    func rssKiB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
