@@ -119,6 +119,12 @@ func decodePayload(_ frame: Frame) {
     case (.jobSnooze, true): check(JobSnoozeReply.self, frame.payload)
     case (.callbackComplete, false): check(CallbackComplete.self, frame.payload)
     case (.callbackComplete, true): check(Empty.self, frame.payload)
+    case (.flowSpawn, false): check(FlowSpawn.self, frame.payload)
+    case (.flowSpawn, true): check(FlowSpawnReply.self, frame.payload)
+    case (.flowQuery, false): check(FlowQuery.self, frame.payload)
+    case (.flowQuery, true): check(FlowQueryReply.self, frame.payload)
+    case (.flowAbort, false): check(FlowAbort.self, frame.payload)
+    case (.flowAbort, true): check(FlowAbortReply.self, frame.payload)
     }
 }
 
@@ -287,8 +293,19 @@ struct FrameFuzzSeeds {
             ("abort-notices", frame(.abortNotices, MemberRef(group: "g", memberID: .max))),
             ("abort-notices-reply", reply(.abortNotices, AbortNotices(receipts: [receipt, receipt]))),
             ("job-snooze", frame(.jobSnooze, JobSnooze(group: "g", memberID: 1, receipt: receipt, milliseconds: .max, callback: true, state: [1, 2, 3]))),
-            ("job-snooze-reply", reply(.jobSnooze, JobSnoozeReply(id: WireMessageID(topicID: 3, partition: 1, kind: 1, value: 8_191), token: "3-1-s8191.9f86d081884c7d65"))),
-            ("callback-complete", frame(.callbackComplete, CallbackComplete(token: "3-1-s8191.9f86d081884c7d65", payload: Array("approved".utf8)))),
+            ("job-snooze-reply", reply(.jobSnooze, JobSnoozeReply(id: WireMessageID(topicID: 3, partition: 1, kind: 1, value: 8_191), token: "3-1-s8191.1764950400000.9f86d081884c7d65"))),
+            ("flow-spawn", frame(.flowSpawn, FlowSpawn(
+                group: "g", memberID: 1, receipt: receipt, policy: 1, childTopic: "shards", children: [record, OutgoingRecord(body: [])],
+                continuationTopic: "jobs", continuation: OutgoingRecord(body: Array("reduce".utf8))))),
+            ("flow-spawn-reply", reply(.flowSpawn, FlowSpawnReply(flow: "3-0-f17"))),
+            ("flow-query", frame(.flowQuery, FlowQuery(flow: "3-0-f17", cursor: .max, max: .max))),
+            ("flow-query-reply", reply(.flowQuery, FlowQueryReply(
+                children: 3, succeeded: 1, failed: 1, policy: 0, state: 1, continuation: WireMessageID(topicID: 3, partition: 0, kind: 0, value: 9),
+                outcomes: [WireFlowOutcome(index: 0, succeeded: true, detail: Array("42".utf8)), WireFlowOutcome(index: 2, succeeded: false, detail: [])],
+                next: nil))),
+            ("flow-abort", frame(.flowAbort, FlowAbort(flow: "3-0-f17", reason: "operator"))),
+            ("flow-abort-reply", reply(.flowAbort, FlowAbortReply(aborted: .max))),
+            ("callback-complete", frame(.callbackComplete, CallbackComplete(token: "3-1-s8191.1764950400000.9f86d081884c7d65", payload: Array("approved".utf8)))),
             ("lock-grant", reply(.lockAcquire, LockGrantReply(token: 42, expiresAt: .max))),
             ("lock-list-reply", reply(.lockList, LockListReply(locks: [
                 WireLock(name: "a", holder: "w", token: 3, expiresAt: 1_000, waiters: 2, partition: 7),

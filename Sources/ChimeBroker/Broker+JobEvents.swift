@@ -3,29 +3,31 @@ import ChimeWheel
 import Synchronization
 
 /// The token that completes a parked job's callback: the id of its place in the wheel
-/// (a scheduled message's id) and a random number, so that a token cannot be guessed
-/// from the ids a producer sees. Printed `<id>.<16 hex digits>`.
+/// (a scheduled message's id), its timeout (the entry's due time, by which the wheel finds
+/// it even once compaction moved it), and a random number, so that a token cannot be
+/// guessed from the ids a producer sees. Printed `<id>.<due ms>.<16 hex digits>`.
 public struct CallbackToken: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
     public var id: MessageID
+    public var dueAt: Int64
     public var nonce: UInt64
 
-    public init(id: MessageID, nonce: UInt64) {
+    public init(id: MessageID, dueAt: Int64, nonce: UInt64) {
         self.id = id
+        self.dueAt = dueAt
         self.nonce = nonce
     }
 
     public var description: String {
         let hex = String(nonce, radix: 16)
-        return "\(id).\(String(repeating: "0", count: 16 - hex.count))\(hex)"
+        return "\(id).\(dueAt).\(String(repeating: "0", count: 16 - hex.count))\(hex)"
     }
 
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts[1].count == 16, let id = MessageID(String(parts[0])), id.kind == .scheduled,
-            let nonce = UInt64(parts[1], radix: 16)
+        guard parts.count == 3, parts[2].count == 16, let id = MessageID(String(parts[0])), id.kind == .scheduled,
+            let dueAt = Int64(parts[1]), dueAt >= 0, let nonce = UInt64(parts[2], radix: 16)
         else { return nil }
-        self.id = id
-        self.nonce = nonce
+        self.init(id: id, dueAt: dueAt, nonce: nonce)
     }
 }
 
@@ -59,10 +61,20 @@ extension Broker {
         case .ready(let offset): readyOffset = offset
         }
         var outcomes: [AbortOutcome] = []
+        var refusals: [(String, any Error)] = []
         for g in allGroups() {
-            if let o = try await g.abort(PartitionKey(topicID: id.topicID, partition: id.partition), readyOffset: readyOffset, reason: reason) {
-                outcomes.append(o)
+            // One group refusing (far behind, or busy moving it) does not stop the others.
+            do {
+                if let o = try await g.abort(PartitionKey(topicID: id.topicID, partition: id.partition), readyOffset: readyOffset, reason: reason) {
+                    outcomes.append(o)
+                }
+            } catch {
+                refusals.append((g.name, error))
             }
+        }
+        if let (name, error) = refusals.first {
+            guard !outcomes.isEmpty else { throw error }
+            logger.warning("abort refused in some groups", metadata: ["id": "\(id)", "group": "\(name)", "error": "\(error)", "groups": "\(refusals.count)"])
         }
         guard !outcomes.isEmpty else {
             throw BrokerError(.invalidArgument, "message \(id) is ready and no group consumes its partition yet: nothing to abort it in (a group that joins later would still get it)")
@@ -81,10 +93,10 @@ extension Broker {
     public func snooze(group name: String, member: UInt64, _ receipt: DeliveryReceipt, milliseconds: Int64, state: [UInt8]?) async throws -> MessageID {
         try Self.checkPark(milliseconds, state)
         defer { changes.bump() }
-        let position = try await group(name).snooze(member: member, receipt, milliseconds: milliseconds, callback: false) { headers in
+        let parked = try await group(name).snooze(member: member, receipt, milliseconds: milliseconds, callback: false) { headers in
             Self.parkedHeaders(headers, state: state, callback: nil)
         }
-        return MessageID(topicID: receipt.topicID, partition: receipt.partition, kind: .scheduled, value: position)
+        return MessageID(topicID: receipt.topicID, partition: receipt.partition, kind: .scheduled, value: parked.position)
     }
 
     /// A callback: parks the leased message like `snooze`, until `completeCallback` with the
@@ -94,10 +106,12 @@ extension Broker {
         try Self.checkPark(timeout, state)
         defer { changes.bump() }
         let nonce = UInt64.random(in: 1...UInt64.max)
-        let position = try await group(name).snooze(member: member, receipt, milliseconds: timeout, callback: true) { headers in
+        let parked = try await group(name).snooze(member: member, receipt, milliseconds: timeout, callback: true) { headers in
             Self.parkedHeaders(headers, state: state, callback: nonce)
         }
-        return CallbackToken(id: MessageID(topicID: receipt.topicID, partition: receipt.partition, kind: .scheduled, value: position), nonce: nonce)
+        return CallbackToken(
+            id: MessageID(topicID: receipt.topicID, partition: receipt.partition, kind: .scheduled, value: parked.position), dueAt: parked.dueAt,
+            nonce: nonce)
     }
 
     /// Completes the callback `token`: its job is delivered again at once with `payload` in
@@ -151,6 +165,25 @@ enum CallbackMark {
 }
 
 extension Partition {
+    /// The timer entry still pending that holds a retry or a parked job bound for the group
+    /// `destination`, of the message first stored at `readyOffset` (the last one found):
+    /// what a restart made the group forget. Reads at most `MessageSearch.maxBytes` of the
+    /// timer log, entries as written (not copies compaction moved).
+    func findPending(destination: UInt32, readyOffset: Int64) async throws -> (timerID: Int64, due: Int64)? {
+        var found: (timerID: Int64, due: Int64)?
+        var read = 0
+        let chunk = 4 << 20
+        try timerLog.scan(from: timerLog.startOffset, chunkBytes: chunk, while: { read < MessageSearch.maxBytes }) { entries, from in
+            read += chunk
+            for e in entries where e.kind == .message && e.position >= from {
+                guard let m = try? e.message(), m.destination == destination, RecordMeta.split(m.headers).meta.readyOffset == readyOffset else { continue }
+                found = (e.position, m.dueAt)
+            }
+        }
+        guard let found, case .pending = try await loop.state(of: found.timerID) else { return nil }
+        return found
+    }
+
     /// Moves the job parked under `token` to now, marked completed with `payload` (see
     /// `Broker.completeCallback`).
     /// Returns where it went: its new timer position, its destination (a group's id) and its
@@ -162,7 +195,7 @@ extension Partition {
         let found = Mutex<(destination: UInt32, readyOffset: Int64?)>((0, nil))
         let position: Int64
         do {
-            position = try await loop.reschedule(token.id.value, to: clock.now()) { message in
+            position = try await loop.reschedule(token.id.value, dueAt: token.dueAt, to: clock.now()) { message in
                 guard message.headers.contains(where: { $0.name == ReservedHeader.callbackNonce && $0.value == nonce }),
                     message.headers.contains(where: { $0.name == ReservedHeader.callback && $0.value == Array(CallbackMark.waiting.utf8) })
                 else { throw NotWaiting() }
@@ -176,7 +209,7 @@ extension Partition {
             throw closed
         } catch let error as WheelError {
             switch error.code {
-            case .unknownMessage, .notPending, .beingFired: throw closed
+            case .unknownMessage, .notPending, .beingFired, .dueOutOfRange: throw closed
             default: throw BrokerError(error, "completing callback \(token)")
             }
         }

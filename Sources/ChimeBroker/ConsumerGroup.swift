@@ -829,7 +829,7 @@ actor ConsumerGroup {
             headers.append(RecordHeader(name: ReservedHeader.id, value: ReservedHeader.messageID(meta.idKind ?? .ready, meta.idKind == nil ? offset : meta.idValue)))
             headers.append(RecordHeader(name: ReservedHeader.publishedAt, value: ReservedHeader.int64(meta.publishedAt ?? r.timestamp)))
             headers.append(RecordHeader(name: ReservedHeader.dueAt, value: ReservedHeader.int64(meta.dueAt ?? r.timestamp)))
-            headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(UInt32(attempts))))
+            headers.append(RecordHeader(name: ReservedHeader.attempts, value: ReservedHeader.uint32(UInt32(clamping: attempts))))
             if let origin = source == .ready ? offset : meta.readyOffset {
                 headers.append(RecordHeader(name: ReservedHeader.readyOffset, value: ReservedHeader.int64(origin)))
             }

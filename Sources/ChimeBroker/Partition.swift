@@ -523,10 +523,12 @@ actor Partition {
 
     // MARK: - Scheduled messages
 
-    func cancel(_ id: MessageID) async throws {
+    /// `dueAt`: its due time, when known — needed once the entry's own segment was reclaimed
+    /// by compaction (the wheel finds it by its slot then).
+    func cancel(_ id: MessageID, dueAt: Int64? = nil) async throws {
         try checkScheduled(id)
         do {
-            try await loop.cancel(id.value)
+            try await loop.cancel(id.value, dueAt: dueAt)
         } catch {
             throw BrokerError.wrapping(error, "cancelling \(id)")
         }

@@ -79,17 +79,16 @@ extension ConsumedMessage {
 }
 
 extension ChimeClient {
-    /// Those of `messages` whose leases were aborted since their members last asked (one
-    /// request per member): a worker stops their jobs. Each abort is told once.
-    public func abortedLeases(among messages: [ConsumedMessage]) async throws -> [ConsumedMessage] {
-        var byMember: [MemberKey: [ConsumedMessage]] = [:]
-        for m in messages { byMember[MemberKey(group: m.group, memberID: m.memberID), default: []].append(m) }
-        var aborted: [ConsumedMessage] = []
-        for (member, held) in byMember {
-            let notices = Set(try await abortNotices(group: member.group, memberID: member.memberID))
-            guard !notices.isEmpty else { continue }
-            aborted += held.filter { notices.contains($0.delivery.receipt) }
+    /// The leases aborted since they last asked, of every member that leased one of
+    /// `messages` (one request per member; a member whose request fails is skipped and
+    /// asked again next time). Each abort is told once: keep what matches no message yet.
+    public func abortNotices(for messages: [ConsumedMessage]) async -> [WireReceipt] {
+        var members = Set<MemberKey>()
+        for m in messages { members.insert(MemberKey(group: m.group, memberID: m.memberID)) }
+        var out: [WireReceipt] = []
+        for member in members {
+            if let notices = try? await abortNotices(group: member.group, memberID: member.memberID) { out += notices }
         }
-        return aborted
+        return out
     }
 }

@@ -66,9 +66,16 @@ final class Connection: Sendable {
     var isOpen: Bool { channel.isActive && !router.isClosed }
 
     func request<M: WireMessage, R: WireMessage>(_ opcode: Opcode, _ message: M, as: R.Type) async throws -> R {
+        let spoken = version.withLock { $0 }
+        // An opcode the broker does not know would close the connection (a framing error):
+        // refused here instead, with every other request on it left alone.
+        guard opcode.sinceVersion <= spoken else {
+            throw ClientError(
+                code: WireErrorCode.unsupportedVersion.rawValue,
+                message: "the broker speaks protocol version \(spoken); \(opcode) needs \(opcode.sinceVersion)")
+        }
         var message = message
         if var versioned = message as? any VersionedRequest {
-            let spoken = version.withLock { $0 }
             // A fence is a promise not to write under a stale token: never dropped silently.
             if versioned.fence != nil && spoken < ProtocolVersion.fences {
                 throw ClientError(

@@ -97,6 +97,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case abortNotices = 34
     case jobSnooze = 35
     case callbackComplete = 36
+    case flowSpawn = 37
+    case flowQuery = 38
+    case flowAbort = 39
 
     /// The first protocol version with this opcode: on a connection that chose an older
     /// one it is unknown.
@@ -108,7 +111,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .jobStatus: 6
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList: 7
         case .lockAcquire, .lockRenew, .lockRelease, .lockList: 8
-        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete: 9
+        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete, .flowSpawn, .flowQuery, .flowAbort: 9
         default: 1
         }
     }

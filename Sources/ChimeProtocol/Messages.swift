@@ -19,7 +19,8 @@ public enum ProtocolVersion {
     /// 8 adds locks with fencing tokens: `lockAcquire`, `lockRenew`, `lockRelease` and
     /// `lockList` (opcodes 29–32).
     /// 9 adds job events: a fence (lock, token) at the end of `publish` and of a settle,
-    /// `jobAbort`, `abortNotices`, `jobSnooze` and `callbackComplete` (opcodes 33–36).
+    /// `jobAbort`, `abortNotices`, `jobSnooze` and `callbackComplete` (opcodes 33–36), and
+    /// flows: `flowSpawn`, `flowQuery`, `flowAbort` (37–39).
     public static let current: UInt16 = 9
     /// The first version whose publish and settle end with a fence.
     public static let fences: UInt16 = 9
@@ -241,7 +242,7 @@ public struct WireHeader: Sendable, Equatable {
     }
 }
 
-private func readHeaders(_ r: inout WireReader) throws -> [WireHeader] {
+func readHeaders(_ r: inout WireReader) throws -> [WireHeader] {
     let n = Int(try r.u16("header count"))
     var out: [WireHeader] = []
     out.reserveCapacity(min(n, 64))
@@ -249,7 +250,7 @@ private func readHeaders(_ r: inout WireReader) throws -> [WireHeader] {
     return out
 }
 
-private func writeHeaders(_ headers: [WireHeader], _ b: inout ByteBuffer) {
+func writeHeaders(_ headers: [WireHeader], _ b: inout ByteBuffer) {
     b.writeWire(UInt16(headers.count))
     for h in headers {
         b.writeWire(h.name)

@@ -25,13 +25,40 @@ extension RequestHandler {
         case .callbackComplete:
             let r = try CallbackComplete(payload: payload)
             guard let token = CallbackToken(r.token) else {
-                throw BrokerError(.callbackClosed, "no callback waits for token \(r.token.prefix(100)): not a callback token (<id>.<16 hex digits>)")
+                throw BrokerError(.callbackClosed, "no callback waits for token \(r.token.prefix(100)): not a callback token (<id>.<due ms>.<16 hex digits>)")
             }
             try await broker.completeCallback(token, payload: r.payload)
             return Empty().payload(allocator: allocator)
+        case .flowSpawn:
+            let r = try FlowSpawn(payload: payload)
+            let ref = try await broker.spawnFlow(
+                group: r.group, member: r.memberID, r.receipt.receipt, childTopic: r.childTopic, children: r.children.map(\.message),
+                policy: FlowPolicy(rawValue: r.policy) ?? .waitForAll, continuationTopic: r.continuationTopic, continuation: r.continuation.message)
+            return FlowSpawnReply(flow: ref.description).payload(allocator: allocator)
+        case .flowQuery:
+            let r = try FlowQuery(payload: payload)
+            let ref = try Self.flow(r.flow)
+            let status = try await broker.flowStatus(ref)
+            let page = r.max == 0 ? ([], r.cursor) : try await broker.flowOutcomes(ref, from: r.cursor, max: Int(r.max))
+            return FlowQueryReply(
+                children: UInt32(status.children), succeeded: UInt32(status.succeeded), failed: UInt32(status.failed), policy: status.policy.rawValue,
+                state: status.aborted ? 2 : status.continuation != nil ? 1 : 0, continuation: status.continuation.map(WireMessageID.init),
+                outcomes: page.outcomes.map { WireFlowOutcome(index: UInt32($0.index), succeeded: $0.succeeded, detail: $0.detail) }, next: page.next
+            ).payload(allocator: allocator)
+        case .flowAbort:
+            let r = try FlowAbort(payload: payload)
+            let aborted = try await broker.abortFlow(try Self.flow(r.flow), reason: r.reason)
+            return FlowAbortReply(aborted: UInt32(aborted)).payload(allocator: allocator)
         default:
             preconditionFailure("not a job event opcode: \(opcode)")
         }
+    }
+}
+
+extension RequestHandler {
+    static func flow(_ text: String) throws -> FlowRef {
+        guard let ref = FlowRef(text) else { throw BrokerError(.unknownMessage, "'\(text.prefix(100))' is not a flow (they look like 3-0-f17)") }
+        return ref
     }
 }
 

@@ -127,7 +127,7 @@ struct RequestHandler: Sendable {
             return try await scheduleRequest(frame.opcode, frame.payload).payload(allocator: allocator)
         case .lockAcquire, .lockRenew, .lockRelease, .lockList:
             return try await lockRequest(frame.opcode, frame.payload, allocator: allocator)
-        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete:
+        case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete, .flowSpawn, .flowQuery, .flowAbort:
             return try await jobEventRequest(frame.opcode, frame.payload, allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)

@@ -22,6 +22,8 @@ public enum JobHeader {
     static let state = "chime-state"
     static let callback = "chime-callback"
     static let callbackPayload = "chime-callback-payload"
+    static let flow = "chime-flow"
+    static let flowDone = "chime-flow-done"
 
     /// The job name a delivery carries, if any.
     public static func jobName(of delivery: WireDelivery) -> String? {

@@ -112,10 +112,18 @@ public final class ChimeWorker: Service, Sendable {
     public func registerFallback(
         retry: RetryStrategy = .exponentialJitter(), timeout: Duration? = nil, _ handler: @escaping @Sendable ([UInt8], JobContext) async throws -> Void
     ) {
-        let registration = Registration(retry: retry, timeout: timeout, metrics: JobMetrics(job: "*")) { body, context in
+        registerResumableFallback(retry: retry, timeout: timeout) { body, context in
             try await handler(body, context)
             return .done
         }
+    }
+
+    /// `registerFallback` for a handler that returns a `JobResult` (a result for its flow,
+    /// a split, a continuation, a callback). Call before `run`.
+    public func registerResumableFallback(
+        retry: RetryStrategy = .exponentialJitter(), timeout: Duration? = nil, _ handler: @escaping @Sendable ([UInt8], JobContext) async throws -> JobResult
+    ) {
+        let registration = Registration(retry: retry, timeout: timeout, metrics: JobMetrics(job: "*"), run: handler)
         setup.withLock { s in
             precondition(!s.started, "register jobs before the worker runs")
             s.fallback = registration

@@ -29,6 +29,20 @@ public struct JobContext: Sendable {
     public let state: [UInt8]?
     /// How its callback ended, when it parked awaiting one.
     public let callback: CallbackOutcome?
+    /// Its place as a flow's child (its index is its shard), if it is one.
+    public let flow: FlowPlace?
+    /// The flow it continues, when it is a flow's continuation.
+    public let continues: String?
+    private let client: ChimeClient?
+
+    /// The outcomes of the children of the flow this job continues (empty otherwise), read
+    /// from the broker a page at a time.
+    public func childOutcomes() async throws -> [FlowChildOutcome] {
+        guard let continues, let client else { return [] }
+        return try await client.flowOutcomes(continues).map {
+            FlowChildOutcome(index: Int($0.index), succeeded: $0.succeeded, detail: String(decoding: $0.detail, as: UTF8.self))
+        }
+    }
     /// `state` decoded from JSON (as `JobResult.continueAfter(_:state:)` encodes it).
     public func state<S: Decodable>(as type: S.Type) throws -> S? {
         try state.map { try JobCoding.decoder.decode(S.self, from: Data($0)) }
@@ -44,7 +58,7 @@ public struct JobContext: Sendable {
     }
     private let workerLogger: Logger
 
-    init(_ d: WireDelivery, name: String, logger: Logger) {
+    init(_ d: WireDelivery, name: String, logger: Logger, client: ChimeClient? = nil) {
         id = d.id.text
         self.name = name
         attempt = Int(d.attempt)
@@ -63,7 +77,21 @@ public struct JobContext: Sendable {
         case "waiting"?: callback = .timedOut
         default: callback = nil
         }
+        flow = header(JobHeader.flow).flatMap(Self.place)
+        continues = header(JobHeader.flowDone).map { String(decoding: $0, as: UTF8.self) }
+        self.client = client
         workerLogger = logger
+    }
+}
+
+extension JobContext {
+    /// A `chime-flow` header (24 bytes: topic id u32, partition u32, flow id i64, group id
+    /// u32, index u32, little-endian) as a place.
+    static func place(_ b: [UInt8]) -> FlowPlace? {
+        guard b.count == 24 else { return nil }
+        func u32(_ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
+        let id = (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[8 + $1]) << (8 * UInt64($1)) }
+        return FlowPlace(flow: "\(u32(0))-\(u32(4))-f\(Int64(bitPattern: id))", index: Int(u32(20)))
     }
 }
 

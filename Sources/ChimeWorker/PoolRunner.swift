@@ -1,5 +1,6 @@
 import ChimeClient
 import ChimeProtocol
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
@@ -141,7 +142,7 @@ final class PoolRunner: Sendable {
         }
         let name = named ?? ""
         let metrics = registration.metrics
-        let context = JobContext(d, name: name, logger: logger)
+        let context = JobContext(d, name: name, logger: logger, client: client)
         // Aborted while it waited in the buffer: the broker has ended it already.
         guard !running.isAborted(ticket) else {
             context.logger.info("job aborted before it started")
@@ -206,6 +207,22 @@ final class PoolRunner: Sendable {
                 if pool.durableAcks { try await message.ackDurably() } else { try await message.ack() }
             } catch {
                 context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
+            }
+        case .result(let result):
+            metrics.succeeded()
+            do {
+                try await message.ack(result: result)
+            } catch {
+                context.logger.warning("ack failed; the job may run again", metadata: ["error": "\(error)"])
+            }
+        case .spawn(let children, let childTopic, let continuation, let continuationTopic, let policy):
+            metrics.succeeded()
+            do {
+                let flow = try await message.spawn(
+                    children, on: childTopic ?? context.topic, then: continuation, on: continuationTopic ?? context.topic, policy: policy)
+                context.logger.info("job split", metadata: ["flow": "\(flow)", "children": "\(children.count)"])
+            } catch {
+                context.logger.warning("spawning the job's flow failed; it runs again when its lease ends", metadata: ["error": "\(error)"])
             }
         case .snooze(let delay, let state):
             metrics.parked()
@@ -276,12 +293,9 @@ final class PoolRunner: Sendable {
             try? await Task.sleep(for: .milliseconds(250))
             let held = running.all()
             guard !held.isEmpty else { continue }
-            do {
-                let aborted = Set(try await client.abortedLeases(among: held.map(\.message)).map(\.delivery.receipt))
-                for h in held where aborted.contains(h.message.delivery.receipt) { running.abort(h.ticket) }
-            } catch {
-                logger.debug("asking for aborted jobs failed", metadata: ["group": "\(pool.group)", "error": "\(error)"])
-            }
+            // Matched against what is held when the answer comes (a message fetched since
+            // the question counts too), and kept a while for one not held yet.
+            running.abort(Set(await client.abortNotices(for: held.map(\.message))))
         }
     }
 
@@ -331,6 +345,9 @@ final class HeldMessages: Sendable {
         var next = 0
         var entries: [Int: Entry] = [:]
         var leaseMilliseconds: Int64?
+        /// Aborted leases told before their messages were held.
+        var earlyAborts: Set<WireReceipt> = []
+        var earlyAbortOrder: Deque<WireReceipt> = []
     }
     private let state = Mutex(State())
 
@@ -342,7 +359,8 @@ final class HeldMessages: Sendable {
         let lease = message.delivery.leaseDeadline - message.delivery.deliveredAt
         return state.withLock { s in
             s.next += 1
-            s.entries[s.next] = Entry(message: message, renewedAt: leasedAfter)
+            let aborted = s.earlyAborts.remove(message.delivery.receipt) != nil
+            s.entries[s.next] = Entry(message: message, renewedAt: leasedAfter, aborted: aborted)
             if s.leaseMilliseconds == nil && lease > 0 { s.leaseMilliseconds = lease }
             return s.next
         }
@@ -364,14 +382,24 @@ final class HeldMessages: Sendable {
         if aborted { task.cancel() }
     }
 
-    /// The broker aborted the message of `ticket`: its job's task is cancelled (or never
-    /// started), its lease no longer extended.
-    func abort(_ ticket: Int) {
-        let task = state.withLock { s -> Task<JobResult, any Error>? in
-            s.entries[ticket]?.aborted = true
-            return s.entries[ticket]?.task
+    /// The broker aborted these leases: the jobs holding them have their tasks cancelled (or
+    /// never start), their leases are no longer extended. Receipts that match nothing held
+    /// are kept (the last 10,000) for a message added later.
+    func abort(_ receipts: Set<WireReceipt>) {
+        guard !receipts.isEmpty else { return }
+        let tasks = state.withLock { s -> [Task<JobResult, any Error>] in
+            var tasks: [Task<JobResult, any Error>] = []
+            var unmatched = receipts
+            for (ticket, e) in s.entries where receipts.contains(e.message.delivery.receipt) {
+                s.entries[ticket]?.aborted = true
+                unmatched.remove(e.message.delivery.receipt)
+                if let t = e.task { tasks.append(t) }
+            }
+            for r in unmatched where s.earlyAborts.insert(r).inserted { s.earlyAbortOrder.append(r) }
+            while s.earlyAbortOrder.count > 10_000, let old = s.earlyAbortOrder.popFirst() { s.earlyAborts.remove(old) }
+            return tasks
         }
-        task?.cancel()
+        for t in tasks { t.cancel() }
     }
 
     func isAborted(_ ticket: Int) -> Bool { state.withLock { $0.entries[ticket]?.aborted ?? false } }

@@ -97,11 +97,11 @@ struct CompleteCommand: AsyncParsableCommand {
             one after the job's timeout, fails with "callback closed" (exit status 1).
 
             Examples:
-              chime complete 3-1-s8191.9f86d081884c7d65 approved
-              echo '{"approved":true}' | chime complete 3-1-s8191.9f86d081884c7d65 -
+              chime complete 3-1-s8191.1764950400000.9f86d081884c7d65 approved
+              echo '{"approved":true}' | chime complete 3-1-s8191.1764950400000.9f86d081884c7d65 -
             """)
     @OptionGroup var broker: BrokerAddress
-    @Argument(help: "The callback's token (<id>.<16 hex digits>).") var token: String
+    @Argument(help: "The callback's token (<id>.<due ms>.<16 hex digits>).") var token: String
     @Argument(help: "The payload; - reads stdin; none: empty.") var body: String?
 
     func run() async throws {

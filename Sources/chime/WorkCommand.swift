@@ -19,7 +19,11 @@ struct WorkCommand: AsyncParsableCommand {
             Each message runs COMMAND with the message body on its standard input and its \
             details in the environment: CHIME_ID, CHIME_TOPIC, CHIME_PARTITION, CHIME_KEY, \
             CHIME_ATTEMPT (1 for the first), CHIME_PUBLISHED_AT and CHIME_DUE_AT (ms since the \
-            epoch), CHIME_JOB (its chime-job header, if any), CHIME_GROUP.
+            epoch), CHIME_JOB (its chime-job header, if any), CHIME_GROUP. A flow's child also \
+            gets CHIME_FLOW and CHIME_FLOW_INDEX (its shard); a flow's continuation \
+            CHIME_FLOW_DONE (`chime flows show` lists its children's outcomes). What the \
+            command writes to the file named by CHIME_RESULT_FILE (at most 1 KiB) is the \
+            job's result, kept by its flow.
 
             Exit status 0 acks the message. 75 (EX_TEMPFAIL) asks for it to be tried again \
             later. Any other status (or a signal, or --timeout) is a failure: it is tried \
@@ -74,7 +78,7 @@ struct WorkCommand: AsyncParsableCommand {
         let program = command[0]
         let arguments = Array(command.dropFirst())
         let group = self.group
-        worker.registerFallback(
+        worker.registerResumableFallback(
             retry: .exponentialJitter(maxAttempts: maxAttempts, base: .milliseconds(parseDuration(backoff)!)),
             timeout: timeout.map { .milliseconds(parseDuration($0)!) }
         ) { body, context in
@@ -101,13 +105,25 @@ struct WorkCommand: AsyncParsableCommand {
         let description: String
     }
 
-    static func runCommand(_ program: String, _ arguments: [String], body: [UInt8], context: JobContext, group: String) async throws {
+    /// The most bytes a command's result may have (what a flow keeps per child).
+    static let maxResultBytes = 1 << 10
+
+    static func runCommand(_ program: String, _ arguments: [String], body: [UInt8], context: JobContext, group: String) async throws -> JobResult {
+        // Where the command may leave its result for the flow it is a child of.
+        let resultFile = NSTemporaryDirectory() + "chime-result-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        defer { unlink(resultFile) }
         var env = [
             "CHIME_ID": context.id, "CHIME_TOPIC": context.topic, "CHIME_PARTITION": "\(context.partition)",
             "CHIME_ATTEMPT": "\(context.attempt)", "CHIME_PUBLISHED_AT": "\(Int64(context.publishedAt.timeIntervalSince1970 * 1000))",
             "CHIME_DUE_AT": "\(Int64(context.dueAt.timeIntervalSince1970 * 1000))", "CHIME_JOB": context.name, "CHIME_GROUP": group,
         ]
         env["CHIME_KEY"] = context.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        env["CHIME_RESULT_FILE"] = resultFile
+        if let place = context.flow {
+            env["CHIME_FLOW"] = place.flow
+            env["CHIME_FLOW_INDEX"] = "\(place.index)"
+        }
+        if let flow = context.continues { env["CHIME_FLOW_DONE"] = flow }
         let job = try ShellJob(command: program, arguments: arguments, environment: env)
         let logger = context.logger
         let outcome = await withTaskCancellationHandler {
@@ -120,7 +136,11 @@ struct WorkCommand: AsyncParsableCommand {
         let tail = outcome.stderrTail.isEmpty ? "" : ": \(outcome.stderrTail)"
         switch (outcome.status, outcome.signal) {
         case (0?, _):
-            return
+            guard let data = FileManager.default.contents(atPath: resultFile), !data.isEmpty else { return .done }
+            guard data.count <= maxResultBytes else {
+                throw CommandFailed(description: "its result ($CHIME_RESULT_FILE) is \(data.count) bytes; a result is at most \(maxResultBytes)")
+            }
+            return .done(result: String(decoding: data, as: UTF8.self))
         case (75?, _):
             throw CommandFailed(description: "exit status 75 (try again later)\(tail)")
         case (let status?, _):

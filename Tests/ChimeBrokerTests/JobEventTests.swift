@@ -107,6 +107,34 @@ import Testing
         await s.broker.close()
     }
 
+    @Test func abortingASnoozedJobAfterARestartFindsItInTheWheelAndCancelsIt() async throws {
+        let s = try await Scenario.make()
+        let member = try await setUp(s)
+        let id = try #require(try await s.broker.publish(topic: "jobs", [.text("poll")]).first?.id)
+        let job = try #require(try await s.broker.fetch(group: "g", member: member, max: 1).first)
+        _ = try await s.broker.snooze(group: "g", member: member, job.receipt, milliseconds: 60_000, state: nil)
+        try await s.restart()
+        let again = try await s.broker.join(group: "g", member: "w", topics: ["jobs"], settings: Self.settings).memberID
+        #expect(try await s.broker.abort(id, reason: "not any more") == .cancelled, "the restart forgot where it was parked; the timer log did not")
+        #expect(try await s.advance(by: 120_000) == 0)
+        #expect(try await s.fetchAll("g", again).isEmpty)
+        await s.broker.close()
+    }
+
+    @Test func abortingARetryThatFiredBeforeARestartFindsItInTheRetryLog() async throws {
+        let s = try await Scenario.make()
+        let member = try await setUp(s)
+        let id = try #require(try await s.broker.publish(topic: "jobs", [.text("flaky")]).first?.id)
+        let job = try await s.broker.fetch(group: "g", member: member, max: 1)
+        _ = try await s.broker.nack(group: "g", member: member, job.map(\.receipt), delay: 1_000, reason: "503")
+        try await s.advance(by: 1_000)
+        try await s.restart()
+        let again = try await s.broker.join(group: "g", member: "w", topics: ["jobs"], settings: Self.settings).memberID
+        #expect(try await s.broker.abort(id, reason: "stop") == .cancelled)
+        #expect(try await s.fetchAll("g", again).isEmpty)
+        await s.broker.close()
+    }
+
     // MARK: - Continuations
 
     @Test func aSnoozedJobComesBackAfterItsDelayWithItsStateAsTheSameAttempt() async throws {
@@ -210,10 +238,10 @@ import Testing
         let plain = try #require(try await s.broker.publish(topic: "jobs", [.text("plain", at: s.now + 5_000)]).first?.id)
         let job = try #require(try await s.broker.fetch(group: "g", member: member, max: 1).first)
         let token = try await s.broker.awaitCallback(group: "g", member: member, job.receipt, timeout: 60_000, state: nil)
-        await expectBrokerError(.callbackClosed) { try await s.broker.completeCallback(CallbackToken(id: token.id, nonce: token.nonce &+ 1), payload: []) }
-        await expectBrokerError(.callbackClosed) { try await s.broker.completeCallback(CallbackToken(id: plain, nonce: token.nonce), payload: []) }
+        await expectBrokerError(.callbackClosed) { try await s.broker.completeCallback(CallbackToken(id: token.id, dueAt: token.dueAt, nonce: token.nonce &+ 1), payload: []) }
+        await expectBrokerError(.callbackClosed) { try await s.broker.completeCallback(CallbackToken(id: plain, dueAt: s.now + 5_000, nonce: token.nonce), payload: []) }
         await expectBrokerError(.callbackClosed) {
-            try await s.broker.completeCallback(CallbackToken(id: MessageID(topicID: 9_999, partition: 0, kind: .scheduled, value: 0), nonce: 1), payload: [])
+            try await s.broker.completeCallback(CallbackToken(id: MessageID(topicID: 9_999, partition: 0, kind: .scheduled, value: 0), dueAt: 0, nonce: 1), payload: [])
         }
         #expect(try await s.advance(by: 5_000) == 1, "the plain message fires at its time, untouched")
         #expect(try await s.consumeAll("g", member).map(\.text) == ["plain"])
@@ -233,15 +261,18 @@ import Testing
         }
         await expectBrokerError(.invalidArgument) { try await s.broker.awaitCallback(group: "g", member: member, job.receipt, timeout: .min, state: nil) }
         await expectBrokerError(.messageTooLarge) {
-            try await s.broker.completeCallback(CallbackToken(id: MessageID(topicID: 1, partition: 0, kind: .scheduled, value: 0), nonce: 1), payload: [UInt8](repeating: 0, count: Broker.maxStateBytes + 1))
+            try await s.broker.completeCallback(CallbackToken(id: MessageID(topicID: 1, partition: 0, kind: .scheduled, value: 0), dueAt: 0, nonce: 1), payload: [UInt8](repeating: 0, count: Broker.maxStateBytes + 1))
         }
         var stale = job.receipt
         stale.lease &+= 1
         await expectBrokerError(.unknownDelivery) { try await s.broker.snooze(group: "g", member: member, stale, milliseconds: 1, state: nil) }
         #expect(try await s.broker.ack(group: "g", member: member, [job.receipt]) == [nil], "still leased after every refusal")
-        #expect(CallbackToken("3-1-r5.0000000000000001") == nil, "a ready id is no callback")
-        #expect(CallbackToken("3-1-s5.1") == nil)
-        #expect(CallbackToken("3-1-s5.zzzzzzzzzzzzzzzz") == nil)
+        #expect(CallbackToken("3-1-s5.100.0000000000000001") == CallbackToken(id: MessageID(topicID: 3, partition: 1, kind: .scheduled, value: 5), dueAt: 100, nonce: 1))
+        #expect(CallbackToken("3-1-r5.100.0000000000000001") == nil, "a ready id is no callback")
+        #expect(CallbackToken("3-1-s5.100.1") == nil)
+        #expect(CallbackToken("3-1-s5.-1.0000000000000001") == nil)
+        #expect(CallbackToken("3-1-s5.100.zzzzzzzzzzzzzzzz") == nil)
+        #expect(CallbackToken("3-1-s5.0000000000000001") == nil, "no due time")
         await s.broker.close()
     }
 }

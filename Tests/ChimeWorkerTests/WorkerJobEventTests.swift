@@ -46,7 +46,7 @@ import Testing
         #expect(await eventually { cancelled.withLock { $0 } }, "the job's task saw its cancellation")
         #expect(try await client.jobStatus(id, group: "g").map(\.state) == [.aborted(whileRunning: true, reason: "customer cancelled")])
         #expect(try await client.abort(id) == .finished)
-        // Nothing comes back: not past the lease, not as a retry.
+        // Nothing left in the group: not leased, not waiting for a retry.
         #expect(await eventually { try await client.groupIsDone("g", topic: "jobs") })
         try await running.stop()
         #expect(runs.withLock { $0 } == 1)
@@ -99,7 +99,12 @@ import Testing
         let t = try #require(token.withLock { $0 })
         #expect(try await client.jobStatus(id, group: "g").map(\.state.name) == ["awaiting-callback"])
         try await client.complete(callback: t, payload: Array("approved".utf8))
-        await #expect(throws: ClientError.self) { try await client.complete(callback: t, payload: Array("again".utf8)) }
+        do {
+            try await client.complete(callback: t, payload: Array("again".utf8))
+            Issue.record("a second completion went through")
+        } catch let error as ClientError {
+            #expect(error.wireCode == .callbackClosed, "\(error)")
+        }
         #expect(await eventually { try await client.jobStatus(id, group: "g").map(\.state) == [.succeeded] })
         try await running.stop()
         #expect(outcomes.withLock { $0 } == [nil, .completed(payload: Array("approved".utf8))])
@@ -124,6 +129,55 @@ import Testing
         #expect(await eventually { try await client.jobStatus(id, group: "g").map(\.state) == [.succeeded] })
         try await running.stop()
         #expect(outcomes.withLock { $0 } == [nil, .timedOut])
+        await client.close()
+    }
+
+    struct Report: ChimeJob {
+        static let jobName = "report"
+        var shards: Int
+    }
+    struct ReportShard: ChimeJob {
+        static let jobName = "report-shard"
+        var of: Int
+    }
+    struct ReportTotal: ChimeJob {
+        static let jobName = "report-total"
+    }
+
+    @Test func aShardedJobSplitsRunsEveryShardOnceAndReducesTheirResultsOnce() async throws {
+        let server = try WorkerTestServer()
+        defer { server.stop() }
+        let client = server.client("shards")
+        try await client.createTopic("reports", settings: topicSettings(partitions: 3))
+        try await client.enqueue(Report(shards: 50), to: "reports")
+
+        let shardsRun = Mutex<[Int: Int]>([:])
+        let totals = Mutex<[(sum: Int, count: Int, flow: String?)]>([])
+        let worker = makeWorker(client)
+        worker.registerResumable(Report.self) { report, _ in
+            try .spawn(shards: 0..<report.shards, { _ in ReportShard(of: report.shards) }, then: ReportTotal())
+        }
+        worker.registerResumable(ReportShard.self) { _, context in
+            let shard = try #require(context.flow?.index)
+            shardsRun.withLock { $0[shard, default: 0] += 1 }
+            return .done(result: "\(shard * shard)")
+        }
+        worker.register(ReportTotal.self) { _, context in
+            let outcomes = try await context.childOutcomes()
+            totals.withLock { $0.append((outcomes.compactMap { Int($0.detail) }.reduce(0, +), outcomes.count, context.continues)) }
+        }
+        worker.addPool(WorkerPool(group: "g", topics: ["reports"], concurrency: 4))
+        let running = RunningWorker(worker)
+        #expect(await eventually(within: .seconds(120)) { totals.withLock { !$0.isEmpty } })
+        #expect(await eventually { try await client.groupIsDone("g", topic: "reports") })
+        try await running.stop()
+        #expect(shardsRun.withLock { $0 } == Dictionary(uniqueKeysWithValues: (0..<50).map { ($0, 1) }), "each shard ran once, with its index")
+        let total = totals.withLock { $0 }
+        #expect(total.count == 1, "the reducer ran once")
+        #expect(total.first?.count == 50 && total.first?.sum == (0..<50).reduce(0) { $0 + $1 * $1 })
+        let flow = try #require(total.first?.flow)
+        let status = try await client.flow(flow)
+        #expect(status.state == 1 && status.succeeded == 50)
         await client.close()
     }
 
