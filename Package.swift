@@ -191,6 +191,16 @@ let package = Package(
             ],
             path: "bench/PeerBench"
         ),
+        // The sharded report of README's "Flows": a schedule, a splitter, shards, a reducer.
+        .executableTarget(
+            name: "ShardedReport",
+            dependencies: [
+                "ChimeClient", "ChimeProtocol", "ChimeWorker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ShardedReport"
+        ),
         // Locks, callbacks and aborts against a real server (bench/coordination.sh, issue 18).
         .executableTarget(
             name: "CoordinationBench",
@@ -267,7 +277,7 @@ let package = Package(
         .testTarget(
             name: "ChimeWorkerTests",
             dependencies: [
-                "ChimeWorker", "ChimeClient", "ChimeProtocol", "ChimeSchedule", "ChimeTestSupport", "chime",
+                "ChimeWorker", "ChimeClient", "ChimeProtocol", "ChimeSchedule", "ChimeTestSupport", "chime", "ShardedReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

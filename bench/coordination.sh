@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 18's figures: lock acquire/release pairs per second, callbacks parked and
 # completed per second, the broker's memory for many parked callbacks (each completed
-# exactly once), callback timeout lateness, and abort → cancellation latency.
+# exactly once), callback timeout lateness, abort → cancellation latency, and a flow of
+# 100,000 no-op children from spawn to continuation.
 #
 #   bash bench/coordination.sh                    100,000 callbacks (a minute or two)
 #   bash bench/coordination.sh --callbacks 1000000  the million of the issue's goal
@@ -19,7 +20,7 @@ ARGS=()
 RESULTS=bench/results
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) RESULTS=bench/results/quick; ARGS+=(--lock-names 2000 --callbacks 5000 --timeouts 500 --aborts 20) ;;
+        --quick) RESULTS=bench/results/quick; ARGS+=(--lock-names 2000 --callbacks 5000 --timeouts 500 --aborts 20 --children 10000) ;;
         -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) ARGS+=("$1") ;;
     esac

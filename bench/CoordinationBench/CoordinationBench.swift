@@ -24,6 +24,7 @@ struct CoordinationBench: AsyncParsableCommand {
     @Option(help: "Callbacks parked, then completed.") var callbacks = 100_000
     @Option(help: "Callbacks parked with a short timeout, to see how late timeouts fire.") var timeouts = 2_000
     @Option(help: "Jobs aborted while running.") var aborts = 100
+    @Option(help: "Children of the flow (no-op children, acked in batches).") var children = 100_000
     @Option(help: "The chime binary (default: beside this program).") var chime: String?
     @Option(help: "Where the broker's data directory goes (a fresh one inside).") var work = NSTemporaryDirectory()
 
@@ -46,6 +47,7 @@ struct CoordinationBench: AsyncParsableCommand {
         try await parkedCallbacks(client, server, &report)
         try await callbackTimeouts(client, &report)
         try await abortLatency(client, logger, &report)
+        try await flowOfNoOps(client, &report)
         await client.close()
         report.print()
     }
@@ -217,6 +219,47 @@ struct CoordinationBench: AsyncParsableCommand {
         latencies.sort()
         report.add("abort → job task cancelled p50", percentile(latencies, 0.5), unit: "ms")
         report.add("abort → job task cancelled p99", percentile(latencies, 0.99), unit: "ms", goal: "≤ 1,000 ms")
+    }
+
+    // MARK: - Flows
+
+    /// A flow of `children` no-op children: from the spawn's request to the continuation's
+    /// delivery, the children fetched and acked in batches by one consumer (what a pool of
+    /// workers does, minus the work).
+    func flowOfNoOps(_ client: ChimeClient, _ report: inout Report) async throws {
+        for topic in ["bench-split", "bench-children", "bench-reduce"] {
+            _ = try await client.createTopic(topic, settings: WireTopicSettings(
+                partitions: topic == "bench-children" ? 4 : 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5,
+                dedupWindowMilliseconds: 0))
+        }
+        _ = try await client.createGroup("flow-bench", settings: WireGroupSettings(mode: .shared))
+        progress("flow: \(children) no-op children")
+        _ = try await client.publish(Array("split".utf8), to: "bench-split")
+        var parents = client.consume(group: "flow-bench", topics: ["bench-split"]).makeAsyncIterator()
+        let parent = try await parents.next()!
+        let records = (0..<children).map { OutgoingRecord(body: Array("c\($0)".utf8)) }
+        let started = ContinuousClock.now
+        let flow = try await parent.spawn(records, on: "bench-children", then: OutgoingRecord(body: Array("reduce".utf8)), on: "bench-reduce")
+        let spawned = ContinuousClock.now
+        var kids = client.consume(group: "flow-bench", topics: ["bench-children"], prefetch: 5_000).makeAsyncIterator()
+        var acked = 0
+        while acked < children {
+            let batch = try await kids.fetchBatch()
+            _ = try await client.ack(batch)
+            acked += batch.count
+        }
+        var reducers = client.consume(group: "flow-bench", topics: ["bench-reduce"]).makeAsyncIterator()
+        _ = try await reducers.next()
+        let done = ContinuousClock.now
+        let total = seconds(done - started)
+        report.add("flow: spawn of \(children) children (request to answer)", seconds(spawned - started) * 1_000, unit: "ms")
+        report.add("flow: spawn to continuation delivered", total * 1_000, unit: "ms")
+        report.add("flow: children per second, spawn to continuation", Double(children) / total, unit: "/s", goal: "≥ 100,000/s")
+        let status = try await client.flow(flow)
+        report.add("flow: outcomes counted", Double(status.succeeded), unit: "", goal: "\(children)")
+        await parents.leave()
+        await kids.leave()
+        await reducers.leave()
     }
 
     // MARK: - Helpers
