@@ -141,7 +141,9 @@ final class FlowTable {
         let continuationTopic: String
         fileprivate(set) var continuation: FlowMessage?
         /// Offset of its open record: outcome records come after it.
-        let openOffset: Int64
+        fileprivate(set) var openOffset: Int64
+        /// When it was closed or aborted (broker time, ms): kept `retention` after that.
+        fileprivate(set) var finishedAt: Int64?
         fileprivate(set) var ended: [UInt64]
         fileprivate(set) var succeeded = 0
         fileprivate(set) var failed = 0
@@ -170,15 +172,29 @@ final class FlowTable {
     }
 
     static let opHeader = "op"
+    /// How long a finished flow is kept (its continuation reads its outcomes, a spawn
+    /// again from its job finds it): then a compaction drops it.
+    static let retentionMilliseconds: Int64 = 7 * 86_400_000
     private var log: RecordLog
+    private let directory: String
+    private let configuration: LogConfiguration
+    private let calls: FileSystemCalls
     private let logger: Logger
+    /// Records in the log, and after the last compaction (it runs when they have grown fourfold).
+    private(set) var records = 0
+    private var recordsAfterCompaction = 0
     private let clock: () -> Int64
     private(set) var flows: [Int64: Flow] = [:]
 
     init(directory: String, configuration: LogConfiguration, calls: FileSystemCalls, clock: @escaping () -> Int64, logger: Logger) throws {
+        try TableSwap.finish(directory)
         log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+        self.directory = directory
+        self.configuration = configuration
+        self.calls = calls
         self.logger = logger
         self.clock = clock
+        defer { recordsAfterCompaction = records }
         try log.scan(from: log.startOffset, damaged: { error in
             logger.error("damaged batch in the flow table; the flows it held are lost", metadata: ["error": "\(error)"])
         }) { batches, from in
@@ -192,8 +208,10 @@ final class FlowTable {
                     }
                     let id = key.withUnsafeBytes { LittleEndian.load(Int64.self, $0, 0) }
                     var reader = ByteReader(r.record.body)
+                    records += 1
                     do {
                         try apply(op, id: id, offset: r.offset, &reader)
+                        if op == .closed || op == .aborted { flows[id]?.finishedAt = r.record.timestamp }
                     } catch {
                         logger.error("unreadable flow record, skipped", metadata: ["offset": "\(r.offset)", "error": "\(error)"])
                     }
@@ -331,6 +349,7 @@ final class FlowTable {
         _ = try append(id, [(.closed, b)])
         f.closed = continuation
         f.continuation = nil
+        f.finishedAt = clock()
     }
 
     func aborted(_ id: Int64) throws {
@@ -338,6 +357,7 @@ final class FlowTable {
         _ = try append(id, [(.aborted, [])])
         f.aborted = true
         f.continuation = nil
+        f.finishedAt = clock()
     }
 
     /// Appends records of flow `id` in one batch; returns the first one's offset.
@@ -352,7 +372,72 @@ final class FlowTable {
         let first = log.endOffset
         _ = try log.append(try builder.build())
         if log.configuration.durability != .never { try log.flush() }
+        self.records += records.count
         return first
+    }
+
+    // MARK: - Compaction
+
+    /// Whether the log has grown fourfold since it was last written whole (and holds
+    /// 10,000 records at least): an outcome record is added per child.
+    var worthCompacting: Bool { records > max(10_000, 4 * recordsAfterCompaction) }
+
+    /// Drops flows finished more than `retentionMilliseconds` ago and rewrites the log with
+    /// the records of the others, in their order, into `flows.new/`, synced, swapped in by
+    /// two renames (`TableSwap`: a crash leaves one whole table).
+    func compact() throws {
+        let now = clock()
+        for (id, f) in flows where f.finishedAt.map({ now - $0 > Self.retentionMilliseconds }) == true { flows[id] = nil }
+        let fresh = directory + ".new"
+        if Directory.isDirectory(fresh) { try Directory.removeTree(fresh) }
+        var written = 0
+        var opens: [Int64: Int64] = [:]
+        do {
+            let out = try RecordLog.open(directory: fresh, configuration: configuration, calls: calls, logger: logger)
+            var builder = RecordBatchBuilder(capacity: 1 << 20)
+            func flush() throws {
+                guard !builder.isEmpty else { return }
+                _ = try out.append(try builder.build())
+                builder.reset()
+            }
+            try log.scan(from: log.startOffset) { batches, from in
+                for b in batches where b.nextOffset > from {
+                    for r in try b.records() where r.offset >= from {
+                        guard let key = r.record.key, key.count == 8 else { continue }
+                        let id = key.withUnsafeBytes { LittleEndian.load(Int64.self, $0, 0) }
+                        guard let f = flows[id] else { continue }
+                        let op = r.record.headers.first { $0.name == Self.opHeader }?.value.first
+                        // Children already published are not needed again.
+                        if op == Op.child.rawValue && f.spawned { continue }
+                        // An open and its children stay in one batch: all of them, or none.
+                        if op == Op.open.rawValue {
+                            try flush()
+                            opens[id] = out.endOffset
+                        } else if op != Op.child.rawValue && builder.sectionSize >= 1 << 20 {
+                            try flush()
+                        }
+                        builder.append(r.record)
+                        written += 1
+                    }
+                }
+            }
+            try flush()
+            try out.flush()
+            try out.close()
+        }
+        try log.close()
+        do {
+            try TableSwap.swapIn(directory)
+        } catch {
+            try TableSwap.finish(directory)
+            log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+            throw error
+        }
+        log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
+        for (id, offset) in opens { flows[id]?.openOffset = offset }
+        logger.debug("flow table compacted", metadata: ["records": "\(records)", "now": "\(written)"])
+        records = written
+        recordsAfterCompaction = written
     }
 
     // MARK: - Reads

@@ -106,4 +106,11 @@ extension Partition {
         guard let table = flowTable else { return ([], nil) }
         return try table.outcomes(id, from: cursor, max: max)
     }
+
+    /// Rewrites the flow table without the flows finished long ago (`FlowTable.compact`);
+    /// the checkpoint does it once the table has grown fourfold.
+    func compactFlows() throws {
+        guard flowsClosing.isEmpty else { return }
+        try flowTable?.compact()
+    }
 }

@@ -606,6 +606,10 @@ actor Partition {
     func checkpoint(wheel: Bool = true, policy: CheckpointPolicy? = nil) async throws {
         // A closed partition wrote its last state when it closed (its topic may be going).
         guard !closed else { return }
+        if let flows = flowTable, flows.worthCompacting, flowsClosing.isEmpty {
+            // Outcome records pile up, one per child; finished flows go after a week.
+            do { try flows.compact() } catch { logger.error("compacting the flow table failed", metadata: ["error": "\(error)"]) }
+        }
         if schedules.worthCompacting {
             // The table grows by a planned record per occurrence; rewritten as its rows.
             do { try schedules.compact() } catch { logger.error("compacting the schedule table failed", metadata: ["error": "\(error)"]) }

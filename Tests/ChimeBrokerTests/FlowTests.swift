@@ -23,7 +23,8 @@ import Testing
 
     /// Publishes a parent job and spawns `count` children from it.
     func spawn(_ f: Setup, count: Int, policy: FlowPolicy = .waitForAll, parent: String = "split") async throws -> FlowRef {
-        _ = try await f.s.broker.publish(topic: "jobs", [.text(parent)])
+        // One key for every parent: one partition, one flow table.
+        _ = try await f.s.broker.publish(topic: "jobs", [.text(parent, key: "parents")])
         let job = try #require(try await f.s.fetchAll("g", f.member).first { $0.text == parent })
         return try await f.s.broker.spawnFlow(
             group: "g", member: f.member, job.receipt, childTopic: "shards", children: (0..<count).map { .text("shard \($0)") }, policy: policy,
@@ -137,6 +138,32 @@ import Testing
         try await f.s.restart()
         let again = try await f.s.broker.join(group: "g", member: "w", topics: ["jobs", "shards"], settings: Self.settings).memberID
         #expect(try await continuations(Setup(s: f.s, member: again)).isEmpty, "not published again by the restart")
+        await f.s.broker.close()
+    }
+
+    @Test func compactionKeepsOpenFlowsWithTheirOutcomesAndDropsFlowsFinishedAWeekAgo() async throws {
+        let f = try await setUp()
+        let done = try await spawn(f, count: 2, parent: "first")
+        for k in try await children(f) { _ = try await f.s.broker.ack(group: "g", member: f.member, [k.receipt], result: bytes("r")) }
+        #expect(try await continuations(f).count == 1)
+        try await f.s.advance(by: FlowTable.retentionMilliseconds + 1)
+        // A week later: the member timed out meanwhile and joins again.
+        let later = Setup(s: f.s, member: try await f.s.broker.join(group: "g", member: "w", topics: ["jobs", "shards"], settings: Self.settings).memberID)
+        let open = try await spawn(later, count: 3, parent: "second")
+        let kids = try await children(later)
+        _ = try await f.s.broker.ack(group: "g", member: later.member, [kids[0].receipt], result: bytes("kept"))
+        #expect(done.partition == open.partition, "one table holds both")
+        let p = try #require(f.s.broker.partition(PartitionKey(topicID: open.topicID, partition: open.partition)))
+        try await p.compactFlows()
+        try await f.s.restart()
+        let member = try await f.s.broker.join(group: "g", member: "w", topics: ["jobs", "shards"], settings: Self.settings).memberID
+        await expectBrokerError(.unknownMessage) { try await f.s.broker.flowStatus(done) }
+        #expect(try await f.s.broker.flowStatus(open).succeeded == 1)
+        #expect(try await f.s.broker.flowOutcomes(open).outcomes.map(\.detail) == [bytes("kept")])
+        let g = Setup(s: f.s, member: member)
+        _ = try await f.s.broker.ack(group: "g", member: member, try await children(g).map(\.receipt))
+        #expect(try await continuations(g).count == 1)
+        #expect(try await f.s.broker.flowOutcomes(open).outcomes.count == 3)
         await f.s.broker.close()
     }
 
