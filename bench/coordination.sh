@@ -20,7 +20,7 @@ ARGS=()
 RESULTS=bench/results
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) RESULTS=bench/results/quick; ARGS+=(--lock-names 2000 --callbacks 5000 --timeouts 500 --aborts 20 --children 10000) ;;
+        --quick) RESULTS=bench/results/quick; ARGS+=(--lock-names 2000 --callbacks 5000 --completions 2000 --aborts 20 --children 10000) ;;
         -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) ARGS+=("$1") ;;
     esac

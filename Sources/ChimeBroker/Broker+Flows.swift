@@ -86,17 +86,22 @@ extension Broker {
         }
     }
 
-    /// A child of a flow ended in the group the flow counts: recorded once in the flow's
-    /// table, and the continuation published if it was the last (or, failing fast, the
-    /// first to fail). Throws when it could not be recorded: the child's ack must then fail.
-    func flowChildEnded(_ m: FlowMembership, succeeded: Bool, detail: [UInt8]) async throws {
-        guard let p = partition(PartitionKey(topicID: m.flow.topicID, partition: m.flow.partition)) else { return }
-        guard let work = try await p.flowOutcome(m.flow.id, index: Int(m.index), succeeded: succeeded, detail: detail) else { return }
-        do {
-            try await finishFlowWork(p, work)
-        } catch {
-            // The outcome is recorded: the continuation goes out at the next start, if not before.
-            logger.error("publishing a flow's continuation failed; it is published at the next start", metadata: ["flow": "\(m.flow)", "error": "\(error)"])
+    /// Children of flows ended in the group their flows count: each recorded once in its
+    /// flow's table, and a continuation published where one was the last (or, failing fast,
+    /// the first to fail). Throws when they could not be recorded: the acks must then fail.
+    func flowChildrenEnded(_ ends: [(FlowMembership, succeeded: Bool, detail: [UInt8])]) async throws {
+        // One append per flows' partition, however many children ended.
+        let byPartition = Dictionary(grouping: ends) { PartitionKey(topicID: $0.0.flow.topicID, partition: $0.0.flow.partition) }
+        for (key, ends) in byPartition {
+            guard let p = partition(key) else { continue }
+            for work in try await p.flowOutcomes(ends.map { ($0.0.flow.id, Int($0.0.index), $0.succeeded, $0.detail) }) {
+                do {
+                    try await finishFlowWork(p, work)
+                } catch {
+                    // The outcome is recorded: the continuation goes out at the next start, if not before.
+                    logger.error("publishing a flow's continuation failed; it is published at the next start", metadata: ["flow": "\(work.id)", "error": "\(error)"])
+                }
+            }
         }
     }
 

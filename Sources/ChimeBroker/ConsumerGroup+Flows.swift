@@ -37,6 +37,23 @@ extension ConsumerGroup {
         guard let headers = try record?.headers ?? gp.record(source, at: offset).flatMap({ $0.offset == offset ? $0.record.headers : nil }),
             let m = FlowMembership.of(headers), m.groupID == id, let host
         else { return }
-        try await host.flowChildEnded(m, succeeded: succeeded, detail: detail)
+        try await host.flowChildrenEnded([(m, succeeded, detail)])
+    }
+
+    /// Before acks are journaled: the flows' children among `receipts` whose leases hold
+    /// have their outcomes recorded, all in one call (one append per flows' partition).
+    func flowChildrenAcked(_ receipts: [DeliveryReceipt], result: [UInt8]?) async throws {
+        var ends: [(FlowMembership, succeeded: Bool, detail: [UInt8])] = []
+        for r in receipts {
+            guard let gp = parts[PartitionKey(topicID: r.topicID, partition: r.partition)], gp.flowChildren[r.source]?.contains(r.offset) == true,
+                (try? gp.withWindow(reading: r.source, { try $0.check(r.offset, lease: r.lease) })) != nil,
+                let stored = try? gp.record(r.source, at: r.offset), stored.offset == r.offset,
+                let m = FlowMembership.of(stored.record.headers), m.groupID == id
+            else { continue }
+            gp.flowChildren[r.source]?.remove(r.offset)
+            ends.append((m, true, result ?? []))
+        }
+        guard !ends.isEmpty, let host else { return }
+        try await host.flowChildrenEnded(ends)
     }
 }

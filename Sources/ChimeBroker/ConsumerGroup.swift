@@ -37,8 +37,8 @@ protocol GroupHost: AnyObject, Sendable {
     func publishInternal(topic: String, messages: [OutgoingMessage]) async throws
     /// Schedules' occurrences out, told when this group settles one.
     var occurrenceWatch: OccurrenceWatch { get }
-    /// A child of a flow ended in the group its flow counts (`Broker+Flows.swift`).
-    func flowChildEnded(_ m: FlowMembership, succeeded: Bool, detail: [UInt8]) async throws
+    /// Children of flows ended in the group their flows count (`Broker+Flows.swift`).
+    func flowChildrenEnded(_ ends: [(FlowMembership, succeeded: Bool, detail: [UInt8])]) async throws
 }
 
 /// One partition as one group consumes it: delivery windows over the ready log and the
@@ -752,11 +752,9 @@ actor ConsumerGroup {
     /// Acks: checked here, applied by `settle` once journaled. A flow's child has its
     /// outcome recorded (with `result`) before its ack is journaled.
     func ack(member: UInt64, _ receipts: [DeliveryReceipt], result: [UInt8]? = nil) async throws -> [BrokerError?] {
-        try await settle(member: member, receipts) { group, gp, r in
+        try await flowChildrenAcked(receipts, result: result)
+        return try await settle(member: member, receipts) { _, gp, r in
             _ = try gp.withWindow(reading: r.source) { w in try w.check(r.offset, lease: r.lease) }
-            if gp.flowChildren[r.source]?.contains(r.offset) == true {
-                try await group.flowChildEnded(gp, r.source, r.offset, succeeded: true, detail: result ?? [])
-            }
             return r.offset
         }
     }

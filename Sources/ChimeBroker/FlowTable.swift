@@ -328,16 +328,29 @@ final class FlowTable {
         return ids
     }
 
-    /// Records a child's end; false when it had ended already (or the flow is unknown).
-    func outcome(_ id: Int64, index: Int, succeeded: Bool, detail: [UInt8]) throws -> Bool {
-        guard let f = flows[id], index >= 0, index < f.count, !f.hasEnded(index) else { return false }
-        var b: [UInt8] = []
-        LittleEndian.append(UInt32(index), to: &b)
-        b.append(succeeded ? 1 : 0)
-        b += detail.prefix(Self.maxResultBytes)
-        _ = try append(id, [(.outcome, b)])
-        mark(f, index, succeeded)
-        return true
+    /// Records children's ends in one append; returns the flows they changed. An end of a
+    /// child that had ended already (or of an unknown or finished flow) is left out.
+    func outcomes(_ ends: [(id: Int64, index: Int, succeeded: Bool, detail: [UInt8])]) throws -> Set<Int64> {
+        var records: [(Int64, Op, [UInt8])] = []
+        var marked = Set<Int64>()
+        var seen = Set<[Int64]>()
+        for e in ends {
+            guard let f = flows[e.id], !f.isFinished, e.index >= 0, e.index < f.count, !f.hasEnded(e.index), seen.insert([e.id, Int64(e.index)]).inserted
+            else { continue }
+            var b: [UInt8] = []
+            LittleEndian.append(UInt32(e.index), to: &b)
+            b.append(e.succeeded ? 1 : 0)
+            b += e.detail.prefix(Self.maxResultBytes)
+            records.append((e.id, .outcome, b))
+        }
+        guard !records.isEmpty else { return [] }
+        _ = try append(records)
+        for e in ends where seen.contains([e.id, Int64(e.index)]) {
+            guard let f = flows[e.id], !f.hasEnded(e.index) else { continue }
+            mark(f, e.index, e.succeeded)
+            marked.insert(e.id)
+        }
+        return marked
     }
 
     func closed(_ id: Int64, continuation: MessageID) throws {
@@ -362,11 +375,16 @@ final class FlowTable {
 
     /// Appends records of flow `id` in one batch; returns the first one's offset.
     private func append(_ id: Int64, _ records: [(Op, [UInt8])]) throws -> Int64 {
-        var key: [UInt8] = []
-        LittleEndian.append(id, to: &key)
-        var builder = RecordBatchBuilder(capacity: records.reduce(64) { $0 + $1.1.count + 32 })
+        try append(records.map { (id, $0.0, $0.1) })
+    }
+
+    /// Appends records (of any flows) in one batch; returns the first one's offset.
+    private func append(_ records: [(id: Int64, op: Op, body: [UInt8])]) throws -> Int64 {
+        var builder = RecordBatchBuilder(capacity: records.reduce(64) { $0 + $1.body.count + 40 })
         let now = clock()
-        for (op, body) in records {
+        for (id, op, body) in records {
+            var key: [UInt8] = []
+            LittleEndian.append(id, to: &key)
             builder.append(Record(timestamp: now, key: key, headers: [RecordHeader(name: Self.opHeader, value: [op.rawValue])], body: body))
         }
         let first = log.endOffset

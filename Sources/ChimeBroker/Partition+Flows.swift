@@ -50,16 +50,17 @@ extension Partition {
         try flowTable?.pendingChildren(id) ?? []
     }
 
-    /// Records a child's end. Returns the continuation to publish when this end completed
-    /// the flow (and nobody is publishing it already).
-    func flowOutcome(_ id: Int64, index: Int, succeeded: Bool, detail: [UInt8]) throws -> FlowWork? {
-        guard let table = flowTable, let f = table.flows[id], !f.isFinished else { return nil }
+    /// Records children's ends, in one append. Returns the continuations to publish of the
+    /// flows these ends completed (and nobody is publishing already).
+    func flowOutcomes(_ ends: [(id: Int64, index: Int, succeeded: Bool, detail: [UInt8])]) throws -> [FlowWork] {
+        guard let table = flowTable else { return [] }
+        let changed: Set<Int64>
         do {
-            guard try table.outcome(id, index: index, succeeded: succeeded, detail: detail) else { return nil }
+            changed = try table.outcomes(ends)
         } catch {
-            throw BrokerError(.storage, "journaling an outcome of flow \(id) of \(topic)/\(index): \(error)", underlying: error as? StoreError)
+            throw BrokerError(.storage, "journaling outcomes of flows of \(topic)/\(index): \(error)", underlying: error as? StoreError)
         }
-        return f.isComplete ? work(id) : nil
+        return changed.sorted().compactMap { id in table.flows[id]?.isComplete == true ? work(id) : nil }
     }
 
     /// The unfinished work of flow `id`; a continuation is handed out once until

@@ -39,8 +39,8 @@ import Testing
             try await broker.publishInternal(topic: topic, messages: messages)
         }
         var occurrenceWatch: OccurrenceWatch { broker.occurrenceWatch }
-        func flowChildEnded(_ m: FlowMembership, succeeded: Bool, detail: [UInt8]) async throws {
-            try await broker.flowChildEnded(m, succeeded: succeeded, detail: detail)
+        func flowChildrenEnded(_ ends: [(FlowMembership, succeeded: Bool, detail: [UInt8])]) async throws {
+            try await broker.flowChildrenEnded(ends)
         }
     }
 

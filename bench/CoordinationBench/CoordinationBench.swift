@@ -9,7 +9,7 @@ import Synchronization
 /// Issue 18's figures against a real `chime serve` (started here, on a fresh data
 /// directory, from the `chime` built beside this program): lock acquire/release pairs per
 /// second, callbacks parked and completed per second, the broker's memory for many parked
-/// callbacks (each completed exactly once), how late callback timeouts fire, and the time
+/// callbacks (each resumed exactly once at its timeout, and how late), completed callbacks, and the time
 /// from `abort` to the job's task seeing its cancellation. Progress goes to standard error;
 /// the report (text, then one JSON line) to standard output. Nothing here judges a figure:
 /// goals are printed beside them.
@@ -21,8 +21,8 @@ struct CoordinationBench: AsyncParsableCommand {
 
     @Option(help: "Lock names (each acquired and released once per pass).") var lockNames = 20_000
     @Option(help: "Requests in flight at once, on one client.") var inFlight = 64
-    @Option(help: "Callbacks parked, then completed.") var callbacks = 100_000
-    @Option(help: "Callbacks parked with a short timeout, to see how late timeouts fire.") var timeouts = 2_000
+    @Option(help: "Callbacks parked together (90 s timeout, resumed at it): memory, each once, lateness.") var callbacks = 100_000
+    @Option(help: "Callbacks parked (1 h timeout), then completed: completions per second.") var completions = 10_000
     @Option(help: "Jobs aborted while running.") var aborts = 100
     @Option(help: "Children of the flow (no-op children, acked in batches).") var children = 100_000
     @Option(help: "The chime binary (default: beside this program).") var chime: String?
@@ -45,7 +45,7 @@ struct CoordinationBench: AsyncParsableCommand {
 
         try await lockPairs(client, &report)
         try await parkedCallbacks(client, server, &report)
-        try await callbackTimeouts(client, &report)
+        try await callbackCompletions(client, &report)
         try await abortLatency(client, logger, &report)
         try await flowOfNoOps(client, &report)
         await client.close()
@@ -70,107 +70,106 @@ struct CoordinationBench: AsyncParsableCommand {
 
     // MARK: - Callbacks
 
-    /// Parks `callbacks` jobs awaiting their callbacks, measures the broker's memory, then
-    /// completes every token and consumes the resumed jobs: each exactly once, with its payload.
-    func parkedCallbacks(_ client: ChimeClient, _ server: Server, _ report: inout Report) async throws {
-        let topic = "bench-callbacks"
+    /// Publishes `count` jobs to a fresh topic and fetches them in group `group`, parking
+    /// each (`park`, `inFlight` at a time). Returns what `park` returned per job body, and
+    /// the consumer (to read the resumed jobs with).
+    func parkAll<T: Sendable>(
+        _ client: ChimeClient, topic: String, group: String, count: Int, _ park: @escaping @Sendable (ConsumedMessage) async throws -> T
+    ) async throws -> (parked: [String: T], seconds: Double, consumer: Consumer.Iterator) {
         _ = try await client.createTopic(topic, settings: WireTopicSettings(
             partitions: 4, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 0))
-        _ = try await client.createGroup("parkers", settings: WireGroupSettings(leaseMilliseconds: 600_000))
-        progress("callbacks: publishing \(callbacks) jobs")
-        for start in stride(from: 0, to: callbacks, by: 10_000) {
-            let records = (start..<min(start + 10_000, callbacks)).map { OutgoingRecord(body: Array("job \($0)".utf8)) }
-            _ = try await client.publish(records, to: topic)
+        _ = try await client.createGroup(group, settings: WireGroupSettings(leaseMilliseconds: 600_000))
+        for start in stride(from: 0, to: count, by: 10_000) {
+            _ = try await client.publish((start..<min(start + 10_000, count)).map { OutgoingRecord(body: Array("job \($0)".utf8)) }, to: topic)
         }
-        let rssBefore = server.rssKiB()
-        progress("callbacks: parking them (broker RSS \(rssBefore / 1024) MiB)")
-        var messages = client.consume(group: "parkers", topics: [topic], prefetch: 2_000).makeAsyncIterator()
-        var tokens: [String: String] = [:]  // token → job body
-        tokens.reserveCapacity(callbacks)
-        let parkStarted = ContinuousClock.now
-        while tokens.count < callbacks {
+        var messages = client.consume(group: group, topics: [topic], prefetch: 2_000).makeAsyncIterator()
+        var parked: [String: T] = [:]
+        parked.reserveCapacity(count)
+        let started = ContinuousClock.now
+        while parked.count < count {
             let batch = try await messages.fetchBatch()
-            let parked = Mutex<[(String, String)]>([])
+            let done = Mutex<[(String, T)]>([])
             _ = try await forEach(batch, inFlight: inFlight) { m in
-                let token = try await m.awaitCallback(timeout: .seconds(3_600))
-                parked.withLock { $0.append((token, String(decoding: m.body, as: UTF8.self))) }
+                let value = try await park(m)
+                done.withLock { $0.append((String(decoding: m.body, as: UTF8.self), value)) }
             }
-            for (token, body) in parked.withLock({ $0 }) { tokens[token] = body }
-            if tokens.count % 20_000 < batch.count { progress("  parked \(tokens.count)") }
+            for (body, value) in done.withLock({ $0 }) { parked[body] = value }
+            if parked.count % 100_000 < batch.count { progress("  parked \(parked.count)") }
         }
-        let parkSeconds = seconds(ContinuousClock.now - parkStarted)
-        // A moment for the broker's allocator to settle, then its resident set.
+        return (parked, seconds(ContinuousClock.now - started), messages)
+    }
+
+    /// Parks `callbacks` jobs with a timeout nobody completes, measures the broker's memory
+    /// while they wait, then reads them all back at their timeouts: each once, and how late.
+    func parkedCallbacks(_ client: ChimeClient, _ server: Server, _ report: inout Report) async throws {
+        let rssBefore = server.rssKiB()
+        progress("callbacks: parking \(callbacks) jobs with a 90 s timeout (broker RSS \(rssBefore / 1024) MiB)")
+        let timeout: Int64 = 90_000
+        var (parked, parkSeconds, messages) = try await parkAll(client, topic: "bench-parked", group: "parked", count: callbacks) { m in
+            let due = ChimeClient.nowMilliseconds() + timeout
+            _ = try await m.awaitCallback(timeout: .milliseconds(timeout))
+            return due
+        }
         try await Task.sleep(for: .seconds(2))
         let rssParked = server.rssKiB()
         report.add("callbacks parked per second (fetch + park, \(inFlight) in flight)", Double(callbacks) / parkSeconds, unit: "/s")
         report.add("broker RSS growth for \(callbacks) parked callbacks", Double(rssParked - rssBefore) / 1024, unit: "MiB", goal: "≤ 64 MiB for 1,000,000")
-
-        progress("callbacks: completing \(tokens.count) tokens")
-        let completeStarted = ContinuousClock.now
-        let entries = Array(tokens)
-        let refused = try await forEach(entries, inFlight: inFlight) { token, body in
-            try await client.complete(callback: token, payload: Array(body.utf8))
-        }
-        let completeSeconds = seconds(ContinuousClock.now - completeStarted)
-        report.add("callback completions per second (\(inFlight) in flight)", Double(entries.count) / completeSeconds, unit: "/s")
-        report.add("completions refused", Double(refused), unit: "")
-        let again = try await forEach(Array(entries.prefix(1_000)), inFlight: inFlight) { token, _ in
-            try await client.complete(callback: token, payload: [])
-        }
-        report.add("second completions refused (of 1,000 tried)", Double(again), unit: "", goal: "all 1,000")
-
-        progress("callbacks: consuming the resumed jobs")
+        progress("callbacks: waiting for their timeouts")
         var seen: [String: Int] = [:]
-        var wrongPayload = 0
+        var lateness: [Double] = []
+        var notTimedOut = 0
         while seen.count < callbacks {
             let batch = try await messages.fetchBatch()
             for m in batch {
                 let body = String(decoding: m.body, as: UTF8.self)
                 seen[body, default: 0] += 1
-                let payload = m.delivery.headers.first { $0.name == "chime-callback-payload" }.map { String(decoding: $0.value, as: UTF8.self) }
-                if payload != body { wrongPayload += 1 }
+                if let due = parked[body] { lateness.append(Double(m.delivery.deliveredAt - due)) }
+                if m.delivery.headers.first(where: { $0.name == "chime-callback" })?.value != Array("waiting".utf8) { notTimedOut += 1 }
+            }
+            _ = try await client.ack(batch)
+        }
+        parked = [:]
+        lateness.sort()
+        let twice = seen.values.filter { $0 > 1 }.count
+        report.add("timed-out callbacks resumed, each once", Double(seen.count), unit: "", goal: "\(callbacks), none twice (twice: \(twice), not marked timed out: \(notTimedOut))")
+        report.add("callback timeout lateness p50 (delivered − (parked + timeout))", percentile(lateness, 0.5), unit: "ms")
+        report.add("callback timeout lateness p99", percentile(lateness, 0.99), unit: "ms")
+        await messages.leave()
+    }
+
+    /// Parks `completions` jobs awaiting callbacks (1 h timeout), completes every token and
+    /// consumes the resumed jobs: each once, with its payload; a second completion refused.
+    func callbackCompletions(_ client: ChimeClient, _ report: inout Report) async throws {
+        progress("completions: parking \(completions) jobs, then completing them")
+        var (tokens, _, messages) = try await parkAll(client, topic: "bench-completed", group: "completers", count: completions) { m in
+            try await m.awaitCallback(timeout: .seconds(3_600))
+        }
+        let entries = tokens.map { ($0.value, $0.key) }
+        tokens = [:]
+        let started = ContinuousClock.now
+        let refused = try await forEach(entries, inFlight: inFlight) { token, body in
+            try await client.complete(callback: token, payload: Array(body.utf8))
+        }
+        let completeSeconds = seconds(ContinuousClock.now - started)
+        report.add("callback completions per second (\(completions) parked at once, \(inFlight) in flight)", Double(entries.count) / completeSeconds, unit: "/s")
+        report.add("completions refused", Double(refused), unit: "")
+        let again = try await forEach(Array(entries.prefix(1_000)), inFlight: inFlight) { token, _ in
+            try await client.complete(callback: token, payload: [])
+        }
+        report.add("second completions refused (of \(min(1_000, entries.count)) tried)", Double(again), unit: "", goal: "all")
+        var seen: [String: Int] = [:]
+        var wrongPayload = 0
+        while seen.count < entries.count {
+            let batch = try await messages.fetchBatch()
+            for m in batch {
+                let body = String(decoding: m.body, as: UTF8.self)
+                seen[body, default: 0] += 1
+                if m.delivery.headers.first(where: { $0.name == "chime-callback-payload" })?.value != Array(body.utf8) { wrongPayload += 1 }
             }
             _ = try await client.ack(batch)
         }
         let twice = seen.values.filter { $0 > 1 }.count
-        report.add("resumed jobs: each once", Double(seen.count), unit: "", goal: "\(callbacks), none twice (twice: \(twice), wrong payload: \(wrongPayload))")
-        await messages.leave()
-    }
-
-    /// Parks `timeouts` jobs with a 2 s timeout and measures how late each comes back:
-    /// delivered-at minus (parked-at + 2 s), on the broker's clock.
-    func callbackTimeouts(_ client: ChimeClient, _ report: inout Report) async throws {
-        let topic = "bench-timeouts"
-        _ = try await client.createTopic(topic, settings: WireTopicSettings(
-            partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5, dedupWindowMilliseconds: 0))
-        progress("timeouts: \(timeouts) callbacks with a 2 s timeout")
-        for start in stride(from: 0, to: timeouts, by: 10_000) {
-            _ = try await client.publish((start..<min(start + 10_000, timeouts)).map { OutgoingRecord(body: Array("t \($0)".utf8)) }, to: topic)
-        }
-        var messages = client.consume(group: "timeouts", topics: [topic], prefetch: 2_000).makeAsyncIterator()
-        var dueAt: [String: Int64] = [:]
-        while dueAt.count < timeouts {
-            let batch = try await messages.fetchBatch()
-            let parked = Mutex<[(String, Int64)]>([])
-            _ = try await forEach(batch, inFlight: inFlight) { m in
-                let sent = ChimeClient.nowMilliseconds()
-                _ = try await m.awaitCallback(timeout: .seconds(2))
-                parked.withLock { $0.append((String(decoding: m.body, as: UTF8.self), sent + 2_000)) }
-            }
-            for (body, due) in parked.withLock({ $0 }) { dueAt[body] = due }
-        }
-        var lateness: [Double] = []
-        while lateness.count < timeouts {
-            let batch = try await messages.fetchBatch()
-            for m in batch {
-                guard let due = dueAt[String(decoding: m.body, as: UTF8.self)] else { continue }
-                lateness.append(Double(m.delivery.deliveredAt - due))
-            }
-            _ = try await client.ack(batch)
-        }
-        lateness.sort()
-        report.add("callback timeout lateness p50 (delivered − parked + timeout)", percentile(lateness, 0.5), unit: "ms")
-        report.add("callback timeout lateness p99", percentile(lateness, 0.99), unit: "ms")
+        report.add("completed callbacks resumed, each once", Double(seen.count), unit: "", goal: "\(entries.count), none twice (twice: \(twice), wrong payload: \(wrongPayload))")
         await messages.leave()
     }
 
