@@ -275,7 +275,10 @@ import Testing
         }
         worker.addPool(WorkerPool(group: "g", topics: ["jobs"], concurrency: 1, prefetch: prefetch))
         let running = RunningWorker(worker)
-        let done = await eventually { guard finished.withLock({ $0 }) >= quick + 1 else { return false }; return try await client.groupIsDone("g", topic: "jobs") }
+        let done = await eventually(within: .seconds(Int64(seconds) + 60)) {
+            guard finished.withLock({ $0 }) >= quick + 1 else { return false }
+            return try await client.groupIsDone("g", topic: "jobs")
+        }
         await client.flushAcks()
         let ackFailures = await client.ackFailures.count
         let letters = try await client.deadLetters(of: "g").count
@@ -285,10 +288,10 @@ import Testing
     }
 
     @Test func aJobLongerThanTheLeaseIsNotDeliveredTwice() async throws {
-        // Timings that leave 2 s of slack for a test process that is slow to be scheduled
+        // Timings that leave 3 s of slack for a test process that is slow to be scheduled
         // (the whole suite runs at once on two cores): a lease is renewed half way through
         // at the latest.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 4_000, sessionTimeoutMilliseconds: 6_000), seconds: 10, prefetch: 1, quick: 0)
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 6_000, sessionTimeoutMilliseconds: 9_000), seconds: 14, prefetch: 1, quick: 0)
         #expect(r.done)
         #expect(r.attempts == [0: [1]], "delivered once, its lease extended while it ran")
         #expect(r.ackFailures == 0, "the ack came within the lease")
@@ -298,7 +301,7 @@ import Testing
     @Test func messagesPrefetchedBehindALongJobAreNotRunTwice() async throws {
         // Three more fetched while the long job runs in the only slot, for longer than the
         // lease: they must not be delivered again meanwhile and then run from a stale lease.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 4_000, sessionTimeoutMilliseconds: 6_000), seconds: 10, prefetch: 4, quick: 3)
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 6_000, sessionTimeoutMilliseconds: 9_000), seconds: 14, prefetch: 4, quick: 3)
         #expect(r.done)
         #expect(r.attempts == [0: [1], 1: [1], 2: [1], 3: [1]], "each delivered once")
         #expect(r.ackFailures == 0, "every ack was accepted")
@@ -310,8 +313,8 @@ import Testing
         // 30 s and 10 s, a third of the lease is the session timeout). The slot is busy and
         // the prefetched messages fill the buffer, so nothing is fetched: the extensions must
         // come often enough for the session too.
-        // A heartbeat every third of the session timeout leaves 2.6 s of slack.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 4_000), seconds: 10, prefetch: 4, quick: 3)
+        // A heartbeat every third of the session timeout leaves 4 s of slack.
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 30_000, sessionTimeoutMilliseconds: 6_000), seconds: 14, prefetch: 4, quick: 3)
         #expect(r.done)
         #expect(r.attempts == [0: [1], 1: [1], 2: [1], 3: [1]], "each delivered once: the member was not timed out while its only slot was busy")
         #expect(r.ackFailures == 0, "every ack was accepted")
