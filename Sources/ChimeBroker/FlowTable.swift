@@ -443,15 +443,9 @@ final class FlowTable {
             try out.flush()
             try out.close()
         }
-        try log.close()
-        do {
-            try TableSwap.swapIn(directory)
-        } catch {
-            try TableSwap.finish(directory)
-            log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
-            throw error
+        try TableSwap.replace(&log, directory: directory) {
+            try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         }
-        log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         for (id, offset) in opens { flows[id]?.openOffset = offset }
         logger.debug("flow table compacted", metadata: ["records": "\(records)", "now": "\(written)"])
         records = written

@@ -339,15 +339,9 @@ actor LockPartition {
             _ = try copy.append(try builder.build())
             try copy.flush()
             try copy.close()
-            try log.close()
-            do {
-                try TableSwap.swapIn(directory)
-            } catch {
-                try TableSwap.finish(directory)
-                log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
-                throw error
+            try TableSwap.replace(&log, directory: directory) {
+                try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
             }
-            log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
             records = snapshot.count
         } catch {
             logger.error("compacting a lock partition failed; it grows until the next try", metadata: ["partition": "\(index)", "error": "\(error)"])

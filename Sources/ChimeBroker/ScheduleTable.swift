@@ -250,16 +250,10 @@ final class ScheduleTable {
         }
         // The old log's plans of deleted schedules were cancelled already (`takeOrphans`
         // ran at opening, deletions cancel first): nothing of it is needed any more.
-        try self.log.close()
-        do {
-            try TableSwap.swapIn(directory)
-        } catch {
-            // Whichever whole table is there serves on (the same rows either way).
-            try TableSwap.finish(directory)
-            self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
-            throw error
+        // On a failed swap, whichever whole table is there serves on (the same rows either way).
+        try TableSwap.replace(&log, directory: directory) {
+            try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         }
-        self.log = try RecordLog.open(directory: directory, configuration: configuration, calls: calls, logger: logger)
         logger.debug("schedule table compacted", metadata: ["records": "\(records)", "now": "\(written)"])
         records = written
     }

@@ -13,6 +13,21 @@ enum TableSwap {
         try Directory.removeTree(directory + ".old")
     }
 
+    /// Closes the table's `log`, puts the synced copy in its place (`swapIn`) and opens the
+    /// table again into `log`. A swap that fails leaves whichever whole table is there
+    /// (`finish`), opened, and throws.
+    static func replace(_ log: inout RecordLog, directory: String, open: () throws -> RecordLog) throws {
+        try log.close()
+        do {
+            try swapIn(directory)
+        } catch {
+            try finish(directory)
+            log = try open()
+            throw error
+        }
+        log = try open()
+    }
+
     /// Completes or undoes a swap a crash cut short: without the table, the new copy (whole:
     /// it is renamed only once synced) or else the old one takes its place; beside the
     /// table, leftover copies go.
