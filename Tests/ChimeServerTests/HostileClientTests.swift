@@ -15,7 +15,7 @@ import Darwin
 /// Clients that misbehave on purpose: none of them may crash, exhaust or starve the server.
 @Suite struct HostileClientTests {
     /// Waits until `condition` holds, looking every 10 ms; false if `deadline` passes first.
-    static func eventually(within deadline: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    static func eventually(within deadline: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
         let end = ContinuousClock.now + deadline
         while ContinuousClock.now < end {
             if try await condition() { return true }

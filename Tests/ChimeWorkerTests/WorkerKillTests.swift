@@ -51,7 +51,7 @@ import Testing
         workers[0].kill9()
 
         let expected = Set(bodies)
-        let finished = await eventually(within: .seconds(30)) {
+        let finished = await eventually(within: .seconds(90)) {
             guard Set(lines().compactMap { $0.count == 3 ? String($0[1]) : nil }).isSuperset(of: expected) else { return false }
             return try await client.groupIsDone("g", topic: "t")
         }

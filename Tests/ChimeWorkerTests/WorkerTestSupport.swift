@@ -39,8 +39,16 @@ func topicSettings(partitions: UInt32, maxAttempts: UInt16 = 5) -> WireTopicSett
 /// Polls `condition` until it holds or `deadline` passes (a generous bound so that a loaded
 /// machine does not fail the test; nothing asserts how long it took). Errors of `condition`
 /// count as "not yet".
-func eventually(within deadline: Duration = .seconds(20), _ condition: () async throws -> Bool) async -> Bool {
-    let end = ContinuousClock.now + deadline
+/// A wait longer than 10 s is printed with where it was, so that a slow machine shows in the log.
+func eventually(
+    within deadline: Duration = .seconds(60), fileID: String = #fileID, line: Int = #line, _ condition: () async throws -> Bool
+) async -> Bool {
+    let start = ContinuousClock.now
+    let end = start + deadline
+    defer {
+        let waited = ContinuousClock.now - start
+        if waited > .seconds(10) { print("eventually at \(fileID):\(line) waited \(waited)") }
+    }
     while ContinuousClock.now < end {
         if (try? await condition()) == true { return true }
         try? await Task.sleep(for: .milliseconds(20))
