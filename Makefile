@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test soak deps test-deps build release bench bench-quick bench-broker bench-net bench-consume bench-suite bench-partitions clean fuzz fuzz-smoke
+.PHONY: run test soak deps test-deps build release openapi bench bench-quick bench-broker bench-net bench-consume bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -55,15 +55,31 @@ deps:
 	fi
 
 ## What the tests need beyond the build: faketime (libfaketime steps a real server's wall
-## clock in ClockStepServeTests).
+## clock in ClockStepServeTests); python3-venv and, in .venv-test/, schemathesis from PyPI
+## (it checks the admin API against its OpenAPI document in OpenAPIConformanceTests).
 test-deps:
 	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 		echo "installing faketime (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; \
 	fi
+	@if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "installing python3-venv (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	fi
+	@if [ ! -x .venv-test/bin/schemathesis ]; then \
+		echo "installing schemathesis into .venv-test (PyPI)"; \
+		python3 -m venv .venv-test && .venv-test/bin/pip install -q 'schemathesis>=4,<5'; \
+	fi
 
 build: deps
 	$(SWIFT) build
+
+## The admin API's OpenAPI document: edit docs/openapi.json, then `make openapi` copies it
+## into the binary (Sources/ChimeServer/AdminOpenAPI.swift); a test checks the two agree.
+openapi:
+	{ printf '%s\n' '// Made by `make openapi` from docs/openapi.json: edit that file, not this one.' '' \
+		'/// The admin API v2 document served at `/v2/openapi.json`.' 'enum AdminOpenAPI {' '    static let document = #"""'; \
+		cat docs/openapi.json; printf '%s\n' '"""#' '}'; } > Sources/ChimeServer/AdminOpenAPI.swift
 
 release: deps
 	$(SWIFT) build -c release --product chime

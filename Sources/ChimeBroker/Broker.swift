@@ -345,6 +345,11 @@ public final class Broker: GroupHost, @unchecked Sendable {
         state.withLock { $0.topics.values.map(\.info).sorted { $0.name < $1.name } }
     }
 
+    /// The name of the topic with this id, nil when there is none (deleted, or never was).
+    public func topicName(id: UInt32) -> String? {
+        state.withLock { $0.topicsByID[id] }
+    }
+
     /// Deletes a topic with all its messages, scheduled ones and group state — also on a
     /// full disk, where it is the one action that frees space. Its partitions close, then
     /// its directory moves aside to `deleting/<topic id>` (a rename needs no space), which

@@ -63,6 +63,9 @@ public struct WireErrorCode: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let staleToken = WireErrorCode(rawValue: 127)
     /// Version 9: a callback completed twice, after its timeout, or never issued.
     public static let callbackClosed = WireErrorCode(rawValue: 128)
+    /// The connection's token does not grant this request: its scope is too low, or the
+    /// topic is outside the token's patterns. Nothing was done; the connection stays open.
+    public static let forbidden = WireErrorCode(rawValue: 129)
     /// Anything else that went wrong inside the server.
     public static let internalError = WireErrorCode(rawValue: 199)
 

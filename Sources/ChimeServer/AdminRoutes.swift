@@ -22,21 +22,25 @@ struct AdminRoutes: Sendable {
         gauges = registry.map(ScrapedGauges.init)
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<AdminRequestContext>) {
         router.get("/health") { _, _ in health() }
-        router.get("/v1/topics") { _, _ in Self.json(try await topics()) }
-        router.get("/v1/topics/:topic") { _, context in Self.json(try await topic(try context.parameters.require("topic"))) }
-        router.get("/v1/groups") { _, _ in Self.json(try await groups()) }
-        router.get("/v1/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"))) }
+        router.get("/v1/topics") { _, context in Self.json(.object([("topics", .array(try await topics(context.caller)))])) }
+        router.get("/v1/topics/:topic") { _, context in Self.json(try await topic(try context.parameters.require("topic"), context.caller)) }
+        router.get("/v1/groups") { _, context in Self.json(.object([("groups", .array(try await groups(context.caller)))])) }
+        router.get("/v1/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"), context.caller)) }
         router.get("/v1/jobs/:id") { request, context in
-            Self.json(try await job(try context.parameters.require("id"), group: request.uri.queryParameters["group"].map(String.init)))
+            Self.json(try await job(try context.parameters.require("id"), group: request.uri.queryParameters["group"].map(String.init), context.caller))
         }
-        router.get("/v1/schedules") { _, _ in Self.json(await schedules()) }
+        router.get("/v1/schedules") { _, context in Self.json(.object([("schedules", .array(try await schedules(context.caller)))])) }
         router.get("/v1/schedules/:name") { request, context in
             let upcoming = request.uri.queryParameters["upcoming"].flatMap { Int(String($0)) } ?? 5
-            return Self.json(try await schedule(try context.parameters.require("name"), upcoming: upcoming))
+            return Self.json(try await schedule(try context.parameters.require("name"), upcoming: upcoming, context.caller))
         }
-        router.get("/metrics") { _, _ in try await metrics() }
+        router.get("/metrics") { _, context in
+            try context.caller.require(.read, topic: nil)
+            return try await metrics()
+        }
+        registerV2(on: router)
     }
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
@@ -62,9 +66,11 @@ struct AdminRoutes: Sendable {
 
     // MARK: - Topics
 
-    func topics() async throws -> JSONValue {
+    /// The topics the caller sees, each with its totals; `names` limits it to those (a page).
+    func topics(_ caller: AdminCaller, names: [TopicInfo]? = nil) async throws -> [JSONValue] {
+        try caller.require(.read)
         var out: [JSONValue] = []
-        for t in broker.listTopics() {
+        for t in names ?? broker.listTopics() where caller.sees(t.name) {
             let partitions: [PartitionStats]
             do {
                 partitions = try await broker.partitionStats(topic: t.name)
@@ -73,10 +79,11 @@ struct AdminRoutes: Sendable {
             }
             out.append(.object([("name", .string(t.name)), ("id", .int(Int(t.id))), ("partitions", .int(t.settings.partitions))] + Self.totals(partitions)))
         }
-        return .object([("topics", .array(out))])
+        return out
     }
 
-    func topic(_ name: String) async throws -> JSONValue {
+    func topic(_ name: String, _ caller: AdminCaller) async throws -> JSONValue {
+        try caller.require(.read, topic: name)
         guard let info = broker.listTopics().first(where: { $0.name == name }) else {
             throw BrokerError(.unknownTopic, "topic \(name) does not exist")
         }
@@ -114,10 +121,9 @@ struct AdminRoutes: Sendable {
     // MARK: - Jobs
 
     /// Where a message (a job) stands, per group: `Broker.jobStatus`.
-    func job(_ text: String, group: String?) async throws -> JSONValue {
-        guard let id = MessageID(text) else {
-            throw BrokerError(.invalidArgument, "'\(text)' is not a message id (they look like 3-1-s4096)")
-        }
+    func job(_ text: String, group: String?, _ caller: AdminCaller) async throws -> JSONValue {
+        let id = try Self.messageID(text)
+        try caller.require(.read, topic: broker.topicName(id: id.topicID))
         let statuses = try await broker.jobStatus(id, group: group)
         return .object([("id", .string(id.description)), ("statuses", .array(statuses.map(Self.json)))])
     }
@@ -152,17 +158,20 @@ struct AdminRoutes: Sendable {
 
     // MARK: - Schedules
 
-    func schedules() async -> JSONValue {
-        .object([("schedules", .array(await broker.schedules().map(Self.json)))])
+    func schedules(_ caller: AdminCaller) async throws -> [JSONValue] {
+        try caller.require(.read)
+        return await broker.schedules().filter { caller.sees($0.schedule.target.topic) }.map(Self.json)
     }
 
     /// One schedule with its next `upcoming` (0–1,000) occurrences after the planned one.
-    func schedule(_ name: String, upcoming: Int) async throws -> JSONValue {
+    func schedule(_ name: String, upcoming: Int, _ caller: AdminCaller) async throws -> JSONValue {
         guard (0...1_000).contains(upcoming) else { throw BrokerError(.invalidArgument, "upcoming must be 0 to 1000") }
-        return Self.json(try await broker.schedule(name, upcoming: upcoming))
+        let info = try await broker.schedule(name, upcoming: upcoming)
+        try caller.require(.read, topic: info.schedule.target.topic)
+        return Self.json(info)
     }
 
-    private static func json(_ info: ScheduleInfo) -> JSONValue {
+    static func json(_ info: ScheduleInfo) -> JSONValue {
         let s = info.schedule
         let o = s.options
         var fields: [(String, JSONValue)] = [("name", .string(s.name))]
@@ -190,24 +199,37 @@ struct AdminRoutes: Sendable {
 
     // MARK: - Groups
 
-    func groups() async throws -> JSONValue {
+    /// The groups the caller sees (those of topics it sees); `names` limits it to those (a page).
+    func groups(_ caller: AdminCaller, names: [String]? = nil) async throws -> [JSONValue] {
+        try caller.require(.read)
         var out: [JSONValue] = []
-        for name in broker.listGroups() {
+        for name in names ?? broker.listGroups() {
             let stats: GroupStats
             do {
                 stats = try await broker.groupStats(name)
             } catch let error as BrokerError where error.code == .unknownGroup {
                 continue
             }
+            guard stats.partitions.allSatisfy({ caller.sees($0.topic) }) else { continue }
             out.append(.object([("name", .string(name)), ("generation", .int(stats.generation)), ("members", .int(stats.members))] + Self.totals(stats)))
         }
-        return .object([("groups", .array(out))])
+        return out
     }
 
-    func group(_ name: String) async throws -> JSONValue {
+    /// A group's stats, for a caller who sees every topic it reads (a group of no topic yet
+    /// only for a grant without patterns).
+    func visibleGroupStats(_ name: String, _ caller: AdminCaller) async throws -> GroupStats {
         // Internal groups (`__…`, the redrive reader) are not listed, so not shown either.
         guard !name.hasPrefix("__") else { throw BrokerError(.unknownGroup, "group \(name) does not exist") }
         let stats = try await broker.groupStats(name)
+        let topics = Set(stats.partitions.map(\.topic))
+        if topics.isEmpty { try caller.require(.read, topic: nil) }
+        for t in topics { try caller.require(.read, topic: t) }
+        return stats
+    }
+
+    func group(_ name: String, _ caller: AdminCaller) async throws -> JSONValue {
+        let stats = try await visibleGroupStats(name, caller)
         let members = try await broker.groupMembers(name)
         let memberList: [JSONValue] = members.map { m in
             .object([
@@ -335,36 +357,5 @@ final class ScrapedGauges: Sendable {
     /// Sets an unlabelled metric.
     func set(_ metric: Metric, _ value: Double) {
         registry.makeGauge(descriptor: metric.descriptor).set(value)
-    }
-}
-
-/// What the admin API answers when a request fails: an HTTP status, and
-/// `{"error": {"code": …, "message": …}}`.
-struct AdminError: Error {
-    let status: HTTPResponse.Status
-    let code: String
-    let message: String
-
-    init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
-    }
-
-    /// The engine's refusals: unknown names are 404, a malformed name 400, a closing broker 503.
-    init(_ error: BrokerError) {
-        let status: HTTPResponse.Status =
-            switch error.code {
-            case .unknownTopic, .unknownGroup, .unknownMessage, .unknownSchedule: .notFound
-            case .invalidName, .invalidArgument, .badSchedule, .unknownTimeZone: .badRequest
-            case .lockHeld, .lockLost, .staleToken, .callbackClosed: .conflict
-            case .closed: .serviceUnavailable
-            default: .internalServerError
-            }
-        self.init(status, "\(error.code)", error.message)
-    }
-
-    var response: Response {
-        AdminRoutes.json(.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]), status: status)
     }
 }

@@ -15,7 +15,7 @@ import Synchronization
 /// accepting and lets requests in progress finish), or use `start` and `stop`. Either
 /// way `port()` returns the bound port once it listens.
 public final class AdminServer: Service, Sendable {
-    private let application: Application<RouterResponder<BasicRequestContext>>
+    private let application: Application<RouterResponder<AdminRequestContext>>
     private let listening: Listening
     private let logger: Logger
     private let options: AdminOptions
@@ -38,8 +38,8 @@ public final class AdminServer: Service, Sendable {
         }
         let listening = Listening()
         let routes = AdminRoutes(broker: broker, registry: registry, connections: connections)
-        let router = Router()
-        router.add(middleware: AdminGate(tokens: options.tokens.map { Array($0.utf8) }))
+        let router = Router(context: AdminRequestContext.self)
+        router.add(middleware: AdminGate(options: options))
         routes.register(on: router)
         // `run()` refuses invalid options before it binds: the server built here for them,
         // with the default limits, never runs.
@@ -175,44 +175,4 @@ private final class Listening: Sendable {
 /// The admin server stopped (or was never started) before it listened.
 public struct AdminServerStopped: Error, CustomStringConvertible {
     public var description: String { "the admin server is not running" }
-}
-
-/// In front of every route: the bearer token (all but `/health`), and errors as JSON.
-struct AdminGate<Context: RequestContext>: RouterMiddleware {
-    let tokens: [[UInt8]]
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            if !tokens.isEmpty && request.uri.path != "/health" {
-                guard authorized(request) else {
-                    context.logger.warning("admin request refused: wrong or missing token", metadata: ["path": "\(request.uri.path)"])
-                    var response = AdminError(.unauthorized, "unauthorized", "a bearer token is required (Authorization: Bearer <token>)").response
-                    response.headers[.wwwAuthenticate] = "Bearer realm=\"chime\""
-                    return response
-                }
-            }
-            return try await next(request, context)
-        } catch let error as AdminError {
-            return error.response
-        } catch let error as BrokerError {
-            return AdminError(error).response
-        } catch let error as HTTPError where error.status == .notFound {
-            return AdminError(.notFound, "notFound", "no endpoint \(request.method) \(request.uri.path)").response
-        } catch {
-            context.logger.error("admin request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return AdminError(.internalServerError, "internal", "\(error)").response
-        }
-    }
-
-    /// Every configured token is compared, each in constant time: how long this takes does
-    /// not tell which token, or how much of one, matched.
-    private func authorized(_ request: Request) -> Bool {
-        guard let header = request.headers[.authorization] else { return false }
-        let scheme = "bearer "
-        guard header.count > scheme.count, header.prefix(scheme.count).lowercased() == scheme else { return false }
-        let given = Array(header.dropFirst(scheme.count).utf8)
-        var matched = false
-        for token in tokens where ConnectionHandler.constantTimeEqual(token, given) { matched = true }
-        return matched
-    }
 }

@@ -23,6 +23,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The work of each request still running, cancelled if the connection goes.
     private var tasks: [ConnectionStateMachine.RequestID: Task<Void, Never>] = [:]
     private var helloDeadline: Scheduled<Void>?
+    /// What the hello's token grants; set when the hello is accepted, before any request.
+    private var grant: AccessGrant?
     private var context: ChannelHandlerContext?
 
     /// The server is shutting down: read nothing more, answer what was read, close.
@@ -40,11 +42,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         serverName = options.serverName
         self.logger = logger
         precondition(frameLimit.bytes == machine.frameLimit, "the decoder starts at the hello limit")
-    }
-
-    /// Compares in time that depends on the lengths only (the admin port uses it too).
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        ConnectionStateMachine.constantTimeEqual(a, b)
     }
 
     // MARK: - Events in
@@ -159,6 +156,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func start(_ request: ConnectionStateMachine.Request, _ context: ChannelHandlerContext) {
+        guard let grant else { preconditionFailure("a request started before its connection's hello was accepted") }
         let requests = self.requests
         let registry = self.registry
         let allocator = context.channel.allocator
@@ -166,7 +164,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let handler = NIOLoopBound(self, eventLoop: loop)
         registry.requestsRunning.add(1, ordering: .relaxed)
         tasks[request.id] = Task {
-            let response = await requests.respond(to: request.frame, version: request.version, allocator: allocator)
+            let response = await requests.respond(to: request.frame, version: request.version, grant: grant, allocator: allocator)
             registry.requestsRunning.subtract(1, ordering: .relaxed)
             loop.execute { handler.value.responseReady(request.id, response) }
         }
@@ -179,6 +177,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             logger.warning("connection refused: \(registry.maxConnections) authenticated connections open", metadata: ["client": "\(accepted.client)"])
             return run(machine.connectionLimitReached(), context)
         }
+        grant = accepted.grant
         // Raised before the decoder cuts the next frame: it calls this handler synchronously.
         frameLimit.bytes = machine.frameLimit
         let reply = HelloReply(version: accepted.version, server: serverName)

@@ -21,9 +21,9 @@ struct ConnectionStateMachine {
         var maxFrameBytes: Int
         var maxInFlight: Int
         var maxBufferedBytes: Int
-        var tokens: [String]
+        var tokens: TokenTable
 
-        init(maxHelloBytes: Int, maxFrameBytes: Int, maxInFlight: Int, maxBufferedBytes: Int, tokens: [String]) {
+        init(maxHelloBytes: Int, maxFrameBytes: Int, maxInFlight: Int, maxBufferedBytes: Int, tokens: TokenTable) {
             precondition(maxHelloBytes > 0 && maxFrameBytes > 0 && maxInFlight > 0 && maxBufferedBytes > 0, "every limit admits something")
             self.maxHelloBytes = maxHelloBytes
             self.maxFrameBytes = maxFrameBytes
@@ -35,7 +35,7 @@ struct ConnectionStateMachine {
         init(_ options: ServerOptions) {
             self.init(
                 maxHelloBytes: options.maxHelloBytes, maxFrameBytes: options.maxFrameBytes, maxInFlight: options.maxInFlightPerConnection,
-                maxBufferedBytes: options.maxBufferedBytesPerConnection, tokens: options.tokens)
+                maxBufferedBytes: options.maxBufferedBytesPerConnection, tokens: options.tokenTable)
         }
     }
 
@@ -65,6 +65,8 @@ struct ConnectionStateMachine {
         let version: UInt16
         let correlationID: UInt32
         let client: String
+        /// What the hello's token grants (everything on a server without tokens).
+        let grant: AccessGrant
     }
 
     enum Action: Equatable, Sendable {
@@ -473,23 +475,15 @@ struct ConnectionStateMachine {
                     .unsupportedVersion,
                     "this server speaks versions \(ProtocolVersion.oldest)...\(ProtocolVersion.current), the client \(hello.minVersion)...\(hello.maxVersion)", frame))
         }
-        if !limits.tokens.isEmpty {
-            let given = hello.token ?? []
+        var grant = AccessGrant.everything
+        if !limits.tokens.isOpen {
             // Every configured token is compared, each in constant time.
-            var matched = false
-            for token in limits.tokens where Self.constantTimeEqual(Array(token.utf8), given) { matched = true }
-            guard matched else { return .failure(Failure(.unauthenticated, "wrong or missing token", frame)) }
+            guard let matched = limits.tokens.grant(for: hello.token ?? []) else {
+                return .failure(Failure(.unauthenticated, "wrong or missing token", frame))
+            }
+            grant = matched
         }
-        return .success(HelloAccepted(version: version, correlationID: frame.correlationID, client: hello.client))
-    }
-
-    /// Compares in time that depends on the lengths only, not on where the bytes differ.
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var diff = UInt8(a.count == b.count ? 0 : 1)
-        for i in 0..<max(a.count, b.count) {
-            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
-        }
-        return diff == 0
+        return .success(HelloAccepted(version: version, correlationID: frame.correlationID, client: hello.client, grant: grant))
     }
 
     // MARK: - Invariants

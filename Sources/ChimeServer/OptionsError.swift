@@ -8,6 +8,8 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
         case emptyToken
         /// A limit below the least value that still serves anyone.
         case belowMinimum(Int)
+        /// A token setting that names a scope but cannot be read (`TokenGrant`).
+        case badToken(String)
     }
 
     private let code: Code
@@ -22,6 +24,15 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
     static func emptyToken(_ option: String) -> OptionsError { OptionsError(.emptyToken, option: option) }
     static func belowMinimum(_ option: String, _ minimum: Int) -> OptionsError { OptionsError(.belowMinimum(minimum), option: option) }
 
+    /// Refuses the first token setting `TokenGrant` cannot read.
+    static func checkTokens(_ tokens: [String]) throws(OptionsError) {
+        do {
+            _ = try TokenTable(parsing: tokens)
+        } catch {
+            throw OptionsError(.badToken(error.description), option: "tokens")
+        }
+    }
+
     /// Whether it is an empty token (the one problem callers tell apart to explain it).
     public var isEmptyToken: Bool { code == .emptyToken }
 
@@ -30,6 +41,7 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
         case .emptyToken:
             "\(option): a token must not be empty (an empty token would let clients in without one); remove it or set a real one"
         case .belowMinimum(let minimum): "\(option) must be at least \(minimum)"
+        case .badToken(let why): "\(option): \(why) (a token is SECRET or SCOPE[@PATTERN[+PATTERN...]]:SECRET, SCOPE one of read, publish, admin)"
         }
     }
 

@@ -19,10 +19,11 @@ struct RequestHandler: Sendable {
         self.troubles = troubles
     }
 
-    /// `version`: the protocol version the connection chose, which lays out the payload.
-    func respond(to frame: Frame, version: UInt16, allocator: ByteBufferAllocator) async -> Frame {
+    /// `version`: the protocol version the connection chose, which lays out the payload;
+    /// `grant`: what its token grants (`RequestAccess`).
+    func respond(to frame: Frame, version: UInt16, grant: AccessGrant, allocator: ByteBufferAllocator) async -> Frame {
         do {
-            let payload = try await handle(frame, version, allocator)
+            let payload = try await handle(frame, version, RequestAccess(grant: grant, broker: broker), allocator)
             return Frame(opcode: frame.opcode, flags: .response, correlationID: frame.correlationID, payload: payload)
         } catch {
             let reply = ErrorCodes.reply(error)
@@ -33,23 +34,28 @@ struct RequestHandler: Sendable {
         }
     }
 
-    private func handle(_ frame: Frame, _ version: UInt16, _ allocator: ByteBufferAllocator) async throws -> ByteBuffer {
+    private func handle(_ frame: Frame, _ version: UInt16, _ access: RequestAccess, _ allocator: ByteBufferAllocator) async throws -> ByteBuffer {
         switch frame.opcode {
         case .hello:
             throw ProtocolError(.malformed, "hello was already received on this connection")
         case .createTopic:
             let r = try CreateTopic(payload: frame.payload)
+            try access.require(.admin, topic: r.name)
             let info = try broker.createTopic(r.name, settings: r.settings?.settings)
             return WireTopic(name: info.name, id: info.id, settings: WireTopicSettings(info.settings)).payload(allocator: allocator)
         case .listTopics:
             _ = try Empty(payload: frame.payload)
-            return TopicList(topics: broker.listTopics().map { WireTopic(name: $0.name, id: $0.id, settings: WireTopicSettings($0.settings)) })
+            try access.require(.read)
+            return TopicList(topics: broker.listTopics().filter { access.sees($0.name) }.map { WireTopic(name: $0.name, id: $0.id, settings: WireTopicSettings($0.settings)) })
                 .payload(allocator: allocator)
         case .deleteTopic:
-            try await broker.deleteTopic(try TopicName(payload: frame.payload).name)
+            let name = try TopicName(payload: frame.payload).name
+            try access.require(.admin, topic: name)
+            try await broker.deleteTopic(name)
             return Empty().payload(allocator: allocator)
         case .publish:
             let r = try Publish(payload: frame.payload, version: version)
+            try access.require(.publish, topic: r.topic)
             if let fence = r.fence { try await broker.checkFence(lock: fence.lock, token: fence.token) }
             let producer = r.producerID >= 0 ? ProducerStamp(producerID: r.producerID, sequence: r.sequence) : nil
             let results = try await broker.publish(
@@ -58,29 +64,36 @@ struct RequestHandler: Sendable {
                 .payload(allocator: allocator)
         case .cancel:
             let r = try ScheduleChange(payload: frame.payload, version: version)
+            try access.require(.publish, message: r.id.messageID)
             try await broker.cancel(r.id.messageID)
             return Empty().payload(allocator: allocator)
         case .reschedule:
             let r = try ScheduleChange(payload: frame.payload, version: version)
+            try access.require(.publish, message: r.id.messageID)
             guard let due = r.due else { throw ProtocolError(.malformed, "reschedule needs a due time") }
             return WireMessageID(try await broker.reschedule(r.id.messageID, to: Due(due))).payload(allocator: allocator)
         case .join:
             let r = try Join(payload: frame.payload, version: version)
+            try access.require(.publish, topics: r.topics)
             return WireMembership(try await broker.join(group: r.group, member: r.member, topics: r.topics, createTopics: r.createTopics))
                 .payload(allocator: allocator)
         case .heartbeat:
+            try access.require(.publish)
             let r = try MemberRef(payload: frame.payload)
             return WireMembership(try await broker.heartbeat(group: r.group, member: r.memberID)).payload(allocator: allocator)
         case .leave:
+            try access.require(.publish)
             let r = try MemberRef(payload: frame.payload)
             try await broker.leave(group: r.group, member: r.memberID)
             return Empty().payload(allocator: allocator)
         case .fetch:
+            try access.require(.publish)
             let r = try Fetch(payload: frame.payload)
             let deliveries = try await fetch(r)
             let size = deliveries.reduce(4) { $0 + 160 + $1.topic.utf8.count + ($1.key?.count ?? 0) + $1.body.count + 32 * $1.headers.count }
             return Deliveries.payload(deliveries, allocator: allocator, estimatedSize: size, WireDelivery.init)
         case .ack, .nack, .extend, .term, .release:
+            try access.require(.publish)
             let r = try Settle(payload: frame.payload, version: version)
             if let fence = r.fence { try await broker.checkFence(lock: fence.lock, token: fence.token) }
             let receipts = r.receipts.map(\.receipt)
@@ -97,26 +110,33 @@ struct RequestHandler: Sendable {
             return SettleReply(results: replies).payload(allocator: allocator)
         case .publishRecords:
             let r = try PublishRecords(payload: frame.payload)
+            try access.require(.publish, topic: r.topic)
             let results = try await broker.publishRecords(topic: r.topic, partition: Int(r.partition), batch: r.batch)
             return PublishReply(outcomes: results.map { .init(id: $0.id.map(WireMessageID.init), partition: UInt32($0.partition), duplicate: $0.duplicate) })
                 .payload(allocator: allocator)
         case .stats:
-            return try await stats(try StatsRequest(payload: frame.payload)).payload(allocator: allocator)
+            return try await stats(try StatsRequest(payload: frame.payload), access).payload(allocator: allocator)
         case .createGroup:
             let r = try CreateGroup(payload: frame.payload)
+            // Workers create their group (if absent) before they join: a consumer's act.
+            try access.require(r.ifAbsent ? .publish : .admin)
             let settings = try r.settings.applied(to: broker.options.defaultGroup)
             return WireGroupSettings(try broker.createGroup(r.name, settings: settings, ifAbsent: r.ifAbsent)).payload(allocator: allocator)
         case .configureGroup:
             let r = try ConfigureGroup(payload: frame.payload)
+            try access.require(.admin, topic: nil)
             let settings = try await broker.configure(group: r.name) { $0 = try r.settings.applied(to: $0) }
             return WireGroupSettings(settings).payload(allocator: allocator)
         case .describeGroup:
+            try access.require(.read)
             return WireGroupSettings(try broker.groupSettings(try GroupRef(payload: frame.payload).name)).payload(allocator: allocator)
         case .deleteGroup:
+            try access.require(.admin, topic: nil)
             try await broker.deleteGroup(try GroupRef(payload: frame.payload).name)
             return Empty().payload(allocator: allocator)
         case .jobStatus:
             let r = try JobStatusRequest(payload: frame.payload)
+            try access.require(.read, message: r.id.messageID)
             let statuses = try await broker.jobStatus(r.id.messageID, group: r.group.isEmpty ? nil : r.group)
             return JobStatusReply(statuses: statuses.map { s in
                 var w = WireJobStatus(s)
@@ -124,13 +144,14 @@ struct RequestHandler: Sendable {
                 return w
             }).payload(allocator: allocator)
         case .scheduleWrite, .scheduleControl, .scheduleBackfill, .scheduleList:
-            return try await scheduleRequest(frame.opcode, frame.payload).payload(allocator: allocator)
+            return try await scheduleRequest(frame.opcode, frame.payload, access).payload(allocator: allocator)
         case .lockAcquire, .lockRenew, .lockRelease, .lockList:
-            return try await lockRequest(frame.opcode, frame.payload, allocator: allocator)
+            return try await lockRequest(frame.opcode, frame.payload, access, allocator: allocator)
         case .jobAbort, .abortNotices, .jobSnooze, .callbackComplete, .flowSpawn, .flowQuery, .flowAbort:
-            return try await jobEventRequest(frame.opcode, frame.payload, allocator: allocator)
+            return try await jobEventRequest(frame.opcode, frame.payload, access, allocator: allocator)
         case .peek:
             let r = try Peek(payload: frame.payload)
+            try access.require(.read, topic: r.topic)
             guard r.fromOffset >= -1 else { throw BrokerError(.invalidArgument, "from offset \(r.fromOffset): offsets are 0 or more (-1: the start)") }
             let deliveries = try await broker.peek(
                 topic: r.topic, partition: Int(r.partition), from: r.fromOffset == -1 ? nil : r.fromOffset, group: r.group.isEmpty ? nil : r.group,
@@ -143,8 +164,11 @@ struct RequestHandler: Sendable {
     /// Counts for the topics and groups asked for (all when none are named). A name that
     /// does not exist is an error (`unknownTopic` / `unknownGroup`), not an empty answer;
     /// asked for all, a topic deleted while the answer is made is left out.
-    private func stats(_ r: StatsRequest) async throws -> StatsReply {
-        let all = broker.listTopics()
+    /// A grant limited to topic patterns is refused a topic outside them by name, and not
+    /// shown one (nor a group reading one) when it asks for all.
+    private func stats(_ r: StatsRequest, _ access: RequestAccess) async throws -> StatsReply {
+        try access.require(.read, topics: r.topics)
+        let all = broker.listTopics().filter { access.sees($0.name) }
         let topics = r.topics.isEmpty ? all : try r.topics.map { name in
             guard let t = all.first(where: { $0.name == name }) else { throw BrokerError(.unknownTopic, "topic \(name) does not exist") }
             return t
@@ -167,6 +191,9 @@ struct RequestHandler: Sendable {
         var groupStats: [WireGroupStats] = []
         for name in r.groups.isEmpty ? broker.listGroups() : r.groups {
             let g = try await broker.groupStats(name)
+            let seen = g.partitions.allSatisfy { access.sees($0.topic) }
+            if !seen && r.groups.isEmpty { continue }
+            if !seen { try access.require(.read, topic: nil) }
             let members = r.includeMembers ? try await broker.groupMembers(name).map {
                 WireGroupMember(
                     id: $0.id, name: $0.name, lastSeen: $0.lastSeen,

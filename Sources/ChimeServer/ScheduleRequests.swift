@@ -6,7 +6,9 @@ import NIOCore
 
 /// Opcodes 25–28: schedule operations, their documents JSON (docs/formats.md, "Schedules").
 extension RequestHandler {
-    func scheduleRequest(_ opcode: Opcode, _ payload: ByteBuffer) async throws -> ScheduleReply {
+    /// Writing a schedule needs `publish` on its topic (workers register theirs); pausing,
+    /// resuming, triggering, deleting and backfilling one need `admin` on it.
+    func scheduleRequest(_ opcode: Opcode, _ payload: ByteBuffer, _ access: RequestAccess) async throws -> ScheduleReply {
         switch opcode {
         case .scheduleWrite:
             let r = try ScheduleWriteRequest(payload: payload)
@@ -16,10 +18,12 @@ extension RequestHandler {
             } catch {
                 throw BrokerError(.badSchedule, "the schedule is not a JSON schedule document: \(Self.describe(error))")
             }
+            try access.require(.publish, topic: schedule.target.topic)
             let write: ScheduleWrite = r.mode == 0 ? .create : r.mode == 1 ? .update : .createOrUpdate
             return try Self.reply(try await broker.writeSchedule(schedule, write))
         case .scheduleControl:
             let r = try ScheduleControlRequest(payload: payload)
+            try access.require(.admin, topic: try await broker.schedule(r.name, upcoming: 0).schedule.target.topic)
             switch r.action {
             case ScheduleControlRequest.trigger:
                 let published = try await broker.triggerSchedule(r.name)
@@ -31,12 +35,19 @@ extension RequestHandler {
             return try Self.reply(try? await broker.schedule(r.name, upcoming: 0))
         case .scheduleBackfill:
             let r = try ScheduleBackfillRequest(payload: payload)
+            try access.require(.admin, topic: try await broker.schedule(r.name, upcoming: 0).schedule.target.topic)
             let published = try await broker.backfillSchedule(r.name, from: r.from, to: r.to)
             return try Self.reply(BackfillAnswer(occurrences: published.map { OccurrencePublished(at: $0.occurrence, $0.published) }))
         case .scheduleList:
             let r = try ScheduleListRequest(payload: payload)
-            if r.name.isEmpty { return try Self.reply(ScheduleList(schedules: await broker.schedules(upcoming: Int(r.upcoming)))) }
-            return try Self.reply(ScheduleList(schedules: [try await broker.schedule(r.name, upcoming: Int(r.upcoming))]))
+            try access.require(.read)
+            if r.name.isEmpty {
+                let visible = await broker.schedules(upcoming: Int(r.upcoming)).filter { access.sees($0.schedule.target.topic) }
+                return try Self.reply(ScheduleList(schedules: visible))
+            }
+            let one = try await broker.schedule(r.name, upcoming: Int(r.upcoming))
+            try access.require(.read, topic: one.schedule.target.topic)
+            return try Self.reply(ScheduleList(schedules: [one]))
         default:
             preconditionFailure("not a schedule opcode: \(opcode)")
         }

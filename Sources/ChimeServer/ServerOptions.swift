@@ -8,9 +8,13 @@ public struct ServerOptions: Sendable {
     public var host: String
     /// Broker protocol port (0: any free port, see `ChimeServer.port`).
     public var port: Int
-    /// Accepted tokens; empty means no authentication. No token may be empty: a hello
-    /// without a token carries an empty one (`validate()`).
+    /// Accepted tokens; empty means no authentication. Each is a secret, which grants
+    /// everything, or `SCOPE[@PATTERN…]:SECRET` (`AccessGrant`, `TokenGrant`). No token may
+    /// be empty: a hello without a token carries an empty one (`validate()`).
     public var tokens: [String]
+
+    /// The tokens as read (`validate()` refuses settings that cannot be read).
+    var tokenTable: TokenTable { TokenTable.of(tokens) }
     /// Largest frame once the hello is accepted.
     public var maxFrameBytes: Int
     /// Largest frame before it: the hello (a token and a client name fit in far less). A
@@ -82,6 +86,7 @@ public struct ServerOptions: Sendable {
     /// below what one request needs. Call it before `ChimeServer.start` (`chime serve` does).
     public func validate() throws(OptionsError) {
         if tokens.contains(where: { OptionsError.isBlank($0) }) { throw .emptyToken("tokens") }
+        try OptionsError.checkTokens(tokens)
         if maxConnections < 1 { throw .belowMinimum("maxConnections", 1) }
         if maxFrameBytes < 1_024 { throw .belowMinimum("maxFrameBytes", 1_024) }
         if idleTimeoutSeconds < 1 { throw .belowMinimum("idleTimeoutSeconds", 1) }

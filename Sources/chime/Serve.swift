@@ -46,7 +46,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Broker protocol port; 0 picks a free one (default 7420; $CHIME_PORT).")
     var port: Int?
 
-    @Option(name: .long, help: "Accepted client token, repeat for several (default none: no authentication; $CHIME_TOKENS, comma-separated).")
+    @Option(name: .long, help: "Accepted token, repeat for several: SECRET (everything) or SCOPE[@PATTERN+…]:SECRET, SCOPE read, publish or admin (see `chime tokens create`). Default none: no authentication, and admin writes need <data>/admin-token ($CHIME_TOKENS, comma-separated).")
     var token: [String] = []
 
     @Option(name: .customLong("tls-cert"), help: "Serve TLS with this certificate chain (PEM; needs --tls-key; $CHIME_TLS_CERT).")
@@ -265,13 +265,23 @@ struct Serve: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]
         var announce: Task<Void, Never>? = nil
         if adminOn {
+            if tokens.isEmpty {
+                do {
+                    adminOptions.localAdminToken = try LocalAdminToken.loadOrCreate(directory: data)
+                } catch {
+                    logger.warning("no admin token for writes: the admin port answers reads only", metadata: ["error": "\(error)"])
+                }
+            }
             let admin = AdminServer(
                 broker: broker, options: adminOptions, registry: registry,
                 connections: { server.connectionGauges }, logger: logger)
             services.append(.init(service: admin))
             announce = Task {
                 if let port = try? await admin.port() {
-                    say("chime: admin HTTP on \(adminHost):\(port) (/health, /v1/topics, /v1/groups, /metrics)")
+                    say("chime: admin HTTP on \(adminHost):\(port) (/v2, described at /v2/openapi.json; /v1, /health, /metrics)")
+                    if tokens.isEmpty && adminOptions.localAdminToken != nil {
+                        say("chime: admin writes need the token in \(data)/\(LocalAdminToken.fileName) (Authorization: Bearer <token>)")
+                    }
                 }
             }
         }

@@ -91,10 +91,11 @@ import Testing
             default:
                 break
             }
-            let isInspect = args.first == "inspect"
+            // Commands that read files or make tokens talk to no broker: no address.
+            let isLocal = args.first == "inspect" || args.first == "tokens"
             if let i = args.firstIndex(of: "--timeout") { args[i + 1] = "1s" }
             // The broker's address goes before a `--` (what follows is a command to run).
-            let address = isInspect ? [] : at
+            let address = isLocal ? [] : at
             let full = args.firstIndex(of: "--").map { Array(args[..<$0]) + address + Array(args[$0...]) } ?? args + address
             let result = try run(chime, full, input: input)
             switch line {

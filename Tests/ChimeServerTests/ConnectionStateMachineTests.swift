@@ -10,7 +10,7 @@ import Testing
     typealias Machine = ConnectionStateMachine
 
     static func limits(inFlight: Int = 4, bytes: Int = 1 << 20, tokens: [String] = []) -> Machine.Limits {
-        Machine.Limits(maxHelloBytes: 4_096, maxFrameBytes: 16 << 20, maxInFlight: inFlight, maxBufferedBytes: bytes, tokens: tokens)
+        Machine.Limits(maxHelloBytes: 4_096, maxFrameBytes: 16 << 20, maxInFlight: inFlight, maxBufferedBytes: bytes, tokens: try! TokenTable(parsing: tokens))
     }
 
     static func frame(_ opcode: Opcode, _ id: UInt32, bytes: Int = 0) -> Frame {
@@ -49,7 +49,7 @@ import Testing
         let r48 = m.readRequested()
         #expect(r48)
         let r49 = m.frameRead(Self.hello())
-        #expect(r49 == .acceptHello(.init(version: ProtocolVersion.current, correlationID: 1, client: "test")))
+        #expect(r49 == .acceptHello(.init(version: ProtocolVersion.current, correlationID: 1, client: "test", grant: .everything)))
         #expect(m.frameLimit == 16 << 20 && m.isAuthenticated)
     }
 
@@ -72,6 +72,15 @@ import Testing
                 #expect(f.code == .unauthenticated)
             }
         }
+    }
+
+    @Test func anAcceptedHelloCarriesWhatItsTokenGrants() {
+        var m = Machine(limits: Self.limits(tokens: ["read@orders.*:r", "plain"]))
+        guard case .acceptHello(let accepted) = m.frameRead(Self.hello(token: "r")) else { Issue.record("refused"); return }
+        #expect(accepted.grant.scope == .read && accepted.grant.topics.map(\.text) == ["orders.*"])
+        var open = Machine(limits: Self.limits())
+        guard case .acceptHello(let everything) = open.frameRead(Self.hello(token: nil)) else { Issue.record("refused"); return }
+        #expect(everything.grant == .everything, "a server without tokens grants everything")
     }
 
     @Test func aClientSpeakingNoCommonVersionIsRefused() {
@@ -199,10 +208,10 @@ import Testing
     }
 
     @Test func theTokenComparisonDependsOnTheLengthsOnly() {
-        #expect(Machine.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
-        #expect(!Machine.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
-        #expect(!Machine.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
-        #expect(!Machine.constantTimeEqual([], Array("a".utf8)))
+        #expect(TokenTable.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
+        #expect(!TokenTable.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
+        #expect(!TokenTable.constantTimeEqual(Array("abc".utf8), Array("abcd".utf8)))
+        #expect(!TokenTable.constantTimeEqual([], Array("a".utf8)))
     }
 }
 

@@ -23,8 +23,9 @@ import Testing
         try await client.createTopic("split", settings: topicSettings(partitions: 1))
         try await client.createTopic("shards", settings: topicSettings(partitions: 4))
         try await client.createTopic("reduce", settings: topicSettings(partitions: 1))
-        // Short leases: what a killed worker held comes back soon.
-        try await client.createGroup("g", settings: WireGroupSettings(mode: .shared, leaseMilliseconds: 2_000, sessionTimeoutMilliseconds: 1_500))
+        // Short leases: what a killed worker held comes back soon. Not shorter: on a loaded
+        // machine a heartbeat 1.5 s late dropped this test's own consumer before its spawn.
+        try await client.createGroup("g", settings: WireGroupSettings(mode: .shared, leaseMilliseconds: 5_000, sessionTimeoutMilliseconds: 5_000))
 
         // The split: this test's own consumer takes the parent job and spawns the children.
         _ = try await client.publish(Array("nightly report".utf8), to: "split")
