@@ -55,8 +55,9 @@ deps:
 	fi
 
 ## What the tests need beyond the build: faketime (libfaketime steps a real server's wall
-## clock in ClockStepServeTests); python3-venv and, in .venv-test/, schemathesis from PyPI
-## (it checks the admin API against its OpenAPI document in OpenAPIConformanceTests).
+## clock in ClockStepServeTests); promtool (Debian's prometheus: MetricsLintTests lints
+## /metrics); python3-venv and, in .venv-test/, schemathesis from PyPI (it checks the admin
+## API against its OpenAPI document in OpenAPIConformanceTests).
 test-deps:
 	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 		echo "installing faketime (apt-get)"; \
@@ -65,6 +66,10 @@ test-deps:
 	@if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
 		echo "installing python3-venv (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "installing prometheus for promtool (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	fi
 	@if [ ! -x .venv-test/bin/schemathesis ]; then \
 		echo "installing schemathesis into .venv-test (PyPI)"; \

@@ -27,14 +27,17 @@ import Testing
         let port: Int
         let brokerPort: Int
 
-        init(tokens: [String] = [], localAdminToken: String? = nil) async throws {
+        init(tokens: [String] = [], localAdminToken: String? = nil, metrics: Bool = false) async throws {
             var logger = Logger(label: "test")
             logger.logLevel = .critical
+            // Before the broker opens: its metric objects are made as it opens.
+            if metrics { _ = ChimeMetrics.bootstrap() }
             broker = try await Broker.open(BrokerOptions(directory: dir.path, durability: .never, clock: clock, firing: .manual, randomSeed: 3), logger: logger)
             server = try await ChimeServer.start(broker: broker, options: ServerOptions(port: 0, tokens: tokens), logger: logger)
             brokerPort = server.port
             admin = try await AdminServer.start(
-                broker: broker, options: AdminOptions(port: 0, tokens: tokens, localAdminToken: localAdminToken), registry: nil, logger: logger)
+                broker: broker, options: AdminOptions(port: 0, tokens: tokens, localAdminToken: localAdminToken),
+                registry: metrics ? ChimeMetrics.bootstrap() : nil, connections: { [server] in server.connectionGauges }, logger: logger)
             port = try await admin.port()
         }
 
