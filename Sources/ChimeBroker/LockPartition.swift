@@ -375,7 +375,8 @@ actor LockPartition {
     }
 
     static func lostError(_ name: String, token: Int64, current: LockTable.Lock?) -> BrokerError {
-        let now = current.map { "; it is held under token \($0.token)" } ?? "; nobody holds it"
+        // Not the live token: a refusal is no way to learn it.
+        let now = current.map { _ in "; it is held under a newer token" } ?? "; nobody holds it"
         return BrokerError(.lockLost, "lock \(name) is not held under token \(token) (expired, released, or granted anew)\(now)")
     }
 }

@@ -3,10 +3,11 @@
 ///
 /// Scopes are ordered, each including the ones below it:
 /// - `read`: stats, listings, peeks, job status; the admin API's reads and the dashboard.
-/// - `publish`: also publish, and consume (join a group, fetch, ack, nack, extend, park a
-///   job, take and renew a lock).
-/// - `admin`: every write: create and delete topics and groups, cancel, reschedule, abort,
-///   re-drive, complete callbacks, release locks by force, write and control schedules.
+/// - `publish`: also publish, cancel and reschedule, consume (join a group, fetch, ack,
+///   nack, extend, park a job, spawn a flow), take and renew locks, write schedules,
+///   complete callbacks.
+/// - `admin`: every write: create and delete topics and groups, abort, re-drive, release
+///   locks by force, pause, resume, trigger and delete schedules.
 ///
 /// A grant limited to topic patterns (`orders.*`) reaches only topics that match one of
 /// them; what belongs to no topic (locks, the server's own metrics) needs a grant without
@@ -109,22 +110,27 @@ public struct TokenGrant: Sendable, Equatable {
         public let description: String
     }
 
-    /// Reads a token setting. A value whose text before its first `:` is not a scope (with
-    /// patterns) is a plain secret, colons and all.
+    /// Reads a token setting. A setting that looks meant to have a scope — letters, then
+    /// `:` or `@` — must name one exactly, so that a typo (`Read:…`, `readonly:…`) or a
+    /// pattern list cut by a comma (`read@a,b:…` in CHIME_TOKENS) is refused rather than
+    /// read as a plain secret granting everything. A plain secret may contain `:` and `@`
+    /// after anything but a run of letters (generated secrets are hex digits).
     public init(parsing text: String) throws(ParseError) {
-        guard let colon = text.firstIndex(of: ":") else {
-            guard !text.isEmpty else { throw ParseError(description: "a token must not be empty") }
+        guard !text.isEmpty else { throw ParseError(description: "a token must not be empty") }
+        let lead = text.prefix { $0.isASCII && $0.isLetter }
+        let next = text.dropFirst(lead.count).first
+        guard !lead.isEmpty, next == ":" || next == "@" else {
             self.init(secret: text, grant: .everything)
             return
+        }
+        guard let scope = AccessGrant.Scope(name: lead) else {
+            throw ParseError(description: "'\(lead)' is not a scope (read, publish or admin); a plain secret must not start with letters and ':' or '@'")
+        }
+        guard let colon = text.firstIndex(of: ":") else {
+            throw ParseError(description: "the token \(text.prefix(60)) has a scope but no ':SECRET' (a comma inside a pattern list?)")
         }
         let head = text[..<colon]
         let secret = String(text[text.index(after: colon)...])
-        let scopeName = head.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)[0]
-        guard let scope = AccessGrant.Scope(name: scopeName) else {
-            // Not a scope: the whole text is the secret (a plain token may contain colons).
-            self.init(secret: text, grant: .everything)
-            return
-        }
         var patterns: [TopicPattern] = []
         if let at = head.firstIndex(of: "@") {
             for p in head[head.index(after: at)...].split(separator: "+", omittingEmptySubsequences: false) {
@@ -165,10 +171,17 @@ public struct TokenTable: Sendable, Equatable {
         (try? TokenTable(parsing: settings)) ?? TokenTable(refusingAll: ())
     }
 
-    /// Reads every setting; the first that cannot be read is the error.
+    /// Reads every setting; the first that cannot be read is the error, and so is a secret
+    /// given twice (which grant would it have?).
     public init(parsing settings: [String]) throws(TokenGrant.ParseError) {
         var out: [TokenGrant] = []
-        for s in settings { out.append(try TokenGrant(parsing: s)) }
+        for s in settings {
+            let t = try TokenGrant(parsing: s)
+            if out.contains(where: { $0.secret == t.secret }) {
+                throw TokenGrant.ParseError(description: "a secret is given twice (\(out.first { $0.secret == t.secret }!.grant) and \(t.grant)): each token needs its own")
+            }
+            out.append(t)
+        }
         self.init(out)
     }
 

@@ -25,11 +25,22 @@ struct AdminError: Error {
             case .topicExists, .groupExists, .scheduleExists, .groupInUse, .sequenceGap: .conflict
             case .unknownMember, .fenced, .unknownDelivery, .alreadyAcked, .leaseExpired: .conflict
             case .messageTooLarge: .contentTooLarge
-            case .limitReached: .tooManyRequests
+            case .limitReached: .conflict
             case .closed: .serviceUnavailable
             default: .internalServerError
             }
         self.init(status, "\(error.code)", error.message)
+    }
+
+    /// The error as a dashboard page (same status), with a way back.
+    func page(_ caller: AdminCaller) -> Response {
+        let body = "<p class=\"flash error\" role=\"alert\">\(HTML.escape(message))</p><p class=\"muted\">\(status.code) · \(HTML.escape(code))</p>"
+            + (status == .unauthorized ? "<p>\(HTML.link("Log in", "/login"))</p>" : "<p>\(HTML.link("Back to the overview", "/"))</p>")
+        var r = Response(
+            status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: HTML.page(title: "Something went wrong", current: "", body: body, caller: caller, live: false))))
+        for field in headers where field.name != .wwwAuthenticate { r.headers.append(field) }
+        return r
     }
 
     var response: Response {

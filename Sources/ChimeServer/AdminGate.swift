@@ -1,3 +1,4 @@
+import Foundation
 import ChimeBroker
 import Hummingbird
 import HummingbirdCore
@@ -19,6 +20,8 @@ struct AdminRequestContext: RequestContext {
 struct AdminCaller: Sendable {
     let grant: AccessGrant?
     let hasToken: Bool
+    /// A dashboard login's session: its id and the CSRF value its forms must send back.
+    var session: (id: String, csrf: String)? = nil
 
     static let nobody = AdminCaller(grant: nil, hasToken: false)
     static let openReader = AdminCaller(grant: AccessGrant(scope: .read), hasToken: false)
@@ -54,8 +57,10 @@ struct AdminGate: RouterMiddleware {
     typealias Context = AdminRequestContext
     let configured: TokenTable
     let everyToken: TokenTable
+    let sessions: DashboardSessions
 
-    init(options: AdminOptions) {
+    init(options: AdminOptions, sessions: DashboardSessions) {
+        self.sessions = sessions
         configured = TokenTable.of(options.tokens)
         everyToken = options.tokens.isEmpty ? TokenTable.of(options.localAdminToken.map { [$0] } ?? []) : configured
     }
@@ -69,31 +74,58 @@ struct AdminGate: RouterMiddleware {
                     throw AdminError.unauthorized("the bearer token is not one of this server's")
                 }
                 context.caller = AdminCaller(grant: grant, hasToken: true)
+            } else if Self.isDashboard(request.uri.path), let id = Self.cookie(DashboardSessions.cookieName, request), let s = sessions.session(id) {
+                // A login's cookie counts on the dashboard's pages and forms only: the API
+                // takes bearer tokens, which no other site can make a browser send.
+                context.caller = AdminCaller(grant: s.grant, hasToken: true, session: (id, s.csrf))
             } else if configured.isOpen {
                 context.caller = .openReader
+            } else if Self.isDashboard(request.uri.path) && !Self.isPublic(request.uri.path) {
+                return Response(status: .seeOther, headers: [.location: "/login"])
             } else if !Self.isPublic(request.uri.path) {
                 context.logger.warning("admin request refused: no token", metadata: ["path": "\(request.uri.path)"])
                 throw AdminError.unauthorized("a bearer token is required")
             }
             return try await next(request, context)
-        } catch let error as AdminError {
-            return error.response
-        } catch let error as BrokerError {
-            return AdminError(error).response
-        } catch let error as HTTPError where error.status == .notFound {
-            return AdminError(.notFound, "notFound", "no endpoint \(request.method) \(request.uri.path)").response
-        } catch let error as HTTPError where error.status == .methodNotAllowed {
-            return AdminError(.methodNotAllowed, "methodNotAllowed", "\(request.uri.path) does not take \(request.method)").response
         } catch {
-            context.logger.error("admin request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return AdminError(.internalServerError, "internal", "\(error)").response
+            let failure: AdminError
+            switch error {
+            case let e as AdminError: failure = e
+            case let e as BrokerError: failure = AdminError(e)
+            case let e as HTTPError where e.status == .notFound:
+                failure = AdminError(.notFound, "notFound", "no endpoint \(request.method) \(request.uri.path)")
+            case let e as HTTPError where (400..<500).contains(e.status.code):
+                failure = AdminError(e.status, "badRequest", e.body ?? e.status.reasonPhrase)
+            default:
+                // The cause goes to the log, not to whoever asked (it may name files).
+                context.logger.error("admin request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+                failure = AdminError(.internalServerError, "internal", "the request failed inside the server (its log says why)")
+            }
+            // The dashboard's pages answer a person: an HTML page; the APIs JSON.
+            return Self.isDashboard(request.uri.path) ? failure.page(context.caller) : failure.response
         }
     }
 
     /// What anyone may ask without a token: `/health` (probes of load balancers and
     /// orchestrators cannot always send a header, and it tells nothing but that the server
     /// answers).
-    static func isPublic(_ path: String) -> Bool { path == "/health" }
+    static func isPublic(_ path: String) -> Bool { path == "/health" || path == "/login" }
+
+    /// The dashboard's pages and forms: everything but the APIs, metrics and health.
+    static func isDashboard(_ path: String) -> Bool {
+        !(path.hasPrefix("/v1/") || path.hasPrefix("/v2/") || path == "/metrics" || path == "/health")
+    }
+
+    /// A cookie's value from the `Cookie` header, nil without it.
+    static func cookie(_ name: String, _ request: Request) -> String? {
+        for header in request.headers[values: .cookie] {
+            for part in header.split(separator: ";") {
+                let pair = part.split(separator: "=", maxSplits: 1)
+                if pair.count == 2 && pair[0].trimmingCharacters(in: .whitespaces) == name { return String(pair[1]).trimmingCharacters(in: .whitespaces) }
+            }
+        }
+        return nil
+    }
 
     /// The token of `Authorization: Bearer <token>`, nil without one.
     private static func bearer(_ request: Request) -> [UInt8]? {

@@ -203,14 +203,15 @@ struct AdminRoutes: Sendable {
     func groups(_ caller: AdminCaller, names: [String]? = nil) async throws -> [JSONValue] {
         try caller.require(.read)
         var out: [JSONValue] = []
-        for name in names ?? broker.listGroups() {
+        let listed: [String]
+        if let names { listed = names } else { listed = try await visibleGroups(caller) }
+        for name in listed {
             let stats: GroupStats
             do {
                 stats = try await broker.groupStats(name)
             } catch let error as BrokerError where error.code == .unknownGroup {
                 continue
             }
-            guard stats.partitions.allSatisfy({ caller.sees($0.topic) }) else { continue }
             out.append(.object([("name", .string(name)), ("generation", .int(stats.generation)), ("members", .int(stats.members))] + Self.totals(stats)))
         }
         return out

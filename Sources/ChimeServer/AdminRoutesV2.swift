@@ -48,9 +48,12 @@ extension AdminRoutes {
             let from = try request.uri.queryParameters["from"].map { try Self.integer(String($0), "from", in: 0...Int64.max) }
             let limit = try Page(request).limit
             let group = request.uri.queryParameters["group"].map(String.init)
-            let messages = try await broker.peek(topic: name, partition: Int(partition), from: from, group: group, max: limit + 1, maxBytes: 8 << 20)
-            let next = messages.count > limit ? messages[limit].offset : nil
-            return Self.json(.object([("messages", .array(messages.prefix(limit).map(Self.message))), ("nextFrom", .int(next))]))
+            let messages = try await broker.peek(topic: name, partition: Int(partition), from: from, group: group, max: limit, maxBytes: Self.pageBytes)
+            // The next page starts after this one's last message, while the log goes on (a
+            // page cut short by its byte budget included).
+            let logEnd = try await broker.partitionStats(topic: name).first { $0.partition == Int(partition) }?.logEnd ?? 0
+            let next = messages.last.map { $0.offset + 1 }.flatMap { $0 < logEnd ? $0 : nil }
+            return Self.json(.object([("messages", .array(messages.map(Self.message))), ("nextFrom", .int(next))]))
         }
         v2.post("/topics/:topic/messages") { request, context in
             let name = try context.parameters.require("topic")
@@ -108,7 +111,7 @@ extension AdminRoutes {
         // Groups and their dead letters.
         v2.get("/groups") { request, context in
             let page = try Page(request)
-            let (slice, next) = page.take(broker.listGroups(), key: { $0 })
+            let (slice, next) = page.take(try await visibleGroups(context.caller), key: { $0 })
             return Self.json(.object([("groups", .array(try await groups(context.caller, names: slice))), ("next", .string(next))]))
         }
         v2.get("/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"), context.caller)) }
@@ -190,6 +193,23 @@ extension AdminRoutes {
         }
     }
 
+    /// Most bytes of messages one page holds (base64 doubles some of it on the wire).
+    static let pageBytes = 4 << 20
+
+    /// The groups a caller sees: all of them for a grant without patterns, else those whose
+    /// every topic it sees (a group of no topic yet: none).
+    func visibleGroups(_ caller: AdminCaller) async throws -> [String] {
+        try caller.require(.read)
+        let all = broker.listGroups()
+        guard caller.grant?.topics.isEmpty == false else { return all }
+        var out: [String] = []
+        for name in all {
+            guard let stats = try? await broker.groupStats(name), !stats.partitions.isEmpty, stats.partitions.allSatisfy({ caller.sees($0.topic) }) else { continue }
+            out.append(name)
+        }
+        return out
+    }
+
     private func requireScheduleAdmin(_ name: String, _ caller: AdminCaller) async throws {
         try caller.require(.admin)
         try caller.require(.admin, topic: try await broker.schedule(name, upcoming: 0).schedule.target.topic)
@@ -213,20 +233,29 @@ extension AdminRoutes {
         }
         var out: [JSONValue] = []
         var next: String?
+        var budget = Self.pageBytes
         while partition < info.settings.partitions && next == nil {
-            let want = page.limit - out.count + 1
+            if out.count == page.limit || budget <= 0 {
+                next = "\(partition):\(offset ?? 0)"
+                break
+            }
+            let want = page.limit - out.count
             let letters: [Delivery]
             do {
-                letters = try await broker.peek(topic: topic, partition: partition, from: offset, group: "__redrive." + group, max: want, maxBytes: 8 << 20)
+                letters = try await broker.peek(topic: topic, partition: partition, from: offset, group: "__redrive." + group, max: want, maxBytes: budget)
             } catch let error as BrokerError where error.code == .unknownGroup {
                 // Never re-driven: every letter of the topic is still there.
-                letters = try await broker.peek(topic: topic, partition: partition, from: offset, max: want, maxBytes: 8 << 20)
+                letters = try await broker.peek(topic: topic, partition: partition, from: offset, max: want, maxBytes: budget)
             }
+            guard let last = letters.last else {
+                // This partition is done: the next one from its start.
+                partition += 1
+                offset = nil
+                continue
+            }
+            offset = last.offset + 1
             for l in letters {
-                if out.count == page.limit {
-                    next = "\(partition):\(l.offset)"
-                    break
-                }
+                budget -= l.body.count + (l.key?.count ?? 0) + 256
                 var fields: [(String, JSONValue)] = []
                 if case .object(let m) = Self.message(l) { fields = m }
                 let header = { (name: String) in l.headers.first { $0.name == name }.map { String(decoding: $0.value, as: UTF8.self) } }
@@ -237,10 +266,6 @@ extension AdminRoutes {
                     ("error", header("chime-dlq-error").map(JSONValue.string) ?? .null),
                 ]
                 out.append(.object(fields))
-            }
-            if next == nil {
-                partition += 1
-                offset = nil
             }
         }
         return .object([("deadLetters", .array(out)), ("next", next.map(JSONValue.string) ?? .null)])
@@ -305,7 +330,8 @@ extension AdminRoutes {
     /// 413 past the body limit (the connection's limit closes it before that, for bigger ones).
     static func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: AdminRequestContext, emptyAllowed: Bool = false) async throws -> T {
         var request = request
-        let buffer = try await request.collectBody(upTo: 4 << 20)
+        // The channel closes a connection whose body passes the configured limit before this.
+        let buffer = try await request.collectBody(upTo: 64 << 20)
         if buffer.readableBytes == 0 && emptyAllowed { return try JSONDecoder().decode(T.self, from: Data("{}".utf8)) }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
@@ -333,6 +359,11 @@ extension AdminRoutes {
 struct Page {
     let limit: Int
     let after: String?
+
+    init(limit: Int, after: String?) {
+        self.limit = limit
+        self.after = after
+    }
 
     init(_ request: Request) throws {
         limit = try request.uri.queryParameters["limit"].map { Int(try AdminRoutes.integer(String($0), "limit", in: 1...1_000)) } ?? 100

@@ -1,4 +1,5 @@
 import ChimeBroker
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -20,6 +21,8 @@ public final class AdminServer: Service, Sendable {
     private let logger: Logger
     private let options: AdminOptions
     private let connections: AdminConnectionCount
+    /// The overview chart's history, sampled while the server runs.
+    private let sampler: ActivitySampler
     /// The group and task of `start`, for `stop`.
     private let started = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
 
@@ -39,8 +42,12 @@ public final class AdminServer: Service, Sendable {
         let listening = Listening()
         let routes = AdminRoutes(broker: broker, registry: registry, connections: connections)
         let router = Router(context: AdminRequestContext.self)
-        router.add(middleware: AdminGate(options: options))
+        let sessions = DashboardSessions()
+        let gate = AdminGate(options: options, sessions: sessions)
+        let sampler = ActivitySampler(registry: registry)
+        router.add(middleware: gate)
         routes.register(on: router)
+        Dashboard(routes: routes, sessions: sessions, configured: gate.configured, everyToken: gate.everyToken, sampler: sampler, overviewCache: OverviewCache()).register(on: router)
         // `run()` refuses invalid options before it binds: the server built here for them,
         // with the default limits, never runs.
         let limits = (try? options.validate()) == nil ? AdminOptions() : options
@@ -52,6 +59,7 @@ public final class AdminServer: Service, Sendable {
             onServerRunning: { channel in listening.bound(channel.localAddress?.port ?? 0) },
             logger: logger)
         self.listening = listening
+        self.sampler = sampler
         self.logger = logger
         self.options = options
         self.connections = connections
@@ -84,6 +92,8 @@ public final class AdminServer: Service, Sendable {
     public func run() async throws {
         do {
             try options.validate()
+            let sampling = Task { [sampler] in await sampler.run { Int64(Date().timeIntervalSince1970 * 1_000) } }
+            defer { sampling.cancel() }
             try await application.run()
             listening.ended(nil)
         } catch {

@@ -119,7 +119,7 @@ struct RequestHandler: Sendable {
         case .createGroup:
             let r = try CreateGroup(payload: frame.payload)
             // Workers create their group (if absent) before they join: a consumer's act.
-            try access.require(r.ifAbsent ? .publish : .admin)
+            if r.ifAbsent { try access.require(.publish) } else { try access.require(.admin, topic: nil) }
             let settings = try r.settings.applied(to: broker.options.defaultGroup)
             return WireGroupSettings(try broker.createGroup(r.name, settings: settings, ifAbsent: r.ifAbsent)).payload(allocator: allocator)
         case .configureGroup:
@@ -129,7 +129,13 @@ struct RequestHandler: Sendable {
             return WireGroupSettings(settings).payload(allocator: allocator)
         case .describeGroup:
             try access.require(.read)
-            return WireGroupSettings(try broker.groupSettings(try GroupRef(payload: frame.payload).name)).payload(allocator: allocator)
+            let name = try GroupRef(payload: frame.payload).name
+            if !access.grant.topics.isEmpty {
+                let topics = Set(try await broker.groupStats(name).partitions.map(\.topic))
+                if topics.isEmpty { try access.require(.read, topic: nil) }
+                for t in topics { try access.require(.read, topic: t) }
+            }
+            return WireGroupSettings(try broker.groupSettings(name)).payload(allocator: allocator)
         case .deleteGroup:
             try access.require(.admin, topic: nil)
             try await broker.deleteGroup(try GroupRef(payload: frame.payload).name)

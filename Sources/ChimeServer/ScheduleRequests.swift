@@ -12,13 +12,18 @@ extension RequestHandler {
         switch opcode {
         case .scheduleWrite:
             let r = try ScheduleWriteRequest(payload: payload)
-            let schedule: Schedule
+            var schedule: Schedule
             do {
                 schedule = try JSONDecoder().decode(Schedule.self, from: Data(r.definition))
             } catch {
                 throw BrokerError(.badSchedule, "the schedule is not a JSON schedule document: \(Self.describe(error))")
             }
             try access.require(.publish, topic: schedule.target.topic)
+            if r.mode != 0, access.grant.scope < .admin, let stored = try? await broker.schedule(schedule.name, upcoming: 0) {
+                // Pausing and resuming are control's (admin): an update without that scope
+                // keeps the stored schedule paused or running, whatever its document says.
+                schedule.options.paused = stored.schedule.options.paused
+            }
             let write: ScheduleWrite = r.mode == 0 ? .create : r.mode == 1 ? .update : .createOrUpdate
             return try Self.reply(try await broker.writeSchedule(schedule, write))
         case .scheduleControl:

@@ -27,7 +27,7 @@ struct TokensCommand: ParsableCommand {
 
                 Give the whole line to the server (`chime serve --token 'publish@orders.*:…'`,
                 `tokens = ["…"]` in its file, or CHIME_TOKENS) and only the secret after the
-                last colon to clients (`--token`, `Authorization: Bearer <secret>`). A plain
+                first colon to clients (`--token`, `Authorization: Bearer <secret>`). A plain
                 secret without a scope grants everything, as before scopes existed.
 
                 Examples:

@@ -10,14 +10,16 @@ import Testing
         #expect(scoped.secret == Array("9f0e".utf8))
         #expect(scoped.grant.scope == .publish && scoped.grant.topics.map(\.text) == ["orders.*", "billing"])
         #expect(scoped.grant.description == "publish@orders.*+billing")
-        // Text before the first colon that is not a scope: the whole value is the secret.
-        let colons = try TokenGrant(parsing: "not-a-scope:with:colons")
-        #expect(colons.grant == .everything && colons.secret == Array("not-a-scope:with:colons".utf8))
+        // A secret that does not start with letters and ':' or '@' is plain, colons and all.
+        let colons = try TokenGrant(parsing: "9f-secret:with:colons@x")
+        #expect(colons.grant == .everything && colons.secret == Array("9f-secret:with:colons@x".utf8))
         #expect(try TokenGrant(parsing: "read:a:b").secret == Array("a:b".utf8))
     }
 
     @Test func settingsThatCannotBeReadAreRefusedWithWhy() {
-        for bad in ["", "read:", "admin@:x", "publish@orders/eu:x", "read@a++b:x", "read:   "] {
+        // Typos and a pattern list cut by CHIME_TOKENS's comma are refused, never read as a
+        // plain secret granting everything.
+        for bad in ["", "read:", "admin@:x", "publish@orders/eu:x", "read@a++b:x", "read:   ", "Read:x", "readonly:x", "read@orders.*", "billing:x"] {
             #expect(throws: TokenGrant.ParseError.self, "\(bad)") { try TokenGrant(parsing: bad) }
         }
         #expect(throws: OptionsError.self) { try ServerOptions(port: 0, tokens: ["read@bad pattern:x"]).validate() }
@@ -55,5 +57,6 @@ import Testing
         #expect(table.grant(for: Array("read:r".utf8)) == nil, "the setting is not the secret")
         #expect(table.grant(for: []) == nil && !table.isOpen)
         #expect(try TokenTable(parsing: []).isOpen)
+        #expect(throws: TokenGrant.ParseError.self, "a secret twice") { try TokenTable(parsing: ["read:same", "admin:same"]) }
     }
 }

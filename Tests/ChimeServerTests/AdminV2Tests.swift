@@ -206,6 +206,7 @@ import Testing
 
         let producer = f.client(token: "producer")
         try await producer.publish(Array("ok".utf8), to: "orders.eu")
+        await expectForbidden { _ = try await producer.tryAcquire("leader", ttl: .seconds(10)) }
         await expectForbidden { try await producer.publish(Array("no".utf8), to: "billing") }
         await expectForbidden { _ = try await producer.stats(topics: ["billing"]) }
         await expectForbidden { try await producer.deleteTopic("orders.eu") }
