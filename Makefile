@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 60
 # `make test`'s run: with its build from clean (about a minute) it stays within 90 s.
 FUZZ_TEST_SECONDS ?= 15
 
-.PHONY: run test soak deps test-deps build release openapi bench bench-quick bench-broker bench-net bench-consume bench-suite bench-partitions clean fuzz fuzz-smoke
+.PHONY: run test soak deps test-deps build release openapi screenshots bench bench-quick bench-broker bench-net bench-consume bench-suite bench-partitions clean fuzz fuzz-smoke
 
 ## Install what is missing (liblz4-dev), build in release mode, start `chime serve` on ./data.
 run: deps release
@@ -56,8 +56,8 @@ deps:
 
 ## What the tests need beyond the build: faketime (libfaketime steps a real server's wall
 ## clock in ClockStepServeTests); promtool (Debian's prometheus: MetricsLintTests lints
-## /metrics); python3-venv and, in .venv-test/, schemathesis from PyPI (it checks the admin
-## API against its OpenAPI document in OpenAPIConformanceTests).
+## /metrics); chromium and chromium-driver (DashboardBrowserTests); python3-venv and, in
+## .venv-test/, schemathesis (OpenAPIConformanceTests) and selenium from PyPI.
 test-deps:
 	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 		echo "installing faketime (apt-get)"; \
@@ -71,10 +71,19 @@ test-deps:
 		echo "installing prometheus for promtool (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	fi
-	@if [ ! -x .venv-test/bin/schemathesis ]; then \
-		echo "installing schemathesis into .venv-test (PyPI)"; \
-		python3 -m venv .venv-test && .venv-test/bin/pip install -q 'schemathesis>=4,<5'; \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	fi
+	@if [ ! -x .venv-test/bin/schemathesis ] || ! .venv-test/bin/python -c 'import selenium' 2>/dev/null; then \
+		echo "installing schemathesis and selenium into .venv-test (PyPI)"; \
+		python3 -m venv .venv-test && .venv-test/bin/pip install -q 'schemathesis>=4,<5' 'selenium>=4,<5'; \
+	fi
+
+## The dashboard's screenshots in docs/screenshots, taken by DashboardBrowserTests.
+screenshots: deps test-deps
+	$(SWIFT) build --build-tests
+	CHIME_SCREENSHOTS=$(CURDIR)/docs/screenshots $(SWIFT) test --skip-build --disable-xctest --filter DashboardBrowserTests
 
 build: deps
 	$(SWIFT) build

@@ -948,8 +948,13 @@ actor ConsumerGroup {
         case .aborted(let whileRunning, let reason):
             return .aborted(whileRunning: whileRunning, reason: reason)
         case .waiting(let timerID, let until, let callback):
-            let parked = try await gp.partition.scheduledState(timerID)
-            if case .pending = parked { return .waiting(until: until, callback: callback) }
+            switch try await gp.partition.scheduledState(timerID) {
+            case .pending: return .waiting(until: until, callback: callback)
+            // Being handed to the retry log: the copy there now is an earlier parking's,
+            // acked when this one was parked — not this job's end.
+            case .beingFired: return .ready
+            case .cancelled, .gone: break
+            }
             // Fired: waiting in the retry log, running, or done. (A completed callback's move
             // to now is followed by `callbackCompleted`.)
             guard let copy = try MessageSearch.find(in: gp.retryLog.log, from: gp.retry.frontier, last: true, { RecordMeta.split($0.headers).meta.readyOffset == readyOffset }) else {

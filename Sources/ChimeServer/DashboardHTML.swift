@@ -150,13 +150,17 @@ enum HTML {
         return """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-            <title>\(escape(title)) · Chime</title><style>\(style)</style></head>
+            <title>\(escape(title)) · Chime</title><link rel="icon" href="\(icon)"><style>\(style)</style></head>
             <body><header><strong class="brand">Chime</strong><nav>\(links)</nav>\(who)</header>
             <main id="main"\(live ? " data-live" : "")><h1>\(escape(title))</h1>\(body)</main>
             <footer>chime \(escape(ChimeVersion.current)) · <a href="/v2/openapi.json">API</a> · <a href="/metrics">metrics</a>\(live ? " · refreshed every 5 s" : "")</footer>
             <script>\(script)</script></body></html>
             """
     }
+
+    /// A bell, inline: the page asks nothing of any server, not even for its icon.
+    static let icon =
+        "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Cpath fill='%232f6fdf' d='M8 1a5 5 0 0 0-5 5v4l-1.5 2h13L13 10V6a5 5 0 0 0-5-5zm-2 12a2 2 0 0 0 4 0z'/%3E%3C/svg%3E"
 
     static let style = """
         :root{--fg:#1d232b;--muted:#6a7380;--line:#dde2e8;--bg:#f7f8fa;--accent:#2f6fdf;--bad:#c0392b;--ok:#1e8e4f}

@@ -12,7 +12,8 @@ struct DashboardPages: Sendable {
     var routes: AdminRoutes { dashboard.routes }
     static let pageSize = 50
 
-    private func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000) }
+    /// Broker time: what due times, deadlines and expiries are counted in.
+    private func now() -> Int64 { broker.options.clock.now() }
 
     /// The "done" message of the write that led here, if any.
     private func flash(_ request: Request) -> String {

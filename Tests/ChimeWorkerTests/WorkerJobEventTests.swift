@@ -72,6 +72,9 @@ import Testing
         worker.addPool(WorkerPool(group: "g", topics: ["jobs"], concurrency: 1))
         let running = RunningWorker(worker)
         #expect(await eventually { try await client.jobStatus(id, group: "g").map(\.state) == [.succeeded] })
+        // Succeeded means the last run returned: never a parking being handed over (a CI
+        // run once saw `succeeded` between the third run and the fourth).
+        #expect(seen.withLock { $0.count } == 4, "succeeded only after the fourth run")
         try await running.stop()
         #expect(seen.withLock { $0.map(\.state) } == [nil, 1, 2, 3])
         #expect(seen.withLock { $0.map(\.attempt) } == [1, 1, 1, 1], "a continuation is not a failed attempt (max attempts 2)")
