@@ -1043,3 +1043,36 @@ public final class Broker: GroupHost, @unchecked Sendable {
         await close()
     }
 }
+
+/// A topic's scheduled messages due soon (`Broker.upcoming`).
+public struct UpcomingScheduled: Sendable, Equatable {
+    /// The earliest pending ones, by due time (broker time, ms).
+    public var earliest: [(id: MessageID, dueAt: Int64)]
+    /// How many are due before each bound asked for.
+    public var countsBefore: [Int]
+    /// A partition's walk stopped at its budget: the counts are lower bounds.
+    public var truncated: Bool
+
+    public static func == (a: UpcomingScheduled, b: UpcomingScheduled) -> Bool {
+        a.earliest.elementsEqual(b.earliest) { $0.id == $1.id && $0.dueAt == $1.dueAt } && a.countsBefore == b.countsBefore && a.truncated == b.truncated
+    }
+}
+
+extension Broker {
+    /// A topic's scheduled messages due before each of `bounds` (broker time), and its
+    /// `earliest` first ones — read from the timer logs, at most `maxEntriesPerPartition`
+    /// list entries a partition: for operators (the dashboard), not for hot paths.
+    public func upcoming(topic: String, before bounds: [Int64], earliest: Int, maxEntriesPerPartition: Int = 50_000) async throws -> UpcomingScheduled {
+        let parts = try await partitions(ofTopic: topic, create: false)
+        var out = UpcomingScheduled(earliest: [], countsBefore: bounds.map { _ in 0 }, truncated: false)
+        for p in parts {
+            let u = await p.upcoming(before: bounds, earliest: earliest, maxEntries: maxEntriesPerPartition)
+            out.earliest += u.earliest.map { (MessageID(topicID: p.topicID, partition: p.index, kind: .scheduled, value: $0.id), $0.dueAt) }
+            for i in bounds.indices { out.countsBefore[i] += u.countsBefore[i] }
+            out.truncated = out.truncated || u.truncated
+        }
+        out.earliest.sort { ($0.dueAt, $0.id.partition, $0.id.value) < ($1.dueAt, $1.id.partition, $1.id.value) }
+        out.earliest = Array(out.earliest.prefix(earliest))
+        return out
+    }
+}

@@ -563,6 +563,11 @@ actor Partition {
         }
     }
 
+    /// Scheduled messages due before each of `bounds` (broker time), and the earliest ones.
+    func upcoming(before bounds: [Int64], earliest: Int, maxEntries: Int) async -> TimingWheel.Upcoming {
+        await loop.upcoming(before: bounds, earliest: earliest, maxEntries: maxEntries)
+    }
+
     private func checkScheduled(_ id: MessageID) throws {
         guard id.kind == .scheduled else {
             throw BrokerError(.unknownMessage, "message \(id) was published for immediate delivery; only scheduled messages can be cancelled or rescheduled")

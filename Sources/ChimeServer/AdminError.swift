@@ -37,7 +37,7 @@ struct AdminError: Error {
         let body = "<p class=\"flash error\" role=\"alert\">\(HTML.escape(message))</p><p class=\"muted\">\(status.code) · \(HTML.escape(code))</p>"
             + (status == .unauthorized ? "<p>\(HTML.link("Log in", "/login"))</p>" : "<p>\(HTML.link("Back to the overview", "/"))</p>")
         var r = Response(
-            status: status, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+            status: status, headers: Dashboard.pageHeaders,
             body: ResponseBody(byteBuffer: ByteBuffer(string: HTML.page(title: "Something went wrong", current: "", body: body, caller: caller, live: false))))
         for field in headers where field.name != .wwwAuthenticate { r.headers.append(field) }
         return r

@@ -111,10 +111,15 @@ struct AdminGate: RouterMiddleware {
     /// answers).
     static func isPublic(_ path: String) -> Bool { path == "/health" || path == "/login" }
 
-    /// The dashboard's pages and forms: everything but the APIs, metrics and health.
+    /// The dashboard's pages and forms, by their first path segment — empty segments
+    /// skipped, as the router skips them, so `//v2/…` or `/metrics/` is never taken for a
+    /// dashboard path (where a login cookie counts).
     static func isDashboard(_ path: String) -> Bool {
-        !(path.hasPrefix("/v1/") || path.hasPrefix("/v2/") || path == "/metrics" || path == "/health")
+        let first = path.split(separator: "/", omittingEmptySubsequences: true).first.map(String.init) ?? ""
+        return dashboardSegments.contains(first)
     }
+
+    static let dashboardSegments: Set<String> = ["", "topics", "groups", "schedules", "jobs", "locks", "login", "logout", "callbacks"]
 
     /// A cookie's value from the `Cookie` header, nil without it.
     static func cookie(_ name: String, _ request: Request) -> String? {

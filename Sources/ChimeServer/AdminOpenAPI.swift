@@ -967,6 +967,56 @@ enum AdminOpenAPI {
             "type": "integer"
           }
         }
+      },
+      "Upcoming": {
+        "type": "object",
+        "required": [
+          "dueWithinMinute",
+          "dueWithinHour",
+          "dueWithinDay",
+          "countsAreLowerBounds",
+          "earliest"
+        ],
+        "properties": {
+          "dueWithinMinute": {
+            "type": "integer"
+          },
+          "dueWithinHour": {
+            "type": "integer"
+          },
+          "dueWithinDay": {
+            "type": "integer"
+          },
+          "countsAreLowerBounds": {
+            "type": "boolean",
+            "description": "A partition's walk of its timer lists stopped at its budget (50,000 entries): the counts are at least these."
+          },
+          "earliest": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "id",
+                "dueAt",
+                "dueAtISO"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "dueAt": {
+                  "type": "integer"
+                },
+                "dueAtISO": {
+                  "type": [
+                    "string",
+                    "null"
+                  ]
+                }
+              }
+            }
+          }
+        }
       }
     }
   },
@@ -1265,6 +1315,90 @@ enum AdminOpenAPI {
           },
           "503": {
             "description": "The broker is closing.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v2/topics/{topic}/scheduled": {
+      "parameters": [
+        {
+          "name": "topic",
+          "in": "path",
+          "required": true,
+          "description": "Topic name (1-200 of A-Z a-z 0-9 . _ -).",
+          "schema": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,200}$"
+          },
+          "example": "orders"
+        }
+      ],
+      "get": {
+        "operationId": "upcomingScheduled",
+        "summary": "A topic's scheduled messages (and retries waiting in its wheels) due within a minute, an hour, a day, and the earliest of them (up to limit).",
+        "parameters": [
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "How many of the earliest, 1 to 1,000 (100 by default).",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 1000
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "Counts and the earliest.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Upcoming"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "Bad input: a typed error (`invalidArgument`, `badJSON`, `invalidName`, ...).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or not one of this server's (every write needs one).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "403": {
+            "description": "The token's scope or topic patterns do not reach this.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such topic, group, message, schedule, lock or flow.",
             "content": {
               "application/json": {
                 "schema": {

@@ -55,6 +55,20 @@ extension AdminRoutes {
             let next = messages.last.map { $0.offset + 1 }.flatMap { $0 < logEnd ? $0 : nil }
             return Self.json(.object([("messages", .array(messages.map(Self.message))), ("nextFrom", .int(next))]))
         }
+        v2.get("/topics/:topic/scheduled") { request, context in
+            let name = try context.parameters.require("topic")
+            try context.caller.require(.read, topic: name)
+            let limit = try Page(request).limit
+            let now = broker.options.clock.now()
+            let minute: Int64 = 60_000
+            let u = try await broker.upcoming(topic: name, before: [now + minute, now + 60 * minute, now + 1_440 * minute], earliest: limit)
+            return Self.json(
+                .object([
+                    ("dueWithinMinute", .int(u.countsBefore[0])), ("dueWithinHour", .int(u.countsBefore[1])), ("dueWithinDay", .int(u.countsBefore[2])),
+                    ("countsAreLowerBounds", .bool(u.truncated)),
+                    ("earliest", .array(u.earliest.map { .object([("id", .string($0.id.description)), ("dueAt", .int($0.dueAt)), ("dueAtISO", .iso8601($0.dueAt))]) })),
+                ]))
+        }
         v2.post("/topics/:topic/messages") { request, context in
             let name = try context.parameters.require("topic")
             let body = try await Self.decode(NewMessage.self, request, context)
@@ -163,11 +177,11 @@ extension AdminRoutes {
         }
         v2.get("/locks/:name") { _, context in
             try context.caller.require(.read, topic: nil)
-            return Self.json(Self.json(try await broker.lock(try context.parameters.require("name"))))
+            return Self.json(Self.json(try await broker.lock(try Self.decodedName(try context.parameters.require("name")))))
         }
         v2.delete("/locks/:name") { _, context in
             try context.caller.require(.admin, topic: nil)
-            try await broker.releaseLock(try context.parameters.require("name"), token: nil)
+            try await broker.releaseLock(try Self.decodedName(try context.parameters.require("name")), token: nil)
             return Response(status: .noContent)
         }
 
@@ -297,6 +311,15 @@ extension AdminRoutes {
     }
 
     // MARK: - Input
+
+    /// A path segment as the name it encodes (lock names are any UTF-8, so a client
+    /// percent-encodes them; the router hands segments over as sent).
+    static func decodedName(_ segment: String) throws -> String {
+        guard let name = segment.removingPercentEncoding else {
+            throw AdminError(.badRequest, "invalidArgument", "'\(segment.prefix(100))' is not a percent-encoded name")
+        }
+        return name
+    }
 
     static func messageID(_ text: String) throws -> MessageID {
         guard let id = MessageID(text) else {

@@ -55,7 +55,11 @@ struct Dashboard: Sendable {
             let stats = try await routes.visibleGroupStats(name, context.caller)
             for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
             if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
-            let max = f["max"].flatMap { Int($0) }.map { Swift.max(1, $0) } ?? .max
+            var max = Int.max
+            if let given = f["max"] {
+                guard let n = Int(given), n >= 1 else { throw AdminError(.badRequest, "invalidArgument", "max must be a whole number of at least 1") }
+                max = n
+            }
             let moved = try await broker.redrive(group: name, max: max)
             return Self.redirect("/groups/\(HTML.component(name))/dead-letters", flash: "Re-drove \(moved) dead letter\(moved == 1 ? "" : "s") to \(name).")
         }
@@ -74,7 +78,7 @@ struct Dashboard: Sendable {
             return Self.redirect("/schedules", flash: "\(name): \(action == "trigger" ? "an occurrence was published" : action + "d").")
         }
         router.post("/locks/:name/release") { request, context in
-            let name = try context.parameters.require("name")
+            let name = try AdminRoutes.decodedName(try context.parameters.require("name"))
             _ = try await form(request, context)
             try context.caller.require(.admin, topic: nil)
             try await broker.releaseLock(name, token: nil)
@@ -159,15 +163,17 @@ struct Dashboard: Sendable {
     // MARK: - Answers
 
     func html(_ text: String) -> Response {
-        Response(
-            status: .ok,
-            headers: [
-                .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
-                HeaderField.Name("Content-Security-Policy")!: "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
-                HeaderField.Name("X-Content-Type-Options")!: "nosniff", HeaderField.Name("Referrer-Policy")!: "same-origin",
-            ],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        Response(status: .ok, headers: Self.pageHeaders, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
+
+    /// Every dashboard page's headers, error pages' too: nothing loaded or sent elsewhere,
+    /// not framed, not sniffed, not cached.
+    static let pageHeaders: HTTPFields = [
+        .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+        HeaderField.Name("Content-Security-Policy")!:
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        HeaderField.Name("X-Content-Type-Options")!: "nosniff", HeaderField.Name("Referrer-Policy")!: "same-origin",
+    ]
 
     static func redirect(_ path: String, flash: String? = nil) -> Response {
         let target = flash.map { path + (path.contains("?") ? "&" : "?") + "done=" + HTML.component($0) } ?? path
@@ -192,7 +198,13 @@ struct OverviewTotals: Sendable {
     var deadLetters = 0
 }
 
-/// The overview's sums of the last few seconds.
+/// Every topic's partition counts and every group's stats, as the overview last read them.
+struct OverviewSnapshot: Sendable {
+    var topics: [(name: String, partitions: [PartitionStats])] = []
+    var groups: [GroupStats] = []
+}
+
+/// The overview's snapshot of the last few seconds.
 final class OverviewCache: Sendable {
-    let value = Mutex<(at: ContinuousClock.Instant, totals: OverviewTotals)?>(nil)
+    let value = Mutex<(at: ContinuousClock.Instant, snapshot: OverviewSnapshot)?>(nil)
 }

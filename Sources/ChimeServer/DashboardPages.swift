@@ -52,6 +52,8 @@ struct DashboardPages: Sendable {
         if !failed.isEmpty {
             body += "<p class=\"flash error\">Refusing appends after a failed write or sync (a restart reopens them): \(HTML.escape(failed.joined(separator: ", ")))</p>"
         }
+        // The rates are the server's, over every topic: for grants that see every topic.
+        guard caller.grant?.topics.isEmpty == true else { return HTML.page(title: "Overview", current: "Overview", body: body, caller: caller) }
         let rates = dashboard.sampler.rates()
         body += "<div class=\"charts\">"
         body += HTML.chart(
@@ -65,15 +67,28 @@ struct DashboardPages: Sendable {
         return HTML.page(title: "Overview", current: "Overview", body: body, caller: caller)
     }
 
-    /// Every topic's and group's sums, at most every 5 s (a broker with 10,000 topics is not
-    /// summed on every refresh of every open dashboard).
+    /// The sums over what the caller sees, from a server-wide snapshot of every topic's and
+    /// group's counts taken at most every 5 s (a broker with 10,000 topics is not walked on
+    /// every refresh of every open dashboard; concurrent misses may each take one).
     private func totals(_ caller: AdminCaller) async throws -> OverviewTotals {
-        if caller.grant?.topics.isEmpty == true, let cached = dashboard.overviewCache.value.withLock({ $0 }), ContinuousClock.now - cached.at < .seconds(5) {
-            return cached.totals
+        let snapshot: OverviewSnapshot
+        if let cached = dashboard.overviewCache.value.withLock({ $0 }), ContinuousClock.now - cached.at < .seconds(5) {
+            snapshot = cached.snapshot
+        } else {
+            var fresh = OverviewSnapshot()
+            for topic in broker.listTopics() {
+                guard let parts = try? await broker.partitionStats(topic: topic.name) else { continue }
+                fresh.topics.append((topic.name, parts))
+            }
+            for name in broker.listGroups() {
+                guard let g = try? await broker.groupStats(name) else { continue }
+                fresh.groups.append(g)
+            }
+            snapshot = fresh
+            dashboard.overviewCache.value.withLock { $0 = (ContinuousClock.now, fresh) }
         }
         var t = OverviewTotals()
-        for topic in broker.listTopics() where caller.sees(topic.name) {
-            guard let parts = try? await broker.partitionStats(topic: topic.name) else { continue }
+        for (name, parts) in snapshot.topics where caller.sees(name) {
             t.topics += 1
             t.partitions += parts.count
             for p in parts {
@@ -82,8 +97,7 @@ struct DashboardPages: Sendable {
                 t.diskBytes += p.readyBytes + p.timerBytes
             }
         }
-        for name in broker.listGroups() {
-            guard let g = try? await broker.groupStats(name), g.partitions.allSatisfy({ caller.sees($0.topic) }) else { continue }
+        for g in snapshot.groups where caller.grant?.topics.isEmpty == true || (!g.partitions.isEmpty && g.partitions.allSatisfy { caller.sees($0.topic) }) {
             t.groups += 1
             for p in g.partitions {
                 t.lag += p.lag
@@ -92,7 +106,6 @@ struct DashboardPages: Sendable {
                 t.deadLetters += p.deadLettered
             }
         }
-        if caller.grant?.topics.isEmpty == true { dashboard.overviewCache.value.withLock { $0 = (ContinuousClock.now, t) } }
         return t
     }
 
@@ -137,10 +150,24 @@ struct DashboardPages: Sendable {
                     HTML.number($0.scheduled), HTML.time($0.nextDue, now: now), HTML.bytes($0.readyBytes), HTML.bytes($0.timerBytes),
                 ]
             }, numeric: [0, 1, 2, 3, 4, 6, 7])
+        let minute: Int64 = 60_000
+        let soon = try await broker.upcoming(topic: name, before: [now + minute, now + 60 * minute, now + 1_440 * minute], earliest: 20)
+        let more = soon.truncated ? "+" : ""
+        body += "<h2>Scheduled, by due time</h2><div class=\"cards\">"
+        for (label, n) in zip(["due within a minute", "within an hour", "within a day"], soon.countsBefore) {
+            body += "<div class=\"card\"><b>\(HTML.number(n))\(more)</b><span>\(label)</span></div>"
+        }
+        body += "</div>"
+        body += HTML.table(
+            ["Id", "Due"],
+            soon.earliest.map { [HTML.link($0.id.description, "/jobs?id=" + HTML.component($0.id.description)), HTML.time($0.dueAt, now: now)] },
+            empty: "Nothing due within a day.")
         body += "<h2>Latest messages</h2>"
+        // The four partitions with the most written, five messages each, 16 KiB a partition
+        // at most (its first message may pass that): what a page shows, not what a topic holds.
         var recent: [Delivery] = []
-        for p in parts where p.logEnd > p.readyStart {
-            recent += (try? await broker.peek(topic: name, partition: p.partition, from: max(p.readyStart, p.logEnd - 10), max: 10, maxBytes: 1 << 20)) ?? []
+        for p in parts.filter({ $0.logEnd > $0.readyStart }).sorted(by: { $0.logEnd > $1.logEnd }).prefix(4) {
+            recent += (try? await broker.peek(topic: name, partition: p.partition, from: max(p.readyStart, p.logEnd - 5), max: 5, maxBytes: 16 << 10)) ?? []
         }
         recent.sort { $0.publishedAt > $1.publishedAt }
         body += HTML.table(
@@ -163,11 +190,11 @@ struct DashboardPages: Sendable {
 
     func groups(_ request: Request, _ caller: AdminCaller) async throws -> String {
         try caller.require(.read)
-        let names = broker.listGroups()
+        let names = try await routes.visibleGroups(caller)
         let (slice, next) = try page(request).take(names, key: { $0 })
         var rows: [[String]] = []
         for name in slice {
-            guard let g = try? await broker.groupStats(name), g.partitions.allSatisfy({ caller.sees($0.topic) }) else { continue }
+            guard let g = try? await broker.groupStats(name) else { continue }
             let mode = (try? broker.groupSettings(name).mode.rawValue) ?? "—"
             let p = g.partitions
             let dead = p.reduce(0) { $0 + $1.deadLettered }
@@ -236,7 +263,7 @@ struct DashboardPages: Sendable {
                 "<pre>" + HTML.escape(String(text(field(l, "body")).prefix(300))) + "</pre>",
             ]
         }
-        let csrf = canWrite(caller) ? caller.session?.csrf : nil
+        let csrf = caller.grant?.scope == .admin ? caller.session?.csrf : nil
         var body = flash(request)
         if !rows.isEmpty {
             body += "<p>" + HTML.button("Re-drive all", action: "/groups/\(HTML.component(name))/dead-letters/redrive", csrf: csrf, confirm: "Send every dead letter of \(name) back to it?") + " "

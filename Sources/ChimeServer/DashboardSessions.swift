@@ -9,11 +9,12 @@ final class DashboardSessions: Sendable {
     struct Session: Sendable {
         let grant: AccessGrant
         let csrf: String
-        var expiresAt: ContinuousClock.Instant
+        let expiresAt: ContinuousClock.Instant
     }
 
     static let cookieName = "chime_session"
-    /// Idle time after which a session ends.
+    /// A session ends this long after its login, used or not (a page's live refresh must
+    /// not keep a session, or a stolen id, alive for ever).
     static let lifetime = Duration.seconds(12 * 3_600)
     /// Most sessions at once: a login past it ends the one that expires first.
     static let limit = 1_000
@@ -35,17 +36,15 @@ final class DashboardSessions: Sendable {
         return (id, csrf)
     }
 
-    /// The live session of this id, its lifetime renewed.
+    /// The live session of this id.
     func session(_ id: String) -> Session? {
         let now = ContinuousClock.now
         return sessions.withLock { all in
-            guard var s = all[id] else { return nil }
+            guard let s = all[id] else { return nil }
             guard s.expiresAt > now else {
                 all[id] = nil
                 return nil
             }
-            s.expiresAt = now + Self.lifetime
-            all[id] = s
             return s
         }
     }

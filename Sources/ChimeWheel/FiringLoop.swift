@@ -149,6 +149,11 @@ public actor FiringLoop {
         try wheel.state(of: id)
     }
 
+    /// What is due soon (see `TimingWheel.upcoming`).
+    public func upcoming(before bounds: [Int64], earliest: Int, maxEntries: Int) -> TimingWheel.Upcoming {
+        wheel.upcoming(before: bounds, earliest: earliest, maxEntries: maxEntries)
+    }
+
     /// Moves a pending message to `newDueAt` (see `TimingWheel.reschedule`); returns its
     /// new id, and wakes the loop if it is now due before the loop planned to wake.
     @discardableResult

@@ -512,7 +512,7 @@ public final class TimingWheel {
 
     /// The id of the message a list entry stands for; a link's is read from its target
     /// (-1 when that cannot be read).
-    private func messageID(of e: TimerEntryFields) -> Int64 {
+    func messageID(of e: TimerEntryFields) -> Int64 {
         if let id = e.messageID { return id }
         return (try? reader.fields(at: e.target))?.messageID ?? -1
     }

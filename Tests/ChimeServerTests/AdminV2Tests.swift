@@ -135,6 +135,18 @@ import Testing
         await #expect(throws: BrokerError.self) { try await f.broker.checkFence(lock: "report", token: grant.token) }
         #expect(try await f.call("GET", "/v2/flows/1-0-f1", token: t).status == 404)
 
+        // What falls due soon, by the wheel's lists: within a minute, an hour, a day.
+        _ = try f.broker.createTopic("later", settings: TopicSettings(partitions: 2))
+        var soonIDs: [MessageID] = []
+        for delay in [30_000, 40_000, 600_000, 5 * 3_600_000, 3 * 86_400_000] as [Int64] {
+            let published = try await f.broker.publish(topic: "later", [OutgoingMessage(body: Array("x".utf8), due: .after(delay))])
+            soonIDs.append(try #require(published.first?.id))
+        }
+        try await f.broker.cancel(soonIDs[1])
+        let upcoming = try await f.call("GET", "/v2/topics/later/scheduled?limit=2", token: t)
+        #expect(upcoming.json["dueWithinMinute"] as? Int == 1 && upcoming.json["dueWithinHour"] as? Int == 2 && upcoming.json["dueWithinDay"] as? Int == 3, "\(upcoming.body)")
+        #expect((upcoming.json["earliest"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [soonIDs[0], soonIDs[2]].map(\.description))
+
         // Callbacks: a token no job waits on.
         #expect(try await f.call("POST", "/v2/callbacks/1-0-s1.5.00000000000000aa/complete", token: t, json: "{}").status == 409)
 
@@ -298,7 +310,9 @@ private func expectForbidden(_ body: () async throws -> Void, sourceLocation: So
 }
 
 /// One HTTP/1.1 request with a JSON body, over a new connection.
-func httpRequest(port: Int, method: String, _ path: String, headers: [String: String] = [:], body: String? = nil) async throws -> HTTPReply {
+func httpRequest(
+    port: Int, method: String, _ path: String, headers: [String: String] = [:], body: String? = nil, contentType: String = "application/json"
+) async throws -> HTTPReply {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .connect(host: "127.0.0.1", port: port) { ch in
             ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
@@ -306,7 +320,7 @@ func httpRequest(port: Int, method: String, _ path: String, headers: [String: St
     let bytes = try await channel.executeThenClose { inbound, outbound in
         var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
-        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+        if let body { request += "Content-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\n" }
         request += "\r\n" + (body ?? "")
         try await outbound.write(ByteBuffer(string: request))
         var bytes: [UInt8] = []
