@@ -77,6 +77,14 @@ struct JobOutcomes {
 
     subscript(key: Key) -> Outcome? { outcomes[key] }
 
+    /// The outcomes kept, oldest first, while `body` returns true.
+    func forEach(while body: (Key, Outcome) throws -> Bool) rethrows {
+        for key in order {
+            guard let o = outcomes[key] else { continue }
+            guard try body(key, o) else { return }
+        }
+    }
+
     /// The most UTF-8 bytes of an error text kept (a client's reason can be 64 KiB; the
     /// whole text stays in the message's headers and dead letter).
     static let maxTextBytes = 200

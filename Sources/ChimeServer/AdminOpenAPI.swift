@@ -1017,6 +1017,94 @@ enum AdminOpenAPI {
             }
           }
         }
+      },
+      "GroupJobs": {
+        "type": "object",
+        "required": [
+          "running",
+          "retrying",
+          "waiting"
+        ],
+        "properties": {
+          "running": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "id",
+                "group",
+                "state"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "group": {
+                  "type": [
+                    "string",
+                    "null"
+                  ]
+                },
+                "state": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "Leased to a member: member, attempt, leaseDeadlineAt."
+          },
+          "retrying": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "id",
+                "group",
+                "state"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "group": {
+                  "type": [
+                    "string",
+                    "null"
+                  ]
+                },
+                "state": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "Failed, waiting in the wheel for the next attempt: nextAttemptAt, attempts, lastError."
+          },
+          "waiting": {
+            "type": "array",
+            "items": {
+              "type": "object",
+              "required": [
+                "id",
+                "group",
+                "state"
+              ],
+              "properties": {
+                "id": {
+                  "type": "string"
+                },
+                "group": {
+                  "type": [
+                    "string",
+                    "null"
+                  ]
+                },
+                "state": {
+                  "type": "string"
+                }
+              }
+            },
+            "description": "Parked: awaiting a callback (timeoutAt) or snoozed (wakesAt)."
+          }
+        }
       }
     }
   },
@@ -2193,6 +2281,90 @@ enum AdminOpenAPI {
               "application/json": {
                 "schema": {
                   "$ref": "#/components/schemas/Group"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "Bad input: a typed error (`invalidArgument`, `badJSON`, `invalidName`, ...).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or not one of this server's (every write needs one).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "403": {
+            "description": "The token's scope or topic patterns do not reach this.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such topic, group, message, schedule, lock or flow.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v2/groups/{group}/jobs": {
+      "parameters": [
+        {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "description": "Group name.",
+          "schema": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,200}$"
+          },
+          "example": "billing"
+        }
+      ],
+      "get": {
+        "operationId": "groupJobs",
+        "summary": "A group's jobs in flight: running, retrying, waiting for a callback or snoozed (at most limit of each).",
+        "parameters": [
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "At most this many of each state, 1 to 1,000 (100).",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 1000
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The jobs.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/GroupJobs"
                 }
               }
             }

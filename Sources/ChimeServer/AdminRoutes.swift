@@ -128,7 +128,7 @@ struct AdminRoutes: Sendable {
         return .object([("id", .string(id.description)), ("statuses", .array(statuses.map(Self.json)))])
     }
 
-    private static func json(_ status: JobStatus) -> JSONValue {
+    static func json(_ status: JobStatus) -> JSONValue {
         var fields: [(String, JSONValue)] = [("group", status.group.map(JSONValue.string) ?? .null)]
         func time(_ name: String, _ ms: Int64?) { fields += [(name, .int(ms)), (name + "ISO", .iso8601(ms))] }
         switch status.state {

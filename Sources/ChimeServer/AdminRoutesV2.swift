@@ -129,6 +129,18 @@ extension AdminRoutes {
             return Self.json(.object([("groups", .array(try await groups(context.caller, names: slice))), ("next", .string(next))]))
         }
         v2.get("/groups/:group") { _, context in Self.json(try await group(try context.parameters.require("group"), context.caller)) }
+        v2.get("/groups/:group/jobs") { request, context in
+            let name = try context.parameters.require("group")
+            _ = try await visibleGroupStats(name, context.caller)
+            let jobs = try await broker.jobs(group: name, limit: try Page(request).limit)
+            func list(_ items: [(id: MessageID, state: JobState)]) -> JSONValue {
+                .array(items.map { item in
+                    guard case .object(let fields) = Self.json(JobStatus(group: name, state: item.state)) else { return .null }
+                    return .object([("id", .string(item.id.description))] + fields)
+                })
+            }
+            return Self.json(.object([("running", list(jobs.running)), ("retrying", list(jobs.retrying)), ("waiting", list(jobs.waiting))]))
+        }
         v2.get("/groups/:group/dead-letters") { request, context in
             let name = try context.parameters.require("group")
             _ = try await visibleGroupStats(name, context.caller)

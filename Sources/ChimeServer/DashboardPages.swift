@@ -310,8 +310,43 @@ struct DashboardPages: Sendable {
     func jobs(_ request: Request, _ caller: AdminCaller) async throws -> String {
         try caller.require(.read)
         let given = request.uri.queryParameters["id"].map(String.init)?.trimmingCharacters(in: .whitespaces) ?? ""
+        let groups = try await routes.visibleGroups(caller)
+        let chosen = request.uri.queryParameters["group"].map(String.init) ?? (given.isEmpty ? groups.first : nil)
         var body = flash(request)
-        body += "<form method=\"get\" action=\"/jobs\"><label>Job (message) id <input type=\"text\" name=\"id\" value=\"\(HTML.escape(given))\" placeholder=\"3-1-s4096\"></label> <button>Show</button></form>"
+        body += "<form method=\"get\" action=\"/jobs\"><label>Group <select name=\"group\">"
+        for g in groups { body += "<option\(g == chosen ? " selected" : "")>\(HTML.escape(g))</option>" }
+        body += "</select></label> <button>Show its jobs</button></form>"
+        if let chosen, groups.contains(chosen) {
+            let jobs = try await broker.jobs(group: chosen, limit: Self.pageSize)
+            let now = now()
+            let admin = caller.session != nil && caller.grant?.scope == .admin ? caller.session?.csrf : nil
+            func abort(_ id: MessageID) -> String {
+                HTML.button("Abort", action: "/jobs/abort", csrf: admin, fields: [("id", id.description)], danger: true, confirm: "Abort \(id)?")
+            }
+            func link(_ id: MessageID) -> String { HTML.link(id.description, "/jobs?id=" + HTML.component(id.description)) }
+            body += "<h2>Running in \(HTML.escape(chosen))</h2>"
+            body += HTML.table(
+                ["Job", "Member", "Attempt", "Lease ends", ""],
+                jobs.running.map { j in
+                    guard case .running(let member, let attempt, let deadline) = j.state else { return [] }
+                    return [link(j.id), HTML.escape(String(member)), HTML.number(attempt), HTML.time(deadline, now: now), abort(j.id)]
+                }, numeric: [2], empty: "Nothing running.")
+            body += "<h2>Retrying</h2>"
+            body += HTML.table(
+                ["Job", "Next attempt", "Attempts so far", "Last error", ""],
+                jobs.retrying.map { j in
+                    guard case .retrying(let next, let attempts, let error) = j.state else { return [] }
+                    return [link(j.id), HTML.time(next, now: now), HTML.number(attempts), "<pre>" + HTML.escape(error ?? "") + "</pre>", abort(j.id)]
+                }, numeric: [2], empty: "Nothing waiting for another attempt.")
+            body += "<h2>Waiting for a callback, or snoozed</h2>"
+            body += HTML.table(
+                ["Job", "Waiting for", "Until", ""],
+                jobs.waiting.map { j in
+                    guard case .waiting(let until, let callback) = j.state else { return [] }
+                    return [link(j.id), callback ? "a callback" : "its time (a continuation)", HTML.time(until, now: now), abort(j.id)]
+                }, empty: "Nothing parked.")
+        }
+        body += "<h2>One job</h2><form method=\"get\" action=\"/jobs\"><label>Job (message) id <input type=\"text\" name=\"id\" value=\"\(HTML.escape(given))\" placeholder=\"3-1-s4096\"></label> <button>Show</button></form>"
         if !given.isEmpty {
             let id = try AdminRoutes.messageID(given)
             try caller.require(.read, topic: broker.topicName(id: id.topicID))
@@ -343,7 +378,7 @@ struct DashboardPages: Sendable {
             body += "<h2>Complete a callback</h2><form method=\"post\" action=\"/callbacks/complete\"><input type=\"hidden\" name=\"csrf\" value=\"\(HTML.escape(csrf))\">"
             body += "<p><label>Token <input type=\"text\" name=\"token\" placeholder=\"<id>.<due>.<nonce>\"></label></p><p><label>Payload <input type=\"text\" name=\"payload\"></label></p><button>Complete</button></form>"
         }
-        return HTML.page(title: "Jobs", current: "Jobs", body: body, caller: caller, live: !given.isEmpty)
+        return HTML.page(title: "Jobs", current: "Jobs", body: body, caller: caller)
     }
 
     func locks(_ request: Request, _ caller: AdminCaller) async throws -> String {

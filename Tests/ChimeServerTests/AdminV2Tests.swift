@@ -147,6 +147,24 @@ import Testing
         #expect(upcoming.json["dueWithinMinute"] as? Int == 1 && upcoming.json["dueWithinHour"] as? Int == 2 && upcoming.json["dueWithinDay"] as? Int == 3, "\(upcoming.body)")
         #expect((upcoming.json["earliest"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == [soonIDs[0], soonIDs[2]].map(\.description))
 
+        // A group's jobs in flight: one running, one retrying, one snoozed.
+        _ = try f.broker.createTopic("work", settings: TopicSettings(partitions: 1))
+        _ = try await f.broker.publish(topic: "work", (0..<3).map { OutgoingMessage(body: Array("job \($0)".utf8)) })
+        let worker = try await f.broker.join(group: "workers", member: "w", topics: ["work"])
+        var leased: [Delivery] = []
+        for _ in 0..<50 where leased.count < 3 {
+            leased += try await f.broker.fetch(group: "workers", member: worker.memberID, max: 3)
+            if leased.count < 3 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try #require(leased.count == 3)
+        _ = try await f.broker.nack(group: "workers", member: worker.memberID, [leased[1].receipt], delay: 60_000, reason: "busy")
+        _ = try await f.broker.snooze(group: "workers", member: worker.memberID, leased[2].receipt, milliseconds: 60_000, state: nil)
+        let jobs = try await f.call("GET", "/v2/groups/workers/jobs", token: t)
+        func ids(_ key: String) -> [String] { (jobs.json[key] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? [] }
+        #expect(ids("running") == [leased[0].id.description] && ids("retrying") == [leased[1].id.description], "\(jobs.body)")
+        #expect(ids("waiting") == [leased[2].id.description], "\(jobs.body)")
+        #expect(((jobs.json["retrying"] as? [[String: Any]])?.first?["lastError"] as? String) == "busy")
+
         // Callbacks: a token no job waits on.
         #expect(try await f.call("POST", "/v2/callbacks/1-0-s1.5.00000000000000aa/complete", token: t, json: "{}").status == 409)
 

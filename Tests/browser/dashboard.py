@@ -70,6 +70,8 @@ def main():
         check(schedule in text, f"{schedule} not listed")
         text = load(f"/jobs?id={job}", "jobs", "Jobs")
         check(job in text and "scheduled" in text, f"the job's state: {text[:300]!r}")
+        text = load(f"/jobs?group={group}", "jobs-of-group", "Jobs")
+        check(f"Running in {group}" in text and "Retrying" in text and "Waiting for a callback" in text, f"a group's jobs: {text[:300]!r}")
         text = load("/locks", "locks", "Locks")
         check(lock in text, f"{lock} not listed")
 
