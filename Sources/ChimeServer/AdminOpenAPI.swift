@@ -751,10 +751,18 @@ enum AdminOpenAPI {
       },
       "Redrive": {
         "type": "object",
+        "description": "All (nothing given), the first max, or the dead letters named by ids (their ids in the listing).",
         "properties": {
           "max": {
             "type": "integer",
             "minimum": 1
+          },
+          "ids": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+              "type": "string"
+            }
           }
         }
       },
@@ -2542,6 +2550,101 @@ enum AdminOpenAPI {
                 }
               }
             }
+          },
+          "400": {
+            "description": "Bad input: a typed error (`invalidArgument`, `badJSON`, `invalidName`, ...).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "description": "No bearer token, or not one of this server's (every write needs one).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "403": {
+            "description": "The token's scope or topic patterns do not reach this.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "No such topic, group, message, schedule, lock or flow.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "A conflict: the name is taken, the callback is closed, the lock is held.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "503": {
+            "description": "The broker is closing.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v2/groups/{group}/dead-letters/{id}": {
+      "parameters": [
+        {
+          "name": "group",
+          "in": "path",
+          "required": true,
+          "description": "Group name.",
+          "schema": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._-]{1,200}$"
+          },
+          "example": "billing"
+        },
+        {
+          "name": "id",
+          "in": "path",
+          "required": true,
+          "description": "The dead letter's id in the listing.",
+          "schema": {
+            "type": "string",
+            "pattern": "^[0-9]+-[0-9]+-[rs][0-9]+$"
+          },
+          "example": "2-0-r0"
+        }
+      ],
+      "delete": {
+        "operationId": "deleteDeadLetter",
+        "summary": "Delete one dead letter: never listed or delivered again (admin).",
+        "responses": {
+          "204": {
+            "description": "Deleted."
           },
           "400": {
             "description": "Bad input: a typed error (`invalidArgument`, `badJSON`, `invalidName`, ...).",

@@ -153,7 +153,24 @@ extension AdminRoutes {
             for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
             if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
             if let max = body.max, max < 1 { throw AdminError(.badRequest, "invalidArgument", "max must be at least 1") }
+            if let ids = body.ids {
+                guard body.max == nil else { throw AdminError(.badRequest, "invalidArgument", "give max or ids, not both") }
+                guard ids.count <= 1_000 else { throw AdminError(.badRequest, "invalidArgument", "at most 1000 ids at once") }
+                let moved = try await broker.settleDeadLetters(group: name, try ids.map(Self.messageID), .redrive)
+                return Self.json(.object([("redriven", .int(moved))]))
+            }
             return Self.json(.object([("redriven", .int(try await broker.redrive(group: name, max: body.max ?? .max)))]))
+        }
+        v2.delete("/groups/:group/dead-letters/:id") { _, context in
+            let name = try context.parameters.require("group")
+            let id = try Self.messageID(try context.parameters.require("id"))
+            let stats = try await visibleGroupStats(name, context.caller)
+            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
+            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            guard try await broker.settleDeadLetters(group: name, [id], .delete) == 1 else {
+                throw BrokerError(.unknownMessage, "\(id) is not a dead letter of \(name) any more (re-driven or deleted)")
+            }
+            return Response(status: .noContent)
         }
 
         // Schedules.
@@ -493,6 +510,7 @@ struct Reason: Decodable {
 
 struct Redrive: Decodable {
     var max: Int?
+    var ids: [String]?
 }
 
 struct CallbackPayload: Decodable {

@@ -60,8 +60,23 @@ struct Dashboard: Sendable {
                 guard let n = Int(given), n >= 1 else { throw AdminError(.badRequest, "invalidArgument", "max must be a whole number of at least 1") }
                 max = n
             }
-            let moved = try await broker.redrive(group: name, max: max)
+            let moved =
+                if let id = f["id"] {
+                    try await broker.settleDeadLetters(group: name, [try AdminRoutes.messageID(id)], .redrive)
+                } else {
+                    try await broker.redrive(group: name, max: max)
+                }
             return Self.redirect("/groups/\(HTML.component(name))/dead-letters", flash: "Re-drove \(moved) dead letter\(moved == 1 ? "" : "s") to \(name).")
+        }
+        router.post("/groups/:group/dead-letters/delete") { request, context in
+            let name = try context.parameters.require("group")
+            let f = try await form(request, context)
+            let stats = try await routes.visibleGroupStats(name, context.caller)
+            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
+            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            let id = try AdminRoutes.messageID(f["id"] ?? "")
+            let deleted = try await broker.settleDeadLetters(group: name, [id], .delete)
+            return Self.redirect("/groups/\(HTML.component(name))/dead-letters", flash: deleted == 1 ? "Deleted dead letter \(id)." : "\(id) was gone already.")
         }
         router.post("/schedules/:name/:action") { request, context in
             let name = try context.parameters.require("name")

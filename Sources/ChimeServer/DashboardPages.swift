@@ -255,21 +255,25 @@ struct DashboardPages: Sendable {
             default: ""
             }
         }
+        let csrf = caller.grant?.scope == .admin ? caller.session?.csrf : nil
+        let path = "/groups/\(HTML.component(name))/dead-letters"
         let rows: [[String]] = letters.map { l in
             let at: Int64? = if case .number(let n)? = field(l, "publishedAt") { n } else { nil }
+            let id = text(field(l, "id"))
             return [
                 HTML.escape(text(field(l, "originalId"))), HTML.escape(text(field(l, "originalTopic"))), HTML.time(at, now: now),
                 HTML.escape(text(field(l, "attempts"))), "<pre>" + HTML.escape(text(field(l, "error"))) + "</pre>",
                 "<pre>" + HTML.escape(String(text(field(l, "body")).prefix(300))) + "</pre>",
+                HTML.button("Re-drive", action: path + "/redrive", csrf: csrf, fields: [("id", id)]) + " "
+                    + HTML.button("Delete", action: path + "/delete", csrf: csrf, fields: [("id", id)], danger: true, confirm: "Delete this dead letter for good?"),
             ]
         }
-        let csrf = caller.grant?.scope == .admin ? caller.session?.csrf : nil
         var body = flash(request)
         if !rows.isEmpty {
             body += "<p>" + HTML.button("Re-drive all", action: "/groups/\(HTML.component(name))/dead-letters/redrive", csrf: csrf, confirm: "Send every dead letter of \(name) back to it?") + " "
             body += HTML.button("Re-drive the oldest", action: "/groups/\(HTML.component(name))/dead-letters/redrive", csrf: csrf, fields: [("max", "1")]) + "</p>"
         }
-        body += HTML.table(["Original id", "Topic", "Dead since", "Attempts", "Error", "Body"], rows, numeric: [3], empty: "No dead letters.")
+        body += HTML.table(["Original id", "Topic", "Dead since", "Attempts", "Error", "Body", ""], rows, numeric: [3], empty: "No dead letters.")
         body += pager("/groups/\(HTML.component(name))/dead-letters", next: next)
         return HTML.page(title: "Dead letters of \(name)", current: "Groups", body: body, caller: caller)
     }

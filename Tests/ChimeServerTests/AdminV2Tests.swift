@@ -114,6 +114,30 @@ import Testing
         let redriven = try await f.call("POST", "/v2/groups/billing/dead-letters/redrive", token: t, json: "{}")
         #expect(redriven.json["redriven"] as? Int == 1, "\(redriven.body)")
         #expect((try await f.call("GET", "/v2/groups/billing/dead-letters", token: t).json["deadLetters"] as? [Any])?.isEmpty == true)
+        // Two more: one deleted, one re-driven, each by its id.
+        _ = try await f.broker.publish(topic: "orders", [OutgoingMessage(body: Array("bad 2".utf8)), OutgoingMessage(body: Array("bad 3".utf8))], partition: 1)
+        var more: [Delivery] = []
+        for _ in 0..<50 where more.count < 2 {
+            _ = try await f.broker.fireDue()
+            more += try await f.broker.fetch(group: "billing", member: member.memberID, max: 10).filter { $0.body.starts(with: Array("bad ".utf8)) }
+            if more.count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        _ = try await f.broker.term(group: "billing", member: member.memberID, more.map(\.receipt), reason: "declined again")
+        let two = try #require(try await f.call("GET", "/v2/groups/billing/dead-letters", token: t).json["deadLetters"] as? [[String: Any]])
+        let letterIDs = two.compactMap { $0["id"] as? String }
+        #expect(letterIDs.count == 2, "\(two)")
+        #expect(try await f.call("DELETE", "/v2/groups/billing/dead-letters/\(letterIDs[0])", token: t).status == 204)
+        #expect(try await f.call("DELETE", "/v2/groups/billing/dead-letters/\(letterIDs[0])", token: t).status == 404, "deleted already")
+        let chosen = try await f.call("POST", "/v2/groups/billing/dead-letters/redrive", token: t, json: #"{"ids":["\#(letterIDs[1])"]}"#)
+        #expect(chosen.json["redriven"] as? Int == 1, "\(chosen.body)")
+        #expect((try await f.call("GET", "/v2/groups/billing/dead-letters", token: t).json["deadLetters"] as? [Any])?.isEmpty == true)
+        var back: [String] = []
+        for _ in 0..<50 where back.isEmpty {
+            _ = try await f.broker.fireDue()
+            back = try await f.broker.fetch(group: "billing", member: member.memberID, max: 10).map { String(decoding: $0.body, as: UTF8.self) }.filter { $0.hasPrefix("bad ") }
+            if back.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(back.count == 1, "only the re-driven one comes back: \(back)")
 
         // Schedules.
         _ = try await f.broker.writeSchedule(
