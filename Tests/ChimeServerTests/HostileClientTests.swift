@@ -58,7 +58,7 @@ import Darwin
 
     @Test func connectionsThatNeverSayHelloCannotTakeTheSlotsOfAuthenticatedOnes() async throws {
         let f = try await ServerFixture(
-            ServerOptions(port: 0, maxConnections: 2, maxUnauthenticatedConnections: 3, helloTimeoutMilliseconds: 9_000))
+            ServerOptions(port: 0, maxConnections: 2, maxUnauthenticatedConnections: 3, helloTimeoutMilliseconds: 20_000))
         let good = try await f.client()
         // One silent connection, two that drip a valid hello's first bytes one at a time.
         let silent = try await RawClient(port: f.server.port)

@@ -288,10 +288,10 @@ import Testing
     }
 
     @Test func aJobLongerThanTheLeaseIsNotDeliveredTwice() async throws {
-        // Timings that leave 3 s of slack for a test process that is slow to be scheduled
-        // (the whole suite runs at once on two cores): a lease is renewed half way through
-        // at the latest.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 6_000, sessionTimeoutMilliseconds: 9_000), seconds: 14, prefetch: 1, quick: 0)
+        // Timings that leave 5 s of slack for a test process that is slow to be scheduled
+        // (the whole suite runs at once on two cores; 3 s was once too little): a lease is
+        // renewed half way through at the latest.
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 10_000, sessionTimeoutMilliseconds: 15_000), seconds: 22, prefetch: 1, quick: 0)
         #expect(r.done)
         #expect(r.attempts == [0: [1]], "delivered once, its lease extended while it ran")
         #expect(r.ackFailures == 0, "the ack came within the lease")
@@ -301,7 +301,7 @@ import Testing
     @Test func messagesPrefetchedBehindALongJobAreNotRunTwice() async throws {
         // Three more fetched while the long job runs in the only slot, for longer than the
         // lease: they must not be delivered again meanwhile and then run from a stale lease.
-        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 6_000, sessionTimeoutMilliseconds: 9_000), seconds: 14, prefetch: 4, quick: 3)
+        let r = try await runLongJob(WireGroupSettings(mode: .shared, leaseMilliseconds: 10_000, sessionTimeoutMilliseconds: 15_000), seconds: 22, prefetch: 4, quick: 3)
         #expect(r.done)
         #expect(r.attempts == [0: [1], 1: [1], 2: [1], 3: [1]], "each delivered once")
         #expect(r.ackFailures == 0, "every ack was accepted")
