@@ -25,7 +25,8 @@ BIN="$(swift build -c release --scratch-path .build-bench --show-bin-path)"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="bench/results/dashboard-$STAMP.txt"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/chime-dashboard-bench.XXXXXX")"
-trap 'kill $SERVE 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SERVE=""
+trap '[ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 median() { sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] * 1000 }'; }
 
@@ -48,7 +49,9 @@ run() {
     for page in / /topics /groups /schedules /v2/topics?limit=50 /v1/topics; do
         local args=(-s -o /dev/null -w '%{time_total}\n')
         case "$page" in /v*) args+=(-H "$auth") ;; *) args+=(-b "$WORK/cookies") ;; esac
-        curl "${args[@]}" "$base$page" > /dev/null
+        local status
+        status="$(curl -s -o /dev/null -w '%{http_code}' "${args[@]:5}" "$base$page")"
+        [ "$status" = 200 ] || { echo "[dashboard.sh] $page answered $status, not 200" >&2; exit 1; }
         local ms
         ms="$(for _ in $(seq 1 20); do curl "${args[@]}" "$base$page"; done | median)"
         printf '%-22s %7s topics  %8s ms\n' "$page" "$topics" "$ms"
@@ -60,6 +63,7 @@ run() {
         "$(curl -s -o /dev/null -w '%{time_total}\n' -b "$WORK/cookies" "$base/" | median)"
     kill "$SERVE"
     wait "$SERVE" 2>/dev/null || true
+    SERVE=""
 }
 
 {
