@@ -14,6 +14,11 @@ actor ScheduleDirectory {
     func remove(_ name: String) { homes[name] = nil }
     func home(_ name: String) -> (topic: String, partition: Int)? { homes[name] }
     var names: [String] { homes.keys.sorted() }
+    /// The partitions holding a schedule, each once.
+    var partitionsHolding: [(topic: String, partition: Int)] {
+        var seen = Set<String>()
+        return homes.values.filter { seen.insert("\($0.partition)/\($0.topic)").inserted }
+    }
 
     /// Runs `body` with writes to `name` held back until it ends.
     func exclusively<T: Sendable>(_ name: String, _ body: @Sendable () async throws -> T) async throws -> T {
@@ -220,9 +225,14 @@ extension Broker {
     }
 
     /// Every schedule, by name.
+    /// Every schedule, by name: from the partitions the directory says hold one (a broker
+    /// with 10,000 topics and a few schedules asks a few partitions, not all).
     public func schedules(upcoming: Int = 0) async -> [ScheduleInfo] {
         var out: [ScheduleInfo] = []
-        for p in allPartitions { out += await p.scheduleInfos(upcoming: max(0, min(upcoming, 1_000))) }
+        for home in await schedulesDirectory.partitionsHolding {
+            guard let parts = try? await partitions(ofTopic: home.topic, create: false), home.partition < parts.count else { continue }
+            out += await parts[home.partition].scheduleInfos(upcoming: max(0, min(upcoming, 1_000)))
+        }
         return out.sorted { $0.schedule.name < $1.schedule.name }
     }
 }

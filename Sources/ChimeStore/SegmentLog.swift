@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 /// Where an append landed.
 public struct AppendResult: Sendable, Equatable {
@@ -49,7 +50,9 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     private let lock = NSLock()
     // Guarded by `lock`.
     private var segments: [LogSegment<Format>]
-    private var failure: StoreError?
+    private var failure: StoreError? {
+        didSet { if oldValue == nil && failure != nil { LogFailures.count.add(1, ordering: .relaxed) } }
+    }
     private var isClosed = false
     private var committer: GroupCommitter?
     /// Syncs of sealed segments that a roll handed to the background (every policy but
@@ -739,4 +742,11 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             try active.writeIndex()
         }
     }
+}
+
+/// How many logs of this process have failed a write or sync so far (never down: a failed
+/// log stays failed until reopened). Zero lets a health check skip asking every log.
+public enum LogFailures {
+    static let count = Atomic<Int>(0)
+    public static var any: Bool { count.load(ordering: .relaxed) > 0 }
 }
