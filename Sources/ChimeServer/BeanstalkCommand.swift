@@ -1,0 +1,126 @@
+/// One command line of beanstalkd's text protocol (beanstalkd 1.12's protocol.txt), read
+/// from the bytes before its `\r\n`: the first step of the beanstalkd listener (issue 20).
+/// Pure: no I/O, no state. A line that is not a command gets beanstalkd's own errors —
+/// `UNKNOWN_COMMAND` for a word it does not know, `BAD_FORMAT` for a known one with
+/// arguments that are extra, not decimal, out of range, or a bad tube name.
+enum BeanstalkCommand: Equatable, Sendable {
+    case put(priority: UInt32, delay: UInt32, ttr: UInt32, bytes: UInt32)
+    case use(tube: String)
+    case reserve
+    case reserveWithTimeout(seconds: UInt32)
+    case reserveJob(id: UInt64)
+    case delete(id: UInt64)
+    case release(id: UInt64, priority: UInt32, delay: UInt32)
+    case bury(id: UInt64, priority: UInt32)
+    case touch(id: UInt64)
+    case watch(tube: String)
+    case ignore(tube: String)
+    case peek(id: UInt64)
+    case peekReady
+    case peekDelayed
+    case peekBuried
+    case kick(bound: UInt32)
+    case kickJob(id: UInt64)
+    case statsJob(id: UInt64)
+    case statsTube(tube: String)
+    case stats
+    case listTubes
+    case listTubeUsed
+    case listTubesWatched
+    case pauseTube(tube: String, delay: UInt32)
+    case quit
+
+    /// The reply that refuses a line.
+    enum Refusal: String, Error, Equatable, Sendable {
+        case badFormat = "BAD_FORMAT"
+        case unknownCommand = "UNKNOWN_COMMAND"
+    }
+
+    /// The longest command line, `\r\n` included (protocol.txt: longer is BAD_FORMAT).
+    static let maxLineBytes = 224
+    /// The longest tube name.
+    static let maxNameBytes = 200
+
+    /// Reads `line` (without its `\r\n`) the way beanstalkd 1.12 does, quirks included
+    /// (checked against Debian's beanstalkd): a command with arguments is known by its word
+    /// and a space (`delete` alone is UNKNOWN_COMMAND); one without is known by its word
+    /// as a prefix and then must be the whole line (`reserves`, `stats now`: BAD_FORMAT),
+    /// except `quit`; numbers may have spaces before them but nothing after the last
+    /// (`kick` ignores what follows its bound).
+    static func parse(_ line: [UInt8]) throws(Refusal) -> BeanstalkCommand {
+        guard line.count + 2 <= maxLineBytes else { throw .badFormat }
+        guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { throw .badFormat }
+        let text = String(decoding: line, as: UTF8.self)
+
+        // Commands with arguments, longest words first where one prefixes another.
+        for verb in Self.withArguments where text.hasPrefix(verb + " ") {
+            var rest = Substring(text.dropFirst(verb.count + 1))
+            func number<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, last: Bool, lenient: Bool = false) throws(Refusal) -> T {
+                rest = rest.drop { $0 == " " }
+                let digits = rest.prefix { $0.isASCII && $0.isNumber }
+                guard !digits.isEmpty, let v = T(String(digits), radix: 10) else { throw .badFormat }
+                rest = rest.dropFirst(digits.count)
+                if last && !lenient && !rest.isEmpty { throw .badFormat }
+                if !last && rest.first != " " { throw .badFormat }
+                return v
+            }
+            func name(last: Bool) throws(Refusal) -> String {
+                let n = String(rest.prefix { $0 != " " })
+                guard isValidName(n) else { throw .badFormat }
+                rest = rest.dropFirst(n.utf8.count)
+                if last && !rest.isEmpty { throw .badFormat }
+                if !last && rest.first != " " { throw .badFormat }
+                return n
+            }
+            switch verb {
+            case "put":
+                return .put(
+                    priority: try number(UInt32.self, last: false), delay: try number(UInt32.self, last: false), ttr: try number(UInt32.self, last: false),
+                    bytes: try number(UInt32.self, last: true))
+            case "use": return .use(tube: try name(last: true))
+            case "reserve-with-timeout": return .reserveWithTimeout(seconds: try number(UInt32.self, last: true))
+            case "reserve-job": return .reserveJob(id: try number(UInt64.self, last: true))
+            case "delete": return .delete(id: try number(UInt64.self, last: true))
+            case "release":
+                return .release(id: try number(UInt64.self, last: false), priority: try number(UInt32.self, last: false), delay: try number(UInt32.self, last: true))
+            case "bury": return .bury(id: try number(UInt64.self, last: false), priority: try number(UInt32.self, last: true))
+            case "touch": return .touch(id: try number(UInt64.self, last: true))
+            case "watch": return .watch(tube: try name(last: true))
+            case "ignore": return .ignore(tube: try name(last: true))
+            case "peek": return .peek(id: try number(UInt64.self, last: true))
+            case "kick": return .kick(bound: try number(UInt32.self, last: true, lenient: true))
+            case "kick-job": return .kickJob(id: try number(UInt64.self, last: true))
+            case "stats-job": return .statsJob(id: try number(UInt64.self, last: true))
+            case "stats-tube": return .statsTube(tube: try name(last: true))
+            case "pause-tube": return .pauseTube(tube: try name(last: false), delay: try number(UInt32.self, last: true))
+            default: preconditionFailure("a verb with arguments without a reading: \(verb)")
+            }
+        }
+        for (verb, command) in Self.withoutArguments where text.hasPrefix(verb) {
+            guard text.count == verb.count || command == .quit else { throw .badFormat }
+            return command
+        }
+        throw .unknownCommand
+    }
+
+    /// Words of commands with arguments, in the order beanstalkd tries them.
+    static let withArguments = [
+        "put", "peek", "reserve-with-timeout", "reserve-job", "delete", "release", "bury", "kick-job", "kick", "touch", "stats-job",
+        "stats-tube", "use", "watch", "ignore", "pause-tube",
+    ]
+    /// Commands without arguments, a word that prefixes another after it.
+    static let withoutArguments: [(String, BeanstalkCommand)] = [
+        ("peek-ready", .peekReady), ("peek-delayed", .peekDelayed), ("peek-buried", .peekBuried), ("reserve", .reserve),
+        ("list-tubes-watched", .listTubesWatched), ("list-tube-used", .listTubeUsed), ("list-tubes", .listTubes), ("stats", .stats), ("quit", .quit),
+    ]
+
+    /// A tube name as protocol.txt allows it: 1–200 bytes of letters, digits and
+    /// `- + / ; . $ _ ( )`, not starting with a hyphen.
+    static func isValidName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (1...maxNameBytes).contains(bytes.count), bytes[0] != UInt8(ascii: "-") else { return false }
+        return bytes.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || Array("-+/;.$_()".utf8).contains(b)
+        }
+    }
+}
