@@ -149,9 +149,7 @@ extension AdminRoutes {
         v2.post("/groups/:group/dead-letters/redrive") { request, context in
             let name = try context.parameters.require("group")
             let body = try await Self.decode(Redrive.self, request, context, emptyAllowed: true)
-            let stats = try await visibleGroupStats(name, context.caller)
-            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
-            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            try await requireGroupAdmin(name, context.caller)
             if let max = body.max, max < 1 { throw AdminError(.badRequest, "invalidArgument", "max must be at least 1") }
             if let ids = body.ids {
                 guard body.max == nil else { throw AdminError(.badRequest, "invalidArgument", "give max or ids, not both") }
@@ -164,9 +162,7 @@ extension AdminRoutes {
         v2.delete("/groups/:group/dead-letters/:id") { _, context in
             let name = try context.parameters.require("group")
             let id = try Self.messageID(try context.parameters.require("id"))
-            let stats = try await visibleGroupStats(name, context.caller)
-            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
-            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            try await requireGroupAdmin(name, context.caller)
             guard try await broker.settleDeadLetters(group: name, [id], .delete) == 1 else {
                 throw BrokerError(.unknownMessage, "\(id) is not a dead letter of \(name) any more (re-driven or deleted)")
             }
@@ -251,6 +247,13 @@ extension AdminRoutes {
             out.append(name)
         }
         return out
+    }
+
+    /// `admin` on every topic a group reads (a group of no topic yet: without patterns).
+    func requireGroupAdmin(_ name: String, _ caller: AdminCaller) async throws {
+        let stats = try await visibleGroupStats(name, caller)
+        for t in Set(stats.partitions.map(\.topic)) { try caller.require(.admin, topic: t) }
+        if stats.partitions.isEmpty { try caller.require(.admin, topic: nil) }
     }
 
     private func requireScheduleAdmin(_ name: String, _ caller: AdminCaller) async throws {

@@ -52,9 +52,7 @@ struct Dashboard: Sendable {
         router.post("/groups/:group/dead-letters/redrive") { request, context in
             let name = try context.parameters.require("group")
             let f = try await form(request, context)
-            let stats = try await routes.visibleGroupStats(name, context.caller)
-            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
-            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            try await routes.requireGroupAdmin(name, context.caller)
             var max = Int.max
             if let given = f["max"] {
                 guard let n = Int(given), n >= 1 else { throw AdminError(.badRequest, "invalidArgument", "max must be a whole number of at least 1") }
@@ -71,9 +69,7 @@ struct Dashboard: Sendable {
         router.post("/groups/:group/dead-letters/delete") { request, context in
             let name = try context.parameters.require("group")
             let f = try await form(request, context)
-            let stats = try await routes.visibleGroupStats(name, context.caller)
-            for t in Set(stats.partitions.map(\.topic)) { try context.caller.require(.admin, topic: t) }
-            if stats.partitions.isEmpty { try context.caller.require(.admin, topic: nil) }
+            try await routes.requireGroupAdmin(name, context.caller)
             let id = try AdminRoutes.messageID(f["id"] ?? "")
             let deleted = try await broker.settleDeadLetters(group: name, [id], .delete)
             return Self.redirect("/groups/\(HTML.component(name))/dead-letters", flash: deleted == 1 ? "Deleted dead letter \(id)." : "\(id) was gone already.")

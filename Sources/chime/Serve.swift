@@ -278,7 +278,7 @@ struct Serve: AsyncParsableCommand {
             services.append(.init(service: admin))
             announce = Task {
                 if let port = try? await admin.port() {
-                    say("chime: admin HTTP on \(adminHost):\(port) (/v2, described at /v2/openapi.json; /v1, /health, /metrics)")
+                    say("chime: admin HTTP on \(adminHost):\(port) (dashboard at /; /v2, described at /v2/openapi.json; /v1, /health, /metrics)")
                     if tokens.isEmpty && adminOptions.localAdminToken != nil {
                         say("chime: admin writes need the token in \(data)/\(LocalAdminToken.fileName) (Authorization: Bearer <token>)")
                     }

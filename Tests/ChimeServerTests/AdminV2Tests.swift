@@ -371,3 +371,21 @@ func httpRequest(
     }
     return try HTTPReply(parsing: bytes)
 }
+
+/// Runs a program to its end off the cooperative pool; its exit status and what it wrote
+/// to standard output and error together.
+func runCapturingOutput(_ executable: String, _ arguments: [String], directory: String? = nil) async -> (status: Int32, output: String) {
+    await offThePool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        do { try p.run() } catch { return (Int32(-1), "\(error)") }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

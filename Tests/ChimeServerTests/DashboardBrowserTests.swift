@@ -66,18 +66,7 @@ import Testing
             try await b.leave(group: "shipping", member: workload.memberID)
         }
         let arguments = [script, "http://127.0.0.1:\(f.port)", "dashboard-secret", shots, "orders", "billing", "nightly-report", "report-leader", job]
-        let (status, output) = await offThePool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: python)
-            p.arguments = arguments
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            do { try p.run() } catch { return (Int32(-1), "\(error)") }
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        let (status, output) = await runCapturingOutput(python, arguments)
         #expect(status == 0, "the browser's checks:\n\(output.suffix(4_000))")
         for page in ["login", "overview", "topics", "topic", "groups", "group", "dead-letters", "schedules", "jobs", "locks"] {
             let size = (try? FileManager.default.attributesOfItem(atPath: "\(shots)/\(page).png")[.size] as? Int) ?? 0

@@ -42,17 +42,7 @@ import Testing
         #expect(page.body.contains("topic=\"\(topic)\""))
         let file = f.dir.path + "/metrics.txt"
         try page.body.write(toFile: file, atomically: true, encoding: .utf8)
-        let (status, output) = await offThePool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/sh")
-            p.arguments = ["-c", "\"$0\" check metrics < \"$1\" 2>&1", promtool, file]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            do { try p.run() } catch { return (Int32(-1), "\(error)") }
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+        let (status, output) = await runCapturingOutput("/bin/sh", ["-c", "\"$0\" check metrics < \"$1\" 2>&1", promtool, file])
         #expect(status == 0 && output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool check metrics:\n\(output)")
 
         // The topic goes (its group's positions with it): so do its series.

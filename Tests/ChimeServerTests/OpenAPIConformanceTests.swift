@@ -34,28 +34,14 @@ import Testing
             Schedule(name: "nightly", spec: .every(intervalMs: 3_600_000, anchorMs: 0), target: ScheduleTarget(topic: "orders", body: Array("run".utf8))), .create)
         _ = try await f.broker.acquireLock("report", holder: "worker-1", ttlMilliseconds: 3_600_000, waitMilliseconds: 0)
 
-        let (port, dataDirectory) = (f.port, f.dir.path)
-        let (status, output) = await offThePool {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: tool)
-            p.arguments = [
-                "run", "http://127.0.0.1:\(port)/v2/openapi.json", "--header", "Authorization: Bearer root",
+        let (status, output) = await runCapturingOutput(
+            tool,
+            [
+                "run", "http://127.0.0.1:\(f.port)/v2/openapi.json", "--header", "Authorization: Bearer root",
                 "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
                 "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--workers", "1", "--seed", "7", "--no-color",
                 "--suppress-health-check", "all",
-            ]
-            p.currentDirectoryURL = URL(fileURLWithPath: dataDirectory)
-            var environment = ProcessInfo.processInfo.environment
-            environment["SCHEMATHESIS_HOOKS"] = nil
-            p.environment = environment
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            do { try p.run() } catch { return (Int32(-1), "\(error)") }
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
+            ], directory: f.dir.path)
         let summary = output.split(separator: "\n").filter { $0.contains("generated") || $0.contains("passed") || $0.contains("failed") }.joined(separator: "\n")
         print("OpenAPIConformanceTests: \(summary)")
         #expect(status == 0, "schemathesis found answers the document does not describe:\n\(output.suffix(6_000))")
