@@ -31,6 +31,8 @@ import Testing
         let f = try await ServerFixture(ServerOptions(port: 0, maxFrameBytes: 1 << 20))
         let good = try await f.client()
         _ = try await good.call(.createTopic, CreateTopic(name: "good", settings: nil), as: WireTopic.self)
+        // The test sends no heartbeats: an hour's session keeps the member through a slow machine.
+        _ = try await good.call(.createGroup, CreateGroup(name: "gg", settings: WireGroupSettings(sessionTimeoutMilliseconds: 3_600_000)), as: WireGroupSettings.self)
         let member = try await good.call(.join, Join(group: "gg", member: "good", topics: ["good"]), as: WireMembership.self).memberID
         var round = 0
         try await goodClientWorks(good, round, member: member)
