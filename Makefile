@@ -19,9 +19,9 @@ run: deps release
 ## Build and run every test (unit, recovery, fault injection, SIGKILL crash, CLI), then
 ## fuzz the frame decoder briefly (its own build included: see Fuzz/README.md), then the
 ## peer suite's quick mode as a smoke test (installs beanstalkd and redis-server if missing).
-## The suites that drive other programs (a browser, an OpenAPI fuzzer, promtool) run after
+## The suites that drive other programs (a browser, an OpenAPI fuzzer, promtool, beanstalkd) run after
 ## the rest, not beside it: on two cores their processes starved the timing of others.
-TOOL_SUITES = DashboardBrowserTests|OpenAPIConformanceTests|MetricsLintTests
+TOOL_SUITES = DashboardBrowserTests|OpenAPIConformanceTests|MetricsLintTests|BeanstalkConformanceTests
 test: deps test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest --skip '$(TOOL_SUITES)'
@@ -61,7 +61,9 @@ deps:
 ## What the tests need beyond the build: faketime (libfaketime steps a real server's wall
 ## clock in ClockStepServeTests); promtool (Debian's prometheus: MetricsLintTests lints
 ## /metrics); chromium and chromium-driver (DashboardBrowserTests); python3-venv and, in
-## .venv-test/, schemathesis (OpenAPIConformanceTests) and selenium from PyPI.
+## .venv-test/, schemathesis (OpenAPIConformanceTests) and selenium from PyPI; beanstalkd
+## (Debian's, the peer the beanstalkd protocol tests compare with) and greenstalk (PyPI, a
+## beanstalkd client written by others) for BeanstalkClientTests.
 test-deps:
 	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then \
 		echo "installing faketime (apt-get)"; \
@@ -79,9 +81,13 @@ test-deps:
 		echo "installing chromium and chromium-driver (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
 	fi
-	@if [ ! -x .venv-test/bin/schemathesis ] || ! .venv-test/bin/python -c 'import selenium' 2>/dev/null; then \
-		echo "installing schemathesis and selenium into .venv-test (PyPI)"; \
-		python3 -m venv .venv-test && .venv-test/bin/pip install -q 'schemathesis>=4,<5' 'selenium>=4,<5'; \
+	@if ! command -v beanstalkd >/dev/null 2>&1; then \
+		echo "installing beanstalkd (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq beanstalkd; \
+	fi
+	@if [ ! -x .venv-test/bin/schemathesis ] || ! .venv-test/bin/python -c 'import selenium, greenstalk' 2>/dev/null; then \
+		echo "installing schemathesis, selenium and greenstalk into .venv-test (PyPI)"; \
+		python3 -m venv .venv-test && .venv-test/bin/pip install -q 'schemathesis>=4,<5' 'selenium>=4,<5' 'greenstalk>=2,<3'; \
 	fi
 
 ## The dashboard's screenshots in docs/screenshots, taken by DashboardBrowserTests.

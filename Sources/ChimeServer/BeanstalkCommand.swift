@@ -103,6 +103,27 @@ enum BeanstalkCommand: Equatable, Sendable {
         throw .unknownCommand
     }
 
+    /// Whether a line refused as BAD_FORMAT is a `put` whose four numbers read well with
+    /// something after them: beanstalkd counts such a line as a put (`cmd-put`) before it
+    /// refuses the rest.
+    static func isPutWithTrailingBytes(_ line: [UInt8]) -> Bool {
+        guard line.starts(with: Array("put ".utf8)) else { return false }
+        var i = 4
+        for n in 0..<4 {
+            while i < line.count && line[i] == UInt8(ascii: " ") { i += 1 }
+            let start = i
+            var value: UInt64 = 0
+            while i < line.count, (0x30...0x39).contains(line[i]) {
+                value = value * 10 + UInt64(line[i] - 0x30)
+                guard value <= UInt32.max else { return false }
+                i += 1
+            }
+            guard i > start else { return false }
+            if n < 3 && (i == line.count || line[i] != UInt8(ascii: " ")) { return false }
+        }
+        return i < line.count
+    }
+
     /// Words of commands with arguments, in the order beanstalkd tries them.
     static let withArguments = [
         "put", "peek", "reserve-with-timeout", "reserve-job", "delete", "release", "bury", "kick-job", "kick", "touch", "stats-job",

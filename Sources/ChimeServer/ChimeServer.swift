@@ -166,7 +166,7 @@ public struct BrokerService: Service {
 }
 
 /// Closes a connection the moment it becomes active: over the connection limit.
-private final class CloseOnActive: ChannelInboundHandler, Sendable {
+final class CloseOnActive: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     func channelActive(context: ChannelHandlerContext) {
         context.close(promise: nil)

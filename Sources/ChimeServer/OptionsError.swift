@@ -10,6 +10,8 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
         case belowMinimum(Int)
         /// A token setting that names a scope but cannot be read (`TokenGrant`).
         case badToken(String)
+        /// A value outside the range the option allows.
+        case outOfRange(ClosedRange<Int>, Int)
     }
 
     private let code: Code
@@ -23,6 +25,9 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
 
     static func emptyToken(_ option: String) -> OptionsError { OptionsError(.emptyToken, option: option) }
     static func belowMinimum(_ option: String, _ minimum: Int) -> OptionsError { OptionsError(.belowMinimum(minimum), option: option) }
+    static func outOfRange(_ option: String, _ range: ClosedRange<Int>, _ value: Int) -> OptionsError {
+        OptionsError(.outOfRange(range, value), option: option)
+    }
 
     /// Refuses the first token setting `TokenGrant` cannot read.
     static func checkTokens(_ tokens: [String]) throws(OptionsError) {
@@ -41,6 +46,7 @@ public struct OptionsError: Error, CustomStringConvertible, Equatable {
         case .emptyToken:
             "\(option): a token must not be empty (an empty token would let clients in without one); remove it or set a real one"
         case .belowMinimum(let minimum): "\(option) must be at least \(minimum)"
+        case .outOfRange(let range, let value): "\(option) must be \(range.lowerBound)...\(range.upperBound), not \(value)"
         case .badToken(let why): "\(option): \(why) (a token is SECRET or SCOPE[@PATTERN[+PATTERN...]]:SECRET, SCOPE one of read, publish, admin)"
         }
     }

@@ -20,7 +20,7 @@ struct Chime: AsyncParsableCommand {
         version: "chime \(ChimeVersion.current)",
         subcommands: [
             Serve.self, PublishCommand.self, ConsumeCommand.self, PeekCommand.self, WorkCommand.self, TopicsCommand.self, GroupsCommand.self, JobsCommand.self, CompleteCommand.self, FlowsCommand.self, SchedulesCommand.self, LocksCommand.self, StatsCommand.self, CancelCommand.self, TokensCommand.self,
-            BenchCommand.self, Inspect.self,
+            BeanstalkdCommand.self, BenchCommand.self, Inspect.self,
         ]
     )
 

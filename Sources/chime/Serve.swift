@@ -104,6 +104,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-hello-bytes"), help: "Largest frame before the hello is accepted (default 4096; $CHIME_MAX_HELLO_BYTES).")
     var maxHelloBytes: Int?
 
+    @Option(
+        name: .customLong("beanstalk-port"),
+        help: "Also speak beanstalkd's protocol on this port, on --host (default off; 0 picks a free one). See `chime beanstalkd` and README, \"Coming from beanstalkd\".")
+    var beanstalkPort: Int?
+
     @Flag(name: .long, help: "Log every recovery step ($CHIME_LOG_LEVEL=debug).")
     var verbose = false
 
@@ -171,6 +176,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let mib = retentionMiB, mib <= 0 { throw ValidationError("the retention size must be a positive number of MiB") }
         guard (0...65_535).contains(port) else { throw ValidationError("the port must be between 0 and 65535") }
+        if let p = beanstalkPort, !(0...65_535).contains(p) { throw ValidationError("the beanstalkd port must be between 0 and 65535") }
         let (tlsCert, tlsKey) = (settings.tlsCert, settings.tlsKey)
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("a TLS certificate and its key go together (--tls-cert and --tls-key)") }
         let adminOn = settings.admin ?? true
@@ -263,6 +269,20 @@ struct Serve: AsyncParsableCommand {
         // Shut down in reverse order: the admin port stops, the server drains its
         // connections, then the broker writes its checkpoints and closes.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]
+        if let beanstalkPort {
+            let listener: BeanstalkListener
+            do {
+                listener = try await BeanstalkListener.start(
+                    broker: broker, options: .init(address: .tcp(host: host, port: beanstalkPort)), logger: logger)
+            } catch {
+                await server.stop()
+                _ = await broker.close()
+                throw CommandFailure(description: "cannot serve beanstalkd's protocol on \(host):\(beanstalkPort): \(error)")
+            }
+            services.append(.init(service: listener))
+            BeanstalkSignals.drainOnSIGUSR1(listener)
+            say("chime: beanstalkd protocol on \(host):\(listener.port)")
+        }
         var announce: Task<Void, Never>? = nil
         if adminOn {
             if tokens.isEmpty {

@@ -1,0 +1,103 @@
+/// A change to the beanstalkd listener's jobs that must survive a restart: one record in
+/// the journal topic `__beanstalk` (partition 0), written and synced before the command's
+/// answer leaves. Reserving, touching and pausing are not journaled: after a restart every
+/// job is ready, delayed or buried again, as with beanstalkd's binlog.
+///
+/// Body of each record (little-endian; docs/formats.md, "beanstalkd journal"):
+/// version (1 byte, 1), kind (1 byte), then by kind —
+/// put (1): id u64, priority u32, ttr u32, readyAt i64, tube length u8, tube, job body;
+/// delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
+/// bury (4): id u64, priority u32; kick (5): id u64.
+/// `readyAt` is a wall-clock time in ms since the Unix epoch (0: ready at once).
+enum BeanstalkEvent: Equatable, Sendable {
+    case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, body: [UInt8])
+    case delete(id: UInt64)
+    case release(id: UInt64, priority: UInt32, readyAt: Int64)
+    case bury(id: UInt64, priority: UInt32)
+    case kick(id: UInt64)
+
+    static let version: UInt8 = 1
+
+    /// A record that is not an event of this version.
+    struct Malformed: Error, Equatable, CustomStringConvertible {
+        var description: String
+    }
+
+    var encoded: [UInt8] {
+        var out: [UInt8] = [Self.version]
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+        switch self {
+        case .put(let id, let tube, let priority, let ttr, let readyAt, let body):
+            out.reserveCapacity(body.count + tube.utf8.count + 28)
+            out.append(1)
+            u64(id)
+            u32(priority)
+            u32(ttr)
+            u64(UInt64(bitPattern: readyAt))
+            precondition(tube.utf8.count <= Int(UInt8.max), "tube names are at most 200 bytes")
+            out.append(UInt8(tube.utf8.count))
+            out += tube.utf8
+            out += body
+        case .delete(let id):
+            out.append(2)
+            u64(id)
+        case .release(let id, let priority, let readyAt):
+            out.append(3)
+            u64(id)
+            u32(priority)
+            u64(UInt64(bitPattern: readyAt))
+        case .bury(let id, let priority):
+            out.append(4)
+            u64(id)
+            u32(priority)
+        case .kick(let id):
+            out.append(5)
+            u64(id)
+        }
+        return out
+    }
+
+    init(decoding bytes: [UInt8]) throws(Malformed) {
+        var at = 2
+        func need(_ n: Int) throws(Malformed) {
+            guard bytes.count - at >= n else { throw Malformed(description: "a beanstalkd journal record cut short (\(bytes.count) bytes)") }
+        }
+        func u64() throws(Malformed) -> UInt64 {
+            try need(8)
+            var v: UInt64 = 0
+            for i in 0..<8 { v |= UInt64(bytes[at + i]) << (8 * i) }
+            at += 8
+            return v
+        }
+        func u32() throws(Malformed) -> UInt32 {
+            try need(4)
+            var v: UInt32 = 0
+            for i in 0..<4 { v |= UInt32(bytes[at + i]) << (8 * i) }
+            at += 4
+            return v
+        }
+        guard bytes.count >= 2, bytes[0] == Self.version else {
+            throw Malformed(description: "a beanstalkd journal record of version \(bytes.first.map(String.init) ?? "none"), not \(Self.version)")
+        }
+        let kind = bytes[1]
+        switch kind {
+        case 1:
+            let id = try u64(), priority = try u32(), ttr = try u32(), readyAt = Int64(bitPattern: try u64())
+            try need(1)
+            let n = Int(bytes[at])
+            at += 1
+            try need(n)
+            let tube = String(decoding: bytes[at..<at + n], as: UTF8.self)
+            at += n
+            self = .put(id: id, tube: tube, priority: priority, ttr: ttr, readyAt: readyAt, body: Array(bytes[at...]))
+            return
+        case 2: self = .delete(id: try u64())
+        case 3: self = .release(id: try u64(), priority: try u32(), readyAt: Int64(bitPattern: try u64()))
+        case 4: self = .bury(id: try u64(), priority: try u32())
+        case 5: self = .kick(id: try u64())
+        default: throw Malformed(description: "a beanstalkd journal record of unknown kind \(kind)")
+        }
+        guard at == bytes.count else { throw Malformed(description: "a beanstalkd journal record of kind \(kind) with \(bytes.count - at) bytes too many") }
+    }
+}

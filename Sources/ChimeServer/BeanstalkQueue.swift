@@ -1,0 +1,670 @@
+import DequeModule
+import HeapModule
+
+/// The jobs, tubes and connections of the beanstalkd listener, as beanstalkd 1.12 keeps
+/// them: a pure state machine. It runs the commands of `BeanstalkCommand` at a time `now`
+/// (ms of a steady clock) and says what each answers; `tick` moves it through time (delays
+/// ending, TTRs running out, reserves timing out, pauses ending). What must survive a
+/// restart it writes down as `BeanstalkEvent`s, which the shell (`BeanstalkEngine`)
+/// journals before any answer leaves; `replay` rebuilds the jobs from them.
+///
+/// Reserve order is beanstalkd's: the lowest priority, then the lowest id, over the
+/// watched tubes that are not paused; a waiting reserve is answered in arrival order.
+struct BeanstalkQueue {
+    enum JobState: String, Sendable { case ready, reserved, delayed, buried }
+
+    struct Job {
+        let id: UInt64
+        var tube: String
+        var priority: UInt32
+        var ttr: UInt32
+        var state: JobState
+        /// When it was put (steady ms).
+        var createdAt: Int64
+        /// The delay of its last put or release, in seconds (stats-job's `delay`).
+        var delay: UInt32
+        /// Delayed: when it becomes ready; reserved: when its TTR runs out (steady ms).
+        var due: Int64 = 0
+        /// The connection holding it while reserved.
+        var holder: UInt64 = 0
+        var reserves: UInt32 = 0
+        var timeouts: UInt32 = 0
+        var releases: UInt32 = 0
+        var buries: UInt32 = 0
+        var kicks: UInt32 = 0
+        /// Bumped on every change of state, so that stale heap entries are skipped.
+        var epoch: UInt32 = 0
+        var body: [UInt8]
+    }
+
+    /// A heap entry: valid while the job still has this epoch.
+    struct Entry: Comparable {
+        var first: Int64
+        var id: UInt64
+        var epoch: UInt32
+        static func < (a: Entry, b: Entry) -> Bool { (a.first, a.id) < (b.first, b.id) }
+    }
+
+    struct Tube {
+        let name: String
+        var ready = Heap<Entry>()
+        var delayed = Heap<Entry>()
+        var buried = Deque<Entry>()
+        var urgent = 0, readyCount = 0, reservedCount = 0, delayedCount = 0, buriedCount = 0
+        var totalJobs: UInt64 = 0
+        var deletes: UInt64 = 0
+        var pauses: UInt64 = 0
+        var using = 0, watching = 0, waiting = 0
+        /// Paused until this steady time (0: not paused), for `pauseSeconds`.
+        var pausedUntil: Int64 = 0
+        var pauseSeconds: UInt32 = 0
+        var jobs: Int { readyCount + reservedCount + delayedCount + buriedCount }
+    }
+
+    struct Connection {
+        var using = BeanstalkQueue.defaultTube
+        var watching = [BeanstalkQueue.defaultTube]
+        var reserved: Set<UInt64> = []
+        var isProducer = false
+        var isWorker = false
+        /// A reserve waiting for a job: until this steady time (nil: forever).
+        var waitingUntil: Int64?? = nil
+    }
+
+    /// A waiting reserve that was answered by something other than its own command.
+    struct Answer: Equatable {
+        var connection: UInt64
+        var reply: BeanstalkReply
+    }
+
+    static let defaultTube = "default"
+    /// The last second of a TTR, when a waiting reserve is told DEADLINE_SOON (protocol.txt).
+    static let safetyMargin: Int64 = 1_000
+    /// Priorities below this are urgent (`current-jobs-urgent`).
+    static let urgentBelow: UInt32 = 1_024
+
+    private(set) var jobs: [UInt64: Job] = [:]
+    private(set) var tubes: [String: Tube] = [:]
+    /// Tube names in the order they were made (list-tubes).
+    private var tubeOrder: [String] = []
+    private(set) var connections: [UInt64: Connection] = [:]
+    private var nextID: UInt64 = 1
+    /// Connections whose reserve waits, in the order they began to.
+    private var waiters: [UInt64] = []
+    private var delays = Heap<Entry>()
+    private var leases = Heap<Entry>()
+    /// Journal records of the changes since the shell last took them.
+    private(set) var events: [BeanstalkEvent] = []
+    /// Answers to waiting reserves since the shell last took them.
+    private(set) var answers: [Answer] = []
+    var draining = false
+    /// Commands run, by stats name (`cmd-put`, …), and the jobs that timed out.
+    private(set) var counts: [String: UInt64] = [:]
+    private(set) var jobTimeouts: UInt64 = 0
+    private(set) var totalJobs: UInt64 = 0
+    private(set) var totalConnections: UInt64 = 0
+
+    init() {
+        ensureTube(Self.defaultTube)
+    }
+
+    // MARK: - Connections
+
+    mutating func connect(_ id: UInt64) {
+        precondition(connections[id] == nil, "connection \(id) twice")
+        connections[id] = Connection()
+        totalConnections += 1
+        tubes[Self.defaultTube]!.using += 1
+        tubes[Self.defaultTube]!.watching += 1
+    }
+
+    /// A connection closed: its reserved jobs are ready again, its tubes lose a user.
+    mutating func disconnect(_ id: UInt64, now: Int64) {
+        guard let c = connections.removeValue(forKey: id) else { return }
+        if c.waitingUntil != nil {
+            c.watching.forEach { tubes[$0]?.waiting -= 1 }
+            waiters.removeAll { $0 == id }
+        }
+        for j in c.reserved.sorted() { makeReady(j, now: now) }
+        tubes[c.using]?.using -= 1
+        for t in c.watching { tubes[t]?.watching -= 1 }
+        for name in c.watching + [c.using] { dropIfUnused(name) }
+        matchWaiters(now: now)
+    }
+
+    // MARK: - Commands
+
+    /// What a command does now. `body` is a put's job. `.wait` means the connection's
+    /// reserve waits: its answer comes through `answers` (a job, TIMED_OUT, DEADLINE_SOON).
+    enum Outcome: Equatable {
+        case reply(BeanstalkReply)
+        case wait
+        case quit
+    }
+
+    mutating func run(_ command: BeanstalkCommand, body: [UInt8] = [], from conn: UInt64, now: Int64, wallNow: Int64) -> Outcome {
+        precondition(connections[conn] != nil, "command from unknown connection \(conn)")
+        count(command)
+        switch command {
+        case .put(let priority, let delay, let ttr, _):
+            connections[conn]!.isProducer = true
+            if draining { return .reply(.draining) }
+            let id = put(tube: connections[conn]!.using, priority: priority, delay: delay, ttr: ttr, body: body, now: now)
+            events.append(.put(id: id, tube: jobs[id]!.tube, priority: priority, ttr: jobs[id]!.ttr, readyAt: delay == 0 ? 0 : wallNow + Int64(delay) * 1_000, body: body))
+            matchWaiters(now: now)
+            return .reply(.inserted(id: id))
+        case .use(let name):
+            let old = connections[conn]!.using
+            guard old != name else { return .reply(.using(tube: name)) }
+            ensureTube(name)
+            tubes[name]!.using += 1
+            tubes[old]!.using -= 1
+            connections[conn]!.using = name
+            dropIfUnused(old)
+            return .reply(.using(tube: name))
+        case .reserve, .reserveWithTimeout:
+            connections[conn]!.isWorker = true
+            var timeout: Int64? = nil
+            if case .reserveWithTimeout(let s) = command { timeout = Int64(s) * 1_000 }
+            if let id = bestReady(for: conn, now: now) {
+                reserve(id, to: conn, now: now)
+                return .reply(.reserved(id: id, body: jobs[id]!.body))
+            }
+            if hasDeadlineSoon(conn, now: now) { return .reply(.deadlineSoon) }
+            if timeout == 0 { return .reply(.timedOut) }
+            connections[conn]!.waitingUntil = .some(timeout.map { now + $0 })
+            waiters.append(conn)
+            connections[conn]!.watching.forEach { tubes[$0]!.waiting += 1 }
+            return .wait
+        case .reserveJob(let id):
+            connections[conn]!.isWorker = true
+            guard let j = jobs[id], j.state != .reserved else { return .reply(.notFound) }
+            reserve(id, to: conn, now: now)
+            return .reply(.reserved(id: id, body: jobs[id]!.body))
+        case .delete(let id):
+            guard let j = jobs[id], j.state != .reserved || j.holder == conn else { return .reply(.notFound) }
+            leave(id)
+            tubes[j.tube]!.deletes += 1
+            jobs[id] = nil
+            dropIfUnused(j.tube)
+            events.append(.delete(id: id))
+            return .reply(.deleted)
+        case .release(let id, let priority, let delay):
+            guard let j = jobs[id], j.state == .reserved, j.holder == conn else { return .reply(.notFound) }
+            leave(id)
+            jobs[id]!.priority = priority
+            jobs[id]!.releases += 1
+            if delay > 0 {
+                jobs[id]!.delay = delay
+                enterDelayed(id, until: now + Int64(delay) * 1_000)
+            } else {
+                enterReady(id)
+            }
+            events.append(.release(id: id, priority: priority, readyAt: delay == 0 ? 0 : wallNow + Int64(delay) * 1_000))
+            matchWaiters(now: now)
+            return .reply(.released)
+        case .bury(let id, let priority):
+            guard let j = jobs[id], j.state == .reserved, j.holder == conn else { return .reply(.notFound) }
+            leave(id)
+            jobs[id]!.priority = priority
+            enterBuried(id)
+            events.append(.bury(id: id, priority: priority))
+            return .reply(.buried)
+        case .touch(let id):
+            guard let j = jobs[id], j.state == .reserved, j.holder == conn else { return .reply(.notFound) }
+            setLease(id, until: now + Int64(j.ttr) * 1_000)
+            return .reply(.touched)
+        case .watch(let name):
+            if !connections[conn]!.watching.contains(name) {
+                ensureTube(name)
+                tubes[name]!.watching += 1
+                connections[conn]!.watching.append(name)
+            }
+            return .reply(.watching(count: connections[conn]!.watching.count))
+        case .ignore(let name):
+            let watching = connections[conn]!.watching
+            guard let at = watching.firstIndex(of: name) else { return .reply(.watching(count: watching.count)) }
+            guard watching.count > 1 else { return .reply(.notIgnored) }
+            connections[conn]!.watching.remove(at: at)
+            tubes[name]!.watching -= 1
+            dropIfUnused(name)
+            return .reply(.watching(count: watching.count - 1))
+        case .peek(let id):
+            guard let j = jobs[id] else { return .reply(.notFound) }
+            return .reply(.found(id: id, body: j.body))
+        case .peekReady:
+            return found(peekReady(connections[conn]!.using))
+        case .peekDelayed:
+            return found(peekDelayed(connections[conn]!.using))
+        case .peekBuried:
+            return found(peekBuried(connections[conn]!.using))
+        case .kick(let bound):
+            let n = kick(tube: connections[conn]!.using, bound: Int(bound), now: now)
+            return .reply(.kicked(count: n))
+        case .kickJob(let id):
+            guard let j = jobs[id], j.state == .buried || j.state == .delayed else { return .reply(.notFound) }
+            kickJob(id)
+            matchWaiters(now: now)
+            return .reply(.kickedJob)
+        case .statsJob(let id):
+            guard let j = jobs[id] else { return .reply(.notFound) }
+            return .reply(.ok(yaml: BeanstalkReply.yamlDictionary(Self.stats(of: j, now: now))))
+        case .statsTube(let name):
+            guard let t = tubes[name] else { return .reply(.notFound) }
+            return .reply(.ok(yaml: BeanstalkReply.yamlDictionary(Self.stats(of: t, now: now))))
+        case .stats:
+            return .reply(.ok(yaml: ""))  // the shell fills in the server's figures (`serverStats`)
+        case .listTubes:
+            return .reply(.ok(yaml: BeanstalkReply.yamlList(tubeOrder)))
+        case .listTubeUsed:
+            return .reply(.using(tube: connections[conn]!.using))
+        case .listTubesWatched:
+            return .reply(.ok(yaml: BeanstalkReply.yamlList(connections[conn]!.watching)))
+        case .pauseTube(let name, let delay):
+            guard tubes[name] != nil else { return .reply(.notFound) }
+            tubes[name]!.pauses += 1
+            tubes[name]!.pauseSeconds = delay
+            tubes[name]!.pausedUntil = delay == 0 ? 0 : now + Int64(delay) * 1_000
+            if delay == 0 { matchWaiters(now: now) }
+            return .reply(.paused)
+        case .quit:
+            return .quit
+        }
+    }
+
+    /// Takes the journal records and answers gathered so far.
+    mutating func takeEvents() -> [BeanstalkEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    mutating func takeAnswers() -> [Answer] {
+        defer { answers.removeAll(keepingCapacity: true) }
+        return answers
+    }
+
+    /// A put whose job never arrived whole: counted as a put as beanstalkd does, and one
+    /// that failed after its line was read (EXPECTED_CRLF) uses up an id, as there.
+    mutating func refusedPut(usedAnID: Bool) {
+        counts["put", default: 0] += 1
+        if usedAnID { nextID += 1 }
+    }
+
+    // MARK: - Time
+
+    /// Everything due by `now`: delays end, TTRs run out (the job is ready again, a
+    /// timeout), pauses end, waiting reserves time out or hear DEADLINE_SOON.
+    mutating func tick(now: Int64) {
+        while let e = delays.min, e.first <= now {
+            delays.removeMin()
+            guard let j = jobs[e.id], j.epoch == e.epoch, j.state == .delayed else { continue }
+            leave(e.id)
+            enterReady(e.id)
+        }
+        while let e = leases.min, e.first <= now {
+            leases.removeMin()
+            guard let j = jobs[e.id], j.epoch == e.epoch, j.state == .reserved else { continue }
+            jobs[e.id]!.timeouts += 1
+            jobTimeouts += 1
+            makeReady(e.id, now: now)
+        }
+        for name in tubeOrder where tubes[name]!.pausedUntil != 0 && tubes[name]!.pausedUntil <= now {
+            tubes[name]!.pausedUntil = 0
+            tubes[name]!.pauseSeconds = 0
+        }
+        matchWaiters(now: now)
+        for id in waiters {
+            guard case .some(let until) = connections[id]!.waitingUntil else { continue }
+            if hasDeadlineSoon(id, now: now) {
+                stopWaiting(id)
+                answers.append(Answer(connection: id, reply: .deadlineSoon))
+            } else if let until, until <= now {
+                stopWaiting(id)
+                answers.append(Answer(connection: id, reply: .timedOut))
+            }
+        }
+    }
+
+    /// When `tick` next has something to do (steady ms), or nil.
+    func nextDeadline() -> Int64? {
+        var next = [delays.min?.first, leases.min?.first].compactMap { $0 }.min()
+        for t in tubes.values where t.pausedUntil != 0 { next = min(next ?? .max, t.pausedUntil) }
+        for id in waiters {
+            let c = connections[id]!
+            guard case .some(let until) = c.waitingUntil else { continue }
+            if let until { next = min(next ?? .max, until) }
+            if let soonest = c.reserved.compactMap({ jobs[$0]?.due }).min() { next = min(next ?? .max, soonest - Self.safetyMargin) }
+        }
+        return next
+    }
+
+    // MARK: - Recovery
+
+    /// Applies a journal record read back after a restart (`now`/`wallNow`: the clocks
+    /// now). Reserved jobs are not journaled: every job comes back ready, delayed or buried.
+    mutating func replay(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
+        switch event {
+        case .put(let id, let tubeName, let priority, let ttr, let readyAt, let body):
+            nextID = max(nextID, id + 1)
+            guard jobs[id] == nil else { return }
+            ensureTube(tubeName)
+            let delay = readyAt == 0 ? 0 : UInt32(clamping: max(0, (readyAt - wallNow + 999) / 1_000))
+            jobs[id] = Job(id: id, tube: tubeName, priority: priority, ttr: ttr, state: .ready, createdAt: now, delay: delay, body: body)
+            tubes[tubeName]!.totalJobs += 1
+            totalJobs += 1
+            place(id, readyAt: readyAt, now: now, wallNow: wallNow)
+        case .delete(let id):
+            nextID = max(nextID, id + 1)
+            guard let j = jobs[id] else { return }
+            leave(id)
+            jobs[id] = nil
+            dropIfUnused(j.tube)
+        case .release(let id, let priority, let readyAt):
+            guard jobs[id] != nil else { return }
+            leave(id)
+            jobs[id]!.priority = priority
+            place(id, readyAt: readyAt, now: now, wallNow: wallNow)
+        case .bury(let id, let priority):
+            guard jobs[id] != nil else { return }
+            leave(id)
+            jobs[id]!.priority = priority
+            enterBuried(id)
+        case .kick(let id):
+            guard jobs[id] != nil else { return }
+            leave(id)
+            enterReady(id)
+        }
+    }
+
+    /// A journaled job becomes ready, or delayed until the wall time `readyAt`.
+    private mutating func place(_ id: UInt64, readyAt: Int64, now: Int64, wallNow: Int64) {
+        if readyAt > wallNow {
+            enterDelayed(id, until: now + (readyAt - wallNow))
+        } else {
+            enterReady(id)
+        }
+    }
+
+    // MARK: - Stats
+
+    static func stats(of j: Job, now: Int64) -> [(String, String)] {
+        let left: Int64 = j.state == .reserved || j.state == .delayed ? max(0, j.due - now) / 1_000 : 0
+        return [
+            ("id", "\(j.id)"), ("tube", j.tube), ("state", j.state.rawValue), ("pri", "\(j.priority)"),
+            ("age", "\(max(0, now - j.createdAt) / 1_000)"), ("delay", "\(j.delay)"), ("ttr", "\(j.ttr)"), ("time-left", "\(left)"),
+            ("file", "0"), ("reserves", "\(j.reserves)"), ("timeouts", "\(j.timeouts)"), ("releases", "\(j.releases)"),
+            ("buries", "\(j.buries)"), ("kicks", "\(j.kicks)"),
+        ]
+    }
+
+    static func stats(of t: Tube, now: Int64) -> [(String, String)] {
+        [
+            ("name", t.name), ("current-jobs-urgent", "\(t.urgent)"), ("current-jobs-ready", "\(t.readyCount)"),
+            ("current-jobs-reserved", "\(t.reservedCount)"), ("current-jobs-delayed", "\(t.delayedCount)"),
+            ("current-jobs-buried", "\(t.buriedCount)"), ("total-jobs", "\(t.totalJobs)"), ("current-using", "\(t.using)"),
+            ("current-watching", "\(t.watching)"), ("current-waiting", "\(t.waiting)"), ("cmd-delete", "\(t.deletes)"),
+            ("cmd-pause-tube", "\(t.pauses)"), ("pause", "\(t.pauseSeconds)"),
+            ("pause-time-left", "\(t.pausedUntil == 0 ? 0 : max(0, t.pausedUntil - now) / 1_000)"),
+        ]
+    }
+
+    /// The job counts and command counts of `stats`, in beanstalkd's order; the shell adds
+    /// the process's figures around them.
+    func jobAndCommandStats() -> [(String, String)] {
+        var sums = (urgent: 0, ready: 0, reserved: 0, delayed: 0, buried: 0)
+        for t in tubes.values {
+            sums.urgent += t.urgent
+            sums.ready += t.readyCount
+            sums.reserved += t.reservedCount
+            sums.delayed += t.delayedCount
+            sums.buried += t.buriedCount
+        }
+        var out: [(String, String)] = [
+            ("current-jobs-urgent", "\(sums.urgent)"), ("current-jobs-ready", "\(sums.ready)"),
+            ("current-jobs-reserved", "\(sums.reserved)"), ("current-jobs-delayed", "\(sums.delayed)"),
+            ("current-jobs-buried", "\(sums.buried)"),
+        ]
+        for name in Self.commandNames { out.append(("cmd-\(name)", "\(counts[name] ?? 0)")) }
+        out.append(("job-timeouts", "\(jobTimeouts)"))
+        out.append(("total-jobs", "\(totalJobs)"))
+        return out
+    }
+
+    func connectionStats() -> [(String, String)] {
+        [
+            ("current-tubes", "\(tubes.count)"), ("current-connections", "\(connections.count)"),
+            ("current-producers", "\(connections.values.filter(\.isProducer).count)"),
+            ("current-workers", "\(connections.values.filter(\.isWorker).count)"),
+            ("current-waiting", "\(waiters.count)"),
+            ("total-connections", "\(totalConnections)"),
+        ]
+    }
+
+    /// The commands `stats` counts, in its order.
+    static let commandNames = [
+        "put", "peek", "peek-ready", "peek-delayed", "peek-buried", "reserve", "reserve-with-timeout", "delete", "release",
+        "use", "watch", "ignore", "bury", "kick", "touch", "stats", "stats-job", "stats-tube", "list-tubes", "list-tube-used",
+        "list-tubes-watched", "pause-tube",
+    ]
+
+    private mutating func count(_ command: BeanstalkCommand) {
+        let name: String
+        switch command {
+        case .put: name = "put"
+        case .use: name = "use"
+        case .reserve: name = "reserve"
+        case .reserveJob, .kickJob: return  // beanstalkd counts neither
+        case .reserveWithTimeout: name = "reserve-with-timeout"
+        case .delete: name = "delete"
+        case .release: name = "release"
+        case .bury: name = "bury"
+        case .touch: name = "touch"
+        case .watch: name = "watch"
+        case .ignore: name = "ignore"
+        case .peek: name = "peek"
+        case .peekReady: name = "peek-ready"
+        case .peekDelayed: name = "peek-delayed"
+        case .peekBuried: name = "peek-buried"
+        case .kick: name = "kick"
+        case .statsJob: name = "stats-job"
+        case .statsTube: name = "stats-tube"
+        case .stats: name = "stats"
+        case .listTubes: name = "list-tubes"
+        case .listTubeUsed: name = "list-tube-used"
+        case .listTubesWatched: name = "list-tubes-watched"
+        case .pauseTube: name = "pause-tube"
+        case .quit: return
+        }
+        counts[name, default: 0] += 1
+    }
+
+    // MARK: - Moving jobs between states
+
+    private mutating func put(tube name: String, priority: UInt32, delay: UInt32, ttr: UInt32, body: [UInt8], now: Int64) -> UInt64 {
+        let id = nextID
+        nextID += 1
+        ensureTube(name)
+        jobs[id] = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
+        tubes[name]!.totalJobs += 1
+        totalJobs += 1
+        if delay > 0 { enterDelayed(id, until: now + Int64(delay) * 1_000) } else { enterReady(id) }
+        return id
+    }
+
+    /// Takes a job out of its state's counts and lists (heap entries go stale by epoch;
+    /// buried entries too).
+    private mutating func leave(_ id: UInt64) {
+        let j = jobs[id]!
+        jobs[id]!.epoch &+= 1
+        switch j.state {
+        case .ready:
+            tubes[j.tube]!.readyCount -= 1
+            if j.priority < Self.urgentBelow { tubes[j.tube]!.urgent -= 1 }
+        case .reserved:
+            tubes[j.tube]!.reservedCount -= 1
+            connections[j.holder]?.reserved.remove(id)
+            jobs[id]!.holder = 0
+        case .delayed:
+            tubes[j.tube]!.delayedCount -= 1
+        case .buried:
+            tubes[j.tube]!.buriedCount -= 1
+        }
+    }
+
+    private mutating func enterReady(_ id: UInt64) {
+        let j = jobs[id]!
+        jobs[id]!.state = .ready
+        tubes[j.tube]!.readyCount += 1
+        if j.priority < Self.urgentBelow { tubes[j.tube]!.urgent += 1 }
+        tubes[j.tube]!.ready.insert(Entry(first: Int64(j.priority), id: id, epoch: jobs[id]!.epoch))
+    }
+
+    private mutating func enterDelayed(_ id: UInt64, until: Int64) {
+        jobs[id]!.state = .delayed
+        jobs[id]!.due = until
+        let j = jobs[id]!
+        tubes[j.tube]!.delayedCount += 1
+        let e = Entry(first: until, id: id, epoch: j.epoch)
+        tubes[j.tube]!.delayed.insert(e)
+        delays.insert(e)
+    }
+
+    private mutating func enterBuried(_ id: UInt64) {
+        jobs[id]!.state = .buried
+        jobs[id]!.buries += 1
+        let j = jobs[id]!
+        tubes[j.tube]!.buriedCount += 1
+        tubes[j.tube]!.buried.append(Entry(first: 0, id: id, epoch: j.epoch))
+    }
+
+    /// A ready, delayed or buried job is reserved by `conn` for its TTR.
+    private mutating func reserve(_ id: UInt64, to conn: UInt64, now: Int64) {
+        leave(id)
+        let j = jobs[id]!
+        jobs[id]!.state = .reserved
+        jobs[id]!.holder = conn
+        jobs[id]!.reserves += 1
+        tubes[j.tube]!.reservedCount += 1
+        connections[conn]!.reserved.insert(id)
+        setLease(id, until: now + Int64(j.ttr) * 1_000)
+    }
+
+    private mutating func setLease(_ id: UInt64, until: Int64) {
+        jobs[id]!.epoch &+= 1
+        jobs[id]!.due = until
+        leases.insert(Entry(first: until, id: id, epoch: jobs[id]!.epoch))
+    }
+
+    /// A reserved job goes back to ready (its TTR ran out, or its holder left).
+    private mutating func makeReady(_ id: UInt64, now: Int64) {
+        guard jobs[id]?.state == .reserved else { return }
+        leave(id)
+        enterReady(id)
+    }
+
+    private mutating func kickJob(_ id: UInt64) {
+        leave(id)
+        jobs[id]!.kicks += 1
+        enterReady(id)
+        events.append(.kick(id: id))
+    }
+
+    /// `kick n` on a tube: its buried jobs if it has any (oldest first), else its delayed
+    /// ones (soonest first).
+    private mutating func kick(tube name: String, bound: Int, now: Int64) -> Int {
+        var kicked = 0
+        if tubes[name]!.buriedCount > 0 {
+            while kicked < bound, let e = tubes[name]!.buried.popFirst() {
+                guard let j = jobs[e.id], j.epoch == e.epoch, j.state == .buried else { continue }
+                kickJob(e.id)
+                kicked += 1
+            }
+        } else {
+            while kicked < bound, let e = tubes[name]!.delayed.popMin() {
+                guard let j = jobs[e.id], j.epoch == e.epoch, j.state == .delayed else { continue }
+                kickJob(e.id)
+                kicked += 1
+            }
+        }
+        matchWaiters(now: now)
+        return kicked
+    }
+
+    // MARK: - Finding jobs
+
+    /// Makes the tube `name` if it is new.
+    private mutating func ensureTube(_ name: String) {
+        guard tubes[name] == nil else { return }
+        tubes[name] = Tube(name: name)
+        tubeOrder.append(name)
+    }
+
+    /// A tube without jobs, users or watchers goes (`default` stays, as in beanstalkd).
+    private mutating func dropIfUnused(_ name: String) {
+        guard name != Self.defaultTube, let t = tubes[name], t.jobs == 0, t.using == 0, t.watching == 0 else { return }
+        tubes[name] = nil
+        tubeOrder.removeAll { $0 == name }
+    }
+
+    /// The best ready job of a tube, stale entries dropped on the way.
+    private mutating func topReady(_ name: String) -> Entry? {
+        while let e = tubes[name]?.ready.min {
+            if let j = jobs[e.id], j.epoch == e.epoch, j.state == .ready { return e }
+            tubes[name]!.ready.removeMin()
+        }
+        return nil
+    }
+
+    private mutating func bestReady(for conn: UInt64, now: Int64) -> UInt64? {
+        var best: Entry?
+        for name in connections[conn]!.watching {
+            guard let t = tubes[name], t.pausedUntil == 0 || t.pausedUntil <= now, t.readyCount > 0, let e = topReady(name) else { continue }
+            if best == nil || e < best! { best = e }
+        }
+        return best?.id
+    }
+
+    private mutating func peekReady(_ name: String) -> UInt64? { topReady(name)?.id }
+
+    private mutating func peekDelayed(_ name: String) -> UInt64? {
+        while let e = tubes[name]?.delayed.min {
+            if let j = jobs[e.id], j.epoch == e.epoch, j.state == .delayed { return e.id }
+            tubes[name]!.delayed.removeMin()
+        }
+        return nil
+    }
+
+    private mutating func peekBuried(_ name: String) -> UInt64? {
+        while let e = tubes[name]?.buried.first {
+            if let j = jobs[e.id], j.epoch == e.epoch, j.state == .buried { return e.id }
+            tubes[name]!.buried.removeFirst()
+        }
+        return nil
+    }
+
+    private func found(_ id: UInt64?) -> Outcome {
+        guard let id, let j = jobs[id] else { return .reply(.notFound) }
+        return .reply(.found(id: id, body: j.body))
+    }
+
+    private func hasDeadlineSoon(_ conn: UInt64, now: Int64) -> Bool {
+        connections[conn]!.reserved.contains { id in jobs[id].map { $0.due - Self.safetyMargin <= now } ?? false }
+    }
+
+    private mutating func stopWaiting(_ conn: UInt64) {
+        connections[conn]!.waitingUntil = nil
+        connections[conn]!.watching.forEach { tubes[$0]!.waiting -= 1 }
+        waiters.removeAll { $0 == conn }
+    }
+
+    /// Hands ready jobs to waiting reserves, oldest waiter first.
+    private mutating func matchWaiters(now: Int64) {
+        guard !waiters.isEmpty else { return }
+        for conn in waiters {
+            guard let id = bestReady(for: conn, now: now) else { continue }
+            stopWaiting(conn)
+            reserve(id, to: conn, now: now)
+            answers.append(Answer(connection: conn, reply: .reserved(id: id, body: jobs[id]!.body)))
+        }
+    }
+}

@@ -1,0 +1,179 @@
+"""SIGKILL in the middle of a put/reserve/delete/bury workload on `chime beanstalkd -b DIR`.
+
+Usage: python3 kill.py CHIME_BINARY [SECONDS]
+
+Producers put jobs (some delayed) and workers reserve them and delete or bury them, over
+their own connections, recording every answer they received. After SECONDS the server is
+killed with SIGKILL and started again on the same directory. Then:
+  - every job whose INSERTED was received and whose DELETED was not is there, with its
+    body (peek), and every job whose BURIED was received is still buried;
+  - every job whose DELETED was received is gone;
+  - ids keep increasing after the restart.
+Prints a summary line and exits 1 on any violation. Run by BeanstalkKillTests.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start(chime, port, data):
+    proc = subprocess.Popen([chime, "beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", data],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"chime beanstalkd exited with {proc.returncode} on start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("chime beanstalkd did not listen within 60 s")
+
+
+class Conn:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def call(self, data):
+        self.sock.sendall(data)
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        words = line.split(b" ")
+        body = None
+        if words[0] in (b"RESERVED", b"FOUND", b"OK"):
+            n = int(words[-1])
+            while len(self.buf) < n + 2:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError
+                self.buf += chunk
+            body, self.buf = self.buf[:n], self.buf[n + 2:]
+        return words, body
+
+
+inserted = {}  # id -> body
+deleted = set()
+buried = set()
+lock = threading.Lock()
+stop = threading.Event()
+
+
+def producer(port, index):
+    try:
+        c = Conn(port)
+        n = 0
+        while not stop.is_set():
+            body = f"job-{index}-{n}".encode()
+            delay = 1 if n % 5 == 0 else 0
+            words, _ = c.call(b"put %d %d 60 %d\r\n%s\r\n" % (n % 3, delay, len(body), body))
+            if words[0] != b"INSERTED":
+                print(f"put answered {words}")
+                return
+            with lock:
+                inserted[int(words[1])] = body
+            n += 1
+    except (OSError, EOFError):
+        pass
+
+
+def worker(port):
+    try:
+        c = Conn(port)
+        n = 0
+        while not stop.is_set():
+            words, body = c.call(b"reserve-with-timeout 1\r\n")
+            if words[0] != b"RESERVED":
+                continue
+            jid = int(words[1])
+            if n % 4 == 0:
+                words, _ = c.call(b"bury %d 5\r\n" % jid)
+                if words[0] == b"BURIED":
+                    with lock:
+                        buried.add(jid)
+            else:
+                words, _ = c.call(b"delete %d\r\n" % jid)
+                if words[0] == b"DELETED":
+                    with lock:
+                        deleted.add(jid)
+            n += 1
+    except (OSError, EOFError):
+        pass
+
+
+def main():
+    chime = sys.argv[1]
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        proc = start(chime, port, data)
+        threads = [threading.Thread(target=producer, args=(port, i)) for i in range(4)]
+        threads += [threading.Thread(target=worker, args=(port,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        with lock:
+            snapshot = (dict(inserted), set(deleted), set(buried))
+        ins, dele, bur = snapshot
+        proc = start(chime, port, data)
+        try:
+            c = Conn(port)
+            problems = []
+            for jid, body in sorted(ins.items()):
+                words, got = c.call(b"peek %d\r\n" % jid)
+                if jid in dele:
+                    if words[0] != b"NOT_FOUND":
+                        problems.append(f"job {jid}: DELETED was received, yet it is back")
+                elif words[0] != b"FOUND" or got != body:
+                    problems.append(f"job {jid}: INSERTED was received, now {words[0].decode()}")
+            for jid in sorted(bur - dele):
+                words, got = c.call(b"stats-job %d\r\n" % jid)
+                if words[0] != b"OK" or b"state: buried" not in got:
+                    problems.append(f"job {jid}: BURIED was received, now {got!r}")
+            words, _ = c.call(b"put 0 0 60 5\r\nafter\r\n")
+            newest = max(ins) if ins else 0
+            if words[0] != b"INSERTED" or int(words[1]) <= newest:
+                problems.append(f"a put after the restart got {words}, not an id above {newest}")
+            words, stats = c.call(b"stats\r\n")
+            print(f"kill.py: {len(ins)} jobs inserted, {len(dele)} deleted, {len(bur)} buried before SIGKILL; "
+                  f"{len(problems)} problems after the restart")
+            for p in problems[:20]:
+                print("  " + p)
+            if len(ins) < 100 or len(dele) < 10:
+                print("too little work before the kill to say anything")
+                sys.exit(1)
+            sys.exit(1 if problems else 0)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()
