@@ -60,16 +60,22 @@ struct BeanstalkParser: ReplyParser {
 /// beanstalkd with its binlog in the data directory: `-f 0` fsyncs every write before
 /// answering; `-f 50` (its default) fsyncs at most every 50 ms. Delays are whole seconds:
 /// a message due at T is put with the delay rounded up, so it is never early.
+///
+/// With `chime` set, the same client code drives `chime beanstalkd` (the executable given)
+/// instead, at its default: every change journaled and synced before its answer.
 struct BeanstalkPeer: Peer {
     let fsyncMilliseconds: Int
     let bodySize: Int
-    let system = "beanstalkd"
+    var chime: String? = nil
+    var system: String { chime == nil ? "beanstalkd" : "chime beanstalkd" }
     var durability: String {
-        fsyncMilliseconds == 0 ? "-f 0 (fsync every write)" : "-f \(fsyncMilliseconds) (fsync at most every \(fsyncMilliseconds) ms, its default)"
+        if chime != nil { return "default (journal synced before each answer)" }
+        return fsyncMilliseconds == 0 ? "-f 0 (fsync every write)" : "-f \(fsyncMilliseconds) (fsync at most every \(fsyncMilliseconds) ms, its default)"
     }
 
     func command(data: String, port: Int) -> (executable: String, arguments: [String]) {
-        ("beanstalkd", ["-l", "127.0.0.1", "-p", "\(port)", "-b", data, "-f", "\(fsyncMilliseconds)"])
+        if let chime { return (chime, ["beanstalkd", "-l", "127.0.0.1", "-p", "\(port)", "-b", data]) }
+        return ("beanstalkd", ["-l", "127.0.0.1", "-p", "\(port)", "-b", data, "-f", "\(fsyncMilliseconds)"])
     }
 
     typealias Connection = PipelinedConnection<BeanstalkParser>

@@ -31,7 +31,8 @@ struct PeerBench: AsyncParsableCommand {
     var only = "publish,scheduled,e2e,burst,lateness,memory,restart,workers,failover,schedules"
     @Option(help: "Schedules of the schedules workload (default 100,000; 1,000 with --quick).") var schedules: Int?
     @Option(help: "Seconds the schedules workload consumes their occurrences (default 60; 3 with --quick).") var scheduleSeconds: Int?
-    @Option(help: "Systems to run, comma-separated: chime,beanstalkd,redis.") var systems = "chime,beanstalkd,redis"
+    @Option(help: "Systems to run, comma-separated: chime,beanstalkd,redis,chime-beanstalkd (chime-beanstalkd: `chime beanstalkd` driven by the beanstalkd client code).")
+    var systems = "chime,beanstalkd,redis,chime-beanstalkd"
 
     @Option(help: .hidden) var workerProcess: String?
     @Option(help: .hidden) var workerPort: Int?
@@ -88,6 +89,11 @@ struct Suite {
         if systems.contains("beanstalkd") {
             matched += [BeanstalkPeer(fsyncMilliseconds: 0, bodySize: scale.bodySize), BeanstalkPeer(fsyncMilliseconds: 50, bodySize: scale.bodySize)]
             each.append(BeanstalkPeer(fsyncMilliseconds: 50, bodySize: scale.bodySize))
+        }
+        if systems.contains("chime-beanstalkd") {
+            let peer = BeanstalkPeer(fsyncMilliseconds: 0, bodySize: scale.bodySize, chime: o.chime)
+            matched.append(peer)
+            each.append(peer)
         }
         if systems.contains("redis") {
             matched += [RedisPeer(appendfsync: "always", bodySize: scale.bodySize), RedisPeer(appendfsync: "everysec", bodySize: scale.bodySize)]

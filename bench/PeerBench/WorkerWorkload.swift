@@ -108,7 +108,7 @@ enum WorkerWorkload {
             _ = try? await running.value
             await client.close()
         } else {
-            let peer: any Peer = system == "beanstalkd" ? BeanstalkPeer(fsyncMilliseconds: 50, bodySize: bodySize) : RedisPeer(appendfsync: "everysec", bodySize: bodySize)
+            let peer: any Peer = system == "beanstalkd" || system == "chime beanstalkd" ? BeanstalkPeer(fsyncMilliseconds: 50, bodySize: bodySize) : RedisPeer(appendfsync: "everysec", bodySize: bodySize)
             let consumer = try await peer.consumer(port: port, index: 0)
             let mover = try await peer.mover(port: port)
             let json = Data(body(1, size: bodySize))
