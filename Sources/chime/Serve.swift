@@ -265,10 +265,8 @@ struct Serve: AsyncParsableCommand {
             }
             throw CommandFailure(description: "cannot listen on \(host):\(port): \(error)")
         }
-        say("chime \(ChimeVersion.current): serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
-        // Shut down in reverse order: the admin port stops, the server drains its
-        // connections, then the broker writes its checkpoints and closes.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]
+        // Announced before the broker protocol's line, which ends the start-up output.
+        var beanstalk: BeanstalkListener? = nil
         if let beanstalkPort {
             let listener: BeanstalkListener
             do {
@@ -279,10 +277,15 @@ struct Serve: AsyncParsableCommand {
                 _ = await broker.close()
                 throw CommandFailure(description: "cannot serve beanstalkd's protocol on \(host):\(beanstalkPort): \(error)")
             }
-            services.append(.init(service: listener))
+            beanstalk = listener
             BeanstalkSignals.drainOnSIGUSR1(listener)
             say("chime: beanstalkd protocol on \(host):\(listener.port)")
         }
+        say("chime \(ChimeVersion.current): serving the broker protocol on \(host):\(server.port)\(tls == nil ? "" : " over TLS")\(tokens.isEmpty ? "" : " (token required)"). Ctrl-C to stop.")
+        // Shut down in reverse order: the admin port stops, the server drains its
+        // connections, then the broker writes its checkpoints and closes.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: BrokerService(broker)), .init(service: server)]
+        if let beanstalk { services.append(.init(service: beanstalk)) }
         var announce: Task<Void, Never>? = nil
         if adminOn {
             if tokens.isEmpty {
