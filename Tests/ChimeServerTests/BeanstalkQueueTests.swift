@@ -1,4 +1,5 @@
 @testable import ChimeServer
+import ChimeTestSupport
 import Testing
 
 /// The beanstalkd listener's pure state machine: order, time, waiting reserves, and the
@@ -153,7 +154,7 @@ import Testing
     }
 
     @Test func aSeededRandomWorkloadKeepsEveryCountTrue() {
-        var rng = SplitMix(seed: 42)
+        var rng = SeededRandom(seed: 42)
         var q = BeanstalkQueue()
         var live: [UInt64] = [1, 2, 3, 4]
         live.forEach { q.connect($0) }
@@ -192,17 +193,5 @@ import Testing
         }
         checkCounts(q)
         #expect(q.jobs.count > 0)
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 }

@@ -15,13 +15,14 @@ Prints every difference and exits 1 if there is one. Run by BeanstalkConformance
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import greenstalk
+
+from beanstalk_wire import Conn, free_port, wait_for
 
 MAX_JOB = 4096
 # Stats values that are the process's own, not the protocol's.
@@ -37,66 +38,6 @@ def unblock_signals():
     SIGUSR1 must reach the servers."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(port, proc, name):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited with {proc.returncode} before serving")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} did not listen on {port} within 60 s")
-
-
-class Conn:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise EOFError("closed")
-        self.buf += chunk
-
-    def reply(self):
-        """One reply: its line, and for OK/RESERVED/FOUND its chunk."""
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        words = line.split(b" ")
-        if words[0] in (b"OK", b"RESERVED", b"FOUND"):
-            n = int(words[-1])
-            while len(self.buf) < n + 2:
-                self._fill()
-            body, self.buf = self.buf[:n], self.buf[n + 2:]
-            return (line.decode(), body)
-        return (line.decode(), None)
-
-    def closed(self):
-        try:
-            self.sock.settimeout(5)
-            return self.sock.recv(1) == b""
-        except OSError:
-            return True
-
-    def close(self):
-        self.sock.close()
 
 
 def normalize(reply):
