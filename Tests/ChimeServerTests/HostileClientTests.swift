@@ -99,6 +99,8 @@ import Darwin
         let f = try await ServerFixture()
         let gone = try await f.client()
         _ = try await gone.call(.createTopic, CreateTopic(name: "t", settings: nil), as: WireTopic.self)
+        // The test sends no heartbeats: an hour's session keeps the member through a slow machine.
+        _ = try await gone.call(.createGroup, CreateGroup(name: "g", settings: WireGroupSettings(sessionTimeoutMilliseconds: 3_600_000)), as: WireGroupSettings.self)
         let m = try await gone.call(.join, Join(group: "g", member: "w", topics: ["t"]), as: WireMembership.self)
         await gone.send(.fetch, Fetch(group: "g", memberID: m.memberID, max: 10, waitMilliseconds: 60_000))
         #expect(await Self.eventually { f.server.requestsRunning == 1 }, "the fetch waits")
