@@ -7,9 +7,22 @@ import Logging
 /// at once; what they changed is appended to the journal topic `__beanstalk` in one
 /// publish (batches of every connection that arrive while one is being written go in the
 /// next), and no answer leaves before the records it depends on are synced.
+///
+/// Delayed puts go cold (`BeanstalkColdJobs`): 6 bytes in memory, the job in the journal,
+/// and a wake-up — the put record again, as a scheduled message in `__beanstalk_due` due
+/// at the job's time — in the broker's timing wheel. The wake-up is synced before the
+/// journal record, so a journaled cold job always has one; a wake-up whose put was lost
+/// finds no job (ids are leased ahead in the journal, never reused). When a wake-up fires
+/// the engine reads it from the topic and the job is held whole again; a command that
+/// needs a cold job before that reads its put back from the journal. A snapshot
+/// (`BeanstalkSnapshot`) of the cold jobs, taken when the engine is idle or every 30 s
+/// and at a clean stop, spares a restart reading their puts.
 actor BeanstalkEngine {
     /// The journal topic: one partition, kept forever (its records are the jobs).
     static let topic = "__beanstalk"
+    /// The wake-ups of cold jobs: scheduled messages, read by the engine once due; kept a
+    /// day after that (a restart reads again only those after the snapshot).
+    static let wakeupTopic = "__beanstalk_due"
 
     struct Options: Sendable {
         /// Largest job body (`-z`; beanstalkd's default 65,535).
@@ -55,12 +68,33 @@ actor BeanstalkEngine {
     private var writing = false
     private var syncWaiters: [(upTo: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
     private(set) var recordsWritten: UInt64 = 0
+    /// The offset the next journal record gets (known from the last publish).
+    private var journalNext: Int64 = 0
+    private var index = BeanstalkJournalIndex()
+    /// Cold puts whose wake-ups are still to be scheduled (by the writer, before their records).
+    private var coldPending: Set<UInt64> = []
+    private var writeFailed = false
+
+    // Wake-ups and snapshots.
+    private var wakeupsFrom: Int64 = 0
+    private var wakeupReader: Task<Void, Never>?
+    private var snapshotTimer: Task<Void, Never>?
+    private var snapshotting = false
+    private var snapshotMark: (records: UInt64, wakeups: Int64) = (0, 0)
+    private var lastSnapshot = ContinuousClock.now
+    private var lastActivity = ContinuousClock.now
+    private(set) var snapshotsWritten = 0
+    /// Journal records read at the start (for tests and the log).
+    private(set) var recordsReplayed = 0
 
     private init(broker: Broker, options: Options, logger: Logger) {
         self.broker = broker
         self.options = options
         self.logger = logger
+        queue.coldDelays = true
     }
+
+    private var directory: String { broker.options.directory }
 
     /// The engine on `broker`: its journal topic made if new, and read back.
     static func open(broker: Broker, options: Options = Options(), logger: Logger = Logger(label: "chime.beanstalk")) async throws -> BeanstalkEngine {
@@ -70,28 +104,159 @@ actor BeanstalkEngine {
     }
 
     private func recover() async throws {
-        if !broker.listTopics().contains(where: { $0.name == Self.topic }) {
-            let settings = TopicSettings(partitions: 1, retentionMilliseconds: nil, maxMessageBytes: Swift.min(16 << 20, options.maxJobBytes + 512))
-            do { _ = try broker.createTopic(Self.topic, settings: settings) } catch let e as BrokerError where e.code == .topicExists {}
+        let existing = Set(broker.listTopics().map(\.name))
+        let largest = Swift.min(16 << 20, options.maxJobBytes + 512)
+        for (name, retention) in [(Self.topic, nil), (Self.wakeupTopic, Int64(86_400_000))] where !existing.contains(name) {
+            let settings = TopicSettings(partitions: 1, retentionMilliseconds: retention, maxMessageBytes: largest)
+            do { _ = try broker.createTopic(name, settings: settings) } catch let e as BrokerError where e.code == .topicExists {}
         }
-        let now = steadyNow(), wallNow = Self.wallNow()
-        var from: Int64? = nil
+        var from: Int64 = 0
+        var coldFrom: Int64 = 0
+        do {
+            if let snapshot = try BeanstalkSnapshot.read(directory: directory) {
+                queue.restore(cold: snapshot.cold, nextID: snapshot.nextID, idLease: snapshot.idLease)
+                index = snapshot.index
+                (from, coldFrom, journalNext, wakeupsFrom) = (snapshot.journalFrom, snapshot.journalEnd, snapshot.journalEnd, snapshot.wakeupsFrom)
+                snapshotMark = (0, wakeupsFrom)
+                logger.info("beanstalkd snapshot: \(snapshot.cold.count) delayed jobs; the journal is read from offset \(from)")
+            }
+        } catch {
+            logger.warning("beanstalkd snapshot not used (the whole journal is read instead): \(error)")
+        }
         var records = 0
         while true {
             let page = try await broker.peek(topic: Self.topic, partition: 0, from: from, max: 10_000, maxBytes: 16 << 20)
             guard let last = page.last else { break }
             for d in page {
+                let event: BeanstalkEvent
                 do {
-                    queue.replay(try BeanstalkEvent(decoding: d.body), now: now, wallNow: wallNow)
+                    event = try BeanstalkEvent(decoding: d.body)
                 } catch {
                     logger.error("beanstalkd journal: record at offset \(d.offset) skipped: \(error)")
+                    continue
                 }
+                let (now, wallNow) = (steadyNow(), Self.wallNow())
+                if let needed = queue.replay(event, now: now, wallNow: wallNow, mayGoCold: d.offset >= coldFrom) {
+                    await warm([needed])
+                    _ = queue.replay(event, now: steadyNow(), wallNow: Self.wallNow(), mayGoCold: false)
+                }
+                if case .put(let id, _, _, _, _, _, _) = event { index.note(id: id, offset: d.offset) }
             }
             records += page.count
             from = last.offset + 1
+            journalNext = from
         }
-        if records > 0 { logger.info("beanstalkd journal: \(records) records read, \(queue.jobs.count) jobs") }
+        recordsReplayed = records
+        let wakeups = try await readWakeups()
+        queue.finishRecovery()
+        if records > 0 || wakeups > 0 {
+            logger.info("beanstalkd journal: \(records) records and \(wakeups) wake-ups read, \(queue.jobs.count) jobs held and \(queue.cold.count) delayed")
+        }
         armTimer()
+        if records > 100_000 { await snapshot(force: true) }
+        wakeupReader = Task { [weak self] in await self?.followWakeups() }
+        snapshotTimer = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                guard let self else { return }
+                await self.snapshot(force: false)
+            }
+        }
+    }
+
+    // MARK: - Cold jobs
+
+    /// Applies the wake-ups that fired since the last read; how many there were.
+    @discardableResult
+    private func readWakeups() async throws -> Int {
+        var n = 0
+        while true {
+            let page = try await broker.peek(topic: Self.wakeupTopic, partition: 0, from: wakeupsFrom, max: 10_000, maxBytes: 16 << 20)
+            guard let last = page.last else { return n }
+            let (now, wallNow) = (steadyNow(), Self.wallNow())
+            for d in page {
+                do {
+                    queue.warm(try BeanstalkEvent(decoding: d.body), now: now, wallNow: wallNow)
+                } catch {
+                    logger.error("beanstalkd wake-up at offset \(d.offset) skipped: \(error)")
+                }
+            }
+            n += page.count
+            wakeupsFrom = last.offset + 1
+            deliverAnswers()
+            armTimer()
+        }
+    }
+
+    /// Reads wake-ups as they fire, woken by the broker's change signal.
+    private func followWakeups() async {
+        while !closed && !Task.isCancelled {
+            let seen = broker.changes.version
+            do {
+                if try await readWakeups() == 0 { await broker.changes.wait(after: seen, timeout: .seconds(1)) }
+            } catch {
+                logger.error("beanstalkd wake-ups not read: \(error)")
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Holds the cold jobs `ids` whole again, from their puts in the journal.
+    private func warm(_ ids: [UInt64]) async {
+        let puts = await readPuts(ids)
+        let (now, wallNow) = (steadyNow(), Self.wallNow())
+        for p in puts { queue.warm(p, now: now, wallNow: wallNow) }
+        deliverAnswers()
+        armTimer()
+    }
+
+    /// The put records of `ids`, found through the index; in id order. One read goes on
+    /// from where the last stopped when the next id is near.
+    private func readPuts(_ ids: [UInt64]) async -> [BeanstalkEvent] {
+        var found: [BeanstalkEvent] = []
+        var page: [Delivery] = []
+        var at = 0
+        for id in ids.sorted() {
+            guard let start = index.offset(atOrBefore: id) else {
+                logger.error("beanstalkd journal: no put of job \(id) is indexed")
+                continue
+            }
+            if page.isEmpty || at >= page.count || start > page[at].offset || start < page[0].offset {
+                page = []
+                at = 0
+            }
+            var from = page.isEmpty ? start : page[at].offset
+            search: while true {
+                if at >= page.count {
+                    do {
+                        page = try await broker.peek(topic: Self.topic, partition: 0, from: from, max: 1_024, maxBytes: 16 << 20)
+                    } catch {
+                        logger.error("beanstalkd journal: the put of job \(id) not read: \(error)")
+                        page = []
+                    }
+                    at = 0
+                    if page.isEmpty {
+                        logger.error("beanstalkd journal: the put of job \(id) is missing")
+                        break search
+                    }
+                }
+                let d = page[at]
+                if let putID = BeanstalkEvent.putID(in: d.body) {
+                    if putID == id, let e = try? BeanstalkEvent(decoding: d.body) {
+                        found.append(e)
+                        at += 1
+                        break search
+                    }
+                    if putID > id {
+                        logger.error("beanstalkd journal: the put of job \(id) is missing")
+                        break search
+                    }
+                }
+                at += 1
+                from = d.offset + 1
+            }
+        }
+        return found
     }
 
     // MARK: - Connections
@@ -128,13 +293,25 @@ actor BeanstalkEngine {
                 queue.refusedPut(usedAnID: reply == .expectedCRLF)
                 progress.replies.append(reply)
             case .command(let command, let body):
-                switch queue.run(command, body: body, from: connection, now: now, wallNow: wallNow) {
+                var outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow)
+                if case .load(let ids) = outcome {
+                    journal(queue.takeEvents())  // what the batch changed so far is on its way before anything waits
+                    await warm(ids)
+                    guard queue.connections[connection] != nil else {
+                        progress.then = .quit
+                        break
+                    }
+                    outcome = queue.run(command, body: body, from: connection, now: steadyNow(), wallNow: Self.wallNow(), warmed: true)
+                }
+                switch outcome {
                 case .reply(let reply):
                     progress.replies.append(command == .stats ? .ok(yaml: serverStats()) : reply)
                 case .wait:
                     progress.then = .wait
                 case .quit:
                     progress.then = .quit
+                case .load:
+                    preconditionFailure("a command run with its cold jobs warmed asked for more")
                 }
             }
             if progress.then != .next { break }
@@ -169,15 +346,32 @@ actor BeanstalkEngine {
 
     var isDraining: Bool { queue.draining }
 
-    func close() {
+    /// Stops: waiting reserves time out, and once the journal writer is done a snapshot
+    /// is written so that the next start reads little.
+    func close() async {
         closed = true
         timer?.cancel()
+        wakeupReader?.cancel()
+        snapshotTimer?.cancel()
+        for (_, c) in waiting { c.resume(returning: .timedOut) }
+        waiting.removeAll()
+        _ = await sync(upTo: appended)
+        await snapshot(force: true)
+    }
+
+    /// Stops without the final snapshot, as a SIGKILL would (fault injection for tests).
+    func abandonForTests() {
+        closed = true
+        timer?.cancel()
+        wakeupReader?.cancel()
+        snapshotTimer?.cancel()
         for (_, c) in waiting { c.resume(returning: .timedOut) }
         waiting.removeAll()
     }
 
-    /// Counts for tests and the benchmark: jobs by state.
-    func jobCount() -> Int { queue.jobs.count }
+    /// Counts for tests and the benchmark: jobs held whole and cold.
+    func jobCount() -> Int { queue.jobs.count + queue.cold.count }
+    func coldCount() -> Int { queue.cold.count }
 
     // MARK: - Time
 
@@ -224,7 +418,9 @@ actor BeanstalkEngine {
     // MARK: - Journal
 
     private func journal(_ events: [BeanstalkEvent]) {
+        coldPending.formUnion(queue.takeColdPuts())
         guard !events.isEmpty else { return }
+        lastActivity = .now
         pending += events
         appended += UInt64(events.count)
         if !writing {
@@ -233,19 +429,50 @@ actor BeanstalkEngine {
         }
     }
 
-    /// Writes what is pending, in publishes of at most the broker's limit, until nothing is.
+    /// Writes what is pending, in publishes of at most the broker's limit, until nothing is:
+    /// id leases first, then the wake-ups of the cold puts, then the records.
     private func write() async {
         while !pending.isEmpty {
             let batch = pending.prefix(Broker.maxRecordsPerPublish)
             pending.removeFirst(batch.count)
             let upTo = synced + UInt64(batch.count)
             var ok = true
+            var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
+            var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
+            for e in batch {
+                let bytes = e.encoded
+                switch e {
+                case .ids:
+                    leases.append(OutgoingMessage(body: bytes))
+                case .put(let id, _, _, _, let readyAt, _, _):
+                    if coldPending.remove(id) != nil {
+                        wakeups.append(OutgoingMessage(body: bytes, due: .at(readyAt)))
+                        coldPuts.append(e)
+                    }
+                    puts.append((records.count, id))
+                    records.append(OutgoingMessage(body: bytes))
+                default:
+                    records.append(OutgoingMessage(body: bytes))
+                }
+            }
             do {
-                _ = try await broker.publish(topic: Self.topic, batch.map { OutgoingMessage(body: $0.encoded) }, partition: 0)
+                if !leases.isEmpty { journalNext = try Self.nextOffset(after: try await broker.publish(topic: Self.topic, leases, partition: 0)) }
+                if !wakeups.isEmpty { _ = try await broker.publish(topic: Self.wakeupTopic, wakeups, partition: 0) }
+                if !records.isEmpty {
+                    let published = try await broker.publish(topic: Self.topic, records, partition: 0)
+                    for p in puts { if let offset = published[p.at].id?.value { index.note(id: p.id, offset: offset) } }
+                    journalNext = try Self.nextOffset(after: published)
+                }
                 recordsWritten += UInt64(batch.count)
             } catch {
                 ok = false
+                writeFailed = true
                 logger.error("beanstalkd journal: \(batch.count) records not written: \(error)")
+                // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
+                let (now, wallNow) = (steadyNow(), Self.wallNow())
+                for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
+                deliverAnswers()
+                armTimer()
             }
             synced = upTo
             let done = syncWaiters.filter { $0.upTo <= upTo }
@@ -253,6 +480,42 @@ actor BeanstalkEngine {
             for w in done { w.continuation.resume(returning: ok) }
         }
         writing = false
+    }
+
+    private static func nextOffset(after published: [PublishedMessage]) throws -> Int64 {
+        guard let last = published.last?.id?.value else { throw BrokerError(.storage, "a journal publish without offsets") }
+        return last + 1
+    }
+
+    // MARK: - Snapshots
+
+    /// Writes a snapshot when something changed and the engine is idle (a second without
+    /// writes) or the last is 30 s old; `force`: whenever something changed. Not while a
+    /// write is under way or after one failed (the state would hold what the journal lacks).
+    private func snapshot(force: Bool) async {
+        guard !snapshotting, !writing, pending.isEmpty, queue.events.isEmpty, !writeFailed else { return }
+        guard recordsWritten != snapshotMark.records || wakeupsFrom != snapshotMark.wakeups else { return }
+        if !force && ContinuousClock.now - lastActivity < .seconds(1) && ContinuousClock.now - lastSnapshot < .seconds(30) { return }
+        let state = queue.snapshotState()
+        let lowestCold = state.cold.chunks.keys.min().map { $0 << UInt64(BeanstalkColdJobs.chunkBits) }
+        if let lowest = [state.lowestHeld, lowestCold].compactMap({ $0 }).min() { index.drop(below: lowest) }
+        let from = state.lowestHeld.map { index.offset(atOrBefore: $0) ?? 0 } ?? journalNext
+        let snap = BeanstalkSnapshot(
+            journalFrom: from, journalEnd: journalNext, wakeupsFrom: wakeupsFrom, nextID: state.nextID, idLease: state.idLease,
+            cold: state.cold, index: index)
+        snapshotting = true
+        let mark = (recordsWritten, wakeupsFrom)
+        let directory = directory
+        let result = await Task.detached { Result { try snap.write(directory: directory) } }.value
+        snapshotting = false
+        lastSnapshot = .now
+        switch result {
+        case .success:
+            snapshotMark = mark
+            snapshotsWritten += 1
+        case .failure(let error):
+            logger.warning("beanstalkd snapshot not written: \(error)")
+        }
     }
 
     /// Waits until the journal holds every record up to `upTo`; false if a write failed.

@@ -5,16 +5,22 @@
 ///
 /// Body of each record (little-endian; docs/formats.md, "beanstalkd journal"):
 /// version (1 byte, 1), kind (1 byte), then by kind —
-/// put (1): id u64, priority u32, ttr u32, readyAt i64, tube length u8, tube, job body;
-/// delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
-/// bury (4): id u64, priority u32; kick (5): id u64.
+/// put (6): id u64, priority u32, ttr u32, readyAt i64, delay u32, tube length u8, tube,
+/// job body; delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
+/// bury (4): id u64, priority u32; kick (5): id u64; ids (7): upTo u64 — no id below it
+/// is handed out again after a restart (a wake-up scheduled for a put whose journal
+/// record was lost must not find another job under its id).
+/// Kind 1 is the put of the first builds, without the delay; it is still read.
 /// `readyAt` is a wall-clock time in ms since the Unix epoch (0: ready at once).
+/// A put with a delay is also the body of its wake-up: a scheduled message in the topic
+/// `__beanstalk_due`, due at `readyAt`.
 enum BeanstalkEvent: Equatable, Sendable {
-    case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, body: [UInt8])
+    case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, delay: UInt32, body: [UInt8])
     case delete(id: UInt64)
     case release(id: UInt64, priority: UInt32, readyAt: Int64)
     case bury(id: UInt64, priority: UInt32)
     case kick(id: UInt64)
+    case ids(upTo: UInt64)
 
     static let version: UInt8 = 1
 
@@ -28,13 +34,14 @@ enum BeanstalkEvent: Equatable, Sendable {
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         switch self {
-        case .put(let id, let tube, let priority, let ttr, let readyAt, let body):
-            out.reserveCapacity(body.count + tube.utf8.count + 28)
-            out.append(1)
+        case .put(let id, let tube, let priority, let ttr, let readyAt, let delay, let body):
+            out.reserveCapacity(body.count + tube.utf8.count + 32)
+            out.append(6)
             u64(id)
             u32(priority)
             u32(ttr)
             u64(UInt64(bitPattern: readyAt))
+            u32(delay)
             precondition(tube.utf8.count <= Int(UInt8.max), "tube names are at most 200 bytes")
             out.append(UInt8(tube.utf8.count))
             out += tube.utf8
@@ -54,8 +61,27 @@ enum BeanstalkEvent: Equatable, Sendable {
         case .kick(let id):
             out.append(5)
             u64(id)
+        case .ids(let upTo):
+            out.append(7)
+            u64(upTo)
         }
         return out
+    }
+
+    /// The job id a record is about (nil for `ids`).
+    var id: UInt64? {
+        switch self {
+        case .put(let id, _, _, _, _, _, _), .delete(let id), .release(let id, _, _), .bury(let id, _), .kick(let id): id
+        case .ids: nil
+        }
+    }
+
+    /// The job id of a put record, read without decoding the rest; nil for other records.
+    static func putID(in bytes: [UInt8]) -> UInt64? {
+        guard bytes.count >= 10, bytes[0] == version, bytes[1] == 1 || bytes[1] == 6 else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(bytes[2 + i]) << (8 * i) }
+        return v
     }
 
     init(decoding bytes: [UInt8]) throws(Malformed) {
@@ -82,20 +108,22 @@ enum BeanstalkEvent: Equatable, Sendable {
         }
         let kind = bytes[1]
         switch kind {
-        case 1:
+        case 1, 6:
             let id = try u64(), priority = try u32(), ttr = try u32(), readyAt = Int64(bitPattern: try u64())
+            let delay = kind == 6 ? try u32() : 0
             try need(1)
             let n = Int(bytes[at])
             at += 1
             try need(n)
             let tube = String(decoding: bytes[at..<at + n], as: UTF8.self)
             at += n
-            self = .put(id: id, tube: tube, priority: priority, ttr: ttr, readyAt: readyAt, body: Array(bytes[at...]))
+            self = .put(id: id, tube: tube, priority: priority, ttr: ttr, readyAt: readyAt, delay: delay, body: Array(bytes[at...]))
             return
         case 2: self = .delete(id: try u64())
         case 3: self = .release(id: try u64(), priority: try u32(), readyAt: Int64(bitPattern: try u64()))
         case 4: self = .bury(id: try u64(), priority: try u32())
         case 5: self = .kick(id: try u64())
+        case 7: self = .ids(upTo: try u64())
         default: throw Malformed(description: "a beanstalkd journal record of unknown kind \(kind)")
         }
         guard at == bytes.count else { throw Malformed(description: "a beanstalkd journal record of kind \(kind) with \(bytes.count - at) bytes too many") }

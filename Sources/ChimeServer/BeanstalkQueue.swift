@@ -89,6 +89,22 @@ struct BeanstalkQueue {
     private var tubeOrder: [String] = []
     private(set) var connections: [UInt64: Connection] = [:]
     private var nextID: UInt64 = 1
+    /// Delayed puts kept out of memory (`coldDelays`): the shell schedules a wake-up for
+    /// each (`takeColdPuts`), and brings the job back whole with `warm` when it comes, or
+    /// when a command needs the job itself (`Outcome.load`).
+    private(set) var cold = BeanstalkColdJobs()
+    /// Whether delayed puts go cold; only a shell that schedules their wake-ups sets it.
+    var coldDelays = false
+    /// Delays longer than this stay in memory (the broker's wheel reaches 100 years,
+    /// beanstalkd's delays 136).
+    static let longestColdDelay: Int64 = 36_500 * 86_400_000
+    private var coldPuts: [UInt64] = []
+    /// Ids below this are promised by an `ids` record in the journal; a restart goes on
+    /// from it, so an id a lost put had may have been given to its wake-up is never reused.
+    private(set) var idLease: UInt64 = 1
+    static let idLeaseBlock: UInt64 = 10_000
+    /// How many cold jobs one `kick` brings back at most (it answers how many it kicked).
+    static let coldKickLimit = 10_000
     /// Connections whose reserve waits, in the order they began to.
     private var waiters: [UInt64] = []
     private var delays = Heap<Entry>()
@@ -140,17 +156,22 @@ struct BeanstalkQueue {
         case reply(BeanstalkReply)
         case wait
         case quit
+        /// The command needs these cold jobs whole: the shell reads their puts back, gives
+        /// them to `warm`, and runs the command again with `warmed` set. Nothing changed.
+        case load([UInt64])
     }
 
-    mutating func run(_ command: BeanstalkCommand, body: [UInt8] = [], from conn: UInt64, now: Int64, wallNow: Int64) -> Outcome {
+    mutating func run(
+        _ command: BeanstalkCommand, body: [UInt8] = [], from conn: UInt64, now: Int64, wallNow: Int64, warmed: Bool = false
+    ) -> Outcome {
         precondition(connections[conn] != nil, "command from unknown connection \(conn)")
+        if !warmed, let ids = coldNeeded(command, from: conn, now: now, wallNow: wallNow), !ids.isEmpty { return .load(ids) }
         count(command)
         switch command {
         case .put(let priority, let delay, let ttr, _):
             connections[conn]!.isProducer = true
             if draining { return .reply(.draining) }
-            let id = put(tube: connections[conn]!.using, priority: priority, delay: delay, ttr: ttr, body: body, now: now)
-            events.append(.put(id: id, tube: jobs[id]!.tube, priority: priority, ttr: jobs[id]!.ttr, readyAt: delay == 0 ? 0 : wallNow + Int64(delay) * 1_000, body: body))
+            let id = put(tube: connections[conn]!.using, priority: priority, delay: delay, ttr: ttr, body: body, now: now, wallNow: wallNow)
             matchWaiters(now: now)
             return .reply(.inserted(id: id))
         case .use(let name):
@@ -182,6 +203,13 @@ struct BeanstalkQueue {
             reserve(id, to: conn, now: now)
             return .reply(.reserved(id: id, body: jobs[id]!.body))
         case .delete(let id):
+            if let tube = cold.remove(id) {
+                tubes[tube]!.delayedCount -= 1
+                tubes[tube]!.deletes += 1
+                dropIfUnused(tube)
+                events.append(.delete(id: id))
+                return .reply(.deleted)
+            }
             guard let j = jobs[id], j.state != .reserved || j.holder == conn else { return .reply(.notFound) }
             leave(id)
             tubes[j.tube]!.deletes += 1
@@ -278,6 +306,75 @@ struct BeanstalkQueue {
         return events
     }
 
+    /// Takes the ids of the cold puts among the records taken: each needs its wake-up.
+    mutating func takeColdPuts() -> [UInt64] {
+        defer { coldPuts.removeAll(keepingCapacity: true) }
+        return coldPuts
+    }
+
+    // MARK: - Cold jobs
+
+    /// The cold jobs `command` needs whole before it can run, if any.
+    private mutating func coldNeeded(_ command: BeanstalkCommand, from conn: UInt64, now: Int64, wallNow: Int64) -> [UInt64]? {
+        guard cold.count > 0 else { return nil }
+        switch command {
+        case .reserveJob(let id), .peek(let id), .statsJob(let id), .kickJob(let id):
+            return cold.contains(id) ? [id] : nil
+        case .peekDelayed:
+            let name = connections[conn]!.using
+            guard let c = cold.soonest(inTube: name, limit: 1).first else { return nil }
+            let coldDue = now + (BeanstalkColdJobs.wallMilliseconds(dueSecond: c.dueSecond) - wallNow)
+            if let held = peekDelayed(name), jobs[held]!.due <= coldDue { return nil }
+            return [c.id]
+        case .kick(let bound):
+            let name = connections[conn]!.using
+            guard tubes[name]?.buriedCount == 0 else { return nil }
+            return cold.soonest(inTube: name, limit: Int(min(UInt64(bound), UInt64(Self.coldKickLimit)))).map(\.id)
+        default:
+            return nil
+        }
+    }
+
+    /// A cold job's put record, read back from the journal or brought by its wake-up: the
+    /// job is held whole again, ready if its time has come (reserves waiting get it), else
+    /// delayed on the queue's own clock. A record of a job that is not cold changes nothing
+    /// (its wake-up came after a delete, a kick, or a restart that already woke it).
+    mutating func warm(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
+        guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body) = event, let tube = cold.remove(id) else { return }
+        assert(tube == name, "cold job \(id) is in tube \(tube), its put says \(name)")
+        tubes[tube]!.delayedCount -= 1
+        let createdAt = now - max(0, wallNow - (readyAt - Int64(delay) * 1_000))
+        jobs[id] = Job(id: id, tube: tube, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: createdAt, delay: delay, body: body)
+        place(id, readyAt: readyAt, now: now, wallNow: wallNow)
+        matchWaiters(now: now)
+    }
+
+    /// After recovery: ids go on from the lease, past any a lost put may have used.
+    mutating func finishRecovery() {
+        nextID = max(nextID, idLease)
+    }
+
+    /// What a snapshot keeps: the cold jobs, the ids, and the lowest id held whole (the
+    /// journal is read back from that job's put on).
+    func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?) {
+        (cold, nextID, idLease, jobs.keys.min())
+    }
+
+    /// Starts from a snapshot's state, before the journal after it is replayed.
+    mutating func restore(cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64) {
+        precondition(jobs.isEmpty && self.cold.count == 0, "restore into a queue that has jobs")
+        self.cold = cold
+        self.nextID = nextID
+        self.idLease = idLease
+        for (number, name) in cold.tubeNames {
+            ensureTube(name)
+            let n = cold.perTube[number] ?? 0
+            tubes[name]!.delayedCount += n
+            tubes[name]!.totalJobs += UInt64(n)
+            totalJobs += UInt64(n)
+        }
+    }
+
     mutating func takeAnswers() -> [Answer] {
         defer { answers.removeAll(keepingCapacity: true) }
         return answers
@@ -342,38 +439,66 @@ struct BeanstalkQueue {
 
     /// Applies a journal record read back after a restart (`now`/`wallNow`: the clocks
     /// now). Reserved jobs are not journaled: every job comes back ready, delayed or buried.
-    mutating func replay(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
+    ///
+    /// A delayed put may go cold (`mayGoCold`, when its wake-up is known to be scheduled:
+    /// the record is after the snapshot replay started from). A record about a cold job
+    /// that needs it whole is not applied: its id is returned, and the shell warms the job
+    /// and replays the record again.
+    @discardableResult
+    mutating func replay(_ event: BeanstalkEvent, now: Int64, wallNow: Int64, mayGoCold: Bool = true) -> UInt64? {
         switch event {
-        case .put(let id, let tubeName, let priority, let ttr, let readyAt, let body):
+        case .put(let id, let tubeName, let priority, let ttr, let readyAt, let delay, let body):
             nextID = max(nextID, id + 1)
-            guard jobs[id] == nil else { return }
+            guard jobs[id] == nil, !cold.contains(id) else { return nil }
             ensureTube(tubeName)
-            let delay = readyAt == 0 ? 0 : UInt32(clamping: max(0, (readyAt - wallNow + 999) / 1_000))
-            jobs[id] = Job(id: id, tube: tubeName, priority: priority, ttr: ttr, state: .ready, createdAt: now, delay: delay, body: body)
             tubes[tubeName]!.totalJobs += 1
             totalJobs += 1
+            if mayGoCold, coldDelays, readyAt > wallNow, readyAt - wallNow <= Self.longestColdDelay,
+                cold.insert(id, tube: tubeName, dueSecond: BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt))
+            {
+                tubes[tubeName]!.delayedCount += 1
+                return nil
+            }
+            let createdAt: Int64, shown: UInt32
+            if delay > 0 {
+                (createdAt, shown) = (now - max(0, wallNow - (readyAt - Int64(delay) * 1_000)), delay)
+            } else {  // a first-build record: the delay left stands for the delay
+                (createdAt, shown) = (now, readyAt == 0 ? 0 : UInt32(clamping: max(0, (readyAt - wallNow + 999) / 1_000)))
+            }
+            jobs[id] = Job(id: id, tube: tubeName, priority: priority, ttr: ttr, state: .ready, createdAt: createdAt, delay: shown, body: body)
             place(id, readyAt: readyAt, now: now, wallNow: wallNow)
         case .delete(let id):
             nextID = max(nextID, id + 1)
-            guard let j = jobs[id] else { return }
+            if let tube = cold.remove(id) {
+                tubes[tube]!.delayedCount -= 1
+                dropIfUnused(tube)
+                return nil
+            }
+            guard let j = jobs[id] else { return nil }
             leave(id)
             jobs[id] = nil
             dropIfUnused(j.tube)
         case .release(let id, let priority, let readyAt):
-            guard jobs[id] != nil else { return }
+            if cold.contains(id) { return id }
+            guard jobs[id] != nil else { return nil }
             leave(id)
             jobs[id]!.priority = priority
             place(id, readyAt: readyAt, now: now, wallNow: wallNow)
         case .bury(let id, let priority):
-            guard jobs[id] != nil else { return }
+            if cold.contains(id) { return id }
+            guard jobs[id] != nil else { return nil }
             leave(id)
             jobs[id]!.priority = priority
             enterBuried(id)
         case .kick(let id):
-            guard jobs[id] != nil else { return }
+            if cold.contains(id) { return id }
+            guard jobs[id] != nil else { return nil }
             leave(id)
             enterReady(id)
+        case .ids(let upTo):
+            idLease = max(idLease, upTo)
         }
+        return nil
     }
 
     /// A journaled job becomes ready, or delayed until the wall time `readyAt`.
@@ -480,13 +605,27 @@ struct BeanstalkQueue {
 
     // MARK: - Moving jobs between states
 
-    private mutating func put(tube name: String, priority: UInt32, delay: UInt32, ttr: UInt32, body: [UInt8], now: Int64) -> UInt64 {
+    /// A new job, journaled: cold if it is delayed and `coldDelays` is set (its id then
+    /// under a lease), else held whole.
+    private mutating func put(tube name: String, priority: UInt32, delay: UInt32, ttr: UInt32, body: [UInt8], now: Int64, wallNow: Int64) -> UInt64 {
+        let goesCold = coldDelays && delay > 0 && Int64(delay) * 1_000 <= Self.longestColdDelay
+        if goesCold && nextID >= idLease {
+            idLease = nextID + Self.idLeaseBlock
+            events.append(.ids(upTo: idLease))
+        }
         let id = nextID
         nextID += 1
         ensureTube(name)
-        jobs[id] = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
         tubes[name]!.totalJobs += 1
         totalJobs += 1
+        let readyAt = delay == 0 ? 0 : wallNow + Int64(delay) * 1_000
+        events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body))
+        if goesCold && cold.insert(id, tube: name, dueSecond: BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt)) {
+            tubes[name]!.delayedCount += 1
+            coldPuts.append(id)
+            return id
+        }
+        jobs[id] = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
         if delay > 0 { enterDelayed(id, until: now + Int64(delay) * 1_000) } else { enterReady(id) }
         return id
     }

@@ -68,11 +68,17 @@ import Testing
 
     @Test func journalRecordsReadBackAsWrittenAndAnythingElseIsMalformed() throws {
         let events: [BeanstalkEvent] = [
-            .put(id: .max, tube: String(repeating: "t", count: 200), priority: .max, ttr: 1, readyAt: 1_800_000_000_000, body: [0, 13, 10, 255]),
-            .put(id: 1, tube: "default", priority: 0, ttr: 60, readyAt: 0, body: []),
-            .delete(id: 7), .release(id: 8, priority: 3, readyAt: -1), .bury(id: 9, priority: 4), .kick(id: 10),
+            .put(id: .max, tube: String(repeating: "t", count: 200), priority: .max, ttr: 1, readyAt: 1_800_000_000_000, delay: .max, body: [0, 13, 10, 255]),
+            .put(id: 1, tube: "default", priority: 0, ttr: 60, readyAt: 0, delay: 0, body: []),
+            .delete(id: 7), .release(id: 8, priority: 3, readyAt: -1), .bury(id: 9, priority: 4), .kick(id: 10), .ids(upTo: .max),
         ]
-        for e in events { #expect(try BeanstalkEvent(decoding: e.encoded) == e) }
+        for e in events {
+            #expect(try BeanstalkEvent(decoding: e.encoded) == e)
+            #expect(BeanstalkEvent.putID(in: e.encoded) == { if case .put(let id, _, _, _, _, _, _) = e { id } else { nil } }())
+        }
+        // A put of the first builds (kind 1, no delay) still reads, its delay 0.
+        let first: [UInt8] = [1, 1] + [UInt8](repeating: 0, count: 7) + [9] + [5, 0, 0, 0, 60, 0, 0, 0] + [UInt8](repeating: 0, count: 8) + [1, 65, 66]
+        #expect(try BeanstalkEvent(decoding: first) == .put(id: 9 << 56, tube: "A", priority: 5, ttr: 60, readyAt: 0, delay: 0, body: [66]))
         for bad: [UInt8] in [[], [1], [2, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 9], [1, 2, 1, 2, 3], [1, 2] + [UInt8](repeating: 0, count: 9), [1, 1] + [UInt8](repeating: 0, count: 24) + [5, 65]] {
             #expect(throws: BeanstalkEvent.Malformed.self) { try BeanstalkEvent(decoding: bad) }
         }

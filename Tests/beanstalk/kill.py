@@ -2,13 +2,16 @@
 
 Usage: python3 kill.py CHIME_BINARY [SECONDS]
 
-Producers put jobs (some delayed) and workers reserve them and delete or bury them, over
-their own connections, recording every answer they received. After SECONDS the server is
-killed with SIGKILL and started again on the same directory. Then:
+First 500 jobs are put in the tube "later" with an hour's delay, and the server is left
+idle long enough to write its snapshot. Then producers put jobs (some delayed) and workers
+reserve them and delete or bury them, and a sweeper deletes or kicks the "later" jobs,
+over their own connections, recording every answer they received. After SECONDS the
+server is killed with SIGKILL and started again on the same directory. Then:
   - every job whose INSERTED was received and whose DELETED was not is there, with its
     body (peek), and every job whose BURIED was received is still buried (a job whose
     delete or bury was sent and not answered may be either way);
-  - every job whose DELETED was received is gone;
+  - every job whose DELETED was received is gone, and every "later" job whose KICKED was
+    received is ready;
   - ids keep increasing after the restart.
 Prints a summary line and exits 1 on any violation. Run by BeanstalkKillTests.
 """
@@ -36,6 +39,7 @@ deleted = set()
 # Deletes and buries sent whose answer never came: either outcome is right.
 unanswered = set()
 buried = set()
+kicked = set()
 lock = threading.Lock()
 stop = threading.Event()
 
@@ -86,13 +90,48 @@ def worker(port):
         pass
 
 
+def sweeper(port, later):
+    try:
+        c = Conn(port)
+        for i, jid in enumerate(later):
+            if stop.is_set():
+                return
+            if i % 3 == 2:
+                continue
+            with lock:
+                unanswered.add(jid)
+            words, _ = c.call(b"delete %d\r\n" % jid if i % 3 == 0 else b"kick-job %d\r\n" % jid)
+            with lock:
+                if words[0] == b"DELETED":
+                    deleted.add(jid)
+                elif words[0] == b"KICKED":
+                    kicked.add(jid)
+                unanswered.discard(jid)
+            time.sleep(0.002)
+    except (OSError, EOFError):
+        pass
+
+
 def main():
     chime = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3
     with tempfile.TemporaryDirectory() as data:
         port = free_port()
         proc = start(chime, port, data)
+        c = Conn(port)
+        c.call(b"use later\r\n")
+        later = []
+        for n in range(500):
+            body = b"later-%d" % n
+            words, _ = c.call(b"put 0 3600 60 %d\r\n%s\r\n" % (len(body), body))
+            inserted[int(words[1])] = body
+            later.append(int(words[1]))
+        time.sleep(2.5)  # idle: the server writes its snapshot
+        if not any("beanstalk.snapshot" in files for _, _, files in os.walk(data)):
+            print("no beanstalk.snapshot after 2.5 s idle")
+            sys.exit(1)
         threads = [threading.Thread(target=producer, args=(port, i)) for i in range(4)]
+        threads.append(threading.Thread(target=sweeper, args=(port, later)))
         threads += [threading.Thread(target=worker, args=(port,)) for _ in range(2)]
         for t in threads:
             t.start()
@@ -103,8 +142,8 @@ def main():
         for t in threads:
             t.join(timeout=60)
         with lock:
-            snapshot = (dict(inserted), set(deleted), set(buried), set(unanswered))
-        ins, dele, bur, open_ = snapshot
+            snapshot = (dict(inserted), set(deleted), set(buried), set(unanswered), set(kicked))
+        ins, dele, bur, open_, kick = snapshot
         proc = start(chime, port, data)
         try:
             c = Conn(port)
@@ -118,6 +157,10 @@ def main():
                         problems.append(f"job {jid}: DELETED was received, yet it is back")
                 elif words[0] != b"FOUND" or got != body:
                     problems.append(f"job {jid}: INSERTED was received, now {words[0].decode()}")
+            for jid in sorted(kick - open_):
+                words, got = c.call(b"stats-job %d\r\n" % jid)
+                if words[0] != b"OK" or b"state: ready" not in got:
+                    problems.append(f"job {jid}: KICKED was received, now {got!r}")
             for jid in sorted(bur - dele):
                 words, got = c.call(b"stats-job %d\r\n" % jid)
                 if words[0] != b"OK" or b"state: buried" not in got:
@@ -127,11 +170,11 @@ def main():
             if words[0] != b"INSERTED" or int(words[1]) <= newest:
                 problems.append(f"a put after the restart got {words}, not an id above {newest}")
             words, stats = c.call(b"stats\r\n")
-            print(f"kill.py: {len(ins)} jobs inserted, {len(dele)} deleted, {len(bur)} buried before SIGKILL; "
+            print(f"kill.py: {len(ins)} jobs inserted, {len(dele)} deleted, {len(bur)} buried, {len(kick)} kicked before SIGKILL; "
                   f"{len(problems)} problems after the restart")
             for p in problems[:20]:
                 print("  " + p)
-            if len(ins) < 100 or len(dele) < 10:
+            if len(ins) < 100 or len(dele) < 10 or len(kick) < 10:
                 print("too little work before the kill to say anything")
                 sys.exit(1)
             sys.exit(1 if problems else 0)

@@ -1,0 +1,191 @@
+import HeapModule
+
+/// The delayed jobs the beanstalkd listener keeps out of memory: their bodies are in the
+/// journal and their wake-ups are scheduled messages in the broker's timing wheel, so all
+/// that stays here is, per job id, its tube (a 2-byte number) and its due second (4 bytes)
+/// — 6 bytes a job, against a few hundred for a job held whole.
+///
+/// Ids are dense (the queue hands them out in order), so the index is a set of chunks of
+/// 65,536 ids, each two flat arrays; a chunk goes once its last job leaves. A slot with
+/// tube number 0 holds no cold job.
+struct BeanstalkColdJobs: Equatable {
+    static let chunkBits = 16
+    static let chunkSize = 1 << chunkBits
+    /// Due seconds are counted from this Unix time (2020-09-13), so that 4 bytes reach 2156.
+    static let epochSeconds: Int64 = 1_600_000_000
+
+    struct Chunk: Equatable {
+        var tubes: [UInt16]
+        var dues: [UInt32]
+        var live = 0
+        init() {
+            tubes = Array(repeating: 0, count: BeanstalkColdJobs.chunkSize)
+            dues = Array(repeating: 0, count: BeanstalkColdJobs.chunkSize)
+        }
+    }
+
+    private(set) var chunks: [UInt64: Chunk] = [:]
+    /// Tube numbers (1...65,535) of the tubes that have cold jobs, and how many each has.
+    private(set) var tubeNames: [UInt16: String] = [:]
+    private var tubeNumbers: [String: UInt16] = [:]
+    private(set) var perTube: [UInt16: Int] = [:]
+    private var nextNumber: UInt16 = 1
+    private(set) var count = 0
+
+    init() {}
+
+    struct Inconsistent: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The index from its chunks and tube numbers as a snapshot kept them (counts redone).
+    init(chunks: [UInt64: Chunk], tubeNames: [UInt16: String]) throws(Inconsistent) {
+        self.tubeNames = tubeNames
+        for (number, name) in tubeNames {
+            guard number != 0, tubeNumbers.updateValue(number, forKey: name) == nil else {
+                throw Inconsistent(description: "tube \(name) numbered twice, or 0")
+            }
+        }
+        var counts = [Int](repeating: 0, count: Int(UInt16.max) + 1)
+        for (key, var c) in chunks {
+            guard c.tubes.count == Self.chunkSize, c.dues.count == Self.chunkSize else { throw Inconsistent(description: "chunk \(key) is not whole") }
+            var live = 0
+            c.tubes.withUnsafeBufferPointer { tubes in
+                counts.withUnsafeMutableBufferPointer { counts in
+                    for n in tubes where n != 0 {
+                        live += 1
+                        counts[Int(n)] += 1
+                    }
+                }
+            }
+            c.live = live
+            guard live > 0 else { continue }
+            self.chunks[key] = c
+            count += live
+        }
+        for (n, k) in counts.enumerated() where k > 0 {
+            guard tubeNames[UInt16(n)] != nil else { throw Inconsistent(description: "tube number \(n) has no name") }
+            perTube[UInt16(n)] = k
+        }
+        for number in tubeNames.keys where perTube[number] == nil {
+            self.tubeNames[number] = nil
+            tubeNumbers[tubeNames[number]!] = nil
+        }
+        nextNumber = (tubeNames.keys.max() ?? 0) &+ 1
+    }
+
+    /// The due second stored for a wall-clock due time in ms: rounded up, so a cold job is
+    /// never thought due before it is.
+    static func dueSecond(wallMilliseconds: Int64) -> UInt32 {
+        let s = (wallMilliseconds + 999).quotientAndRemainder(dividingBy: 1_000).quotient - epochSeconds
+        return UInt32(clamping: Swift.max(0, s))
+    }
+
+    /// The wall time (ms) a stored due second stands for.
+    static func wallMilliseconds(dueSecond: UInt32) -> Int64 { (Int64(dueSecond) + epochSeconds) * 1_000 }
+
+    func contains(_ id: UInt64) -> Bool { slot(id).map { $0.tube != 0 } ?? false }
+
+    /// The tube and due second of a cold job.
+    func job(_ id: UInt64) -> (tube: String, dueSecond: UInt32)? {
+        guard let s = slot(id), s.tube != 0 else { return nil }
+        return (tubeNames[s.tube]!, s.due)
+    }
+
+    func count(inTube name: String) -> Int { tubeNumbers[name].flatMap { perTube[$0] } ?? 0 }
+
+    private func slot(_ id: UInt64) -> (tube: UInt16, due: UInt32)? {
+        guard let c = chunks[id >> UInt64(Self.chunkBits)] else { return nil }
+        let i = Int(id & UInt64(Self.chunkSize - 1))
+        return (c.tubes[i], c.dues[i])
+    }
+
+    /// Adds a cold job; false (and nothing added) when every tube number is taken.
+    mutating func insert(_ id: UInt64, tube name: String, dueSecond: UInt32) -> Bool {
+        precondition(!contains(id), "cold job \(id) twice")
+        let number: UInt16
+        if let n = tubeNumbers[name] {
+            number = n
+        } else {
+            guard let n = freeNumber() else { return false }
+            number = n
+            tubeNumbers[name] = n
+            tubeNames[n] = name
+        }
+        let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
+        chunks[key, default: Chunk()].tubes[i] = number
+        chunks[key]!.dues[i] = dueSecond
+        chunks[key]!.live += 1
+        perTube[number, default: 0] += 1
+        count += 1
+        return true
+    }
+
+    private mutating func freeNumber() -> UInt16? {
+        guard tubeNames.count < Int(UInt16.max) else { return nil }
+        while tubeNames[nextNumber] != nil || nextNumber == 0 { nextNumber &+= 1 }
+        defer { nextNumber &+= 1 }
+        return nextNumber
+    }
+
+    /// Takes a cold job out; its tube, or nil if it was not cold.
+    @discardableResult
+    mutating func remove(_ id: UInt64) -> String? {
+        let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
+        guard let number = chunks[key]?.tubes[i], number != 0 else { return nil }
+        let name = tubeNames[number]!
+        chunks[key]!.live -= 1
+        if chunks[key]!.live == 0 {
+            chunks[key] = nil
+        } else {
+            chunks[key]!.tubes[i] = 0
+            chunks[key]!.dues[i] = 0
+        }
+        perTube[number]! -= 1
+        if perTube[number] == 0 {
+            perTube[number] = nil
+            tubeNames[number] = nil
+            tubeNumbers[name] = nil
+        }
+        count -= 1
+        return name
+    }
+
+    struct Due: Comparable {
+        var dueSecond: UInt32
+        var id: UInt64
+        static func < (a: Due, b: Due) -> Bool { (a.dueSecond, a.id) < (b.dueSecond, b.id) }
+    }
+
+    /// Up to `limit` cold jobs of a tube, soonest due first (then lowest id): one pass over
+    /// the index, so it costs in proportion to the cold jobs of every tube.
+    func soonest(inTube name: String, limit: Int) -> [Due] {
+        guard limit > 0, let number = tubeNumbers[name] else { return [] }
+        var best = Heap<Due>()  // the `limit` soonest so far; its max is the one to beat
+        for (key, c) in chunks {
+            c.tubes.withUnsafeBufferPointer { tubes in
+                c.dues.withUnsafeBufferPointer { dues in
+                    for i in 0..<Self.chunkSize where tubes[i] == number {
+                        let e = Due(dueSecond: dues[i], id: key << UInt64(Self.chunkBits) | UInt64(i))
+                        if best.count < limit {
+                            best.insert(e)
+                        } else if e < best.max! {
+                            best.replaceMax(with: e)
+                        }
+                    }
+                }
+            }
+        }
+        return best.unordered.sorted()
+    }
+
+    /// Every cold job, in id order (for the snapshot).
+    func forEach(_ body: (UInt64, String, UInt32) -> Void) {
+        for key in chunks.keys.sorted() {
+            let c = chunks[key]!
+            for i in 0..<Self.chunkSize where c.tubes[i] != 0 {
+                body(key << UInt64(Self.chunkBits) | UInt64(i), tubeNames[c.tubes[i]]!, c.dues[i])
+            }
+        }
+    }
+}

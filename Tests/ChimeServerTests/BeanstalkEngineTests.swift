@@ -1,0 +1,84 @@
+import ChimeBroker
+@testable import ChimeServer
+import ChimeTestSupport
+import Logging
+import Testing
+
+/// The beanstalkd engine on a real broker: delayed jobs kept cold come back when their
+/// wake-ups fire in the broker's wheel, and a restart starts from the snapshot.
+@Suite struct BeanstalkEngineTests {
+    private static func open(_ dir: TemporaryDirectory) async throws -> (Broker, BeanstalkEngine) {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let broker = try await Broker.open(BrokerOptions(directory: dir.path, durability: .never), logger: logger)
+        return (broker, try await BeanstalkEngine.open(broker: broker, logger: logger))
+    }
+
+    private static func send(_ engine: BeanstalkEngine, _ conn: UInt64, _ command: BeanstalkCommand, _ body: String = "") async -> BeanstalkReply {
+        let progress = await engine.execute(conn, [.command(command, body: Array(body.utf8))][...])
+        if progress.then == .wait { return await engine.answer(conn) }
+        return progress.replies.first!
+    }
+
+    private static func put(_ engine: BeanstalkEngine, _ conn: UInt64, _ body: String, delay: UInt32) async -> UInt64 {
+        guard case .inserted(let id) = await send(engine, conn, .put(priority: 1, delay: delay, ttr: 60, bytes: UInt32(body.utf8.count)), body) else {
+            Issue.record("put refused")
+            return 0
+        }
+        return id
+    }
+
+    @Test func aColdJobComesBackWhenItsWakeUpFiresInTheBrokersWheel() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-engine")
+        let (broker, engine) = try await Self.open(dir)
+        let conn = await engine.connect()
+        let later = await Self.put(engine, conn, "later", delay: 3_600)
+        #expect(await engine.coldCount() == 1, "a delayed job is cold")
+        let soon = await Self.put(engine, conn, "soon", delay: 1)
+        let got = await Self.send(engine, conn, .reserveWithTimeout(seconds: 120))
+        #expect(got == .reserved(id: soon, body: Array("soon".utf8)), "its wake-up fired and a waiting reserve got it")
+        #expect(await engine.coldCount() == 1)
+        // The other is read back from the journal when a command needs it.
+        #expect(await Self.send(engine, conn, .peek(id: later)) == .found(id: later, body: Array("later".utf8)))
+        #expect(await engine.coldCount() == 0)
+        await engine.close()
+        _ = await broker.close()
+    }
+
+    @Test func aRestartReadsTheSnapshotNotThePutsOfTheColdJobs() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-snapshot")
+        var (broker, engine) = try await Self.open(dir)
+        var conn = await engine.connect()
+        var ids: [UInt64] = []
+        for i in 0..<300 { ids.append(await Self.put(engine, conn, "job \(i)", delay: 3_600)) }
+        let ready = await Self.put(engine, conn, "ready", delay: 0)
+        #expect(await Self.send(engine, conn, .delete(id: ids[7])) == .deleted)
+        await engine.close()
+        _ = await broker.close()
+
+        (broker, engine) = try await Self.open(dir)
+        conn = await engine.connect()
+        #expect(await engine.coldCount() == 299)
+        let replayed = await engine.recordsReplayed
+        #expect(replayed > 0 && replayed <= Int(BeanstalkJournalIndex.everyPuts) + 2, "read from the indexed put at or before the job held whole, not from the start: \(replayed)")
+        #expect(await Self.send(engine, conn, .peek(id: ids[250])) == .found(id: ids[250], body: Array("job 250".utf8)))
+        #expect(await Self.send(engine, conn, .peek(id: ids[7])) == .notFound)
+        #expect(await Self.send(engine, conn, .peekReady) == .found(id: ready, body: Array("ready".utf8)))
+        let next = await Self.put(engine, conn, "next", delay: 5)
+        #expect(next > ready)
+        // Stopped without its snapshot (as by SIGKILL): the journal after the last one is read.
+        #expect(await Self.send(engine, conn, .delete(id: ids[8])) == .deleted)
+        await engine.abandonForTests()
+        _ = await broker.close()
+
+        (broker, engine) = try await Self.open(dir)
+        conn = await engine.connect()
+        #expect(await engine.coldCount() == 299, "299 + 1 put − 1 deleted; the one a peek read back is cold again (reading is not journaled)")
+        #expect(await Self.send(engine, conn, .peek(id: ids[8])) == .notFound)
+        #expect(await Self.send(engine, conn, .peek(id: next)) == .found(id: next, body: Array("next".utf8)))
+        guard case .ok(let stats) = await Self.send(engine, conn, .statsTube(tube: "default")) else { Issue.record("no stats"); return }
+        #expect(stats.contains("current-jobs-delayed: 299\n") && stats.contains("current-jobs-ready: 1\n"), "\(stats)")
+        await engine.close()
+        _ = await broker.close()
+    }
+}

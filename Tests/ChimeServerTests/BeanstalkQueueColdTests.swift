@@ -1,0 +1,208 @@
+@testable import ChimeServer
+import ChimeTestSupport
+import Testing
+
+/// The queue with delayed puts kept cold: what it asks of its shell (wake-ups to schedule,
+/// puts to read back) and that it answers as if every job were held whole.
+@Suite struct BeanstalkQueueColdTests {
+    private static let wall: Int64 = 1_800_000_000_000
+
+    /// A queue with cold delays and the puts it journaled, as the shell would read them back.
+    private struct Shell {
+        var q = BeanstalkQueue()
+        var puts: [UInt64: BeanstalkEvent] = [:]
+        var journal: [BeanstalkEvent] = []
+        var wakeups: [UInt64] = []
+        var loads = 0
+
+        init() {
+            q.coldDelays = true
+            q.connect(1)
+        }
+
+        /// Runs a command as the engine does: a `.load` is answered from the journal.
+        mutating func run(_ c: BeanstalkCommand, body: String = "", conn: UInt64 = 1, now: Int64 = 0) -> BeanstalkQueue.Outcome {
+            var outcome = q.run(c, body: Array(body.utf8), from: conn, now: now, wallNow: wall + now)
+            if case .load(let ids) = outcome {
+                loads += 1
+                for id in ids { q.warm(puts[id]!, now: now, wallNow: wall + now) }
+                outcome = q.run(c, body: Array(body.utf8), from: conn, now: now, wallNow: wall + now, warmed: true)
+            }
+            take()
+            return outcome
+        }
+
+        mutating func take() {
+            for e in q.takeEvents() {
+                if case .put(let id, _, _, _, _, _, _) = e { puts[id] = e }
+                journal.append(e)
+            }
+            wakeups += q.takeColdPuts()
+        }
+
+        mutating func put(_ body: String, pri: UInt32 = 0, delay: UInt32, now: Int64 = 0) -> UInt64 {
+            guard case .reply(.inserted(let id)) = run(.put(priority: pri, delay: delay, ttr: 60, bytes: UInt32(body.utf8.count)), body: body, now: now) else {
+                Issue.record("put refused")
+                return 0
+            }
+            return id
+        }
+
+        /// The wake-up of `id` fires at `now`.
+        mutating func fire(_ id: UInt64, now: Int64) {
+            q.warm(puts[id]!, now: now, wallNow: wall + now)
+            take()
+        }
+    }
+
+    private var wall: Int64 { Self.wall }
+
+    /// Per tube, the counts agree with the jobs held whole plus the cold ones.
+    private func checkCounts(_ q: BeanstalkQueue) {
+        for (name, t) in q.tubes {
+            let mine = q.jobs.values.filter { $0.tube == name }
+            #expect(t.readyCount == mine.filter { $0.state == .ready }.count, "\(name) ready")
+            #expect(t.reservedCount == mine.filter { $0.state == .reserved }.count, "\(name) reserved")
+            #expect(t.delayedCount == mine.filter { $0.state == .delayed }.count + q.cold.count(inTube: name), "\(name) delayed")
+            #expect(t.buriedCount == mine.filter { $0.state == .buried }.count, "\(name) buried")
+        }
+    }
+
+    private func stat(_ yaml: BeanstalkQueue.Outcome, _ key: String) -> String? {
+        guard case .reply(.ok(let text)) = yaml else { return nil }
+        return text.split(separator: "\n").first { $0.hasPrefix(key + ": ") }.map { String($0.dropFirst(key.count + 2)) }
+    }
+
+    @Test func aDelayedPutIsHeldAsSixBytesWithAWakeUpAndIsWholeAgainWhenItFires() {
+        var s = Shell()
+        let id = s.put("later", delay: 10)
+        #expect(s.q.jobs[id] == nil && s.q.cold.contains(id), "not held whole")
+        #expect(s.wakeups == [id])
+        #expect(s.journal.first == .ids(upTo: id + BeanstalkQueue.idLeaseBlock), "its id is leased in the journal before its put")
+        #expect(stat(s.run(.statsTube(tube: "default")), "current-jobs-delayed") == "1")
+        s.q.connect(2)
+        _ = s.run(.watch(tube: "default"), conn: 2)
+        #expect(s.run(.reserve, conn: 2) == .wait)
+        s.fire(id, now: 10_000)
+        #expect(s.q.takeAnswers() == [.init(connection: 2, reply: .reserved(id: id, body: Array("later".utf8)))], "the waiting reserve gets it")
+        #expect(s.q.cold.count == 0)
+        s.fire(id, now: 10_001)
+        #expect(s.q.jobs[id]?.state == .reserved, "a second wake-up changes nothing")
+        checkCounts(s.q)
+    }
+
+    @Test func aCommandThatNeedsAColdJobAsksForItFirstAndIsAnsweredAsIfHeld() {
+        var s = Shell()
+        let a = s.put("a", pri: 7, delay: 100), b = s.put("b", delay: 50)
+        let cmdPeek = { (q: BeanstalkQueue) in q.counts["peek"] ?? 0 }
+        #expect(s.q.run(.peek(id: a), from: 1, now: 0, wallNow: wall) == .load([a]))
+        #expect(cmdPeek(s.q) == 0, "asking changed nothing, not even the command counts")
+        #expect(s.run(.peek(id: a)) == .reply(.found(id: a, body: Array("a".utf8))))
+        #expect(stat(s.run(.statsJob(id: a), now: 2_000), "state") == "delayed")
+        #expect(stat(s.run(.statsJob(id: a), now: 2_000), "delay") == "100")
+        #expect(stat(s.run(.statsJob(id: a), now: 2_000), "time-left") == "98")
+        #expect(stat(s.run(.statsJob(id: a), now: 2_000), "pri") == "7")
+        // peek-delayed: b is due sooner, though a is held whole now.
+        #expect(s.run(.peekDelayed) == .reply(.found(id: b, body: Array("b".utf8))))
+        let loads = s.loads
+        #expect(s.run(.peekDelayed) == .reply(.found(id: b, body: Array("b".utf8))))
+        #expect(s.loads == loads, "the soonest is held now: nothing more is read")
+        let c = s.put("c", delay: 10)
+        #expect(s.run(.delete(id: c)) == .reply(.deleted), "a cold job is deleted without being read")
+        #expect(s.run(.delete(id: c)) == .reply(.notFound))
+        #expect(s.run(.kickJob(id: a)) == .reply(.kickedJob))
+        #expect(s.q.jobs[a]?.state == .ready)
+        checkCounts(s.q)
+    }
+
+    @Test func kickBringsBackTheSoonestColdJobsFirst() {
+        var s = Shell()
+        let ids = [30, 10, 20, 40].map { s.put("job \($0)", delay: UInt32($0)) }
+        #expect(s.run(.kick(bound: 2)) == .reply(.kicked(count: 2)))
+        #expect(s.q.jobs[ids[1]]?.state == .ready && s.q.jobs[ids[2]]?.state == .ready, "due in 10 and 20 s")
+        #expect(s.q.cold.count == 2)
+        #expect(s.run(.kick(bound: 10)) == .reply(.kicked(count: 2)))
+        #expect(s.q.cold.count == 0)
+        checkCounts(s.q)
+    }
+
+    @Test func theJournalReplayedKeepsDelayedPutsColdAndIdsGoOnPastTheLease() throws {
+        var s = Shell()
+        let a = s.put("a", delay: 100), b = s.put("b", delay: 100), c = s.put("c", delay: 100)
+        _ = s.put("now", delay: 0)
+        #expect(s.run(.kickJob(id: c), now: 1_000) == .reply(.kickedJob))
+        #expect(s.run(.reserveJob(id: c), now: 1_000) == .reply(.reserved(id: c, body: Array("c".utf8))))
+        #expect(s.run(.release(id: c, priority: 5, delay: 0), now: 1_000) == .reply(.released))
+        #expect(s.run(.delete(id: b), now: 1_000) == .reply(.deleted))
+
+        var back = BeanstalkQueue()
+        back.coldDelays = true
+        var asked: [UInt64] = []
+        for e in s.journal {
+            let again = try BeanstalkEvent(decoding: e.encoded)
+            if let id = back.replay(again, now: 2_000, wallNow: wall + 2_000) {
+                asked.append(id)
+                back.warm(s.puts[id]!, now: 2_000, wallNow: wall + 2_000)
+                #expect(back.replay(again, now: 2_000, wallNow: wall + 2_000) == nil)
+            }
+        }
+        #expect(asked == [c], "the kick of a cold job needs its put")
+        #expect(back.cold.contains(a) && !back.cold.contains(b) && back.jobs[b] == nil)
+        #expect(back.jobs[c]?.state == .ready && back.jobs[c]?.priority == 5)
+        back.finishRecovery()
+        back.connect(1)
+        guard case .reply(.inserted(let next)) = back.run(.put(priority: 0, delay: 0, ttr: 1, bytes: 0), from: 1, now: 2_000, wallNow: wall + 2_000) else {
+            Issue.record("put refused")
+            return
+        }
+        #expect(next == 1 + BeanstalkQueue.idLeaseBlock, "no id under the lease is used again: a wake-up may carry it")
+        checkCounts(back)
+    }
+
+    @Test func aSnapshotsStateRestoredCountsItsColdJobs() {
+        var s = Shell()
+        for i in 0..<5 { _ = s.put("j\(i)", delay: 60) }
+        _ = s.run(.use(tube: "x"))
+        _ = s.put("x", delay: 60)
+        let state = s.q.snapshotState()
+        var back = BeanstalkQueue()
+        back.coldDelays = true
+        back.restore(cold: state.cold, nextID: state.nextID, idLease: state.idLease)
+        #expect(back.tubes["default"]?.delayedCount == 5 && back.tubes["x"]?.delayedCount == 1)
+        checkCounts(back)
+    }
+
+    @Test func aSeededRandomWorkloadWithColdJobsKeepsEveryCountTrue() {
+        var rng = SeededRandom(seed: 7)
+        var s = Shell()
+        s.q.connect(2)
+        var now: Int64 = 0
+        for _ in 0..<3_000 {
+            now += Int64(rng.next() % 300)
+            let id = UInt64(rng.next() % 60) + 1
+            let conn = UInt64(rng.next() % 2) + 1
+            let command: BeanstalkCommand
+            switch rng.next() % 12 {
+            case 0, 1, 2: command = .put(priority: UInt32(rng.next() % 2_000), delay: UInt32(rng.next() % 4), ttr: 2, bytes: 1)
+            case 3: command = .reserveWithTimeout(seconds: 0)
+            case 4: command = .delete(id: id)
+            case 5: command = .release(id: id, priority: 1, delay: UInt32(rng.next() % 2))
+            case 6: command = .bury(id: id, priority: 3)
+            case 7: command = .kick(bound: UInt32(rng.next() % 3))
+            case 8: command = .peekDelayed
+            case 9: command = .kickJob(id: id)
+            case 10: command = .peek(id: id)
+            default: command = .use(tube: rng.next() % 2 == 0 ? "a" : "b")
+            }
+            _ = s.run(command, body: "x", conn: conn, now: now)
+            // Wake-ups fire at their time, some twice.
+            for w in s.wakeups where s.q.cold.contains(w) {
+                if case .put(_, _, _, _, let readyAt, _, _) = s.puts[w]!, readyAt <= wall + now { s.fire(w, now: now) }
+            }
+            s.q.tick(now: now)
+            _ = s.q.takeAnswers()
+            checkCounts(s.q)
+        }
+        #expect(s.loads > 0 && s.q.counts["put"]! > 500)
+    }
+}
