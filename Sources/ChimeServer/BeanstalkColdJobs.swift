@@ -2,12 +2,14 @@ import HeapModule
 
 /// The delayed jobs the beanstalkd listener keeps out of memory: their bodies are in the
 /// journal and their wake-ups are scheduled messages in the broker's timing wheel, so all
-/// that stays here is, per job id, its tube (a 2-byte number) and its due second (4 bytes)
-/// — 6 bytes a job, against a few hundred for a job held whole.
+/// that stays here is, per job id, its due second (4 bytes) and its tube — a 2-byte
+/// number, and only where a chunk mixes tubes — against a few hundred bytes for a job
+/// held whole.
 ///
 /// Ids are dense (the queue hands them out in order), so the index is a set of chunks of
-/// 65,536 ids, each two flat arrays; a chunk goes once its last job leaves. A slot with
-/// tube number 0 holds no cold job.
+/// 65,536 ids, each a flat array of due seconds (0: no cold job there; a cold job is due
+/// after 2020, so never 0) and, once a second tube comes, one of tube numbers; a chunk goes
+/// once its last job leaves.
 struct BeanstalkColdJobs: Equatable {
     static let chunkBits = 16
     static let chunkSize = 1 << chunkBits
@@ -15,13 +17,17 @@ struct BeanstalkColdJobs: Equatable {
     static let epochSeconds: Int64 = 1_600_000_000
 
     struct Chunk: Equatable {
-        var tubes: [UInt16]
         var dues: [UInt32]
+        /// Every job's tube when they share one; else 0, and `tubes` has each job's.
+        var soleTube: UInt16
+        var tubes: [UInt16]?
         var live = 0
-        init() {
-            tubes = Array(repeating: 0, count: BeanstalkColdJobs.chunkSize)
+        init(soleTube: UInt16) {
             dues = Array(repeating: 0, count: BeanstalkColdJobs.chunkSize)
+            self.soleTube = soleTube
         }
+
+        func tube(_ i: Int) -> UInt16 { tubes?[i] ?? soleTube }
     }
 
     private(set) var chunks: [UInt64: Chunk] = [:]
@@ -48,13 +54,20 @@ struct BeanstalkColdJobs: Equatable {
         }
         var counts = [Int](repeating: 0, count: Int(UInt16.max) + 1)
         for (key, var c) in chunks {
-            guard c.tubes.count == Self.chunkSize, c.dues.count == Self.chunkSize else { throw Inconsistent(description: "chunk \(key) is not whole") }
+            guard c.dues.count == Self.chunkSize, c.tubes.map({ $0.count == Self.chunkSize }) ?? (c.soleTube != 0) else {
+                throw Inconsistent(description: "chunk \(key) is not whole")
+            }
             var live = 0
-            c.tubes.withUnsafeBufferPointer { tubes in
+            c.dues.withUnsafeBufferPointer { dues in
                 counts.withUnsafeMutableBufferPointer { counts in
-                    for n in tubes where n != 0 {
-                        live += 1
-                        counts[Int(n)] += 1
+                    if let tubes = c.tubes {
+                        for i in 0..<Self.chunkSize where dues[i] != 0 {
+                            live += 1
+                            counts[Int(tubes[i])] += 1
+                        }
+                    } else {
+                        for d in dues where d != 0 { live += 1 }
+                        counts[Int(c.soleTube)] += live
                     }
                 }
             }
@@ -64,12 +77,12 @@ struct BeanstalkColdJobs: Equatable {
             count += live
         }
         for (n, k) in counts.enumerated() where k > 0 {
-            guard tubeNames[UInt16(n)] != nil else { throw Inconsistent(description: "tube number \(n) has no name") }
+            guard n != 0, tubeNames[UInt16(n)] != nil else { throw Inconsistent(description: "tube number \(n) has no name") }
             perTube[UInt16(n)] = k
         }
-        for number in tubeNames.keys where perTube[number] == nil {
+        for (number, name) in tubeNames where perTube[number] == nil {
             self.tubeNames[number] = nil
-            tubeNumbers[tubeNames[number]!] = nil
+            tubeNumbers[name] = nil
         }
         nextNumber = (tubeNames.keys.max() ?? 0) &+ 1
     }
@@ -84,11 +97,11 @@ struct BeanstalkColdJobs: Equatable {
     /// The wall time (ms) a stored due second stands for.
     static func wallMilliseconds(dueSecond: UInt32) -> Int64 { (Int64(dueSecond) + epochSeconds) * 1_000 }
 
-    func contains(_ id: UInt64) -> Bool { slot(id).map { $0.tube != 0 } ?? false }
+    func contains(_ id: UInt64) -> Bool { slot(id) != nil }
 
     /// The tube and due second of a cold job.
     func job(_ id: UInt64) -> (tube: String, dueSecond: UInt32)? {
-        guard let s = slot(id), s.tube != 0 else { return nil }
+        guard let s = slot(id) else { return nil }
         return (tubeNames[s.tube]!, s.due)
     }
 
@@ -97,11 +110,13 @@ struct BeanstalkColdJobs: Equatable {
     private func slot(_ id: UInt64) -> (tube: UInt16, due: UInt32)? {
         guard let c = chunks[id >> UInt64(Self.chunkBits)] else { return nil }
         let i = Int(id & UInt64(Self.chunkSize - 1))
-        return (c.tubes[i], c.dues[i])
+        return c.dues[i] == 0 ? nil : (c.tube(i), c.dues[i])
     }
 
-    /// Adds a cold job; false (and nothing added) when every tube number is taken.
+    /// Adds a cold job (due after 2020: `dueSecond` > 0); false (and nothing added) when
+    /// every tube number is taken.
     mutating func insert(_ id: UInt64, tube name: String, dueSecond: UInt32) -> Bool {
+        precondition(dueSecond > 0, "a cold job due at the epoch")
         precondition(!contains(id), "cold job \(id) twice")
         let number: UInt16
         if let n = tubeNumbers[name] {
@@ -113,7 +128,12 @@ struct BeanstalkColdJobs: Equatable {
             tubeNames[n] = name
         }
         let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
-        chunks[key, default: Chunk()].tubes[i] = number
+        if chunks[key] == nil { chunks[key] = Chunk(soleTube: number) }
+        if chunks[key]!.tubes == nil && chunks[key]!.soleTube != number {
+            chunks[key]!.tubes = Array(repeating: chunks[key]!.soleTube, count: Self.chunkSize)
+            chunks[key]!.soleTube = 0
+        }
+        chunks[key]!.tubes?[i] = number
         chunks[key]!.dues[i] = dueSecond
         chunks[key]!.live += 1
         perTube[number, default: 0] += 1
@@ -132,13 +152,13 @@ struct BeanstalkColdJobs: Equatable {
     @discardableResult
     mutating func remove(_ id: UInt64) -> String? {
         let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
-        guard let number = chunks[key]?.tubes[i], number != 0 else { return nil }
+        guard let c = chunks[key], c.dues[i] != 0 else { return nil }
+        let number = c.tube(i)
         let name = tubeNames[number]!
-        chunks[key]!.live -= 1
-        if chunks[key]!.live == 0 {
+        if c.live == 1 {
             chunks[key] = nil
         } else {
-            chunks[key]!.tubes[i] = 0
+            chunks[key]!.live -= 1
             chunks[key]!.dues[i] = 0
         }
         perTube[number]! -= 1
@@ -162,16 +182,14 @@ struct BeanstalkColdJobs: Equatable {
     func soonest(inTube name: String, limit: Int) -> [Due] {
         guard limit > 0, let number = tubeNumbers[name] else { return [] }
         var best = Heap<Due>()  // the `limit` soonest so far; its max is the one to beat
-        for (key, c) in chunks {
-            c.tubes.withUnsafeBufferPointer { tubes in
-                c.dues.withUnsafeBufferPointer { dues in
-                    for i in 0..<Self.chunkSize where tubes[i] == number {
-                        let e = Due(dueSecond: dues[i], id: key << UInt64(Self.chunkBits) | UInt64(i))
-                        if best.count < limit {
-                            best.insert(e)
-                        } else if e < best.max! {
-                            best.replaceMax(with: e)
-                        }
+        for (key, c) in chunks where c.soleTube == number || c.tubes != nil {
+            c.dues.withUnsafeBufferPointer { dues in
+                for i in 0..<Self.chunkSize where dues[i] != 0 && (c.soleTube == number || c.tubes![i] == number) {
+                    let e = Due(dueSecond: dues[i], id: key << UInt64(Self.chunkBits) | UInt64(i))
+                    if best.count < limit {
+                        best.insert(e)
+                    } else if e < best.max! {
+                        best.replaceMax(with: e)
                     }
                 }
             }
@@ -179,12 +197,12 @@ struct BeanstalkColdJobs: Equatable {
         return best.unordered.sorted()
     }
 
-    /// Every cold job, in id order (for the snapshot).
+    /// Every cold job, in id order.
     func forEach(_ body: (UInt64, String, UInt32) -> Void) {
         for key in chunks.keys.sorted() {
             let c = chunks[key]!
-            for i in 0..<Self.chunkSize where c.tubes[i] != 0 {
-                body(key << UInt64(Self.chunkBits) | UInt64(i), tubeNames[c.tubes[i]]!, c.dues[i])
+            for i in 0..<Self.chunkSize where c.dues[i] != 0 {
+                body(key << UInt64(Self.chunkBits) | UInt64(i), tubeNames[c.tube(i)]!, c.dues[i])
             }
         }
     }

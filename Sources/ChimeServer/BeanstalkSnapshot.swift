@@ -2,7 +2,7 @@ import ChimeStore
 import Foundation
 
 /// A checkpoint of the beanstalkd listener, so that a restart reads the journal only from
-/// `journalFrom` on instead of from its start: the cold jobs (6 bytes each), the ids, the
+/// `journalFrom` on instead of from its start: the cold jobs (4–6 bytes each), the ids, the
 /// sparse index of where puts are in the journal, and how far the wake-ups were read.
 /// Jobs held whole are not in it: the journal is read back from the put of the lowest of
 /// them (`journalFrom`), and puts of jobs that the snapshot holds cold are skipped there.
@@ -11,8 +11,9 @@ import Foundation
 /// magic "CBS1" (u32 0x3153_4243), version u8 (1), journalFrom i64, journalEnd i64,
 /// wakeupsFrom i64, nextID u64, idLease u64, tube count u32 and per tube (number u16,
 /// name length u8, name), index count u32 and per entry (id u64, offset i64), chunk count
-/// u32 and per chunk (key u64, 65,536 tube numbers u16, 65,536 due seconds u32), then a
-/// CRC32C (u32) of everything before it. Written atomically (temp file, fsync, rename).
+/// u32 and per chunk (key u64, sole tube u16, 65,536 due seconds u32, and when the sole
+/// tube is 0, 65,536 tube numbers u16), then a CRC32C (u32) of everything before it.
+/// Written atomically (temp file, fsync, rename).
 struct BeanstalkSnapshot: Equatable {
     static let magic: UInt32 = 0x3153_4243
     static let version: UInt8 = 1
@@ -59,9 +60,10 @@ struct BeanstalkSnapshot: Equatable {
         for key in cold.chunks.keys.sorted() {
             let c = cold.chunks[key]!
             raw(key)
+            raw(c.soleTube)
             // The host is little-endian (checked at start-up), so the arrays go as they are.
-            c.tubes.withUnsafeBytes { out += $0 }
             c.dues.withUnsafeBytes { out += $0 }
+            c.tubes?.withUnsafeBytes { out += $0 }
         }
         raw(CRC32C.checksum(out))
         return out
@@ -115,18 +117,19 @@ struct BeanstalkSnapshot: Equatable {
             index.append(id: id, offset: offset)
         }
         var chunks: [UInt64: BeanstalkColdJobs.Chunk] = [:]
-        let chunkBytes = BeanstalkColdJobs.chunkSize * 6
+        let n = BeanstalkColdJobs.chunkSize
         for _ in 0..<(try take(UInt32.self)) {
             let key = try take(UInt64.self)
-            guard bytes.count - 4 - at >= chunkBytes else { throw Unreadable(description: "the beanstalkd snapshot is cut short") }
-            var c = BeanstalkColdJobs.Chunk()
+            let sole = try take(UInt16.self)
+            let size = sole == 0 ? 6 * n : 4 * n
+            guard bytes.count - 4 - at >= size else { throw Unreadable(description: "the beanstalkd snapshot is cut short") }
+            var c = BeanstalkColdJobs.Chunk(soleTube: sole)
+            if sole == 0 { c.tubes = [UInt16](repeating: 0, count: n) }
             bytes.withUnsafeBytes { b in
-                c.tubes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<at + 2 * BeanstalkColdJobs.chunkSize])) }
-                c.dues.withUnsafeMutableBytes {
-                    $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at + 2 * BeanstalkColdJobs.chunkSize..<at + chunkBytes]))
-                }
+                c.dues.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<at + 4 * n])) }
+                c.tubes?.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at + 4 * n..<at + 6 * n])) }
             }
-            at += chunkBytes
+            at += size
             chunks[key] = c
         }
         do {

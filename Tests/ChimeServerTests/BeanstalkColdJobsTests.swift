@@ -26,7 +26,7 @@ import Testing
         var rng = SeededRandom(seed: 11)
         var mine: [BeanstalkColdJobs.Due] = []
         for id in UInt64(1)...5_000 {
-            let due = UInt32(rng.next() % 50)
+            let due = UInt32(rng.next() % 50) + 1
             let tube = rng.next() % 3 == 0 ? "other" : "t"
             do { let got = cold.insert(id * 37, tube: tube, dueSecond: due); #expect(got) }
             if tube == "t" { mine.append(.init(dueSecond: due, id: id * 37)) }
@@ -63,8 +63,11 @@ import Testing
 
     @Test func aSnapshotReadsBackAsWrittenAndADamagedOneIsRefused() throws {
         var cold = BeanstalkColdJobs()
-        for id in stride(from: UInt64(3), to: 200_000, by: 7) { _ = cold.insert(id, tube: id % 2 == 0 ? "even" : "odd", dueSecond: UInt32(id % 1_000)) }
+        for id in stride(from: UInt64(3), to: 200_000, by: 7) { _ = cold.insert(id, tube: id % 2 == 0 ? "even" : "odd", dueSecond: UInt32(id % 1_000) + 1) }
         _ = cold.remove(10)
+        for id in UInt64(1_000_000)..<1_000_100 { _ = cold.insert(id, tube: "solo", dueSecond: 5) }
+        #expect(cold.chunks[1_000_000 >> 16]!.tubes == nil, "a chunk of one tube keeps no tube numbers")
+        #expect(cold.chunks[0]!.tubes != nil)
         var index = BeanstalkJournalIndex()
         index.append(id: 3, offset: 9)
         index.append(id: 700, offset: 2_000)

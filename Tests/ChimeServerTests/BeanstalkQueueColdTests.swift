@@ -73,7 +73,7 @@ import Testing
         return text.split(separator: "\n").first { $0.hasPrefix(key + ": ") }.map { String($0.dropFirst(key.count + 2)) }
     }
 
-    @Test func aDelayedPutIsHeldAsSixBytesWithAWakeUpAndIsWholeAgainWhenItFires() {
+    @Test func aDelayedPutIsHeldColdWithAWakeUpAndIsWholeAgainWhenItFires() {
         var s = Shell()
         let id = s.put("later", delay: 10)
         #expect(s.q.jobs[id] == nil && s.q.cold.contains(id), "not held whole")
