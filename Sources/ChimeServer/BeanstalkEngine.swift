@@ -1,4 +1,5 @@
 import ChimeBroker
+import DequeModule
 import Foundation
 import Logging
 
@@ -73,6 +74,11 @@ actor BeanstalkEngine {
     private var index = BeanstalkJournalIndex()
     /// Cold puts whose wake-ups are still to be scheduled (by the writer, before their records).
     private var coldPending: Set<UInt64> = []
+    /// Per job, the position (in records appended) of its last change not yet synced: a
+    /// reply that shows the job waits for it, and a reply that shows only synced jobs waits
+    /// for nothing.
+    private var unsyncedChanges: [UInt64: UInt64] = [:]
+    private var unsyncedOrder = Deque<(position: UInt64, id: UInt64)>()
     private var writeFailed = false
 
     // Wake-ups and snapshots.
@@ -280,6 +286,7 @@ actor BeanstalkEngine {
     func execute(_ connection: UInt64, _ inputs: ArraySlice<BeanstalkEngine.Input>) async -> Progress {
         let now = steadyNow(), wallNow = Self.wallNow()
         var progress = Progress(replies: [], consumed: 0, then: .next)
+        var mustSync: UInt64 = 0
         guard queue.connections[connection] != nil else {
             progress.then = .quit  // closed meanwhile
             return progress
@@ -295,7 +302,8 @@ actor BeanstalkEngine {
             case .command(let command, let body):
                 var outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow)
                 if case .load(let ids) = outcome {
-                    journal(queue.takeEvents())  // what the batch changed so far is on its way before anything waits
+                    // What the batch changed so far is on its way before anything waits.
+                    if journal(queue.takeEvents()) { mustSync = appended }
                     await warm(ids)
                     guard queue.connections[connection] != nil else {
                         progress.then = .quit
@@ -316,10 +324,12 @@ actor BeanstalkEngine {
             }
             if progress.then != .next { break }
         }
-        journal(queue.takeEvents())
+        if journal(queue.takeEvents()) { mustSync = appended }
         deliverAnswers()
         armTimer()
-        if !(await sync(upTo: appended)) {
+        // A batch that changed nothing waits only for the jobs it shows to be synced.
+        for r in progress.replies { mustSync = Swift.max(mustSync, lastChange(shownBy: r)) }
+        if !(await sync(upTo: mustSync)) {
             progress.replies = progress.replies.map { _ in .internalError }
         }
         return progress
@@ -335,7 +345,7 @@ actor BeanstalkEngine {
         } else {
             reply = await withCheckedContinuation { waiting[connection] = $0 }
         }
-        _ = await sync(upTo: appended)
+        _ = await sync(upTo: lastChange(shownBy: reply))
         return reply
     }
 
@@ -417,15 +427,33 @@ actor BeanstalkEngine {
 
     // MARK: - Journal
 
-    private func journal(_ events: [BeanstalkEvent]) {
+    /// Queues `events` for the writer; whether there were any.
+    @discardableResult
+    private func journal(_ events: [BeanstalkEvent]) -> Bool {
         coldPending.formUnion(queue.takeColdPuts())
-        guard !events.isEmpty else { return }
+        guard !events.isEmpty else { return false }
         lastActivity = .now
+        for (k, e) in events.enumerated() {
+            guard let id = e.id else { continue }
+            let position = appended + UInt64(k) + 1
+            unsyncedChanges[id] = position
+            unsyncedOrder.append((position, id))
+        }
         pending += events
         appended += UInt64(events.count)
         if !writing {
             writing = true
             Task { await self.write() }
+        }
+        return true
+    }
+
+    /// How far the journal must be synced before `reply` may leave: the last change of the
+    /// job it shows (0 if that is synced, or it shows none).
+    private func lastChange(shownBy reply: BeanstalkReply) -> UInt64 {
+        switch reply {
+        case .reserved(let id, _), .found(let id, _): unsyncedChanges[id] ?? 0
+        default: 0
         }
     }
 
@@ -475,6 +503,10 @@ actor BeanstalkEngine {
                 armTimer()
             }
             synced = upTo
+            while let first = unsyncedOrder.first, first.position <= synced {
+                unsyncedOrder.removeFirst()
+                if unsyncedChanges[first.id] == first.position { unsyncedChanges[first.id] = nil }
+            }
             let done = syncWaiters.filter { $0.upTo <= upTo }
             syncWaiters.removeAll { $0.upTo <= upTo }
             for w in done { w.continuation.resume(returning: ok) }

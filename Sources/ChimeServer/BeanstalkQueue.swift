@@ -757,7 +757,11 @@ struct BeanstalkQueue {
     private mutating func bestReady(for conn: UInt64, now: Int64) -> UInt64? {
         var best: Entry?
         for name in connections[conn]!.watching {
-            guard let t = tubes[name], t.pausedUntil == 0 || t.pausedUntil <= now, t.readyCount > 0, let e = topReady(name) else { continue }
+            // No copy of the tube is held here: `topReady` then pops stale entries from a
+            // heap it alone references, in place (a held copy made each pop copy the heap).
+            guard let pausedUntil = tubes[name]?.pausedUntil, pausedUntil == 0 || pausedUntil <= now,
+                tubes[name]!.readyCount > 0, let e = topReady(name)
+            else { continue }
             if best == nil || e < best! { best = e }
         }
         return best?.id
