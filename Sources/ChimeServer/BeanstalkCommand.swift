@@ -50,27 +50,36 @@ enum BeanstalkCommand: Equatable, Sendable {
     static func parse(_ line: [UInt8]) throws(Refusal) -> BeanstalkCommand {
         guard line.count + 2 <= maxLineBytes else { throw .badFormat }
         guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { throw .badFormat }
-        let text = String(decoding: line, as: UTF8.self)
+        let space = UInt8(ascii: " ")
 
-        // Commands with arguments, longest words first where one prefixes another.
-        for verb in Self.withArguments where text.hasPrefix(verb + " ") {
-            var rest = Substring(text.dropFirst(verb.count + 1))
+        // Commands with arguments, longest words first where one prefixes another. Read
+        // as bytes: a put line is read hundreds of thousands of times a second.
+        for (verb, word) in Self.withArgumentsBytes where line.count > word.count && line[word.count] == space && line.starts(with: word) {
+            var at = word.count + 1
             func number<T: FixedWidthInteger & UnsignedInteger>(_: T.Type, last: Bool, lenient: Bool = false) throws(Refusal) -> T {
-                rest = rest.drop { $0 == " " }
-                let digits = rest.prefix { $0.isASCII && $0.isNumber }
-                guard !digits.isEmpty, let v = T(String(digits), radix: 10) else { throw .badFormat }
-                rest = rest.dropFirst(digits.count)
-                if last && !lenient && !rest.isEmpty { throw .badFormat }
-                if !last && rest.first != " " { throw .badFormat }
+                while at < line.count && line[at] == space { at += 1 }
+                let start = at
+                var v: T = 0
+                while at < line.count, line[at] >= 0x30 && line[at] <= 0x39 {
+                    let (times, o1) = v.multipliedReportingOverflow(by: 10)
+                    let (sum, o2) = times.addingReportingOverflow(T(line[at] - 0x30))
+                    guard !o1 && !o2 else { throw .badFormat }
+                    v = sum
+                    at += 1
+                }
+                guard at > start else { throw .badFormat }
+                if last && !lenient && at < line.count { throw .badFormat }
+                if !last && (at == line.count || line[at] != space) { throw .badFormat }
                 return v
             }
             func name(last: Bool) throws(Refusal) -> String {
-                let n = String(rest.prefix { $0 != " " })
+                let start = at
+                while at < line.count && line[at] != space { at += 1 }
+                let n = line[start..<at]
                 guard isValidName(n) else { throw .badFormat }
-                rest = rest.dropFirst(n.utf8.count)
-                if last && !rest.isEmpty { throw .badFormat }
-                if !last && rest.first != " " { throw .badFormat }
-                return n
+                if last && at < line.count { throw .badFormat }
+                if !last && (at == line.count || line[at] != space) { throw .badFormat }
+                return String(decoding: n, as: UTF8.self)
             }
             switch verb {
             case "put":
@@ -96,8 +105,8 @@ enum BeanstalkCommand: Equatable, Sendable {
             default: preconditionFailure("a verb with arguments without a reading: \(verb)")
             }
         }
-        for (verb, command) in Self.withoutArguments where text.hasPrefix(verb) {
-            guard text.count == verb.count || command == .quit else { throw .badFormat }
+        for (verb, command) in Self.withoutArguments where line.starts(with: verb.utf8) {
+            guard line.count == verb.utf8.count || command == .quit else { throw .badFormat }
             return command
         }
         throw .unknownCommand
@@ -129,6 +138,7 @@ enum BeanstalkCommand: Equatable, Sendable {
         "put", "peek", "reserve-with-timeout", "reserve-job", "delete", "release", "bury", "kick-job", "kick", "touch", "stats-job",
         "stats-tube", "use", "watch", "ignore", "pause-tube",
     ]
+    static let withArgumentsBytes = withArguments.map { ($0, Array($0.utf8)) }
     /// Commands without arguments, a word that prefixes another after it.
     static let withoutArguments: [(String, BeanstalkCommand)] = [
         ("peek-ready", .peekReady), ("peek-delayed", .peekDelayed), ("peek-buried", .peekBuried), ("reserve", .reserve),
@@ -137,11 +147,14 @@ enum BeanstalkCommand: Equatable, Sendable {
 
     /// A tube name as protocol.txt allows it: 1–200 bytes of letters, digits and
     /// `- + / ; . $ _ ( )`, not starting with a hyphen.
-    static func isValidName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        guard (1...maxNameBytes).contains(bytes.count), bytes[0] != UInt8(ascii: "-") else { return false }
+    static func isValidName(_ name: String) -> Bool { isValidName(Array(name.utf8)[...]) }
+
+    static func isValidName(_ bytes: ArraySlice<UInt8>) -> Bool {
+        guard (1...maxNameBytes).contains(bytes.count), bytes.first != UInt8(ascii: "-") else { return false }
         return bytes.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || Array("-+/;.$_()".utf8).contains(b)
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || nameSymbols.contains(b)
         }
     }
+
+    private static let nameSymbols = Array("-+/;.$_()".utf8)
 }

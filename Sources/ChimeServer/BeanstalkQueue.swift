@@ -115,7 +115,11 @@ struct BeanstalkQueue {
     private(set) var answers: [Answer] = []
     var draining = false
     /// Commands run, by stats name (`cmd-put`, …), and the jobs that timed out.
-    private(set) var counts: [String: UInt64] = [:]
+    private var commandCounts = [UInt64](repeating: 0, count: BeanstalkQueue.commandNames.count)
+    /// Commands run, by stats name (`put`, `peek`, …).
+    var counts: [String: UInt64] {
+        Dictionary(uniqueKeysWithValues: zip(Self.commandNames, commandCounts).filter { $0.1 > 0 })
+    }
     private(set) var jobTimeouts: UInt64 = 0
     private(set) var totalJobs: UInt64 = 0
     private(set) var totalConnections: UInt64 = 0
@@ -383,7 +387,7 @@ struct BeanstalkQueue {
     /// A put whose job never arrived whole: counted as a put as beanstalkd does, and one
     /// that failed after its line was read (EXPECTED_CRLF) uses up an id, as there.
     mutating func refusedPut(usedAnID: Bool) {
-        counts["put", default: 0] += 1
+        commandCounts[0] += 1  // put
         if usedAnID { nextID += 1 }
     }
 
@@ -549,7 +553,7 @@ struct BeanstalkQueue {
             ("current-jobs-reserved", "\(sums.reserved)"), ("current-jobs-delayed", "\(sums.delayed)"),
             ("current-jobs-buried", "\(sums.buried)"),
         ]
-        for name in Self.commandNames { out.append(("cmd-\(name)", "\(counts[name] ?? 0)")) }
+        for (name, n) in zip(Self.commandNames, commandCounts) { out.append(("cmd-\(name)", "\(n)")) }
         out.append(("job-timeouts", "\(jobTimeouts)"))
         out.append(("total-jobs", "\(totalJobs)"))
         return out
@@ -572,35 +576,35 @@ struct BeanstalkQueue {
         "list-tubes-watched", "pause-tube",
     ]
 
+    /// Counts a command under its place in `commandNames` (no string work per command).
     private mutating func count(_ command: BeanstalkCommand) {
-        let name: String
+        let at: Int
         switch command {
-        case .put: name = "put"
-        case .use: name = "use"
-        case .reserve: name = "reserve"
-        case .reserveJob, .kickJob: return  // beanstalkd counts neither
-        case .reserveWithTimeout: name = "reserve-with-timeout"
-        case .delete: name = "delete"
-        case .release: name = "release"
-        case .bury: name = "bury"
-        case .touch: name = "touch"
-        case .watch: name = "watch"
-        case .ignore: name = "ignore"
-        case .peek: name = "peek"
-        case .peekReady: name = "peek-ready"
-        case .peekDelayed: name = "peek-delayed"
-        case .peekBuried: name = "peek-buried"
-        case .kick: name = "kick"
-        case .statsJob: name = "stats-job"
-        case .statsTube: name = "stats-tube"
-        case .stats: name = "stats"
-        case .listTubes: name = "list-tubes"
-        case .listTubeUsed: name = "list-tube-used"
-        case .listTubesWatched: name = "list-tubes-watched"
-        case .pauseTube: name = "pause-tube"
-        case .quit: return
+        case .put: at = 0
+        case .peek: at = 1
+        case .peekReady: at = 2
+        case .peekDelayed: at = 3
+        case .peekBuried: at = 4
+        case .reserve: at = 5
+        case .reserveWithTimeout: at = 6
+        case .delete: at = 7
+        case .release: at = 8
+        case .use: at = 9
+        case .watch: at = 10
+        case .ignore: at = 11
+        case .bury: at = 12
+        case .kick: at = 13
+        case .touch: at = 14
+        case .stats: at = 15
+        case .statsJob: at = 16
+        case .statsTube: at = 17
+        case .listTubes: at = 18
+        case .listTubeUsed: at = 19
+        case .listTubesWatched: at = 20
+        case .pauseTube: at = 21
+        case .reserveJob, .kickJob, .quit: return  // beanstalkd counts none of them
         }
-        counts[name, default: 0] += 1
+        commandCounts[at] += 1
     }
 
     // MARK: - Moving jobs between states
