@@ -38,6 +38,16 @@ actor BeanstalkEngine {
         var consumed: Int
         var then: Then
         enum Then: Sendable { case next, wait, quit }
+        /// The replies may leave once the journal records after `syncAfter`, up to
+        /// `syncUpTo`, are written (`written(after:upTo:)`); none if they are equal.
+        var syncAfter: UInt64 = 0
+        var syncUpTo: UInt64 = 0
+
+        mutating func mustSync(after: UInt64, upTo: UInt64) {
+            guard upTo > after else { return }
+            syncAfter = syncUpTo > syncAfter ? Swift.min(syncAfter, after) : after
+            syncUpTo = Swift.max(syncUpTo, upTo)
+        }
     }
 
     /// One input of a connection: a command (with its job for a put), a line the framing
@@ -80,6 +90,8 @@ actor BeanstalkEngine {
     private var unsyncedChanges: [UInt64: UInt64] = [:]
     private var unsyncedOrder = Deque<(position: UInt64, id: UInt64)>()
     private var writeFailed = false
+    /// Positions of records that could not be written (the latest 1,024 batches).
+    private var failedWrites: [ClosedRange<UInt64>] = []
 
     // Wake-ups and snapshots.
     private var wakeupsFrom: Int64 = 0
@@ -282,11 +294,12 @@ actor BeanstalkEngine {
         armTimer()
     }
 
-    /// Runs `inputs` in order until one waits or quits; answers once what they changed is synced.
+    /// Runs `inputs` in order until one waits or quits. It does not wait for the journal:
+    /// the caller sends the replies once `written(after:upTo:)` says what they depend on
+    /// is synced, and may run the connection's next inputs meanwhile.
     func execute(_ connection: UInt64, _ inputs: ArraySlice<BeanstalkEngine.Input>) async -> Progress {
         let now = steadyNow(), wallNow = Self.wallNow()
         var progress = Progress(replies: [], consumed: 0, then: .next)
-        var mustSync: UInt64 = 0
         guard queue.connections[connection] != nil else {
             progress.then = .quit  // closed meanwhile
             return progress
@@ -303,7 +316,8 @@ actor BeanstalkEngine {
                 var outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow)
                 if case .load(let ids) = outcome {
                     // What the batch changed so far is on its way before anything waits.
-                    if journal(queue.takeEvents()) { mustSync = appended }
+                    let before = appended
+                    if journal(queue.takeEvents()) { progress.mustSync(after: before, upTo: appended) }
                     await warm(ids)
                     guard queue.connections[connection] != nil else {
                         progress.then = .quit
@@ -324,15 +338,24 @@ actor BeanstalkEngine {
             }
             if progress.then != .next { break }
         }
-        if journal(queue.takeEvents()) { mustSync = appended }
+        let before = appended
+        if journal(queue.takeEvents()) { progress.mustSync(after: before, upTo: appended) }
         deliverAnswers()
         armTimer()
         // A batch that changed nothing waits only for the jobs it shows to be synced.
-        for r in progress.replies { mustSync = Swift.max(mustSync, lastChange(shownBy: r)) }
-        if !(await sync(upTo: mustSync)) {
-            progress.replies = progress.replies.map { _ in .internalError }
+        for r in progress.replies {
+            let last = lastChange(shownBy: r)
+            progress.mustSync(after: last &- 1, upTo: last)
         }
         return progress
+    }
+
+    /// Waits until the journal records after `after` up to `upTo` are synced; false if
+    /// one of them could not be written.
+    func written(after: UInt64, upTo: UInt64) async -> Bool {
+        guard upTo > after else { return true }
+        if upTo > synced { _ = await withCheckedContinuation { syncWaiters.append((upTo, $0)) } }
+        return !failedWrites.contains { $0.upperBound > after && $0.lowerBound <= upTo }
     }
 
     /// The answer to the connection's waiting reserve: a job, TIMED_OUT or DEADLINE_SOON.
@@ -345,8 +368,8 @@ actor BeanstalkEngine {
         } else {
             reply = await withCheckedContinuation { waiting[connection] = $0 }
         }
-        _ = await sync(upTo: lastChange(shownBy: reply))
-        return reply
+        let last = lastChange(shownBy: reply)
+        return await written(after: last &- 1, upTo: last) ? reply : .internalError
     }
 
     /// Drain mode (SIGUSR1): puts are refused with DRAINING, everything else goes on.
@@ -501,6 +524,10 @@ actor BeanstalkEngine {
                 for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
                 deliverAnswers()
                 armTimer()
+            }
+            if !ok {
+                failedWrites.append((synced + 1)...upTo)
+                if failedWrites.count > 1_024 { failedWrites.removeFirst() }
             }
             synced = upTo
             while let first = unsyncedOrder.first, first.position <= synced {

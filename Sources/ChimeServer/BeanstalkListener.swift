@@ -128,8 +128,13 @@ public final class BeanstalkListener: Service, Sendable {
     public func jobCount() async -> Int { await engine.jobCount() }
 }
 
-/// One beanstalkd connection: framing on the event loop, the engine off it.
+/// One beanstalkd connection: framing on the event loop, the engine off it. A batch's
+/// replies wait for the journal in a chain of reply tasks (each writes after the one
+/// before), so that the connection's next batch runs while the last one is being synced;
+/// at most `maxBatchesUnsynced` batches wait so.
 final class BeanstalkConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    static let maxBatchesUnsynced = 4
+
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -141,6 +146,8 @@ final class BeanstalkConnectionHandler: ChannelInboundHandler, @unchecked Sendab
     private var closed = false
     private var paused = false
     private var channel: (any Channel)?
+    /// The reply tasks not yet done, oldest first (touched on the event loop only).
+    private var replying: [Task<Void, Never>] = []
 
     init(engine: BeanstalkEngine, maxJobBytes: Int) {
         self.engine = engine
@@ -193,30 +200,44 @@ final class BeanstalkConnectionHandler: ChannelInboundHandler, @unchecked Sendab
         let batch = inputs
         inputs.removeAll(keepingCapacity: true)
         let engine = self.engine
+        var chain = replying
         Task {
             var rest = batch[...]
             var quit = false
             while !rest.isEmpty && !quit {
+                if chain.count >= Self.maxBatchesUnsynced { await chain.removeFirst().value }
                 let progress = await engine.execute(id, rest)
                 rest = rest.dropFirst(progress.consumed)
-                var out = channel.allocator.buffer(capacity: 256)
-                for r in progress.replies { out.writeBytes(r.bytes) }
+                let before = chain.last
+                let replies = progress.replies
+                let reply = Task {
+                    await before?.value
+                    let ok = await engine.written(after: progress.syncAfter, upTo: progress.syncUpTo)
+                    guard !replies.isEmpty else { return }
+                    var out = channel.allocator.buffer(capacity: 256)
+                    for r in replies { out.writeBytes(ok ? r.bytes : BeanstalkReply.internalError.bytes) }
+                    channel.writeAndFlush(out, promise: nil)
+                }
+                chain.append(reply)
                 switch progress.then {
                 case .next: break
                 case .wait:
-                    if out.readableBytes > 0 { channel.writeAndFlush(out, promise: nil) }
-                    out = channel.allocator.buffer(capacity: 64)
+                    await reply.value
+                    var out = channel.allocator.buffer(capacity: 64)
                     out.writeBytes(await engine.answer(id).bytes)
+                    channel.writeAndFlush(out, promise: nil)
                 case .quit: quit = true
                 }
-                if out.readableBytes > 0 { channel.writeAndFlush(out, promise: nil) }
             }
             if quit {
+                await chain.last?.value
                 // Gone from the engine before the client sees the close.
                 await engine.disconnect(id)
                 channel.close(promise: nil)
             }
+            let pending = chain
             channel.eventLoop.execute {
+                self.replying = pending
                 self.busy = false
                 guard !self.closed else { return }
                 if self.paused && self.inputs.count < BeanstalkListener.maxQueuedInputs {
