@@ -37,6 +37,9 @@ struct BeanstalkColdJobs: Equatable {
     private(set) var perTube: [UInt16: Int] = [:]
     private var nextNumber: UInt16 = 1
     private(set) var count = 0
+    /// Per tube, its soonest cold job once looked for, kept true by inserts and removes
+    /// (dropped when that job leaves): `peek-delayed` does not scan each time.
+    private var soonestOf: [UInt16: Due] = [:]
 
     init() {}
 
@@ -136,6 +139,7 @@ struct BeanstalkColdJobs: Equatable {
         chunks[key]!.tubes?[i] = number
         chunks[key]!.dues[i] = dueSecond
         chunks[key]!.live += 1
+        if let known = soonestOf[number], Due(dueSecond: dueSecond, id: id) < known { soonestOf[number] = Due(dueSecond: dueSecond, id: id) }
         perTube[number, default: 0] += 1
         count += 1
         return true
@@ -162,6 +166,7 @@ struct BeanstalkColdJobs: Equatable {
             chunks[key]!.dues[i] = 0
         }
         perTube[number]! -= 1
+        if soonestOf[number]?.id == id { soonestOf[number] = nil }
         if perTube[number] == 0 {
             perTube[number] = nil
             tubeNames[number] = nil
@@ -175,6 +180,15 @@ struct BeanstalkColdJobs: Equatable {
         var dueSecond: UInt32
         var id: UInt64
         static func < (a: Due, b: Due) -> Bool { (a.dueSecond, a.id) < (b.dueSecond, b.id) }
+    }
+
+    /// The soonest cold job of a tube (then lowest id); a scan only when not known.
+    mutating func soonest(inTube name: String) -> Due? {
+        guard let number = tubeNumbers[name] else { return nil }
+        if let known = soonestOf[number] { return known }
+        let found = soonest(inTube: name, limit: 1).first
+        soonestOf[number] = found
+        return found
     }
 
     /// Up to `limit` cold jobs of a tube, soonest due first (then lowest id): one pass over
@@ -195,6 +209,17 @@ struct BeanstalkColdJobs: Equatable {
             }
         }
         return best.unordered.sorted()
+    }
+
+    /// The cold jobs due at or before `second`, in id order.
+    func due(atOrBefore second: UInt32) -> [UInt64] {
+        var out: [UInt64] = []
+        for key in chunks.keys.sorted() {
+            chunks[key]!.dues.withUnsafeBufferPointer { dues in
+                for i in 0..<Self.chunkSize where dues[i] != 0 && dues[i] <= second { out.append(key << UInt64(Self.chunkBits) | UInt64(i)) }
+            }
+        }
+        return out
     }
 
     /// Every cold job, in id order.

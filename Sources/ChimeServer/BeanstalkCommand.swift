@@ -30,6 +30,24 @@ enum BeanstalkCommand: Equatable, Sendable {
     case pauseTube(tube: String, delay: UInt32)
     case quit
 
+    /// The job a command names, if any.
+    var jobID: UInt64? {
+        switch self {
+        case .reserveJob(let id), .delete(let id), .release(let id, _, _), .bury(let id, _), .touch(let id), .peek(let id), .kickJob(let id),
+            .statsJob(let id):
+            id
+        default: nil
+        }
+    }
+
+    /// Whether the command only shows jobs (a cold job read for it may go cold again).
+    var onlyReads: Bool {
+        switch self {
+        case .peek, .statsJob, .peekDelayed: true
+        default: false
+        }
+    }
+
     /// The reply that refuses a line.
     enum Refusal: String, Error, Equatable, Sendable {
         case badFormat = "BAD_FORMAT"

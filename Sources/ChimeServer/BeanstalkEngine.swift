@@ -82,8 +82,6 @@ actor BeanstalkEngine {
     /// The offset the next journal record gets (known from the last publish).
     private var journalNext: Int64 = 0
     private var index = BeanstalkJournalIndex()
-    /// Cold puts whose wake-ups are still to be scheduled (by the writer, before their records).
-    private var coldPending: Set<UInt64> = []
     /// Per job, the position (in records appended) of its last change not yet synced: a
     /// reply that shows the job waits for it, and a reply that shows only synced jobs waits
     /// for nothing.
@@ -99,7 +97,7 @@ actor BeanstalkEngine {
     private var snapshotTimer: Task<Void, Never>?
     private var snapshotting = false
     private var snapshotMark: (records: UInt64, wakeups: Int64) = (0, 0)
-    private var lastSnapshot = ContinuousClock.now
+    private var lastSnapshot = ContinuousClock.now - .seconds(3_600)
     private var lastActivity = ContinuousClock.now
     private(set) var snapshotsWritten = 0
     /// Journal records read at the start (for tests and the log).
@@ -158,7 +156,7 @@ actor BeanstalkEngine {
                     await warm([needed])
                     _ = queue.replay(event, now: steadyNow(), wallNow: Self.wallNow(), mayGoCold: false)
                 }
-                if case .put(let id, _, _, _, _, _, _) = event { index.note(id: id, offset: d.offset) }
+                if case .put(let id, _, _, _, _, _, _, _) = event { index.note(id: id, offset: d.offset) }
             }
             records += page.count
             from = last.offset + 1
@@ -166,12 +164,22 @@ actor BeanstalkEngine {
         }
         recordsReplayed = records
         let wakeups = try await readWakeups()
+        // A cold job a minute overdue has lost its wake-up (kept a day, or lost with a
+        // power cut under -f): it is read back now.
+        let overdue = queue.cold.due(atOrBefore: BeanstalkColdJobs.dueSecond(wallMilliseconds: Self.wallNow() - 60_000))
+        if !overdue.isEmpty {
+            logger.warning("beanstalkd: \(overdue.count) delayed jobs are overdue without a wake-up; reading them back")
+            await warm(overdue)
+        }
         queue.finishRecovery()
         if records > 0 || wakeups > 0 {
             logger.info("beanstalkd journal: \(records) records and \(wakeups) wake-ups read, \(queue.jobs.count) jobs held and \(queue.cold.count) delayed")
         }
         armTimer()
-        if records > 100_000 { await snapshot(force: true) }
+        if records > 100_000 {
+            snapshotMark.records = .max  // a long read: the next start should not repeat it
+            await snapshot(force: true)
+        }
         wakeupReader = Task { [weak self] in await self?.followWakeups() }
         snapshotTimer = Task { [weak self] in
             while !Task.isCancelled {
@@ -201,6 +209,7 @@ actor BeanstalkEngine {
             }
             n += page.count
             wakeupsFrom = last.offset + 1
+            lastActivity = .now
             deliverAnswers()
             armTimer()
         }
@@ -219,11 +228,19 @@ actor BeanstalkEngine {
         }
     }
 
-    /// Holds the cold jobs `ids` whole again, from their puts in the journal.
+    /// Holds the cold jobs `ids` whole again, from their puts in the journal (once they
+    /// are there: a put of this batch may still be on its way). A cold job whose put is
+    /// not in the journal — its write failed, or a power cut under `-f` kept the snapshot
+    /// and lost the record — is forgotten, with an error logged.
     private func warm(_ ids: [UInt64]) async {
+        _ = await sync(upTo: ids.compactMap { unsyncedChanges[$0] }.max() ?? 0)
         let puts = await readPuts(ids)
         let (now, wallNow) = (steadyNow(), Self.wallNow())
         for p in puts { queue.warm(p, now: now, wallNow: wallNow) }
+        for id in ids where queue.cold.contains(id) {
+            logger.error("beanstalkd: delayed job \(id) has no put in the journal; it is forgotten")
+            queue.forgetCold(id)
+        }
         deliverAnswers()
         armTimer()
     }
@@ -298,7 +315,7 @@ actor BeanstalkEngine {
     /// the caller sends the replies once `written(after:upTo:)` says what they depend on
     /// is synced, and may run the connection's next inputs meanwhile.
     func execute(_ connection: UInt64, _ inputs: ArraySlice<BeanstalkEngine.Input>) async -> Progress {
-        let now = steadyNow(), wallNow = Self.wallNow()
+        var (now, wallNow) = (steadyNow(), Self.wallNow())
         var progress = Progress(replies: [], consumed: 0, then: .next)
         guard queue.connections[connection] != nil else {
             progress.then = .quit  // closed meanwhile
@@ -313,6 +330,9 @@ actor BeanstalkEngine {
                 queue.refusedPut(usedAnID: reply == .expectedCRLF)
                 progress.replies.append(reply)
             case .command(let command, let body):
+                // A reply about a job waits for its last change, whatever the reply says
+                // (NOT_FOUND after someone's delete not yet synced must not be seen first).
+                if let id = command.jobID, let last = unsyncedChanges[id] { progress.mustSync(after: last - 1, upTo: last) }
                 var outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow)
                 if case .load(let ids) = outcome {
                     // What the batch changed so far is on its way before anything waits.
@@ -323,7 +343,10 @@ actor BeanstalkEngine {
                         progress.then = .quit
                         break
                     }
-                    outcome = queue.run(command, body: body, from: connection, now: steadyNow(), wallNow: Self.wallNow(), warmed: true)
+                    (now, wallNow) = (steadyNow(), Self.wallNow())
+                    outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow, warmed: true)
+                    // Jobs read only to be shown go back out of memory (their wake-ups stand).
+                    if command.onlyReads { queue.cool(ids, now: now, wallNow: wallNow) }
                 }
                 switch outcome {
                 case .reply(let reply):
@@ -453,7 +476,6 @@ actor BeanstalkEngine {
     /// Queues `events` for the writer; whether there were any.
     @discardableResult
     private func journal(_ events: [BeanstalkEvent]) -> Bool {
-        coldPending.formUnion(queue.takeColdPuts())
         guard !events.isEmpty else { return false }
         lastActivity = .now
         for (k, e) in events.enumerated() {
@@ -495,8 +517,8 @@ actor BeanstalkEngine {
                 switch e {
                 case .ids:
                     leases.append(OutgoingMessage(body: bytes))
-                case .put(let id, _, _, _, let readyAt, _, _):
-                    if coldPending.remove(id) != nil {
+                case .put(let id, _, _, _, let readyAt, _, _, let wakeup):
+                    if wakeup {
                         wakeups.append(OutgoingMessage(body: bytes, due: .at(readyAt)))
                         coldPuts.append(e)
                     }
@@ -522,6 +544,9 @@ actor BeanstalkEngine {
                 // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
                 let (now, wallNow) = (steadyNow(), Self.wallNow())
                 for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
+                // The lease may not be written: the next cold put takes a new one past every
+                // id a wake-up may carry.
+                queue.leaseLost()
                 deliverAnswers()
                 armTimer()
             }
@@ -554,7 +579,10 @@ actor BeanstalkEngine {
     private func snapshot(force: Bool) async {
         guard !snapshotting, !writing, pending.isEmpty, queue.events.isEmpty, !writeFailed else { return }
         guard recordsWritten != snapshotMark.records || wakeupsFrom != snapshotMark.wakeups else { return }
-        if !force && ContinuousClock.now - lastActivity < .seconds(1) && ContinuousClock.now - lastSnapshot < .seconds(30) { return }
+        if !force {
+            let idle = ContinuousClock.now - lastActivity >= .seconds(1), age = ContinuousClock.now - lastSnapshot
+            guard (idle && age >= .seconds(5)) || age >= .seconds(30) else { return }
+        }
         let state = queue.snapshotState()
         let lowestCold = state.cold.chunks.keys.min().map { $0 << UInt64(BeanstalkColdJobs.chunkBits) }
         if let lowest = [state.lowestHeld, lowestCold].compactMap({ $0 }).min() { index.drop(below: lowest) }

@@ -5,8 +5,8 @@
 ///
 /// Body of each record (little-endian; docs/formats.md, "beanstalkd journal"):
 /// version (1 byte, 1), kind (1 byte), then by kind —
-/// put (6): id u64, priority u32, ttr u32, readyAt i64, delay u32, tube length u8, tube,
-/// job body; delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
+/// put (6 with a wake-up scheduled, 8 without): id u64, priority u32, ttr u32, readyAt
+/// i64, delay u32, tube length u8, tube, job body; delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
 /// bury (4): id u64, priority u32; kick (5): id u64; ids (7): upTo u64 — no id below it
 /// is handed out again after a restart (a wake-up scheduled for a put whose journal
 /// record was lost must not find another job under its id).
@@ -15,7 +15,8 @@
 /// A put with a delay is also the body of its wake-up: a scheduled message in the topic
 /// `__beanstalk_due`, due at `readyAt`.
 enum BeanstalkEvent: Equatable, Sendable {
-    case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, delay: UInt32, body: [UInt8])
+    /// `wakeup`: the put's wake-up was scheduled (only such a put may be kept cold).
+    case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, delay: UInt32, body: [UInt8], wakeup: Bool = false)
     case delete(id: UInt64)
     case release(id: UInt64, priority: UInt32, readyAt: Int64)
     case bury(id: UInt64, priority: UInt32)
@@ -34,9 +35,9 @@ enum BeanstalkEvent: Equatable, Sendable {
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         switch self {
-        case .put(let id, let tube, let priority, let ttr, let readyAt, let delay, let body):
+        case .put(let id, let tube, let priority, let ttr, let readyAt, let delay, let body, let wakeup):
             out.reserveCapacity(body.count + tube.utf8.count + 32)
-            out.append(6)
+            out.append(wakeup ? 6 : 8)
             u64(id)
             u32(priority)
             u32(ttr)
@@ -71,14 +72,14 @@ enum BeanstalkEvent: Equatable, Sendable {
     /// The job id a record is about (nil for `ids`).
     var id: UInt64? {
         switch self {
-        case .put(let id, _, _, _, _, _, _), .delete(let id), .release(let id, _, _), .bury(let id, _), .kick(let id): id
+        case .put(let id, _, _, _, _, _, _, _), .delete(let id), .release(let id, _, _), .bury(let id, _), .kick(let id): id
         case .ids: nil
         }
     }
 
     /// The job id of a put record, read without decoding the rest; nil for other records.
     static func putID(in bytes: [UInt8]) -> UInt64? {
-        guard bytes.count >= 10, bytes[0] == version, bytes[1] == 1 || bytes[1] == 6 else { return nil }
+        guard bytes.count >= 10, bytes[0] == version, bytes[1] == 1 || bytes[1] == 6 || bytes[1] == 8 else { return nil }
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(bytes[2 + i]) << (8 * i) }
         return v
@@ -108,16 +109,16 @@ enum BeanstalkEvent: Equatable, Sendable {
         }
         let kind = bytes[1]
         switch kind {
-        case 1, 6:
+        case 1, 6, 8:
             let id = try u64(), priority = try u32(), ttr = try u32(), readyAt = Int64(bitPattern: try u64())
-            let delay = kind == 6 ? try u32() : 0
+            let delay = kind == 1 ? 0 : try u32()
             try need(1)
             let n = Int(bytes[at])
             at += 1
             try need(n)
             let tube = String(decoding: bytes[at..<at + n], as: UTF8.self)
             at += n
-            self = .put(id: id, tube: tube, priority: priority, ttr: ttr, readyAt: readyAt, delay: delay, body: Array(bytes[at...]))
+            self = .put(id: id, tube: tube, priority: priority, ttr: ttr, readyAt: readyAt, delay: delay, body: Array(bytes[at...]), wakeup: kind == 6)
             return
         case 2: self = .delete(id: try u64())
         case 3: self = .release(id: try u64(), priority: try u32(), readyAt: Int64(bitPattern: try u64()))

@@ -90,7 +90,7 @@ struct BeanstalkQueue {
     private(set) var connections: [UInt64: Connection] = [:]
     private var nextID: UInt64 = 1
     /// Delayed puts kept out of memory (`coldDelays`): the shell schedules a wake-up for
-    /// each (`takeColdPuts`), and brings the job back whole with `warm` when it comes, or
+    /// each (its put record says `wakeup`), and brings the job back whole with `warm` when it comes, or
     /// when a command needs the job itself (`Outcome.load`).
     private(set) var cold = BeanstalkColdJobs()
     /// Whether delayed puts go cold; only a shell that schedules their wake-ups sets it.
@@ -98,7 +98,6 @@ struct BeanstalkQueue {
     /// Delays longer than this stay in memory (the broker's wheel reaches 100 years,
     /// beanstalkd's delays 136).
     static let longestColdDelay: Int64 = 36_500 * 86_400_000
-    private var coldPuts: [UInt64] = []
     /// Ids below this are promised by an `ids` record in the journal; a restart goes on
     /// from it, so an id a lost put had may have been given to its wake-up is never reused.
     private(set) var idLease: UInt64 = 1
@@ -310,11 +309,6 @@ struct BeanstalkQueue {
         return events
     }
 
-    /// Takes the ids of the cold puts among the records taken: each needs its wake-up.
-    mutating func takeColdPuts() -> [UInt64] {
-        defer { coldPuts.removeAll(keepingCapacity: true) }
-        return coldPuts
-    }
 
     // MARK: - Cold jobs
 
@@ -326,7 +320,7 @@ struct BeanstalkQueue {
             return cold.contains(id) ? [id] : nil
         case .peekDelayed:
             let name = connections[conn]!.using
-            guard let c = cold.soonest(inTube: name, limit: 1).first else { return nil }
+            guard let c = cold.soonest(inTube: name) else { return nil }
             let coldDue = now + (BeanstalkColdJobs.wallMilliseconds(dueSecond: c.dueSecond) - wallNow)
             if let held = peekDelayed(name), jobs[held]!.due <= coldDue { return nil }
             return [c.id]
@@ -344,13 +338,39 @@ struct BeanstalkQueue {
     /// delayed on the queue's own clock. A record of a job that is not cold changes nothing
     /// (its wake-up came after a delete, a kick, or a restart that already woke it).
     mutating func warm(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
-        guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body) = event, let tube = cold.remove(id) else { return }
+        guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body, _) = event, let tube = cold.remove(id) else { return }
         assert(tube == name, "cold job \(id) is in tube \(tube), its put says \(name)")
         tubes[tube]!.delayedCount -= 1
         let createdAt = now - max(0, wallNow - (readyAt - Int64(delay) * 1_000))
         jobs[id] = Job(id: id, tube: tube, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: createdAt, delay: delay, body: body)
         place(id, readyAt: readyAt, now: now, wallNow: wallNow)
         matchWaiters(now: now)
+    }
+
+    /// Jobs warmed only to be shown go back cold if they are still delayed and untouched
+    /// (their wake-ups were never cancelled): a read does not keep a job in memory.
+    mutating func cool(_ ids: [UInt64], now: Int64, wallNow: Int64) {
+        for id in ids {
+            guard let j = jobs[id], j.state == .delayed, j.reserves == 0, j.releases == 0, j.buries == 0, j.kicks == 0, j.timeouts == 0 else { continue }
+            let due = BeanstalkColdJobs.dueSecond(wallMilliseconds: wallNow + (j.due - now))
+            guard due > 0, cold.insert(id, tube: j.tube, dueSecond: due) else { continue }  // else it stays whole
+            leave(id)
+            jobs[id] = nil
+            tubes[j.tube]!.delayedCount += 1
+        }
+    }
+
+    /// A cold job whose put cannot be found: it leaves the counts.
+    mutating func forgetCold(_ id: UInt64) {
+        guard let tube = cold.remove(id) else { return }
+        tubes[tube]!.delayedCount -= 1
+        dropIfUnused(tube)
+    }
+
+    /// A journal write failed: the lease it carried may be lost, so the next cold put
+    /// takes a new one (past every id handed out so far).
+    mutating func leaseLost() {
+        idLease = nextID
     }
 
     /// After recovery: ids go on from the lease, past any a lost put may have used.
@@ -451,15 +471,15 @@ struct BeanstalkQueue {
     @discardableResult
     mutating func replay(_ event: BeanstalkEvent, now: Int64, wallNow: Int64, mayGoCold: Bool = true) -> UInt64? {
         switch event {
-        case .put(let id, let tubeName, let priority, let ttr, let readyAt, let delay, let body):
+        case .put(let id, let tubeName, let priority, let ttr, let readyAt, let delay, let body, let wakeup):
             nextID = max(nextID, id + 1)
             guard jobs[id] == nil, !cold.contains(id) else { return nil }
             ensureTube(tubeName)
             tubes[tubeName]!.totalJobs += 1
             totalJobs += 1
-            if mayGoCold, coldDelays, readyAt > wallNow, readyAt - wallNow <= Self.longestColdDelay,
-                cold.insert(id, tube: tubeName, dueSecond: BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt))
-            {
+            // Only a put whose wake-up was scheduled may go cold: it is what brings it back.
+            let due = BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt)
+            if mayGoCold, wakeup, coldDelays, readyAt > wallNow, due > 0, cold.insert(id, tube: tubeName, dueSecond: due) {
                 tubes[tubeName]!.delayedCount += 1
                 return nil
             }
@@ -612,7 +632,10 @@ struct BeanstalkQueue {
     /// A new job, journaled: cold if it is delayed and `coldDelays` is set (its id then
     /// under a lease), else held whole.
     private mutating func put(tube name: String, priority: UInt32, delay: UInt32, ttr: UInt32, body: [UInt8], now: Int64, wallNow: Int64) -> UInt64 {
-        let goesCold = coldDelays && delay > 0 && Int64(delay) * 1_000 <= Self.longestColdDelay
+        let readyAt = delay == 0 ? 0 : wallNow + Int64(delay) * 1_000
+        let due = BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt)
+        // A wall clock before 2020 (a machine that has not set its clock yet) holds it whole.
+        let goesCold = coldDelays && delay > 0 && Int64(delay) * 1_000 <= Self.longestColdDelay && due > 0
         if goesCold && nextID >= idLease {
             idLease = nextID + Self.idLeaseBlock
             events.append(.ids(upTo: idLease))
@@ -622,11 +645,10 @@ struct BeanstalkQueue {
         ensureTube(name)
         tubes[name]!.totalJobs += 1
         totalJobs += 1
-        let readyAt = delay == 0 ? 0 : wallNow + Int64(delay) * 1_000
-        events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body))
-        if goesCold && cold.insert(id, tube: name, dueSecond: BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt)) {
+        let cooled = goesCold && cold.insert(id, tube: name, dueSecond: due)
+        events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body, wakeup: cooled))
+        if cooled {
             tubes[name]!.delayedCount += 1
-            coldPuts.append(id)
             return id
         }
         jobs[id] = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)

@@ -32,9 +32,24 @@ import Testing
             if tube == "t" { mine.append(.init(dueSecond: due, id: id * 37)) }
         }
         mine.sort()
+        #expect(cold.soonest(inTube: "t") == mine.first)
         #expect(cold.soonest(inTube: "t", limit: 10) == Array(mine.prefix(10)))
         #expect(cold.soonest(inTube: "t", limit: 100_000) == mine)
         #expect(cold.soonest(inTube: "none", limit: 10).isEmpty)
+        // The remembered soonest stays true through inserts and removes.
+        for step in 0..<2_000 {
+            if step % 3 == 0 || mine.isEmpty {
+                let e = BeanstalkColdJobs.Due(dueSecond: UInt32(rng.next() % 60) + 1, id: 1_000_000 + UInt64(step))
+                do { let got = cold.insert(e.id, tube: "t", dueSecond: e.dueSecond); #expect(got) }
+                mine.append(e)
+                mine.sort()
+            } else {
+                let gone = mine.remove(at: Int(rng.next() % UInt64(mine.count)))
+                cold.remove(gone.id)
+            }
+            let known = cold.soonest(inTube: "t")
+            #expect(known == mine.first, "step \(step)")
+        }
     }
 
     @Test func aDueSecondIsRoundedUpSoAColdJobIsNeverDueEarly() {

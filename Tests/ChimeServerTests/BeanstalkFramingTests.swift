@@ -70,11 +70,12 @@ import Testing
         let events: [BeanstalkEvent] = [
             .put(id: .max, tube: String(repeating: "t", count: 200), priority: .max, ttr: 1, readyAt: 1_800_000_000_000, delay: .max, body: [0, 13, 10, 255]),
             .put(id: 1, tube: "default", priority: 0, ttr: 60, readyAt: 0, delay: 0, body: []),
+            .put(id: 2, tube: "t", priority: 1, ttr: 1, readyAt: 1_800_000_000_000, delay: 5, body: [7], wakeup: true),
             .delete(id: 7), .release(id: 8, priority: 3, readyAt: -1), .bury(id: 9, priority: 4), .kick(id: 10), .ids(upTo: .max),
         ]
         for e in events {
             #expect(try BeanstalkEvent(decoding: e.encoded) == e)
-            #expect(BeanstalkEvent.putID(in: e.encoded) == { if case .put(let id, _, _, _, _, _, _) = e { id } else { nil } }())
+            #expect(BeanstalkEvent.putID(in: e.encoded) == { if case .put(let id, _, _, _, _, _, _, _) = e { id } else { nil } }())
         }
         // A put of the first builds (kind 1, no delay) still reads, its delay 0.
         let first: [UInt8] = [1, 1] + [UInt8](repeating: 0, count: 7) + [9] + [5, 0, 0, 0, 60, 0, 0, 0] + [UInt8](repeating: 0, count: 8) + [1, 65, 66]

@@ -27,6 +27,7 @@ import Testing
                 loads += 1
                 for id in ids { q.warm(puts[id]!, now: now, wallNow: wall + now) }
                 outcome = q.run(c, body: Array(body.utf8), from: conn, now: now, wallNow: wall + now, warmed: true)
+                if c.onlyReads { q.cool(ids, now: now, wallNow: wall + now) }
             }
             take()
             return outcome
@@ -34,10 +35,12 @@ import Testing
 
         mutating func take() {
             for e in q.takeEvents() {
-                if case .put(let id, _, _, _, _, _, _) = e { puts[id] = e }
+                if case .put(let id, _, _, _, _, _, _, let wakeup) = e {
+                    puts[id] = e
+                    if wakeup { wakeups.append(id) }
+                }
                 journal.append(e)
             }
-            wakeups += q.takeColdPuts()
         }
 
         mutating func put(_ body: String, pri: UInt32 = 0, delay: UInt32, now: Int64 = 0) -> UInt64 {
@@ -102,16 +105,50 @@ import Testing
         #expect(stat(s.run(.statsJob(id: a), now: 2_000), "delay") == "100")
         #expect(stat(s.run(.statsJob(id: a), now: 2_000), "time-left") == "98")
         #expect(stat(s.run(.statsJob(id: a), now: 2_000), "pri") == "7")
-        // peek-delayed: b is due sooner, though a is held whole now.
+        #expect(s.q.cold.contains(a) && s.q.jobs[a] == nil, "read only to be shown, it went back out of memory")
+        // peek-delayed: b is due sooner.
         #expect(s.run(.peekDelayed) == .reply(.found(id: b, body: Array("b".utf8))))
-        let loads = s.loads
-        #expect(s.run(.peekDelayed) == .reply(.found(id: b, body: Array("b".utf8))))
-        #expect(s.loads == loads, "the soonest is held now: nothing more is read")
+        #expect(s.q.cold.contains(b))
         let c = s.put("c", delay: 10)
         #expect(s.run(.delete(id: c)) == .reply(.deleted), "a cold job is deleted without being read")
         #expect(s.run(.delete(id: c)) == .reply(.notFound))
         #expect(s.run(.kickJob(id: a)) == .reply(.kickedJob))
         #expect(s.q.jobs[a]?.state == .ready)
+        checkCounts(s.q)
+    }
+
+    @Test func onlyAPutWithAWakeUpGoesColdOnReplayAndAClockBefore2020HoldsJobsWhole() throws {
+        var back = BeanstalkQueue()
+        back.coldDelays = true
+        let later = wall + 60_000
+        back.replay(.put(id: 1, tube: "t", priority: 0, ttr: 5, readyAt: later, delay: 60, body: [1], wakeup: true), now: 0, wallNow: wall)
+        back.replay(.put(id: 2, tube: "t", priority: 0, ttr: 5, readyAt: later, delay: 60, body: [2], wakeup: false), now: 0, wallNow: wall)
+        let first: [UInt8] = [1, 1] + [3, 0, 0, 0, 0, 0, 0, 0] + [0, 0, 0, 0, 5, 0, 0, 0] + withUnsafeBytes(of: later.littleEndian, Array.init) + [1, 116, 3]
+        back.replay(try BeanstalkEvent(decoding: first), now: 0, wallNow: wall)
+        #expect(back.cold.contains(1))
+        #expect(back.jobs[2]?.state == .delayed && back.jobs[3]?.state == .delayed, "no wake-up was scheduled for them: held whole, on the queue's clock")
+        #expect(back.nextDeadline() == 60_000)
+
+        var early = BeanstalkQueue()
+        early.coldDelays = true
+        early.connect(1)
+        let bytes = Array("x".utf8)
+        guard case .reply(.inserted(let id)) = early.run(.put(priority: 0, delay: 5, ttr: 1, bytes: 1), body: bytes, from: 1, now: 0, wallNow: 1_000) else {
+            Issue.record("put refused")
+            return
+        }
+        #expect(early.jobs[id]?.state == .delayed && early.cold.count == 0, "a wall clock in 1970: held whole, not a crash")
+    }
+
+    @Test func aFailedWriteMakesTheNextColdPutTakeANewLease() {
+        var s = Shell()
+        _ = s.put("a", delay: 10)
+        s.q.leaseLost()
+        let b = s.put("b", delay: 10)
+        #expect(s.journal.filter { if case .ids = $0 { true } else { false } }.count == 2)
+        #expect(s.journal.contains(.ids(upTo: b + BeanstalkQueue.idLeaseBlock)))
+        s.q.forgetCold(b)
+        #expect(s.q.tubes["default"]!.delayedCount == 1, "a cold job whose put is lost leaves the counts")
         checkCounts(s.q)
     }
 
@@ -197,7 +234,7 @@ import Testing
             _ = s.run(command, body: "x", conn: conn, now: now)
             // Wake-ups fire at their time, some twice.
             for w in s.wakeups where s.q.cold.contains(w) {
-                if case .put(_, _, _, _, let readyAt, _, _) = s.puts[w]!, readyAt <= wall + now { s.fire(w, now: now) }
+                if case .put(_, _, _, _, let readyAt, _, _, _) = s.puts[w]!, readyAt <= wall + now { s.fire(w, now: now) }
             }
             s.q.tick(now: now)
             _ = s.q.takeAnswers()
