@@ -96,7 +96,13 @@ actor BeanstalkEngine {
     private var wakeupReader: Task<Void, Never>?
     private var snapshotTimer: Task<Void, Never>?
     private var snapshotting = false
+    /// What the last snapshot held: records appended, wake-ups read.
     private var snapshotMark: (records: UInt64, wakeups: Int64) = (0, 0)
+    /// A snapshot waiting for the writer: the position its state ends at, and once a batch
+    /// ended there, the journal offset after it.
+    private var cut: (position: UInt64, offset: Int64?)?
+    /// Records handed to the writer's batches so far.
+    private var takenUpTo: UInt64 = 0
     private var lastSnapshot = ContinuousClock.now - .seconds(3_600)
     private var lastActivity = ContinuousClock.now
     private(set) var snapshotsWritten = 0
@@ -412,8 +418,12 @@ actor BeanstalkEngine {
         for (_, c) in waiting { c.resume(returning: .timedOut) }
         waiting.removeAll()
         _ = await sync(upTo: appended)
+        while snapshotting { try? await Task.sleep(for: .milliseconds(10)) }
         await snapshot(force: true)
     }
+
+    /// A snapshot now, whatever the writer is doing (for tests).
+    func snapshotForTests() async { await snapshot(force: true) }
 
     /// Stops without the final snapshot, as a SIGKILL would (fault injection for tests).
     func abandonForTests() {
@@ -506,8 +516,11 @@ actor BeanstalkEngine {
     /// id leases first, then the wake-ups of the cold puts, then the records.
     private func write() async {
         while !pending.isEmpty {
-            let batch = pending.prefix(Broker.maxRecordsPerPublish)
-            pending.removeFirst(batch.count)
+            var n = Swift.min(pending.count, Broker.maxRecordsPerPublish)
+            if let c = cut?.position, c > takenUpTo, c < takenUpTo + UInt64(n) { n = Int(c - takenUpTo) }  // a batch ends at a snapshot's position
+            let batch = pending.prefix(n)
+            pending.removeFirst(n)
+            takenUpTo += UInt64(n)
             let upTo = synced + UInt64(batch.count)
             var ok = true
             var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
@@ -537,6 +550,7 @@ actor BeanstalkEngine {
                     journalNext = try Self.nextOffset(after: published)
                 }
                 recordsWritten += UInt64(batch.count)
+                if cut?.position == upTo { cut?.offset = journalNext }
             } catch {
                 ok = false
                 writeFailed = true
@@ -577,24 +591,37 @@ actor BeanstalkEngine {
     /// writes) or the last is 30 s old; `force`: whenever something changed. Not while a
     /// write is under way or after one failed (the state would hold what the journal lacks).
     private func snapshot(force: Bool) async {
-        guard !snapshotting, !writing, pending.isEmpty, queue.events.isEmpty, !writeFailed else { return }
-        guard recordsWritten != snapshotMark.records || wakeupsFrom != snapshotMark.wakeups else { return }
+        guard !snapshotting, queue.events.isEmpty, !writeFailed else { return }
+        guard appended != snapshotMark.records || wakeupsFrom != snapshotMark.wakeups else { return }
         if !force {
             let idle = ContinuousClock.now - lastActivity >= .seconds(1), age = ContinuousClock.now - lastSnapshot
             guard (idle && age >= .seconds(5)) || age >= .seconds(30) else { return }
         }
+        // The state now, and the journal offset after its last record: known at once when
+        // everything is written, else once the writer has published up to here (it ends a
+        // batch at this position, so that the offset exists).
+        snapshotting = true
+        defer { snapshotting = false }
         let state = queue.snapshotState()
+        let mark = (appended, wakeupsFrom)
+        let journalEnd: Int64
+        if synced == appended {
+            journalEnd = journalNext
+        } else {
+            cut = (appended, nil)
+            let ok = await sync(upTo: mark.0)
+            defer { cut = nil }
+            guard ok, let offset = cut?.offset else { return }
+            journalEnd = offset
+        }
         let lowestCold = state.cold.chunks.keys.min().map { $0 << UInt64(BeanstalkColdJobs.chunkBits) }
         if let lowest = [state.lowestHeld, lowestCold].compactMap({ $0 }).min() { index.drop(below: lowest) }
-        let from = state.lowestHeld.map { index.offset(atOrBefore: $0) ?? 0 } ?? journalNext
+        let from = state.lowestHeld.map { index.offset(atOrBefore: $0) ?? 0 } ?? journalEnd
         let snap = BeanstalkSnapshot(
-            journalFrom: from, journalEnd: journalNext, wakeupsFrom: wakeupsFrom, nextID: state.nextID, idLease: state.idLease,
+            journalFrom: from, journalEnd: journalEnd, wakeupsFrom: mark.1, nextID: state.nextID, idLease: state.idLease,
             cold: state.cold, index: index)
-        snapshotting = true
-        let mark = (recordsWritten, wakeupsFrom)
         let directory = directory
         let result = await Task.detached { Result { try snap.write(directory: directory) } }.value
-        snapshotting = false
         lastSnapshot = .now
         switch result {
         case .success:

@@ -45,6 +45,47 @@ import Testing
         _ = await broker.close()
     }
 
+    @Test func aSnapshotTakenWhileThePutsGoOnMatchesTheJournal() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-busy")
+        var (broker, engine) = try await Self.open(dir)
+        let busy = engine
+        let writers = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            for w in 0..<4 {
+                group.addTask {
+                    let conn = await busy.connect()
+                    var ids: [UInt64] = []
+                    for i in 0..<400 { ids.append(await Self.put(busy, conn, "w\(w)-\(i)", delay: i % 2 == 0 ? 3_600 : 0)) }
+                    return ids
+                }
+            }
+            group.addTask {
+                for _ in 0..<20 {
+                    await busy.snapshotForTests()
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                return []
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(await engine.snapshotsWritten > 0)
+        await engine.abandonForTests()
+        _ = await broker.close()
+
+        (broker, engine) = try await Self.open(dir)
+        let conn = await engine.connect()
+        let (cold, all) = (await engine.coldCount(), await engine.jobCount())
+        #expect(cold == 800 && all == 1_600, "every answered put is back, the delayed ones cold")
+        for id in writers.shuffled().prefix(50) {
+            guard case .found(let got, _) = await Self.send(engine, conn, .peek(id: id)) else {
+                Issue.record("job \(id) is gone")
+                continue
+            }
+            #expect(got == id)
+        }
+        await engine.close()
+        _ = await broker.close()
+    }
+
     @Test func aRestartReadsTheSnapshotNotThePutsOfTheColdJobs() async throws {
         let dir = TemporaryDirectory("chime-beanstalk-snapshot")
         var (broker, engine) = try await Self.open(dir)
