@@ -2,35 +2,18 @@ import HeapModule
 
 /// The delayed jobs the beanstalkd listener keeps out of memory: their bodies are in the
 /// journal and their wake-ups are scheduled messages in the broker's timing wheel, so all
-/// that stays here is, per job id, its due second (4 bytes) and its tube — a 2-byte
-/// number, and only where a chunk mixes tubes — against a few hundred bytes for a job
-/// held whole.
+/// that stays here is, per job, its due second and its tube number — 4 to 8 bytes
+/// (`BeanstalkColdChunk`) against a few hundred for a job held whole.
 ///
 /// Ids are dense (the queue hands them out in order), so the index is a set of chunks of
-/// 65,536 ids, each a flat array of due seconds (0: no cold job there; a cold job is due
-/// after 2020, so never 0) and, once a second tube comes, one of tube numbers; a chunk goes
-/// once its last job leaves.
+/// 65,536 consecutive ids; a chunk goes once its last job leaves.
 struct BeanstalkColdJobs: Equatable {
     static let chunkBits = 16
-    static let chunkSize = 1 << chunkBits
+    static let chunkSize = BeanstalkColdChunk.size
     /// Due seconds are counted from this Unix time (2020-09-13), so that 4 bytes reach 2156.
     static let epochSeconds: Int64 = 1_600_000_000
 
-    struct Chunk: Equatable {
-        var dues: [UInt32]
-        /// Every job's tube when they share one; else 0, and `tubes` has each job's.
-        var soleTube: UInt16
-        var tubes: [UInt16]?
-        var live = 0
-        init(soleTube: UInt16) {
-            dues = Array(repeating: 0, count: BeanstalkColdJobs.chunkSize)
-            self.soleTube = soleTube
-        }
-
-        func tube(_ i: Int) -> UInt16 { tubes?[i] ?? soleTube }
-    }
-
-    private(set) var chunks: [UInt64: Chunk] = [:]
+    private(set) var chunks: [UInt64: BeanstalkColdChunk] = [:]
     /// Tube numbers (1...65,535) of the tubes that have cold jobs, and how many each has.
     private(set) var tubeNames: [UInt16: String] = [:]
     private var tubeNumbers: [String: UInt16] = [:]
@@ -48,7 +31,7 @@ struct BeanstalkColdJobs: Equatable {
     }
 
     /// The index from its chunks and tube numbers as a snapshot kept them (counts redone).
-    init(chunks: [UInt64: Chunk], tubeNames: [UInt16: String]) throws(Inconsistent) {
+    init(chunks: [UInt64: BeanstalkColdChunk], tubeNames: [UInt16: String]) throws(Inconsistent) {
         self.tubeNames = tubeNames
         for (number, name) in tubeNames {
             guard number != 0, tubeNumbers.updateValue(number, forKey: name) == nil else {
@@ -56,28 +39,14 @@ struct BeanstalkColdJobs: Equatable {
             }
         }
         var counts = [Int](repeating: 0, count: Int(UInt16.max) + 1)
-        for (key, var c) in chunks {
-            guard c.dues.count == Self.chunkSize, c.tubes.map({ $0.count == Self.chunkSize }) ?? (c.soleTube != 0) else {
-                throw Inconsistent(description: "chunk \(key) is not whole")
+        for (key, c) in chunks where c.live > 0 {
+            if c.isDense && c.tubes == nil {
+                counts[Int(c.soleTube)] += c.live
+            } else {
+                c.forEachJob { _, tube, _ in counts[Int(tube)] += 1 }
             }
-            var live = 0
-            c.dues.withUnsafeBufferPointer { dues in
-                counts.withUnsafeMutableBufferPointer { counts in
-                    if let tubes = c.tubes {
-                        for i in 0..<Self.chunkSize where dues[i] != 0 {
-                            live += 1
-                            counts[Int(tubes[i])] += 1
-                        }
-                    } else {
-                        for d in dues where d != 0 { live += 1 }
-                        counts[Int(c.soleTube)] += live
-                    }
-                }
-            }
-            c.live = live
-            guard live > 0 else { continue }
             self.chunks[key] = c
-            count += live
+            count += c.live
         }
         for (n, k) in counts.enumerated() where k > 0 {
             guard n != 0, tubeNames[UInt16(n)] != nil else { throw Inconsistent(description: "tube number \(n) has no name") }
@@ -111,16 +80,13 @@ struct BeanstalkColdJobs: Equatable {
     func count(inTube name: String) -> Int { tubeNumbers[name].flatMap { perTube[$0] } ?? 0 }
 
     private func slot(_ id: UInt64) -> (tube: UInt16, due: UInt32)? {
-        guard let c = chunks[id >> UInt64(Self.chunkBits)] else { return nil }
-        let i = Int(id & UInt64(Self.chunkSize - 1))
-        return c.dues[i] == 0 ? nil : (c.tube(i), c.dues[i])
+        chunks[id >> UInt64(Self.chunkBits)]?.job(at: Int(id & UInt64(Self.chunkSize - 1)))
     }
 
     /// Adds a cold job (due after 2020: `dueSecond` > 0); false (and nothing added) when
     /// every tube number is taken.
     mutating func insert(_ id: UInt64, tube name: String, dueSecond: UInt32) -> Bool {
         precondition(dueSecond > 0, "a cold job due at the epoch")
-        precondition(!contains(id), "cold job \(id) twice")
         let number: UInt16
         if let n = tubeNumbers[name] {
             number = n
@@ -130,15 +96,7 @@ struct BeanstalkColdJobs: Equatable {
             tubeNumbers[name] = n
             tubeNames[n] = name
         }
-        let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
-        if chunks[key] == nil { chunks[key] = Chunk(soleTube: number) }
-        if chunks[key]!.tubes == nil && chunks[key]!.soleTube != number {
-            chunks[key]!.tubes = Array(repeating: chunks[key]!.soleTube, count: Self.chunkSize)
-            chunks[key]!.soleTube = 0
-        }
-        chunks[key]!.tubes?[i] = number
-        chunks[key]!.dues[i] = dueSecond
-        chunks[key]!.live += 1
+        chunks[id >> UInt64(Self.chunkBits), default: BeanstalkColdChunk()].insert(at: Int(id & UInt64(Self.chunkSize - 1)), tube: number, due: dueSecond)
         if let known = soonestOf[number], Due(dueSecond: dueSecond, id: id) < known { soonestOf[number] = Due(dueSecond: dueSecond, id: id) }
         perTube[number, default: 0] += 1
         count += 1
@@ -155,16 +113,10 @@ struct BeanstalkColdJobs: Equatable {
     /// Takes a cold job out; its tube, or nil if it was not cold.
     @discardableResult
     mutating func remove(_ id: UInt64) -> String? {
-        let key = id >> UInt64(Self.chunkBits), i = Int(id & UInt64(Self.chunkSize - 1))
-        guard let c = chunks[key], c.dues[i] != 0 else { return nil }
-        let number = c.tube(i)
+        let key = id >> UInt64(Self.chunkBits)
+        guard chunks[key] != nil, let number = chunks[key]!.remove(at: Int(id & UInt64(Self.chunkSize - 1))) else { return nil }
+        if chunks[key]!.live == 0 { chunks[key] = nil }
         let name = tubeNames[number]!
-        if c.live == 1 {
-            chunks[key] = nil
-        } else {
-            chunks[key]!.live -= 1
-            chunks[key]!.dues[i] = 0
-        }
         perTube[number]! -= 1
         if soonestOf[number]?.id == id { soonestOf[number] = nil }
         if perTube[number] == 0 {
@@ -196,15 +148,14 @@ struct BeanstalkColdJobs: Equatable {
     func soonest(inTube name: String, limit: Int) -> [Due] {
         guard limit > 0, let number = tubeNumbers[name] else { return [] }
         var best = Heap<Due>()  // the `limit` soonest so far; its max is the one to beat
-        for (key, c) in chunks where c.soleTube == number || c.tubes != nil {
-            c.dues.withUnsafeBufferPointer { dues in
-                for i in 0..<Self.chunkSize where dues[i] != 0 && (c.soleTube == number || c.tubes![i] == number) {
-                    let e = Due(dueSecond: dues[i], id: key << UInt64(Self.chunkBits) | UInt64(i))
-                    if best.count < limit {
-                        best.insert(e)
-                    } else if e < best.max! {
-                        best.replaceMax(with: e)
-                    }
+        for (key, c) in chunks where c.mayHold(tube: number) {
+            c.forEachJob { i, tube, due in
+                guard tube == number else { return }
+                let e = Due(dueSecond: due, id: key << UInt64(Self.chunkBits) | UInt64(i))
+                if best.count < limit {
+                    best.insert(e)
+                } else if e < best.max! {
+                    best.replaceMax(with: e)
                 }
             }
         }
@@ -215,9 +166,7 @@ struct BeanstalkColdJobs: Equatable {
     func due(atOrBefore second: UInt32) -> [UInt64] {
         var out: [UInt64] = []
         for key in chunks.keys.sorted() {
-            chunks[key]!.dues.withUnsafeBufferPointer { dues in
-                for i in 0..<Self.chunkSize where dues[i] != 0 && dues[i] <= second { out.append(key << UInt64(Self.chunkBits) | UInt64(i)) }
-            }
+            chunks[key]!.forEachJob { i, _, due in if due <= second { out.append(key << UInt64(Self.chunkBits) | UInt64(i)) } }
         }
         return out
     }
@@ -225,10 +174,7 @@ struct BeanstalkColdJobs: Equatable {
     /// Every cold job, in id order.
     func forEach(_ body: (UInt64, String, UInt32) -> Void) {
         for key in chunks.keys.sorted() {
-            let c = chunks[key]!
-            for i in 0..<Self.chunkSize where c.dues[i] != 0 {
-                body(key << UInt64(Self.chunkBits) | UInt64(i), tubeNames[c.tube(i)]!, c.dues[i])
-            }
+            chunks[key]!.forEachJob { i, tube, due in body(key << UInt64(Self.chunkBits) | UInt64(i), tubeNames[tube]!, due) }
         }
     }
 }

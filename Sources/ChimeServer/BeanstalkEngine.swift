@@ -9,7 +9,7 @@ import Logging
 /// publish (batches of every connection that arrive while one is being written go in the
 /// next), and no answer leaves before the records it depends on are synced.
 ///
-/// Delayed puts go cold (`BeanstalkColdJobs`): 4–6 bytes in memory, the job in the journal,
+/// Delayed puts go cold (`BeanstalkColdJobs`): 4–8 bytes in memory, the job in the journal,
 /// and a wake-up — the put record again, as a scheduled message in `__beanstalk_due` due
 /// at the job's time — in the broker's timing wheel. The wake-up is synced before the
 /// journal record, so a journaled cold job always has one; a wake-up whose put was lost

@@ -2,7 +2,7 @@ import ChimeStore
 import Foundation
 
 /// A checkpoint of the beanstalkd listener, so that a restart reads the journal only from
-/// `journalFrom` on instead of from its start: the cold jobs (4–6 bytes each), the ids, the
+/// `journalFrom` on instead of from its start: the cold jobs (4–8 bytes each), the ids, the
 /// sparse index of where puts are in the journal, and how far the wake-ups were read.
 /// Jobs held whole are not in it: the journal is read back from the put of the lowest of
 /// them (`journalFrom`), and puts of jobs that the snapshot holds cold are skipped there.
@@ -11,8 +11,9 @@ import Foundation
 /// magic "CBS1" (u32 0x3153_4243), version u8 (1), journalFrom i64, journalEnd i64,
 /// wakeupsFrom i64, nextID u64, idLease u64, tube count u32 and per tube (number u16,
 /// name length u8, name), index count u32 and per entry (id u64, offset i64), chunk count
-/// u32 and per chunk (key u64, sole tube u16, 65,536 due seconds u32, and when the sole
-/// tube is 0, 65,536 tube numbers u16), then a CRC32C (u32) of everything before it.
+/// u32 and per chunk (key u64, form u8: 0 sparse — count u32, slots u16, due seconds u32,
+/// tube numbers u16, count each; 1 dense — sole tube u16, 65,536 due seconds u32, and when
+/// the sole tube is 0, 65,536 tube numbers u16), then a CRC32C (u32) of everything before it.
 /// Written atomically (temp file, fsync, rename).
 struct BeanstalkSnapshot: Equatable {
     static let magic: UInt32 = 0x3153_4243
@@ -37,6 +38,7 @@ struct BeanstalkSnapshot: Equatable {
     func encoded() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64 + cold.chunks.count * BeanstalkColdJobs.chunkSize * 6 + index.count * 16)
+        precondition(UInt16(1).littleEndian == 1, "the snapshot's arrays are written as a little-endian host holds them")
         func raw<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         raw(Self.magic)
         out.append(Self.version)
@@ -60,10 +62,19 @@ struct BeanstalkSnapshot: Equatable {
         for key in cold.chunks.keys.sorted() {
             let c = cold.chunks[key]!
             raw(key)
-            raw(c.soleTube)
-            // The host is little-endian (checked at start-up), so the arrays go as they are.
-            c.dues.withUnsafeBytes { out += $0 }
-            c.tubes?.withUnsafeBytes { out += $0 }
+            // The arrays go as the host holds them: little-endian (checked above).
+            if let slots = c.slots {
+                out.append(0)
+                raw(UInt32(slots.count))
+                slots.withUnsafeBytes { out += $0 }
+                c.dues.withUnsafeBytes { out += $0 }
+                c.tubes!.withUnsafeBytes { out += $0 }
+            } else {
+                out.append(1)
+                raw(c.soleTube)
+                c.dues.withUnsafeBytes { out += $0 }
+                c.tubes?.withUnsafeBytes { out += $0 }
+            }
         }
         raw(CRC32C.checksum(out))
         return out
@@ -116,21 +127,33 @@ struct BeanstalkSnapshot: Equatable {
             let id = try take(UInt64.self), offset = try take(Int64.self)
             index.append(id: id, offset: offset)
         }
-        var chunks: [UInt64: BeanstalkColdJobs.Chunk] = [:]
+        var chunks: [UInt64: BeanstalkColdChunk] = [:]
+        precondition(UInt16(1).littleEndian == 1, "the snapshot's arrays are read as a little-endian host holds them")
+        func array<T: FixedWidthInteger>(_: T.Type, _ count: Int) throws(Unreadable) -> [T] {
+            let size = count * MemoryLayout<T>.size
+            guard count >= 0, bytes.count - 4 - at >= size else { throw Unreadable(description: "the beanstalkd snapshot is cut short") }
+            var out = [T](repeating: 0, count: count)
+            bytes.withUnsafeBytes { b in out.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<at + size])) } }
+            at += size
+            return out
+        }
         let n = BeanstalkColdJobs.chunkSize
         for _ in 0..<(try take(UInt32.self)) {
             let key = try take(UInt64.self)
-            let sole = try take(UInt16.self)
-            let size = sole == 0 ? 6 * n : 4 * n
-            guard bytes.count - 4 - at >= size else { throw Unreadable(description: "the beanstalkd snapshot is cut short") }
-            var c = BeanstalkColdJobs.Chunk(soleTube: sole)
-            if sole == 0 { c.tubes = [UInt16](repeating: 0, count: n) }
-            bytes.withUnsafeBytes { b in
-                c.dues.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at..<at + 4 * n])) }
-                c.tubes?.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: b[at + 4 * n..<at + 6 * n])) }
+            let chunk: BeanstalkColdChunk?
+            switch try take(UInt8.self) {
+            case 0:
+                let k = Int(try take(UInt32.self))
+                guard k <= n else { throw Unreadable(description: "a sparse chunk of \(k) jobs") }
+                chunk = BeanstalkColdChunk(slots: try array(UInt16.self, k), dues: try array(UInt32.self, k), tubes: try array(UInt16.self, k))
+            case 1:
+                let sole = try take(UInt16.self)
+                let dues = try array(UInt32.self, n)
+                chunk = BeanstalkColdChunk(dense: dues, soleTube: sole, tubes: sole == 0 ? try array(UInt16.self, n) : nil)
+            case let form:
+                throw Unreadable(description: "a chunk of unknown form \(form)")
             }
-            at += size
-            chunks[key] = c
+            guard let chunk, chunks.updateValue(chunk, forKey: key) == nil else { throw Unreadable(description: "chunk \(key) is not whole, or twice") }
         }
         do {
             cold = try BeanstalkColdJobs(chunks: chunks, tubeNames: names)

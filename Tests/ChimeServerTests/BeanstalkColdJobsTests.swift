@@ -11,6 +11,7 @@ import Testing
         do { let got = cold.insert(70_000, tube: "b", dueSecond: 3); #expect(got) }
         do { let got = cold.insert(70_001, tube: "a", dueSecond: 3); #expect(got) }
         #expect(cold.count == 3 && cold.chunks.count == 2)
+        #expect(cold.chunks.values.allSatisfy { !$0.isDense }, "a few jobs in a chunk: sparse, 8 bytes each")
         #expect(cold.job(70_000)! == ("b", 3))
         #expect(!cold.contains(6) && !cold.contains(1 << 40))
         #expect(cold.count(inTube: "a") == 2)
@@ -19,6 +20,33 @@ import Testing
         #expect(cold.chunks.count == 1, "the chunk of ids 0–65,535 went with its last job")
         do { let got = cold.remove(70_000); #expect(got == "b") }
         #expect(cold.tubeNames.values.sorted() == ["a"], "a tube without cold jobs gives its number back")
+    }
+
+    @Test func aChunkAgreesWithAPlainDictionaryAcrossItsTurnFromSparseToDense() {
+        var rng = SeededRandom(seed: 5)
+        var chunk = BeanstalkColdChunk()
+        var plain: [Int: (UInt16, UInt32)] = [:]
+        var turned = false
+        for step in 0..<60_000 {
+            let i = Int(rng.next() % UInt64(BeanstalkColdChunk.size))
+            if step % 5 == 4, let k = plain.keys.first {
+                #expect(chunk.remove(at: k) == plain.removeValue(forKey: k)!.0)
+            } else if plain[i] == nil {
+                let tube = UInt16(rng.next() % 3) + 1, due = UInt32(rng.next() % 1_000) + 1
+                chunk.insert(at: i, tube: tube, due: due)
+                plain[i] = (tube, due)
+            }
+            turned = turned || chunk.isDense
+        }
+        #expect(turned, "past a quarter of its ids it turned dense")
+        #expect(chunk.live == plain.count)
+        var seen: [Int] = []
+        chunk.forEachJob { i, tube, due in
+            seen.append(i)
+            #expect(plain[i]! == (tube, due))
+        }
+        #expect(seen == plain.keys.sorted())
+        for i in stride(from: 0, to: BeanstalkColdChunk.size, by: 97) { #expect(chunk.job(at: i).map { [$0.tube: $0.due] } == plain[i].map { [$0.0: $0.1] }) }
     }
 
     @Test func soonestIsByDueSecondThenIdWithinTheTubeOnly() {
@@ -80,9 +108,12 @@ import Testing
         var cold = BeanstalkColdJobs()
         for id in stride(from: UInt64(3), to: 200_000, by: 7) { _ = cold.insert(id, tube: id % 2 == 0 ? "even" : "odd", dueSecond: UInt32(id % 1_000) + 1) }
         _ = cold.remove(10)
-        for id in UInt64(1_000_000)..<1_000_100 { _ = cold.insert(id, tube: "solo", dueSecond: 5) }
-        #expect(cold.chunks[1_000_000 >> 16]!.tubes == nil, "a chunk of one tube keeps no tube numbers")
-        #expect(cold.chunks[0]!.tubes != nil)
+        for id in UInt64(1 << 20)..<(1 << 20) + 20_000 { _ = cold.insert(id, tube: "solo", dueSecond: 5) }
+        for id in UInt64(2 << 20)..<(2 << 20) + 20_000 { _ = cold.insert(id, tube: id % 3 == 0 ? "a" : "b", dueSecond: 6) }
+        let solo = cold.chunks[1 << 4]!, mixed = cold.chunks[2 << 4]!, thin = cold.chunks[0]!
+        #expect(solo.isDense && solo.tubes == nil, "dense, one tube: no tube numbers kept")
+        #expect(mixed.isDense && mixed.tubes != nil, "dense, two tubes: a number per id")
+        #expect(!thin.isDense, "one id in seven: sparse")
         var index = BeanstalkJournalIndex()
         index.append(id: 3, offset: 9)
         index.append(id: 700, offset: 2_000)
