@@ -621,7 +621,13 @@ actor BeanstalkEngine {
             journalFrom: from, journalEnd: journalEnd, wakeupsFrom: mark.1, nextID: state.nextID, idLease: state.idLease,
             cold: state.cold, index: index)
         let directory = directory
-        let result = await Task.detached { Result { try snap.write(directory: directory) } }.value
+        let result = await Task.detached {
+            let written = Result { try snap.write(directory: directory) }
+            // The file's bytes and the chunks copied meanwhile were tens of MB: give the
+            // freed pages back rather than leave them resident in the allocator.
+            _ = releaseFreedMemory(0)
+            return written
+        }.value
         lastSnapshot = .now
         switch result {
         case .success:
@@ -667,3 +673,8 @@ actor BeanstalkEngine {
 
     private static let instanceID = String((0..<8).map { _ in UInt8.random(in: 0...255) }.map { String(format: "%02x", $0) }.joined())
 }
+
+/// glibc's `malloc_trim` (not in the Glibc module's headers): returns freed heap pages to
+/// the system.
+@_silgen_name("malloc_trim")
+private func releaseFreedMemory(_ pad: Int) -> Int32
