@@ -57,9 +57,9 @@ struct AdminGate: RouterMiddleware {
     typealias Context = AdminRequestContext
     let configured: TokenTable
     let everyToken: TokenTable
-    let sessions: CookieSessions
+    let sessions: DashboardLogins
 
-    init(options: AdminOptions, sessions: CookieSessions) {
+    init(options: AdminOptions, sessions: DashboardLogins) {
         self.sessions = sessions
         configured = TokenTable.of(options.tokens)
         everyToken = options.tokens.isEmpty ? TokenTable.of(options.localAdminToken.map { [$0] } ?? []) : configured
@@ -74,7 +74,7 @@ struct AdminGate: RouterMiddleware {
                     throw AdminError.unauthorized("the bearer token is not one of this server's")
                 }
                 context.caller = AdminCaller(grant: grant, hasToken: true)
-            } else if Self.isDashboard(request.uri.path), let id = Self.cookie(CookieSessions.cookieName, request), let s = sessions.session(id) {
+            } else if Self.isDashboard(request.uri.path), let id = Self.cookie(DashboardLogins.cookieName, request), let s = sessions.session(id) {
                 // A login's cookie counts on the dashboard's pages and forms only: the API
                 // takes bearer tokens, which no other site can make a browser send.
                 context.caller = AdminCaller(grant: s.grant, hasToken: true, session: (id, s.csrf))

@@ -42,7 +42,7 @@ public final class AdminServer: Service, Sendable {
         let listening = Listening()
         let routes = AdminRoutes(broker: broker, registry: registry, connections: connections)
         let router = Router(context: AdminRequestContext.self)
-        let sessions = CookieSessions()
+        let sessions = DashboardLogins()
         let gate = AdminGate(options: options, sessions: sessions)
         let sampler = ActivitySampler(registry: registry)
         router.add(middleware: gate)

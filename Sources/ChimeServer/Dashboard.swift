@@ -8,11 +8,11 @@ import Synchronization
 
 /// The web dashboard at `/` on the admin port: server-rendered pages over the same engine
 /// calls as the admin API (`DashboardPages`), a login form that turns a token into a
-/// session cookie (`CookieSessions`), and form posts for the writes, each checked
+/// session cookie (`DashboardLogins`), and form posts for the writes, each checked
 /// against its session's CSRF value, the request's origin and the token's scope.
 struct Dashboard: Sendable {
     let routes: AdminRoutes
-    let sessions: CookieSessions
+    let sessions: DashboardLogins
     /// Configured tokens (empty: reads are open) and every token a login may use (the
     /// local admin token too, on a server without configured ones).
     let configured: TokenTable
@@ -46,7 +46,7 @@ struct Dashboard: Sendable {
             _ = try await form(request, context)
             if let s = context.caller.session { sessions.end(s.id) }
             var r = Self.redirect("/")
-            r.headers.append(HeaderField(name: .setCookie, value: "\(CookieSessions.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
+            r.headers.append(HeaderField(name: .setCookie, value: "\(DashboardLogins.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
             return r
         }
         router.post("/groups/:group/dead-letters/redrive") { request, context in
@@ -128,7 +128,7 @@ struct Dashboard: Sendable {
         }
         let (id, _) = sessions.create(grant)
         var r = Self.redirect("/")
-        r.headers.append(HeaderField(name: .setCookie, value: "\(CookieSessions.cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"))
+        r.headers.append(HeaderField(name: .setCookie, value: "\(DashboardLogins.cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"))
         return r
     }
 

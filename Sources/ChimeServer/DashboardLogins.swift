@@ -5,7 +5,7 @@ import Synchronization
 /// and never kept by the browser. Each session has its own random CSRF value that every
 /// dashboard form sends back; a form posted from another site has neither the cookie
 /// (SameSite) nor the value. Sessions live in memory: a restart logs everyone out.
-final class CookieSessions: Sendable {
+final class DashboardLogins: Sendable {
     struct Session: Sendable {
         let grant: AccessGrant
         let csrf: String
