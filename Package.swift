@@ -241,7 +241,7 @@ let package = Package(
         // a clock moved by hand).
         .target(
             name: "ChimeTestSupport",
-            dependencies: ["ChimeWheel", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ChimeStore", "ChimeWheel", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ChimeTestSupport"
         ),
         .testTarget(

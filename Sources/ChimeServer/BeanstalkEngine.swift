@@ -411,12 +411,7 @@ actor BeanstalkEngine {
     /// Stops: waiting reserves time out, and once the journal writer is done a snapshot
     /// is written so that the next start reads little.
     func close() async {
-        closed = true
-        timer?.cancel()
-        wakeupReader?.cancel()
-        snapshotTimer?.cancel()
-        for (_, c) in waiting { c.resume(returning: .timedOut) }
-        waiting.removeAll()
+        stopTasks()
         _ = await sync(upTo: appended)
         while snapshotting { try? await Task.sleep(for: .milliseconds(10)) }
         await snapshot(force: true)
@@ -427,6 +422,11 @@ actor BeanstalkEngine {
 
     /// Stops without the final snapshot, as a SIGKILL would (fault injection for tests).
     func abandonForTests() {
+        stopTasks()
+    }
+
+    /// No more timers, wake-up reads or snapshots; waiting reserves time out.
+    private func stopTasks() {
         closed = true
         timer?.cancel()
         wakeupReader?.cancel()

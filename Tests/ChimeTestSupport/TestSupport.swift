@@ -1,3 +1,4 @@
+import ChimeStore
 import Foundation
 import Glibc
 import Logging
@@ -99,16 +100,6 @@ public func runCrashAgent(_ arguments: [String], killAfter: Duration?) async thr
     return (String(decoding: data, as: UTF8.self), process.terminationStatus, process.terminationReason == .uncaughtSignal)
 }
 
-/// SplitMix64: a small seeded generator, so that a random test is the same on every run
-/// of its seed.
-public struct SeededRandom: RandomNumberGenerator {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The store's SplitMix64 under the name tests use: a random test is the same on every
+/// run of its seed.
+public typealias SeededRandom = SplitMix64
