@@ -4,7 +4,7 @@
 /// job is ready, delayed or buried again, as with beanstalkd's binlog.
 ///
 /// Body of each record (little-endian; docs/formats.md, "beanstalkd journal"):
-/// version (1 byte, 1), kind (1 byte), then by kind —
+/// version (1 byte, 2; 1 is still read), kind (1 byte), then by kind —
 /// put (6 with a wake-up scheduled, 8 without): id u64, priority u32, ttr u32, readyAt
 /// i64, delay u32, tube length u8, tube, job body; delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
 /// bury (4): id u64, priority u32; kick (5): id u64; ids (7): upTo u64 — no id below it
@@ -23,7 +23,10 @@ enum BeanstalkEvent: Equatable, Sendable {
     case kick(id: UInt64)
     case ids(upTo: UInt64)
 
-    static let version: UInt8 = 1
+    /// 2 since the delay, the wake-up flag and the ids lease (kinds 6, 7, 8); records of
+    /// version 1 (kinds 1–5) are still read.
+    static let version: UInt8 = 2
+    static let readable: ClosedRange<UInt8> = 1...2
 
     /// A record that is not an event of this version.
     struct Malformed: Error, Equatable, CustomStringConvertible {
@@ -79,7 +82,7 @@ enum BeanstalkEvent: Equatable, Sendable {
 
     /// The job id of a put record, read without decoding the rest; nil for other records.
     static func putID(in bytes: [UInt8]) -> UInt64? {
-        guard bytes.count >= 10, bytes[0] == version, bytes[1] == 1 || bytes[1] == 6 || bytes[1] == 8 else { return nil }
+        guard bytes.count >= 10, readable.contains(bytes[0]), bytes[1] == 1 || bytes[1] == 6 || bytes[1] == 8 else { return nil }
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(bytes[2 + i]) << (8 * i) }
         return v
@@ -104,8 +107,8 @@ enum BeanstalkEvent: Equatable, Sendable {
             at += 4
             return v
         }
-        guard bytes.count >= 2, bytes[0] == Self.version else {
-            throw Malformed(description: "a beanstalkd journal record of version \(bytes.first.map(String.init) ?? "none"), not \(Self.version)")
+        guard bytes.count >= 2, Self.readable.contains(bytes[0]) else {
+            throw Malformed(description: "a beanstalkd journal record of version \(bytes.first.map(String.init) ?? "none"), not 1 or 2")
         }
         let kind = bytes[1]
         switch kind {
