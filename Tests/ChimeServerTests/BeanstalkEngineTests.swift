@@ -105,7 +105,7 @@ import Testing
         #expect(await Self.send(engine, conn, .peek(id: ids[250])) == .found(id: ids[250], body: Array("job 250".utf8)))
         #expect(await Self.send(engine, conn, .peek(id: ids[7])) == .notFound)
         #expect(await Self.send(engine, conn, .peekReady) == .found(id: ready, body: Array("ready".utf8)))
-        let next = await Self.put(engine, conn, "next", delay: 5)
+        let next = await Self.put(engine, conn, "next", delay: 3_600)
         #expect(next > ready)
         // Stopped without its snapshot (as by SIGKILL): the journal after the last one is read.
         #expect(await Self.send(engine, conn, .delete(id: ids[8])) == .deleted)
