@@ -85,8 +85,12 @@ actor BeanstalkEngine {
     /// Per job, the position (in records appended) of its last change not yet synced: a
     /// reply that shows the job waits for it, and a reply that shows only synced jobs waits
     /// for nothing.
+    /// Puts, the bulk of the changes, are kept apart in `unsyncedPuts`: their ids and
+    /// positions both only grow, so a list in put order is searched by id, and no table
+    /// entry is made and removed per put.
     private var unsyncedChanges: [UInt64: UInt64] = [:]
     private var unsyncedOrder = Deque<(position: UInt64, id: UInt64)>()
+    private var unsyncedPuts = Deque<(id: UInt64, position: UInt64)>()
     private var writeFailed = false
     /// Positions of records that could not be written (the latest 1,024 batches).
     private var failedWrites: [ClosedRange<UInt64>] = []
@@ -239,7 +243,7 @@ actor BeanstalkEngine {
     /// not in the journal — its write failed, or a power cut under `-f` kept the snapshot
     /// and lost the record — is forgotten, with an error logged.
     private func warm(_ ids: [UInt64]) async {
-        _ = await sync(upTo: ids.compactMap { unsyncedChanges[$0] }.max() ?? 0)
+        _ = await sync(upTo: ids.map(lastUnsyncedChange).max() ?? 0)
         let puts = await readPuts(ids)
         let (now, wallNow) = (steadyNow(), Self.wallNow())
         for p in puts { queue.warm(p, now: now, wallNow: wallNow) }
@@ -338,7 +342,10 @@ actor BeanstalkEngine {
             case .command(let command, let body):
                 // A reply about a job waits for its last change, whatever the reply says
                 // (NOT_FOUND after someone's delete not yet synced must not be seen first).
-                if let id = command.jobID, let last = unsyncedChanges[id] { progress.mustSync(after: last - 1, upTo: last) }
+                if let id = command.jobID {
+                    let last = lastUnsyncedChange(of: id)
+                    progress.mustSync(after: last &- 1, upTo: last)
+                }
                 var outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow)
                 if case .load(let ids) = outcome {
                     // What the batch changed so far is on its way before anything waits.
@@ -489,10 +496,17 @@ actor BeanstalkEngine {
         guard !events.isEmpty else { return false }
         lastActivity = .now
         for (k, e) in events.enumerated() {
-            guard let id = e.id else { continue }
             let position = appended + UInt64(k) + 1
-            unsyncedChanges[id] = position
-            unsyncedOrder.append((position, id))
+            switch e {
+            case .ids: continue
+            case .put(let id, _, _, _, _, _, _, _):
+                assert(unsyncedPuts.last.map { $0.id < id } ?? true, "puts are journaled in id order")
+                unsyncedPuts.append((id, position))
+            default:
+                guard let id = e.id else { continue }
+                unsyncedChanges[id] = position
+                unsyncedOrder.append((position, id))
+            }
         }
         pending += events
         appended += UInt64(events.count)
@@ -507,9 +521,23 @@ actor BeanstalkEngine {
     /// job it shows (0 if that is synced, or it shows none).
     private func lastChange(shownBy reply: BeanstalkReply) -> UInt64 {
         switch reply {
-        case .reserved(let id, _), .found(let id, _): unsyncedChanges[id] ?? 0
+        case .reserved(let id, _), .found(let id, _): lastUnsyncedChange(of: id)
         default: 0
         }
+    }
+
+    /// The position of job `id`'s last change not yet synced; 0 if there is none.
+    private func lastUnsyncedChange(of id: UInt64) -> UInt64 {
+        var put: UInt64 = 0
+        if let first = unsyncedPuts.first, let last = unsyncedPuts.last, first.id <= id, id <= last.id {
+            var (lo, hi) = (0, unsyncedPuts.count - 1)
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if unsyncedPuts[mid].id < id { lo = mid + 1 } else { hi = mid }
+            }
+            if unsyncedPuts[lo].id == id { put = unsyncedPuts[lo].position }
+        }
+        return Swift.max(put, unsyncedChanges[id] ?? 0)
     }
 
     /// Writes what is pending, in publishes of at most the broker's limit, until nothing is:
@@ -573,6 +601,7 @@ actor BeanstalkEngine {
                 unsyncedOrder.removeFirst()
                 if unsyncedChanges[first.id] == first.position { unsyncedChanges[first.id] = nil }
             }
+            while let first = unsyncedPuts.first, first.position <= synced { unsyncedPuts.removeFirst() }
             let done = syncWaiters.filter { $0.upTo <= upTo }
             syncWaiters.removeAll { $0.upTo <= upTo }
             for w in done { w.continuation.resume(returning: ok) }

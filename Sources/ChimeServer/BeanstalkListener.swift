@@ -214,8 +214,8 @@ final class BeanstalkConnectionHandler: ChannelInboundHandler, @unchecked Sendab
                     await before?.value
                     let ok = await engine.written(after: progress.syncAfter, upTo: progress.syncUpTo)
                     guard !replies.isEmpty else { return }
-                    var out = channel.allocator.buffer(capacity: 256)
-                    for r in replies { out.writeBytes(ok ? r.bytes : BeanstalkReply.internalError.bytes) }
+                    var out = channel.allocator.buffer(capacity: replies.count * 16)
+                    for r in replies { (ok ? r : .internalError).write(into: &out) }
                     channel.writeAndFlush(out, promise: nil)
                 }
                 chain.append(reply)
@@ -224,7 +224,7 @@ final class BeanstalkConnectionHandler: ChannelInboundHandler, @unchecked Sendab
                 case .wait:
                     await reply.value
                     var out = channel.allocator.buffer(capacity: 64)
-                    out.writeBytes(await engine.answer(id).bytes)
+                    await engine.answer(id).write(into: &out)
                     channel.writeAndFlush(out, promise: nil)
                 case .quit: quit = true
                 }

@@ -59,6 +59,20 @@ struct BeanstalkQueue {
         var pausedUntil: Int64 = 0
         var pauseSeconds: UInt32 = 0
         var jobs: Int { readyCount + reservedCount + delayedCount + buriedCount }
+
+        /// A job that became ready: counted and queued.
+        mutating func enqueueReady(_ j: Job) {
+            assert(j.state == .ready)
+            readyCount += 1
+            if j.priority < BeanstalkQueue.urgentBelow { urgent += 1 }
+            ready.insert(Entry(first: Int64(j.priority), id: j.id, epoch: j.epoch))
+        }
+
+        /// A job just put, ready at once.
+        mutating func admitNew(_ j: Job) {
+            totalJobs += 1
+            enqueueReady(j)
+        }
     }
 
     struct Connection {
@@ -642,17 +656,25 @@ struct BeanstalkQueue {
         }
         let id = nextID
         nextID += 1
-        ensureTube(name)
-        tubes[name]!.totalJobs += 1
+        assert(tubes[name] != nil, "a connection's tube is kept while it uses it")
         totalJobs += 1
         let cooled = goesCold && cold.insert(id, tube: name, dueSecond: due)
         events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body, wakeup: cooled))
         if cooled {
+            tubes[name]!.totalJobs += 1
             tubes[name]!.delayedCount += 1
             return id
         }
-        jobs[id] = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
-        if delay > 0 { enterDelayed(id, until: now + Int64(delay) * 1_000) } else { enterReady(id) }
+        let job = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
+        if delay > 0 {
+            tubes[name]!.totalJobs += 1
+            jobs[id] = job
+            enterDelayed(id, until: now + Int64(delay) * 1_000)
+        } else {
+            // The hot path of a put: one lookup of the job table and one of the tube.
+            jobs[id] = job
+            tubes[name]!.admitNew(job)
+        }
         return id
     }
 
@@ -677,11 +699,9 @@ struct BeanstalkQueue {
     }
 
     private mutating func enterReady(_ id: UInt64) {
-        let j = jobs[id]!
         jobs[id]!.state = .ready
-        tubes[j.tube]!.readyCount += 1
-        if j.priority < Self.urgentBelow { tubes[j.tube]!.urgent += 1 }
-        tubes[j.tube]!.ready.insert(Entry(first: Int64(j.priority), id: id, epoch: jobs[id]!.epoch))
+        let j = jobs[id]!
+        tubes[j.tube]!.enqueueReady(j)
     }
 
     private mutating func enterDelayed(_ id: UInt64, until: Int64) {

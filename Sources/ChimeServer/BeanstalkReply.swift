@@ -1,3 +1,5 @@
+import NIOCore
+
 /// One reply of beanstalkd's text protocol (beanstalkd 1.12's protocol.txt), as the bytes
 /// that go on the wire: a line ending in `\r\n`, and for jobs and YAML documents the chunk
 /// after it. Pure, like `BeanstalkCommand`.
@@ -31,35 +33,64 @@ enum BeanstalkReply: Equatable, Sendable {
     case outOfMemory
     case internalError
 
+    /// The reply's bytes on the wire.
     var bytes: [UInt8] {
-        func line(_ text: String) -> [UInt8] { Array((text + "\r\n").utf8) }
-        func chunk(_ head: String, _ body: [UInt8]) -> [UInt8] { line("\(head) \(body.count)") + body + [13, 10] }
+        var out = ByteBuffer()
+        write(into: &out)
+        return Array(out.readableBytesView)
+    }
+
+    /// Appends the reply's bytes to `out`: no string or array made on the way.
+    func write(into out: inout ByteBuffer) {
+        func line(_ word: StaticString) {
+            out.writeStaticString(word)
+            out.writeStaticString("\r\n")
+        }
+        func line(_ word: StaticString, _ number: UInt64) {
+            out.writeStaticString(word)
+            out.writeDecimal(number)
+            out.writeStaticString("\r\n")
+        }
+        func chunk<C: Collection>(_ word: StaticString, _ id: UInt64?, _ body: C) where C.Element == UInt8 {
+            out.writeStaticString(word)
+            if let id {
+                out.writeDecimal(id)
+                out.writeStaticString(" ")
+            }
+            out.writeDecimal(UInt64(body.count))
+            out.writeStaticString("\r\n")
+            out.writeBytes(body)
+            out.writeStaticString("\r\n")
+        }
         switch self {
-        case .inserted(let id): return line("INSERTED \(id)")
-        case .buriedNew(let id): return line("BURIED \(id)")
-        case .expectedCRLF: return line("EXPECTED_CRLF")
-        case .jobTooBig: return line("JOB_TOO_BIG")
-        case .draining: return line("DRAINING")
-        case .using(let tube): return line("USING \(tube)")
-        case .deadlineSoon: return line("DEADLINE_SOON")
-        case .timedOut: return line("TIMED_OUT")
-        case .reserved(let id, let body): return chunk("RESERVED \(id)", body)
-        case .deleted: return line("DELETED")
-        case .notFound: return line("NOT_FOUND")
-        case .released: return line("RELEASED")
-        case .buried: return line("BURIED")
-        case .touched: return line("TOUCHED")
-        case .watching(let count): return line("WATCHING \(count)")
-        case .notIgnored: return line("NOT_IGNORED")
-        case .found(let id, let body): return chunk("FOUND \(id)", body)
-        case .kicked(let count): return line("KICKED \(count)")
-        case .kickedJob: return line("KICKED")
-        case .paused: return line("PAUSED")
-        case .ok(let yaml): return chunk("OK", Array(yaml.utf8))
-        case .badFormat: return line("BAD_FORMAT")
-        case .unknownCommand: return line("UNKNOWN_COMMAND")
-        case .outOfMemory: return line("OUT_OF_MEMORY")
-        case .internalError: return line("INTERNAL_ERROR")
+        case .inserted(let id): line("INSERTED ", id)
+        case .buriedNew(let id): line("BURIED ", id)
+        case .expectedCRLF: line("EXPECTED_CRLF")
+        case .jobTooBig: line("JOB_TOO_BIG")
+        case .draining: line("DRAINING")
+        case .using(let tube):
+            out.writeStaticString("USING ")
+            out.writeString(tube)
+            out.writeStaticString("\r\n")
+        case .deadlineSoon: line("DEADLINE_SOON")
+        case .timedOut: line("TIMED_OUT")
+        case .reserved(let id, let body): chunk("RESERVED ", id, body)
+        case .deleted: line("DELETED")
+        case .notFound: line("NOT_FOUND")
+        case .released: line("RELEASED")
+        case .buried: line("BURIED")
+        case .touched: line("TOUCHED")
+        case .watching(let count): line("WATCHING ", UInt64(count))
+        case .notIgnored: line("NOT_IGNORED")
+        case .found(let id, let body): chunk("FOUND ", id, body)
+        case .kicked(let count): line("KICKED ", UInt64(count))
+        case .kickedJob: line("KICKED")
+        case .paused: line("PAUSED")
+        case .ok(let yaml): chunk("OK ", nil, yaml.utf8)
+        case .badFormat: line("BAD_FORMAT")
+        case .unknownCommand: line("UNKNOWN_COMMAND")
+        case .outOfMemory: line("OUT_OF_MEMORY")
+        case .internalError: line("INTERNAL_ERROR")
         }
     }
 
@@ -72,5 +103,22 @@ enum BeanstalkReply: Equatable, Sendable {
     /// as beanstalkd writes them: numbers bare, names and states bare too).
     static func yamlDictionary(_ pairs: [(String, String)]) -> String {
         "---\n" + pairs.map { "\($0.0): \($0.1)\n" }.joined()
+    }
+}
+
+extension ByteBuffer {
+    /// Writes `value` in decimal ASCII, without making a string.
+    mutating func writeDecimal(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = value
+            var i = d.count
+            repeat {
+                i -= 1
+                d[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
+                v /= 10
+            } while v > 0
+            writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
     }
 }

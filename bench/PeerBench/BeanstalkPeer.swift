@@ -14,45 +14,69 @@ enum BeanstalkReply: Sendable {
 struct BeanstalkParser: ReplyParser {
     static func parse(_ buffer: inout ByteBuffer) throws -> BeanstalkReply? {
         guard let eol = buffer.endOfLine(from: 0) else { return nil }
-        let (word, a, b) = buffer.withUnsafeReadableBytes { p -> (UInt8, UInt64, Int) in
-            // "<WORD> <a> <b>": the first letter tells the replies apart; numbers follow.
-            var numbers: [UInt64] = []
+        // "<WORD>[ <a>[ <b>]]\r\n": the word is matched in place, the numbers read in place.
+        let (word, a, b) = buffer.withUnsafeReadableBytes { p -> (Word, UInt64, UInt64) in
+            let end = eol - 2
             var i = 0
-            while i < eol - 2 && p[i] != 32 { i += 1 }
-            while i < eol - 2 {
+            while i < end && p[i] != 32 { i += 1 }
+            let word = Word(p, length: i)
+            var numbers: (UInt64, UInt64) = (0, 0)
+            var n = 0
+            while i < end && n < 2 {
                 i += 1
                 var v: UInt64 = 0
-                while i < eol - 2 && p[i] >= 48 && p[i] <= 57 {
-                    v = v * 10 + UInt64(p[i] - 48)
+                while i < end && p[i] >= 48 && p[i] <= 57 {
+                    v = v &* 10 &+ UInt64(p[i] - 48)
                     i += 1
                 }
-                numbers.append(v)
+                if n == 0 { numbers.0 = v } else { numbers.1 = v }
+                n += 1
             }
-            return (p[0], numbers.first ?? 0, numbers.count > 1 ? Int(numbers[1]) : (numbers.first.map(Int.init) ?? 0))
+            return (word, numbers.0, numbers.1)
         }
-        func line() -> String { buffer.text(0..<(eol - 2)) }
         switch word {
-        case UInt8(ascii: "I") where line().hasPrefix("INSERTED "):
+        case .inserted:
             buffer.moveReaderIndex(forwardBy: eol)
             return .inserted(a)
-        case UInt8(ascii: "D") where eol == 9 && line() == "DELETED":
+        case .deleted:
             buffer.moveReaderIndex(forwardBy: eol)
             return .deleted
-        case UInt8(ascii: "T") where line() == "TIMED_OUT":
+        case .timedOut:
             buffer.moveReaderIndex(forwardBy: eol)
             return .timedOut
-        case UInt8(ascii: "R") where line().hasPrefix("RESERVED "), UInt8(ascii: "O") where line().hasPrefix("OK "):
-            let isOK = word == UInt8(ascii: "O")
-            let size = isOK ? Int(a) : b
+        case .reserved, .ok:
+            let size = Int(word == .ok ? a : b)
             guard buffer.readableBytes >= eol + size + 2 else { return nil }
             buffer.moveReaderIndex(forwardBy: eol)
             let body = buffer.readBytes(length: size)!
             buffer.moveReaderIndex(forwardBy: 2)
-            return isOK ? .ok(body) : .reserved(id: a, body: body)
-        default:
-            let text = line()
+            return word == .ok ? .ok(body) : .reserved(id: a, body: body)
+        case .other:
+            let text = buffer.text(0..<(eol - 2))
             buffer.moveReaderIndex(forwardBy: eol)
             return .other(text)
+        }
+    }
+
+    /// The first word of a reply line, for the replies the suite reads.
+    enum Word {
+        case inserted, deleted, timedOut, reserved, ok, other
+
+        init(_ p: UnsafeRawBufferPointer, length: Int) {
+            func matches(_ s: StaticString) -> Bool {
+                guard s.utf8CodeUnitCount == length else { return false }
+                let u = s.utf8Start
+                for k in 0..<length where p[k] != u[k] { return false }
+                return true
+            }
+            switch length > 0 ? p[0] : 0 {
+            case UInt8(ascii: "I"): self = matches("INSERTED") ? .inserted : .other
+            case UInt8(ascii: "D"): self = matches("DELETED") ? .deleted : .other
+            case UInt8(ascii: "T"): self = matches("TIMED_OUT") ? .timedOut : .other
+            case UInt8(ascii: "R"): self = matches("RESERVED") ? .reserved : .other
+            case UInt8(ascii: "O"): self = matches("OK") ? .ok : .other
+            default: self = .other
+            }
         }
     }
 }
@@ -125,9 +149,13 @@ struct BeanstalkPeer: Peer {
             out.reserveCapacity(dueTimes.count * (bodySize + 40))
             for due in dueTimes {
                 let delay = due.map { max(0, ($0 - now + 999) / 1_000) } ?? 0
-                out.writeString("put 0 \(delay) 60 \(bodySize)\r\n")
+                out.writeStaticString("put 0 ")
+                out.writeDecimal(UInt64(delay))
+                out.writeStaticString(" 60 ")
+                out.writeDecimal(UInt64(bodySize))
+                out.writeStaticString("\r\n")
                 Body.write(size: bodySize, dueAt: due ?? now, into: &out)
-                out.writeString("\r\n")
+                out.writeStaticString("\r\n")
             }
             for reply in try await connection.send(out, replies: dueTimes.count) {
                 guard case .inserted = reply else { throw PeerProtocolError("put: \(reply)") }
@@ -173,7 +201,11 @@ struct BeanstalkPeer: Peer {
             let ids = taken.token as! [UInt64]
             guard !ids.isEmpty else { return 0 }
             var out = ByteBuffer()
-            for id in ids { out.writeString("delete \(id)\r\n") }
+            for id in ids {
+                out.writeStaticString("delete ")
+                out.writeDecimal(id)
+                out.writeStaticString("\r\n")
+            }
             for reply in try await connection.send(out, replies: ids.count) {
                 guard case .deleted = reply else { throw PeerProtocolError("delete: \(reply)") }
             }

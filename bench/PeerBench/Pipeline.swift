@@ -14,13 +14,15 @@ struct PeerProtocolError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Cuts the byte stream into replies.
+/// Cuts the byte stream into replies: every whole reply a read brought is passed on in
+/// one array, so that the pipeline's per-message cost (wrapping, casting) is per read.
 final class ReplyDecoder<P: ReplyParser>: ByteToMessageDecoder {
-    typealias InboundOut = P.Reply
+    typealias InboundOut = [P.Reply]
     func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let reply = try P.parse(&buffer) else { return .needMoreData }
-        context.fireChannelRead(wrapInboundOut(reply))
-        return .continue
+        var replies: [P.Reply] = []
+        while let reply = try P.parse(&buffer) { replies.append(reply) }
+        if !replies.isEmpty { context.fireChannelRead(wrapInboundOut(replies)) }
+        return .needMoreData
     }
     func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         try decode(context: context, buffer: &buffer)
@@ -30,7 +32,7 @@ final class ReplyDecoder<P: ReplyParser>: ByteToMessageDecoder {
 /// Hands replies, in order, to the requests waiting for them: each request is a run of
 /// pipelined commands that waits for as many replies as it sent commands.
 final class ReplyWaiters<Reply: Sendable>: ChannelInboundHandler {
-    typealias InboundIn = Reply
+    typealias InboundIn = [Reply]
     struct Waiter {
         var want: Int
         var got: [Reply]
@@ -40,14 +42,22 @@ final class ReplyWaiters<Reply: Sendable>: ChannelInboundHandler {
     var failure: (any Error)?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let reply = unwrapInboundIn(data)
-        guard !queue.isEmpty else {
-            return failAll(PeerProtocolError("a reply nobody asked for"), context: context)
-        }
-        queue[0].got.append(reply)
-        if queue[0].got.count == queue[0].want {
-            let w = queue.removeFirst()
-            w.promise.succeed(w.got)
+        var replies = unwrapInboundIn(data)[...]
+        while !replies.isEmpty {
+            guard !queue.isEmpty else {
+                return failAll(PeerProtocolError("a reply nobody asked for"), context: context)
+            }
+            let take = Swift.min(queue[0].want - queue[0].got.count, replies.count)
+            if take == queue[0].want && queue[0].got.isEmpty {
+                queue[0].got = Array(replies.prefix(take))
+            } else {
+                queue[0].got.append(contentsOf: replies.prefix(take))
+            }
+            replies = replies.dropFirst(take)
+            if queue[0].got.count == queue[0].want {
+                let w = queue.removeFirst()
+                w.promise.succeed(w.got)
+            }
         }
     }
     func channelInactive(context: ChannelHandlerContext) {
@@ -110,6 +120,21 @@ final class PipelinedConnection<P: ReplyParser>: Sendable {
 }
 
 extension ByteBuffer {
+    /// Writes `value` in decimal ASCII, without making a string.
+    mutating func writeDecimal(_ value: UInt64) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = value
+            var i = d.count
+            repeat {
+                i -= 1
+                d[i] = UInt8(48 + v % 10)
+                v /= 10
+            } while v > 0
+            writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
+    }
+
     /// The index just past the next "\r\n" at or after `from`, or nil.
     func endOfLine(from start: Int) -> Int? {
         withUnsafeReadableBytes { p in
