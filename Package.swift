@@ -266,6 +266,7 @@ let package = Package(
             name: "ChimeServerTests",
             dependencies: [
                 "ChimeServer", "ChimeProtocol", "ChimeBroker", "ChimeSchedule", "ChimeWheel", "ChimeStore", "ChimeTestSupport", "ChimeClient", "chime",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

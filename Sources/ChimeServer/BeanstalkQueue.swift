@@ -97,7 +97,7 @@ struct BeanstalkQueue {
     /// Priorities below this are urgent (`current-jobs-urgent`).
     static let urgentBelow: UInt32 = 1_024
 
-    private(set) var jobs: [UInt64: Job] = [:]
+    private(set) var jobs = IDTable<Job>()
     private(set) var tubes: [String: Tube] = [:]
     /// Tube names in the order they were made (list-tubes).
     private var tubeOrder: [String] = []
@@ -395,7 +395,7 @@ struct BeanstalkQueue {
     /// What a snapshot keeps: the cold jobs, the ids, and the lowest id held whole (the
     /// journal is read back from that job's put on).
     func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?) {
-        (cold, nextID, idLease, jobs.keys.min())
+        (cold, nextID, idLease, jobs.lowestID)
     }
 
     /// Starts from a snapshot's state, before the journal after it is replayed.

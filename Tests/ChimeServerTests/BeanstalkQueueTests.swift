@@ -141,7 +141,8 @@ import Testing
             back.replay(try BeanstalkEvent(decoding: e.encoded), now: 500, wallNow: Self.wall + 500)
         }
         #expect(Set(back.jobs.keys) == Set(q.jobs.keys))
-        for (id, j) in q.jobs {
+        for j in q.jobs.values {
+            let id = j.id
             let b = back.jobs[id]!
             #expect(b.state == (j.state == .reserved ? .ready : j.state), "job \(id)")
             #expect((b.priority, b.tube, b.body, b.ttr) == (j.priority, j.tube, j.body, j.ttr), "job \(id)")
