@@ -508,7 +508,7 @@ actor BeanstalkEngine {
                 unsyncedOrder.append((position, id))
             }
         }
-        pending += events
+        if pending.isEmpty { pending = events } else { pending += events }
         appended += UInt64(events.count)
         if !writing {
             writing = true
@@ -546,13 +546,21 @@ actor BeanstalkEngine {
         while !pending.isEmpty {
             var n = Swift.min(pending.count, Broker.maxRecordsPerPublish)
             if let c = cut?.position, c > takenUpTo, c < takenUpTo + UInt64(n) { n = Int(c - takenUpTo) }  // a batch ends at a snapshot's position
-            let batch = pending.prefix(n)
-            pending.removeFirst(n)
+            let batch: [BeanstalkEvent]
+            if n == pending.count {
+                batch = pending
+                pending = []
+            } else {
+                batch = Array(pending.prefix(n))
+                pending.removeFirst(n)
+            }
             takenUpTo += UInt64(n)
             let upTo = synced + UInt64(batch.count)
             var ok = true
             var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
             var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
+            records.reserveCapacity(batch.count)
+            puts.reserveCapacity(batch.count)
             for e in batch {
                 let bytes = e.encoded
                 switch e {

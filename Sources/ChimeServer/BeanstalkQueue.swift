@@ -83,6 +83,12 @@ struct BeanstalkQueue {
         var isWorker = false
         /// A reserve waiting for a job: until this steady time (nil: forever).
         var waitingUntil: Int64?? = nil
+
+        /// Marks the connection a producer; the tube it puts into.
+        mutating func producing() -> String {
+            isProducer = true
+            return using
+        }
     }
 
     /// A waiting reserve that was answered by something other than its own command.
@@ -181,14 +187,14 @@ struct BeanstalkQueue {
     mutating func run(
         _ command: BeanstalkCommand, body: [UInt8] = [], from conn: UInt64, now: Int64, wallNow: Int64, warmed: Bool = false
     ) -> Outcome {
-        precondition(connections[conn] != nil, "command from unknown connection \(conn)")
+        precondition(connections.index(forKey: conn) != nil, "command from unknown connection \(conn)")
         if !warmed, let ids = coldNeeded(command, from: conn, now: now, wallNow: wallNow), !ids.isEmpty { return .load(ids) }
         count(command)
         switch command {
         case .put(let priority, let delay, let ttr, _):
-            connections[conn]!.isProducer = true
+            let tube = connections[conn]!.producing()
             if draining { return .reply(.draining) }
-            let id = put(tube: connections[conn]!.using, priority: priority, delay: delay, ttr: ttr, body: body, now: now, wallNow: wallNow)
+            let id = put(tube: tube, priority: priority, delay: delay, ttr: ttr, body: body, now: now, wallNow: wallNow)
             matchWaiters(now: now)
             return .reply(.inserted(id: id))
         case .use(let name):
@@ -319,8 +325,11 @@ struct BeanstalkQueue {
 
     /// Takes the journal records and answers gathered so far.
     mutating func takeEvents() -> [BeanstalkEvent] {
-        defer { events.removeAll(keepingCapacity: true) }
-        return events
+        // Handed over whole (no copy of the records): the next batch starts a new list.
+        let taken = events
+        events = []
+        events.reserveCapacity(taken.count)
+        return taken
     }
 
 
@@ -671,9 +680,9 @@ struct BeanstalkQueue {
             jobs[id] = job
             enterDelayed(id, until: now + Int64(delay) * 1_000)
         } else {
-            // The hot path of a put: one lookup of the job table and one of the tube.
+            // The hot path of a put: one lookup of the job table and one of the tube, changed in place.
             jobs[id] = job
-            tubes[name]!.admitNew(job)
+            tubes.values[tubes.index(forKey: name)!].admitNew(job)
         }
         return id
     }
