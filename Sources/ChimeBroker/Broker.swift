@@ -529,6 +529,27 @@ public final class Broker: GroupHost, @unchecked Sendable {
         return try await publish(topic: topic, messages, partition: partition, producer: producer, asBroker: false)
     }
 
+    /// Publishes to one partition as `publish` does, and calls `stored` once the messages
+    /// are appended — after every publish to the partition that was appended before them,
+    /// before they are synced — so that a writer may append its next batch while this one
+    /// syncs and keep its order. `stored` is not called if the publish fails before the
+    /// append; the call still returns only once the messages are as durable as the policy says.
+    public func publish(
+        topic: String, _ messages: [OutgoingMessage], partition: Int, stored: @escaping @Sendable () -> Void
+    ) async throws -> [PublishedMessage] {
+        defer { changes.bump() }
+        guard !messages.isEmpty else { return [] }
+        guard messages.count <= Self.maxRecordsPerPublish else {
+            throw BrokerError(.invalidArgument, "a publish of \(messages.count) messages is over the limit of \(Self.maxRecordsPerPublish)")
+        }
+        let partitions = try await partitions(ofTopic: topic, create: true) { settings, geometry in
+            try Self.checkPartition(partition, of: topic, count: settings.partitions)
+            try Partition.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: geometry.limit, asBroker: false)
+        }
+        try Self.checkPartition(partition, of: topic, count: partitions.count)
+        return try await partitions[partition].publish(messages, producer: nil, asBroker: false, stored: stored)
+    }
+
     /// Stores a record batch a client encoded in the store's format (messages due now,
     /// without dedup keys) in `partition`, as it came; its producer id and base sequence
     /// make it idempotent. One outcome per record, in order.

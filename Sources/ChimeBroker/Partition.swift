@@ -247,10 +247,12 @@ actor Partition {
 
     /// Stores messages: due now (or no due time) into one ready batch, later ones into the
     /// wheel. Returns one outcome per message, in order. Durable (as the policy says) on return.
-    func publish(_ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false) async throws -> [PublishedMessage] {
+    func publish(
+        _ messages: [OutgoingMessage], producer: ProducerStamp?, asBroker: Bool = false, stored: (@Sendable () -> Void)? = nil
+    ) async throws -> [PublishedMessage] {
         guard !closed else { throw BrokerError(.closed, "partition \(topic)/\(index) is closed") }
         try Self.check(messages, maxMessageBytes: settings.maxMessageBytes, dueLimit: dueLimit, asBroker: asBroker)
-        return try await publishInTurn(producer: producer, count: messages.count, asBroker: asBroker) { now in
+        return try await publishInTurn(producer: producer, count: messages.count, asBroker: asBroker, stored: stored) { now in
             let dues = try Self.brokerDueTimes(messages, now: now, wallNow: clock.wallNow(), dueLimit: dueLimit)
             var out = [PublishedMessage](repeating: PublishedMessage(id: nil, partition: index, duplicate: true), count: messages.count)
             producers.prune(now: now)
@@ -404,7 +406,9 @@ actor Partition {
         var count: Int
     }
 
-    /// The one path of every publish. Takes the partition's publish turn; claims the
+    /// The one path of every publish. `stored`, if given, is called once the messages are
+    /// appended, in order after every publish before them, and before they are synced.
+    /// Takes the partition's publish turn; claims the
     /// producer's sequence (a repeat gets the answer its first copy got); lets `store`
     /// append, at broker time `now`, while no other publish can; records the producer; ends
     /// the turn so that publishes behind it share the sync; then waits until what was
@@ -414,7 +418,8 @@ actor Partition {
     /// throws nothing is acknowledged, and the producer's sequence is rolled back so a
     /// retry is not taken for a duplicate.
     private func publishInTurn(
-        producer: ProducerStamp?, count: Int, asBroker: Bool, store: (_ now: Int64) async throws -> Stored
+        producer: ProducerStamp?, count: Int, asBroker: Bool, stored onStored: (@Sendable () -> Void)? = nil,
+        store: (_ now: Int64) async throws -> Stored
     ) async throws -> [PublishedMessage] {
         await takePublishTurn()
         var holdingTurn = true
@@ -431,6 +436,7 @@ actor Partition {
             if let producer { producers.record(producer, count: count, ids: stored.outcomes.map(\.id), now: now) }
             holdingTurn = false
             endPublishTurn()
+            onStored?()
             do {
                 if let end = stored.readyEnd {
                     if asBroker { try await ready.log.waitUntilDurable(end) } else { try await ready.log.waitForAcknowledgement(end) }

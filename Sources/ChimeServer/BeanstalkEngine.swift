@@ -2,6 +2,7 @@ import ChimeBroker
 import DequeModule
 import Foundation
 import Logging
+import Synchronization
 
 /// The beanstalkd listener's engine: `BeanstalkQueue` (pure) behind an actor, with its
 /// journal in the broker and its clock. Every batch of commands a connection sent is run
@@ -541,9 +542,13 @@ actor BeanstalkEngine {
     }
 
     /// Writes what is pending, in publishes of at most the broker's limit, until nothing is:
-    /// id leases first, then the wake-ups of the cold puts, then the records.
+    /// id leases first, then the wake-ups of the cold puts (both synced before the records
+    /// go), then the records. A batch's records are appended before the next batch is
+    /// taken, and synced while it is built and appended (up to `maxFlights` batches at
+    /// once): the writer does not wait for a sync, or for the actor after one, to go on.
     private func write() async {
         while !pending.isEmpty {
+            while flights.count >= Self.maxFlights { await withCheckedContinuation { flightWaiters.append($0) } }
             var n = Swift.min(pending.count, Broker.maxRecordsPerPublish)
             if let c = cut?.position, c > takenUpTo, c < takenUpTo + UInt64(n) { n = Int(c - takenUpTo) }  // a batch ends at a snapshot's position
             let batch: [BeanstalkEvent]
@@ -555,8 +560,7 @@ actor BeanstalkEngine {
                 pending.removeFirst(n)
             }
             takenUpTo += UInt64(n)
-            let upTo = synced + UInt64(batch.count)
-            var ok = true
+            let upTo = takenUpTo
             var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
             var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
             records.reserveCapacity(batch.count)
@@ -577,44 +581,102 @@ actor BeanstalkEngine {
                     records.append(OutgoingMessage(body: bytes))
                 }
             }
+            flights.append(Flight(upTo: upTo, count: batch.count))
+            var leasesEnd: Int64? = nil
             do {
-                if !leases.isEmpty { journalNext = try Self.nextOffset(after: try await broker.publish(topic: Self.topic, leases, partition: 0)) }
+                if !leases.isEmpty { leasesEnd = try Self.nextOffset(after: try await broker.publish(topic: Self.topic, leases, partition: 0)) }
                 if !wakeups.isEmpty { _ = try await broker.publish(topic: Self.wakeupTopic, wakeups, partition: 0) }
-                if !records.isEmpty {
-                    let published = try await broker.publish(topic: Self.topic, records, partition: 0)
-                    for p in puts { if let offset = published[p.at].id?.value { index.note(id: p.id, offset: offset) } }
-                    journalNext = try Self.nextOffset(after: published)
-                }
-                recordsWritten += UInt64(batch.count)
-                if cut?.position == upTo { cut?.offset = journalNext }
             } catch {
-                ok = false
-                writeFailed = true
-                logger.error("beanstalkd journal: \(batch.count) records not written: \(error)")
-                // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
-                let (now, wallNow) = (steadyNow(), Self.wallNow())
-                for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
-                // The lease may not be written: the next cold put takes a new one past every
-                // id a wake-up may carry.
-                queue.leaseLost()
-                deliverAnswers()
-                armTimer()
+                landed(upTo: upTo, result: .failure(error), puts: [], coldPuts: coldPuts)
+                continue
             }
-            if !ok {
-                failedWrites.append((synced + 1)...upTo)
-                if failedWrites.count > 1_024 { failedWrites.removeFirst() }
+            guard !records.isEmpty else {
+                landed(upTo: upTo, result: .success(leasesEnd), puts: [], coldPuts: [])
+                continue
             }
-            synced = upTo
-            while let first = unsyncedOrder.first, first.position <= synced {
-                unsyncedOrder.removeFirst()
-                if unsyncedChanges[first.id] == first.position { unsyncedChanges[first.id] = nil }
+            let broker = self.broker
+            await withCheckedContinuation { (appended: CheckedContinuation<Void, Never>) in
+                let resume = ResumeOnce(appended)
+                Task {
+                    do {
+                        let published = try await broker.publish(topic: Self.topic, records, partition: 0, stored: { resume.run() })
+                        resume.run()
+                        let end = try Self.nextOffset(after: published)
+                        let noted = puts.compactMap { p in published[p.at].id.map { (p.id, $0.value) } }
+                        self.landed(upTo: upTo, result: .success(end), puts: noted, coldPuts: [])
+                    } catch {
+                        resume.run()
+                        self.landed(upTo: upTo, result: .failure(error), puts: [], coldPuts: coldPuts)
+                    }
+                }
             }
-            while let first = unsyncedPuts.first, first.position <= synced { unsyncedPuts.removeFirst() }
-            let done = syncWaiters.filter { $0.upTo <= upTo }
-            syncWaiters.removeAll { $0.upTo <= upTo }
-            for w in done { w.continuation.resume(returning: ok) }
         }
         writing = false
+    }
+
+    /// A batch of the writer: its records end at position `upTo`.
+    private struct Flight {
+        let upTo: UInt64
+        let count: Int
+        /// Once it landed: the journal offset after it (nil: it wrote no record there), or
+        /// why it failed.
+        var result: Result<Int64?, any Error>? = nil
+        /// Its puts and their offsets, for the index (noted in order).
+        var puts: [(id: UInt64, offset: Int64)] = []
+    }
+
+    /// Batches being written, oldest first.
+    private var flights = Deque<Flight>()
+    private var flightWaiters: [CheckedContinuation<Void, Never>] = []
+    static let maxFlights = 4
+
+    /// A batch was written and synced, or failed: what it failed to write is undone at
+    /// once; then every batch landed in order up to the first still in flight counts as
+    /// synced, and its waiters are answered.
+    private func landed(upTo: UInt64, result: Result<Int64?, any Error>, puts: [(id: UInt64, offset: Int64)], coldPuts: [BeanstalkEvent]) {
+        guard let k = flights.firstIndex(where: { $0.upTo == upTo }) else { preconditionFailure("batch to \(upTo) is not in flight") }
+        flights[k].result = result
+        flights[k].puts = puts
+        if case .failure(let error) = result {
+            writeFailed = true
+            logger.error("beanstalkd journal: \(flights[k].count) records not written: \(error)")
+            // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
+            let (now, wallNow) = (steadyNow(), Self.wallNow())
+            for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
+            // The lease may not be written: the next cold put takes a new one past every
+            // id a wake-up may carry.
+            queue.leaseLost()
+            deliverAnswers()
+            armTimer()
+        }
+        while let first = flights.first, let result = first.result {
+            flights.removeFirst()
+            let ok: Bool
+            switch result {
+            case .success(let end):
+                ok = true
+                for p in first.puts { index.note(id: p.id, offset: p.offset) }
+                if let end { journalNext = Swift.max(journalNext, end) }
+                recordsWritten += UInt64(first.count)
+                if cut?.position == first.upTo { cut?.offset = journalNext }
+            case .failure:
+                ok = false
+                failedWrites.append((synced + 1)...first.upTo)
+                if failedWrites.count > 1_024 { failedWrites.removeFirst() }
+            }
+            synced = first.upTo
+            while let change = unsyncedOrder.first, change.position <= synced {
+                unsyncedOrder.removeFirst()
+                if unsyncedChanges[change.id] == change.position { unsyncedChanges[change.id] = nil }
+            }
+            while let put = unsyncedPuts.first, put.position <= synced { unsyncedPuts.removeFirst() }
+            let done = syncWaiters.filter { $0.upTo <= synced }
+            syncWaiters.removeAll { $0.upTo <= synced }
+            for w in done { w.continuation.resume(returning: ok) }
+        }
+        let waiting = flightWaiters
+        flightWaiters.removeAll()
+        for w in waiting { w.resume() }
     }
 
     private static func nextOffset(after published: [PublishedMessage]) throws -> Int64 {
@@ -715,3 +777,10 @@ actor BeanstalkEngine {
 /// the system.
 @_silgen_name("malloc_trim")
 private func releaseFreedMemory(_ pad: Int) -> Int32
+
+/// Resumes a continuation the first time `run` is called; later calls do nothing.
+private final class ResumeOnce: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Void, Never>?>
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = Mutex(continuation) }
+    func run() { continuation.withLock { c in c.take() }?.resume() }
+}

@@ -16,8 +16,10 @@ import Testing
 
     private static func send(_ engine: BeanstalkEngine, _ conn: UInt64, _ command: BeanstalkCommand, _ body: String = "") async -> BeanstalkReply {
         let progress = await engine.execute(conn, [.command(command, body: Array(body.utf8))][...])
+        // As the listener does: the reply is given once what it depends on is synced.
+        let written = await engine.written(after: progress.syncAfter, upTo: progress.syncUpTo)
         if progress.then == .wait { return await engine.answer(conn) }
-        return progress.replies.first!
+        return written ? progress.replies.first! : .internalError
     }
 
     private static func put(_ engine: BeanstalkEngine, _ conn: UInt64, _ body: String, delay: UInt32) async -> UInt64 {
