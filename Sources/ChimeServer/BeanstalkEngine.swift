@@ -78,7 +78,8 @@ actor BeanstalkEngine {
     private var appended: UInt64 = 0
     private var synced: UInt64 = 0
     private var writing = false
-    private var syncWaiters: [(upTo: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+    /// How far the journal is synced, for the replies waiting on it (`written(after:upTo:)`).
+    private let syncPoint = BeanstalkSyncPoint()
     private(set) var recordsWritten: UInt64 = 0
     /// The offset the next journal record gets (known from the last publish).
     private var journalNext: Int64 = 0
@@ -93,8 +94,6 @@ actor BeanstalkEngine {
     private var unsyncedOrder = Deque<(position: UInt64, id: UInt64)>()
     private var unsyncedPuts = Deque<(id: UInt64, position: UInt64)>()
     private var writeFailed = false
-    /// Positions of records that could not be written (the latest 1,024 batches).
-    private var failedWrites: [ClosedRange<UInt64>] = []
 
     // Wake-ups and snapshots.
     private var wakeupsFrom: Int64 = 0
@@ -389,10 +388,8 @@ actor BeanstalkEngine {
 
     /// Waits until the journal records after `after` up to `upTo` are synced; false if
     /// one of them could not be written.
-    func written(after: UInt64, upTo: UInt64) async -> Bool {
-        guard upTo > after else { return true }
-        if upTo > synced { _ = await withCheckedContinuation { syncWaiters.append((upTo, $0)) } }
-        return !failedWrites.contains { $0.upperBound > after && $0.lowerBound <= upTo }
+    nonisolated func written(after: UInt64, upTo: UInt64) async -> Bool {
+        await syncPoint.written(after: after, upTo: upTo)
     }
 
     /// The answer to the connection's waiting reserve: a job, TIMED_OUT or DEADLINE_SOON.
@@ -661,8 +658,6 @@ actor BeanstalkEngine {
                 if cut?.position == first.upTo { cut?.offset = journalNext }
             case .failure:
                 ok = false
-                failedWrites.append((synced + 1)...first.upTo)
-                if failedWrites.count > 1_024 { failedWrites.removeFirst() }
             }
             synced = first.upTo
             while let change = unsyncedOrder.first, change.position <= synced {
@@ -670,9 +665,7 @@ actor BeanstalkEngine {
                 if unsyncedChanges[change.id] == change.position { unsyncedChanges[change.id] = nil }
             }
             while let put = unsyncedPuts.first, put.position <= synced { unsyncedPuts.removeFirst() }
-            let done = syncWaiters.filter { $0.upTo <= synced }
-            syncWaiters.removeAll { $0.upTo <= synced }
-            for w in done { w.continuation.resume(returning: ok) }
+            syncPoint.advance(to: synced, failed: !ok)
         }
         let waiting = flightWaiters
         flightWaiters.removeAll()
@@ -740,7 +733,7 @@ actor BeanstalkEngine {
     /// Waits until the journal holds every record up to `upTo`; false if a write failed.
     private func sync(upTo: UInt64) async -> Bool {
         guard upTo > synced else { return true }
-        return await withCheckedContinuation { syncWaiters.append((upTo, $0)) }
+        return await syncPoint.written(after: synced, upTo: upTo)
     }
 
     // MARK: - Stats
