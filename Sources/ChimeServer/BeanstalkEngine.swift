@@ -538,11 +538,11 @@ actor BeanstalkEngine {
         return Swift.max(put, unsyncedChanges[id] ?? 0)
     }
 
-    /// Writes what is pending, in publishes of at most the broker's limit, until nothing is:
-    /// id leases first, then the wake-ups of the cold puts (both synced before the records
-    /// go), then the records. A batch's records are appended before the next batch is
-    /// taken, and synced while it is built and appended (up to `maxFlights` batches at
-    /// once): the writer does not wait for a sync, or for the actor after one, to go on.
+    /// Writes what is pending, in batches of at most the broker's publish limit, until
+    /// nothing is. Each batch is encoded and published off the actor (`publish(_:to:stored:)`);
+    /// the next is taken once its records are appended, so the journal keeps the order the
+    /// records were taken in, while up to `maxFlights` batches sync at once. The writer
+    /// waits neither for a sync nor for the actor after one.
     private func write() async {
         while !pending.isEmpty {
             while flights.count >= Self.maxFlights { await withCheckedContinuation { flightWaiters.append($0) } }
@@ -558,57 +558,66 @@ actor BeanstalkEngine {
             }
             takenUpTo += UInt64(n)
             let upTo = takenUpTo
-            var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
-            var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
-            records.reserveCapacity(batch.count)
-            puts.reserveCapacity(batch.count)
-            for e in batch {
-                let bytes = e.encoded
-                switch e {
-                case .ids:
-                    leases.append(OutgoingMessage(body: bytes))
-                case .put(let id, _, _, _, let readyAt, _, _, let wakeup):
-                    if wakeup {
-                        wakeups.append(OutgoingMessage(body: bytes, due: .at(readyAt)))
-                        coldPuts.append(e)
-                    }
-                    puts.append((records.count, id))
-                    records.append(OutgoingMessage(body: bytes))
-                default:
-                    records.append(OutgoingMessage(body: bytes))
-                }
-            }
             flights.append(Flight(upTo: upTo, count: batch.count))
-            var leasesEnd: Int64? = nil
-            do {
-                if !leases.isEmpty { leasesEnd = try Self.nextOffset(after: try await broker.publish(topic: Self.topic, leases, partition: 0)) }
-                if !wakeups.isEmpty { _ = try await broker.publish(topic: Self.wakeupTopic, wakeups, partition: 0) }
-            } catch {
-                landed(upTo: upTo, result: .failure(error), puts: [], coldPuts: coldPuts)
-                continue
-            }
-            guard !records.isEmpty else {
-                landed(upTo: upTo, result: .success(leasesEnd), puts: [], coldPuts: [])
-                continue
-            }
+            // Encoded and published off the actor; the next batch is taken once this one's
+            // records are appended (their order in the journal is the order taken).
             let broker = self.broker
             await withCheckedContinuation { (appended: CheckedContinuation<Void, Never>) in
                 let resume = ResumeOnce(appended)
-                Task {
-                    do {
-                        let published = try await broker.publish(topic: Self.topic, records, partition: 0, stored: { resume.run() })
-                        resume.run()
-                        let end = try Self.nextOffset(after: published)
-                        let noted = puts.compactMap { p in published[p.at].id.map { (p.id, $0.value) } }
-                        self.landed(upTo: upTo, result: .success(end), puts: noted, coldPuts: [])
-                    } catch {
-                        resume.run()
-                        self.landed(upTo: upTo, result: .failure(error), puts: [], coldPuts: coldPuts)
-                    }
+                Task.detached {
+                    let outcome = await Self.publish(batch, to: broker, stored: { resume.run() })
+                    resume.run()
+                    await self.landed(upTo: upTo, outcome)
                 }
             }
         }
         writing = false
+    }
+
+    /// What publishing a batch came to: the journal offset after it (nil: it wrote no
+    /// record there) and its puts' offsets, or why it failed and its cold puts.
+    private enum Outcome: Sendable {
+        case written(end: Int64?, puts: [(id: UInt64, offset: Int64)])
+        case failed(any Error, coldPuts: [BeanstalkEvent])
+    }
+
+    /// Publishes one batch: id leases first, then the wake-ups of the cold puts (both
+    /// synced before the records go), then the records, `stored` called once they are
+    /// appended; returns once they are synced.
+    private static func publish(_ batch: [BeanstalkEvent], to broker: Broker, stored: @escaping @Sendable () -> Void) async -> Outcome {
+        var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
+        var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
+        records.reserveCapacity(batch.count)
+        puts.reserveCapacity(batch.count)
+        for e in batch {
+            let bytes = e.encoded
+            switch e {
+            case .ids:
+                leases.append(OutgoingMessage(body: bytes))
+            case .put(let id, _, _, _, let readyAt, _, _, let wakeup):
+                if wakeup {
+                    wakeups.append(OutgoingMessage(body: bytes, due: .at(readyAt)))
+                    coldPuts.append(e)
+                }
+                puts.append((records.count, id))
+                records.append(OutgoingMessage(body: bytes))
+            default:
+                records.append(OutgoingMessage(body: bytes))
+            }
+        }
+        do {
+            var end: Int64? = nil
+            if !leases.isEmpty { end = try nextOffset(after: try await broker.publish(topic: topic, leases, partition: 0)) }
+            if !wakeups.isEmpty { _ = try await broker.publish(topic: wakeupTopic, wakeups, partition: 0) }
+            guard !records.isEmpty else {
+                stored()
+                return .written(end: end, puts: [])
+            }
+            let published = try await broker.publish(topic: topic, records, partition: 0, stored: stored)
+            return .written(end: try nextOffset(after: published), puts: puts.compactMap { p in published[p.at].id.map { (p.id, $0.value) } })
+        } catch {
+            return .failed(error, coldPuts: coldPuts)
+        }
     }
 
     /// A batch of the writer: its records end at position `upTo`.
@@ -630,11 +639,16 @@ actor BeanstalkEngine {
     /// A batch was written and synced, or failed: what it failed to write is undone at
     /// once; then every batch landed in order up to the first still in flight counts as
     /// synced, and its waiters are answered.
-    private func landed(upTo: UInt64, result: Result<Int64?, any Error>, puts: [(id: UInt64, offset: Int64)], coldPuts: [BeanstalkEvent]) {
+    private func landed(upTo: UInt64, _ outcome: Outcome) {
         guard let k = flights.firstIndex(where: { $0.upTo == upTo }) else { preconditionFailure("batch to \(upTo) is not in flight") }
-        flights[k].result = result
-        flights[k].puts = puts
-        if case .failure(let error) = result {
+        switch outcome {
+        case .written(let end, let puts):
+            flights[k].result = .success(end)
+            flights[k].puts = puts
+        case .failed(let error, _):
+            flights[k].result = .failure(error)
+        }
+        if case .failed(let error, let coldPuts) = outcome {
             writeFailed = true
             logger.error("beanstalkd journal: \(flights[k].count) records not written: \(error)")
             // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
