@@ -235,7 +235,7 @@ struct BeanstalkQueue {
             }
             guard let j = jobs[id], j.state != .reserved || j.holder == conn else { return .reply(.notFound) }
             leave(id)
-            tubes[j.tube]!.deletes += 1
+            withTube(j.tube) { $0.deletes += 1 }
             jobs[id] = nil
             dropIfUnused(j.tube)
             events.append(.delete(id: id))
@@ -682,7 +682,7 @@ struct BeanstalkQueue {
         } else {
             // The hot path of a put: one lookup of the job table and one of the tube, changed in place.
             jobs[id] = job
-            tubes.values[tubes.index(forKey: name)!].admitNew(job)
+            withTube(name) { $0.admitNew(job) }
         }
         return id
     }
@@ -690,27 +690,34 @@ struct BeanstalkQueue {
     /// Takes a job out of its state's counts and lists (heap entries go stale by epoch;
     /// buried entries too).
     private mutating func leave(_ id: UInt64) {
-        let j = jobs[id]!
         jobs[id]!.epoch &+= 1
-        switch j.state {
-        case .ready:
-            tubes[j.tube]!.readyCount -= 1
-            if j.priority < Self.urgentBelow { tubes[j.tube]!.urgent -= 1 }
-        case .reserved:
-            tubes[j.tube]!.reservedCount -= 1
+        let j = jobs[id]!
+        if j.state == .reserved {
             connections[j.holder]?.reserved.remove(id)
             jobs[id]!.holder = 0
-        case .delayed:
-            tubes[j.tube]!.delayedCount -= 1
-        case .buried:
-            tubes[j.tube]!.buriedCount -= 1
         }
+        withTube(j.tube) { t in
+            switch j.state {
+            case .ready:
+                t.readyCount -= 1
+                if j.priority < BeanstalkQueue.urgentBelow { t.urgent -= 1 }
+            case .reserved: t.reservedCount -= 1
+            case .delayed: t.delayedCount -= 1
+            case .buried: t.buriedCount -= 1
+            }
+        }
+    }
+
+    /// Changes the tube `name` (which exists) in place: one lookup, no copy of it.
+    private mutating func withTube(_ name: String, _ change: (inout Tube) -> Void) {
+        guard let i = tubes.index(forKey: name) else { preconditionFailure("tube \(name) of a held job is gone") }
+        change(&tubes.values[i])
     }
 
     private mutating func enterReady(_ id: UInt64) {
         jobs[id]!.state = .ready
         let j = jobs[id]!
-        tubes[j.tube]!.enqueueReady(j)
+        withTube(j.tube) { $0.enqueueReady(j) }
     }
 
     private mutating func enterDelayed(_ id: UInt64, until: Int64) {
@@ -738,7 +745,7 @@ struct BeanstalkQueue {
         jobs[id]!.state = .reserved
         jobs[id]!.holder = conn
         jobs[id]!.reserves += 1
-        tubes[j.tube]!.reservedCount += 1
+        withTube(j.tube) { $0.reservedCount += 1 }
         connections[conn]!.reserved.insert(id)
         setLease(id, until: now + Int64(j.ttr) * 1_000)
     }
