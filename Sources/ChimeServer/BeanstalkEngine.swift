@@ -76,10 +76,10 @@ actor BeanstalkEngine {
     // The journal writer.
     private var pending: [BeanstalkEvent] = []
     private var appended: UInt64 = 0
-    private var synced: UInt64 = 0
     private var writing = false
     /// How far the journal is synced, for the replies waiting on it (`written(after:upTo:)`).
     private let syncPoint = BeanstalkSyncPoint()
+    private var synced: UInt64 { syncPoint.synced }
     private(set) var recordsWritten: UInt64 = 0
     /// The offset the next journal record gets (known from the last publish).
     private var journalNext: Int64 = 0
@@ -620,15 +620,12 @@ actor BeanstalkEngine {
         }
     }
 
-    /// A batch of the writer: its records end at position `upTo`.
+    /// A batch of the writer: its records end at position `upTo`; once it landed, what
+    /// publishing it came to.
     private struct Flight {
         let upTo: UInt64
         let count: Int
-        /// Once it landed: the journal offset after it (nil: it wrote no record there), or
-        /// why it failed.
-        var result: Result<Int64?, any Error>? = nil
-        /// Its puts and their offsets, for the index (noted in order).
-        var puts: [(id: UInt64, offset: Int64)] = []
+        var outcome: Outcome? = nil
     }
 
     /// Batches being written, oldest first.
@@ -641,13 +638,7 @@ actor BeanstalkEngine {
     /// synced, and its waiters are answered.
     private func landed(upTo: UInt64, _ outcome: Outcome) {
         guard let k = flights.firstIndex(where: { $0.upTo == upTo }) else { preconditionFailure("batch to \(upTo) is not in flight") }
-        switch outcome {
-        case .written(let end, let puts):
-            flights[k].result = .success(end)
-            flights[k].puts = puts
-        case .failed(let error, _):
-            flights[k].result = .failure(error)
-        }
+        flights[k].outcome = outcome
         if case .failed(let error, let coldPuts) = outcome {
             writeFailed = true
             logger.error("beanstalkd journal: \(flights[k].count) records not written: \(error)")
@@ -660,26 +651,22 @@ actor BeanstalkEngine {
             deliverAnswers()
             armTimer()
         }
-        while let first = flights.first, let result = first.result {
+        while let first = flights.first, let outcome = first.outcome {
             flights.removeFirst()
-            let ok: Bool
-            switch result {
-            case .success(let end):
+            var ok = false
+            if case .written(let end, let puts) = outcome {
                 ok = true
-                for p in first.puts { index.note(id: p.id, offset: p.offset) }
+                for p in puts { index.note(id: p.id, offset: p.offset) }
                 if let end { journalNext = Swift.max(journalNext, end) }
                 recordsWritten += UInt64(first.count)
                 if cut?.position == first.upTo { cut?.offset = journalNext }
-            case .failure:
-                ok = false
             }
-            synced = first.upTo
-            while let change = unsyncedOrder.first, change.position <= synced {
+            while let change = unsyncedOrder.first, change.position <= first.upTo {
                 unsyncedOrder.removeFirst()
                 if unsyncedChanges[change.id] == change.position { unsyncedChanges[change.id] = nil }
             }
-            while let put = unsyncedPuts.first, put.position <= synced { unsyncedPuts.removeFirst() }
-            syncPoint.advance(to: synced, failed: !ok)
+            while let put = unsyncedPuts.first, put.position <= first.upTo { unsyncedPuts.removeFirst() }
+            syncPoint.advance(to: first.upTo, failed: !ok)
         }
         let waiting = flightWaiters
         flightWaiters.removeAll()
@@ -746,8 +733,9 @@ actor BeanstalkEngine {
 
     /// Waits until the journal holds every record up to `upTo`; false if a write failed.
     private func sync(upTo: UInt64) async -> Bool {
-        guard upTo > synced else { return true }
-        return await syncPoint.written(after: synced, upTo: upTo)
+        let from = synced
+        guard upTo > from else { return true }
+        return await syncPoint.written(after: from, upTo: upTo)
     }
 
     // MARK: - Stats

@@ -67,12 +67,6 @@ struct BeanstalkQueue {
             if j.priority < BeanstalkQueue.urgentBelow { urgent += 1 }
             ready.insert(Entry(first: Int64(j.priority), id: j.id, epoch: j.epoch))
         }
-
-        /// A job just put, ready at once.
-        mutating func admitNew(_ j: Job) {
-            totalJobs += 1
-            enqueueReady(j)
-        }
     }
 
     struct Connection {
@@ -670,20 +664,20 @@ struct BeanstalkQueue {
         let cooled = goesCold && cold.insert(id, tube: name, dueSecond: due)
         events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body, wakeup: cooled))
         if cooled {
-            tubes[name]!.totalJobs += 1
-            tubes[name]!.delayedCount += 1
+            withTube(name) { t in
+                t.totalJobs += 1
+                t.delayedCount += 1
+            }
             return id
         }
+        // The hot path of a put: one lookup of the job table and one of the tube.
         let job = Job(id: id, tube: name, priority: priority, ttr: max(1, ttr), state: .ready, createdAt: now, delay: delay, body: body)
-        if delay > 0 {
-            tubes[name]!.totalJobs += 1
-            jobs[id] = job
-            enterDelayed(id, until: now + Int64(delay) * 1_000)
-        } else {
-            // The hot path of a put: one lookup of the job table and one of the tube, changed in place.
-            jobs[id] = job
-            withTube(name) { $0.admitNew(job) }
+        jobs[id] = job
+        withTube(name) { t in
+            t.totalJobs += 1
+            if delay == 0 { t.enqueueReady(job) }
         }
+        if delay > 0 { enterDelayed(id, until: now + Int64(delay) * 1_000) }
         return id
     }
 

@@ -1,3 +1,4 @@
+import ChimeProtocol
 import NIOCore
 
 /// One reply of beanstalkd's text protocol (beanstalkd 1.12's protocol.txt), as the bytes
@@ -103,22 +104,5 @@ enum BeanstalkReply: Equatable, Sendable {
     /// as beanstalkd writes them: numbers bare, names and states bare too).
     static func yamlDictionary(_ pairs: [(String, String)]) -> String {
         "---\n" + pairs.map { "\($0.0): \($0.1)\n" }.joined()
-    }
-}
-
-extension ByteBuffer {
-    /// Writes `value` in decimal ASCII, without making a string.
-    mutating func writeDecimal(_ value: UInt64) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        withUnsafeMutableBytes(of: &digits) { d in
-            var v = value
-            var i = d.count
-            repeat {
-                i -= 1
-                d[i] = UInt8(truncatingIfNeeded: 48 + v % 10)
-                v /= 10
-            } while v > 0
-            writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
-        }
     }
 }

@@ -1,3 +1,4 @@
+import ChimeProtocol
 import Foundation
 import NIOCore
 

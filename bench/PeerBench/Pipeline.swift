@@ -120,21 +120,6 @@ final class PipelinedConnection<P: ReplyParser>: Sendable {
 }
 
 extension ByteBuffer {
-    /// Writes `value` in decimal ASCII, without making a string.
-    mutating func writeDecimal(_ value: UInt64) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
-        withUnsafeMutableBytes(of: &digits) { d in
-            var v = value
-            var i = d.count
-            repeat {
-                i -= 1
-                d[i] = UInt8(48 + v % 10)
-                v /= 10
-            } while v > 0
-            writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
-        }
-    }
-
     /// The index just past the next "\r\n" at or after `from`, or nil.
     func endOfLine(from start: Int) -> Int? {
         withUnsafeReadableBytes { p in
