@@ -111,6 +111,17 @@ struct BeanstalkColdChunk: Equatable {
         }
     }
 
+    /// Appends `base | slot` for each job whose due second passes `test`, in slot order.
+    func appendIDs(base: UInt64, to out: inout [UInt64], where test: (UInt32) -> Bool) {
+        dues.withUnsafeBufferPointer { dues in
+            if let slots {
+                for k in 0..<dues.count where test(dues[k]) { out.append(base | UInt64(slots[k])) }
+            } else {
+                for i in 0..<dues.count where dues[i] != 0 && test(dues[i]) { out.append(base | UInt64(i)) }
+            }
+        }
+    }
+
     /// Whether any job here may be in tube `number` (a dense chunk of another sole tube has none).
     func mayHold(tube number: UInt16) -> Bool { !isDense || tubes != nil || soleTube == number }
 

@@ -162,11 +162,20 @@ struct BeanstalkColdJobs: Equatable {
         return best.unordered.sorted()
     }
 
-    /// The cold jobs due at or before `second`, in id order.
+    /// The cold jobs due at or before `second`, in id order: one pass over the due seconds.
     func due(atOrBefore second: UInt32) -> [UInt64] {
         var out: [UInt64] = []
         for key in chunks.keys.sorted() {
-            chunks[key]!.forEachJob { i, _, due in if due <= second { out.append(key << UInt64(Self.chunkBits) | UInt64(i)) } }
+            chunks[key]!.appendIDs(base: key << UInt64(Self.chunkBits), to: &out) { $0 <= second }
+        }
+        return out
+    }
+
+    /// The cold jobs due in one of `seconds`, in id order.
+    func due(in seconds: Set<UInt32>) -> [UInt64] {
+        var out: [UInt64] = []
+        for key in chunks.keys.sorted() {
+            chunks[key]!.appendIDs(base: key << UInt64(Self.chunkBits), to: &out) { seconds.contains($0) }
         }
         return out
     }

@@ -11,12 +11,14 @@ import Synchronization
 /// next), and no answer leaves before the records it depends on are synced.
 ///
 /// Delayed puts go cold (`BeanstalkColdJobs`): 4–8 bytes in memory, the job in the journal,
-/// and a wake-up — the put record again, as a scheduled message in `__beanstalk_due` due
-/// at the job's time — in the broker's timing wheel. The wake-up is synced before the
-/// journal record, so a journaled cold job always has one; a wake-up whose put was lost
-/// finds no job (ids are leased ahead in the journal, never reused). When a wake-up fires
-/// the engine reads it from the topic and the job is held whole again; a command that
-/// needs a cold job before that reads its put back from the journal. A snapshot
+/// and one wake-up per due second — a scheduled message in `__beanstalk_due`, due 2 s
+/// before that second starts — in the broker's timing wheel, made by the first cold put
+/// due in that second. The wake-up is synced before the journal record of any put that
+/// counts on it, so a journaled cold job always has one; ids are leased ahead in the
+/// journal, never reused. When a wake-up fires the engine reads it from the topic, reads
+/// back the puts of the cold jobs due by the end of its second (through the journal
+/// index), and holds them whole: they become ready on the queue's clock, on their ms. A
+/// command that needs a cold job before that reads its put back the same way. A snapshot
 /// (`BeanstalkSnapshot`) of the cold jobs, taken when the engine is idle or every 30 s
 /// and at a clean stop, spares a restart reading their puts.
 actor BeanstalkEngine {
@@ -140,7 +142,7 @@ actor BeanstalkEngine {
         var coldFrom: Int64 = 0
         do {
             if let snapshot = try BeanstalkSnapshot.read(directory: directory) {
-                queue.restore(cold: snapshot.cold, nextID: snapshot.nextID, idLease: snapshot.idLease)
+                queue.restore(cold: snapshot.cold, nextID: snapshot.nextID, idLease: snapshot.idLease, wakeSeconds: snapshot.wakeSeconds)
                 index = snapshot.index
                 (from, coldFrom, journalNext, wakeupsFrom) = (snapshot.journalFrom, snapshot.journalEnd, snapshot.journalEnd, snapshot.wakeupsFrom)
                 snapshotMark = (0, wakeupsFrom)
@@ -210,13 +212,21 @@ actor BeanstalkEngine {
             let page = try await broker.peek(topic: Self.wakeupTopic, partition: 0, from: wakeupsFrom, max: 10_000, maxBytes: 16 << 20)
             guard let last = page.last else { return n }
             let (now, wallNow) = (steadyNow(), Self.wallNow())
+            var seconds: [UInt32] = []
             for d in page {
                 do {
-                    queue.warm(try BeanstalkEvent(decoding: d.body), now: now, wallNow: wallNow)
+                    switch try BeanstalkEvent(decoding: d.body) {
+                    case .wake(let second): seconds.append(second)
+                    case let put: queue.warm(put, now: now, wallNow: wallNow)  // a first build's wake-up: the put itself
+                    }
                 } catch {
                     logger.error("beanstalkd wake-up at offset \(d.offset) skipped: \(error)")
                 }
             }
+            // Read past only once their jobs are whole: a snapshot meanwhile keeps them cold
+            // with these wake-ups still to read.
+            let due = queue.fired(seconds: seconds)
+            if !due.isEmpty { await warm(due) }
             n += page.count
             wakeupsFrom = last.offset + 1
             lastActivity = .now
@@ -256,12 +266,15 @@ actor BeanstalkEngine {
     }
 
     /// The put records of `ids`, found through the index; in id order. One read goes on
-    /// from where the last stopped when the next id is near.
+    /// from where the last stopped when the next id is near; a read ends where the index
+    /// says the puts it looks for must have been (ids scattered far apart read a few dozen
+    /// records each, not a thousand).
     private func readPuts(_ ids: [UInt64]) async -> [BeanstalkEvent] {
         var found: [BeanstalkEvent] = []
         var page: [Delivery] = []
         var at = 0
-        for id in ids.sorted() {
+        let sorted = ids.sorted()
+        for (k, id) in sorted.enumerated() {
             guard let start = index.offset(atOrBefore: id) else {
                 logger.error("beanstalkd journal: no put of job \(id) is indexed")
                 continue
@@ -274,7 +287,7 @@ actor BeanstalkEngine {
             search: while true {
                 if at >= page.count {
                     do {
-                        page = try await broker.peek(topic: Self.topic, partition: 0, from: from, max: 1_024, maxBytes: 16 << 20)
+                        page = try await broker.peek(topic: Self.topic, partition: 0, from: from, max: pageSize(from: from, for: sorted[k...]), maxBytes: 16 << 20)
                     } catch {
                         logger.error("beanstalkd journal: the put of job \(id) not read: \(error)")
                         page = []
@@ -302,6 +315,20 @@ actor BeanstalkEngine {
             }
         }
         return found
+    }
+
+    /// How many records to read from `from` to reach the puts of the first of `ids` and
+    /// of those after it that lie within 1,024 records (each put lies before the index
+    /// entry after its id; unbounded past the last entry).
+    private func pageSize(from: Int64, for ids: ArraySlice<UInt64>) -> Int {
+        let most: Int64 = 1_024
+        var end = from + 1
+        for (k, id) in zip(0..., ids) {
+            guard let next = index.offset(after: id) else { return Int(most) }
+            if k > 0 && next - from > most { break }
+            end = Swift.max(end, next)
+        }
+        return Int(Swift.min(most, end - from))
     }
 
     // MARK: - Connections
@@ -496,7 +523,7 @@ actor BeanstalkEngine {
         for (k, e) in events.enumerated() {
             let position = appended + UInt64(k) + 1
             switch e {
-            case .ids: continue
+            case .ids, .wake: continue
             case .put(let id, _, _, _, _, _, _, _):
                 assert(unsyncedPuts.last.map { $0.id < id } ?? true, "puts are journaled in id order")
                 unsyncedPuts.append((id, position))
@@ -578,15 +605,16 @@ actor BeanstalkEngine {
     /// record there) and its puts' offsets, or why it failed and its cold puts.
     private enum Outcome: Sendable {
         case written(end: Int64?, puts: [(id: UInt64, offset: Int64)])
-        case failed(any Error, coldPuts: [BeanstalkEvent])
+        case failed(any Error, coldPuts: [BeanstalkEvent], wakeSeconds: Set<UInt32>)
     }
 
-    /// Publishes one batch: id leases first, then the wake-ups of the cold puts (both
-    /// synced before the records go), then the records, `stored` called once they are
-    /// appended; returns once they are synced.
+    /// Publishes one batch: id leases first, then the wake-ups its cold puts asked for
+    /// (both synced before the records go: a cold put in this batch or a later one counts
+    /// on them), then the records, `stored` called once they are appended; returns once
+    /// they are synced.
     private static func publish(_ batch: [BeanstalkEvent], to broker: Broker, stored: @escaping @Sendable () -> Void) async -> Outcome {
         var leases: [OutgoingMessage] = [], wakeups: [OutgoingMessage] = [], records: [OutgoingMessage] = []
-        var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = []
+        var puts: [(at: Int, id: UInt64)] = [], coldPuts: [BeanstalkEvent] = [], wakeSeconds = Set<UInt32>()
         records.reserveCapacity(batch.count)
         puts.reserveCapacity(batch.count)
         for e in batch {
@@ -594,11 +622,11 @@ actor BeanstalkEngine {
             switch e {
             case .ids:
                 leases.append(OutgoingMessage(body: bytes))
-            case .put(let id, _, _, _, let readyAt, _, _, let wakeup):
-                if wakeup {
-                    wakeups.append(OutgoingMessage(body: bytes, due: .at(readyAt)))
-                    coldPuts.append(e)
-                }
+            case .wake(let second):
+                wakeups.append(OutgoingMessage(body: bytes, due: .at(BeanstalkQueue.wakeAt(dueSecond: second))))
+                wakeSeconds.insert(second)
+            case .put(let id, _, _, _, _, _, _, let wakeup):
+                if wakeup { coldPuts.append(e) }
                 puts.append((records.count, id))
                 records.append(OutgoingMessage(body: bytes))
             default:
@@ -616,7 +644,7 @@ actor BeanstalkEngine {
             let published = try await broker.publish(topic: topic, records, partition: 0, stored: stored)
             return .written(end: try nextOffset(after: published), puts: puts.compactMap { p in published[p.at].id.map { (p.id, $0.value) } })
         } catch {
-            return .failed(error, coldPuts: coldPuts)
+            return .failed(error, coldPuts: coldPuts, wakeSeconds: wakeSeconds)
         }
     }
 
@@ -639,12 +667,15 @@ actor BeanstalkEngine {
     private func landed(upTo: UInt64, _ outcome: Outcome) {
         guard let k = flights.firstIndex(where: { $0.upTo == upTo }) else { preconditionFailure("batch to \(upTo) is not in flight") }
         flights[k].outcome = outcome
-        if case .failed(let error, let coldPuts) = outcome {
+        if case .failed(let error, let coldPuts, let wakeSeconds) = outcome {
             writeFailed = true
             logger.error("beanstalkd journal: \(flights[k].count) records not written: \(error)")
-            // Their wake-ups may not be scheduled: held whole, they still come due while this process runs.
+            // Their wake-ups may not be scheduled: held whole, they still come due while
+            // this process runs; so do the cold jobs of later batches that counted on them.
             let (now, wallNow) = (steadyNow(), Self.wallNow())
             for e in coldPuts { queue.warm(e, now: now, wallNow: wallNow) }
+            let stranded = queue.wakeupsLost(wakeSeconds)
+            if !stranded.isEmpty { Task { await self.warm(stranded) } }
             // The lease may not be written: the next cold put takes a new one past every
             // id a wake-up may carry.
             queue.leaseLost()
@@ -712,7 +743,7 @@ actor BeanstalkEngine {
         let from = state.lowestHeld.map { index.offset(atOrBefore: $0) ?? 0 } ?? journalEnd
         let snap = BeanstalkSnapshot(
             journalFrom: from, journalEnd: journalEnd, wakeupsFrom: mark.1, nextID: state.nextID, idLease: state.idLease,
-            cold: state.cold, index: index)
+            cold: state.cold, index: index, wakeSeconds: state.wakeSeconds)
         let directory = directory
         let result = await Task.detached {
             let written = Result { try snap.write(directory: directory) }

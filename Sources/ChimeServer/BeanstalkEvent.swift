@@ -12,8 +12,11 @@
 /// record was lost must not find another job under its id).
 /// Kind 1 is the put of the first builds, without the delay; it is still read.
 /// `readyAt` is a wall-clock time in ms since the Unix epoch (0: ready at once).
-/// A put with a delay is also the body of its wake-up: a scheduled message in the topic
-/// `__beanstalk_due`, due at `readyAt`.
+/// wake (9): second u32 — not a journal record but the body of a wake-up, a scheduled
+/// message in the topic `__beanstalk_due` that brings back every cold job due by the end
+/// of that second (`BeanstalkColdJobs.dueSecond`), due `BeanstalkQueue.wakeLead` ms before
+/// the second starts. The first cold builds scheduled a wake-up per job whose body was
+/// the job's put (kind 6), due at `readyAt`; such wake-ups are still read.
 enum BeanstalkEvent: Equatable, Sendable {
     /// `wakeup`: the put's wake-up was scheduled (only such a put may be kept cold).
     case put(id: UInt64, tube: String, priority: UInt32, ttr: UInt32, readyAt: Int64, delay: UInt32, body: [UInt8], wakeup: Bool = false)
@@ -22,6 +25,8 @@ enum BeanstalkEvent: Equatable, Sendable {
     case bury(id: UInt64, priority: UInt32)
     case kick(id: UInt64)
     case ids(upTo: UInt64)
+    /// The wake-up of the cold jobs due by the end of `second` (not journaled).
+    case wake(second: UInt32)
 
     /// 2 since the delay, the wake-up flag and the ids lease (kinds 6, 7, 8); records of
     /// version 1 (kinds 1–5) are still read.
@@ -68,15 +73,18 @@ enum BeanstalkEvent: Equatable, Sendable {
         case .ids(let upTo):
             out.append(7)
             u64(upTo)
+        case .wake(let second):
+            out.append(9)
+            u32(second)
         }
         return out
     }
 
-    /// The job id a record is about (nil for `ids`).
+    /// The job id a record is about (nil for `ids` and `wake`).
     var id: UInt64? {
         switch self {
         case .put(let id, _, _, _, _, _, _, _), .delete(let id), .release(let id, _, _), .bury(let id, _), .kick(let id): id
-        case .ids: nil
+        case .ids, .wake: nil
         }
     }
 
@@ -128,6 +136,7 @@ enum BeanstalkEvent: Equatable, Sendable {
         case 4: self = .bury(id: try u64(), priority: try u32())
         case 5: self = .kick(id: try u64())
         case 7: self = .ids(upTo: try u64())
+        case 9: self = .wake(second: try u32())
         default: throw Malformed(description: "a beanstalkd journal record of unknown kind \(kind)")
         }
         guard at == bytes.count else { throw Malformed(description: "a beanstalkd journal record of kind \(kind) with \(bytes.count - at) bytes too many") }

@@ -32,6 +32,16 @@ struct BeanstalkJournalIndex: Equatable {
         return lo == 0 ? nil : offsets[lo - 1]
     }
 
+    /// The offset of the first entry after `id`'s: the put of `id`, if any, lies before it.
+    func offset(after id: UInt64) -> Int64? {
+        var (lo, hi) = (0, ids.count)
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ids[mid] <= id { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == ids.count ? nil : offsets[lo]
+    }
+
     /// Drops entries that only lead to ids below `id` (keeping the one at or before it).
     mutating func drop(below id: UInt64) {
         var (lo, hi) = (0, ids.count)

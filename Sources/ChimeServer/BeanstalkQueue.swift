@@ -103,10 +103,19 @@ struct BeanstalkQueue {
     private var tubeOrder: [String] = []
     private(set) var connections: [UInt64: Connection] = [:]
     private var nextID: UInt64 = 1
-    /// Delayed puts kept out of memory (`coldDelays`): the shell schedules a wake-up for
-    /// each (its put record says `wakeup`), and brings the job back whole with `warm` when it comes, or
-    /// when a command needs the job itself (`Outcome.load`).
+    /// Delayed puts kept out of memory (`coldDelays`; such a put's record says `wakeup`).
+    /// One wake-up per due second brings back all the cold jobs due by its end
+    /// (`fired(seconds:)`, then `warm` with their puts read back); a command that needs a
+    /// cold job itself asks for it first (`Outcome.load`).
     private(set) var cold = BeanstalkColdJobs()
+    /// The due seconds whose wake-ups this queue asked for (a `.wake` event) and has not
+    /// yet seen fire: a cold put due in one of them needs no wake-up of its own. Empty after
+    /// a restart (the wake-ups asked for before stand in the broker's wheel; a second one
+    /// for the same second finds nothing left to bring back).
+    private(set) var wakeSeconds = Set<UInt32>()
+    /// How long before its due second starts a wake-up fires: its jobs are read back and
+    /// held whole 1–2 s ahead, and become ready on the queue's own clock at their ms.
+    static let wakeLead: Int64 = 2_000
     /// Whether delayed puts go cold; only a shell that schedules their wake-ups sets it.
     var coldDelays = false
     /// Delays longer than this stay in memory (the broker's wheel reaches 100 years,
@@ -354,6 +363,26 @@ struct BeanstalkQueue {
     /// job is held whole again, ready if its time has come (reserves waiting get it), else
     /// delayed on the queue's own clock. A record of a job that is not cold changes nothing
     /// (its wake-up came after a delete, a kick, or a restart that already woke it).
+    /// When the wake-up of the cold jobs due by the end of `second` fires (wall ms).
+    static func wakeAt(dueSecond second: UInt32) -> Int64 { BeanstalkColdJobs.wallMilliseconds(dueSecond: second) - wakeLead }
+
+    /// The wake-ups of `seconds` fired: the cold jobs due by the end of the last of them,
+    /// in id order, for the shell to read back and `warm`.
+    mutating func fired(seconds: [UInt32]) -> [UInt64] {
+        guard let last = seconds.max() else { return [] }
+        for s in seconds { wakeSeconds.remove(s) }
+        return cold.due(atOrBefore: last)
+    }
+
+    /// The wake-ups of `seconds` were not scheduled (their write failed): they are asked
+    /// for again by the next cold put due then; the cold jobs that counted on them, in id
+    /// order, for the shell to read back and `warm` now.
+    mutating func wakeupsLost(_ seconds: Set<UInt32>) -> [UInt64] {
+        guard !seconds.isEmpty else { return [] }
+        wakeSeconds.subtract(seconds)
+        return cold.due(in: seconds)
+    }
+
     mutating func warm(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
         guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body, _) = event, let tube = cold.remove(id) else { return }
         assert(tube == name, "cold job \(id) is in tube \(tube), its put says \(name)")
@@ -369,8 +398,9 @@ struct BeanstalkQueue {
     mutating func cool(_ ids: [UInt64], now: Int64, wallNow: Int64) {
         for id in ids {
             guard let j = jobs[id], j.state == .delayed, j.reserves == 0, j.releases == 0, j.buries == 0, j.kicks == 0, j.timeouts == 0 else { continue }
+            // Only while the wake-up of its second is still to come (else it stays whole).
             let due = BeanstalkColdJobs.dueSecond(wallMilliseconds: wallNow + (j.due - now))
-            guard due > 0, cold.insert(id, tube: j.tube, dueSecond: due) else { continue }  // else it stays whole
+            guard wakeSeconds.contains(due), Self.wakeAt(dueSecond: due) > wallNow, cold.insert(id, tube: j.tube, dueSecond: due) else { continue }
             leave(id)
             jobs[id] = nil
             tubes[j.tube]!.delayedCount += 1
@@ -397,14 +427,15 @@ struct BeanstalkQueue {
 
     /// What a snapshot keeps: the cold jobs, the ids, and the lowest id held whole (the
     /// journal is read back from that job's put on).
-    func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?) {
-        (cold, nextID, idLease, jobs.lowestID)
+    func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?, wakeSeconds: [UInt32]) {
+        (cold, nextID, idLease, jobs.lowestID, wakeSeconds.sorted())
     }
 
     /// Starts from a snapshot's state, before the journal after it is replayed.
-    mutating func restore(cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64) {
+    mutating func restore(cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, wakeSeconds: [UInt32] = []) {
         precondition(jobs.isEmpty && self.cold.count == 0, "restore into a queue that has jobs")
         self.cold = cold
+        self.wakeSeconds = Set(wakeSeconds)
         self.nextID = nextID
         self.idLease = idLease
         for (number, name) in cold.tubeNames {
@@ -538,6 +569,8 @@ struct BeanstalkQueue {
             enterReady(id)
         case .ids(let upTo):
             idLease = max(idLease, upTo)
+        case .wake:
+            break  // a wake-up, not a journal record
         }
         return nil
     }
@@ -646,13 +679,15 @@ struct BeanstalkQueue {
 
     // MARK: - Moving jobs between states
 
-    /// A new job, journaled: cold if it is delayed and `coldDelays` is set (its id then
-    /// under a lease), else held whole.
+    /// A new job, journaled: cold if it is delayed past its second's wake-up and
+    /// `coldDelays` is set (its id then under a lease; the wake-up asked for unless it
+    /// already is), else held whole.
     private mutating func put(tube name: String, priority: UInt32, delay: UInt32, ttr: UInt32, body: [UInt8], now: Int64, wallNow: Int64) -> UInt64 {
         let readyAt = delay == 0 ? 0 : wallNow + Int64(delay) * 1_000
         let due = BeanstalkColdJobs.dueSecond(wallMilliseconds: readyAt)
         // A wall clock before 2020 (a machine that has not set its clock yet) holds it whole.
         let goesCold = coldDelays && delay > 0 && Int64(delay) * 1_000 <= Self.longestColdDelay && due > 0
+            && Self.wakeAt(dueSecond: due) > wallNow
         if goesCold && nextID >= idLease {
             idLease = nextID + Self.idLeaseBlock
             events.append(.ids(upTo: idLease))
@@ -662,6 +697,7 @@ struct BeanstalkQueue {
         assert(tubes[name] != nil, "a connection's tube is kept while it uses it")
         totalJobs += 1
         let cooled = goesCold && cold.insert(id, tube: name, dueSecond: due)
+        if cooled && wakeSeconds.insert(due).inserted { events.append(.wake(second: due)) }
         events.append(.put(id: id, tube: name, priority: priority, ttr: max(1, ttr), readyAt: readyAt, delay: delay, body: body, wakeup: cooled))
         if cooled {
             withTube(name) { t in

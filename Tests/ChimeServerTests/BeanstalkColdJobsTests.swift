@@ -1,4 +1,5 @@
 @testable import ChimeServer
+import ChimeStore
 import ChimeTestSupport
 import Testing
 
@@ -117,10 +118,12 @@ import Testing
         var index = BeanstalkJournalIndex()
         index.append(id: 3, offset: 9)
         index.append(id: 700, offset: 2_000)
-        let snap = BeanstalkSnapshot(journalFrom: 9, journalEnd: 123_456, wakeupsFrom: 77, nextID: 200_001, idLease: 210_000, cold: cold, index: index)
+        let snap = BeanstalkSnapshot(journalFrom: 9, journalEnd: 123_456, wakeupsFrom: 77, nextID: 200_001, idLease: 210_000, cold: cold, index: index,
+            wakeSeconds: [5, 6, 1_000])
         let bytes = snap.encoded()
         let back = try BeanstalkSnapshot(decoding: bytes)
         #expect(back.journalFrom == 9 && back.journalEnd == 123_456 && back.wakeupsFrom == 77 && back.nextID == 200_001 && back.idLease == 210_000)
+        #expect(back.wakeSeconds == [5, 6, 1_000])
         #expect(back.index == index)
         #expect(back.cold.count == cold.count)
         var pairs: [String] = [], again: [String] = []
@@ -133,5 +136,21 @@ import Testing
             #expect(throws: BeanstalkSnapshot.Unreadable.self) { try BeanstalkSnapshot(decoding: bad) }
         }
         #expect(throws: BeanstalkSnapshot.Unreadable.self) { try BeanstalkSnapshot(decoding: Array(bytes.prefix(100))) }
+    }
+
+    @Test func aSnapshotOfTheFirstVersionIsReadWithNoWakeUpsPending() throws {
+        var cold = BeanstalkColdJobs()
+        _ = cold.insert(42, tube: "t", dueSecond: 9)
+        let now = BeanstalkSnapshot(journalFrom: 1, journalEnd: 2, wakeupsFrom: 3, nextID: 43, idLease: 10_000, cold: cold, index: .init(), wakeSeconds: [])
+        // Version 1: the same bytes without the wake-up seconds' count, with its own CRC.
+        var old = Array(now.encoded().dropLast(8))
+        old[4] = 1
+        withUnsafeBytes(of: CRC32C.checksum(old).littleEndian) { old += $0 }
+        let back = try BeanstalkSnapshot(decoding: old)
+        #expect(back.cold.job(42)?.dueSecond == 9 && back.wakeSeconds.isEmpty && back.nextID == 43)
+        var unknown = Array(old.dropLast(4))
+        unknown[4] = 3
+        withUnsafeBytes(of: CRC32C.checksum(unknown).littleEndian) { unknown += $0 }
+        #expect(throws: BeanstalkSnapshot.Unreadable.self) { try BeanstalkSnapshot(decoding: unknown) }
     }
 }

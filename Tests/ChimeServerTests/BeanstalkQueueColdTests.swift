@@ -12,7 +12,8 @@ import Testing
         var q = BeanstalkQueue()
         var puts: [UInt64: BeanstalkEvent] = [:]
         var journal: [BeanstalkEvent] = []
-        var wakeups: [UInt64] = []
+        /// The due seconds whose wake-ups the queue asked for, in order.
+        var wakes: [UInt32] = []
         var loads = 0
 
         init() {
@@ -35,9 +36,12 @@ import Testing
 
         mutating func take() {
             for e in q.takeEvents() {
-                if case .put(let id, _, _, _, _, _, _, let wakeup) = e {
-                    puts[id] = e
-                    if wakeup { wakeups.append(id) }
+                switch e {
+                case .wake(let second):
+                    wakes.append(second)
+                    continue  // a scheduled message, not a journal record
+                case .put(let id, _, _, _, _, _, _, _): puts[id] = e
+                default: break
                 }
                 journal.append(e)
             }
@@ -51,11 +55,19 @@ import Testing
             return id
         }
 
-        /// The wake-up of `id` fires at `now`.
-        mutating func fire(_ id: UInt64, now: Int64) {
-            q.warm(puts[id]!, now: now, wallNow: wall + now)
+        /// The wake-up of `second` fires at `now`: the jobs it names are read back.
+        mutating func fire(second: UInt32, now: Int64) {
+            for id in q.fired(seconds: [second]) { q.warm(puts[id]!, now: now, wallNow: wall + now) }
             take()
         }
+
+        /// The wall ms a job put at `now` with `delay` s is due, and its due second.
+        func due(putAt now: Int64, delay: UInt32) -> UInt32 {
+            BeanstalkColdJobs.dueSecond(wallMilliseconds: wall + now + Int64(delay) * 1_000)
+        }
+
+        /// When the wake-up of `second` fires, on the queue's clock.
+        func wakeTime(_ second: UInt32) -> Int64 { BeanstalkQueue.wakeAt(dueSecond: second) - wall }
     }
 
     private var wall: Int64 { Self.wall }
@@ -80,17 +92,86 @@ import Testing
         var s = Shell()
         let id = s.put("later", delay: 10)
         #expect(s.q.jobs[id] == nil && s.q.cold.contains(id), "not held whole")
-        #expect(s.wakeups == [id])
+        let second = s.due(putAt: 0, delay: 10)
+        #expect(s.wakes == [second], "a wake-up for its due second")
         #expect(s.journal.first == .ids(upTo: id + BeanstalkQueue.idLeaseBlock), "its id is leased in the journal before its put")
         #expect(stat(s.run(.statsTube(tube: "default")), "current-jobs-delayed") == "1")
         s.q.connect(2)
         _ = s.run(.watch(tube: "default"), conn: 2)
         #expect(s.run(.reserve, conn: 2) == .wait)
-        s.fire(id, now: 10_000)
-        #expect(s.q.takeAnswers() == [.init(connection: 2, reply: .reserved(id: id, body: Array("later".utf8)))], "the waiting reserve gets it")
-        #expect(s.q.cold.count == 0)
-        s.fire(id, now: 10_001)
+        let woken = s.wakeTime(second)
+        #expect(woken > 0 && woken <= 10_000 - 1_000, "it fires 1–2 s before the job is due: \(woken)")
+        s.fire(second: second, now: woken)
+        #expect(s.q.cold.count == 0 && s.q.jobs[id]?.state == .delayed, "held whole, still delayed")
+        s.q.tick(now: 9_999)
+        #expect(s.q.takeAnswers().isEmpty, "not ready a ms early")
+        s.q.tick(now: 10_000)
+        #expect(s.q.takeAnswers() == [.init(connection: 2, reply: .reserved(id: id, body: Array("later".utf8)))], "the waiting reserve gets it on its ms")
+        s.fire(second: second, now: 10_001)
         #expect(s.q.jobs[id]?.state == .reserved, "a second wake-up changes nothing")
+        checkCounts(s.q)
+    }
+
+    @Test func coldPutsDueInOneSecondShareOneWakeUp() {
+        var s = Shell()
+        let a = s.put("a", delay: 30), b = s.put("b", delay: 29, now: 400), c = s.put("c", delay: 31)
+        #expect([a, b, c].allSatisfy { s.q.cold.contains($0) })
+        #expect(s.due(putAt: 0, delay: 30) == s.due(putAt: 400, delay: 29), "due in the same second")
+        #expect(s.wakes == [s.due(putAt: 0, delay: 30), s.due(putAt: 0, delay: 31)], "one per due second")
+        s.fire(second: s.wakes[0], now: s.wakeTime(s.wakes[0]))
+        #expect(s.q.jobs[a] != nil && s.q.jobs[b] != nil && s.q.cold.contains(c), "the first second's jobs only")
+        let d = s.put("d", delay: 30, now: 400)
+        #expect(s.q.cold.contains(d) && s.wakes.count == 2, "c's second is still to come: d counts on it")
+        s.fire(second: s.wakes[1], now: s.wakeTime(s.wakes[1]))
+        #expect(s.q.cold.count == 0)
+        checkCounts(s.q)
+    }
+
+    @Test func aPutDueBeforeItsSecondsWakeUpWouldFireIsHeldWhole() {
+        var s = Shell()
+        let soon = s.put("soon", delay: 2), later = s.put("later", delay: 3)
+        #expect(s.q.jobs[soon]?.state == .delayed && s.wakes == [s.due(putAt: 0, delay: 3)], "2 s: on the queue's clock, no wake-up")
+        #expect(s.q.cold.contains(later))
+        s.fire(second: s.wakes[0], now: s.wakeTime(s.wakes[0]))
+        let again = s.put("again", delay: 2, now: 1_000)
+        #expect(s.due(putAt: 1_000, delay: 2) == s.wakes[0])
+        #expect(s.q.jobs[again]?.state == .delayed && s.wakes.count == 1, "its second's wake-up has fired: held whole")
+        checkCounts(s.q)
+    }
+
+    @Test func aJobShownAfterItsSecondsWakeUpFiredStaysWhole() {
+        var s = Shell()
+        let id = s.put("x", delay: 60)
+        let second = s.wakes[0]
+        #expect(s.q.run(.peek(id: id), from: 1, now: 0, wallNow: wall) == .load([id]))
+        s.q.warm(s.puts[id]!, now: 0, wallNow: wall)
+        // The wake-up fires while the job is out for the peek: it finds nothing cold.
+        #expect(s.q.fired(seconds: [second]).isEmpty)
+        _ = s.q.run(.peek(id: id), from: 1, now: 0, wallNow: wall, warmed: true)
+        s.q.cool([id], now: 0, wallNow: wall)
+        #expect(s.q.jobs[id]?.state == .delayed && !s.q.cold.contains(id), "no wake-up is left to bring it back: it stays whole")
+        let other = s.put("y", delay: 120)
+        _ = s.run(.peek(id: other))
+        #expect(s.q.cold.contains(other), "shown while its wake-up is still to come: cold again")
+        checkCounts(s.q)
+    }
+
+    @Test func lostWakeUpsBringBackTheJobsThatCountedOnThemAndAreAskedForAgain() {
+        var s = Shell()
+        let a = s.put("a", delay: 30), b = s.put("b", delay: 30), c = s.put("c", delay: 90)
+        let lost = s.q.wakeupsLost([s.wakes[0]])
+        #expect(lost == [a, b] && s.q.cold.contains(c), "the jobs of the lost second, in id order")
+        for id in lost { s.q.warm(s.puts[id]!, now: 0, wallNow: wall) }
+        _ = s.put("d", delay: 30)
+        #expect(s.wakes.count == 3 && s.wakes[2] == s.wakes[0], "the next cold put due then asks for it again")
+        checkCounts(s.q)
+    }
+
+    @Test func aFirstBuildsWakeUpCarryingThePutStillBringsItBack() {
+        var s = Shell()
+        let id = s.put("old", delay: 10)
+        s.q.warm(s.puts[id]!, now: 10_000, wallNow: wall + 10_000)
+        #expect(s.q.jobs[id]?.state == .ready && s.q.cold.count == 0)
         checkCounts(s.q)
     }
 
@@ -220,7 +301,7 @@ import Testing
             let conn = UInt64(rng.next() % 2) + 1
             let command: BeanstalkCommand
             switch rng.next() % 12 {
-            case 0, 1, 2: command = .put(priority: UInt32(rng.next() % 2_000), delay: UInt32(rng.next() % 4), ttr: 2, bytes: 1)
+            case 0, 1, 2: command = .put(priority: UInt32(rng.next() % 2_000), delay: UInt32(rng.next() % 6), ttr: 2, bytes: 1)
             case 3: command = .reserveWithTimeout(seconds: 0)
             case 4: command = .delete(id: id)
             case 5: command = .release(id: id, priority: 1, delay: UInt32(rng.next() % 2))
@@ -233,9 +314,8 @@ import Testing
             }
             _ = s.run(command, body: "x", conn: conn, now: now)
             // Wake-ups fire at their time, some twice.
-            for w in s.wakeups where s.q.cold.contains(w) {
-                if case .put(_, _, _, _, let readyAt, _, _, _) = s.puts[w]!, readyAt <= wall + now { s.fire(w, now: now) }
-            }
+            for w in s.wakes where s.wakeTime(w) <= now && (s.q.wakeSeconds.contains(w) || rng.next() % 8 == 0) { s.fire(second: w, now: now) }
+            #expect(s.q.cold.due(atOrBefore: BeanstalkColdJobs.dueSecond(wallMilliseconds: wall + now + BeanstalkQueue.wakeLead - 1_000)).isEmpty, "no cold job is left behind its wake-up")
             s.q.tick(now: now)
             _ = s.q.takeAnswers()
             checkCounts(s.q)
