@@ -111,6 +111,13 @@ struct BeanstalkColdChunk: Equatable {
         }
     }
 
+    /// The due second of every job, in slot order.
+    func forEachDue(_ body: (UInt32) -> Void) {
+        dues.withUnsafeBufferPointer { dues in
+            for d in dues where d != 0 { body(d) }
+        }
+    }
+
     /// Appends `base | slot` for each job whose due second passes `test`, in slot order.
     func appendIDs(base: UInt64, to out: inout [UInt64], where test: (UInt32) -> Bool) {
         dues.withUnsafeBufferPointer { dues in

@@ -171,6 +171,30 @@ struct BeanstalkColdJobs: Equatable {
         return out
     }
 
+    /// The due seconds that have cold jobs, rising: one pass, marking a bitmap when they
+    /// span less than 2^24 s (half a year), else a set.
+    func dueSeconds() -> [UInt32] {
+        var (lo, hi) = (UInt32.max, UInt32(0))
+        for c in chunks.values { c.forEachDue { lo = Swift.min(lo, $0); hi = Swift.max(hi, $0) } }
+        guard lo <= hi else { return [] }
+        if hi - lo < 1 << 24 {
+            var marked = [UInt64](repeating: 0, count: Int(hi - lo) / 64 + 1)
+            for c in chunks.values { c.forEachDue { marked[Int($0 - lo) >> 6] |= 1 << UInt64(($0 - lo) & 63) } }
+            var out: [UInt32] = []
+            for (w, word) in marked.enumerated() where word != 0 {
+                var bits = word
+                while bits != 0 {
+                    out.append(lo + UInt32(w * 64 + bits.trailingZeroBitCount))
+                    bits &= bits - 1
+                }
+            }
+            return out
+        }
+        var seen = Set<UInt32>()
+        for c in chunks.values { c.forEachDue { seen.insert($0) } }
+        return seen.sorted()
+    }
+
     /// The cold jobs due in one of `seconds`, in id order.
     func due(in seconds: Set<UInt32>) -> [UInt64] {
         var out: [UInt64] = []

@@ -142,7 +142,7 @@ actor BeanstalkEngine {
         var coldFrom: Int64 = 0
         do {
             if let snapshot = try BeanstalkSnapshot.read(directory: directory) {
-                queue.restore(cold: snapshot.cold, nextID: snapshot.nextID, idLease: snapshot.idLease, wakeSeconds: snapshot.wakeSeconds)
+                queue.restore(cold: snapshot.cold, nextID: snapshot.nextID, idLease: snapshot.idLease)
                 index = snapshot.index
                 (from, coldFrom, journalNext, wakeupsFrom) = (snapshot.journalFrom, snapshot.journalEnd, snapshot.journalEnd, snapshot.wakeupsFrom)
                 snapshotMark = (0, wakeupsFrom)
@@ -165,7 +165,7 @@ actor BeanstalkEngine {
                 }
                 let (now, wallNow) = (steadyNow(), Self.wallNow())
                 if let needed = queue.replay(event, now: now, wallNow: wallNow, mayGoCold: d.offset >= coldFrom) {
-                    await warm([needed])
+                    guard await warm([needed]) else { throw BrokerError(.storage, "beanstalkd journal: the put of job \(needed) could not be read") }
                     _ = queue.replay(event, now: steadyNow(), wallNow: Self.wallNow(), mayGoCold: false)
                 }
                 if case .put(let id, _, _, _, _, _, _, _) = event { index.note(id: id, offset: d.offset) }
@@ -181,8 +181,12 @@ actor BeanstalkEngine {
         let overdue = queue.cold.due(atOrBefore: BeanstalkColdJobs.dueSecond(wallMilliseconds: Self.wallNow() - 60_000))
         if !overdue.isEmpty {
             logger.warning("beanstalkd: \(overdue.count) delayed jobs are overdue without a wake-up; reading them back")
-            await warm(overdue)
+            guard await warm(overdue) else { throw BrokerError(.storage, "beanstalkd journal: the puts of overdue delayed jobs could not be read") }
         }
+        // Every second that still has cold jobs gets its wake-up again: one may have been
+        // lost (a failed write whose later batches counted on it, or a power cut under
+        // -f), and a second one for the same second finds nothing left to bring back.
+        journal(queue.askWakeupsAgain())
         queue.finishRecovery()
         if records > 0 || wakeups > 0 {
             logger.info("beanstalkd journal: \(records) records and \(wakeups) wake-ups read, \(queue.jobs.count) jobs held and \(queue.cold.count) delayed")
@@ -226,7 +230,9 @@ actor BeanstalkEngine {
             // Read past only once their jobs are whole: a snapshot meanwhile keeps them cold
             // with these wake-ups still to read.
             let due = queue.fired(seconds: seconds)
-            if !due.isEmpty { await warm(due) }
+            if !due.isEmpty, !(await warm(due)) {
+                throw BrokerError(.storage, "beanstalkd journal: the puts of \(due.count) delayed jobs could not be read; retried")
+            }
             n += page.count
             wakeupsFrom = last.offset + 1
             lastActivity = .now
@@ -252,24 +258,30 @@ actor BeanstalkEngine {
     /// are there: a put of this batch may still be on its way). A cold job whose put is
     /// not in the journal — its write failed, or a power cut under `-f` kept the snapshot
     /// and lost the record — is forgotten, with an error logged.
-    private func warm(_ ids: [UInt64]) async {
+    /// Returns false when the journal could not be read: the jobs it did not reach stay
+    /// cold, for a later try.
+    @discardableResult
+    private func warm(_ ids: [UInt64]) async -> Bool {
         _ = await sync(upTo: ids.map(lastUnsyncedChange).max() ?? 0)
-        let puts = await readPuts(ids)
+        let (puts, readFailed) = await readPuts(ids)
         let (now, wallNow) = (steadyNow(), Self.wallNow())
         for p in puts { queue.warm(p, now: now, wallNow: wallNow) }
-        for id in ids where queue.cold.contains(id) {
-            logger.error("beanstalkd: delayed job \(id) has no put in the journal; it is forgotten")
-            queue.forgetCold(id)
+        if !readFailed {
+            for id in ids where queue.cold.contains(id) {
+                logger.error("beanstalkd: delayed job \(id) has no put in the journal; it is forgotten")
+                queue.forgetCold(id)
+            }
         }
         deliverAnswers()
         armTimer()
+        return !readFailed
     }
 
     /// The put records of `ids`, found through the index; in id order. One read goes on
     /// from where the last stopped when the next id is near; a read ends where the index
     /// says the puts it looks for must have been (ids scattered far apart read a few dozen
     /// records each, not a thousand).
-    private func readPuts(_ ids: [UInt64]) async -> [BeanstalkEvent] {
+    private func readPuts(_ ids: [UInt64]) async -> (puts: [BeanstalkEvent], readFailed: Bool) {
         var found: [BeanstalkEvent] = []
         var page: [Delivery] = []
         var at = 0
@@ -289,8 +301,9 @@ actor BeanstalkEngine {
                     do {
                         page = try await broker.peek(topic: Self.topic, partition: 0, from: from, max: pageSize(from: from, for: sorted[k...]), maxBytes: 16 << 20)
                     } catch {
+                        // Not the same as missing: the jobs not reached stay as they are.
                         logger.error("beanstalkd journal: the put of job \(id) not read: \(error)")
-                        page = []
+                        return (found, true)
                     }
                     at = 0
                     if page.isEmpty {
@@ -314,7 +327,7 @@ actor BeanstalkEngine {
                 from = d.offset + 1
             }
         }
-        return found
+        return (found, false)
     }
 
     /// How many records to read from `from` to reach the puts of the first of `ids` and
@@ -378,10 +391,14 @@ actor BeanstalkEngine {
                     // What the batch changed so far is on its way before anything waits.
                     let before = appended
                     if journal(queue.takeEvents()) { progress.mustSync(after: before, upTo: appended) }
-                    await warm(ids)
+                    let read = await warm(ids)
                     guard queue.connections[connection] != nil else {
                         progress.then = .quit
                         break
+                    }
+                    guard read else {
+                        progress.replies.append(.internalError)  // the journal could not be read; nothing changed
+                        continue
                     }
                     (now, wallNow) = (steadyNow(), Self.wallNow())
                     outcome = queue.run(command, body: body, from: connection, now: now, wallNow: wallNow, warmed: true)
@@ -585,7 +602,8 @@ actor BeanstalkEngine {
             }
             takenUpTo += UInt64(n)
             let upTo = takenUpTo
-            flights.append(Flight(upTo: upTo, count: batch.count))
+            let wakes = batch.reduce(0) { n, e in if case .wake = e { n + 1 } else { n } }
+            flights.append(Flight(upTo: upTo, count: batch.count - wakes))
             // Encoded and published off the actor; the next batch is taken once this one's
             // records are appended (their order in the journal is the order taken).
             let broker = self.broker
@@ -648,8 +666,8 @@ actor BeanstalkEngine {
         }
     }
 
-    /// A batch of the writer: its records end at position `upTo`; once it landed, what
-    /// publishing it came to.
+    /// A batch of the writer: its events end at position `upTo`, `count` of them journal
+    /// records (wake-ups aside); once it landed, what publishing it came to.
     private struct Flight {
         let upTo: UInt64
         let count: Int
@@ -743,7 +761,7 @@ actor BeanstalkEngine {
         let from = state.lowestHeld.map { index.offset(atOrBefore: $0) ?? 0 } ?? journalEnd
         let snap = BeanstalkSnapshot(
             journalFrom: from, journalEnd: journalEnd, wakeupsFrom: mark.1, nextID: state.nextID, idLease: state.idLease,
-            cold: state.cold, index: index, wakeSeconds: state.wakeSeconds)
+            cold: state.cold, index: index)
         let directory = directory
         let result = await Task.detached {
             let written = Result { try snap.write(directory: directory) }

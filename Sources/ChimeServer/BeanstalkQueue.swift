@@ -109,9 +109,9 @@ struct BeanstalkQueue {
     /// cold job itself asks for it first (`Outcome.load`).
     private(set) var cold = BeanstalkColdJobs()
     /// The due seconds whose wake-ups this queue asked for (a `.wake` event) and has not
-    /// yet seen fire: a cold put due in one of them needs no wake-up of its own. Empty after
-    /// a restart (the wake-ups asked for before stand in the broker's wheel; a second one
-    /// for the same second finds nothing left to bring back).
+    /// yet seen fire: a cold put due in one of them needs no wake-up of its own. A restart
+    /// asks again for every second that has cold jobs (`askWakeupsAgain`): one may have
+    /// been lost, and a second wake-up for a second finds nothing left to bring back.
     private(set) var wakeSeconds = Set<UInt32>()
     /// How long before its due second starts a wake-up fires: its jobs are read back and
     /// held whole 1–2 s ahead, and become ready on the queue's own clock at their ms.
@@ -383,6 +383,14 @@ struct BeanstalkQueue {
         return cold.due(in: seconds)
     }
 
+    /// Asks for the wake-up of every second that has cold jobs (after a restart: one may
+    /// have been lost); the `.wake` events, in time order.
+    mutating func askWakeupsAgain() -> [BeanstalkEvent] {
+        let seconds = cold.dueSeconds()
+        wakeSeconds.formUnion(seconds)
+        return seconds.map { .wake(second: $0) }
+    }
+
     mutating func warm(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
         guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body, _) = event, let tube = cold.remove(id) else { return }
         assert(tube == name, "cold job \(id) is in tube \(tube), its put says \(name)")
@@ -427,15 +435,14 @@ struct BeanstalkQueue {
 
     /// What a snapshot keeps: the cold jobs, the ids, and the lowest id held whole (the
     /// journal is read back from that job's put on).
-    func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?, wakeSeconds: [UInt32]) {
-        (cold, nextID, idLease, jobs.lowestID, wakeSeconds.sorted())
+    func snapshotState() -> (cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, lowestHeld: UInt64?) {
+        (cold, nextID, idLease, jobs.lowestID)
     }
 
     /// Starts from a snapshot's state, before the journal after it is replayed.
-    mutating func restore(cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64, wakeSeconds: [UInt32] = []) {
+    mutating func restore(cold: BeanstalkColdJobs, nextID: UInt64, idLease: UInt64) {
         precondition(jobs.isEmpty && self.cold.count == 0, "restore into a queue that has jobs")
         self.cold = cold
-        self.wakeSeconds = Set(wakeSeconds)
         self.nextID = nextID
         self.idLease = idLease
         for (number, name) in cold.tubeNames {

@@ -3,25 +3,21 @@ import Foundation
 
 /// A checkpoint of the beanstalkd listener, so that a restart reads the journal only from
 /// `journalFrom` on instead of from its start: the cold jobs (4–8 bytes each), the ids, the
-/// sparse index of where puts are in the journal, how far the wake-ups were read, and the
-/// due seconds whose wake-ups are scheduled and not yet read.
+/// sparse index of where puts are in the journal, and how far the wake-ups were read.
 /// Jobs held whole are not in it: the journal is read back from the put of the lowest of
 /// them (`journalFrom`), and puts of jobs that the snapshot holds cold are skipped there.
 ///
 /// File `beanstalk.snapshot` (docs/formats.md, "beanstalkd snapshot"), little-endian:
-/// magic "CBS1" (u32 0x3153_4243), version u8 (2; 1 is still read), journalFrom i64, journalEnd i64,
+/// magic "CBS1" (u32 0x3153_4243), version u8 (1), journalFrom i64, journalEnd i64,
 /// wakeupsFrom i64, nextID u64, idLease u64, tube count u32 and per tube (number u16,
 /// name length u8, name), index count u32 and per entry (id u64, offset i64), chunk count
 /// u32 and per chunk (key u64, form u8: 0 sparse — count u32, slots u16, due seconds u32,
 /// tube numbers u16, count each; 1 dense — sole tube u16, 65,536 due seconds u32, and when
-/// the sole tube is 0, 65,536 tube numbers u16), then (version 2) the count u32 and the
-/// due seconds u32 of the wake-ups still to come, then a CRC32C (u32) of everything before it.
+/// the sole tube is 0, 65,536 tube numbers u16), then a CRC32C (u32) of everything before it.
 /// Written atomically (temp file, fsync, rename).
 struct BeanstalkSnapshot: Equatable {
     static let magic: UInt32 = 0x3153_4243
-    /// 2 since the wake-ups per due second; 1 (without them) is still read.
-    static let version: UInt8 = 2
-    static let readable: ClosedRange<UInt8> = 1...2
+    static let version: UInt8 = 1
     static let fileName = "beanstalk.snapshot"
 
     /// The journal offset replay starts from, and the offset after the last record the
@@ -34,8 +30,6 @@ struct BeanstalkSnapshot: Equatable {
     var idLease: UInt64
     var cold: BeanstalkColdJobs
     var index: BeanstalkJournalIndex
-    /// The due seconds whose wake-ups were scheduled and not yet read, rising.
-    var wakeSeconds: [UInt32]
 
     struct Unreadable: Error, CustomStringConvertible {
         var description: String
@@ -82,15 +76,13 @@ struct BeanstalkSnapshot: Equatable {
                 c.tubes?.withUnsafeBytes { out += $0 }
             }
         }
-        raw(UInt32(wakeSeconds.count))
-        wakeSeconds.withUnsafeBytes { out += $0 }
         raw(CRC32C.checksum(out))
         return out
     }
 
     init(
         journalFrom: Int64, journalEnd: Int64, wakeupsFrom: Int64, nextID: UInt64, idLease: UInt64, cold: BeanstalkColdJobs,
-        index: BeanstalkJournalIndex, wakeSeconds: [UInt32]
+        index: BeanstalkJournalIndex
     ) {
         self.journalFrom = journalFrom
         self.journalEnd = journalEnd
@@ -99,7 +91,6 @@ struct BeanstalkSnapshot: Equatable {
         self.idLease = idLease
         self.cold = cold
         self.index = index
-        self.wakeSeconds = wakeSeconds
     }
 
     init(decoding bytes: [UInt8]) throws(Unreadable) {
@@ -117,7 +108,7 @@ struct BeanstalkSnapshot: Equatable {
         guard CRC32C.checksum(bytes.dropLast(4)) == stored else { throw Unreadable(description: "the beanstalkd snapshot fails its CRC") }
         guard try take(UInt32.self) == Self.magic else { throw Unreadable(description: "not a beanstalkd snapshot") }
         let version = try take(UInt8.self)
-        guard Self.readable.contains(version) else { throw Unreadable(description: "a beanstalkd snapshot of version \(version), not 1 or 2") }
+        guard version == Self.version else { throw Unreadable(description: "a beanstalkd snapshot of version \(version), not \(Self.version)") }
         journalFrom = try take(Int64.self)
         journalEnd = try take(Int64.self)
         wakeupsFrom = try take(Int64.self)
@@ -164,8 +155,6 @@ struct BeanstalkSnapshot: Equatable {
             }
             guard let chunk, chunks.updateValue(chunk, forKey: key) == nil else { throw Unreadable(description: "chunk \(key) is not whole, or twice") }
         }
-        wakeSeconds = version < 2 ? [] : try array(UInt32.self, Int(try take(UInt32.self)))
-        guard zip(wakeSeconds, wakeSeconds.dropFirst()).allSatisfy({ $0 < $1 }) else { throw Unreadable(description: "the wake-up seconds do not rise") }
         do {
             cold = try BeanstalkColdJobs(chunks: chunks, tubeNames: names)
         } catch {

@@ -1,5 +1,4 @@
 @testable import ChimeServer
-import ChimeStore
 import ChimeTestSupport
 import Testing
 
@@ -118,12 +117,10 @@ import Testing
         var index = BeanstalkJournalIndex()
         index.append(id: 3, offset: 9)
         index.append(id: 700, offset: 2_000)
-        let snap = BeanstalkSnapshot(journalFrom: 9, journalEnd: 123_456, wakeupsFrom: 77, nextID: 200_001, idLease: 210_000, cold: cold, index: index,
-            wakeSeconds: [5, 6, 1_000])
+        let snap = BeanstalkSnapshot(journalFrom: 9, journalEnd: 123_456, wakeupsFrom: 77, nextID: 200_001, idLease: 210_000, cold: cold, index: index)
         let bytes = snap.encoded()
         let back = try BeanstalkSnapshot(decoding: bytes)
         #expect(back.journalFrom == 9 && back.journalEnd == 123_456 && back.wakeupsFrom == 77 && back.nextID == 200_001 && back.idLease == 210_000)
-        #expect(back.wakeSeconds == [5, 6, 1_000])
         #expect(back.index == index)
         #expect(back.cold.count == cold.count)
         var pairs: [String] = [], again: [String] = []
@@ -138,19 +135,13 @@ import Testing
         #expect(throws: BeanstalkSnapshot.Unreadable.self) { try BeanstalkSnapshot(decoding: Array(bytes.prefix(100))) }
     }
 
-    @Test func aSnapshotOfTheFirstVersionIsReadWithNoWakeUpsPending() throws {
-        var cold = BeanstalkColdJobs()
-        _ = cold.insert(42, tube: "t", dueSecond: 9)
-        let now = BeanstalkSnapshot(journalFrom: 1, journalEnd: 2, wakeupsFrom: 3, nextID: 43, idLease: 10_000, cold: cold, index: .init(), wakeSeconds: [])
-        // Version 1: the same bytes without the wake-up seconds' count, with its own CRC.
-        var old = Array(now.encoded().dropLast(8))
-        old[4] = 1
-        withUnsafeBytes(of: CRC32C.checksum(old).littleEndian) { old += $0 }
-        let back = try BeanstalkSnapshot(decoding: old)
-        #expect(back.cold.job(42)?.dueSecond == 9 && back.wakeSeconds.isEmpty && back.nextID == 43)
-        var unknown = Array(old.dropLast(4))
-        unknown[4] = 3
-        withUnsafeBytes(of: CRC32C.checksum(unknown).littleEndian) { unknown += $0 }
-        #expect(throws: BeanstalkSnapshot.Unreadable.self) { try BeanstalkSnapshot(decoding: unknown) }
+    @Test func theSecondsWithColdJobsComeOnceEachRisingHoweverFarApart() {
+        var near = BeanstalkColdJobs()
+        for (id, due) in [(1, 50), (2, 7), (70_000, 50), (70_001, 9), (3, 7)] as [(UInt64, UInt32)] { _ = near.insert(id, tube: "t", dueSecond: due) }
+        #expect(near.dueSeconds() == [7, 9, 50])
+        var far = BeanstalkColdJobs()
+        for (id, due) in [(1, UInt32.max - 1), (2, 3), (3, 1 << 25), (4, 3)] as [(UInt64, UInt32)] { _ = far.insert(id, tube: "t", dueSecond: due) }
+        #expect(far.dueSeconds() == [3, 1 << 25, UInt32.max - 1], "spread past the bitmap's range")
+        #expect(BeanstalkColdJobs().dueSeconds().isEmpty)
     }
 }

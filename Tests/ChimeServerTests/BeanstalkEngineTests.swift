@@ -1,4 +1,5 @@
 import ChimeBroker
+import Foundation
 @testable import ChimeServer
 import ChimeTestSupport
 import Logging
@@ -47,6 +48,41 @@ import Testing
         // The other is read back from the journal when a command needs it.
         #expect(await Self.send(engine, conn, .peek(id: later)) == .found(id: later, body: Array("later".utf8)))
         #expect(await engine.coldCount() == 1, "read back to be shown, then out of memory again")
+        await engine.close()
+        _ = await broker.close()
+    }
+
+    @Test func aColdJobWhoseWakeUpWasLostComesBackAfterARestart() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-lost-wakeup")
+        var (broker, engine) = try await Self.open(dir)
+        await engine.close()
+        // A journal that says job 5 is cold (its put: kind 6), with no wake-up scheduled for
+        // it: as a write that failed after later batches counted on its second leaves it.
+        let readyAt = Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)) + 4_000
+        let put = BeanstalkEvent.put(id: 5, tube: "default", priority: 1, ttr: 60, readyAt: readyAt, delay: 4, body: Array("lost".utf8), wakeup: true)
+        _ = try await broker.publish(topic: BeanstalkEngine.topic, [OutgoingMessage(body: BeanstalkEvent.ids(upTo: 10_000).encoded), OutgoingMessage(body: put.encoded)], partition: 0)
+        _ = await broker.close()
+
+        (broker, engine) = try await Self.open(dir)
+        let conn = await engine.connect()
+        let got = await Self.send(engine, conn, .reserveWithTimeout(seconds: 60))
+        #expect(got == .reserved(id: 5, body: Array("lost".utf8)), "the restart asked for its second's wake-up again")
+        await engine.close()
+        _ = await broker.close()
+    }
+
+    @Test func aWakeUpOfTheFirstColdBuildsStillBringsItsJobBack() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-old-wakeup")
+        let (broker, engine) = try await Self.open(dir)
+        let conn = await engine.connect()
+        let id = await Self.put(engine, conn, "old", delay: 3_600)
+        #expect(await engine.coldCount() == 1)
+        // The first cold builds' wake-up: the put record itself, due now.
+        let put = BeanstalkEvent.put(id: id, tube: "default", priority: 1, ttr: 60, readyAt: 0, delay: 0, body: Array("old".utf8), wakeup: true)
+        _ = try await broker.publish(topic: BeanstalkEngine.wakeupTopic, [OutgoingMessage(body: put.encoded, due: .at(Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down))))], partition: 0)
+        let got = await Self.send(engine, conn, .reserveWithTimeout(seconds: 60))
+        #expect(got == .reserved(id: id, body: Array("old".utf8)), "made whole and ready, as its record says")
+        #expect(await engine.coldCount() == 0)
         await engine.close()
         _ = await broker.close()
     }

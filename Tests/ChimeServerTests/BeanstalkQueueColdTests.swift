@@ -135,7 +135,7 @@ import Testing
         s.fire(second: s.wakes[0], now: s.wakeTime(s.wakes[0]))
         let again = s.put("again", delay: 2, now: 1_000)
         #expect(s.due(putAt: 1_000, delay: 2) == s.wakes[0])
-        #expect(s.q.jobs[again]?.state == .delayed && s.wakes.count == 1, "its second's wake-up has fired: held whole")
+        #expect(s.q.jobs[again]?.state == .delayed && s.wakes.count == 1, "its second's wake-up time has come: held whole")
         checkCounts(s.q)
     }
 
@@ -165,6 +165,21 @@ import Testing
         _ = s.put("d", delay: 30)
         #expect(s.wakes.count == 3 && s.wakes[2] == s.wakes[0], "the next cold put due then asks for it again")
         checkCounts(s.q)
+    }
+
+    @Test func aRestartAsksAgainForTheWakeUpOfEverySecondWithColdJobs() throws {
+        var s = Shell()
+        let a = s.put("a", delay: 30), b = s.put("b", delay: 30), c = s.put("c", delay: 90)
+        var back = BeanstalkQueue()
+        back.coldDelays = true
+        for e in s.journal { back.replay(try BeanstalkEvent(decoding: e.encoded), now: 0, wallNow: wall) }
+        #expect([a, b, c].allSatisfy { back.cold.contains($0) } && back.wakeSeconds.isEmpty)
+        let asked = back.askWakeupsAgain()
+        #expect(asked == [.wake(second: s.due(putAt: 0, delay: 30)), .wake(second: s.due(putAt: 0, delay: 90))], "one per second, in time order")
+        back.finishRecovery()
+        back.connect(1)
+        _ = back.run(.put(priority: 0, delay: 30, ttr: 1, bytes: 1), body: [1], from: 1, now: 0, wallNow: wall)
+        #expect(!back.takeEvents().contains { if case .wake = $0 { true } else { false } }, "a put due then counts on it")
     }
 
     @Test func aFirstBuildsWakeUpCarryingThePutStillBringsItBack() {
