@@ -26,6 +26,13 @@ public actor FiringLoop {
     /// Entries moved per `cascadeAhead` step: small enough that a due slot waits at most
     /// about a millisecond behind one.
     private let cascadeStep: Int
+    /// A fire of at least `prepareMinEntries` entries is read ahead (`prepareNextFire`)
+    /// `prepareLead` ms before it falls due: its walk and copies, most of a large fire's
+    /// work before the append, happen before its millisecond instead of after it.
+    public static let prepareLead: Int64 = 500
+    public static let prepareMinEntries = 16_384
+    private var prepareLead: Int64 { Self.prepareLead }
+    private var prepareMinEntries: Int { Self.prepareMinEntries }
     private var lastCheckpoint: Int64
     /// When the loop first saw bytes that no checkpoint covers (nil: none since the last).
     private var changedSince: Int64?
@@ -235,6 +242,11 @@ public actor FiringLoop {
             } catch {
                 logger.error("cascading ahead failed; the slot will be cascaded when it starts", metadata: ["error": "\(error)"])
             }
+            // A large fire coming up is read ahead, so that at its millisecond it only appends.
+            if wheel.prepareNextFire(now: clock.now(), lead: prepareLead, minEntries: prepareMinEntries) {
+                await Task.yield()
+                continue
+            }
             // Compaction, one slot per step, when nothing else is to do; checked after
             // each checkpoint (it needs the live counts a checkpoint has just pruned).
             if compacting {
@@ -253,6 +265,7 @@ public actor FiringLoop {
             publishGauges()
             // Until the next slot, or until a change waiting for its checkpoint is due.
             var due = wheel.nextDue
+            if let ahead = wheel.nextPreparation(lead: prepareLead, minEntries: prepareMinEntries) { due = min(due ?? .max, ahead) }
             if let since = changedSince, let checkpointPolicy, wheel.checkpointPath != nil {
                 due = min(due ?? .max, checkpointPolicy.latest(changedSince: since))
             }

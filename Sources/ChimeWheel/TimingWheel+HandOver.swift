@@ -57,9 +57,16 @@ extension TimingWheel {
         lists.reserveCapacity(starts.count)
         for start in starts {
             guard let slot = state.slot(at: SlotAddress(level: 0, start: start)) else { preconditionFailure("firing an empty slot at \(start)") }
-            let entries = walker.walk(from: slot.head, floor: slot.cut).entries
-            lists.append(entries)
-            var slotFired = gather(entries, sizes: &sizes)
+            var slotFired: [FiredMessage]
+            if let ahead = takePrepared(start: start, slot: slot) {
+                lists.append(ahead.entries)
+                if sizes.isEmpty { sizes = ahead.sizes } else { sizes += ahead.sizes }
+                slotFired = ahead.fired
+            } else {
+                let entries = walker.walk(from: slot.head, floor: slot.cut).entries
+                lists.append(entries)
+                slotFired = gather(entries, sizes: &sizes)
+            }
             // Moved, not copied, when it is the only slot (a copy retains every payload).
             if fired.isEmpty { swap(&fired, &slotFired) } else { fired.append(contentsOf: slotFired) }
         }
@@ -100,7 +107,7 @@ extension TimingWheel {
 
     /// The messages a level-0 list hands over, in publish order, cancelled ones dropped;
     /// the size of every message entry read goes to `sizes`.
-    private func gather(_ entries: [TimerEntryFields], sizes: inout [(position: Int64, size: Int)]) -> [FiredMessage] {
+    func gather(_ entries: [TimerEntryFields], sizes: inout [(position: Int64, size: Int)]) -> [FiredMessage] {
         var cancelled = Set<Int64>()
         // Targets, and whether the walk just checked that very entry (a message, not a link).
         var targets: [(position: Int64, verified: Bool)] = []

@@ -64,6 +64,10 @@ public final class TimingWheel {
     /// What the hand-overs since the last `takeFiredTally()` delivered. The wheel has no
     /// clock: whoever drives it in time (`FiringLoop`) turns this into lateness.
     var firedTally = FiredTally()
+    /// The next fire, read ahead (`prepareNextFire`), and how many fires used what was
+    /// read ahead for them.
+    var prepared: PreparedFire?
+    public internal(set) var firesReadAhead = 0
 
     /// Every message due before `time` has been handed over; the wheel never moves back.
     public var time: Int64 { state.time }
