@@ -101,10 +101,10 @@ CONVERSATIONS = {
     ],
     "touch, TTR running out, DEADLINE_SOON": [
         (0, b"put 0 0 1 1\r\nz\r\n", 1), (0, b"reserve\r\n", 1), (0, b"reserve\r\n", 1),
-        (0, b"touch 12\r\n", 1), (1, b"touch 12\r\n", 1),
-        ("sleep", 1.4), (0, b"stats-job 12\r\n", 1), (1, b"reserve-with-timeout 0\r\n", 1), (1, b"delete 12\r\n", 1),
+        (0, b"touch 11\r\n", 1), (1, b"touch 11\r\n", 1),
+        ("sleep", 1.4), (0, b"stats-job 11\r\n", 1), (1, b"reserve-with-timeout 0\r\n", 1), (1, b"delete 11\r\n", 1),
         (0, b"put 0 0 2 1\r\nw\r\n", 1), (0, b"reserve\r\n", 1), (0, b"reserve-with-timeout 3\r\n", 1),
-        (0, b"delete 13\r\n", 1),
+        (0, b"delete 12\r\n", 1),
     ],
     "pause-tube, a waiting reserve answered by a put and by a timeout": [
         (0, b"pause-tube default 1\r\npause-tube nosuch 1\r\nput 0 0 60 1\r\np\r\n", 3),
