@@ -71,6 +71,33 @@ import Testing
         _ = await broker.close()
     }
 
+    @Test func coldJobsScatteredThroughTheJournalAreEachReadBackThroughTheIndex() async throws {
+        let dir = TemporaryDirectory("chime-beanstalk-scattered")
+        let (broker, engine) = try await Self.open(dir)
+        let conn = await engine.connect()
+        // Cold jobs between ready ones, due in many seconds: their puts lie far apart in
+        // the journal, and a kick reads them back soonest first.
+        var cold: [UInt64: String] = [:]
+        for i in 0..<600 {
+            if i % 7 == 0 {
+                cold[await Self.put(engine, conn, "cold \(i)", delay: UInt32(600 + (i * 37) % 500))] = "cold \(i)"
+            } else {
+                _ = await Self.put(engine, conn, "ready \(i)", delay: 0)
+            }
+        }
+        #expect(await engine.coldCount() == cold.count)
+        for (id, body) in cold.shuffled().prefix(20) {
+            #expect(await Self.send(engine, conn, .peek(id: id)) == .found(id: id, body: Array(body.utf8)))
+        }
+        #expect(await Self.send(engine, conn, .kick(bound: 1_000)) == .kicked(count: cold.count))
+        #expect(await engine.coldCount() == 0)
+        for (id, body) in cold {
+            #expect(await Self.send(engine, conn, .peek(id: id)) == .found(id: id, body: Array(body.utf8)), "job \(id)")
+        }
+        await engine.close()
+        _ = await broker.close()
+    }
+
     @Test func aWakeUpOfTheFirstColdBuildsStillBringsItsJobBack() async throws {
         let dir = TemporaryDirectory("chime-beanstalk-old-wakeup")
         let (broker, engine) = try await Self.open(dir)
