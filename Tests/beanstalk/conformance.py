@@ -101,8 +101,10 @@ CONVERSATIONS = {
     ],
     "touch, TTR running out, DEADLINE_SOON": [
         (0, b"put 0 0 1 1\r\nz\r\n", 1), (0, b"reserve\r\n", 1), (0, b"reserve\r\n", 1),
-        (0, b"touch 11\r\n", 1), (1, b"touch 11\r\n", 1),
-        ("sleep", 1.4), (0, b"stats-job 11\r\n", 1), (1, b"reserve-with-timeout 0\r\n", 1), (1, b"delete 11\r\n", 1),
+        (0, b"touch 12\r\n", 1), (1, b"touch 12\r\n", 1),
+        # z is job 11: 12 is a job not yet made. The second connection deletes z once its
+        # TTR ran out, so that it cannot time out again and race w's DEADLINE_SOON.
+        ("sleep", 1.4), (0, b"stats-job 12\r\n", 1), (1, b"reserve-with-timeout 0\r\n", 1), (1, b"delete 11\r\n", 1),
         (0, b"put 0 0 2 1\r\nw\r\n", 1), (0, b"reserve\r\n", 1), (0, b"reserve-with-timeout 3\r\n", 1),
         (0, b"delete 12\r\n", 1),
     ],
