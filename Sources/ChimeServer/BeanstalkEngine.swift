@@ -495,7 +495,7 @@ actor BeanstalkEngine {
         return d.components.seconds * 1_000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 
-    private static func wallNow() -> Int64 { Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)) }
+    static func wallNow() -> Int64 { Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)) }
 
     /// Sets the timer for the queue's next deadline if it is sooner than the one set.
     private func armTimer() {

@@ -4,7 +4,7 @@
 /// job is ready, delayed or buried again, as with beanstalkd's binlog.
 ///
 /// Body of each record (little-endian; docs/formats.md, "beanstalkd journal"):
-/// version (1 byte, 2; 1 is still read), kind (1 byte), then by kind —
+/// version (1 byte, 3; 1 and 2 are still read), kind (1 byte), then by kind —
 /// put (6 with a wake-up scheduled, 8 without): id u64, priority u32, ttr u32, readyAt
 /// i64, delay u32, tube length u8, tube, job body; delete (2): id u64; release (3): id u64, priority u32, readyAt i64;
 /// bury (4): id u64, priority u32; kick (5): id u64; ids (7): upTo u64 — no id below it
@@ -28,10 +28,11 @@ enum BeanstalkEvent: Equatable, Sendable {
     /// The wake-up of the cold jobs due by the end of `second` (not journaled).
     case wake(second: UInt32)
 
-    /// 2 since the delay, the wake-up flag and the ids lease (kinds 6, 7, 8); records of
-    /// version 1 (kinds 1–5) are still read.
-    static let version: UInt8 = 2
-    static let readable: ClosedRange<UInt8> = 1...2
+    /// 3 since the wake-up per due second (kind 9); 2 since the delay, the wake-up flag
+    /// and the ids lease (kinds 6, 7, 8). Records of versions 1 (kinds 1–5) and 2 are
+    /// still read.
+    static let version: UInt8 = 3
+    static let readable: ClosedRange<UInt8> = 1...3
 
     /// A record that is not an event of this version.
     struct Malformed: Error, Equatable, CustomStringConvertible {
@@ -116,7 +117,7 @@ enum BeanstalkEvent: Equatable, Sendable {
             return v
         }
         guard bytes.count >= 2, Self.readable.contains(bytes[0]) else {
-            throw Malformed(description: "a beanstalkd journal record of version \(bytes.first.map(String.init) ?? "none"), not 1 or 2")
+            throw Malformed(description: "a beanstalkd journal record of version \(bytes.first.map(String.init) ?? "none"), not 1 to 3")
         }
         let kind = bytes[1]
         switch kind {
@@ -136,7 +137,7 @@ enum BeanstalkEvent: Equatable, Sendable {
         case 4: self = .bury(id: try u64(), priority: try u32())
         case 5: self = .kick(id: try u64())
         case 7: self = .ids(upTo: try u64())
-        case 9: self = .wake(second: try u32())
+        case 9 where bytes[0] >= 3: self = .wake(second: try u32())
         default: throw Malformed(description: "a beanstalkd journal record of unknown kind \(kind)")
         }
         guard at == bytes.count else { throw Malformed(description: "a beanstalkd journal record of kind \(kind) with \(bytes.count - at) bytes too many") }

@@ -21,35 +21,32 @@ struct BeanstalkJournalIndex: Equatable {
         offsets.append(offset)
     }
 
-    /// The offset to read from to find the put of `id`: that of the last entry at or
-    /// before it.
-    func offset(atOrBefore id: UInt64) -> Int64? {
+    /// The index of the first entry whose id is above `id` (`count` if none).
+    private func firstEntry(above id: UInt64) -> Int {
         var (lo, hi) = (0, ids.count)
         while lo < hi {
             let mid = (lo + hi) / 2
             if ids[mid] <= id { lo = mid + 1 } else { hi = mid }
         }
-        return lo == 0 ? nil : offsets[lo - 1]
+        return lo
+    }
+
+    /// The offset to read from to find the put of `id`: that of the last entry at or
+    /// before it.
+    func offset(atOrBefore id: UInt64) -> Int64? {
+        let k = firstEntry(above: id)
+        return k == 0 ? nil : offsets[k - 1]
     }
 
     /// The offset of the first entry after `id`'s: the put of `id`, if any, lies before it.
     func offset(after id: UInt64) -> Int64? {
-        var (lo, hi) = (0, ids.count)
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ids[mid] <= id { lo = mid + 1 } else { hi = mid }
-        }
-        return lo == ids.count ? nil : offsets[lo]
+        let k = firstEntry(above: id)
+        return k == ids.count ? nil : offsets[k]
     }
 
     /// Drops entries that only lead to ids below `id` (keeping the one at or before it).
     mutating func drop(below id: UInt64) {
-        var (lo, hi) = (0, ids.count)
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ids[mid] <= id { lo = mid + 1 } else { hi = mid }
-        }
-        let keep = max(0, lo - 1)
+        let keep = max(0, firstEntry(above: id) - 1)
         guard keep > 0 else { return }
         ids.removeFirst(keep)
         offsets.removeFirst(keep)

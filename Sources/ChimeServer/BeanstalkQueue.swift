@@ -359,10 +359,6 @@ struct BeanstalkQueue {
         }
     }
 
-    /// A cold job's put record, read back from the journal or brought by its wake-up: the
-    /// job is held whole again, ready if its time has come (reserves waiting get it), else
-    /// delayed on the queue's own clock. A record of a job that is not cold changes nothing
-    /// (its wake-up came after a delete, a kick, or a restart that already woke it).
     /// When the wake-up of the cold jobs due by the end of `second` fires (wall ms).
     static func wakeAt(dueSecond second: UInt32) -> Int64 { BeanstalkColdJobs.wallMilliseconds(dueSecond: second) - wakeLead }
 
@@ -391,6 +387,10 @@ struct BeanstalkQueue {
         return seconds.map { .wake(second: $0) }
     }
 
+    /// A cold job's put record, read back from the journal or brought by its wake-up: the
+    /// job is held whole again, ready if its time has come (reserves waiting get it), else
+    /// delayed on the queue's own clock. A record of a job that is not cold changes nothing
+    /// (its wake-up came after a delete, a kick, or a restart that already woke it).
     mutating func warm(_ event: BeanstalkEvent, now: Int64, wallNow: Int64) {
         guard case .put(let id, let name, let priority, let ttr, let readyAt, let delay, let body, _) = event, let tube = cold.remove(id) else { return }
         assert(tube == name, "cold job \(id) is in tube \(tube), its put says \(name)")

@@ -31,8 +31,6 @@ public actor FiringLoop {
     /// work before the append, happen before its millisecond instead of after it.
     public static let prepareLead: Int64 = 500
     public static let prepareMinEntries = 16_384
-    private var prepareLead: Int64 { Self.prepareLead }
-    private var prepareMinEntries: Int { Self.prepareMinEntries }
     private var lastCheckpoint: Int64
     /// When the loop first saw bytes that no checkpoint covers (nil: none since the last).
     private var changedSince: Int64?
@@ -243,7 +241,7 @@ public actor FiringLoop {
                 logger.error("cascading ahead failed; the slot will be cascaded when it starts", metadata: ["error": "\(error)"])
             }
             // A large fire coming up is read ahead, so that at its millisecond it only appends.
-            if wheel.prepareNextFire(now: clock.now(), lead: prepareLead, minEntries: prepareMinEntries) {
+            if wheel.prepareNextFire(now: clock.now(), lead: Self.prepareLead, minEntries: Self.prepareMinEntries) {
                 await Task.yield()
                 continue
             }
@@ -265,7 +263,7 @@ public actor FiringLoop {
             publishGauges()
             // Until the next slot, or until a change waiting for its checkpoint is due.
             var due = wheel.nextDue
-            if let ahead = wheel.nextPreparation(lead: prepareLead, minEntries: prepareMinEntries) { due = min(due ?? .max, ahead) }
+            if let ahead = wheel.nextPreparation(lead: Self.prepareLead, minEntries: Self.prepareMinEntries) { due = min(due ?? .max, ahead) }
             if let since = changedSince, let checkpointPolicy, wheel.checkpointPath != nil {
                 due = min(due ?? .max, checkpointPolicy.latest(changedSince: since))
             }

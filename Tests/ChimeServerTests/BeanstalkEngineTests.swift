@@ -1,5 +1,4 @@
 import ChimeBroker
-import Foundation
 @testable import ChimeServer
 import ChimeTestSupport
 import Logging
@@ -58,7 +57,7 @@ import Testing
         await engine.close()
         // A journal that says job 5 is cold (its put: kind 6), with no wake-up scheduled for
         // it: as a write that failed after later batches counted on its second leaves it.
-        let readyAt = Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)) + 4_000
+        let readyAt = BeanstalkEngine.wallNow() + 4_000
         let put = BeanstalkEvent.put(id: 5, tube: "default", priority: 1, ttr: 60, readyAt: readyAt, delay: 4, body: Array("lost".utf8), wakeup: true)
         _ = try await broker.publish(topic: BeanstalkEngine.topic, [OutgoingMessage(body: BeanstalkEvent.ids(upTo: 10_000).encoded), OutgoingMessage(body: put.encoded)], partition: 0)
         _ = await broker.close()
@@ -106,7 +105,7 @@ import Testing
         #expect(await engine.coldCount() == 1)
         // The first cold builds' wake-up: the put record itself, due now.
         let put = BeanstalkEvent.put(id: id, tube: "default", priority: 1, ttr: 60, readyAt: 0, delay: 0, body: Array("old".utf8), wakeup: true)
-        _ = try await broker.publish(topic: BeanstalkEngine.wakeupTopic, [OutgoingMessage(body: put.encoded, due: .at(Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down))))], partition: 0)
+        _ = try await broker.publish(topic: BeanstalkEngine.wakeupTopic, [OutgoingMessage(body: put.encoded, due: .at(BeanstalkEngine.wallNow()))], partition: 0)
         let got = await Self.send(engine, conn, .reserveWithTimeout(seconds: 60))
         #expect(got == .reserved(id: id, body: Array("old".utf8)), "made whole and ready, as its record says")
         #expect(await engine.coldCount() == 0)

@@ -72,6 +72,7 @@ import Testing
             .put(id: 1, tube: "default", priority: 0, ttr: 60, readyAt: 0, delay: 0, body: []),
             .put(id: 2, tube: "t", priority: 1, ttr: 1, readyAt: 1_800_000_000_000, delay: 5, body: [7], wakeup: true),
             .delete(id: 7), .release(id: 8, priority: 3, readyAt: -1), .bury(id: 9, priority: 4), .kick(id: 10), .ids(upTo: .max),
+            .wake(second: .max),
         ]
         for e in events {
             #expect(try BeanstalkEvent(decoding: e.encoded) == e)
@@ -80,7 +81,7 @@ import Testing
         // A put of the first builds (kind 1, no delay) still reads, its delay 0.
         let first: [UInt8] = [1, 1] + [UInt8](repeating: 0, count: 7) + [9] + [5, 0, 0, 0, 60, 0, 0, 0] + [UInt8](repeating: 0, count: 8) + [1, 65, 66]
         #expect(try BeanstalkEvent(decoding: first) == .put(id: 9 << 56, tube: "A", priority: 5, ttr: 60, readyAt: 0, delay: 0, body: [66]))
-        for bad: [UInt8] in [[], [1], [3, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 9], [1, 2, 1, 2, 3], [1, 2] + [UInt8](repeating: 0, count: 9), [1, 1] + [UInt8](repeating: 0, count: 24) + [5, 65]] {
+        for bad: [UInt8] in [[], [1], [4, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 9], [2, 9, 1, 0, 0, 0], [1, 2, 1, 2, 3], [1, 2] + [UInt8](repeating: 0, count: 9), [1, 1] + [UInt8](repeating: 0, count: 24) + [5, 65]] {
             #expect(throws: BeanstalkEvent.Malformed.self) { try BeanstalkEvent(decoding: bad) }
         }
     }
