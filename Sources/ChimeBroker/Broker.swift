@@ -218,7 +218,7 @@ public final class Broker: GroupHost, @unchecked Sendable {
                     underlying: error)
             }
             // Fired messages (and retries) in a log: fetches waiting for them look again.
-            partition.sink.delivered.withLock { [changes] in $0 = { _ in changes.bump() } }
+            partition.sink.delivered.withLock { [changes] in $0 = { changes.bump() } }
             partition.settledCheck.withLock { $0 = { [weak self] id, group in await self?.isSettled(id, in: group) } }
             opened.append(partition)
         }

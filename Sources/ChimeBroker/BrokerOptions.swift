@@ -183,6 +183,11 @@ public struct BrokerOptions: Sendable {
     public var firing: Firing
     /// Seed of member ids (nil: from the system's random source).
     public var randomSeed: UInt64?
+    /// How many ms before their due time the firing loops fire messages (`.automatic`
+    /// only): the fire's syncs and appends happen ahead, and the messages are held back
+    /// from consumers until they are due, so what is left at the due time is waking the
+    /// consumers. A message can no longer be cancelled or moved in its last `fireLead` ms.
+    public var fireLead: Int64 = 2
     /// Idempotent producers that have not published for this long are forgotten (their
     /// next publish must start a new sequence). Kafka's default, 7 days: far beyond any
     /// retry, and it bounds the table when clients come and go.

@@ -123,7 +123,8 @@ final class GroupPartition {
     func record(_ source: DeliverySource, at offset: Int64) throws -> StoredRecord? {
         source == .ready ? try readyCursor.record(at: offset) : try retryCursor.record(at: offset)
     }
-    func log(_ source: DeliverySource) -> RecordLog { source == .ready ? partition.ready.log : retryLog.log }
+    func log(_ source: DeliverySource) -> RecordLog { firedLog(source).log }
+    func firedLog(_ source: DeliverySource) -> FiredLog { source == .ready ? partition.ready : retryLog }
 }
 
 /// A consumer group: its members, the assignment of partitions to them, and per partition
@@ -466,8 +467,9 @@ actor ConsumerGroup {
         // New messages, within the window's bound.
         // The log's bounds are read once per fill (each read takes the log's lock): what is
         // appended meanwhile waits for the next fetch; a start moved meanwhile by retention
-        // is met by `read`, which lets the window pass what is gone.
-        let end = log.endOffset
+        // is met by `read`, which lets the window pass what is gone. Messages fired ahead
+        // of their due time stay unread until then (`FiredLog.readableEnd`).
+        let end = gp.firedLog(source).readableEnd(now: now)
         let start = log.startOffset
         while room() {
             let (span, offset) = gp.withWindow(reading: source) { ($0.span, $0.readEnd) }

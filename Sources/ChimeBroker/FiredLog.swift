@@ -15,6 +15,33 @@ final class FiredLog: @unchecked Sendable {
     let log: RecordLog
     private let markPath: String
     private let tag: Mutex<FireTag?>
+    /// Hand-overs appended ahead of their due time, in log order: readers see nothing from
+    /// `from` on until `until` (broker time, ms) has come or the firing loop released it.
+    private let holds = Mutex<[Hold]>([])
+
+    private struct Hold {
+        var from: Int64
+        var until: Int64
+    }
+
+    /// Where readers' view of the log ends at `now`: its end, or the start of the first
+    /// hand-over still held back. (The end is read first: a batch it covers had its hold
+    /// registered before it was appended.)
+    func readableEnd(now: Int64) -> Int64 {
+        let end = log.endOffset
+        guard let held = holds.withLock({ $0.first { $0.until > now }?.from }) else { return end }
+        return min(held, end)
+    }
+
+    /// Forgets the holds that ended by `now`; returns whether there were any, and the
+    /// earliest end of those left.
+    func release(through now: Int64) -> (released: Bool, next: Int64?) {
+        holds.withLock { holds in
+            let before = holds.count
+            holds.removeAll { $0.until <= now }
+            return (holds.count < before, holds.map(\.until).min())
+        }
+    }
 
     var lastTag: FireTag? { tag.withLock { $0 } }
 
@@ -45,9 +72,10 @@ final class FiredLog: @unchecked Sendable {
     /// Each record is the fired message's own bytes (`FiredMessage.payload`) with the
     /// record timestamp set to its due time; `withID` adds the `chime-id` header (id and
     /// publish time) that a message fired into the ready log carries.
+    /// Readers do not see the part before `holdUntil` (`readableEnd`).
     /// Returns the offset of the first record appended.
     @discardableResult
-    func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag) throws -> Int64 {
+    func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag, holdUntil: Int64) throws -> Int64 {
         var batches: [[UInt8]] = []
         var builder = RecordBatchBuilder(producerId: Self.firedProducerID, capacity: min(1 << 20, messages.count * 200 + 256))
         for (i, f) in messages.enumerated() {
@@ -64,7 +92,17 @@ final class FiredLog: @unchecked Sendable {
         // Under the tag's lock: a mark taken meanwhile must not cover this batch and name
         // the tag before it (`saveMark`).
         return try tag.withLock { last in
-            let appended = try log.append(contentsOf: batches)
+            // Registered before the append makes the batches readable; at or after the
+            // log's end of now, so at worst a producer's batch appended meanwhile waits too.
+            let hold = Hold(from: log.endOffset, until: holdUntil)
+            holds.withLock { $0.append(hold) }
+            let appended: AppendResult
+            do {
+                appended = try log.append(contentsOf: batches)
+            } catch {
+                holds.withLock { $0.removeAll { $0.from == hold.from && $0.until == hold.until } }
+                throw error
+            }
             // (Under `never` nothing is promised across a power loss; the process dying is
             // covered, the page cache keeps what was written.)
             if log.configuration.durability != .never { try log.flush() }
@@ -101,8 +139,8 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
     private let logs: Mutex<[UInt32: FiredLog]>
     private let openRetryLog: @Sendable (UInt32) throws -> FiredLog
     private let logger: Logger
-    /// Called after each hand-over with the number of messages per destination.
-    let delivered: Mutex<(@Sendable ([UInt32: Int]) -> Void)?> = Mutex(nil)
+    /// Called when hand-overs become readable (`release`), to wake their readers.
+    let delivered: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
 
     init(ready: FiredLog, partition: PartitionKey, watch: OccurrenceWatch, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog, logger: Logger) {
         logs = Mutex([0: ready])
@@ -179,14 +217,16 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             }
         }
         let destinations = byDestination.keys.sorted()
-        var counts: [UInt32: Int] = [:]
+        // Messages come in due order: readers see the hand-over once its last is due.
+        let holdUntil = messages.last?.dueAt ?? .min
+        assert(messages.allSatisfy { $0.dueAt <= holdUntil }, "a hand-over comes in due order")
         for (index, d) in destinations.enumerated() {
             let log = try log(for: d)
             if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
             let part = byDestination[d]!
             // Into the ready log with their id; retries carry theirs in their own headers.
-            let first = try log.appendFired(part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)))
-            counts[d] = part.count
+            let first = try log.appendFired(
+                part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)), holdUntil: holdUntil)
             if d == 0 {
                 for w in watched {
                     let offset = first + Int64(w.index)
@@ -195,8 +235,19 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
                 }
             }
         }
-        if let notify = delivered.withLock({ $0 }) { notify(counts) }
         if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
+    }
+
+    func release(through now: Int64) -> Int64? {
+        var released = false
+        var next: Int64? = nil
+        for log in logs.withLock({ Array($0.values) }) {
+            let r = log.release(through: now)
+            released = released || r.released
+            if let n = r.next { next = min(next ?? n, n) }
+        }
+        if released, let notify = delivered.withLock({ $0 }) { notify() }
+        return next
     }
 }
 

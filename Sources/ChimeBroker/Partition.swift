@@ -153,7 +153,7 @@ actor Partition {
         loop = FiringLoop(
             wheel: wheel, clock: options.clock,
             checkpointPolicy: options.firing == .automatic ? options.checkpoints : nil,
-            metrics: firingMetrics, logger: logger)
+            fireLead: options.firing == .automatic ? options.fireLead : 0, metrics: firingMetrics, logger: logger)
         producerExpiry = options.producerExpiryMilliseconds
         lastCheckpoint = options.clock.now()
         let clock = options.clock

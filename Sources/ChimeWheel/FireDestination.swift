@@ -44,5 +44,19 @@ public protocol FireDestination: AnyObject {
     var lastFireSequence: UInt64? { get }
 
     /// Applies one hand-over: messages in due order, FIFO within the same millisecond.
+    ///
+    /// A firing loop with a fire lead (`FiringLoop.init(fireLead:)`) hands messages over
+    /// up to that many milliseconds before they fall due: the destination stores them at
+    /// once and holds them back from its readers until the last one's due time, when the
+    /// loop calls `release(through:)`.
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws
+
+    /// Lets readers see every hand-over whose messages are all due by `now` and returns
+    /// the earliest due time of a hand-over still held back, if any (when the loop must
+    /// call again). A destination that shows hand-overs at once holds nothing.
+    func release(through now: Int64) -> Int64?
+}
+
+extension FireDestination {
+    public func release(through now: Int64) -> Int64? { nil }
 }

@@ -15,7 +15,11 @@ struct ChimePeer: Peer {
     static let group = "suite-workers"
 
     func command(data: String, port: Int) -> (executable: String, arguments: [String]) {
-        (executable, ["serve", "--data", data, "--port", "\(port)"] + (ProcessInfo.processInfo.environment["CHIME_BENCH_ADMIN"].map { ["--admin-port", $0] } ?? ["--no-admin"]))
+        let environment = ProcessInfo.processInfo.environment
+        let admin = environment["CHIME_BENCH_ADMIN"].map { ["--admin-port", $0] } ?? ["--no-admin"]
+        // Extra `serve` options for an experiment (space-separated), never set by the suite.
+        let extra = environment["CHIME_BENCH_SERVE_ARGS"].map { $0.split(separator: " ").map(String.init) } ?? []
+        return (executable, ["serve", "--data", data, "--port", "\(port)"] + admin + extra)
     }
 
     private func client(port: Int, name: String) -> ChimeClient {

@@ -1,0 +1,46 @@
+import ChimeBroker
+import ChimeStore
+import ChimeTestSupport
+import Testing
+
+/// The firing loops fire a message `fireLead` ms before it is due; consumers still get it
+/// only once it is due, and nothing published behind it overtakes it.
+@Suite struct FireLeadTests {
+    @Test func aMessageFiredAheadReachesNoConsumerBeforeItsDueTime() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(BrokerFixture.epoch)
+        var options = BrokerFixture.options(dir.path, clock: clock)
+        options.firing = .automatic
+        options.fireLead = 100
+        let broker = try await Broker.open(options, logger: BrokerFixture.logger)
+        try broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        let due = clock.now() + 60  // within the lead: fired at once
+        let published = try await broker.publish(topic: "jobs", [.text("at-noon", at: due)])
+        let m = try await broker.join(group: "workers", member: "w1", topics: ["jobs"])
+
+        // Fired: the wheel holds nothing, the ready log has it.
+        var fired = false
+        for _ in 0..<2_000 where !fired {
+            let stats = try await broker.partitionStats(topic: "jobs")
+            fired = stats.first.map { $0.scheduled == 0 && $0.logEnd == 1 } ?? false
+            if !fired { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(fired, "the message is fired ahead of its due time")
+        // A message due now, published after it, waits behind it (log order).
+        _ = try await broker.publish(topic: "jobs", [.text("now")])
+        #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty)
+        clock.set(due - 1)
+        #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty, "not a millisecond early")
+
+        clock.set(due)
+        var got: [Delivery] = []
+        for _ in 0..<2_000 where got.count < 2 {
+            got += try await broker.fetch(group: "workers", member: m.memberID, max: 10)
+            if got.count < 2 { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(got.map(\.text) == ["at-noon", "now"])
+        #expect(got.first?.id == published[0].id)
+        #expect(got.first?.dueAt == due)
+        await broker.close()
+    }
+}
