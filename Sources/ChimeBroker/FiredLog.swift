@@ -33,13 +33,12 @@ final class FiredLog: @unchecked Sendable {
         return min(held, end)
     }
 
-    /// Forgets the holds that ended by `now`; returns whether there were any, and the
-    /// earliest end of those left.
-    func release(through now: Int64) -> (released: Bool, next: Int64?) {
+    /// Forgets the holds that ended by `now`; whether there were any.
+    func release(through now: Int64) -> Bool {
         holds.withLock { holds in
             let before = holds.count
             holds.removeAll { $0.until <= now }
-            return (holds.count < before, holds.map(\.until).min())
+            return holds.count < before
         }
     }
 
@@ -139,11 +138,17 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
     private let logs: Mutex<[UInt32: FiredLog]>
     private let openRetryLog: @Sendable (UInt32) throws -> FiredLog
     private let logger: Logger
-    /// Called when hand-overs become readable (`release`), to wake their readers.
+    /// Called when hand-overs become readable, to wake their readers.
     let delivered: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
+    /// Broker time, on which held hand-overs are released.
+    private let clock: any WheelClock
 
-    init(ready: FiredLog, partition: PartitionKey, watch: OccurrenceWatch, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog, logger: Logger) {
+    init(
+        ready: FiredLog, partition: PartitionKey, watch: OccurrenceWatch, openRetryLog: @escaping @Sendable (UInt32) throws -> FiredLog,
+        clock: any WheelClock, logger: Logger
+    ) {
         logs = Mutex([0: ready])
+        self.clock = clock
         partitionKey = partition
         self.watch = watch
         self.openRetryLog = openRetryLog
@@ -236,18 +241,25 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             }
         }
         if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
+        releaseWhenDue(holdUntil)
     }
 
-    func release(through now: Int64) -> Int64? {
-        var released = false
-        var next: Int64? = nil
-        for log in logs.withLock({ Array($0.values) }) {
-            let r = log.release(through: now)
-            released = released || r.released
-            if let n = r.next { next = min(next ?? n, n) }
+    /// Shows the hand-over held until `until` to readers then, on a timer of its own — not
+    /// the firing loop's turn, which can be taken by the next fire's syncs just then.
+    private func releaseWhenDue(_ until: Int64) {
+        guard until > clock.now() else { return release() }
+        Task { [self, clock] in
+            await clock.sleep(until: until)
+            release()
         }
+    }
+
+    /// Forgets the holds that have ended and wakes the readers if there were any.
+    private func release() {
+        let now = clock.now()
+        var released = false
+        for log in logs.withLock({ Array($0.values) }) where log.release(through: now) { released = true }
         if released, let notify = delivered.withLock({ $0 }) { notify() }
-        return next
     }
 }
 

@@ -125,7 +125,8 @@ actor Partition {
             return try FiredLog(log: log, markPath: dir + "/retry.mark", logger: logger)
         }
         sink = PartitionFireSink(
-            ready: ready, partition: PartitionKey(topicID: topicID, partition: index), watch: watch, openRetryLog: openRetryLog, logger: logger)
+            ready: ready, partition: PartitionKey(topicID: topicID, partition: index), watch: watch, openRetryLog: openRetryLog, clock: options.clock,
+            logger: logger)
         self.watch = watch
         // Every group's retry log takes part in deciding which hand-over was applied last.
         for name in try Directory.entries(directory + "/groups") where name.hasPrefix("g") {

@@ -47,16 +47,7 @@ public protocol FireDestination: AnyObject {
     ///
     /// A firing loop with a fire lead (`FiringLoop.init(fireLead:)`) hands messages over
     /// up to that many milliseconds before they fall due: the destination stores them at
-    /// once and holds them back from its readers until the last one's due time, when the
-    /// loop calls `release(through:)`.
+    /// once and holds them back from its readers until they are due (the broker's ready
+    /// log: until the last one's due time, on a timer of its own).
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws
-
-    /// Lets readers see every hand-over whose messages are all due by `now` and returns
-    /// the earliest due time of a hand-over still held back, if any (when the loop must
-    /// call again). A destination that shows hand-overs at once holds nothing.
-    func release(through now: Int64) -> Int64?
-}
-
-extension FireDestination {
-    public func release(through now: Int64) -> Int64? { nil }
 }

@@ -32,11 +32,9 @@ public actor FiringLoop {
     public static let prepareLead: Int64 = 500
     public static let prepareMinEntries = 16_384
     /// How many ms before its due time a slot is fired (`FireDestination.deliver`): its
-    /// syncs and appends happen ahead, and at the due time the loop only lets the
-    /// destination's readers see it (`FireDestination.release`).
+    /// syncs and appends happen ahead, and the destination shows it to its readers at the
+    /// due time.
     private let fireLead: Int64
-    /// The earliest due time of a hand-over the destination still holds back.
-    private var heldUntil: Int64?
     private var lastCheckpoint: Int64
     /// When the loop first saw bytes that no checkpoint covers (nil: none since the last).
     private var changedSince: Int64?
@@ -191,7 +189,6 @@ public actor FiringLoop {
     public func fireDue() throws -> Int {
         defer { publishGauges() }
         let fired = try wheel.advance(to: clock.now())
-        heldUntil = wheel.destination.release(through: clock.now())
         reportFired()
         while try wheel.cascadeAhead(maxEntries: cascadeStep) {}
         return fired
@@ -225,21 +222,15 @@ public actor FiringLoop {
     }
 
     /// Runs until the task is cancelled: catch up on everything overdue, in due order, then
-    /// fire each slot `fireLead` ms before it falls due and release it to the destination's
-    /// readers when it does. Ends with a checkpoint.
+    /// fire each slot `fireLead` ms before it falls due. Ends with a checkpoint.
     public func run() async throws {
         var failures = 0
         while !Task.isCancelled {
-            // What was fired ahead and is now due is shown first: it is what is late.
-            if let held = heldUntil, held <= clock.now() { heldUntil = wheel.destination.release(through: clock.now()) }
             do {
                 try wheel.advance(to: clock.now() + fireLead)
-                // Slots fired late (catching up) are shown at once.
-                heldUntil = wheel.destination.release(through: clock.now())
                 reportFired()
                 failures = 0
             } catch {
-                heldUntil = wheel.destination.release(through: clock.now())
                 reportFired()  // hand-overs that succeeded before the failure
                 failures += 1
                 let backoff = min(5_000, 50 << min(failures, 7))
@@ -283,7 +274,6 @@ public actor FiringLoop {
             publishGauges()
             // Until the next slot, or until a change waiting for its checkpoint is due.
             var due = wheel.nextDue.map { $0 - fireLead }
-            if let held = heldUntil { due = min(due ?? .max, held) }
             if let ahead = wheel.nextPreparation(lead: Self.prepareLead, minEntries: Self.prepareMinEntries) { due = min(due ?? .max, ahead) }
             if let since = changedSince, let checkpointPolicy, wheel.checkpointPath != nil {
                 due = min(due ?? .max, checkpointPolicy.latest(changedSince: since))

@@ -31,8 +31,12 @@ import Testing
         #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty)
         clock.set(due - 1)
         #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty, "not a millisecond early")
+        let changesBefore = broker.changes.version
 
         clock.set(due)
+        // The sink's own timer shows it at its due time and wakes waiting fetches.
+        for _ in 0..<2_000 where broker.changes.version == changesBefore { try await Task.sleep(for: .milliseconds(2)) }
+        #expect(broker.changes.version > changesBefore, "waiting fetches are woken at the due time")
         var got: [Delivery] = []
         for _ in 0..<2_000 where got.count < 2 {
             got += try await broker.fetch(group: "workers", member: m.memberID, max: 10)
