@@ -452,8 +452,19 @@ actor ConsumerGroup {
         // Held back by a key in flight from the other log; waiting again after this fill.
         var deferred: [Int64] = []
         defer { gp.withWindow(source) { w in for offset in deferred.reversed() { w.putBack(offset) } } }
-        // Messages waiting for redelivery.
+        // The log's bounds are read once per fill (each read takes the log's lock): what is
+        // appended meanwhile waits for the next fetch; a start moved meanwhile by retention
+        // is met by `read`, which lets the window pass what is gone. Messages fired ahead
+        // of their due time stay unread until then (`FiredLog.readableEnd`).
+        let end = gp.firedLog(source).readableEnd(now: now)
+        let start = log.startOffset
+        // Messages waiting for redelivery (or taken into the window early, as an abort of a
+        // later one does: those beyond the readable end wait for it too).
         while room(), let offset = gp.withWindow(source, { $0.nextWaiting() }) {
+            if offset >= end {
+                deferred.append(offset)
+                continue
+            }
             guard let record = read(gp, source, offset) else { continue }
             if heldByOtherLog(gp, source, record) {
                 deferred.append(offset)
@@ -465,12 +476,6 @@ actor ConsumerGroup {
             }
         }
         // New messages, within the window's bound.
-        // The log's bounds are read once per fill (each read takes the log's lock): what is
-        // appended meanwhile waits for the next fetch; a start moved meanwhile by retention
-        // is met by `read`, which lets the window pass what is gone. Messages fired ahead
-        // of their due time stay unread until then (`FiredLog.readableEnd`).
-        let end = gp.firedLog(source).readableEnd(now: now)
-        let start = log.startOffset
         while room() {
             let (span, offset) = gp.withWindow(reading: source) { ($0.span, $0.readEnd) }
             guard span < settings.maxWindow, offset < end else { break }

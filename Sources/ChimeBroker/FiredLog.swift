@@ -93,15 +93,10 @@ final class FiredLog: @unchecked Sendable {
         return try tag.withLock { last in
             // Registered before the append makes the batches readable; at or after the
             // log's end of now, so at worst a producer's batch appended meanwhile waits too.
-            let hold = Hold(from: log.endOffset, until: holdUntil)
-            holds.withLock { $0.append(hold) }
-            let appended: AppendResult
-            do {
-                appended = try log.append(contentsOf: batches)
-            } catch {
-                holds.withLock { $0.removeAll { $0.from == hold.from && $0.until == hold.until } }
-                throw error
-            }
+            // Kept if the append fails (it ends by itself, within the lead): bytes a failed
+            // append could not take back stay behind it.
+            holds.withLock { $0.append(Hold(from: log.endOffset, until: holdUntil)) }
+            let appended = try log.append(contentsOf: batches)
             // (Under `never` nothing is promised across a power loss; the process dying is
             // covered, the page cache keeps what was written.)
             if log.configuration.durability != .never { try log.flush() }
@@ -222,9 +217,13 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             }
         }
         let destinations = byDestination.keys.sorted()
-        // Messages come in due order: readers see the hand-over once its last is due.
-        let holdUntil = messages.last?.dueAt ?? .min
-        assert(messages.allSatisfy { $0.dueAt <= holdUntil }, "a hand-over comes in due order")
+        // Readers see the hand-over once all of it is due. (Not the last message's due
+        // time: a slot's messages go in publish order, and one placed in it overdue can be
+        // due earlier than one before it.)
+        var holdUntil = Int64.min
+        for m in messages where m.dueAt > holdUntil { holdUntil = m.dueAt }
+        // Released even when a part fails: what was appended is readable once due.
+        defer { releaseWhenDue(holdUntil) }
         for (index, d) in destinations.enumerated() {
             let log = try log(for: d)
             if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
@@ -241,7 +240,6 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             }
         }
         if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
-        releaseWhenDue(holdUntil)
     }
 
     /// Shows the hand-over held until `until` to readers then, on a timer of its own — not
@@ -249,7 +247,7 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
     private func releaseWhenDue(_ until: Int64) {
         guard until > clock.now() else { return release() }
         Task { [self, clock] in
-            await clock.sleep(until: until)
+            while clock.now() < until, !Task.isCancelled { await clock.sleep(until: until) }
             release()
         }
     }

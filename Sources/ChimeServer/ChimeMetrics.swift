@@ -27,7 +27,7 @@ public enum ChimeMetrics {
         "chime_published_messages_total": "Messages stored by publishes, counted once durable (duplicates not counted).",
         "chime_delivered_messages_total": "Deliveries a group handed out by fetches, redeliveries included.",
         "chime_acked_messages_total": "Acks of a group, counted once journaled durably.",
-        "chime_fired_messages_total": "Scheduled messages the timing wheels handed over when due.",
+        "chime_fired_messages_total": "Scheduled messages the timing wheels handed over (fired 2 ms ahead, shown to consumers when due).",
         "chime_fire_lateness_seconds": "Per firing round, how late its most overdue message was handed over.",
         "chime_fsync_seconds": "Each fdatasync of a log's active segment.",
         "chime_locks_held": "Locks held now, per lock partition.",

@@ -43,7 +43,8 @@ public protocol FireDestination: AnyObject {
     /// The highest `fireSequence` this destination has durably applied, if any.
     var lastFireSequence: UInt64? { get }
 
-    /// Applies one hand-over: messages in due order, FIFO within the same millisecond.
+    /// Applies one hand-over: slot by slot in time order, each slot's messages in publish
+    /// order (a message placed in a slot overdue can be due before the ones ahead of it).
     ///
     /// A firing loop with a fire lead (`FiringLoop.init(fireLead:)`) hands messages over
     /// up to that many milliseconds before they fall due: the destination stores them at

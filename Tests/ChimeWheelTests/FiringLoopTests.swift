@@ -107,6 +107,24 @@ import Testing
         _ = await running.result
     }
 
+    @Test func aScheduleDueWithinTheLeadOfTheNextWakeUpWakesTheLoopEarlier() async throws {
+        let dir = TemporaryDirectory()
+        let clock = ManualClock(Self.epoch)
+        let dest = RecordingDestination()
+        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
+        let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
+        let loop = FiringLoop(wheel: wheel, clock: clock, fireLead: 5, logger: testLogger)
+        let running = Task { try await loop.run() }
+        try await waitForSleep(loop, clock) { $0 == .max }
+        _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 40, publishedAt: Self.epoch, body: [1])])
+        try await waitForSleep(loop, clock) { $0 == Self.epoch + 35 }
+        // Due after the loop's wake-up, but its lead starts before it.
+        _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 38, publishedAt: Self.epoch, body: [2])])
+        try await waitForSleep(loop, clock) { $0 == Self.epoch + 33 }
+        running.cancel()
+        _ = await running.result
+    }
+
     @Test func theSystemClockSleepsUntilTheDeadline() async {
         let clock = SystemWheelClock()
         let deadline = clock.now() + 30
