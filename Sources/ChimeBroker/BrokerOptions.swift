@@ -187,6 +187,7 @@ public struct BrokerOptions: Sendable {
     /// only): the fire's syncs and appends happen ahead, and the messages are held back
     /// from consumers until they are due, so what is left at the due time is waking the
     /// consumers. A message can no longer be cancelled or moved in its last `fireLead` ms.
+    /// 0 through 1,000.
     public var fireLead: Int64 = 2
     /// Idempotent producers that have not published for this long are forgotten (their
     /// next publish must start a new sequence). Kafka's default, 7 days: far beyond any

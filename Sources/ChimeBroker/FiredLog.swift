@@ -16,7 +16,7 @@ final class FiredLog: @unchecked Sendable {
     private let markPath: String
     private let tag: Mutex<FireTag?>
     /// Hand-overs appended ahead of their due time, in log order: readers see nothing from
-    /// `from` on until `until` (broker time, ms) has come or the firing loop released it.
+    /// `from` on until `until` (broker time, ms) has come; the sink drops a hold then.
     private let holds = Mutex<[Hold]>([])
 
     private struct Hold {
@@ -71,7 +71,7 @@ final class FiredLog: @unchecked Sendable {
     /// Each record is the fired message's own bytes (`FiredMessage.payload`) with the
     /// record timestamp set to its due time; `withID` adds the `chime-id` header (id and
     /// publish time) that a message fired into the ready log carries.
-    /// Readers do not see the part before `holdUntil` (`readableEnd`).
+    /// Readers do not see the part until `holdUntil` (`readableEnd`).
     /// Returns the offset of the first record appended.
     @discardableResult
     func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag, holdUntil: Int64) throws -> Int64 {

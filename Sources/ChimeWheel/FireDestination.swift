@@ -49,6 +49,6 @@ public protocol FireDestination: AnyObject {
     /// A firing loop with a fire lead (`FiringLoop.init(fireLead:)`) hands messages over
     /// up to that many milliseconds before they fall due: the destination stores them at
     /// once and holds them back from its readers until they are due (the broker's ready
-    /// log: until the last one's due time, on a timer of its own).
+    /// log: until the latest due time in the hand-over, on a timer of its own).
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws
 }
