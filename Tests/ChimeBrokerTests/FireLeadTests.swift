@@ -7,30 +7,16 @@ import Testing
 /// only once it is due, and nothing published behind it overtakes it.
 @Suite struct FireLeadTests {
     @Test func aMessageFiredAheadReachesNoConsumerBeforeItsDueTime() async throws {
-        let dir = TemporaryDirectory()
-        let clock = ManualClock(BrokerFixture.epoch)
-        var options = BrokerFixture.options(dir.path, clock: clock)
-        options.firing = .automatic
-        options.fireLead = 100
-        let broker = try await Broker.open(options, logger: BrokerFixture.logger)
-        try broker.createTopic("jobs", settings: TopicSettings(partitions: 1))
+        let (dir, clock, broker, member) = try await open(lead: 100)
+        _ = dir
         let due = clock.now() + 60  // within the lead: fired at once
         let published = try await broker.publish(topic: "jobs", [.text("at-noon", at: due)])
-        let m = try await broker.join(group: "workers", member: "w1", topics: ["jobs"])
-
-        // Fired: the wheel holds nothing, the ready log has it.
-        var fired = false
-        for _ in 0..<2_000 where !fired {
-            let stats = try await broker.partitionStats(topic: "jobs")
-            fired = stats.first.map { $0.scheduled == 0 && $0.logEnd == 1 } ?? false
-            if !fired { try await Task.sleep(for: .milliseconds(2)) }
-        }
-        #expect(fired, "the message is fired ahead of its due time")
+        #expect(try await waitUntilFired(broker, count: 1), "the message is fired ahead of its due time")
         // A message due now, published after it, waits behind it (log order).
         _ = try await broker.publish(topic: "jobs", [.text("now")])
-        #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty)
+        #expect(try await broker.fetch(group: "workers", member: member, max: 10).isEmpty)
         clock.set(due - 1)
-        #expect(try await broker.fetch(group: "workers", member: m.memberID, max: 10).isEmpty, "not a millisecond early")
+        #expect(try await broker.fetch(group: "workers", member: member, max: 10).isEmpty, "not a millisecond early")
         let changesBefore = broker.changes.version
 
         clock.set(due)
@@ -39,7 +25,7 @@ import Testing
         #expect(broker.changes.version > changesBefore, "waiting fetches are woken at the due time")
         var got: [Delivery] = []
         for _ in 0..<2_000 where got.count < 2 {
-            got += try await broker.fetch(group: "workers", member: m.memberID, max: 10)
+            got += try await broker.fetch(group: "workers", member: member, max: 10)
             if got.count < 2 { try await Task.sleep(for: .milliseconds(2)) }
         }
         #expect(got.map(\.text) == ["at-noon", "now"])

@@ -20,15 +20,22 @@ import Testing
         return nil
     }
 
-    @Test func sleepsUntilTheNextSlotAndWakesEarlyForAnEarlierOne() async throws {
+    /// An empty wheel on a fresh timer log, its loop running on a manual clock; the
+    /// destination records the clock's time of each hand-over.
+    private func startLoop(fireLead: Int64) throws -> (TemporaryDirectory, ManualClock, RecordingDestination, FiringLoop, Task<Void, any Error>) {
         let dir = TemporaryDirectory()
         let clock = ManualClock(Self.epoch)
         let dest = RecordingDestination()
         dest.clock = { clock.now() }
         let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
         let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
-        let loop = FiringLoop(wheel: wheel, clock: clock, logger: testLogger)
-        let running = Task { try await loop.run() }
+        let loop = FiringLoop(wheel: wheel, clock: clock, fireLead: fireLead, logger: testLogger)
+        return (dir, clock, dest, loop, Task { try await loop.run() })
+    }
+
+    @Test func sleepsUntilTheNextSlotAndWakesEarlyForAnEarlierOne() async throws {
+        let (dir, clock, dest, loop, running) = try startLoop(fireLead: 0)
+        _ = dir
 
         try await waitForSleep(loop, clock) { $0 == .max }  // idle: nothing pending, no deadline
         #expect(clock.deadlines == [nil])
@@ -77,14 +84,8 @@ import Testing
     }
 
     @Test func aFireLeadHandsEachSlotOverThatManyMillisecondsBeforeItIsDue() async throws {
-        let dir = TemporaryDirectory()
-        let clock = ManualClock(Self.epoch)
-        let dest = RecordingDestination()
-        dest.clock = { clock.now() }
-        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
-        let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
-        let loop = FiringLoop(wheel: wheel, clock: clock, fireLead: 5, logger: testLogger)
-        let running = Task { try await loop.run() }
+        let (dir, clock, dest, loop, running) = try startLoop(fireLead: 5)
+        _ = dir
         try await waitForSleep(loop, clock) { $0 == .max }
 
         let ids = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 50, publishedAt: Self.epoch, body: Array("noon".utf8))])
@@ -108,13 +109,8 @@ import Testing
     }
 
     @Test func aScheduleDueWithinTheLeadOfTheNextWakeUpWakesTheLoopEarlier() async throws {
-        let dir = TemporaryDirectory()
-        let clock = ManualClock(Self.epoch)
-        let dest = RecordingDestination()
-        let log = try TimerLog.open(directory: dir.path, configuration: LogConfiguration(durability: .never), logger: testLogger)
-        let wheel = try TimingWheel(log: log, destination: dest, logger: testLogger)
-        let loop = FiringLoop(wheel: wheel, clock: clock, fireLead: 5, logger: testLogger)
-        let running = Task { try await loop.run() }
+        let (dir, clock, dest, loop, running) = try startLoop(fireLead: 5)
+        _ = dir
         try await waitForSleep(loop, clock) { $0 == .max }
         _ = try await loop.schedule([ScheduledMessage(dueAt: Self.epoch + 40, publishedAt: Self.epoch, body: [1])])
         try await waitForSleep(loop, clock) { $0 == Self.epoch + 35 }
