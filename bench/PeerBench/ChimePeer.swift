@@ -78,9 +78,9 @@ struct ChimePeer: Peer {
         // Used by one task at a time (the consumer's loop).
         private var iterator: Consumer.Iterator
 
-        init(client: ChimeClient) {
+        init(client: ChimeClient, group: String = ChimePeer.group, topic: String = ChimePeer.topic) {
             self.client = client
-            iterator = client.consume(group: ChimePeer.group, topics: [ChimePeer.topic], prefetch: 5_000).makeAsyncIterator()
+            iterator = client.consume(group: group, topics: [topic], prefetch: 5_000).makeAsyncIterator()
         }
 
         func take(max: Int) async throws -> Taken {

@@ -199,20 +199,32 @@ struct Suite {
         }
 
         if workloads.contains("workers") {
+            let quick = scale.workerJobs == Scale.quick.workerJobs
+            let workload = "8. workers: \(scale.workerJobs) jobs published, then run and acked"
             for processes in [1, 4] {
-                for peer in each {
+                let label = "\(processes) worker process\(processes == 1 ? "" : "es")"
+                // Each peer's own worker, then (Chime) its plain consume loop in the same
+                // processes: the broker's CPU per job of the worker runtime against the
+                // plain consume it is built on.
+                var kinds: [(peer: any Peer, kind: String?)] = each.map { ($0, nil) }
+                if let chime = each.first(where: { $0.system == "chime" }) { kinds.append((chime, WorkerWorkload.plainChime)) }
+                for (peer, kind) in kinds {
                     var rates: [Double] = []
+                    var cpu: [Double] = []
                     for _ in 0..<runs {
                         let t = try await withServer(peer) { s in
                             try await WorkerWorkload.publishJobs(peer, port: s.port, scale: scale, count: scale.workerJobs)
-                            return try await WorkerWorkload.run(
-                                peer, port: s.port, processes: processes, expected: scale.workerJobs, work: work, quick: scale.workerJobs == Scale.quick.workerJobs)
+                            let before = s.cpuSeconds()
+                            let t = try await WorkerWorkload.run(
+                                peer, port: s.port, processes: processes, expected: scale.workerJobs, work: work, quick: quick, kind: kind)
+                            cpu.append((s.cpuSeconds() - before) / Double(t.messages) * 1e6)
+                            return t
                         }
                         rates.append(t.rate)
                     }
-                    add(
-                        "8. workers: \(scale.workerJobs) jobs published, then run and acked", "\(processes) worker process\(processes == 1 ? "" : "es")",
-                        unit: "jobs/s", peer, runs: rates, higherIsBetter: true)
+                    let how = kind == nil ? "" : ", plain consume loop"
+                    add(workload, label + how, unit: "jobs/s", peer, runs: rates, higherIsBetter: true)
+                    add(workload, "server CPU per 1,000 jobs, " + label + how, unit: "ms", peer, runs: cpu, higherIsBetter: false)
                 }
             }
         }

@@ -99,6 +99,18 @@ final class ServerProcess: @unchecked Sendable {
         return 0
     }
 
+    /// CPU time the server process has used so far, user and system, in seconds
+    /// (`/proc/<pid>/stat` fields 14 and 15, in clock ticks); 0 when it cannot be read.
+    func cpuSeconds() -> Double {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // After the command name (which may hold spaces) come the fields from the 3rd on.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// SIGTERM, then waits for the process to exit (each peer's clean stop).
     func stop() {
         guard isRunning else { return }

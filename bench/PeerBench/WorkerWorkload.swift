@@ -58,15 +58,20 @@ enum WorkerWorkload {
     }
 
     /// Starts `processes` worker processes, waits for them, and returns the jobs done over
-    /// the time from their start to the last job's end.
-    static func run(_ peer: any Peer, port: Int, processes: Int, expected: Int, work: String, quick: Bool) async throws -> Throughput {
+    /// the time from their start to the last job's end. `kind`: what the processes run,
+    /// the peer's own worker unless `plainChime` (Chime's plain consume loop instead of
+    /// `ChimeWorker`).
+    static func run(
+        _ peer: any Peer, port: Int, processes: Int, expected: Int, work: String, quick: Bool, kind: String? = nil
+    ) async throws -> Throughput {
+        let kind = kind ?? peer.system
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let started = nowMicroseconds()
         var children: [(pid: pid_t, out: String)] = []
         for i in 0..<processes {
-            let out = "\(work)/worker-\(peer.system)-\(i).out"
+            let out = "\(work)/worker-\(kind)-\(i).out"
             try? FileManager.default.removeItem(atPath: out)
-            let pid = try ServerProcess.spawn(exe, ["--worker-process", peer.system, "--worker-port", "\(port)"] + (quick ? ["--quick"] : []), log: out)
+            let pid = try ServerProcess.spawn(exe, ["--worker-process", kind, "--worker-port", "\(port)"] + (quick ? ["--quick"] : []), log: out)
             children.append((pid, out))
         }
         var jobs = 0
@@ -84,6 +89,11 @@ enum WorkerWorkload {
         guard jobs >= expected else { throw PeerProtocolError("\(peer.label): workers did \(jobs) of \(expected) jobs") }
         return Throughput(messages: jobs, seconds: Double(last - started) / 1e6)
     }
+
+    /// The worker kind that runs Chime's plain consume loop (`nextBatch`, the same JSON
+    /// decode per job, one `ack` per batch) instead of `ChimeWorker`: the baseline of the
+    /// broker's CPU per job.
+    static let plainChime = "plain-chime"
 
     struct Result: Codable {
         var jobs: Int
@@ -108,18 +118,38 @@ enum WorkerWorkload {
             _ = try? await running.value
             await client.close()
         } else {
-            let peer: any Peer = system == "beanstalkd" || system == "chime beanstalkd" ? BeanstalkPeer(fsyncMilliseconds: 50, bodySize: bodySize) : RedisPeer(appendfsync: "everysec", bodySize: bodySize)
-            let consumer = try await peer.consumer(port: port, index: 0)
-            let mover = try await peer.mover(port: port)
+            let consumer: any PeerConsumer
+            let mover: (any PeerMover)?
+            if system == plainChime {
+                var logger = Logger(label: "peer-bench-worker")
+                logger.logLevel = .critical
+                let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-plain", connectAttempts: 3), logger: logger)
+                consumer = ChimePeer.ChimeConsumer(client: client, group: group + "-plain", topic: topic)
+                mover = nil
+            } else {
+                let peer: any Peer =
+                    system == "beanstalkd" || system == "chime beanstalkd"
+                    ? BeanstalkPeer(fsyncMilliseconds: 50, bodySize: bodySize) : RedisPeer(appendfsync: "everysec", bodySize: bodySize)
+                consumer = try await peer.consumer(port: port, index: 0)
+                mover = try await peer.mover(port: port)
+            }
             let json = Data(body(1, size: bodySize))
             let decoder = JSONDecoder()
             let stop = Once()
             let watcher = Task {
                 try? await done.waitUntilIdle(idle)
                 stop.set()
+                // Chime's fetch waits for messages as long as it takes: closing its client
+                // ends the wait (the peers' takes come back empty after a poll).
+                if let chime = consumer as? ChimePeer.ChimeConsumer { await chime.client.close() }
             }
             while !stop.isSet {
-                let taken = try await consumer.take(max: 1_000)
+                let taken: Taken
+                do {
+                    taken = try await consumer.take(max: 1_000)
+                } catch where stop.isSet {
+                    break
+                }
                 guard !taken.dueTimes.isEmpty else { continue }
                 // The same work per job as Chime's worker: the job's JSON decoded.
                 for _ in taken.dueTimes { _ = try decoder.decode(NoOp.self, from: json) }
