@@ -9,6 +9,13 @@ import Logging
 ///
 /// Bounded: once `maxQueued` receipts of a member are queued or in flight, `ack()` waits
 /// for room, so a consumer faster than its broker slows down instead of growing the queue.
+///
+/// Lingering: a member whose last request carried `lingerAfter` receipts or more acks
+/// faster than round trips carry them; its next request waits `linger` first (from the
+/// answer to that one) and carries what queued meanwhile too. Each ack request costs the broker a journal record and a
+/// sync per partition it touches, so fewer, larger requests cost it less CPU per message;
+/// a trickle of acks (slow jobs, one key in order) still goes out at once, and a durable
+/// ack or a flush waiting on the queue is never held back.
 actor AckBatcher {
     private struct Member: Hashable {
         let group: String
@@ -22,6 +29,10 @@ actor AckBatcher {
         var waiters: [CheckedContinuation<Void, any Error>?] = []
         var inFlight = 0
         var busy = false
+        /// Receipts in the last request sent: at `lingerAfter` or more the next one lingers.
+        var lastSent = 0
+        /// Queued receipts whose `ack` waits for the broker's answer.
+        var waiting = 0
         var pending: Int { receipts.count + inFlight }
     }
 
@@ -29,16 +40,24 @@ actor AckBatcher {
     static let maxReceipts = 10_000
     /// Receipts of one member queued or in flight before `ack()` waits for room.
     static let maxQueued = 20_000
+    /// Receipts in a member's last request from which its next request lingers.
+    static let lingerAfter = 64
 
     private let client: ChimeClient
     private let logger: Logger
+    private let linger: Duration
     private var queues: [Member: Queue] = [:]
     private var waitingForRoom: [Member: [CheckedContinuation<Void, Never>]] = [:]
     private var waitingForIdle: [Member: [CheckedContinuation<Void, Never>]] = [:]
+    /// Members whose drain lingers: woken by the timer, or early by a flush, a durable ack
+    /// or a full request's worth of receipts.
+    private var lingering: [Member: (wake: CheckedContinuation<Void, Never>, timer: Task<Void, Never>)] = [:]
     private(set) var failures = AckFailures()
 
-    init(client: ChimeClient, logger: Logger) {
+    init(client: ChimeClient, linger: Duration, logger: Logger) {
+        precondition(linger >= .zero, "a negative ack linger")
         self.client = client
+        self.linger = linger
         self.logger = logger
     }
 
@@ -63,7 +82,10 @@ actor AckBatcher {
     func flush(group: String, memberID: UInt64) async {
         let member = Member(group: group, memberID: memberID)
         guard queues[member] != nil else { return }
-        await withCheckedContinuation { waitingForIdle[member, default: []].append($0) }
+        await withCheckedContinuation {
+            waitingForIdle[member, default: []].append($0)
+            endLinger(member)
+        }
     }
 
     /// Waits until every ack queued so far, of every member, has been answered.
@@ -71,9 +93,27 @@ actor AckBatcher {
         for member in Array(queues.keys) { await flush(group: member.group, memberID: member.memberID) }
     }
 
+    /// Whether a member's next request waits for more acks first: its last request carried
+    /// `lingerAfter` receipts or more (it acks faster than round trips carry them), nobody
+    /// waits on its queue (a durable ack, a flush), and less than a full request is queued.
+    static func lingers(lastSent: Int, queued: Int, waitedOn: Bool) -> Bool {
+        lastSent >= lingerAfter && !waitedOn && queued < maxReceipts
+    }
+
+    /// Members whose next request is lingering now.
+    var lingeringMembers: Int { lingering.count }
+
+    private func endLinger(_ member: Member) {
+        guard let l = lingering.removeValue(forKey: member) else { return }
+        l.timer.cancel()
+        l.wake.resume()
+    }
+
     private func enqueue(_ receipt: WireReceipt, waiter: CheckedContinuation<Void, any Error>?, for member: Member) {
         queues[member, default: Queue()].receipts.append(receipt)
         queues[member]!.waiters.append(waiter)
+        if waiter != nil { queues[member]!.waiting += 1 }
+        if waiter != nil || queues[member]!.receipts.count >= Self.maxReceipts { endLinger(member) }
         if !queues[member]!.busy {
             queues[member]!.busy = true
             Task { await self.drain(member) }
@@ -81,13 +121,33 @@ actor AckBatcher {
     }
 
     private func drain(_ member: Member) async {
-        while let q = queues[member], !q.receipts.isEmpty {
+        var lingered = false
+        // After a request of `lingerAfter` or more, the next waits for the linger even when
+        // nothing is queued yet: acks arriving meanwhile go in it; none, and the drain ends.
+        while let q = queues[member] {
+            if !lingered, linger > .zero,
+                Self.lingers(lastSent: q.lastSent, queued: q.receipts.count, waitedOn: q.waiting > 0 || waitingForIdle[member] != nil)
+            {
+                lingered = true
+                await withCheckedContinuation { wake in
+                    let timer = Task { [linger] in
+                        try? await Task.sleep(for: linger)
+                        self.endLinger(member)
+                    }
+                    lingering[member] = (wake, timer)
+                }
+                continue
+            }
+            guard !q.receipts.isEmpty else { break }
+            lingered = false
             let n = min(q.receipts.count, Self.maxReceipts)
             let receipts = Array(q.receipts.prefix(n))
             var waiters = Array(q.waiters.prefix(n))
             queues[member]!.receipts.removeFirst(n)
             queues[member]!.waiters.removeFirst(n)
+            queues[member]!.waiting -= waiters.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
             queues[member]!.inFlight = n
+            queues[member]!.lastSent = n
             var results: [Result<Void, any Error>]
             var connectionLost = false
             do {
@@ -110,6 +170,7 @@ actor AckBatcher {
                 results.append(contentsOf: Array(repeating: results[0], count: rest.receipts.count))
                 queues[member]!.receipts.removeAll()
                 queues[member]!.waiters.removeAll()
+                queues[member]!.waiting = 0
             }
             var refused = 0
             for (waiter, result) in zip(waiters, results) {

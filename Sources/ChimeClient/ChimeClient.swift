@@ -25,10 +25,16 @@ public struct ClientOptions: Sendable {
     public var producer: ProducerOptions
     /// TLS to the broker (nil: plain TCP). See `ClientTLS`.
     public var tls: ClientTLS?
+    /// How long a member acking at a high rate (64 or more acks in its last ack request)
+    /// holds its next ack request to carry more acks: fewer, larger requests, each a
+    /// journal sync on the broker. A trickle of acks, a durable ack and a flush are never
+    /// held. `.zero`: every request goes as soon as the one before is answered.
+    public var ackLinger: Duration
 
     public init(
         host: String = "127.0.0.1", port: Int = 7420, token: String? = nil, name: String = "chime-client", connectAttempts: Int = 5,
-        maxFrameBytes: Int = 64 << 20, producer: ProducerOptions = ProducerOptions(), tls: ClientTLS? = nil
+        maxFrameBytes: Int = 64 << 20, producer: ProducerOptions = ProducerOptions(), tls: ClientTLS? = nil,
+        ackLinger: Duration = .milliseconds(10)
     ) {
         self.host = host
         self.port = port
@@ -38,6 +44,7 @@ public struct ClientOptions: Sendable {
         self.maxFrameBytes = maxFrameBytes
         self.producer = producer
         self.tls = tls
+        self.ackLinger = ackLinger
     }
 }
 
@@ -55,11 +62,13 @@ public final class ChimeClient: Service, Sendable {
     private let producerBox = Mutex<Producer?>(nil)
     private let ackerBox = Mutex<AckBatcher?>(nil)
     private let producerOptions: ProducerOptions
+    private let ackLinger: Duration
 
     public init(_ options: ClientOptions = ClientOptions(), logger: Logger) {
         connector = Connector(options: options, logger: logger)
         self.logger = logger
         producerOptions = options.producer
+        ackLinger = options.ackLinger
     }
 
     /// Made on first use: they hold the client, which cannot hand itself out in `init`.
@@ -75,7 +84,7 @@ public final class ChimeClient: Service, Sendable {
     var acker: AckBatcher {
         ackerBox.withLock { a in
             if let a { return a }
-            let made = AckBatcher(client: self, logger: logger)
+            let made = AckBatcher(client: self, linger: ackLinger, logger: logger)
             a = made
             return made
         }

@@ -1,0 +1,82 @@
+import ChimeBroker
+@testable import ChimeClient
+import ChimeProtocol
+import Logging
+import Synchronization
+import Testing
+
+/// The ack linger over a real socket: a member acking faster than round trips carry its
+/// acks holds its next request to carry more, and nothing that waits on the queue — a
+/// durable ack, a flush, a close — is ever held by it.
+@Suite struct AckLingerTests {
+    private var logger: Logger {
+        var l = Logger(label: "ack-linger-test")
+        l.logLevel = .critical
+        return l
+    }
+
+    /// Runs `operation` in a task and waits at most `seconds` for it: a guard against a
+    /// hang (an ack held for the hour), not a timing. False if it had not finished.
+    private func finishes(withinSeconds seconds: Int, _ operation: @escaping @Sendable () async throws -> Void) async throws -> Bool {
+        final class Flag: Sendable { let set = Mutex(false) }
+        let finished = Flag()
+        Task {
+            do { try await operation() } catch { Issue.record(error) }
+            finished.set.withLock { $0 = true }
+        }
+        for _ in 0..<(seconds * 50) where !finished.set.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
+        return finished.set.withLock { $0 }
+    }
+
+    @Test func onlyAMemberAckingFasterThanRoundTripsLingers() {
+        let many = AckBatcher.lingerAfter
+        #expect(AckBatcher.lingers(lastSent: many, queued: 1, waitedOn: false))
+        #expect(!AckBatcher.lingers(lastSent: many - 1, queued: 1, waitedOn: false), "a trickle goes out at once")
+        #expect(!AckBatcher.lingers(lastSent: many, queued: 1, waitedOn: true), "a durable ack or a flush is not held")
+        #expect(!AckBatcher.lingers(lastSent: many, queued: AckBatcher.maxReceipts, waitedOn: false), "a full request goes at once")
+    }
+
+    /// With an hour-long linger: once the member lingers, the acks it queues are held (the
+    /// broker has not committed them), a durable ack ends the linger and goes out with
+    /// everything queued before it, and a flush does the same for the rest.
+    @Test func aDurableAckOrAFlushEndsTheLinger() async throws {
+        let f = try await ServerFixture()
+        let client = ChimeClient(ClientOptions(port: f.server.port, ackLinger: .seconds(3_600)), logger: logger)
+        _ = try await client.createTopic(
+            "jobs",
+            settings: WireTopicSettings(
+                partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5,
+                dedupWindowMilliseconds: 60_000))
+        let count = 6_000
+        _ = try await client.publish((0..<count).map { OutgoingRecord(body: Array("m\($0)".utf8)) }, to: "jobs")
+        var held: [ConsumedMessage] = []
+        var it = client.consume(group: "g", topics: ["jobs"], prefetch: 1_000).makeAsyncIterator()
+        while held.count < count, let m = try await it.next() { held.append(m) }
+
+        // A third acked all at once: they go out in a few requests, and after one of 64 or
+        // more the member lingers (for the hour), whether or not more acks are queued yet.
+        let third = count / 3
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for m in held[..<third] { group.addTask { try await m.ack() } }
+            try await group.waitForAll()
+        }
+        for _ in 0..<100 where await client.acker.lingeringMembers == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        try #require(await client.acker.lingeringMembers == 1, "the member never acked fast enough to linger")
+        // The next third queues behind the linger.
+        var acked = 2 * third
+        for m in held[third..<acked] { try await m.ack() }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await f.broker.groupStats("g").partitions[0].committed < Int64(acked), "held by the linger")
+
+        let durable = held[acked]
+        #expect(try await finishes(withinSeconds: 60) { try await durable.ackDurably() }, "a durable ack held by the linger")
+        acked += 1
+        #expect(try await f.broker.groupStats("g").partitions[0].committed == Int64(acked), "the durable ack took the queue with it")
+
+        for m in held[acked...] { try await m.ack() }
+        #expect(try await finishes(withinSeconds: 60) { await client.flushAcks() }, "a flush held by the linger")
+        #expect(try await f.broker.groupStats("g").partitions[0].committed == Int64(count), "the flush took the rest")
+        await client.close()
+        await f.shutdown()
+    }
+}
