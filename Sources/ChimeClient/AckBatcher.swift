@@ -55,7 +55,6 @@ actor AckBatcher {
     private(set) var failures = AckFailures()
 
     init(client: ChimeClient, linger: Duration, logger: Logger) {
-        precondition(linger >= .zero, "a negative ack linger")
         self.client = client
         self.linger = linger
         self.logger = logger
@@ -131,7 +130,8 @@ actor AckBatcher {
                 lingered = true
                 await withCheckedContinuation { wake in
                     let timer = Task { [linger] in
-                        try? await Task.sleep(for: linger)
+                        // Cancelled: the linger already ended (and another may have begun).
+                        do { try await Task.sleep(for: linger) } catch { return }
                         self.endLinger(member)
                     }
                     lingering[member] = (wake, timer)
@@ -147,7 +147,7 @@ actor AckBatcher {
             queues[member]!.waiters.removeFirst(n)
             queues[member]!.waiting -= waiters.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
             queues[member]!.inFlight = n
-            queues[member]!.lastSent = n
+            queues[member]!.lastSent = 0
             var results: [Result<Void, any Error>]
             var connectionLost = false
             do {
@@ -155,6 +155,9 @@ actor AckBatcher {
                     .ack, Settle(group: member.group, memberID: member.memberID, receipts: receipts), as: SettleReply.self)
                 if reply.results.count == n {
                     results = reply.results.map { refused in refused.map { .failure(ClientError($0)) } ?? .success(()) }
+                    // Answered: the member's rate decides whether the next request lingers.
+                    // (After a failed request it does not: the broker may be back, or down.)
+                    queues[member]!.lastSent = n
                 } else {
                     let e = ClientError.protocolViolation("the broker answered \(reply.results.count) results for \(n) acks")
                     results = Array(repeating: .failure(e), count: n)

@@ -67,6 +67,7 @@ public final class ChimeClient: Service, Sendable {
     public init(_ options: ClientOptions = ClientOptions(), logger: Logger) {
         connector = Connector(options: options, logger: logger)
         self.logger = logger
+        precondition(options.ackLinger >= .zero, "ClientOptions.ackLinger is negative")
         producerOptions = options.producer
         ackLinger = options.ackLinger
     }

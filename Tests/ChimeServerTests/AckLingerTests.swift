@@ -36,46 +36,70 @@ import Testing
         #expect(!AckBatcher.lingers(lastSent: many, queued: AckBatcher.maxReceipts, waitedOn: false), "a full request goes at once")
     }
 
-    /// With an hour-long linger: once the member lingers, the acks it queues are held (the
-    /// broker has not committed them), a durable ack ends the linger and goes out with
-    /// everything queued before it, and a flush does the same for the rest.
-    @Test func aDurableAckOrAFlushEndsTheLinger() async throws {
+    /// A member of group "g" on a one-partition topic holding `count` leased messages,
+    /// whose first third it acked all at once: they go out in a few requests, and after one
+    /// of 64 or more the member lingers, whether or not more acks are queued yet.
+    private func lingeringMember(linger: Duration, count: Int) async throws -> (ServerFixture, ChimeClient, [ConsumedMessage]) {
         let f = try await ServerFixture()
-        let client = ChimeClient(ClientOptions(port: f.server.port, ackLinger: .seconds(3_600)), logger: logger)
+        let client = ChimeClient(ClientOptions(port: f.server.port, ackLinger: linger), logger: logger)
         _ = try await client.createTopic(
             "jobs",
             settings: WireTopicSettings(
                 partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5,
                 dedupWindowMilliseconds: 60_000))
-        let count = 6_000
         _ = try await client.publish((0..<count).map { OutgoingRecord(body: Array("m\($0)".utf8)) }, to: "jobs")
         var held: [ConsumedMessage] = []
         var it = client.consume(group: "g", topics: ["jobs"], prefetch: 1_000).makeAsyncIterator()
         while held.count < count, let m = try await it.next() { held.append(m) }
-
-        // A third acked all at once: they go out in a few requests, and after one of 64 or
-        // more the member lingers (for the hour), whether or not more acks are queued yet.
-        let third = count / 3
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for m in held[..<third] { group.addTask { try await m.ack() } }
+            for m in held[..<(count / 3)] { group.addTask { try await m.ack() } }
             try await group.waitForAll()
         }
         for _ in 0..<100 where await client.acker.lingeringMembers == 0 { try await Task.sleep(for: .milliseconds(20)) }
         try #require(await client.acker.lingeringMembers == 1, "the member never acked fast enough to linger")
-        // The next third queues behind the linger.
-        var acked = 2 * third
-        for m in held[third..<acked] { try await m.ack() }
+        return (f, client, held)
+    }
+
+    private func committed(_ f: ServerFixture) async throws -> Int64 {
+        try await f.broker.groupStats("g").partitions[0].committed
+    }
+
+    /// With an hour-long linger: once the member lingers, the acks it queues are held (the
+    /// broker has not committed them), a durable ack ends the linger and goes out with
+    /// everything queued before it, and a flush does the same for the rest.
+    @Test func aDurableAckOrAFlushEndsTheLinger() async throws {
+        let count = 6_000
+        let (f, client, held) = try await lingeringMember(linger: .seconds(3_600), count: count)
+        var acked = 2 * count / 3
+        for m in held[(count / 3)..<acked] { try await m.ack() }
         try await Task.sleep(for: .milliseconds(200))
-        #expect(try await f.broker.groupStats("g").partitions[0].committed < Int64(acked), "held by the linger")
+        #expect(try await committed(f) < Int64(acked), "held by the linger")
 
         let durable = held[acked]
-        #expect(try await finishes(withinSeconds: 60) { try await durable.ackDurably() }, "a durable ack held by the linger")
         acked += 1
-        #expect(try await f.broker.groupStats("g").partitions[0].committed == Int64(acked), "the durable ack took the queue with it")
+        guard try await finishes(withinSeconds: 60, { try await durable.ackDurably() }) else {
+            Issue.record("a durable ack held by the linger")
+            return await f.shutdown()  // the client would wait the hour to close
+        }
+        #expect(try await committed(f) == Int64(acked), "the durable ack took the queue with it")
 
         for m in held[acked...] { try await m.ack() }
-        #expect(try await finishes(withinSeconds: 60) { await client.flushAcks() }, "a flush held by the linger")
-        #expect(try await f.broker.groupStats("g").partitions[0].committed == Int64(count), "the flush took the rest")
+        guard try await finishes(withinSeconds: 60, { await client.flushAcks() }) else {
+            Issue.record("a flush held by the linger")
+            return await f.shutdown()
+        }
+        #expect(try await committed(f) == Int64(count), "the flush took the rest")
+        await client.close()
+        await f.shutdown()
+    }
+
+    /// Acks held by a linger go out when it ends, with nothing waiting for them.
+    @Test func heldAcksGoOutWhenTheLingerEnds() async throws {
+        let count = 3_000
+        let (f, client, held) = try await lingeringMember(linger: .seconds(1), count: count)
+        for m in held[(count / 3)...] { try await m.ack() }
+        for _ in 0..<1_500 where try await committed(f) < Int64(count) { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try await committed(f) == Int64(count), "every ack reached the broker without a flush")
         await client.close()
         await f.shutdown()
     }
