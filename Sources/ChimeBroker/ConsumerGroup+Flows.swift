@@ -20,7 +20,7 @@ extension ConsumerGroup {
             let origin = r.source == .ready ? r.offset : meta.readyOffset ?? r.offset
             let membership = FlowMembership.of(stored.record.headers).flatMap { $0.groupID == group.id ? $0 : nil }
             ref = try await body(gp.partition, origin, membership)
-            gp.flowChildren[r.source]?.remove(r.offset)
+            gp.removeFlowChild(r.source, r.offset)
             return r.offset
         }
         if let refused = results.first ?? nil { throw refused }
@@ -33,7 +33,7 @@ extension ConsumerGroup {
     func flowChildEnded(
         _ gp: GroupPartition, _ source: DeliverySource, _ offset: Int64, succeeded: Bool, detail: [UInt8], record: Record? = nil
     ) async throws {
-        gp.flowChildren[source]?.remove(offset)
+        gp.removeFlowChild(source, offset)
         guard let headers = try record?.headers ?? gp.record(source, at: offset).flatMap({ $0.offset == offset ? $0.record.headers : nil }),
             let m = FlowMembership.of(headers), m.groupID == id, let host
         else { return }
@@ -44,13 +44,17 @@ extension ConsumerGroup {
     /// have their outcomes recorded, all in one call (one append per flows' partition).
     func flowChildrenAcked(_ receipts: [DeliveryReceipt], result: [UInt8]?) async throws {
         var ends: [(FlowMembership, succeeded: Bool, detail: [UInt8])] = []
+        // Receipts come in runs of one partition: looked up once per run.
+        var run: (key: PartitionKey, gp: GroupPartition?)? = nil
         for r in receipts {
-            guard let gp = parts[PartitionKey(topicID: r.topicID, partition: r.partition)], gp.flowChildren[r.source]?.contains(r.offset) == true,
+            let key = PartitionKey(topicID: r.topicID, partition: r.partition)
+            if run?.key != key { run = (key, parts[key]) }
+            guard let gp = run?.gp, gp.isFlowChild(r.source, r.offset),
                 (try? gp.withWindow(reading: r.source, { try $0.check(r.offset, lease: r.lease) })) != nil,
                 let stored = try? gp.record(r.source, at: r.offset), stored.offset == r.offset,
                 let m = FlowMembership.of(stored.record.headers), m.groupID == id
             else { continue }
-            gp.flowChildren[r.source]?.remove(r.offset)
+            gp.removeFlowChild(r.source, r.offset)
             ends.append((m, true, result ?? []))
         }
         guard !ends.isEmpty, let host else { return }

@@ -64,8 +64,21 @@ final class GroupPartition {
     var retriesScheduled = 0
     var deadLettered = 0
     /// Offsets of flows' children delivered and not yet ended here, per log: an ack of one
-    /// of them reads it to record its outcome (other acks read nothing).
-    var flowChildren: [DeliverySource: Set<Int64>] = [:]
+    /// of them reads it to record its outcome (other acks read nothing, and with none out
+    /// an ack's check costs no hashing).
+    private var readyFlowChildren: Set<Int64> = []
+    private var retryFlowChildren: Set<Int64> = []
+
+    func addFlowChild(_ source: DeliverySource, _ offset: Int64) {
+        if source == .ready { readyFlowChildren.insert(offset) } else { retryFlowChildren.insert(offset) }
+    }
+    func removeFlowChild(_ source: DeliverySource, _ offset: Int64) {
+        if source == .ready { readyFlowChildren.remove(offset) } else { retryFlowChildren.remove(offset) }
+    }
+    func isFlowChild(_ source: DeliverySource, _ offset: Int64) -> Bool {
+        source == .ready
+            ? !readyFlowChildren.isEmpty && readyFlowChildren.contains(offset) : !retryFlowChildren.isEmpty && retryFlowChildren.contains(offset)
+    }
     /// `chime_delivered_messages_total` and `chime_acked_messages_total`, labelled with
     /// topic and group: stepped once per fetch or ack call by what it did here.
     let delivered: Counter
@@ -102,10 +115,11 @@ final class GroupPartition {
     }
 
     /// Reads a window in place. (Returning the window itself would copy it: a retain and a
-    /// release of each of its buffers, for every message a fetch hands out.)
+    /// release of each of its buffers, for every message a fetch hands out. So would
+    /// passing the stored property to the borrowing closure directly: a class's stored
+    /// property is read for a borrow as a copy; through the modify access it is not.)
     func withWindow<R>(reading source: DeliverySource, _ body: (borrowing DeliveryWindow) throws -> R) rethrows -> R {
-        checkIsolated()
-        return source == .ready ? try body(ready) : try body(retry)
+        try withWindow(source) { try body($0) }
     }
     func withWindow<R>(_ source: DeliverySource, _ body: (inout DeliveryWindow) throws -> R) rethrows -> R {
         checkIsolated()
@@ -539,7 +553,7 @@ actor ConsumerGroup {
             if keyRates != nil, let keyHash { keyRates!.giveBack(keyHash) }
             return  // held back behind another message with its key
         }
-        if stored.record.headers.contains(where: { $0.name == ReservedHeader.flow }) { gp.flowChildren[source, default: []].insert(stored.offset) }
+        if stored.record.headers.contains(where: { $0.name == ReservedHeader.flow }) { gp.addFlowChild(source, stored.offset) }
         out.append(Delivery(stored, of: gp.partition, source: source, deliveredAt: now, attempt: lease.attempt, lease: lease.lease, leaseDeadline: deadline))
     }
 

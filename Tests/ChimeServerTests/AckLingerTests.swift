@@ -48,6 +48,9 @@ import Testing
                 partitions: 1, retentionMilliseconds: nil, retentionBytes: nil, maxMessageBytes: 1 << 20, maxAttempts: 5,
                 dedupWindowMilliseconds: 60_000))
         _ = try await client.publish((0..<count).map { OutgoingRecord(body: Array("m\($0)".utf8)) }, to: "jobs")
+        // The member holds its messages without fetching while the test runs, on two cores
+        // shared with the whole suite: neither its session nor its leases may run out.
+        _ = try await client.createGroup("g", settings: WireGroupSettings(leaseMilliseconds: 3_600_000, sessionTimeoutMilliseconds: 3_600_000))
         var held: [ConsumedMessage] = []
         var it = client.consume(group: "g", topics: ["jobs"], prefetch: 1_000).makeAsyncIterator()
         while held.count < count, let m = try await it.next() { held.append(m) }

@@ -161,7 +161,10 @@ import Testing
                 seq 1 10000 >&2
                 cat > "$1/body.tmp"
                 mv "$1/body.tmp" "$1/body"
-                """)
+                """,
+            // 20,000 lines logged take seconds on two cores shared with the whole suite; a
+            // deadlock still outlasts the wait below.
+            extraOptions: ["--timeout", "120s"])
         // More than a pipe holds each way: the command's output must be read while its
         // input is written.
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: 256 << 10)
