@@ -12,10 +12,10 @@ import Logging
 ///
 /// Lingering: a member whose last request carried `lingerAfter` receipts or more acks
 /// faster than round trips carry them; its next request waits `linger` first (from the
-/// answer to that one) and carries what queued meanwhile too. Each ack request costs the broker a journal record and a
-/// sync per partition it touches, so fewer, larger requests cost it less CPU per message;
-/// a trickle of acks (slow jobs, one key in order) still goes out at once, and a durable
-/// ack or a flush waiting on the queue is never held back.
+/// answer to that one) and carries what queued meanwhile too. Each ack request costs the
+/// broker a journal record and a sync per partition it touches, so fewer, larger requests
+/// cost it less CPU per message; a trickle of acks (slow jobs, one key in order) still goes
+/// out at once, and a durable ack or a flush waiting on the queue is never held back.
 actor AckBatcher {
     private struct Member: Hashable {
         let group: String
