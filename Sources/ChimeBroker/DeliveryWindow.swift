@@ -57,7 +57,13 @@ struct DeliveryWindow {
     private var waiting: Deque<Int64> = []
     private var blocked: [UInt64: Deque<Int64>] = [:]
     private var keysInFlight: [UInt64: Int] = [:]
-    private var timers = Heap<LeaseTimer>()
+    /// Lease timers, pending until their deadline (lazily: see `LeaseTimer`). Leases are
+    /// mostly made in deadline order — now plus the group's lease, batch after batch — and
+    /// those queue in `timersInOrder` (an append); a deadline before the last queued one
+    /// (an extension by more than the lease, a lease setting made shorter) goes to the heap.
+    /// The earlier front of the two comes up first.
+    private var timersInOrder: Deque<LeaseTimer> = []
+    private var timersOutOfOrder = Heap<LeaseTimer>()
     /// Waiting messages held back until a time (their key's rate): out of `waiting` until then.
     private var held = Heap<LeaseTimer>()
     private(set) var inFlight = 0
@@ -186,7 +192,7 @@ struct DeliveryWindow {
         slots[i].deadline = deadline
         inFlight += 1
         if keyLimit != nil, let keyHash { keysInFlight[keyHash, default: 0] += 1 }
-        timers.insert(LeaseTimer(deadline: deadline, offset: offset, lease: serial))
+        addTimer(LeaseTimer(deadline: deadline, offset: offset, lease: serial))
         return (serial, Int(slots[i].attempt))
     }
 
@@ -254,15 +260,31 @@ struct DeliveryWindow {
         let i = Int(offset - frontier)
         guard deadline > slots[i].deadline else { return }
         slots[i].deadline = deadline
-        timers.insert(LeaseTimer(deadline: deadline, offset: offset, lease: lease))
+        addTimer(LeaseTimer(deadline: deadline, offset: offset, lease: lease))
+    }
+
+    private mutating func addTimer(_ t: LeaseTimer) {
+        if let last = timersInOrder.last, t.deadline < last.deadline {
+            timersOutOfOrder.insert(t)
+        } else {
+            timersInOrder.append(t)
+        }
+    }
+
+    /// The earliest pending timer if its deadline is at or before `now`, taken out.
+    private mutating func takeTimer(dueBy now: Int64) -> LeaseTimer? {
+        let queued = timersInOrder.first
+        let heaped = timersOutOfOrder.min
+        if let q = queued, q.deadline <= now, heaped.map({ q.deadline <= $0.deadline }) ?? true { return timersInOrder.removeFirst() }
+        if let h = heaped, h.deadline <= now { return timersOutOfOrder.removeMin() }
+        return nil
     }
 
     /// Leases whose deadline is at or before `now` end; their messages wait again.
     /// Returns them with the deliveries they had.
     mutating func expire(now: Int64) -> [(offset: Int64, attempt: Int)] {
         var out: [(Int64, Int)] = []
-        while let t = timers.min, t.deadline <= now {
-            timers.removeMin()
+        while let t = takeTimer(dueBy: now) {
             guard let s = slot(t.offset), s.state == .leased, s.lease == t.lease, s.deadline == t.deadline else { continue }
             endLease(t.offset, requeued: true)
             setWaiting(t.offset)
@@ -272,7 +294,12 @@ struct DeliveryWindow {
     }
 
     /// The earliest lease deadline still pending (lazy timers may make it early).
-    var nextDeadline: Int64? { timers.min?.deadline }
+    var nextDeadline: Int64? {
+        switch (timersInOrder.first?.deadline, timersOutOfOrder.min?.deadline) {
+        case (let q?, let h?): return min(q, h)
+        case (let q, let h): return q ?? h
+        }
+    }
 
     /// Ends every lease (the partition moved to another member): all wait again.
     mutating func revokeAll() -> Int {
@@ -283,7 +310,8 @@ struct DeliveryWindow {
             setWaiting(offset)
             count += 1
         }
-        timers = Heap()
+        timersInOrder = []
+        timersOutOfOrder = Heap()
         return count
     }
 

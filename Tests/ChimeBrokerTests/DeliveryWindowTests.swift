@@ -123,6 +123,21 @@ import Testing
     }
 
     /// Random operations: the invariants hold after every step.
+    /// Leases expire in deadline order whatever order they were made in: one made after an
+    /// extension past its deadline (its timer out of the queue's order) comes up first.
+    @Test func leasesExpireInDeadlineOrderWhateverOrderTheyWereMadeIn() throws {
+        var w = DeliveryWindow(frontier: 0)
+        let a = deliverNext(&w, deadline: 10)!
+        try w.extend(a.offset, lease: a.lease, to: 50)
+        let b = deliverNext(&w, deadline: 20)!
+        let c = deliverNext(&w, deadline: 60)!
+        #expect(w.nextDeadline == 10, "a's first timer, stale")
+        #expect(w.expire(now: 19).isEmpty)
+        #expect(w.nextDeadline == 20)
+        #expect(w.expire(now: 100).map(\.offset) == [b.offset, a.offset, c.offset])
+        #expect(w.nextDeadline == nil && w.inFlight == 0)
+    }
+
     @Test(arguments: [1, 2, 3, 4] as [UInt64]) func invariantsUnderRandomOperations(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
         var w = DeliveryWindow(frontier: 0, keyLimit: 1)
