@@ -108,7 +108,10 @@ enum WorkerWorkload {
         if system == "chime" {
             var logger = Logger(label: "peer-bench-worker")
             logger.logLevel = .critical
-            let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-worker", connectAttempts: 3), logger: logger)
+            // Acks of many short jobs gathered for 10 ms (`ClientOptions.ackLinger`, off by
+            // default): the worker's broker CPU per job is then the plain loop's.
+            let client = ChimeClient(
+                ClientOptions(port: port, name: "peer-bench-worker", connectAttempts: 3, ackLinger: .milliseconds(10)), logger: logger)
             let worker = ChimeWorker(client: client, options: .init(gracePeriod: .seconds(5), name: "peer-bench-worker"), logger: logger)
             worker.register(NoOp.self, retry: .never) { _, _ in done.add(1) }
             worker.addPool(WorkerPool(group: group, topics: [topic], concurrency: 64, prefetch: 2_000))
