@@ -295,10 +295,9 @@ struct DeliveryWindow {
 
     /// The earliest lease deadline still pending (lazy timers may make it early).
     var nextDeadline: Int64? {
-        switch (timersInOrder.first?.deadline, timersOutOfOrder.min?.deadline) {
-        case (let q?, let h?): return min(q, h)
-        case (let q, let h): return q ?? h
-        }
+        let queued = timersInOrder.first?.deadline, heaped = timersOutOfOrder.min?.deadline
+        guard let queued, let heaped else { return queued ?? heaped }
+        return min(queued, heaped)
     }
 
     /// Ends every lease (the partition moved to another member): all wait again.

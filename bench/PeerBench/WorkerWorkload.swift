@@ -105,9 +105,9 @@ enum WorkerWorkload {
     static func workerProcess(system: String, port: Int, bodySize: Int, quick: Bool) async throws {
         let done = JobTally(noJobMicros: quick ? 1_000_000 : 3_000_000)
         let idle: Int64 = quick ? 300_000 : 1_000_000
+        var logger = Logger(label: "peer-bench-worker")
+        logger.logLevel = .critical
         if system == "chime" {
-            var logger = Logger(label: "peer-bench-worker")
-            logger.logLevel = .critical
             // Acks of many short jobs gathered for 10 ms (`ClientOptions.ackLinger`, off by
             // default): the worker's broker CPU per job is then the plain loop's.
             let client = ChimeClient(
@@ -124,8 +124,6 @@ enum WorkerWorkload {
             let consumer: any PeerConsumer
             let mover: (any PeerMover)?
             if system == plainChime {
-                var logger = Logger(label: "peer-bench-worker")
-                logger.logLevel = .critical
                 let client = ChimeClient(ClientOptions(port: port, name: "peer-bench-plain", connectAttempts: 3), logger: logger)
                 consumer = ChimePeer.ChimeConsumer(client: client, group: group + "-plain", topic: topic)
                 mover = nil
