@@ -184,11 +184,12 @@ public struct BrokerOptions: Sendable {
     /// Seed of member ids (nil: from the system's random source).
     public var randomSeed: UInt64?
     /// How many ms before their due time the firing loops fire messages (`.automatic`
-    /// only): the fire's syncs and appends happen ahead, and the messages are held back
-    /// from consumers until they are due, so what is left at the due time is waking the
-    /// consumers. A message can no longer be cancelled or moved in its last `fireLead` ms.
-    /// 0 through 1,000.
-    public var fireLead: Int64 = 2
+    /// only): the fire's syncs and appends happen ahead, and each message is held back
+    /// from consumers until it is due, so what is left at the due time is waking the
+    /// consumers. Long enough to cover a sync that stalls for tens of ms (as a disk
+    /// shared with other work does now and then). A message can no longer be cancelled or
+    /// moved in its last `fireLead` ms. 0 through 1,000.
+    public var fireLead: Int64 = 25
     /// Idempotent producers that have not published for this long are forgotten (their
     /// next publish must start a new sequence). Kafka's default, 7 days: far beyond any
     /// retry, and it bounds the table when clients come and go.

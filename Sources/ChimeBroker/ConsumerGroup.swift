@@ -458,7 +458,7 @@ actor ConsumerGroup {
             let bound = Delivery.sizeBound(topic: topic, record: record.record)
             guard out.isEmpty || size.fits(bound) else { return false }
             let before = out.count
-            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+            deliver(gp, source, record, ahead: ahead, member: member, now: now, deadline: deadline, into: &out)
             if out.count > before { size.add(bound) }
             return true
         }
@@ -469,8 +469,8 @@ actor ConsumerGroup {
         // The log's bounds are read once per fill (each read takes the log's lock): what is
         // appended meanwhile waits for the next fetch; a start moved meanwhile by retention
         // is met by `read`, which lets the window pass what is gone. Messages fired ahead
-        // of their due time stay unread until then (`FiredLog.readableEnd`).
-        let end = gp.firedLog(source).readableEnd(now: now)
+        // of their due time wait in the window until then (`FiredLog.readable`).
+        let (end, ahead) = gp.firedLog(source).readable(now: now)
         let start = log.startOffset
         // Messages waiting for redelivery (or taken into the window early, as an abort of a
         // later one does: those beyond the readable end wait for it too).
@@ -540,9 +540,14 @@ actor ConsumerGroup {
     }
 
     private func deliver(
-        _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, member: UInt64, now: Int64, deadline: Int64,
-        into out: inout [Delivery]
+        _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, ahead: FiredAhead, member: UInt64, now: Int64,
+        deadline: Int64, into out: inout [Delivery]
     ) {
+        // Fired ahead of its due time (its timestamp): it waits, unread, until then.
+        if ahead.holds(stored.offset, timestamp: stored.record.timestamp, now: now) {
+            gp.withWindow(source) { $0.hold(stored.offset, until: stored.record.timestamp) }
+            return
+        }
         let keyHash = stored.record.key.map(KeyHash.of)
         // The key's rate first: a message without a token waits, unread, until one is there.
         if keyRates != nil, let keyHash, let until = keyRates!.take(keyHash, now: now) {

@@ -15,29 +15,44 @@ final class FiredLog: @unchecked Sendable {
     let log: RecordLog
     private let markPath: String
     private let tag: Mutex<FireTag?>
-    /// Hand-overs appended ahead of their due time, in log order: readers see nothing from
-    /// `from` on until `until` (broker time, ms) has come; the sink drops a hold then.
+    /// Hand-overs appended ahead of their due time, in log order, until they are due.
     private let holds = Mutex<[Hold]>([])
 
     private struct Hold {
+        /// The hand-over's first offset (while it is appended: the log's end before it).
         var from: Int64
+        /// Its end (exclusive); nil while it is being appended, when readers stop at `from`.
+        var to: Int64?
+        /// Its latest due time (broker time, ms): the sink drops the hold then.
         var until: Int64
     }
 
-    /// Where readers' view of the log ends at `now`: its end, or the start of the first
-    /// hand-over still held back. (The end is read first: a batch it covers had its hold
+    /// Where readers' view of the log ends and which of it was fired ahead of its due time.
+    ///
+    /// The view ends at the log's end, or at the start of a hand-over still being appended
+    /// (its offsets are not known yet, and a producer's batch appended meanwhile may come
+    /// first). Messages fired ahead are readable as soon as they are appended; `ahead` says
+    /// which they are, and a reader holds each back until its due time, its record's
+    /// timestamp (`ConsumerGroup`). (The end is read first: a batch it covers had its hold
     /// registered before it was appended.)
-    func readableEnd(now: Int64) -> Int64 {
+    func readable(now: Int64) -> (end: Int64, ahead: FiredAhead) {
         let end = log.endOffset
-        guard let held = holds.withLock({ $0.first { $0.until > now }?.from }) else { return end }
-        return min(held, end)
+        return holds.withLock { holds in
+            guard !holds.isEmpty else { return (end, FiredAhead(ranges: [])) }
+            var ranges: [Range<Int64>] = []
+            for h in holds {
+                guard let to = h.to else { return (min(h.from, end), FiredAhead(ranges: ranges)) }
+                if h.until > now { ranges.append(h.from..<to) }
+            }
+            return (end, FiredAhead(ranges: ranges))
+        }
     }
 
     /// Forgets the holds that ended by `now`; whether there were any.
     func release(through now: Int64) -> Bool {
         holds.withLock { holds in
             let before = holds.count
-            holds.removeAll { $0.until <= now }
+            holds.removeAll { $0.to != nil && $0.until <= now }
             return holds.count < before
         }
     }
@@ -71,8 +86,9 @@ final class FiredLog: @unchecked Sendable {
     /// Each record is the fired message's own bytes (`FiredMessage.payload`) with the
     /// record timestamp set to its due time; `withID` adds the `chime-id` header (id and
     /// publish time) that a message fired into the ready log carries.
-    /// Readers do not see the part until `holdUntil` (`readableEnd`).
-    /// Returns the offset of the first record appended.
+    /// Readers hold the part's messages back until each is due (`readable`); the hold is
+    /// dropped at `holdUntil`, its latest due time. Returns the offset of the first record
+    /// appended.
     @discardableResult
     func appendFired(_ messages: [FiredMessage], withID: Bool, tag newTag: FireTag, holdUntil: Int64) throws -> Int64 {
         var batches: [[UInt8]] = []
@@ -91,12 +107,27 @@ final class FiredLog: @unchecked Sendable {
         // Under the tag's lock: a mark taken meanwhile must not cover this batch and name
         // the tag before it (`saveMark`).
         return try tag.withLock { last in
-            // Registered before the append makes the batches readable; at or after the
-            // log's end of now, so at worst a producer's batch appended meanwhile waits too.
-            // Kept if the append fails (it ends by itself, within the lead): bytes a failed
-            // append could not take back stay behind it.
-            holds.withLock { $0.append(Hold(from: log.endOffset, until: holdUntil)) }
-            let appended = try log.append(contentsOf: batches)
+            // Registered before the append makes the batches readable, at or after the log's
+            // end of now; readers stop there until the append has placed it (a producer's
+            // batch appended meanwhile waits those microseconds too).
+            let from = log.endOffset
+            holds.withLock { $0.append(Hold(from: from, to: nil, until: holdUntil)) }
+            func place(_ range: Range<Int64>) {
+                holds.withLock { holds in
+                    guard let i = holds.lastIndex(where: { $0.to == nil && $0.from == from }) else { preconditionFailure("a hold being appended is registered") }
+                    holds[i].from = range.lowerBound
+                    holds[i].to = range.upperBound
+                }
+            }
+            let appended: AppendResult
+            do {
+                appended = try log.append(contentsOf: batches)
+            } catch {
+                // Whatever a failed append could not take back stays held until due.
+                place(from..<max(from, log.endOffset))
+                throw error
+            }
+            place(appended.baseOffset..<appended.nextOffset)
             // (Under `never` nothing is promised across a power loss; the process dying is
             // covered, the page cache keeps what was written.)
             if log.configuration.durability != .never { try log.flush() }
@@ -119,6 +150,20 @@ final class FiredLog: @unchecked Sendable {
             w.u8(0)
         }
         try w.write(to: markPath)
+    }
+}
+
+/// The offsets of a log fired ahead of their due time and not yet all due, as a reader
+/// saw them (`FiredLog.readable`): a message in one of them whose timestamp — its due
+/// time — is still ahead waits in the reader's window until then.
+struct FiredAhead {
+    /// In log order, a few at a time (one per hand-over within the fire lead).
+    var ranges: [Range<Int64>]
+
+    /// Whether the message at `offset`, with record timestamp `timestamp`, is held back at
+    /// `now`.
+    func holds(_ offset: Int64, timestamp: Int64, now: Int64) -> Bool {
+        timestamp > now && ranges.contains { $0.contains(offset) }
     }
 }
 
@@ -217,20 +262,22 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
             }
         }
         let destinations = byDestination.keys.sorted()
-        // Readers see the hand-over once all of it is due. (Not the last message's due
-        // time: a slot's messages go in publish order, and one placed in it overdue can be
-        // due earlier than one before it.)
-        var holdUntil = Int64.min
-        for m in messages where m.dueAt > holdUntil { holdUntil = m.dueAt }
+        // Readers hold each message back until its own due time; waiting fetches are woken
+        // at each due time the hand-over has, and its hold dropped at the latest (not the
+        // last message's: a slot's messages go in publish order, and one placed in it
+        // overdue can be due earlier than one before it).
+        var dues: [Int64] = []
+        for m in messages where m.dueAt != dues.last { dues.append(m.dueAt) }
+        dues = Array(Set(dues)).sorted()
         // Released even when a part fails: what was appended is readable once due.
-        defer { releaseWhenDue(holdUntil) }
+        defer { wakeReaders(at: dues) }
         for (index, d) in destinations.enumerated() {
             let log = try log(for: d)
             if let t = log.lastTag, t.sequence >= fireSequence { continue }  // applied before a crash
             let part = byDestination[d]!
             // Into the ready log with their id; retries carry theirs in their own headers.
             let first = try log.appendFired(
-                part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)), holdUntil: holdUntil)
+                part, withID: d == 0, tag: FireTag(sequence: fireSequence, part: UInt16(index), parts: UInt16(destinations.count)), holdUntil: dues.last!)
             if d == 0 {
                 for w in watched {
                     let offset = first + Int64(w.index)
@@ -242,14 +289,24 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
         if !occurrences.isEmpty, let notify = occurrencesFired.withLock({ $0 }) { notify(occurrences) }
     }
 
-    /// Shows the hand-over held until `until` to readers then, on a timer of its own — not
-    /// the firing loop's turn, which can be taken by the next fire's syncs just then.
-    private func releaseWhenDue(_ until: Int64) {
-        guard until > clock.now() else { return release() }
+    /// Wakes readers at each of `dues` (ascending) on a timer of its own — not the firing
+    /// loop's turn, which can be taken by the next fire's syncs just then — and drops the
+    /// hand-over's hold at the last.
+    private func wakeReaders(at dues: [Int64]) {
+        let now = clock.now()
+        guard let last = dues.last, last > now else { return release() }
+        if dues[0] <= now { notifyReaders() }  // part of it overdue already (a catch-up)
         Task { [self, clock] in
-            while clock.now() < until, !Task.isCancelled { await clock.sleep(until: until) }
+            for due in dues where due > now {
+                while clock.now() < due, !Task.isCancelled { await clock.sleep(until: due) }
+                if due < last { notifyReaders() }
+            }
             release()
         }
+    }
+
+    private func notifyReaders() {
+        if let notify = delivered.withLock({ $0 }) { notify() }
     }
 
     /// Forgets the holds that have ended and wakes the readers if there were any.
@@ -257,7 +314,7 @@ final class PartitionFireSink: FireDestination, @unchecked Sendable {
         let now = clock.now()
         var released = false
         for log in logs.withLock({ Array($0.values) }) where log.release(through: now) { released = true }
-        if released, let notify = delivered.withLock({ $0 }) { notify() }
+        if released { notifyReaders() }
     }
 }
 

@@ -170,7 +170,6 @@ import Testing
 
     /// A call appending several batches lands whole or not at all, even when it fails
     /// after a roll.
-    /// (`.always`: its roll writes the sealed segment's index before going on.)
     @Test func aMultiBatchAppendIsAllOrNothing() throws {
         let dir = TemporaryDirectory()
         let faults = Faults()
@@ -178,7 +177,7 @@ import Testing
         let log = try RecordLog.open(directory: dir.path, configuration: LogConfiguration(segmentBytes: one.count * 2, durability: .always), calls: faults.calls, logger: testLogger)
         try log.append(one)
         let size = fileSize(dir.file("00000000000000000000.log"))
-        // First write (one batch into segment 0) succeeds, the roll's index write fails.
+        // First write (one batch into segment 0) succeeds, the write into the new segment fails.
         faults.writesBeforeENOSPC = 1
         let error = #expect(throws: StoreError.self) { try log.append(contentsOf: [one, one, one]) }
         #expect(error?.code == .noSpace)

@@ -42,6 +42,8 @@ final class Tally: @unchecked Sendable {
     private var early = 0
     private var latestReceive: Int64 = 0
     private var lastAt: ContinuousClock.Instant?
+    /// Due time (ms) → worst lateness (µs) of the messages received 3 ms or more late.
+    private(set) var lateByDue: [Int64: Int64] = [:]
 
     /// Claims the numbers of up to `n` more of `limit` messages; empty when all are claimed.
     func claim(_ n: Int, limit: Int) -> Range<Int> {
@@ -61,6 +63,13 @@ final class Tally: @unchecked Sendable {
     var finished: Int { lock.withLock { done } }
     var lastFinish: ContinuousClock.Instant? { lock.withLock { lastAt } }
 
+    /// Room for `n` lateness samples, so that the array never grows while consumers wait
+    /// on the lock (a copy of millions of samples is a stall of milliseconds, every
+    /// consumer of every system held up by the harness).
+    func reserveSamples(_ n: Int) {
+        lock.withLock { lateness.reserveCapacity(n) }
+    }
+
     /// Messages due at `dueTimes` (ms) received at `now` (µs): lateness kept in µs.
     func received(_ dueTimes: [Int64], atMicroseconds now: Int64) {
         lock.withLock {
@@ -69,6 +78,7 @@ final class Tally: @unchecked Sendable {
                 let late = now - d * 1_000
                 lateness.append(late)
                 if late < 0 { early += 1 }
+                if late >= 3_000 { lateByDue[d] = max(lateByDue[d] ?? 0, late) }
             }
         }
     }
@@ -223,10 +233,16 @@ enum Workloads {
         let mover = try await peer.mover(port: port)
         let acked = Tally()
         let sample = Tally()
+        sample.reserveSamples(total + total / 10)  // and deliveries made again
         try await consumeAll(takers, acked: acked, sample: sample) { acked.finished >= total }
         await mover?.stop()
         for c in takers { await c.close() }
         let (lateness, early, latest) = sample.samples
+        if ProcessInfo.processInfo.environment["CHIME_BENCH_STALLS"] != nil {
+            for (d, late) in sample.lateByDue.sorted(by: { $0.key < $1.key }) {
+                print("stall: due +\(d - start) ms, worst \(late / 1_000) ms late")
+            }
+        }
         return Scheduled(lateness: lateness, early: early, lastReceivedAt: latest, start: start, publishedAt: published)
     }
 
