@@ -451,7 +451,10 @@ actor ConsumerGroup {
     ) {
         let maxInFlight = settings.maxInFlight
         let log = gp.log(source)
-        func room() -> Bool { out.count < limit && !size.isFull && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
+        // Messages fired ahead and held back by this fill count against its limit, so that
+        // one fetch during the fire lead does not read a whole large fire ahead at once.
+        var heldAhead = 0
+        func room() -> Bool { out.count + heldAhead < limit && !size.isFull && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
         let topic = gp.partition.topic
         /// Delivers `record` if it fits the fetch's byte limit; false when it does not.
         func deliverIfItFits(_ record: StoredRecord) -> Bool {
@@ -459,7 +462,11 @@ actor ConsumerGroup {
             guard out.isEmpty || size.fits(bound) else { return false }
             let before = out.count
             deliver(gp, source, record, ahead: ahead, member: member, now: now, deadline: deadline, into: &out)
-            if out.count > before { size.add(bound) }
+            if out.count > before {
+                size.add(bound)
+            } else if ahead.holds(record.offset, timestamp: record.record.timestamp, now: now) {
+                heldAhead += 1
+            }
             return true
         }
         gp.withWindow(source) { $0.releaseHeld(now: now) }

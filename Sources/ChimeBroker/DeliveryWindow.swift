@@ -64,7 +64,8 @@ struct DeliveryWindow {
     /// The earlier front of the two comes up first.
     private var timersInOrder: Deque<LeaseTimer> = []
     private var timersOutOfOrder = Heap<LeaseTimer>()
-    /// Waiting messages held back until a time (their key's rate): out of `waiting` until then.
+    /// Waiting messages held back until a time (their key's rate, or their due time when
+    /// fired ahead of it): out of `waiting` until then.
     private var held = Heap<LeaseTimer>()
     private(set) var inFlight = 0
     private(set) var ackedAbove = 0
@@ -149,8 +150,8 @@ struct DeliveryWindow {
     /// Puts an offset taken by `nextWaiting` back at the front (the caller could not deliver it).
     mutating func putBack(_ offset: Int64) { waiting.prepend(offset) }
 
-    /// Holds a waiting message out of delivery until `until` (its key has no token yet):
-    /// it is not looked at again before then.
+    /// Holds a waiting message out of delivery until `until` (its key has no token yet, or
+    /// it was fired ahead of its due time): it is not looked at again before then.
     mutating func hold(_ offset: Int64, until: Int64) {
         precondition(slot(offset)?.state == .waiting, "only a waiting message is held back")
         held.insert(LeaseTimer(deadline: until, offset: offset, lease: 0))

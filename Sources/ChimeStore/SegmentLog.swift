@@ -55,10 +55,12 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
     }
     private var isClosed = false
     private var committer: GroupCommitter?
-    /// Syncs of sealed segments that a roll handed to the background: a roll does not stall
-    /// the appender (or, through the lock, readers) for a whole segment's writeback. Every
+    /// Seals that a roll handed to the background (the sealed segment's data sync under
+    /// every policy but `.always`, its index, the directory's entry for the next segment):
+    /// a roll does not stall the appender (or, through the lock, readers) for them. Every
     /// sync of the active segment (`flush`, the committers, `close`) waits for them first,
-    /// so "durable up to X" still covers every segment below X.
+    /// so "durable up to X" still covers every segment below X; a log reopened after a
+    /// kill syncs the segments whose seal had not finished before counting them durable.
     private let sealing = DispatchGroup()
     /// One at a time and in order: a roll that was undone and redone writes the same index
     /// path twice.
@@ -116,8 +118,11 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
             segments.append(try LogSegment<Format>.create(directory: directory, baseOffset: 0, configuration: configuration, calls: calls))
         }
         // What a killed process left in the page cache is not on disk yet: sync it before
-        // counting it durable.
+        // counting it durable — the active segment, every sealed one whose background seal
+        // had not finished (it has no valid index), and the directory's entries for them.
+        for (segment, report) in zip(segments.dropLast(), reports) where report.scanned { try segment.file.sync() }
         try segments.last!.file.sync()
+        try Directory.sync(directory)
         let log = SegmentLog(
             directory: directory, configuration: configuration, calls: calls, logger: logger,
             segments: segments, recovery: LogRecovery(segments: reports))
@@ -320,12 +325,25 @@ public final class SegmentLog<Format: SegmentEntryFormat>: @unchecked Sendable {
         }
     }
 
-    /// Seals the active segment — synced, its index written and the directory synced, in
-    /// the background (see `sealing`) — and starts a new one. Under `lock`: nothing here
-    /// waits for the disk, so readers and appenders are not held up for a roll's syncs (four
-    /// in a row, tens of ms on a busy disk).
+    /// Seals the active segment and starts a new one. Under `lock`, so what waits for the
+    /// disk here holds up readers and appenders: only the sealed segment's data sync, and
+    /// only under `.always` — a power loss must never keep a later segment's bytes without
+    /// this one's tail (an append spanning the roll would survive in part), and under
+    /// `.always` that sync is short, the committer having synced all but the last appends.
+    /// Its index, the directory's entry for the new file and (under the other policies)
+    /// the data sync go to the background (see `sealing`): an index file synced and
+    /// renamed and a directory sync, tens of ms in a row on a busy disk.
     private func roll() throws {
         let active = segments.last!
+        if configuration.durability == .always {
+            do {
+                try active.file.sync()
+            } catch let error as StoreError {
+                failure = failure ?? error
+                throw error
+            }
+            committer?.advance(to: active.nextOffset)
+        }
         let next = try LogSegment<Format>.create(
             directory: directory, baseOffset: active.nextOffset, configuration: configuration, calls: calls, syncDirectory: false)
         segments.append(next)

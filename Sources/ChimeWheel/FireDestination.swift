@@ -48,7 +48,7 @@ public protocol FireDestination: AnyObject {
     ///
     /// A firing loop with a fire lead (`FiringLoop.init(fireLead:)`) hands messages over
     /// up to that many milliseconds before they fall due: the destination stores them at
-    /// once and holds them back from its readers until they are due (the broker's ready
-    /// log: until the latest due time in the hand-over, on a timer of its own).
+    /// once and holds them back from its readers until they are due (the broker: each
+    /// message until its own due time, its readers woken on a timer of the sink's own).
     func deliver(_ messages: [FiredMessage], fireSequence: UInt64) throws
 }

@@ -167,6 +167,27 @@ final class Faults: @unchecked Sendable {
         try log.close()
     }
 
+    /// A process killed before a roll's background seal finished left the sealed segment
+    /// without its index and maybe unsynced: reopening syncs it, not only the active one.
+    @Test func reopeningSyncsASealedSegmentWhoseSealHadNotFinished() throws {
+        let dir = TemporaryDirectory()
+        let one = try smallBatch("0123456789")
+        let config = LogConfiguration(segmentBytes: one.count, durability: .never)
+        let first = try RecordLog.open(directory: dir.path, configuration: config, logger: testLogger)
+        try first.append(one)
+        try first.append(one)  // rolls
+        try first.append(one)  // rolls again
+        try first.close()
+        // As if killed before the seal of the middle segment: its index never written.
+        try FileManager.default.removeItem(atPath: dir.file("00000000000000000001.index"))
+        let faults = Faults()
+        let log = try RecordLog.open(directory: dir.path, configuration: config, calls: faults.calls, logger: testLogger)
+        #expect(log.recovery.segments.map(\.scanned) == [false, true, false])
+        #expect(faults.syncs == 3, "the sealed segment without an index, its index rebuilt, and the active one")
+        #expect(log.endOffset == 3)
+        try log.close()
+    }
+
     /// Under `never`, nothing syncs until asked; `waitUntilDurable` forces a sync.
     @Test func neverPolicySyncsOnlyWhenAsked() async throws {
         let dir = TemporaryDirectory()
