@@ -43,7 +43,7 @@ final class Tally: @unchecked Sendable {
     private var latestReceive: Int64 = 0
     private var lastAt: ContinuousClock.Instant?
     /// Due time (ms) → worst lateness (µs) of the messages received 3 ms or more late.
-    private(set) var lateByDue: [Int64: Int64] = [:]
+    private var lateByDue: [Int64: Int64] = [:]
 
     /// Claims the numbers of up to `n` more of `limit` messages; empty when all are claimed.
     func claim(_ n: Int, limit: Int) -> Range<Int> {
@@ -83,6 +83,8 @@ final class Tally: @unchecked Sendable {
         }
     }
     var receivedCount: Int { lock.withLock { lateness.count } }
+    /// The due times (ms) whose messages were 3 ms or more late, with the worst lateness (µs).
+    var stalls: [(due: Int64, worst: Int64)] { lock.withLock { lateByDue.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } } }
     var samples: (lateness: [Int64], early: Int, latest: Int64) { lock.withLock { (lateness, early, latestReceive) } }
 }
 
@@ -239,9 +241,7 @@ enum Workloads {
         for c in takers { await c.close() }
         let (lateness, early, latest) = sample.samples
         if ProcessInfo.processInfo.environment["CHIME_BENCH_STALLS"] != nil {
-            for (d, late) in sample.lateByDue.sorted(by: { $0.key < $1.key }) {
-                print("stall: due +\(d - start) ms, worst \(late / 1_000) ms late")
-            }
+            for s in sample.stalls { print("stall: due +\(s.due - start) ms, worst \(s.worst / 1_000) ms late") }
         }
         return Scheduled(lateness: lateness, early: early, lastReceivedAt: latest, start: start, publishedAt: published)
     }
