@@ -456,17 +456,19 @@ actor ConsumerGroup {
         var heldAhead = 0
         func room() -> Bool { out.count + heldAhead < limit && !size.isFull && gp.ready.inFlight + gp.retry.inFlight < maxInFlight }
         let topic = gp.partition.topic
-        /// Delivers `record` if it fits the fetch's byte limit; false when it does not.
+        /// Delivers `record` if it fits the fetch's byte limit; false when it does not. One
+        /// fired ahead of its due time (its timestamp) waits, unread, until then.
         func deliverIfItFits(_ record: StoredRecord) -> Bool {
+            if ahead.holds(record.offset, timestamp: record.record.timestamp, now: now) {
+                gp.withWindow(source) { $0.hold(record.offset, until: record.record.timestamp) }
+                heldAhead += 1
+                return true
+            }
             let bound = Delivery.sizeBound(topic: topic, record: record.record)
             guard out.isEmpty || size.fits(bound) else { return false }
             let before = out.count
-            deliver(gp, source, record, ahead: ahead, member: member, now: now, deadline: deadline, into: &out)
-            if out.count > before {
-                size.add(bound)
-            } else if ahead.holds(record.offset, timestamp: record.record.timestamp, now: now) {
-                heldAhead += 1
-            }
+            deliver(gp, source, record, member: member, now: now, deadline: deadline, into: &out)
+            if out.count > before { size.add(bound) }
             return true
         }
         gp.withWindow(source) { $0.releaseHeld(now: now) }
@@ -547,14 +549,9 @@ actor ConsumerGroup {
     }
 
     private func deliver(
-        _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, ahead: FiredAhead, member: UInt64, now: Int64,
-        deadline: Int64, into out: inout [Delivery]
+        _ gp: GroupPartition, _ source: DeliverySource, _ stored: StoredRecord, member: UInt64, now: Int64, deadline: Int64,
+        into out: inout [Delivery]
     ) {
-        // Fired ahead of its due time (its timestamp): it waits, unread, until then.
-        if ahead.holds(stored.offset, timestamp: stored.record.timestamp, now: now) {
-            gp.withWindow(source) { $0.hold(stored.offset, until: stored.record.timestamp) }
-            return
-        }
         let keyHash = stored.record.key.map(KeyHash.of)
         // The key's rate first: a message without a token waits, unread, until one is there.
         if keyRates != nil, let keyHash, let until = keyRates!.take(keyHash, now: now) {
